@@ -1,0 +1,66 @@
+"""Plain result types that cross from the captioning engine to its callers (CLI, app, exporters).
+
+Nothing here imports TensorFlow or Qt, so the desktop app can hold and pass these around freely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One caption from the beam's n-best list."""
+
+    words: tuple[str, ...]
+    score: float  # length-normalised log-probability
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    """The caption of one photo and, for every word, where the model looked.
+
+    Attributes:
+        source: the photo's path as given, or ``"<array N>"`` for an in-memory image.
+        words: the caption's words, without ``<start>``/``<end>``.
+        token_ids: the vocabulary ids of ``words`` (same length).
+        score: length-normalised log-probability of the caption.
+        attention: float32 array ``(len(words), grid_h, grid_w)``; each map sums to 1.
+        alternatives: the beam's n-best captions (best first, the caption itself included).
+    """
+
+    source: str
+    words: tuple[str, ...]
+    token_ids: tuple[int, ...]
+    score: float
+    attention: np.ndarray = field(repr=False)
+    alternatives: tuple[Alternative, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    @property
+    def ok(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class CaptionFailure:
+    """A photo that could not be captioned (unreadable, corrupt, not an image)."""
+
+    source: str
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return False
+
+
+CaptionOutcome = CaptionResult | CaptionFailure
