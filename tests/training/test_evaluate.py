@@ -1,0 +1,147 @@
+"""Tests for training.evaluate: the scoring report and the ``python -m training.evaluate`` CLI."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.results import CaptionFailure, CaptionResult
+from training import evaluate
+from training.data import load_dataset
+from training.metrics import METRIC_NAMES
+
+
+class FakeCaptioner:
+    """Stands in for model.captioner.Captioner (no TensorFlow): one fixed caption, chosen photos fail."""
+
+    name = "fake-model"
+    loaded: list[tuple] = []
+    failing: set[str] = set()
+
+    @classmethod
+    def from_bundle(cls, path=None, *, device="auto"):
+        cls.loaded.append((path, device))
+        return cls()
+
+    def caption_batches(self, images, beam_size=3, batch_size=8):
+        images = list(images)
+        for start in range(0, len(images), batch_size):
+            yield [self._one(Path(path)) for path in images[start : start + batch_size]]
+
+    def caption(self, images, beam_size=3, batch_size=8):
+        return [outcome for batch in self.caption_batches(images, beam_size, batch_size) for outcome in batch]
+
+    def _one(self, path):
+        if path.name in self.failing:
+            return CaptionFailure(str(path), "not an image")
+        words = ("a", "black", "dog", "runs", "on", "the", "grass")
+        return CaptionResult(str(path), words, tuple(range(4, 11)), -0.5, np.zeros((7, 1, 1), np.float32))
+
+
+@pytest.fixture
+def fake_captioner(monkeypatch):
+    module = types.ModuleType("model.captioner")
+    module.Captioner = FakeCaptioner
+    monkeypatch.setitem(sys.modules, "model.captioner", module)
+    monkeypatch.setattr(FakeCaptioner, "loaded", [])
+    monkeypatch.setattr(FakeCaptioner, "failing", set())
+    return FakeCaptioner
+
+
+def test_cli_scores_a_split_prints_a_table_and_writes_json(tiny_flickr, fake_captioner, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    rc = evaluate.main(["--bundle", str(tmp_path / "bundle"), "--data", str(tiny_flickr.root), "--split", "dev",
+                        "--beam", "2", "--batch-size", "2", "--json", str(out), "--no-java"])
+    assert rc == 0
+    assert fake_captioner.loaded == [(tmp_path / "bundle", "auto")]
+    printed = capsys.readouterr().out
+    assert "3 images from dev split" in printed and "beam 2" in printed and "model fake-model" in printed
+    for name in METRIC_NAMES:
+        assert name in printed
+    assert "n/a" in printed  # METEOR, skipped with --no-java
+
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["n_images"] == 3 and report["n_failed"] == 0 and report["n_skipped"] == 0
+    assert report["beam"] == 2 and report["batch_size"] == 2 and report["model"] == "fake-model"
+    assert set(report["metrics"]) == set(METRIC_NAMES) and report["metrics"]["METEOR"] is None
+    assert 0 < report["metrics"]["BLEU-1"] <= 1
+    assert [entry["image"] for entry in report["captions"]] == tiny_flickr.dev
+    assert all(entry["caption"] == "a black dog runs on the grass" for entry in report["captions"])
+    assert report["captions"][0]["references"] == tiny_flickr.captions[tiny_flickr.dev[0]]
+
+
+def test_cli_scores_any_folder_with_a_token_file(tiny_flickr, fake_captioner, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    rc = evaluate.main(["--images", str(tiny_flickr.images_dir), "--tokens", str(tiny_flickr.token_file),
+                        "--limit", "4", "--json", str(out), "--no-java"])
+    assert rc == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["n_images"] == 4
+    assert report["n_skipped"] == 1  # the caption id without a photo
+    assert [entry["image"] for entry in report["captions"]] == tiny_flickr.images[:4]
+    assert fake_captioner.loaded == [(None, "auto")]  # no --bundle: the shipped model
+
+
+def test_photos_that_fail_are_left_out_of_the_metrics(tiny_flickr, fake_captioner):
+    fake_captioner.failing = {tiny_flickr.dev[1]}
+    items, _ = load_dataset(tiny_flickr.root, "dev")
+    report = evaluate.evaluate_bundle(None, items, beam=1, batch_size=8, use_java=False)
+    assert report["n_images"] == 2 and report["n_failed"] == 1
+    failed = report["captions"][1]
+    assert failed["caption"] is None and failed["error"] == "not an image"
+    assert "could not be captioned" in evaluate.format_table(report)
+
+
+def test_score_outcomes_when_every_photo_fails(tiny_flickr):
+    items, _ = load_dataset(tiny_flickr.root, "dev")
+    report = evaluate.score_outcomes(items, [CaptionFailure(str(p), "broken") for p, _ in items], use_java=False)
+    assert report["n_images"] == 0 and all(value is None for value in report["metrics"].values())
+    with pytest.raises(ValueError):
+        evaluate.score_outcomes(items, [], use_java=False)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--data", "d", "--images", "i", "--tokens", "t"],
+        ["--images", "i"],
+        ["--data", "d", "--tokens", "t"],
+        ["--data", "d", "--beam", "0"],
+        ["--data", "d", "--split", "val"],
+    ],
+)
+def test_cli_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(argv)
+    assert exit_info.value.code == 2
+
+
+def test_cli_reports_a_missing_split_list(tiny_flickr, fake_captioner, capsys):
+    assert evaluate.main(["--data", str(tiny_flickr.root), "--split", "test", "--no-java"]) == 1
+    assert "Flickr_8k.testImages.txt" in capsys.readouterr().err
+    assert fake_captioner.loaded == []
+
+
+def test_cli_end_to_end_with_a_tiny_random_bundle(tiny_flickr, tmp_path, capsys):
+    testing = pytest.importorskip("model.testing", reason="model.testing (make_tiny_bundle) not available yet")
+    bundle = testing.make_tiny_bundle(tmp_path / "bundle")
+    out = tmp_path / "report.json"
+    rc = evaluate.main(["--bundle", str(bundle), "--data", str(tiny_flickr.root), "--split", "train",
+                        "--beam", "3", "--batch-size", "2", "--device", "cpu", "--json", str(out), "--no-java"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "5 images from train split" in printed and "(1 skipped: no photo" in printed
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["n_images"] == 5 and report["n_failed"] == 0 and report["beam"] == 3
+    vocabulary = set(testing.TINY_WORDS) | {"<unk>"}
+    for entry in report["captions"]:
+        assert isinstance(entry["caption"], str)
+        assert set(entry["caption"].split()) <= vocabulary
+    for name in METRIC_NAMES:
+        assert name == "METEOR" or isinstance(report["metrics"][name], float)

@@ -1,0 +1,207 @@
+"""Score a model bundle's captions against human references (BLEU-1..4, METEOR, ROUGE-L, CIDEr).
+
+Usage::
+
+    python -m training.evaluate --bundle DIR --data DIR --split dev --beam 3 [--json out.json]
+    python -m training.evaluate --bundle DIR --images FOLDER --tokens FILE [--limit N]
+
+The first form reads a Flickr8k-layout folder and one of its splits; the second scores any folder of
+photos against a token file in the Flickr8k format (``<image>#<i>\\t<caption>``). It prints a compact
+table and, with ``--json``, writes the metrics, the settings and every image's caption.
+
+TensorFlow is imported only when a bundle is loaded, so the scoring half (:func:`score_outcomes`)
+also serves callers that already hold captions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.data import SPLIT_FILES, Item, load_dataset, load_items
+from training.metrics import METRIC_NAMES, score_captions
+
+logger = logging.getLogger(__name__)
+
+
+def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: bool = True) -> dict[str, Any]:
+    """Score captions already generated for ``items``.
+
+    Args:
+        items: ``(image path, [raw reference captions])`` pairs.
+        outcomes: one ``CaptionResult`` or ``CaptionFailure`` per item, in the same order.
+        use_java: passed to :func:`training.metrics.score_captions`.
+
+    Returns:
+        A report: ``metrics`` (name -> float, or ``None`` where unavailable), ``n_images`` (images
+        scored), ``n_failed`` (images the model could not caption: left out of the metrics) and
+        ``captions``, one entry per item with ``image``, ``caption`` (``None`` on failure),
+        ``references`` and, on failure, ``error``.
+    """
+    if len(items) != len(outcomes):
+        raise ValueError(f"{len(outcomes)} captions for {len(items)} images")
+    references: dict[int, list[str]] = {}
+    candidates: dict[int, str] = {}
+    captions = []
+    for index, ((path, refs), outcome) in enumerate(zip(items, outcomes)):
+        entry: dict[str, Any] = {"image": Path(path).name, "caption": None, "references": list(refs)}
+        if outcome.ok:
+            entry["caption"] = outcome.text
+            references[index] = list(refs)
+            candidates[index] = outcome.text
+        else:
+            entry["error"] = outcome.reason
+        captions.append(entry)
+    n_failed = len(items) - len(candidates)
+    if n_failed:
+        logger.warning("%d of %d images could not be captioned; they are left out of the metrics", n_failed, len(items))
+    if candidates:
+        metrics = score_captions(references, candidates, use_java=use_java)
+    else:
+        metrics = dict.fromkeys(METRIC_NAMES)
+    return {"metrics": metrics, "n_images": len(candidates), "n_failed": n_failed, "captions": captions}
+
+
+def evaluate_bundle(
+    bundle_dir: str | Path | None,
+    items: Sequence[Item],
+    beam: int = 3,
+    batch_size: int = 8,
+    *,
+    device: str = "auto",
+    captioner: Any = None,
+    progress: bool = False,
+    use_java: bool = True,
+) -> dict[str, Any]:
+    """Caption ``items`` with a bundle and score the captions.
+
+    Args:
+        bundle_dir: the model bundle; ``None`` for the shipped one. Ignored when ``captioner`` is given.
+        items: ``(image path, [raw reference captions])`` pairs, e.g. from :func:`training.data.load_dataset`.
+        beam: beam size (1 is greedy decoding).
+        batch_size: photos per batch.
+        device: ``"auto"`` or ``"cpu"``.
+        captioner: an already loaded ``model.captioner.Captioner`` to reuse.
+        progress: show a progress bar on stderr.
+        use_java: passed to :func:`training.metrics.score_captions`.
+
+    Returns:
+        :func:`score_outcomes`'s report plus ``beam``, ``batch_size``, ``bundle``, ``model`` (the
+        bundle's name) and ``seconds`` (the time spent captioning).
+    """
+    if captioner is None:
+        from model.captioner import Captioner  # imports TensorFlow
+
+        captioner = Captioner.from_bundle(bundle_dir, device=device)
+    paths = [path for path, _ in items]
+    outcomes: list[Any] = []
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    # disable=None: tqdm draws only on a terminal, so logs redirected to a file stay clean.
+    bar_off = None if progress else True
+    with tqdm(total=len(paths), unit="img", desc="captioning", disable=bar_off, file=sys.stderr) as bar:
+        for batch in captioner.caption_batches(paths, beam_size=beam, batch_size=batch_size):
+            outcomes.extend(batch)
+            bar.update(len(batch))
+    seconds = time.perf_counter() - started
+    report = score_outcomes(items, outcomes, use_java=use_java)
+    report.update(
+        beam=beam,
+        batch_size=batch_size,
+        bundle=None if bundle_dir is None else str(bundle_dir),
+        model=getattr(captioner, "name", None),
+        seconds=round(seconds, 2),
+    )
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report's metrics as a short text table, headed by what was scored."""
+    source = report.get("source", "")
+    lines = [
+        f"{report['n_images']} images{' from ' + source if source else ''}, beam {report.get('beam')}, "
+        f"model {report.get('model')}"
+        + (f" ({report['n_failed']} could not be captioned)" if report.get("n_failed") else "")
+        + (f" ({report['n_skipped']} skipped: no photo or no caption)" if report.get("n_skipped") else "")
+    ]
+    for name in METRIC_NAMES:
+        value = report["metrics"].get(name)
+        lines.append(f"  {name:<8} {'n/a' if value is None else f'{value:.4f}'}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate",
+        description="Caption photos with a model bundle and score them against reference captions "
+        "(BLEU-1..4, METEOR, ROUGE-L, CIDEr; the COCO caption evaluation).",
+    )
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped model)")
+    data = parser.add_argument_group("what to score (--data with --split, or --images with --tokens)")
+    data.add_argument("--data", type=Path, help="a Flickr8k-layout folder (token file, split lists, images/)")
+    data.add_argument("--split", choices=sorted(SPLIT_FILES), default="dev", help="split of --data (default: dev)")
+    data.add_argument("--images", type=Path, help="any folder of photos")
+    data.add_argument("--tokens", type=Path, help="captions for --images, in the Flickr8k token format")
+    parser.add_argument("--beam", type=int, default=3, help="beam size; 1 is greedy (default: 3)")
+    parser.add_argument("--batch-size", type=int, default=8, help="photos per batch (default: 8)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    parser.add_argument("--device", choices=("auto", "cpu"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--json", type=Path, default=None, help="write the report (metrics and captions) here")
+    parser.add_argument(
+        "--no-java", action="store_true", help="skip Java: Python tokenizer, no METEOR (quick, approximate)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.data is None) == (args.images is None):
+        parser.error("give either --data DIR or --images FOLDER --tokens FILE")
+    if args.images is not None and args.tokens is None:
+        parser.error("--images needs --tokens FILE")
+    if args.tokens is not None and args.images is None:
+        parser.error("--tokens goes with --images FOLDER")
+    for name in ("beam", "batch_size", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        if args.data is not None:
+            items, n_skipped = load_dataset(args.data, args.split)
+            source = f"{args.split} split of {args.data}"
+        else:
+            items, n_skipped = load_items(args.images, args.tokens)
+            source = f"{args.images}"
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.limit is not None:
+        items = items[: args.limit]
+    if not items:
+        print("error: no captioned photos to score", file=sys.stderr)
+        return 1
+
+    report = evaluate_bundle(
+        args.bundle, items, beam=args.beam, batch_size=args.batch_size, device=args.device,
+        progress=True, use_java=not args.no_java,
+    )
+    report = {"source": source, "n_skipped": n_skipped, **report}
+    print(format_table(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"report written to {args.json}")
+    return 0 if report["n_images"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
