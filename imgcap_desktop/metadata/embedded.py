@@ -1,0 +1,100 @@
+"""Descriptions embedded in a photo (XMP, IPTC, EXIF), read without ever writing to the photo.
+
+Pillow opens the photo lazily (no pixels are decoded), and the embedded XMP packet goes through the
+same checks as a sidecar before it is parsed, so a hostile photo cannot expand entities.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from PIL import Image, IptcImagePlugin
+
+from imgcap_desktop.metadata.sidecar import SidecarError, _descriptions, _parse_packet
+
+log = logging.getLogger(__name__)
+
+_EXIF_IMAGE_DESCRIPTION = 0x010E
+_IPTC_CAPTION = (2, 120)
+_IPTC_CHARSET = (1, 90)
+_IPTC_UTF8 = b"\x1b%G"
+
+
+def read_embedded_description(photo: str | Path) -> str | None:
+    """The description stored inside a photo, or None.
+
+    Looks, in the order the Metadata Working Group recommends, at XMP ``dc:description``
+    (``x-default``, else the first language), IPTC Caption-Abstract and EXIF ImageDescription.
+    A photo that cannot be opened simply has no description here.
+    """
+    photo = Path(photo)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(photo) as img:
+                return _from_xmp(img, photo) or _from_iptc(img) or _from_exif(img)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        log.debug("no embedded description read from %s: %s", photo, exc)
+        return None
+
+
+def _from_xmp(img: Image.Image, photo: Path) -> str | None:
+    packet = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
+    if isinstance(packet, str):
+        packet = packet.encode("utf-8")
+    if not packet:
+        return None
+    try:
+        languages = _descriptions(_parse_packet(packet.rstrip(b"\x00"), photo))
+    except SidecarError as exc:
+        log.info("ignoring the XMP embedded in %s: %s", photo.name, exc.reason)
+        return None
+    return _clean(languages.get("x-default") or next((t for t in languages.values() if t), None))
+
+
+def _from_iptc(img: Image.Image) -> str | None:
+    try:
+        info = IptcImagePlugin.getiptcinfo(img)
+    except (OSError, SyntaxError, ValueError, IndexError):
+        return None
+    if not info or _IPTC_CAPTION not in info:
+        return None
+    value = info[_IPTC_CAPTION]
+    if isinstance(value, list):
+        value = value[0]
+    if info.get(_IPTC_CHARSET) == _IPTC_UTF8:
+        return _clean(value.decode("utf-8", errors="replace"))
+    return _clean(_decode_legacy(value))
+
+
+def _from_exif(img: Image.Image) -> str | None:
+    try:
+        value = img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if isinstance(value, bytes):
+        return _clean(_decode_legacy(value))
+    if isinstance(value, str):
+        # Pillow decodes EXIF ASCII as Latin-1; most cameras and tools actually write UTF-8.
+        try:
+            return _clean(_decode_legacy(value.encode("latin-1")))
+        except UnicodeEncodeError:
+            return _clean(value)
+    return None
+
+
+def _decode_legacy(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _clean(text: str | None) -> str | None:
+    # EXIF strings are NUL-terminated, and cameras pad an unset description with spaces.
+    if text is None:
+        return None
+    text = text.rstrip("\x00")
+    return text if text.strip() else None

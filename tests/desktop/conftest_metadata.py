@@ -1,0 +1,54 @@
+"""Fixtures for the metadata tests (sidecars, CSV, folder scans); imported by those test modules."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+EXIFTOOL = shutil.which("exiftool")
+
+needs_exiftool = pytest.mark.skipif(
+    EXIFTOOL is None,
+    reason="exiftool is not installed (Debian package libimage-exiftool-perl; .ci/run installs it)",
+)
+
+
+def make_photo(path: Path, size: tuple[int, int] = (16, 12), **save_args) -> Path:
+    """A small real photo in whatever format ``path``'s extension names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (200, 120, 40)).save(path, **save_args)
+    return path
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    return make_photo(tmp_path / "photo.jpg")
+
+
+class Snapshot:
+    """The bytes and modification time of some files, to prove they never change."""
+
+    def __init__(self, paths):
+        self.state = {Path(p): (Path(p).read_bytes(), os.stat(p).st_mtime_ns) for p in paths}
+
+    def assert_unchanged(self):
+        for path, (data, mtime) in self.state.items():
+            assert path.read_bytes() == data, f"{path.name} changed"
+            assert os.stat(path).st_mtime_ns == mtime, f"{path.name} was touched"
+
+
+def exiftool(*args: str | Path) -> str:
+    """Run exiftool and return its standard output."""
+    done = subprocess.run([EXIFTOOL, *map(str, args)], capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout
+
+
+def exiftool_tags(path: Path) -> dict:
+    """Every XMP tag exiftool sees in a file, by group and name."""
+    return json.loads(exiftool("-j", "-G1", "-struct", "-XMP:all", path))[0]

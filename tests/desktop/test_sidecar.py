@@ -1,0 +1,488 @@
+"""XMP sidecars: round trips, provenance, naming, other tools' metadata, hostile files, crashes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imgcap_desktop.metadata import sidecar as sidecar_module
+from imgcap_desktop.metadata.sidecar import (
+    SidecarCollisionError,
+    SidecarError,
+    StoredCaption,
+    find_sidecar,
+    read_caption,
+    sidecar_path,
+    write_caption,
+)
+from tests.desktop.conftest_metadata import (
+    Snapshot,
+    exiftool,
+    exiftool_tags,
+    make_photo,
+    needs_exiftool,
+    photo,  # noqa: F401 - fixture
+)
+
+REPO = Path(__file__).resolve().parents[2]
+AUTO = StoredCaption("a dog runs on the grass", "automatic", "sat-flickr8k", -0.8125, "2026-11-27T01:00:00+00:00")
+
+# Characters XMP can hold: not surrogates, not the C0 controls other than tab, LF and CR, not DEL.
+xml_text = st.text(
+    st.characters(
+        blacklist_categories=("Cs",),
+        blacklist_characters=[chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + ["\x7f", "\ufffe", "\uffff"],
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def test_write_creates_ext_sidecar_with_provenance(photo):
+    path = write_caption(photo, AUTO)
+
+    assert path == photo.with_name("photo.jpg.xmp") == sidecar_path(photo)
+    assert read_caption(photo) == AUTO
+    text = path.read_text(encoding="utf-8")
+    assert "http://ns.imgcap.app/1.0/" in text
+    assert 'xmp:CreatorTool="imgcap' in text
+
+
+def test_photos_are_never_modified(tmp_path):
+    photos = [make_photo(tmp_path / f"p.{ext}") for ext in ("jpg", "png", "tif", "webp")]
+    snapshot = Snapshot(photos)
+
+    for p in photos:
+        write_caption(p, AUTO)
+        read_caption(p)
+        write_caption(p, StoredCaption("edited", "human"))
+    snapshot.assert_unchanged()
+
+
+def test_base_style_is_written_and_both_styles_are_read(tmp_path):
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+
+    assert write_caption(a, AUTO, style="base") == tmp_path / "a.xmp"
+    write_caption(b, AUTO, style="ext")
+
+    assert find_sidecar(a) == tmp_path / "a.xmp"
+    assert read_caption(a).text == AUTO.text
+    assert read_caption(b).text == AUTO.text
+
+
+def test_existing_sidecar_is_updated_whatever_the_style(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, AUTO, style="base")
+
+    assert write_caption(a, StoredCaption("new", "human"), style="ext") == tmp_path / "a.xmp"
+    assert not (tmp_path / "a.jpg.xmp").exists()
+    assert read_caption(a).text == "new"
+
+
+def test_base_style_collision_is_refused(tmp_path):
+    jpg, png = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "a.png")
+
+    with pytest.raises(SidecarCollisionError, match="a.xmp"):
+        write_caption(jpg, AUTO, style="base")
+    assert not (tmp_path / "a.xmp").exists()
+    write_caption(png, AUTO, style="ext")  # ext style has no collision
+    assert read_caption(png).text == AUTO.text
+
+
+def test_shared_base_sidecar_is_not_attributed_to_either_photo(tmp_path):
+    jpg, _ = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "a.png")
+    (tmp_path / "a.xmp").write_bytes(_written_elsewhere("whose caption?"))
+
+    with pytest.raises(SidecarCollisionError):
+        read_caption(jpg)
+
+
+def test_other_languages_and_properties_survive(photo):
+    path = sidecar_path(photo)
+    path.write_bytes(_written_elsewhere("old", extra='<rdf:li xml:lang="de">Ein Hund</rdf:li>'))
+
+    write_caption(photo, AUTO)
+
+    languages = sidecar_module._descriptions(sidecar_module._parse_packet(path.read_bytes(), path))
+    assert languages == {"x-default": AUTO.text, "de": "Ein Hund"}
+    assert "<rdf:li>beach</rdf:li>" in path.read_text(encoding="utf-8")
+    assert 'xmp:Rating="3"' in path.read_text(encoding="utf-8")
+
+
+def test_empty_caption_removes_the_field_instead_of_writing_an_empty_list(photo):
+    write_caption(photo, AUTO)
+    write_caption(photo, StoredCaption("", "human"))
+
+    text = sidecar_path(photo).read_text(encoding="utf-8")
+    assert "dc:description" not in text
+    assert read_caption(photo) is None
+
+
+def test_caption_edited_in_another_tool_reads_as_human(photo):
+    path = write_caption(photo, AUTO)
+    path.write_text(path.read_text(encoding="utf-8").replace(AUTO.text, "my dog Rex"), encoding="utf-8")
+
+    assert read_caption(photo) == StoredCaption("my dog Rex", "human")
+
+
+def test_sidecar_from_another_tool_reads_as_human(photo):
+    sidecar_path(photo).write_bytes(_written_elsewhere("typed in digiKam"))
+    assert read_caption(photo) == StoredCaption("typed in digiKam", "human")
+
+
+def test_control_characters_are_refused_not_mangled(photo):
+    with pytest.raises(SidecarError, match="U\\+0001"):
+        write_caption(photo, StoredCaption("bad\x01caption", "human"))
+    assert not sidecar_path(photo).exists()
+
+
+def test_embedded_source_is_never_written(photo):
+    with pytest.raises(ValueError):
+        write_caption(photo, StoredCaption("from the photo", "embedded"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=xml_text)
+def test_any_caption_round_trips_exactly(photo, text):
+    caption = StoredCaption(text, "human", "model \"ünï\" <1>", -1.5e-7, "2026-11-27T01:00:00+00:00")
+    write_caption(photo, caption)
+    assert read_caption(photo) == caption
+
+
+# --- embedded descriptions ----------------------------------------------------------------------
+
+
+@needs_exiftool
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("-XMP-dc:Description=xmp déscription", "xmp déscription"),
+        ("-IPTC:Caption-Abstract=iptc déscription", "iptc déscription"),
+        ("-EXIF:ImageDescription=exif déscription", "exif déscription"),
+    ],
+)
+def test_embedded_description_is_read_and_the_photo_untouched(tmp_path, tag, expected):
+    p = make_photo(tmp_path / "e.jpg")
+    exiftool("-q", "-overwrite_original", "-IPTC:CodedCharacterSet=UTF8", tag, p)
+    snapshot = Snapshot([p])
+
+    assert read_caption(p) == StoredCaption(expected, "embedded")
+    assert read_caption(p, embedded=False) is None
+    snapshot.assert_unchanged()
+
+
+@needs_exiftool
+def test_sidecar_caption_wins_over_embedded(tmp_path):
+    p = make_photo(tmp_path / "e.jpg")
+    exiftool("-q", "-overwrite_original", "-XMP-dc:Description=inside", p)
+    write_caption(p, AUTO)
+    assert read_caption(p) == AUTO
+
+
+def test_embedded_xmp_with_entities_is_ignored(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET", encoding="utf-8")
+    packet = _entity_packet(secret).encode()
+    p = make_photo(tmp_path / "e.png", pnginfo=_png_xmp(packet))
+
+    assert read_caption(p) is None
+
+
+def _png_xmp(packet: bytes):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", packet.decode())
+    return info
+
+
+# --- hostile and broken sidecars ----------------------------------------------------------------
+
+
+def _written_elsewhere(caption: str, extra: str = "") -> bytes:
+    return textwrap.dedent(
+        f"""\
+        <?xml version="1.0" encoding="UTF-8"?>
+        <x:xmpmeta xmlns:x="adobe:ns:meta/">
+         <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+          <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"
+            xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="3">
+           <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{caption}</rdf:li>{extra}</rdf:Alt></dc:description>
+           <dc:subject><rdf:Bag><rdf:li>beach</rdf:li></rdf:Bag></dc:subject>
+          </rdf:Description>
+         </rdf:RDF>
+        </x:xmpmeta>
+        """
+    ).encode("utf-8")
+
+
+def _entity_packet(secret: Path) -> str:
+    return (
+        '<?xml version="1.0"?>\n'
+        f'<!DOCTYPE x:xmpmeta [<!ENTITY leak SYSTEM "file://{secret}"><!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>\n'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+        '<rdf:li xml:lang="x-default">&leak;&b;</rdf:li></rdf:Alt></dc:description></rdf:Description>'
+        "</rdf:RDF></x:xmpmeta>"
+    )
+
+
+HOSTILE = {
+    "empty": lambda tmp: b"",
+    "blank": lambda tmp: b"  \n\t\n",
+    "binary": lambda tmp: bytes(range(256)) * 8,
+    "latin1": lambda tmp: "<x:xmpmeta xmlns:x='adobe:ns:meta/'>caf\xe9</x:xmpmeta>".encode("latin-1"),
+    "truncated": lambda tmp: _written_elsewhere("cut")[:150],
+    "not xmp": lambda tmp: b"<html><body>hello</body></html>",
+    "entities": lambda tmp: _entity_packet(tmp / "secret.txt").encode(),
+    "doctype only": lambda tmp: b'<!doctype html>\n' + _written_elsewhere("x"),
+    "huge": lambda tmp: _written_elsewhere("big").replace(b"beach", b"b" * (sidecar_module.MAX_SIDECAR_BYTES + 10)),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_hostile_sidecar_is_reported_and_left_untouched(tmp_path, kind):
+    (tmp_path / "secret.txt").write_text("TOP SECRET", encoding="utf-8")
+    p = make_photo(tmp_path / "h.jpg")
+    path = sidecar_path(p)
+    path.write_bytes(HOSTILE[kind](tmp_path))
+    snapshot = Snapshot([p, path])
+
+    with pytest.raises(SidecarError) as read_error:
+        read_caption(p)
+    with pytest.raises(SidecarError) as write_error:
+        write_caption(p, AUTO)
+
+    snapshot.assert_unchanged()
+    assert "h.jpg.xmp" in str(write_error.value)
+    assert "SECRET" not in str(read_error.value) + str(write_error.value)
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []
+
+
+def test_full_disk_is_a_per_photo_error_and_the_old_sidecar_survives(photo, monkeypatch):
+    path = write_caption(photo, AUTO)
+    before = path.read_bytes()
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sidecar_module.os, "fsync", no_space)
+    with pytest.raises(SidecarError, match="disk is full"):
+        write_caption(photo, StoredCaption("never stored", "human"))
+    assert path.read_bytes() == before
+    assert sorted(f.name for f in photo.parent.iterdir()) == ["photo.jpg", "photo.jpg.xmp"]
+
+
+def test_read_only_folder_is_a_per_photo_error(photo, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(sidecar_module.tempfile, "mkstemp", read_only)
+    with pytest.raises(SidecarError, match="read-only"):
+        write_caption(photo, AUTO)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
+def test_really_read_only_folder_is_a_per_photo_error(photo):
+    photo.parent.chmod(0o555)
+    try:
+        with pytest.raises(SidecarError, match="read-only"):
+            write_caption(photo, AUTO)
+    finally:
+        photo.parent.chmod(0o755)
+
+
+def test_writer_killed_mid_batch_leaves_every_sidecar_old_or_new(tmp_path):
+    photos = [make_photo(tmp_path / f"k{i}.jpg", size=(4, 4)) for i in range(12)]
+    # Large sidecars make each write slow enough for the kill to land inside one.
+    keywords = "".join(f"<rdf:li>keyword number {i}</rdf:li>" for i in range(4000))
+    for p in photos:
+        sidecar_path(p).write_bytes(_written_elsewhere("old").replace(b"<rdf:li>beach</rdf:li>", keywords.encode()))
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from imgcap_desktop.metadata.sidecar import StoredCaption, write_caption
+        photos = [Path(p) for p in sys.argv[1:]]
+        round = 0
+        while True:
+            for p in photos:
+                write_caption(p, StoredCaption(f"new {round}", "automatic", "m", -1.0))
+                print(round, flush=True)
+            round += 1
+        """
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, photos)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(len(photos) + 3):  # a full round and a few writes into the next
+            assert writer.stdout.readline(), "the writer died on its own"
+        time.sleep(0.013)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        writer.stdout.close()
+
+    for p in photos:
+        caption = read_caption(p)  # parses: never truncated
+        assert caption.text == "old" or caption.text.startswith("new "), caption
+        assert sidecar_path(p).read_bytes().count(b"keyword number") == 4000
+
+
+def test_core_imports_neither_qt_nor_tensorflow():
+    script = textwrap.dedent(
+        """
+        import sys
+        for name in ("PySide6", "tensorflow", "keras"):
+            sys.modules[name] = None
+        import imgcap_desktop.metadata.sidecar, imgcap_desktop.metadata.csvio
+        import imgcap_desktop.metadata.folder, imgcap_desktop.metadata.embedded
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
+
+
+# --- interoperability with exiftool -------------------------------------------------------------
+
+
+@needs_exiftool
+def test_exiftool_reads_our_caption(photo):
+    caption = StoredCaption('Ein "Hund" läuft, ça va — 犬', "automatic", "m", -1.0)
+    path = write_caption(photo, caption)
+
+    assert exiftool("-s3", "-XMP-dc:Description", path).rstrip("\n") == caption.text
+    output = exiftool("-s", "-XMP-imgcap:all", "-XMP-xmp:CreatorTool", path)
+    assert "imgcap" in output
+
+
+@needs_exiftool
+def test_exiftool_sidecar_keeps_all_its_tags(tmp_path):
+    p = make_photo(tmp_path / "x.jpg")
+    path = sidecar_path(p)
+    exiftool(
+        "-q", "-o", path, "-XMP-xmp:Rating=4", "-XMP-dc:Subject=cat", "-XMP-dc:Subject=sofa",
+        "-XMP-dc:Description=A cat", "-XMP-dc:Description-de=Eine Katze", "-XMP-dc:Description-fr=Un chat",
+        "-XMP-exif:GPSLatitude=48.8584", "-XMP-exif:GPSLongitude=2.2945", "-XMP-exif:GPSAltitude=35",
+        "-XMP-lr:HierarchicalSubject=Animals|Cat", p,
+    )  # fmt: skip
+    before = exiftool_tags(path)
+
+    write_caption(p, AUTO)
+
+    after = exiftool_tags(path)
+    assert after.pop("XMP-dc:Description") == AUTO.text
+    assert before.pop("XMP-dc:Description") == "A cat"
+    assert after.pop("XMP-x:XMPToolkit") and before.pop("XMP-x:XMPToolkit")
+    assert after.pop("XMP-xmp:CreatorTool").startswith("imgcap")
+    imgcap_tags = {k: after.pop(k) for k in list(after) if k.startswith("XMP-imgcap:")}
+    assert imgcap_tags["XMP-imgcap:Source"] == "automatic"
+    for volatile in ("SourceFile", "System:FileSize", "System:FileModifyDate", "System:FileAccessDate",
+                     "System:FileInodeChangeDate"):  # fmt: skip
+        before.pop(volatile, None), after.pop(volatile, None)
+    assert after == before
+    assert before["XMP-dc:Description-de"] == "Eine Katze" and before["XMP-xmp:Rating"] == 4
+
+
+DIGIKAM_SIDECAR = """\
+<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:digiKam="http://www.digikam.org/ns/1.0/"
+    xmlns:MicrosoftPhoto="http://ns.microsoft.com/photo/1.0/"
+    xmlns:lr="http://ns.adobe.com/lightroom/1.0/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:mwg-rs="http://www.metadataworkinggroup.com/schemas/regions/"
+    xmlns:stDim="http://ns.adobe.com/xap/1.0/sType/Dimensions#"
+    xmlns:stArea="http://ns.adobe.com/xmp/sType/Area#"
+    xmlns:MP="http://ns.microsoft.com/photo/1.2/"
+    xmlns:MPRI="http://ns.microsoft.com/photo/1.2/t/RegionInfo#"
+    xmlns:MPReg="http://ns.microsoft.com/photo/1.2/t/Region#"
+   xmp:Rating="5"
+   MicrosoftPhoto:Rating="99">
+   <digiKam:TagsList>
+    <rdf:Seq>
+     <rdf:li>People/Alice</rdf:li>
+     <rdf:li>Places/Beach</rdf:li>
+    </rdf:Seq>
+   </digiKam:TagsList>
+   <MicrosoftPhoto:LastKeywordXMP>
+    <rdf:Bag>
+     <rdf:li>People/Alice</rdf:li>
+     <rdf:li>Places/Beach</rdf:li>
+    </rdf:Bag>
+   </MicrosoftPhoto:LastKeywordXMP>
+   <lr:hierarchicalSubject>
+    <rdf:Bag>
+     <rdf:li>People|Alice</rdf:li>
+     <rdf:li>Places|Beach</rdf:li>
+    </rdf:Bag>
+   </lr:hierarchicalSubject>
+   <dc:subject>
+    <rdf:Bag>
+     <rdf:li>Alice</rdf:li>
+     <rdf:li>Beach</rdf:li>
+    </rdf:Bag>
+   </dc:subject>
+   <mwg-rs:Regions rdf:parseType="Resource">
+    <mwg-rs:AppliedToDimensions stDim:w="4000" stDim:h="3000" stDim:unit="pixel"/>
+    <mwg-rs:RegionList>
+     <rdf:Bag>
+      <rdf:li>
+       <rdf:Description mwg-rs:Name="Alice" mwg-rs:Type="Face">
+        <mwg-rs:Area stArea:x="0.4" stArea:y="0.3" stArea:w="0.1" stArea:h="0.15" stArea:unit="normalized"/>
+       </rdf:Description>
+      </rdf:li>
+      <rdf:li>
+       <rdf:Description mwg-rs:Name="Bob" mwg-rs:Type="Face">
+        <mwg-rs:Area stArea:x="0.7" stArea:y="0.35" stArea:w="0.12" stArea:h="0.16" stArea:unit="normalized"/>
+       </rdf:Description>
+      </rdf:li>
+     </rdf:Bag>
+    </mwg-rs:RegionList>
+   </mwg-rs:Regions>
+   <MP:RegionInfo rdf:parseType="Resource">
+    <MPRI:Regions>
+     <rdf:Bag>
+      <rdf:li MPReg:PersonDisplayName="Alice" MPReg:Rectangle="0.35, 0.225, 0.1, 0.15"/>
+     </rdf:Bag>
+    </MPRI:Regions>
+   </MP:RegionInfo>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>
+"""
+
+
+@needs_exiftool
+def test_digikam_sidecar_with_tags_and_face_regions_survives(tmp_path):
+    p = make_photo(tmp_path / "family.jpg")
+    path = sidecar_path(p)
+    path.write_text(DIGIKAM_SIDECAR, encoding="utf-8")
+    before = exiftool_tags(path)
+
+    write_caption(p, AUTO)
+
+    after = exiftool_tags(path)
+    assert after.pop("XMP-dc:Description") == AUTO.text
+    after.pop("XMP-xmp:CreatorTool")
+    for k in [k for k in after if k.startswith("XMP-imgcap:")] + ["SourceFile", "XMP-x:XMPToolkit"]:
+        after.pop(k, None), before.pop(k, None)
+    assert after == before
+    names = [r["Name"] for r in after["XMP-mwg-rs:RegionInfo"]["RegionList"]]
+    assert names == ["Alice", "Bob"]
+    assert after["XMP-digiKam:TagsList"] == ["People/Alice", "Places/Beach"]
