@@ -1,0 +1,301 @@
+"""Captions to and from CSV: export for spreadsheets and photo editors, import their edits back.
+
+UTF-8, RFC 4180 quoting (the csv module), and every text cell that a spreadsheet would run as a
+formula gets a leading apostrophe; import removes exactly those apostrophes, so a round trip gives
+back every caption unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from imgcap_desktop.metadata.sidecar import (
+    SidecarError,
+    SidecarStyle,
+    StoredCaption,
+    _replace_atomically,
+    read_caption,
+    write_caption,
+)
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "relative path",
+    "file name",
+    "caption",
+    "source",
+    "model",
+    "score",
+    "width",
+    "height",
+    "sidecar path",
+    "time captioned",
+)
+
+# A cell starting with one of these is run as a formula by Excel, LibreOffice or Google Sheets.
+_FORMULA_START = "=+-@\t\r"
+_NEEDS_APOSTROPHE = re.compile(f"^'*[{re.escape(_FORMULA_START)}]")
+_HAS_APOSTROPHE = re.compile(f"^'+[{re.escape(_FORMULA_START)}]")
+
+
+def neutralise(cell: str) -> str:
+    """Make a text cell safe to open in a spreadsheet, reversibly (see :func:`restore`).
+
+    A cell that starts with a formula character, or with apostrophes followed by one, gets one more
+    apostrophe in front; any other cell is unchanged.
+    """
+    return "'" + cell if _NEEDS_APOSTROPHE.match(cell) else cell
+
+
+def restore(cell: str) -> str:
+    """Undo :func:`neutralise` exactly."""
+    return cell[1:] if _HAS_APOSTROPHE.match(cell) else cell
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One photo's line in the CSV. Paths are relative to the exported folder, with ``/``."""
+
+    relative_path: str
+    file_name: str
+    caption: str = ""
+    source: str = ""
+    model: str = ""
+    score: float | None = None
+    width: int | None = None
+    height: int | None = None
+    sidecar_path: str = ""
+    captioned_at: str = ""
+
+
+def make_row(
+    photo: str | Path,
+    root: str | Path,
+    caption: StoredCaption | None,
+    *,
+    sidecar: str | Path | None = None,
+    size: tuple[int, int] | None = None,
+) -> CsvRow:
+    """Build a photo's CSV row.
+
+    Args:
+        photo: the photo.
+        root: the folder the CSV describes; paths are written relative to it.
+        caption: the photo's caption, if any.
+        sidecar: its sidecar, if any.
+        size: ``(width, height)``; read from the photo header (no pixels decoded) when not given.
+    """
+    photo, root = Path(photo), Path(root)
+    if size is None:
+        size = photo_size(photo)
+    width, height = size if size is not None else (None, None)
+    return CsvRow(
+        relative_path=_relative(photo, root),
+        file_name=photo.name,
+        caption=caption.text if caption else "",
+        source=caption.source if caption else "",
+        model=(caption.model or "") if caption else "",
+        score=caption.score if caption else None,
+        width=width,
+        height=height,
+        sidecar_path=_relative(Path(sidecar), root) if sidecar else "",
+        captioned_at=(caption.captioned_at or "") if caption else "",
+    )
+
+
+def photo_size(photo: str | Path) -> tuple[int, int] | None:
+    """A photo's stored ``(width, height)`` from its header, or None if it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(photo) as img:
+            return img.size
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def format_rows(rows: list[CsvRow] | tuple[CsvRow, ...]) -> str:
+    """The CSV text (header included) for some rows."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(
+            [
+                neutralise(row.relative_path),
+                neutralise(row.file_name),
+                neutralise(row.caption),
+                row.source,
+                neutralise(row.model),
+                repr(float(row.score)) if row.score is not None else "",
+                "" if row.width is None else str(row.width),
+                "" if row.height is None else str(row.height),
+                neutralise(row.sidecar_path),
+                neutralise(row.captioned_at),
+            ]
+        )
+    return buffer.getvalue()
+
+
+def write_csv(path: str | Path, rows: list[CsvRow] | tuple[CsvRow, ...], *, excel_bom: bool = False) -> None:
+    """Write rows to a CSV file, atomically (a temporary file moved over the old one).
+
+    Args:
+        path: the CSV file.
+        rows: the rows, in order.
+        excel_bom: start with a UTF-8 byte-order mark, which Excel needs to recognise UTF-8.
+
+    Raises:
+        SidecarError: the file cannot be written (read-only folder, full disk).
+    """
+    path = Path(path)
+    data = format_rows(rows).encode("utf-8-sig" if excel_bom else "utf-8")
+    _replace_atomically(path, data, path)
+
+
+class CsvFormatError(ValueError):
+    """The file is not a CSV this module wrote (missing columns, bad numbers)."""
+
+
+def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
+    """Parse CSV text into ``(line number, row)`` pairs, undoing the formula neutralisation.
+
+    Columns are found by their header, so a spreadsheet may reorder them or add its own; only
+    ``relative path`` and ``caption`` are required.
+
+    Raises:
+        CsvFormatError: the header lacks a required column, or a number cannot be read.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:
+        raise CsvFormatError("the CSV file is empty") from None
+    missing = [name for name in ("relative path", "caption") if name not in header]
+    if missing:
+        raise CsvFormatError(f"the CSV has no {' or '.join(repr(m) for m in missing)} column")
+    index = {name: header.index(name) for name in COLUMNS if name in header}
+    rows = []
+    for cells in reader:
+        if not any(cells):
+            continue
+
+        def cell(name: str) -> str:
+            i = index.get(name)
+            return cells[i] if i is not None and i < len(cells) else ""
+
+        line = reader.line_num
+        try:
+            score = float(cell("score")) if cell("score").strip() else None
+            width = int(cell("width")) if cell("width").strip() else None
+            height = int(cell("height")) if cell("height").strip() else None
+        except ValueError as exc:
+            raise CsvFormatError(f"line {line}: {exc}") from None
+        rows.append(
+            (
+                line,
+                CsvRow(
+                    relative_path=restore(cell("relative path")),
+                    file_name=restore(cell("file name")),
+                    caption=restore(cell("caption")),
+                    source=cell("source").strip(),
+                    model=restore(cell("model")),
+                    score=score,
+                    width=width,
+                    height=height,
+                    sidecar_path=restore(cell("sidecar path")),
+                    captioned_at=restore(cell("time captioned")),
+                ),
+            )
+        )
+    return rows
+
+
+def read_csv(path: str | Path) -> list[tuple[int, CsvRow]]:
+    """Read a CSV file (UTF-8, with or without a byte-order mark); see :func:`parse_rows`.
+
+    Raises:
+        CsvFormatError: not UTF-8, or not a caption CSV.
+        OSError: the file cannot be read.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CsvFormatError(f"the CSV is not UTF-8 ({exc})") from None
+    return parse_rows(text)
+
+
+@dataclass
+class ImportReport:
+    """What importing a CSV did.
+
+    Attributes:
+        applied: sidecars written with an edited caption.
+        unchanged: photos whose caption in the CSV equals the stored one (or is empty): not touched.
+        missing: ``(line, relative path)`` of rows whose photo does not exist (or lies outside the
+            folder).
+        errors: ``(photo, message)`` of photos whose sidecar could not be read or written.
+    """
+
+    applied: list[Path] = field(default_factory=list)
+    unchanged: list[Path] = field(default_factory=list)
+    missing: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: SidecarStyle = "ext") -> ImportReport:
+    """Apply the captions of a CSV to the photos' sidecars, as human captions.
+
+    Only captions that differ from the stored one are written; an empty caption cell leaves the
+    photo alone (clearing a cell never deletes a caption).
+
+    Args:
+        csv_file: the CSV (as :func:`write_csv` wrote it, possibly edited in a spreadsheet).
+        root: the folder the relative paths start from; by default the CSV's own folder.
+        style: naming style for sidecars that do not exist yet.
+
+    Raises:
+        CsvFormatError: the file is not a caption CSV.
+        OSError: the CSV cannot be read.
+    """
+    csv_file = Path(csv_file)
+    root = Path(root) if root is not None else csv_file.parent
+    resolved_root = root.resolve()
+    report = ImportReport()
+    for line, row in read_csv(csv_file):
+        relative = Path(row.relative_path)
+        photo = root / relative
+        if not row.relative_path or relative.is_absolute() or not photo.resolve().is_relative_to(resolved_root):
+            report.missing.append((line, row.relative_path))
+            continue
+        if not photo.is_file():
+            report.missing.append((line, row.relative_path))
+            continue
+        try:
+            current = read_caption(photo)
+            if not row.caption or (current is not None and current.text == row.caption):
+                report.unchanged.append(photo)
+                continue
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            write_caption(photo, StoredCaption(text=row.caption, source="human", captioned_at=now), style=style)
+            report.applied.append(photo)
+        except SidecarError as exc:
+            report.errors.append((photo, str(exc)))
+    return report

@@ -1,0 +1,91 @@
+"""Finding the photos in a folder, the same way for the app and the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections import defaultdict
+from pathlib import Path
+
+from model.images import SUPPORTED_EXTENSIONS
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(path: str | Path) -> tuple:
+    """Sort key that puts ``img2.jpg`` before ``img10.jpg``, case-insensitively, folder by folder."""
+    parts = Path(path).parts
+    return tuple(
+        tuple((0, int(chunk), chunk) if chunk.isdigit() else (1, chunk.casefold(), chunk) for chunk in _DIGITS.split(part) if chunk)
+        for part in parts
+    )
+
+
+def is_photo(path: str | Path) -> bool:
+    """Whether a file name has one of the extensions the engine reads."""
+    return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
+
+
+def scan_folder(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+    """The photos in a folder, sorted naturally.
+
+    Hidden files and folders (a leading dot, or the hidden attribute on Windows) are skipped, and so
+    are imgcap's own temporary files. Symbolic links to folders are not followed, so a link loop
+    cannot hang the scan.
+
+    Args:
+        folder: where to look.
+        recursive: also look in subfolders.
+
+    Returns:
+        Paths under ``folder`` (as given, not resolved), sorted by :func:`natural_key` of the path
+        relative to ``folder``.
+
+    Raises:
+        NotADirectoryError: ``folder`` is not a folder.
+        OSError: ``folder`` itself cannot be listed (subfolders that cannot be listed are skipped).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
+    found: list[Path] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            if current == folder:
+                raise
+            continue
+        for entry in entries:
+            if _is_hidden(entry):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        pending.append(Path(entry.path))
+                elif entry.is_file() and is_photo(entry.name):
+                    found.append(Path(entry.path))
+            except OSError:
+                continue
+    found.sort(key=lambda p: natural_key(p.relative_to(folder)))
+    return found
+
+
+def base_style_collisions(photos: list[Path]) -> dict[Path, list[Path]]:
+    """Photos that would share one ``photo.xmp`` sidecar: sidecar path -> the photos (two or more)."""
+    groups: dict[Path, list[Path]] = defaultdict(list)
+    for photo in photos:
+        groups[Path(photo).with_suffix(".xmp")].append(Path(photo))
+    return {sidecar: members for sidecar, members in groups.items() if len(members) > 1}
+
+
+def _is_hidden(entry: os.DirEntry) -> bool:
+    if entry.name.startswith("."):
+        return True
+    if os.name != "nt":
+        return False
+    attributes = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
+    return bool(attributes & getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 0))

@@ -1,0 +1,233 @@
+"""CSV export and import: columns, formula neutralisation, exact round trips, applying edits."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imgcap_desktop.metadata.csvio import (
+    COLUMNS,
+    CsvFormatError,
+    CsvRow,
+    format_rows,
+    import_csv,
+    make_row,
+    neutralise,
+    parse_rows,
+    read_csv,
+    restore,
+    write_csv,
+)
+from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from tests.desktop.conftest_metadata import Snapshot, make_photo
+
+AUTO = StoredCaption("a dog runs", "automatic", "sat-flickr8k", -0.75, "2026-11-27T01:00:00+00:00")
+
+
+def test_header_is_exactly_the_documented_columns():
+    header = format_rows([]).splitlines()[0]
+    assert header == (
+        "relative path,file name,caption,source,model,score,width,height,sidecar path,time captioned"
+    )
+    assert len(COLUMNS) == 10
+
+
+def test_make_row_reads_size_and_relative_paths(tmp_path):
+    p = make_photo(tmp_path / "sub" / "a.jpg", size=(20, 10))
+    sidecar = write_caption(p, AUTO)
+
+    row = make_row(p, tmp_path, read_caption(p), sidecar=sidecar)
+
+    assert row == CsvRow("sub/a.jpg", "a.jpg", "a dog runs", "automatic", "sat-flickr8k", -0.75, 20, 10,
+                         "sub/a.jpg.xmp", "2026-11-27T01:00:00+00:00")  # fmt: skip
+
+
+def test_uncaptioned_and_unreadable_photos_get_blank_cells(tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    row = make_row(broken, tmp_path, None)
+    assert (row.caption, row.source, row.score, row.width, row.height) == ("", "", None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+SUM(A1)", "'+SUM(A1)"),
+        ("-2", "'-2"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("'=already", "''=already"),
+        ("'plain", "'plain"),
+        ("a = b", "a = b"),
+        ("", ""),
+    ],
+)
+def test_formula_cells_are_neutralised_reversibly(cell, safe):
+    assert neutralise(cell) == safe
+    assert restore(safe) == cell
+
+
+@given(st.text())
+def test_neutralise_is_undone_exactly(cell):
+    safe = neutralise(cell)
+    assert restore(safe) == cell
+    assert not safe or safe[0] not in "=+-@\t\r"
+
+
+def test_exported_cells_cannot_run_as_formulas(tmp_path):
+    rows = [CsvRow("=HYPERLINK(x).jpg", "=HYPERLINK(x).jpg", "=cmd|' /C calc'!A0", "automatic", "@m", -1.0)]
+    write_csv(tmp_path / "c.csv", rows)
+
+    data = list(csv.reader(io.StringIO((tmp_path / "c.csv").read_text(encoding="utf-8"), newline="")))
+    assert data[1][:5] == ["'=HYPERLINK(x).jpg", "'=HYPERLINK(x).jpg", "'=cmd|' /C calc'!A0", "automatic", "'@m"]
+    assert data[1][5] == "-1.0"  # our own numbers stay numbers
+    assert [row for _, row in read_csv(tmp_path / "c.csv")] == rows
+
+
+def test_file_is_utf8_with_rfc4180_quoting(tmp_path):
+    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", 'say "hi",\nthen ünïcode')])
+    raw = (tmp_path / "c.csv").read_bytes()
+    assert raw.endswith(b'a.jpg,a.jpg,"say ""hi"",\nthen \xc3\xbcn\xc3\xafcode",,,,,,,\r\n')
+    assert not raw.startswith(b"\xef\xbb\xbf")
+
+
+def test_excel_bom_is_optional_and_accepted_on_import(tmp_path):
+    rows = [CsvRow("a.jpg", "a.jpg", "x")]
+    write_csv(tmp_path / "c.csv", rows, excel_bom=True)
+    assert (tmp_path / "c.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert [row for _, row in read_csv(tmp_path / "c.csv")] == rows
+
+
+caption_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.builds(
+            CsvRow,
+            relative_path=caption_text,
+            file_name=caption_text,
+            caption=caption_text,
+            source=st.sampled_from(["automatic", "human", "embedded", ""]),
+            model=caption_text,
+            score=st.none() | st.floats(allow_nan=False),
+            width=st.none() | st.integers(0, 100_000),
+            height=st.none() | st.integers(0, 100_000),
+            sidecar_path=caption_text,
+            captioned_at=caption_text,
+        ),
+        max_size=4,
+    )
+)
+def test_any_rows_round_trip_exactly_through_csv_text(rows):
+    rows = [r for r in rows if any(getattr(r, name) not in ("", None) for name in CsvRow.__dataclass_fields__)]
+    assert [row for _, row in parse_rows(format_rows(rows))] == rows
+
+
+def test_spreadsheet_may_reorder_and_add_columns():
+    text = "caption,notes,relative path\r\n=edited,mine,a.jpg\r\n"
+    ((line, row),) = parse_rows(text)
+    assert (line, row.relative_path, row.caption) == (2, "a.jpg", "=edited")
+
+
+@pytest.mark.parametrize(
+    "text", ["", "file,text\r\na,b\r\n", "relative path,caption,score\r\na.jpg,x,not a number\r\n"]
+)
+def test_foreign_csv_is_refused_with_a_message(text):
+    with pytest.raises(CsvFormatError):
+        parse_rows(text)
+
+
+# --- importing edits back -----------------------------------------------------------------------
+
+
+def _export(root: Path, photos: list[Path]) -> Path:
+    rows = [make_row(p, root, read_caption(p), sidecar=sidecar_path(p)) for p in photos]
+    write_csv(root / "captions.csv", rows)
+    return root / "captions.csv"
+
+
+def _edit(csv_file: Path, captions: dict[str, str]) -> None:
+    rows = [row for _, row in read_csv(csv_file)]
+    rows = [CsvRow(**{**row.__dict__, "caption": captions.get(row.relative_path, row.caption)}) for row in rows]
+    write_csv(csv_file, rows)
+
+
+def test_import_applies_edited_captions_as_human(tmp_path):
+    photos = [make_photo(tmp_path / n) for n in ("a.jpg", "b.jpg", "sub/c.png")]
+    for p in photos:
+        write_caption(p, AUTO)
+    csv_file = _export(tmp_path, photos)
+    _edit(csv_file, {"a.jpg": '=a "new"\ncaption', "sub/c.png": "a cat"})
+    untouched = Snapshot([sidecar_path(photos[1]), *photos])
+
+    report = import_csv(csv_file)
+
+    assert report.applied == [photos[0], photos[2]]
+    assert report.unchanged == [photos[1]]
+    assert report.missing == [] and report.errors == []
+    first = read_caption(photos[0])
+    assert (first.text, first.source, first.model) == ('=a "new"\ncaption', "human", None)
+    assert read_caption(photos[2]).text == "a cat"
+    untouched.assert_unchanged()
+
+
+@settings(max_examples=25, deadline=None)
+@given(text=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=[chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + ["\x7f", "\ufffe", "\uffff"]), min_size=1, max_size=60))  # fmt: skip
+def test_any_caption_round_trips_through_csv_into_the_sidecar(tmp_path_factory, text):
+    root = tmp_path_factory.mktemp("rt")
+    p = make_photo(root / "a.jpg", size=(4, 4))
+    csv_file = _export(root, [p])
+    _edit(csv_file, {"a.jpg": text})
+
+    import_csv(csv_file)
+
+    assert read_caption(p).text == text
+
+
+def test_missing_photos_and_escapes_are_reported_not_written(tmp_path):
+    make_photo(tmp_path / "a.jpg")
+    outside = make_photo(tmp_path.parent / f"{tmp_path.name}-outside.jpg")
+    rows = [
+        CsvRow("a.jpg", "a.jpg", "kept"),
+        CsvRow("gone.jpg", "gone.jpg", "x"),
+        CsvRow(f"../{outside.name}", outside.name, "x"),
+        CsvRow(str(outside), outside.name, "x"),
+    ]
+    write_csv(tmp_path / "c.csv", rows)
+
+    report = import_csv(tmp_path / "c.csv")
+
+    assert report.missing == [(3, "gone.jpg"), (4, f"../{outside.name}"), (5, str(outside))]
+    assert not sidecar_path(outside).exists()
+    assert read_caption(tmp_path / "a.jpg").text == "kept"
+
+
+def test_import_reports_a_broken_sidecar_and_goes_on(tmp_path):
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    sidecar_path(a).write_bytes(b"<not xml")
+    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "x"), CsvRow("b.jpg", "b.jpg", "y")])
+
+    report = import_csv(tmp_path / "c.csv")
+
+    assert [p for p, _ in report.errors] == [a] and "a.jpg.xmp" in report.errors[0][1]
+    assert sidecar_path(a).read_bytes() == b"<not xml"
+    assert report.applied == [b]
+
+
+def test_import_with_another_root_and_base_style(tmp_path):
+    root = tmp_path / "photos"
+    p = make_photo(root / "a.jpg")
+    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "x")])
+
+    report = import_csv(tmp_path / "c.csv", root, style="base")
+
+    assert report.applied == [p] and (root / "a.xmp").is_file()
