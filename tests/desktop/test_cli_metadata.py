@@ -1,0 +1,106 @@
+"""What a captioning run stores: sidecars, skipped and protected photos, the CSV report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from imgcap_desktop.metadata.apply import (
+    PhotoStatus,
+    StoreOptions,
+    select_photos,
+    store_outcomes,
+    write_report_csv,
+)
+from imgcap_desktop.metadata.csvio import read_csv
+from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from model.results import CaptionFailure, CaptionResult
+from tests.desktop.conftest_metadata import Snapshot, make_photo
+
+NOW = "2026-11-27T02:00:00+00:00"
+
+
+def _result(photo: Path, text: str, score: float = -0.5) -> CaptionResult:
+    words = tuple(text.split())
+    return CaptionResult(str(photo), words, tuple(range(len(words))), score, np.zeros((len(words), 2, 2), np.float32))
+
+
+def test_sidecars_are_written_with_provenance(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    options = StoreOptions(write_sidecars=True)
+
+    (status,) = store_outcomes([_result(a, "a dog")], options, model_name="tiny", captioned_at=NOW)
+
+    assert status == PhotoStatus(a, "written", StoredCaption("a dog", "automatic", "tiny", -0.5, NOW), sidecar_path(a))
+    assert read_caption(a) == status.caption
+
+
+def test_without_write_sidecars_nothing_is_written(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    (status,) = store_outcomes([_result(a, "a dog")], StoreOptions(), model_name="tiny")
+    assert status.status == "captioned" and status.caption.text == "a dog"
+    assert list(tmp_path.iterdir()) == [a]
+
+
+def test_human_captions_are_kept_unless_overwrite_human(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("my dog Rex", "human"))
+    before = Snapshot([sidecar_path(a)])
+
+    (kept,) = store_outcomes([_result(a, "a dog")], StoreOptions(write_sidecars=True), model_name="tiny")
+    before.assert_unchanged()
+    assert kept.status == "kept_human" and kept.caption.text == "my dog Rex"
+
+    options = StoreOptions(write_sidecars=True, overwrite_human=True)
+    (replaced,) = store_outcomes([_result(a, "a dog")], options, model_name="tiny")
+    assert replaced.status == "written" and read_caption(a).text == "a dog"
+
+
+def test_automatic_captions_are_replaced(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("old", "automatic", "tiny", -1.0))
+    (status,) = store_outcomes([_result(a, "new")], StoreOptions(write_sidecars=True), model_name="tiny")
+    assert status.status == "written" and read_caption(a).text == "new"
+
+
+def test_failures_and_empty_captions_are_per_photo(tmp_path):
+    a, b, c = (make_photo(tmp_path / n) for n in ("a.jpg", "b.jpg", "c.jpg"))
+    write_caption(b, StoredCaption("keep me", "automatic", "tiny", -1.0))
+    sidecar_path(c).write_bytes(b"<broken")
+    outcomes = [CaptionFailure(str(a), "not an image"), _result(b, ""), _result(c, "x")]
+
+    statuses = store_outcomes(outcomes, StoreOptions(write_sidecars=True), model_name="tiny")
+
+    assert [s.status for s in statuses] == ["failed", "failed", "failed"]
+    assert "not an image" in statuses[0].message and "empty" in statuses[1].message
+    assert "c.jpg.xmp" in statuses[2].message
+    assert read_caption(b).text == "keep me" and sidecar_path(c).read_bytes() == b"<broken"
+
+
+def test_skip_captioned_and_base_style_collisions(tmp_path):
+    done, todo, x_jpg, x_png = (make_photo(tmp_path / n) for n in ("done.jpg", "todo.jpg", "x.jpg", "x.png"))
+    write_caption(done, StoredCaption("already", "human"))
+    options = StoreOptions(write_sidecars=True, sidecar_style="base", skip_captioned=True)
+
+    to_caption, settled = select_photos([done, todo, x_jpg, x_png], options)
+
+    assert to_caption == [todo]
+    assert [(s.photo, s.status) for s in settled] == [(done, "skipped"), (x_jpg, "failed"), (x_png, "failed")]
+    assert "x.xmp" in settled[1].message
+
+
+def test_report_csv_lists_every_photo(tmp_path):
+    a, b = make_photo(tmp_path / "a.jpg", size=(30, 20)), make_photo(tmp_path / "b.jpg")
+    statuses = store_outcomes(
+        [_result(a, "a dog"), CaptionFailure(str(b), "broken")], StoreOptions(write_sidecars=True),
+        model_name="tiny", captioned_at=NOW,
+    )  # fmt: skip
+
+    write_report_csv(tmp_path / "out.csv", tmp_path, statuses)
+
+    rows = [row for _, row in read_csv(tmp_path / "out.csv")]
+    assert [(r.relative_path, r.caption, r.source, r.model, r.width, r.height, r.sidecar_path) for r in rows] == [
+        ("a.jpg", "a dog", "automatic", "tiny", 30, 20, "a.jpg.xmp"),
+        ("b.jpg", "", "", "", 16, 12, ""),
+    ]
