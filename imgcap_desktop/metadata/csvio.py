@@ -39,6 +39,8 @@ COLUMNS = (
     "time captioned",
 )
 
+_EXIF_ORIENTATION = 0x0112
+
 # A cell starting with one of these is run as a formula by Excel, LibreOffice or Google Sheets.
 _FORMULA_START = "=+-@\t\r"
 _NEEDS_APOSTROPHE = re.compile(f"^'*[{re.escape(_FORMULA_START)}]")
@@ -111,12 +113,15 @@ def make_row(
 
 
 def photo_size(photo: str | Path) -> tuple[int, int] | None:
-    """A photo's stored ``(width, height)`` from its header, or None if it cannot be read."""
+    """A photo's ``(width, height)`` as shown (EXIF rotation applied), from its header; None if unreadable."""
     from PIL import Image
 
     try:
         with Image.open(photo) as img:
-            return img.size
+            width, height = img.size
+            if img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):  # turned a quarter
+                return height, width
+            return width, height
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return None
 

@@ -7,7 +7,6 @@ same checks as a sidecar before it is parsed, so a hostile photo cannot expand e
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 from PIL import Image, IptcImagePlugin
@@ -31,10 +30,8 @@ def read_embedded_description(photo: str | Path) -> str | None:
     """
     photo = Path(photo)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(photo) as img:
-                return _from_xmp(img, photo) or _from_iptc(img) or _from_exif(img)
+        with Image.open(photo) as img:
+            return _from_xmp(img, photo) or _from_iptc(img) or _from_exif(img)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         log.debug("no embedded description read from %s: %s", photo, exc)
         return None

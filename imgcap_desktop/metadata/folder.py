@@ -15,10 +15,15 @@ _DIGITS = re.compile(r"(\d+)")
 
 def natural_key(path: str | Path) -> tuple:
     """Sort key that puts ``img2.jpg`` before ``img10.jpg``, case-insensitively, folder by folder."""
-    parts = Path(path).parts
+    return tuple(_part_key(part) for part in Path(path).parts)
+
+
+def _part_key(part: str) -> tuple:
+    # Numbers before words, as numbers; the original text last, so the order is total.
     return tuple(
-        tuple((0, int(chunk), chunk) if chunk.isdigit() else (1, chunk.casefold(), chunk) for chunk in _DIGITS.split(part) if chunk)
-        for part in parts
+        (0, int(chunk), chunk) if chunk.isdigit() else (1, chunk.casefold(), chunk)
+        for chunk in _DIGITS.split(part)
+        if chunk
     )
 
 

@@ -228,7 +228,8 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         raise ValueError(f"only automatic or human captions are written, not {caption.source!r}")
     bad = _UNSTORABLE.search(caption.text) or _UNSTORABLE.search(caption.model or "")
     if bad:
-        raise SidecarError(photo, f"the caption holds a control character (U+{ord(bad.group()):04X}) that XMP cannot store")
+        code = f"U+{ord(bad.group()):04X}"
+        raise SidecarError(photo, f"the caption holds a control character ({code}) that XMP cannot store")
 
     target = find_sidecar(photo)
     if target is None:
@@ -245,7 +246,9 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     if caption.text:
         languages = {_X_DEFAULT: caption.text, **languages}
     changes = {
-        # An empty dict removes the field (pyexiv2's None does not, for a lang-alt).
+        # Exiv2 also mirrors the sidecar into Exif/IPTC when it reads it and copies those back into any
+        # XMP property that is missing when it writes, so deleting ``Xmp.dc.description`` (None)
+        # would bring the old caption back; an empty lang-alt is kept as the key and never written.
         "Xmp.dc.description": {f'lang="{lang}"': text for lang, text in languages.items()},
         "Xmp.xmp.CreatorTool": CREATOR_TOOL,
         f"Xmp.{PREFIX}.source": caption.source,
@@ -255,10 +258,18 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         f"Xmp.{PREFIX}.textDigest": _digest(caption.text) if caption.text else None,
     }
     updated = _modify(packet, changes, target)
+    updated_root = _parse_packet(updated, target)
 
-    # Read our own output back before it replaces anything: the caption must survive exactly.
-    if _descriptions(_parse_packet(updated, target)).get(_X_DEFAULT, "") != caption.text:
+    # Read our own output back before it replaces anything: the caption must survive exactly, and
+    # so must every property another tool stored.
+    if _descriptions(updated_root).get(_X_DEFAULT, "") != caption.text:
         raise SidecarError(photo, "the caption did not survive the XMP round trip; nothing was written")
+    if target.exists():
+        lost = _property_names(_parse_packet(packet, target)) - _property_names(updated_root)
+        if lost:
+            raise SidecarError(
+                photo, f"Exiv2 would drop {', '.join(sorted(lost))} from {target.name}; it was left as it is"
+            )
     _replace_atomically(target, updated, photo)
     return target
 
@@ -295,7 +306,8 @@ def _read_limited(path: Path, photo: Path) -> bytes:
         raise SidecarError(photo, f"cannot read {path.name}: {exc.strerror or exc}") from None
     if len(data) > MAX_SIDECAR_BYTES:
         raise SidecarError(
-            photo, f"{path.name} is larger than {MAX_SIDECAR_BYTES // (1024 * 1024)} MiB; not an XMP sidecar imgcap will read"
+            photo,
+            f"{path.name} is larger than {MAX_SIDECAR_BYTES // (1024 * 1024)} MiB; not a sidecar imgcap will read",
         )
     return data
 
@@ -333,6 +345,20 @@ def _descriptions(root: ET.Element) -> dict[str, str]:
     for item in element.iter(f"{{{_RDF}}}li"):
         languages.setdefault(item.get(_XML_LANG, _X_DEFAULT), item.text or "")
     return languages
+
+
+_STRUCTURE_NAMESPACES = (_RDF, "adobe:ns:meta/", "http://www.w3.org/XML/1998/namespace", NAMESPACE)
+_OURS = {f"{{{_DC}}}description", "{http://ns.adobe.com/xap/1.0/}CreatorTool"}
+
+
+def _property_names(root: ET.Element) -> set[str]:
+    """Every property and struct field named in a packet, as attribute or element, but our own."""
+    names = set()
+    for element in root.iter():
+        for name in (element.tag, *element.attrib):
+            if name.startswith("{") and name[1:].split("}")[0] not in _STRUCTURE_NAMESPACES:
+                names.add(name)
+    return names - _OURS
 
 
 def _imgcap_property(root: ET.Element, name: str) -> str | None:

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 from PIL import Image
 
 EXIFTOOL = shutil.which("exiftool")
@@ -16,6 +17,17 @@ EXIFTOOL = shutil.which("exiftool")
 needs_exiftool = pytest.mark.skipif(
     EXIFTOOL is None,
     reason="exiftool is not installed (Debian package libimage-exiftool-perl; .ci/run installs it)",
+)
+
+
+# Captions XMP can hold: no surrogates, no C0 controls but tab, LF and CR, no DEL, no U+FFFE/U+FFFF.
+xmp_text = st.text(
+    st.characters(
+        blacklist_categories=("Cs",),
+        blacklist_characters=[chr(c) for c in range(0x20) if c not in (9, 10, 13)] + ["\x7f", "\ufffe", "\uffff"],
+    ),
+    min_size=1,
+    max_size=60,
 )
 
 

@@ -23,7 +23,8 @@ NOW = "2026-11-27T02:00:00+00:00"
 
 def _result(photo: Path, text: str, score: float = -0.5) -> CaptionResult:
     words = tuple(text.split())
-    return CaptionResult(str(photo), words, tuple(range(len(words))), score, np.zeros((len(words), 2, 2), np.float32))
+    attention = np.zeros((len(words), 2, 2), np.float32)
+    return CaptionResult(str(photo), words, tuple(range(len(words))), score, attention)
 
 
 def test_sidecars_are_written_with_provenance(tmp_path):
@@ -32,7 +33,8 @@ def test_sidecars_are_written_with_provenance(tmp_path):
 
     (status,) = store_outcomes([_result(a, "a dog")], options, model_name="tiny", captioned_at=NOW)
 
-    assert status == PhotoStatus(a, "written", StoredCaption("a dog", "automatic", "tiny", -0.5, NOW), sidecar_path(a))
+    expected = StoredCaption("a dog", "automatic", "tiny", -0.5, NOW)
+    assert status == PhotoStatus(a, "written", expected, sidecar_path(a))
     assert read_caption(a) == status.caption
 
 

@@ -24,7 +24,8 @@ def _names(photos: list[Path], root: Path) -> list[str]:
 
 def test_photos_are_sorted_naturally_and_case_insensitively(tmp_path):
     _touch(tmp_path, "img10.jpg", "img2.jpg", "IMG1.JPG", "b.png", "a.webp", "img2b.jpg")
-    assert _names(scan_folder(tmp_path), tmp_path) == ["a.webp", "b.png", "IMG1.JPG", "img2.jpg", "img2b.jpg", "img10.jpg"]
+    expected = ["a.webp", "b.png", "IMG1.JPG", "img2.jpg", "img2b.jpg", "img10.jpg"]
+    assert _names(scan_folder(tmp_path), tmp_path) == expected
 
 
 def test_other_files_hidden_files_and_sidecars_are_skipped(tmp_path):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from imgcap_desktop.metadata import sidecar as sidecar_module
 from imgcap_desktop.metadata.sidecar import (
@@ -32,20 +31,12 @@ from tests.desktop.conftest_metadata import (
     make_photo,
     needs_exiftool,
     photo,  # noqa: F401 - fixture
+    xmp_text,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 AUTO = StoredCaption("a dog runs on the grass", "automatic", "sat-flickr8k", -0.8125, "2026-11-27T01:00:00+00:00")
 
-# Characters XMP can hold: not surrogates, not the C0 controls other than tab, LF and CR, not DEL.
-xml_text = st.text(
-    st.characters(
-        blacklist_categories=("Cs",),
-        blacklist_characters=[chr(c) for c in range(0x20) if chr(c) not in "\t\n\r"] + ["\x7f", "\ufffe", "\uffff"],
-    ),
-    min_size=1,
-    max_size=60,
-)
 
 
 def test_write_creates_ext_sidecar_with_provenance(photo):
@@ -140,6 +131,20 @@ def test_sidecar_from_another_tool_reads_as_human(photo):
     assert read_caption(photo) == StoredCaption("typed in digiKam", "human")
 
 
+def test_a_write_that_would_drop_another_tools_property_is_refused(photo, monkeypatch):
+    path = sidecar_path(photo)
+    path.write_bytes(_written_elsewhere("old"))
+    real_modify = sidecar_module._modify
+
+    def lossy_modify(packet, changes, target):
+        return real_modify(packet, changes, target).replace(b'xmp:Rating="3"', b"")
+
+    monkeypatch.setattr(sidecar_module, "_modify", lossy_modify)
+    with pytest.raises(SidecarError, match="Rating"):
+        write_caption(photo, AUTO)
+    assert path.read_bytes() == _written_elsewhere("old")
+
+
 def test_control_characters_are_refused_not_mangled(photo):
     with pytest.raises(SidecarError, match="U\\+0001"):
         write_caption(photo, StoredCaption("bad\x01caption", "human"))
@@ -152,7 +157,7 @@ def test_embedded_source_is_never_written(photo):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=xml_text)
+@given(text=xmp_text)
 def test_any_caption_round_trips_exactly(photo, text):
     caption = StoredCaption(text, "human", "model \"ünï\" <1>", -1.5e-7, "2026-11-27T01:00:00+00:00")
     write_caption(photo, caption)
