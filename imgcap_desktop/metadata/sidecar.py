@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 import xml.etree.ElementTree as ET
@@ -134,13 +135,30 @@ def sidecar_path(photo: str | Path, style: SidecarStyle = "ext") -> Path:
 def base_style_siblings(photo: str | Path) -> list[Path]:
     """Other photos in the same folder that would share ``photo``'s base-style sidecar."""
     photo = Path(photo)
+    # Compared by file identity: on a case-insensitive disk ``a.JPG`` is ``a.jpg`` itself.
+    seen = set()
+    try:
+        seen.add(_identity(photo))
+    except OSError:
+        pass
     siblings = []
     for ext in sorted(SUPPORTED_EXTENSIONS):
-        for candidate_ext in {ext, ext.upper()}:
-            candidate = photo.with_suffix(candidate_ext)
-            if candidate.name != photo.name and candidate.is_file():
+        for candidate in (photo.with_suffix(ext), photo.with_suffix(ext.upper())):
+            try:
+                identity = _identity(candidate)
+            except OSError:
+                continue
+            if identity not in seen:
+                seen.add(identity)
                 siblings.append(candidate)
     return siblings
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    if not stat.S_ISREG(status.st_mode):
+        raise IsADirectoryError(path)
+    return status.st_dev, status.st_ino
 
 
 def find_sidecar(photo: str | Path) -> Path | None:

@@ -90,6 +90,13 @@ def test_base_style_collision_is_refused(tmp_path):
     assert read_caption(png).text == AUTO.text
 
 
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+def test_one_file_under_two_names_is_not_a_collision(tmp_path):
+    jpg = make_photo(tmp_path / "a.jpg")
+    os.link(jpg, tmp_path / "a.JPG")  # what a case-insensitive disk shows
+    assert write_caption(jpg, AUTO, style="base") == tmp_path / "a.xmp"
+
+
 def test_shared_base_sidecar_is_not_attributed_to_either_photo(tmp_path):
     jpg, _ = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "a.png")
     (tmp_path / "a.xmp").write_bytes(_written_elsewhere("whose caption?"))
