@@ -102,7 +102,7 @@ class SidecarError(Exception):
     """One photo's sidecar could not be read or written. ``str(error)`` is fit to show the user.
 
     Attributes:
-        path: the photo (or sidecar) the error is about.
+        path: the file the error is about: the photo, or its sidecar when that is the problem.
         reason: what went wrong, without the file name.
     """
 
@@ -286,7 +286,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         lost = _property_names(_parse_packet(packet, target)) - _property_names(updated_root)
         if lost:
             raise SidecarError(
-                photo, f"Exiv2 would drop {', '.join(sorted(lost))} from {target.name}; it was left as it is"
+                photo, f"Exiv2 would drop {', '.join(sorted(lost))} from {target.name}; left as it is"
             )
     _replace_atomically(target, updated, photo)
     return target
@@ -332,25 +332,22 @@ def _read_limited(path: Path, photo: Path) -> bytes:
 
 def _parse_packet(data: bytes, path: Path) -> ET.Element:
     """Check a sidecar's bytes and parse them, refusing anything that is not plain, safe XMP."""
-    name = path.name
     if not data.strip():
-        raise SidecarError(path, f"{name} is empty; it was left as it is")
+        raise SidecarError(path, "empty file; left as it is")
     if b"\x00" in data:
-        raise SidecarError(path, f"{name} is binary, not an XMP text file; it was left as it is")
+        raise SidecarError(path, "binary data, not XMP text; left as it is")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
-        raise SidecarError(path, f"{name} is not UTF-8 text; it was left as it is") from None
+        raise SidecarError(path, "not UTF-8 text; left as it is") from None
     if _DECLARATION.search(data):
-        raise SidecarError(
-            path, f"{name} declares a DOCTYPE or entities, which imgcap refuses to read; it was left as it is"
-        )
+        raise SidecarError(path, "declares a DOCTYPE or entities, which imgcap refuses to read; left as it is")
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
-        raise SidecarError(path, f"{name} is not well-formed XML ({exc}); it was left as it is") from None
+        raise SidecarError(path, f"not well-formed XML ({exc}); left as it is") from None
     if root.tag != f"{{{_RDF}}}RDF" and root.find(f".//{{{_RDF}}}RDF") is None:
-        raise SidecarError(path, f"{name} is XML but not XMP (no rdf:RDF); it was left as it is")
+        raise SidecarError(path, "XML but not XMP (no rdf:RDF); left as it is")
     return root
 
 
