@@ -1,7 +1,9 @@
-"""What a captioning run stores: sidecars, skipped and protected photos, the CSV report."""
+"""What a captioning run stores (sidecars, skipped and protected photos, the CSV report), and the
+CLI options for it."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,13 @@ from imgcap_desktop.metadata.apply import (
     store_outcomes,
     write_report_csv,
 )
-from imgcap_desktop.metadata.csvio import read_csv
+from imgcap_desktop.metadata.commands import (
+    add_caption_options,
+    add_import_csv_command,
+    run_import_csv,
+    store_options,
+)
+from imgcap_desktop.metadata.csvio import CsvRow, read_csv, write_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from model.results import CaptionFailure, CaptionResult
 from tests.desktop.conftest_metadata import Snapshot, make_photo
@@ -106,3 +114,40 @@ def test_report_csv_lists_every_photo(tmp_path):
         ("a.jpg", "a dog", "automatic", "tiny", 30, 20, "a.jpg.xmp"),
         ("b.jpg", "", "", "", 16, 12, ""),
     ]
+
+
+# --- the command-line options, as cli.py mounts them --------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgcap")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_caption_options(commands.add_parser("caption"))
+    add_import_csv_command(commands)
+    return parser
+
+
+def test_caption_options_map_to_store_options():
+    args = _parser().parse_args(["caption", "--write-sidecars", "--sidecar-style", "base", "--skip-captioned",
+                                 "--overwrite-human", "--csv", "out.csv"])  # fmt: skip
+    assert store_options(args) == StoreOptions(True, "base", True, True)
+    assert args.csv == Path("out.csv")
+    assert store_options(_parser().parse_args(["caption"])) == StoreOptions()
+
+
+def test_import_csv_command_applies_and_reports(tmp_path, capsys):
+    a = make_photo(tmp_path / "a.jpg")
+    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "edited"), CsvRow("gone.jpg", "gone.jpg", "x")])
+
+    status = run_import_csv(_parser().parse_args(["import-csv", str(tmp_path / "c.csv")]))
+
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "line 3: photo not found: gone.jpg" in out and "1 captions applied" in out
+    assert read_caption(a) == StoredCaption("edited", "human", captioned_at=read_caption(a).captioned_at)
+
+
+def test_import_csv_command_refuses_a_foreign_file(tmp_path, capsys):
+    (tmp_path / "c.csv").write_text("a,b\r\n1,2\r\n", encoding="utf-8")
+    assert run_import_csv(_parser().parse_args(["import-csv", str(tmp_path / "c.csv")])) == 2
+    assert "relative path" in capsys.readouterr().err

@@ -360,7 +360,8 @@ def test_core_imports_neither_qt_nor_tensorflow():
         for name in ("PySide6", "tensorflow", "keras"):
             sys.modules[name] = None
         import imgcap_desktop.metadata.sidecar, imgcap_desktop.metadata.csvio
-        import imgcap_desktop.metadata.folder, imgcap_desktop.metadata.embedded, imgcap_desktop.metadata.apply
+        import imgcap_desktop.metadata.folder, imgcap_desktop.metadata.embedded
+        import imgcap_desktop.metadata.apply, imgcap_desktop.metadata.commands
         """
     )
     subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)

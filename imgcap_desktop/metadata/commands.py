@@ -1,0 +1,88 @@
+"""The command-line side of the metadata features, ready for ``imgcap_desktop.cli`` to mount.
+
+``imgcap caption`` gets its sidecar and CSV options from :func:`add_caption_options` and turns them
+into :class:`StoreOptions` with :func:`store_options`; ``imgcap import-csv FILE`` is
+:func:`add_import_csv_command` plus :func:`run_import_csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from imgcap_desktop.metadata.apply import StoreOptions
+from imgcap_desktop.metadata.csvio import CsvFormatError, import_csv
+
+
+def add_caption_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--csv``, ``--write-sidecars``, ``--sidecar-style``, ``--skip-captioned`` and
+    ``--overwrite-human`` to the ``caption`` command."""
+    group = parser.add_argument_group("storing captions")
+    group.add_argument("--csv", type=Path, metavar="FILE", help="also write every caption to this CSV file")
+    group.add_argument(
+        "--write-sidecars", action="store_true", help="write each caption to the photo's XMP sidecar"
+    )
+    group.add_argument(
+        "--sidecar-style",
+        choices=("ext", "base"),
+        default="ext",
+        help="name new sidecars photo.jpg.xmp (ext, default; digiKam, darktable) or photo.xmp (base; Lightroom)",
+    )
+    group.add_argument(
+        "--skip-captioned", action="store_true", help="skip photos whose sidecar already holds a caption"
+    )
+    group.add_argument(
+        "--overwrite-human",
+        action="store_true",
+        help="replace captions a person wrote or edited (kept by default)",
+    )
+
+
+def store_options(args: argparse.Namespace) -> StoreOptions:
+    """The :class:`StoreOptions` that the parsed ``caption`` options ask for."""
+    return StoreOptions(
+        write_sidecars=args.write_sidecars,
+        sidecar_style=args.sidecar_style,
+        skip_captioned=args.skip_captioned,
+        overwrite_human=args.overwrite_human,
+    )
+
+
+def add_import_csv_command(subparsers) -> argparse.ArgumentParser:
+    """Add the ``import-csv`` command to the CLI's subparsers; returns its parser."""
+    parser = subparsers.add_parser(
+        "import-csv",
+        help="apply captions edited in a CSV back to the photos' sidecars",
+        description="Write the captions of a CSV (as 'imgcap caption --csv' wrote it, possibly edited) "
+        "to the photos' XMP sidecars as human captions. Unchanged captions are left alone.",
+    )
+    parser.add_argument("csv_file", type=Path, metavar="FILE", help="the CSV file")
+    parser.add_argument(
+        "--root", type=Path, help="folder the CSV's relative paths start from (default: the CSV's folder)"
+    )
+    parser.add_argument(
+        "--sidecar-style", choices=("ext", "base"), default="ext", help="naming style for new sidecars"
+    )
+    return parser
+
+
+def run_import_csv(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run ``import-csv``; returns the exit status (0 when every row was applied or unchanged)."""
+    out = out or sys.stdout
+    try:
+        report = import_csv(args.csv_file, args.root, style=args.sidecar_style)
+    except (CsvFormatError, OSError) as exc:
+        print(f"imgcap import-csv: {args.csv_file}: {exc}", file=sys.stderr)
+        return 2
+    for line, relative in report.missing:
+        print(f"line {line}: photo not found: {relative}", file=out)
+    for _, message in report.errors:
+        print(f"error: {message}", file=out)
+    print(
+        f"{len(report.applied)} captions applied, {len(report.unchanged)} unchanged, "
+        f"{len(report.missing)} photos missing, {len(report.errors)} errors",
+        file=out,
+    )
+    return 1 if report.missing or report.errors else 0
