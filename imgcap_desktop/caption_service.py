@@ -1,0 +1,204 @@
+"""The long-lived service that owns the captioning model on a worker thread.
+
+The model (and TensorFlow with it) is loaded lazily on the worker the first time photos are
+captioned, so the window shows before TensorFlow is imported; it is reused while the bundle and
+device stay the same. Workers get plain data (paths, options) and give back plain results.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from imgcap_desktop.metadata.apply import StoreOptions, store_outcomes
+
+log = logging.getLogger(__name__)
+
+CaptionerFactory = Callable[[str | None, str], object]
+
+_LIVE_THREADS: weakref.WeakSet[QThread] = weakref.WeakSet()
+
+
+def running_threads() -> list[QThread]:
+    """Worker threads of any service that are still running (tests fail when one is left)."""
+    return [thread for thread in list(_LIVE_THREADS) if thread.isRunning()]
+
+
+def load_captioner(bundle: str | None, device: str):
+    """The real factory: imports TensorFlow (via ``model.captioner``), so call it on the worker only."""
+    from model.captioner import Captioner
+
+    return Captioner.from_bundle(bundle, device=device)
+
+
+@dataclass(frozen=True)
+class CaptionJob:
+    """One request: which photos, and how to caption and store them."""
+
+    photos: tuple[Path, ...]
+    beam_size: int = 3
+    batch_size: int = 8
+    device: str = "auto"
+    store: StoreOptions = StoreOptions()
+
+
+class _Worker(QObject):
+    """Lives on the service's thread; every exception is caught and reported as a signal."""
+
+    model_loading = Signal()
+    model_loaded = Signal(str, str)
+    model_failed = Signal(str)
+    batch_done = Signal(list, list)  # outcomes, statuses
+    batch_failed = Signal(str)
+    progress = Signal(int, int)
+    finished = Signal(bool)  # cancelled
+
+    def __init__(self, bundle: str | None, factory: CaptionerFactory, cancel: threading.Event):
+        super().__init__()
+        self._bundle = bundle
+        self._factory = factory
+        self._cancel = cancel
+        self._captioner = None
+        self._loaded_for: tuple | None = None
+
+    @Slot(object)
+    def run(self, job: CaptionJob) -> None:
+        cancelled = False
+        try:
+            captioner = self._ensure_model(job.device)
+            if captioner is None:
+                return
+            total = len(job.photos)
+            done = 0
+            self.progress.emit(0, total)
+            batches = captioner.caption_batches(list(job.photos), beam_size=job.beam_size, batch_size=job.batch_size)
+            while True:
+                if self._cancel.is_set():
+                    cancelled = True
+                    break
+                try:
+                    outcomes = next(batches)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - one bad batch does not end the run
+                    log.exception("captioning a batch failed")
+                    self.batch_failed.emit(f"{type(exc).__name__}: {exc}")
+                    break
+                statuses = store_outcomes(outcomes, job.store, model_name=str(captioner.name))
+                done += len(outcomes)
+                self.batch_done.emit(outcomes, statuses)
+                self.progress.emit(done, total)
+            if hasattr(batches, "close"):
+                batches.close()
+        except Exception as exc:  # noqa: BLE001
+            log.exception("captioning failed")
+            self.batch_failed.emit(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._cancel.clear()
+            self.finished.emit(cancelled)
+
+    def _ensure_model(self, device: str):
+        key = (self._bundle, device)
+        if self._captioner is not None and self._loaded_for == key:
+            return self._captioner
+        self.model_loading.emit()
+        try:
+            self._captioner = self._factory(self._bundle, device)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            log.exception("loading the model failed")
+            self._captioner = None
+            self.model_failed.emit(f"{type(exc).__name__}: {exc}")
+            return None
+        self._loaded_for = key
+        self.model_loaded.emit(str(self._captioner.name), str(self._captioner.device))
+        return self._captioner
+
+
+class CaptionService(QObject):
+    """Owns the captioner on a worker QThread and runs one captioning job at a time.
+
+    Signals:
+        model_loading(): the model is being loaded (TensorFlow imported on first use).
+        model_loaded(str name, str device): the model is ready; device is ``"CPU"`` or ``"GPU: <name>"``.
+        model_failed(str reason): the model could not be loaded; the job ends.
+        caption_generated(list outcomes, list statuses): one batch's
+            :class:`~model.results.CaptionOutcome` list and the matching
+            :class:`~imgcap_desktop.metadata.apply.PhotoStatus` list (what was stored).
+        progress(int done, int total): photos done so far in the running job.
+        batch_failed(str reason): the engine raised; the job ends, earlier batches are kept.
+        finished(bool cancelled): the job is over.
+    """
+
+    model_loading = Signal()
+    model_loaded = Signal(str, str)
+    model_failed = Signal(str)
+    caption_generated = Signal(list, list)
+    progress = Signal(int, int)
+    batch_failed = Signal(str)
+    finished = Signal(bool)
+    _run_requested = Signal(object)
+
+    def __init__(self, bundle: str | Path | None = None, factory: CaptionerFactory | None = None, parent=None):
+        super().__init__(parent)
+        self._cancel = threading.Event()
+        self._thread = QThread()
+        self._thread.setObjectName("imgcap-captioner")
+        _LIVE_THREADS.add(self._thread)
+        self._worker = _Worker(str(bundle) if bundle else None, factory or load_captioner, self._cancel)
+        self._worker.moveToThread(self._thread)
+        self._run_requested.connect(self._worker.run)
+        self._worker.model_loading.connect(self.model_loading)
+        self._worker.model_loaded.connect(self._on_worker_model_loaded)
+        self._worker.model_failed.connect(self.model_failed)
+        self._worker.batch_done.connect(self.caption_generated)
+        self._worker.progress.connect(self.progress)
+        self._worker.batch_failed.connect(self.batch_failed)
+        self._worker.finished.connect(self._on_worker_finished)
+        self._busy = False
+        self.model_name = ""
+        self.device = ""
+        self.started_at = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def caption(self, job: CaptionJob) -> bool:
+        """Start a job; False (and nothing happens) while another one runs or for no photos."""
+        if self._busy or not job.photos:
+            return False
+        if not self._thread.isRunning():
+            self._thread.start()
+        self._busy = True
+        self._cancel.clear()
+        self.started_at = time.monotonic()
+        self._run_requested.emit(job)
+        return True
+
+    def cancel(self) -> None:
+        """Stop after the batch being captioned; every caption produced so far is kept."""
+        if self._busy:
+            self._cancel.set()
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Cancel any job and stop the worker thread (called when the window closes)."""
+        self.cancel()
+        if self._thread.isRunning():
+            self._thread.quit()
+            if not self._thread.wait(timeout_ms):
+                log.warning("the captioning thread did not stop in time")
+
+    def _on_worker_model_loaded(self, name: str, device: str) -> None:
+        self.model_name, self.device = name, device
+        self.model_loaded.emit(name, device)
+
+    def _on_worker_finished(self, cancelled: bool) -> None:
+        self._busy = False
+        self.finished.emit(cancelled)

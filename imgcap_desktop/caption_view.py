@@ -1,0 +1,288 @@
+"""The large view of one photo: its caption as clickable words, and each word's attention over the photo.
+
+Clicking a word overlays that word's attention map: upsampled smoothly (bicubic) to the photo's size,
+colour-mapped and blended with an adjustable opacity. The "all words" strip shows every word beside
+its own small overlay, as in the paper's figures. Left/Right move between words, Escape clears.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+# A perceptually ordered colour map (anchors of matplotlib's "inferno"), interpolated to 256 entries.
+_ANCHORS = np.array(
+    [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39],
+     [252, 255, 164]],
+    dtype=np.float32,
+)
+COLOUR_MAP = np.stack(
+    [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_ANCHORS)), _ANCHORS[:, c]) for c in range(3)], axis=1
+).astype(np.uint8)  # (256, 3)
+
+
+def upsample_map(attention: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Upsample one ``(grid_h, grid_w)`` attention map to ``size`` ``(height, width)``, bicubic, scaled to [0, 1]."""
+    height, width = size
+    grid = np.asarray(attention, dtype=np.float32)
+    # Each map cell covers a block of the photo: resize the grid image itself (cell centres line up).
+    upsampled = np.asarray(Image.fromarray(grid).resize((width, height), Image.Resampling.BICUBIC))
+    upsampled = np.clip(upsampled, grid.min(), grid.max())  # bicubic overshoots
+    low, high = float(upsampled.min()), float(upsampled.max())
+    if high - low < 1e-12:
+        return np.zeros((height, width), np.float32)
+    return ((upsampled - low) / (high - low)).astype(np.float32)
+
+
+def colorize(map01: np.ndarray) -> np.ndarray:
+    """``(H, W)`` values in [0, 1] to ``(H, W, 3)`` uint8 RGB through :data:`COLOUR_MAP`."""
+    return COLOUR_MAP[np.clip((map01 * 255).round(), 0, 255).astype(np.uint8)]
+
+
+def blend(photo: np.ndarray, map01: np.ndarray, opacity: float) -> np.ndarray:
+    """The photo with the colour-mapped attention blended over it at ``opacity`` (0 to 1)."""
+    colour = colorize(map01).astype(np.float32)
+    mixed = photo.astype(np.float32) * (1.0 - opacity) + colour * opacity
+    return np.clip(mixed, 0, 255).astype(np.uint8)
+
+
+def qimage_to_array(image: QImage) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB copy of a QImage."""
+    image = image.convertToFormat(QImage.Format.Format_RGB888)
+    width, height, stride = image.width(), image.height(), image.bytesPerLine()
+    buffer = np.frombuffer(image.constBits(), np.uint8, count=stride * height).reshape(height, stride)
+    return buffer[:, : width * 3].reshape(height, width, 3).copy()
+
+
+def array_to_qimage(array: np.ndarray) -> QImage:
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    height, width, _ = array.shape
+    return QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+class PhotoCanvas(QWidget):
+    """Paints a photo (with or without an overlay) scaled to fit, keeping its aspect ratio."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._pixmap: QPixmap | None = None
+        self._message = "No photo selected"
+        self.setMinimumSize(240, 180)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def set_image(self, image: QImage | None, message: str = "") -> None:
+        self._pixmap = QPixmap.fromImage(image) if image is not None else None
+        self._message = message
+        self.update()
+
+    def sizeHint(self) -> QSize:
+        return QSize(640, 480)
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), self.palette().window().color().darker(130))
+        if self._pixmap is None or self._pixmap.isNull():
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._message)
+            return
+        size = self._pixmap.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        x = (self.width() - size.width()) / 2
+        y = (self.height() - size.height()) / 2
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        painter.drawPixmap(QRectF(x, y, size.width(), size.height()), self._pixmap, QRectF(self._pixmap.rect()))
+
+
+class CaptionView(QWidget):
+    """One photo, its caption as word buttons, the overlay of the chosen word and the all-words strip.
+
+    Signals:
+        word_selected(int index): a word was chosen (-1: the overlay was cleared).
+    """
+
+    word_selected = Signal(int)
+
+    STRIP_SIZE = 96
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self._photo: np.ndarray | None = None
+        self._words: tuple[str, ...] = ()
+        self._attention: np.ndarray | None = None
+        self._current = -1
+        self.overlay_map: np.ndarray | None = None  # the upsampled map shown, for tests and exports
+
+        self.canvas = PhotoCanvas()
+        self._word_bar = QWidget()
+        self._word_layout = QHBoxLayout(self._word_bar)
+        self._word_layout.setContentsMargins(0, 0, 0, 0)
+        self._word_group = QButtonGroup(self)
+        self._word_group.setExclusive(False)
+        self._word_group.idClicked.connect(self._on_word_group_id_clicked)
+        self._word_hint = QLabel()
+        self._word_hint.setObjectName("wordHint")
+
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(60)
+        self.opacity_slider.setToolTip("Attention overlay opacity")
+        self.opacity_slider.valueChanged.connect(self._on_opacity_slider_value_changed)
+        opacity_row = QHBoxLayout()
+        opacity_row.addWidget(QLabel("Overlay"))
+        opacity_row.addWidget(self.opacity_slider)
+
+        self._strip = QWidget()
+        self._strip_layout = QHBoxLayout(self._strip)
+        self._strip_layout.setContentsMargins(0, 0, 0, 0)
+        self._strip_scroll = QScrollArea()
+        self._strip_scroll.setWidget(self._strip)
+        self._strip_scroll.setWidgetResizable(True)
+        self._strip_scroll.setFixedHeight(self.STRIP_SIZE + 44)
+        self._strip_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self._word_bar)
+        layout.addWidget(self._word_hint)
+        layout.addLayout(opacity_row)
+        layout.addWidget(self._strip_scroll)
+
+    # -- what is shown ----------------------------------------------------------------------
+
+    @property
+    def current_word(self) -> int:
+        return self._current
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return self._words
+
+    def word_buttons(self) -> list[QToolButton]:
+        return [self._word_group.button(i) for i in range(len(self._words))]
+
+    def set_photo(self, image: QImage | None, message: str = "") -> None:
+        """Show a photo (a decoded preview); None shows ``message`` instead."""
+        self._photo = qimage_to_array(image) if image is not None else None
+        self._message = message
+        self._refresh()
+        self._rebuild_strip()
+
+    def set_caption(self, words: tuple[str, ...] | list[str], attention: np.ndarray | None) -> None:
+        """Show a caption's words; with ``attention`` ``(len(words), gh, gw)`` they become clickable."""
+        self._words = tuple(words)
+        self._attention = attention if attention is not None and len(attention) == len(self._words) else None
+        self._current = -1
+        for button in self._word_group.buttons():
+            self._word_group.removeButton(button)
+            button.deleteLater()
+        while self._word_layout.count():
+            self._word_layout.takeAt(0)
+        for i, word in enumerate(self._words):
+            button = QToolButton()
+            button.setText(word)
+            button.setCheckable(True)
+            button.setEnabled(self._attention is not None)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            self._word_group.addButton(button, i)
+            self._word_layout.addWidget(button)
+        self._word_layout.addStretch(1)
+        if not self._words:
+            self._word_hint.setText("")
+        elif self._attention is None:
+            self._word_hint.setText("Attention maps are available for the model's own caption only.")
+        else:
+            self._word_hint.setText("Click a word (or use ←/→) to see where the model looked; Esc clears.")
+        self._refresh()
+        self._rebuild_strip()
+
+    def select_word(self, index: int) -> None:
+        """Overlay word ``index``'s attention map (-1 clears the overlay)."""
+        if self._attention is None or not -1 <= index < len(self._words):
+            index = -1
+        self._current = index
+        for i, button in enumerate(self.word_buttons()):
+            button.setChecked(i == index)
+        self._refresh()
+        self.word_selected.emit(index)
+
+    def clear_overlay(self) -> None:
+        self.select_word(-1)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key == Qt.Key.Key_Escape and self._current >= 0:
+            self.clear_overlay()
+        elif key == Qt.Key.Key_Right and self._attention is not None and self._words:
+            self.select_word(min(self._current + 1, len(self._words) - 1))
+        elif key == Qt.Key.Key_Left and self._attention is not None and self._words:
+            self.select_word(max(self._current - 1, 0))
+        else:
+            super().keyPressEvent(event)
+            return
+        event.accept()
+
+    def _on_word_group_id_clicked(self, index: int) -> None:
+        self.select_word(-1 if index == self._current else index)
+        self.setFocus()
+
+    def _on_opacity_slider_value_changed(self, _value: int) -> None:
+        self._refresh()
+        self._rebuild_strip()
+
+    # -- drawing ----------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        if self._photo is None:
+            self.overlay_map = None
+            self.canvas.set_image(None, getattr(self, "_message", "") or "No photo selected")
+            return
+        if self._current < 0 or self._attention is None:
+            self.overlay_map = None
+            self.canvas.set_image(array_to_qimage(self._photo))
+            return
+        self.overlay_map = upsample_map(self._attention[self._current], self._photo.shape[:2])
+        opacity = self.opacity_slider.value() / 100.0
+        self.canvas.set_image(array_to_qimage(blend(self._photo, self.overlay_map, opacity)))
+
+    def _rebuild_strip(self) -> None:
+        while self._strip_layout.count():
+            widget = self._strip_layout.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        if self._photo is None or self._attention is None:
+            self._strip_scroll.setVisible(False)
+            return
+        self._strip_scroll.setVisible(True)
+        small = np.asarray(Image.fromarray(self._photo).resize(self._strip_size(), Image.Resampling.BILINEAR))
+        opacity = max(self.opacity_slider.value() / 100.0, 0.35)
+        for word, attention in zip(self._words, self._attention, strict=True):
+            tile = QWidget()
+            column = QVBoxLayout(tile)
+            column.setContentsMargins(2, 2, 2, 2)
+            picture = QLabel()
+            picture.setPixmap(QPixmap.fromImage(array_to_qimage(blend(small, upsample_map(attention, small.shape[:2]), opacity))))
+            caption = QLabel(word)
+            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            column.addWidget(picture)
+            column.addWidget(caption)
+            self._strip_layout.addWidget(tile)
+        self._strip_layout.addStretch(1)
+
+    def _strip_size(self) -> tuple[int, int]:
+        height, width = self._photo.shape[:2]
+        scale = self.STRIP_SIZE / max(height, width)
+        return max(1, round(width * scale)), max(1, round(height * scale))

@@ -1,0 +1,119 @@
+"""The app's settings: one typed dataclass, converted to and from QSettings here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal
+
+from PySide6.QtCore import QSettings
+
+log = logging.getLogger(__name__)
+
+ORGANIZATION = "imgcap"
+APPLICATION = "imgcap-desktop"
+MAX_RECENT_FOLDERS = 8
+
+OverwritePolicy = Literal["skip", "replace_automatic", "replace_all"]
+OVERWRITE_POLICIES: dict[str, str] = {
+    "skip": "Skip photos that already have a caption",
+    "replace_automatic": "Recaption automatic captions, keep human ones",
+    "replace_all": "Recaption everything, human captions included",
+}
+SIDECAR_STYLES: dict[str, str] = {"ext": "photo.jpg.xmp (digiKam, darktable)", "base": "photo.xmp (Lightroom, Bridge)"}
+DEVICES: dict[str, str] = {"auto": "Automatic (GPU when available)", "cpu": "CPU only"}
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Everything the user can set, with its default.
+
+    Attributes:
+        sidecar_style: ``"ext"`` (``photo.jpg.xmp``) or ``"base"`` (``photo.xmp``) for new sidecars.
+        beam_size: beam width for decoding (1 is greedy).
+        batch_size: photos per model batch; cancelling takes effect between batches.
+        device: ``"auto"`` or ``"cpu"``.
+        overwrite_policy: what "Caption all/selected" does with photos that already have a caption.
+        auto_write: write captions to sidecars as soon as they are produced (else hold them until
+            the user accepts them).
+        include_subfolders: open folders recursively.
+        overlay_opacity: attention overlay opacity, 0 to 100.
+        recent_folders: most recent first.
+    """
+
+    sidecar_style: Literal["ext", "base"] = "ext"
+    beam_size: int = 3
+    batch_size: int = 8
+    device: Literal["auto", "cpu"] = "auto"
+    overwrite_policy: OverwritePolicy = "skip"
+    auto_write: bool = True
+    include_subfolders: bool = False
+    overlay_opacity: int = 60
+    recent_folders: tuple[str, ...] = field(default=())
+
+    def with_recent_folder(self, folder: str) -> AppSettings:
+        """A copy with ``folder`` first in the recent list (no duplicates, at most a few)."""
+        recent = [folder, *(f for f in self.recent_folders if f != folder)]
+        return replace(self, recent_folders=tuple(recent[:MAX_RECENT_FOLDERS]))
+
+
+_CHOICES = {
+    "sidecar_style": tuple(SIDECAR_STYLES),
+    "device": tuple(DEVICES),
+    "overwrite_policy": tuple(OVERWRITE_POLICIES),
+}
+_RANGES = {"beam_size": (1, 20), "batch_size": (1, 256), "overlay_opacity": (0, 100)}
+
+
+def qsettings() -> QSettings:
+    """The app's QSettings store (tests redirect it with ``QSettings.setPath``)."""
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
+
+
+def load_settings(store: QSettings | None = None) -> AppSettings:
+    """Read the settings; a missing or invalid value falls back to its default."""
+    store = store if store is not None else qsettings()
+    defaults = AppSettings()
+    values = {}
+    for f in fields(AppSettings):
+        default = getattr(defaults, f.name)
+        raw = store.value(f.name)
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _convert(f.name, raw, default)
+        except (TypeError, ValueError):
+            log.info("ignoring invalid setting %s=%r", f.name, raw)
+    return replace(defaults, **values)
+
+
+def save_settings(settings: AppSettings, store: QSettings | None = None) -> None:
+    """Write every setting."""
+    store = store if store is not None else qsettings()
+    for f in fields(AppSettings):
+        value = getattr(settings, f.name)
+        store.setValue(f.name, list(value) if isinstance(value, tuple) else value)
+    store.sync()
+
+
+def _convert(name: str, raw, default):
+    if isinstance(default, bool):
+        if isinstance(raw, str):
+            if raw.lower() not in ("true", "false"):
+                raise ValueError(raw)
+            return raw.lower() == "true"
+        return bool(raw)
+    if isinstance(default, int):
+        value = int(raw)
+        low, high = _RANGES[name]
+        if not low <= value <= high:
+            raise ValueError(value)
+        return value
+    if isinstance(default, tuple):
+        if isinstance(raw, str):
+            raw = [raw]
+        return tuple(str(item) for item in raw if str(item))
+    value = str(raw)
+    if value not in _CHOICES[name]:
+        raise ValueError(value)
+    return value

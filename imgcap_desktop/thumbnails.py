@@ -1,0 +1,115 @@
+"""Photo thumbnails and previews, decoded off the GUI thread (scaled JPEG decoding, EXIF orientation) and cached."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtGui import QImage
+
+from model.images import ImageLoadError, open_oriented
+
+log = logging.getLogger(__name__)
+
+
+def decode_scaled(path: str | Path, size: int) -> QImage:
+    """Decode a photo upright and no larger than ``size`` on either side.
+
+    Raises:
+        ImageLoadError: the photo cannot be read.
+    """
+    img = open_oriented(path, draft_size=(size, size))
+    img.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return pil_to_qimage(img)
+
+
+def pil_to_qimage(img: Image.Image) -> QImage:
+    """An independent QImage copy of an RGB PIL image."""
+    img = img.convert("RGB")
+    data = img.tobytes("raw", "RGB")
+    return QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
+
+
+class _Signals(QObject):
+    decoded = Signal(str, int, QImage)
+    failed = Signal(str, int, str)
+
+
+class _DecodeTask(QRunnable):
+    def __init__(self, path: str, size: int, signals: _Signals):
+        super().__init__()
+        self._path, self._size, self._signals = path, size, signals
+
+    def run(self) -> None:
+        # Every exception is caught: an exception escaping a QRunnable ends the process.
+        try:
+            image = decode_scaled(self._path, self._size)
+        except ImageLoadError as exc:
+            self._signals.failed.emit(self._path, self._size, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - reported per photo, never fatal
+            log.exception("decoding %s failed", self._path)
+            self._signals.failed.emit(self._path, self._size, str(exc))
+        else:
+            self._signals.decoded.emit(self._path, self._size, image)
+
+
+class ThumbnailCache(QObject):
+    """Decodes photos at a given size on a thread pool and keeps the most recent ones.
+
+    Signals:
+        image_ready(str path, int size): ``image(path, size)`` now returns the decoded image.
+        image_failed(str path, int size, str reason): the photo could not be decoded.
+    """
+
+    image_ready = Signal(str, int)
+    image_failed = Signal(str, int, str)
+
+    def __init__(self, capacity: int = 2000, pool: QThreadPool | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self._capacity = capacity
+        self._pool = pool or QThreadPool.globalInstance()
+        self._images: OrderedDict[tuple[str, int], QImage] = OrderedDict()
+        self._failed: dict[tuple[str, int], str] = {}
+        self._pending: set[tuple[str, int]] = set()
+        # No parent: queued tasks keep it alive even if this cache goes first.
+        self._signals = _Signals()
+        self._signals.decoded.connect(self._on_task_decoded)
+        self._signals.failed.connect(self._on_task_failed)
+
+    def image(self, path: str, size: int) -> QImage | None:
+        """The cached image, or None (after queueing a decode unless one is queued or failed)."""
+        key = (path, size)
+        image = self._images.get(key)
+        if image is not None:
+            self._images.move_to_end(key)
+            return image
+        if key not in self._pending and key not in self._failed:
+            self._pending.add(key)
+            self._pool.start(_DecodeTask(path, size, self._signals))
+        return None
+
+    def failure(self, path: str, size: int) -> str | None:
+        """Why the photo could not be decoded at that size, if it could not."""
+        return self._failed.get((path, size))
+
+    def clear(self) -> None:
+        """Forget every image (decodes still queued complete into the fresh cache)."""
+        self._images.clear()
+        self._failed.clear()
+
+    def _on_task_decoded(self, path: str, size: int, image: QImage) -> None:
+        key = (path, size)
+        self._pending.discard(key)
+        self._images[key] = image
+        while len(self._images) > self._capacity:
+            self._images.popitem(last=False)
+        self.image_ready.emit(path, size)
+
+    def _on_task_failed(self, path: str, size: int, reason: str) -> None:
+        key = (path, size)
+        self._pending.discard(key)
+        self._failed[key] = reason
+        self.image_failed.emit(path, size, reason)
