@@ -1,0 +1,234 @@
+"""The main window end to end with a fake captioner: open, caption, badges, words, edit, cancel, export."""
+
+from __future__ import annotations
+
+import csv
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from imgcap_desktop.photo_model import CaptionState, Roles
+
+WAIT = 10_000
+
+
+def open_and_wait(qtbot, window, folder):
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        assert window.open_folder(folder)
+
+
+def caption_all_and_wait(qtbot, window):
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT) as blocker:
+        assert window.caption_all()
+    return blocker.args[0]
+
+
+def states(window):
+    return {item.path.name: item.state for item in window.photos.items()}
+
+
+def select(qtbot, window, name):
+    row = window.photos.row_of(window.folder / name)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+    return window.photos.item(row)
+
+
+def test_open_folder_lists_photos_and_shows_stored_captions(qtbot, window, photo_folder):
+    write_caption(photo_folder / "photo3.jpg", StoredCaption("an old caption", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+
+    names = [window.photos.index(r).data() for r in range(window.photos.rowCount())]
+    assert names == ["broken.jpg", "drawing.png", "photo1.jpg", "photo2.jpg", "photo3.jpg", "photo4.jpg", "photo5.jpg"]
+    found = states(window)
+    assert found["photo3.jpg"] is CaptionState.EDITED
+    assert found["photo1.jpg"] is CaptionState.NONE
+    assert "tensorflow" not in window.service.model_name  # nothing loaded just by opening
+    assert window.settings.recent_folders[0] == str(photo_folder.resolve())
+
+
+def test_caption_all_changes_badges_and_reports_the_corrupt_photo(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    with qtbot.waitSignal(window.service.model_loaded, timeout=WAIT) as loaded:
+        cancelled = caption_all_and_wait(qtbot, window)
+
+    assert cancelled is False
+    assert loaded.args == ["fake-model", "CPU"]
+    assert "fake-model" in window.model_label.text() and "CPU" in window.model_label.text()
+    found = states(window)
+    assert found.pop("broken.jpg") is CaptionState.ERROR
+    assert set(found.values()) == {CaptionState.AUTOMATIC}
+    broken = window.photos.index(window.photos.row_of(photo_folder / "broken.jpg"))
+    assert "Error:" in broken.data(Qt.ItemDataRole.ToolTipRole)
+    assert broken.data(Roles.ERROR)
+    # auto-write (the default): every caption is in its sidecar, marked automatic with the model name
+    stored = read_caption(photo_folder / "photo1.jpg")
+    assert stored.source == "automatic" and stored.model == "fake-model"
+    assert stored.text == window.photos.item_at(photo_folder / "photo1.jpg").text
+    assert not sidecar_path(photo_folder / "broken.jpg").exists()
+
+
+def test_clicking_a_word_overlays_that_words_attention(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    item = select(qtbot, window, "photo1.jpg")
+    qtbot.waitUntil(lambda: window.view._photo is not None, timeout=WAIT)
+
+    buttons = window.view.word_buttons()
+    assert [b.text() for b in buttons] == list(item.result.words)
+    qtbot.mouseClick(buttons[2], Qt.MouseButton.LeftButton)
+    assert window.view.current_word == 2
+    shown = window.view.overlay_map
+    assert shown.shape == window.view._photo.shape[:2]
+    # word 2's map peaks on grid cell 2 (row 0, column 2): so must the upsampled overlay
+    h, w = shown.shape
+    peak_y, peak_x = np.unravel_index(np.argmax(shown), shown.shape)
+    assert peak_y < h / 4 and 2 * w / 4 <= peak_x < 3 * w / 4
+
+    qtbot.keyClick(window.view, Qt.Key.Key_Right)
+    assert window.view.current_word == 3
+    qtbot.keyClick(window.view, Qt.Key.Key_Left)
+    assert window.view.current_word == 2
+    qtbot.keyClick(window.view, Qt.Key.Key_Escape)
+    assert window.view.current_word == -1 and window.view.overlay_map is None
+
+
+def test_editing_a_caption_marks_it_human_and_undo_restores_it(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    item = select(qtbot, window, "photo2.jpg")
+    automatic = item.text
+
+    window.caption_edit.setText("  a  cat asleep on a red chair ")
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    edited = window.photos.item_at(item.path)
+    assert edited.text == "a cat asleep on a red chair"
+    assert edited.state is CaptionState.EDITED
+    assert read_caption(item.path).source == "human"
+    assert not any(b.isEnabled() for b in window.view.word_buttons())  # no attention for typed words
+
+    window.undo_action.trigger()
+    restored = window.photos.item_at(item.path)
+    assert restored.text == automatic and restored.state is CaptionState.AUTOMATIC
+    assert read_caption(item.path).text == automatic
+    assert all(b.isEnabled() for b in window.view.word_buttons())
+    window.redo_action.trigger()
+    assert window.photos.item_at(item.path).state is CaptionState.EDITED
+
+
+def test_picking_an_alternative_uses_it(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    item = select(qtbot, window, "photo4.jpg")
+    assert window.alternatives.count() == 2
+    window.alternatives.itemActivated.emit(window.alternatives.item(1))
+    assert window.photos.item_at(item.path).text == " ".join(item.result.alternatives[1].words)
+
+
+def test_human_captions_are_skipped_unless_asked(qtbot, window, photo_folder):
+    write_caption(photo_folder / "photo1.jpg", StoredCaption("mine", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    assert window.photos.item_at(photo_folder / "photo1.jpg").text == "mine"
+    assert read_caption(photo_folder / "photo1.jpg").text == "mine"
+
+    window.apply_settings(replace(window.settings, overwrite_policy="replace_automatic"))
+    caption_all_and_wait(qtbot, window)
+    assert read_caption(photo_folder / "photo1.jpg").text == "mine"
+
+    window.apply_settings(replace(window.settings, overwrite_policy="replace_all"))
+    caption_all_and_wait(qtbot, window)
+    assert read_caption(photo_folder / "photo1.jpg").source == "automatic"
+
+
+def test_held_captions_are_written_only_when_accepted(qtbot, window, photo_folder):
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    item = window.photos.item_at(photo_folder / "photo1.jpg")
+    assert item.held and item.state is CaptionState.AUTOMATIC
+    assert not sidecar_path(item.path).exists()
+
+    assert window.accept_held() == 6
+    assert read_caption(item.path).text == item.text
+    assert not window.photos.item_at(item.path).held
+
+
+def test_cancel_mid_batch_keeps_what_was_produced(qtbot, window, photo_folder, fake_captioner):
+    fake_captioner.release = threading.Event()
+    open_and_wait(qtbot, window, photo_folder)
+    window.caption_all()
+    assert not window.caption_all_action.isEnabled() and window.cancel_action.isEnabled()
+    with qtbot.waitSignal(window.service.caption_generated, timeout=WAIT):
+        fake_captioner.release.set()  # the first batch goes through
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT) as finished:
+        window.cancel_button.click()
+    assert finished.args == [True]
+    captioned = [s for s in states(window).values() if s is not CaptionState.NONE]
+    assert 2 <= len(captioned) < 7  # at least the first batch (of 2), not everything
+    assert fake_captioner.batches < 4
+    assert window.caption_all_action.isEnabled()
+    assert "Cancelled" in window.statusBar().currentMessage()
+
+
+def test_grid_keyboard_navigation_works_while_captioning(qtbot, window, photo_folder, fake_captioner):
+    fake_captioner.release = threading.Event()
+    open_and_wait(qtbot, window, photo_folder)
+    window.caption_all()
+    window.grid.setFocus()
+    qtbot.keyClick(window.grid, Qt.Key.Key_End)
+    assert window.current_item().path.name == "photo5.jpg"
+    qtbot.keyClick(window.grid, Qt.Key.Key_Home)
+    assert window.current_item().path.name == "broken.jpg"
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        fake_captioner.release.set()
+
+
+def test_filter_narrows_the_grid_by_caption(qtbot, window, photo_folder):
+    write_caption(photo_folder / "photo3.jpg", StoredCaption("a lighthouse at dusk", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    qtbot.keyClicks(window.filter_edit, "LIGHTHOUSE")
+    assert window.filtered.rowCount() == 1
+    assert window.filtered.index(0, 0).data() == "photo3.jpg"
+    window.filter_edit.clear()
+    assert window.filtered.rowCount() == 7
+
+
+def test_export_csv_of_folder_and_selection(qtbot, window, photo_folder, tmp_path):
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    out = tmp_path / "captions.csv"
+    assert window.export_csv(out) == 7
+    with out.open(encoding="utf-8", newline="") as f:
+        rows = {row["file name"]: row for row in csv.DictReader(f)}
+    assert rows["photo1.jpg"]["caption"] == window.photos.item_at(photo_folder / "photo1.jpg").text
+    assert rows["photo1.jpg"]["source"] == "automatic"
+    assert rows["photo1.jpg"]["sidecar path"] == "photo1.jpg.xmp"
+    assert rows["broken.jpg"]["caption"] == ""
+
+    select(qtbot, window, "photo2.jpg")
+    window.grid.selectionModel().select(window.grid.currentIndex(), window.grid.selectionModel().SelectionFlag.ClearAndSelect)
+    assert window.export_csv(out, selection_only=True) == 1
+
+
+def test_closing_the_window_stops_the_worker(qtbot, window, photo_folder):
+    from imgcap_desktop.caption_service import running_threads
+
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    assert running_threads()
+    window.close()
+    assert running_threads() == []
+
+
+@pytest.mark.parametrize("policy", ["skip"])
+def test_everything_captioned_means_nothing_to_do(qtbot, window, photo_folder, policy):
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    # only the corrupt photo is left to try again under the skip policy
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.caption_all()
+    assert states(window)["broken.jpg"] is CaptionState.ERROR
