@@ -98,10 +98,7 @@ class PhotoListModel(QAbstractListModel):
         self._items: list[PhotoItem] = []
         self._rows: dict[Path, int] = {}
         self._thumbnails = thumbnails
-        self._placeholder = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
-        self._placeholder.fill(QColor("#3a3a3a"))
-        self._broken = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
-        self._broken.fill(QColor("#4a2a2a"))
+        self._placeholders: dict[bool, QPixmap] = {}  # made on first use: a QPixmap needs the app
         if thumbnails is not None:
             thumbnails.image_ready.connect(self._on_thumbnails_image_ready)
 
@@ -180,11 +177,19 @@ class PhotoListModel(QAbstractListModel):
 
     def _thumbnail(self, item: PhotoItem):
         if self._thumbnails is None:
-            return self._placeholder
+            return self._placeholder(broken=False)
         image = self._thumbnails.image(str(item.path), THUMBNAIL_SIZE)
         if image is None:
-            return self._broken if self._thumbnails.failure(str(item.path), THUMBNAIL_SIZE) else self._placeholder
+            return self._placeholder(broken=bool(self._thumbnails.failure(str(item.path), THUMBNAIL_SIZE)))
         return QPixmap.fromImage(image)
+
+    def _placeholder(self, broken: bool) -> QPixmap:
+        pixmap = self._placeholders.get(broken)
+        if pixmap is None:
+            pixmap = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+            pixmap.fill(QColor("#4a2a2a" if broken else "#3a3a3a"))
+            self._placeholders[broken] = pixmap
+        return pixmap
 
     def _on_thumbnails_image_ready(self, path: str, size: int) -> None:
         row = self.row_of(path)

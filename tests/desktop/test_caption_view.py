@@ -1,0 +1,100 @@
+"""The attention overlay: smooth upsampling, colour map, blending, and the word buttons and keys."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+
+from imgcap_desktop.caption_view import CaptionView, array_to_qimage, blend, colorize, qimage_to_array, upsample_map
+from tests.desktop.conftest import fake_result
+
+
+def test_upsampling_is_smooth_and_keeps_the_peak():
+    grid = np.zeros((4, 4), np.float32)
+    grid[1, 2] = 1.0
+    up = upsample_map(grid, (80, 120))
+    assert up.shape == (80, 120) and up.min() == 0.0 and up.max() == 1.0
+    y, x = np.unravel_index(np.argmax(up), up.shape)
+    assert 20 <= y < 40 and 60 <= x < 90
+    # not blocky: many distinct levels, neighbouring pixels close together
+    assert len(np.unique(np.round(up, 3))) > 50
+    assert np.abs(np.diff(up, axis=1)).max() < 0.2
+
+
+def test_flat_map_gives_no_overlay():
+    assert not upsample_map(np.full((3, 3), 1 / 9, np.float32), (10, 10)).any()
+
+
+def test_colour_map_and_blend():
+    ramp = np.linspace(0, 1, 11, dtype=np.float32).reshape(1, 11)
+    colours = colorize(ramp)
+    assert colours.shape == (1, 11, 3) and colours.dtype == np.uint8
+    brightness = colours.astype(int).sum(axis=-1)[0]
+    assert (np.diff(brightness) > 0).all()  # brighter where the model looked more
+    photo = np.full((1, 11, 3), 128, np.uint8)
+    assert (blend(photo, ramp, 0.0) == photo).all()
+    assert (blend(photo, ramp, 1.0) == colours).all()
+
+
+def test_qimage_round_trip():
+    array = np.random.default_rng(0).integers(0, 255, (7, 13, 3), dtype=np.uint8)  # odd stride
+    assert (qimage_to_array(array_to_qimage(array)) == array).all()
+
+
+def make_view(qtbot, size=(60, 80)):
+    view = CaptionView()
+    qtbot.addWidget(view)
+    image = QImage(size[1], size[0], QImage.Format.Format_RGB888)
+    image.fill(Qt.GlobalColor.gray)
+    view.set_photo(image)
+    result = fake_result("/photos/x.jpg")
+    view.set_caption(result.words, result.attention)
+    return view, result
+
+
+def test_clicking_each_word_shows_its_own_map(qtbot):
+    view, result = make_view(qtbot)
+    for i, button in enumerate(view.word_buttons()):
+        with qtbot.waitSignal(view.word_selected) as selected:
+            qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        assert selected.args == [i]
+        expected = upsample_map(result.attention[i], (60, 80))
+        np.testing.assert_allclose(view.overlay_map, expected)
+        assert button.isChecked() and sum(b.isChecked() for b in view.word_buttons()) == 1
+    qtbot.mouseClick(view.word_buttons()[-1], Qt.MouseButton.LeftButton)  # clicking again clears
+    assert view.current_word == -1
+
+
+def test_keys_move_between_words_and_escape_clears(qtbot):
+    view, result = make_view(qtbot)
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert view.current_word == 0
+    for _ in range(10):
+        qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert view.current_word == len(result.words) - 1
+    qtbot.keyClick(view, Qt.Key.Key_Left)
+    assert view.current_word == len(result.words) - 2
+    qtbot.keyClick(view, Qt.Key.Key_Escape)
+    assert view.current_word == -1 and view.overlay_map is None
+
+
+def test_opacity_changes_the_blend_and_strip_has_every_word(qtbot):
+    view, result = make_view(qtbot)
+    view.select_word(0)
+    view.opacity_slider.setValue(0)
+    plain = qimage_to_array(view.canvas._pixmap.toImage())
+    view.opacity_slider.setValue(100)
+    full = qimage_to_array(view.canvas._pixmap.toImage())
+    assert (plain == plain[0, 0]).all()  # opacity 0: the photo alone
+    assert full.std() > 10
+    labels = [w.text() for w in view._strip.findChildren(type(view._word_hint)) if w.text()]
+    assert labels == list(result.words)
+
+
+def test_caption_without_attention_has_disabled_words(qtbot):
+    view, _ = make_view(qtbot)
+    view.set_caption(("typed", "words"), None)
+    assert [b.isEnabled() for b in view.word_buttons()] == [False, False]
+    view.select_word(1)
+    assert view.current_word == -1 and view.overlay_map is None

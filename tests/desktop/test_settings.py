@@ -1,0 +1,61 @@
+"""Settings round-trip through QSettings (in a temporary folder), and bad values fall back to defaults."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings
+
+from imgcap_desktop.settings import AppSettings, load_settings, qsettings, save_settings
+from imgcap_desktop.settings_dialog import SettingsDialog
+
+
+def test_defaults_when_nothing_is_stored():
+    assert load_settings() == AppSettings()
+
+
+def test_round_trip(fresh_settings):
+    settings = AppSettings(sidecar_style="base", beam_size=5, batch_size=16, device="cpu",
+                           overwrite_policy="replace_all", auto_write=False, include_subfolders=True,
+                           overlay_opacity=30, recent_folders=("/a", "/b"))
+    save_settings(settings)
+    assert load_settings() == settings
+    assert str(fresh_settings) in qsettings().fileName()
+
+
+def test_invalid_values_fall_back_to_defaults():
+    store = qsettings()
+    store.setValue("beam_size", "lots")
+    store.setValue("batch_size", 100000)
+    store.setValue("device", "tpu")
+    store.setValue("auto_write", "maybe")
+    store.setValue("recent_folders", "/only/one")
+    store.sync()
+    settings = load_settings()
+    assert settings.beam_size == 3 and settings.batch_size == 8 and settings.device == "auto"
+    assert settings.auto_write is True
+    assert settings.recent_folders == ("/only/one",)
+
+
+def test_recent_folders_move_to_front_without_duplicates():
+    settings = AppSettings(recent_folders=("/a", "/b", "/c"))
+    assert settings.with_recent_folder("/b").recent_folders == ("/b", "/a", "/c")
+    many = AppSettings()
+    for i in range(20):
+        many = many.with_recent_folder(f"/f{i}")
+    assert len(many.recent_folders) == 8 and many.recent_folders[0] == "/f19"
+
+
+def test_settings_dialog_edits_a_copy(qtbot):
+    dialog = SettingsDialog(AppSettings())
+    qtbot.addWidget(dialog)
+    dialog.beam_size.setValue(7)
+    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.sidecar_style.setCurrentIndex(dialog.sidecar_style.findData("base"))
+    dialog.auto_write.setChecked(False)
+    result = dialog.result_settings()
+    assert (result.beam_size, result.device, result.sidecar_style, result.auto_write) == (7, "cpu", "base", False)
+    assert result.batch_size == AppSettings().batch_size
+
+
+def test_tests_never_touch_the_real_settings(fresh_settings):
+    path = QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "imgcap", "imgcap-desktop").fileName()
+    assert path.startswith(str(fresh_settings))

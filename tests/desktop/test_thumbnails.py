@@ -1,0 +1,44 @@
+"""Thumbnails are decoded off the GUI thread, upright, no larger than asked, and cached."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from imgcap_desktop.thumbnails import ThumbnailCache, decode_scaled
+from model.images import ImageLoadError
+
+
+def test_decode_respects_exif_orientation_and_size(photo_folder):
+    image = decode_scaled(photo_folder / "photo2.jpg", 32)  # 64x48 stored, EXIF says rotate
+    assert (image.width(), image.height()) == (24, 32)
+    image = decode_scaled(photo_folder / "photo1.jpg", 1000)
+    assert (image.width(), image.height()) == (64, 48)
+
+
+def test_decode_of_a_corrupt_file_raises(photo_folder):
+    with pytest.raises(ImageLoadError):
+        decode_scaled(photo_folder / "broken.jpg", 32)
+
+
+def test_cache_decodes_once_in_the_background(qtbot, photo_folder, no_threads_left):
+    cache = ThumbnailCache(capacity=1)
+    path = str(photo_folder / "photo1.jpg")
+    with qtbot.waitSignal(cache.image_ready, timeout=10_000):
+        assert cache.image(path, 32) is None
+    assert cache.image(path, 32).width() == 32
+    with qtbot.waitSignal(cache.image_failed, timeout=10_000) as failed:
+        cache.image(str(photo_folder / "broken.jpg"), 32)
+    assert failed.args[0].endswith("broken.jpg")
+    assert cache.failure(str(photo_folder / "broken.jpg"), 32)
+    with qtbot.waitSignal(cache.image_ready, timeout=10_000):
+        cache.image(str(photo_folder / "drawing.png"), 32)
+    assert cache.image(path, 32) is None  # capacity 1: evicted, decoding again
+    qtbot.waitSignal(cache.image_ready, timeout=10_000).wait()
+
+
+def test_large_jpeg_uses_scaled_decoding(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (4000, 3000), (10, 200, 30)).save(path)
+    image = decode_scaled(path, 160)
+    assert max(image.width(), image.height()) == 160
