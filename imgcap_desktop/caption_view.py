@@ -186,6 +186,7 @@ class CaptionView(QWidget):
         self._current = -1
         for button in self._word_group.buttons():
             self._word_group.removeButton(button)
+            button.setParent(None)
             button.deleteLater()
         while self._word_layout.count():
             self._word_layout.takeAt(0)
@@ -262,6 +263,7 @@ class CaptionView(QWidget):
         while self._strip_layout.count():
             widget = self._strip_layout.takeAt(0).widget()
             if widget is not None:
+                widget.setParent(None)
                 widget.deleteLater()
         if self._photo is None or self._attention is None:
             self._strip_scroll.setVisible(False)
