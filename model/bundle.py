@@ -1,0 +1,192 @@
+"""Model bundles: a folder holding everything needed to caption photos.
+
+::
+
+    config.json        format version, encoder, hyperparameters, decoding settings, training
+                       data description, metrics, and the weights' sha256
+    vocab.json         the vocabulary (ids and words)
+    decoder.weights.npz   the decoder's variables by path (float16 or float32)
+
+:func:`load_bundle` checks all of it before anything is built, so a damaged or foreign bundle fails
+with a message that names the problem rather than with a shape error deep inside Keras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.encoders import ENCODERS
+from model.resources import resource_path
+from model.vocab import Vocabulary
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.json"
+WEIGHTS_FILE = "decoder.weights.npz"
+DEFAULT_BUNDLE_NAME = "flickr8k-lite2"
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, damaged or incompatible; the message says which and why."""
+
+
+@dataclass
+class Bundle:
+    """A loaded, validated bundle: config, vocabulary and the decoder weights as numpy arrays."""
+
+    path: Path
+    config: dict[str, Any]
+    vocab: Vocabulary
+    weights: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name", self.path.name)
+
+    @property
+    def encoder_name(self) -> str:
+        return self.config["encoder"]["name"]
+
+    def build_decoder(self):
+        """A :class:`~model.decoder.CaptionDecoder` with this bundle's weights."""
+        from model.decoder import CaptionDecoder
+
+        decoder = CaptionDecoder(**self.config["decoder"], name="caption_decoder")
+        decoder.build()
+        assign_variables(decoder, self.weights)
+        return decoder
+
+
+def default_bundle_path() -> Path:
+    return resource_path("models", DEFAULT_BUNDLE_NAME)
+
+
+def variables_by_path(model) -> dict[str, Any]:
+    """A model's variables keyed by their path without the model's own name (stable across names)."""
+    out = {}
+    for var in model.weights:
+        key = var.path.split("/", 1)[1] if "/" in var.path else var.path
+        if key in out:
+            raise ValueError(f"duplicate variable path {key!r}")
+        out[key] = var
+    return out
+
+
+def assign_variables(model, weights: dict[str, np.ndarray]) -> None:
+    variables = variables_by_path(model)
+    missing = sorted(set(variables) - set(weights))
+    unexpected = sorted(set(weights) - set(variables))
+    if missing or unexpected:
+        raise BundleError(f"decoder weights do not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for key, var in variables.items():
+        value = weights[key]
+        if tuple(value.shape) != tuple(var.shape):
+            raise BundleError(f"decoder weight {key!r} has shape {value.shape}, the config expects {tuple(var.shape)}")
+        var.assign(value.astype(np.float32))
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, name: str,
+                description: str = "", decoding: dict | None = None, training: dict | None = None,
+                metrics: dict | None = None, dtype: str = "float16") -> Path:
+    """Write a bundle folder (created if needed; existing bundle files are replaced)."""
+    if encoder not in ENCODERS:
+        raise BundleError(f"unknown encoder {encoder!r}")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    arrays = {key: np.asarray(var.numpy(), dtype=dtype) for key, var in variables_by_path(decoder).items()}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    weights_bytes = buffer.getvalue()
+    (path / WEIGHTS_FILE).write_bytes(weights_bytes)
+    vocab.save(path / VOCAB_FILE)
+    spec = ENCODERS[encoder]
+    config = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "description": description,
+        "encoder": {"name": encoder, "input_size": spec.input_size, "grid": list(spec.grid), "channels": spec.channels},
+        "decoder": decoder.get_config() | {"name": None},
+        "decoding": {"max_length": 30, "length_penalty": 1.0} | (decoding or {}),
+        "vocabulary": VOCAB_FILE,
+        "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256_bytes(weights_bytes)},
+        "training": training or {},
+        "metrics": metrics or {},
+    }
+    config["decoder"].pop("name")
+    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_bundle(path: str | Path | None = None) -> Bundle:
+    """Read and validate a bundle folder (the shipped default when ``path`` is None).
+
+    Raises:
+        BundleError: a missing file, an unknown format version or encoder, a vocabulary that does
+            not match the weights, or a checksum mismatch.
+    """
+    path = Path(path) if path is not None else default_bundle_path()
+    if not path.is_dir():
+        raise BundleError(f"model bundle not found: {path}")
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise BundleError(f"{path}: missing {CONFIG_FILE}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{config_path}: not valid JSON ({exc})") from None
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{path}: unknown bundle format version {version!r} (this imgcap reads version {FORMAT_VERSION})")
+    try:
+        encoder = config["encoder"]["name"]
+        decoder_config = config["decoder"]
+        weights_info = config["weights"]
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"{config_path}: missing field {exc}") from None
+    if encoder not in ENCODERS:
+        raise BundleError(f"{path}: unknown encoder {encoder!r}; known encoders: {', '.join(sorted(ENCODERS))}")
+    spec = ENCODERS[encoder]
+    if tuple(config["encoder"].get("grid", spec.grid)) != spec.grid or config["encoder"].get("channels", spec.channels) != spec.channels:
+        raise BundleError(f"{path}: encoder {encoder!r} grid/channels in config do not match this imgcap's encoder")
+
+    vocab_path = path / config.get("vocabulary", VOCAB_FILE)
+    if not vocab_path.is_file():
+        raise BundleError(f"{path}: missing vocabulary file {vocab_path.name}")
+    try:
+        vocab = Vocabulary.load(vocab_path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{vocab_path}: unreadable vocabulary ({exc})") from None
+
+    weights_path = path / weights_info.get("file", WEIGHTS_FILE)
+    if not weights_path.is_file():
+        raise BundleError(f"{path}: missing weights file {weights_path.name}")
+    data = weights_path.read_bytes()
+    if _sha256_bytes(data) != weights_info.get("sha256"):
+        raise BundleError(f"{weights_path}: checksum mismatch (the file is damaged or was replaced)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            weights = {key: npz[key] for key in npz.files}
+    except (ValueError, OSError) as exc:
+        raise BundleError(f"{weights_path}: unreadable weights ({exc})") from None
+
+    vocab_size = decoder_config.get("vocab_size")
+    if vocab_size != len(vocab):
+        raise BundleError(f"{path}: the vocabulary has {len(vocab)} words but the config says {vocab_size}")
+    logits = weights.get("logits/kernel")
+    if logits is None or logits.shape[-1] != len(vocab):
+        got = None if logits is None else logits.shape[-1]
+        raise BundleError(f"{path}: the vocabulary has {len(vocab)} words but the weights produce {got}")
+    if decoder_config.get("encoder_channels") != spec.channels:
+        raise BundleError(f"{path}: decoder expects {decoder_config.get('encoder_channels')} channels, encoder {encoder} gives {spec.channels}")
+    return Bundle(path=path, config=config, vocab=vocab, weights=weights)

@@ -1,0 +1,150 @@
+"""The facade the CLI and the app use: photos in, :class:`~model.results.CaptionResult` out.
+
+Importing this module imports TensorFlow; the desktop app does so on its worker thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from model.bundle import Bundle, load_bundle
+from model.encoders import build_encoder, get_encoder_spec
+from model.images import ImageLoadError, load_image, resize_array
+from model.results import Alternative, CaptionFailure, CaptionOutcome, CaptionResult
+
+log = logging.getLogger(__name__)
+
+ImageInput = str | Path | np.ndarray
+
+
+def describe_device(device: str = "auto") -> tuple[str, str]:
+    """``(tf device string, human description)`` for ``device`` ``"auto"`` or ``"cpu"``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU") if device == "auto" else []
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return "/GPU:0", f"GPU: {details.get('device_name', gpus[0].name)}"
+    return "/CPU:0", "CPU"
+
+
+class Captioner:
+    """Captions photos with a model bundle, in batches, on the GPU when TensorFlow sees one.
+
+    Attributes:
+        name: the model's name (from the bundle).
+        device: ``"CPU"`` or ``"GPU: <name>"``.
+        grid: ``(grid_h, grid_w)`` of the attention maps.
+    """
+
+    def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None):
+        import tensorflow as tf
+
+        from model.decoding import SearchDecoder
+
+        self.bundle = bundle
+        self.name = bundle.name
+        self.spec = get_encoder_spec(bundle.encoder_name)
+        self.grid = self.spec.grid
+        self._tf_device, self.device = describe_device(device)
+        with tf.device(self._tf_device):
+            self._encoder = build_encoder(self.spec.name, weights=encoder_weights)
+            self._decoder = bundle.build_decoder()
+        decoding = bundle.config.get("decoding", {})
+        self._search = SearchDecoder(
+            self._decoder, start_id=bundle.vocab.start_id, end_id=bundle.vocab.end_id, pad_id=bundle.vocab.pad_id,
+            max_length=int(decoding.get("max_length", 30)), length_penalty=float(decoding.get("length_penalty", 1.0)),
+        )
+        self._encode = tf.function(lambda x: self._encoder(x, training=False), reduce_retracing=True)
+
+    @classmethod
+    def from_bundle(cls, path: str | Path | None = None, *, device: str = "auto",
+                    encoder_weights: str | Path | None = None) -> Captioner:
+        """Load a bundle (the shipped one when ``path`` is None) and build the model."""
+        return cls(load_bundle(path), device=device, encoder_weights=encoder_weights)
+
+    # -- public API --------------------------------------------------------------------------
+
+    def caption(self, images: Sequence[ImageInput], beam_size: int = 3, batch_size: int = 8) -> list[CaptionOutcome]:
+        """Caption every photo; one outcome per input, in input order."""
+        return [outcome for batch in self.caption_batches(images, beam_size, batch_size) for outcome in batch]
+
+    def caption_batches(self, images: Sequence[ImageInput], beam_size: int = 3,
+                        batch_size: int = 8) -> Iterator[list[CaptionOutcome]]:
+        """Yield the outcomes batch by batch, so a caller can report progress and stop between batches.
+
+        The next batch's photos are decoded on a helper thread while the model runs on this one.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        images = list(images)
+        chunks = [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
+        if not chunks:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcap-load") as pool:
+            next_load = pool.submit(self._load_chunk, chunks[0], 0)
+            for index, chunk in enumerate(chunks):
+                loaded = next_load.result()
+                if index + 1 < len(chunks):
+                    next_load = pool.submit(self._load_chunk, chunks[index + 1], (index + 1) * batch_size)
+                yield self._caption_loaded(loaded, beam_size)
+
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        """Feature grids ``(batch, locations, channels)`` for pixels ``(batch, size, size, 3)``."""
+        import tensorflow as tf
+
+        with tf.device(self._tf_device):
+            grids = self._encode(tf.convert_to_tensor(pixels, tf.float32))
+        return tf.reshape(grids, [grids.shape[0], -1, grids.shape[-1]]).numpy()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _load_chunk(self, chunk: list[ImageInput], offset: int) -> list[tuple[str, np.ndarray | str]]:
+        loaded = []
+        for i, item in enumerate(chunk):
+            if isinstance(item, np.ndarray):
+                source = f"<array {offset + i}>"
+                try:
+                    loaded.append((source, resize_array(item, self.spec.input_size)))
+                except ValueError as exc:
+                    loaded.append((source, str(exc)))
+            else:
+                try:
+                    loaded.append((str(item), load_image(item, self.spec.input_size)))
+                except ImageLoadError as exc:
+                    loaded.append((str(item), exc.reason))
+        return loaded
+
+    def _caption_loaded(self, loaded, beam_size: int) -> list[CaptionOutcome]:
+        import tensorflow as tf
+
+        good = [(i, pixels) for i, (_, pixels) in enumerate(loaded) if isinstance(pixels, np.ndarray)]
+        results: dict[int, CaptionResult] = {}
+        if good:
+            features = self.encode(np.stack([pixels for _, pixels in good]))
+            with tf.device(self._tf_device):
+                decoded = self._search.greedy(features) if beam_size == 1 else self._search.beam(features, beam_size)
+            for row, (i, _) in enumerate(good):
+                results[i] = self._to_result(loaded[i][0], decoded, row)
+        return [results[i] if i in results else CaptionFailure(source, reason) for i, (source, reason) in enumerate(loaded)]
+
+    def _to_result(self, source: str, decoded, row: int) -> CaptionResult:
+        vocab = self.bundle.vocab
+        gh, gw = self.grid
+        alternatives = []
+        for beam in range(decoded.tokens.shape[1]):
+            n = int(decoded.lengths[row, beam])
+            ids = decoded.tokens[row, beam, :n]
+            alternatives.append(Alternative(tuple(vocab.word_of(int(t)) for t in ids), float(decoded.scores[row, beam])))
+        n = int(decoded.lengths[row, 0])
+        ids = tuple(int(t) for t in decoded.tokens[row, 0, :n])
+        attention = decoded.attention[row, 0, :n].reshape(n, gh, gw).astype(np.float32)
+        return CaptionResult(
+            source=source, words=alternatives[0].words, token_ids=ids, score=alternatives[0].score,
+            attention=attention, alternatives=tuple(alternatives),
+        )

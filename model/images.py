@@ -1,0 +1,127 @@
+"""Photo loading shared by every caller: the CLI, the app, training and evaluation.
+
+Every photo goes through :func:`open_oriented`, so EXIF orientation, colour modes and hostile files
+are handled once, the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF photos, where the optional plugin is installed
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    _HEIF = True
+except ImportError:  # pragma: no cover - depends on the machine
+    _HEIF = False
+
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+    | ({".heic", ".heif"} if _HEIF else set())
+)
+
+# Pillow's own default (about 89 megapixels) warns; twice that is an error. We refuse anything above
+# this many pixels outright: no real photo is that large, and a decompression bomb is.
+MAX_PIXELS = 200_000_000
+
+
+class ImageLoadError(Exception):
+    """A photo could not be read. ``str(error)`` is a message fit to show the user."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{Path(path).name}: {reason}")
+
+
+def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Open a photo as an RGB PIL image, upright according to its EXIF orientation.
+
+    Args:
+        path: the photo.
+        draft_size: when given, JPEGs are decoded at a reduced scale no smaller than this (fast
+            thumbnails); the result may still be larger than ``draft_size``.
+
+    Raises:
+        ImageLoadError: the file is missing, empty, truncated, not an image, or absurdly large.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ImageLoadError(path, "the file is empty")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageLoadError(path, f"image too large ({img.width}x{img.height} pixels)")
+                if draft_size is not None and img.format == "JPEG":
+                    img.draft("RGB", draft_size)
+                img.seek(0)  # animated GIF/WebP: the first frame
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except ImageLoadError:
+        raise
+    except FileNotFoundError:
+        raise ImageLoadError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageLoadError(path, "is a folder, not a photo") from None
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not an image, or a format Pillow cannot read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageLoadError(path, "image too large (decompression bomb limit)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode (L, LA, P, PA, RGBA, CMYK, I;16, I, F, YCbCr…) to 8-bit RGB."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = float(arr.max()) or 1.0
+        scale = 255.0 / (65535.0 if img.mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
+        if img.mode == "F":
+            scale = 255.0 / hi
+        gray = np.clip(arr * scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """Load a photo as an ``(H, W, 3)`` uint8 RGB array, optionally squashed to ``size x size``.
+
+    The squash (no crop, aspect ratio not kept) matches how the training photos were prepared, so
+    the encoder sees every part of the photo, as the attention maps assume.
+    """
+    img = open_oriented(path, draft_size=(size, size) if size else None)
+    if size is not None:
+        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def resize_array(image: np.ndarray, size: int) -> np.ndarray:
+    """Squash an in-memory ``(H, W, 3)`` image to ``size x size`` the same way :func:`load_image` does."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an (H, W, 3) image, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    img = _to_rgb(Image.fromarray(arr))
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    return np.asarray(img, dtype=np.uint8)
