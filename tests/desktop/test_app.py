@@ -1,0 +1,19 @@
+"""The ``imgcap-desktop`` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imgcap_desktop.app import build_parser
+
+
+def test_parser_takes_a_folder_and_a_bundle():
+    args = build_parser().parse_args(["~/Pictures/trip", "--bundle", "/b"])
+    assert args.folder == Path("~/Pictures/trip") and args.bundle == Path("/b")
+    assert build_parser().parse_args([]).folder is None
+
+
+def test_icon_is_shipped():
+    from imgcap_desktop.main_window import ICON_PATH
+
+    assert ICON_PATH.is_file() and ICON_PATH.read_text().lstrip().startswith("<svg")

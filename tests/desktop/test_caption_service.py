@@ -1,0 +1,114 @@
+"""The caption service with a real (tiny, random-weight) model bundle, and TensorFlow kept off the GUI thread."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgcap_desktop.caption_service import CaptionJob, CaptionService, running_threads
+from imgcap_desktop.caption_view import upsample_map
+from imgcap_desktop.main_window import MainWindow
+from imgcap_desktop.photo_model import CaptionState
+from imgcap_desktop.settings import AppSettings
+from tests.desktop.conftest import make_photos
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def real_window(qtbot, no_threads_left, tiny_bundle):
+    service = CaptionService(bundle=tiny_bundle)
+    window = MainWindow(service=service, settings=AppSettings(device="cpu", batch_size=4, beam_size=2))
+    qtbot.addWidget(window)
+    window.show()
+    yield window
+    window.close()
+
+
+def test_caption_a_folder_with_a_tiny_bundle(qtbot, real_window, photo_folder):
+    window = real_window
+    with qtbot.waitSignal(window.reader.finished, timeout=10_000):
+        window.open_folder(photo_folder)
+    with qtbot.waitSignal(window.service.finished, timeout=120_000), \
+            qtbot.waitSignal(window.service.model_loaded, timeout=120_000) as loaded:
+        assert window.caption_all()
+    assert loaded.args == ["tiny-test", "CPU"]
+    assert "tiny-test" in window.model_label.text()
+
+    items = {item.path.name: item for item in window.photos.items()}
+    broken = items.pop("broken.jpg")
+    assert broken.state is CaptionState.ERROR and broken.error
+    for item in items.values():
+        # Random weights: a caption, or (an empty one) an error saying so; never left untouched.
+        assert item.state is CaptionState.AUTOMATIC or "empty caption" in item.error
+    captioned = [item for item in items.values() if item.state is CaptionState.AUTOMATIC]
+    for item in captioned:
+        assert item.result.attention.shape == (len(item.result.words), 4, 4) or item.result.attention.ndim == 3
+    if captioned:
+        item = captioned[0]
+        row = window.photos.row_of(item.path)
+        window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+        qtbot.waitUntil(lambda: window.view._photo is not None, timeout=10_000)
+        window.view.select_word(0)
+        np.testing.assert_allclose(window.view.overlay_map,
+                                   upsample_map(item.result.attention[0], window.view._photo.shape[:2]))
+
+
+def test_cancel_before_the_model_loads_keeps_the_service_usable(qtbot, no_threads_left, tiny_bundle, tmp_path):
+    photos = make_photos(tmp_path / "p", count=3, corrupt=False)
+    service = CaptionService(bundle=tiny_bundle)
+    try:
+        with qtbot.waitSignal(service.finished, timeout=120_000) as finished:
+            assert service.caption(CaptionJob(tuple(photos), batch_size=1, device="cpu"))
+            assert not service.caption(CaptionJob(tuple(photos)))  # one job at a time
+            service.cancel()
+        assert finished.args == [True]
+        with qtbot.waitSignal(service.finished, timeout=120_000) as finished, \
+                qtbot.waitSignal(service.progress, timeout=120_000, check_params_cb=lambda d, t: d == t == 4):
+            assert service.caption(CaptionJob(tuple(photos), batch_size=2, device="cpu"))
+        assert finished.args == [False]
+    finally:
+        service.shutdown()
+    assert running_threads() == []
+
+
+def test_model_failure_is_reported_not_raised(qtbot, no_threads_left, tmp_path):
+    service = CaptionService(bundle=tmp_path / "no-such-bundle")
+    try:
+        with qtbot.waitSignal(service.model_failed, timeout=120_000) as failed, \
+                qtbot.waitSignal(service.finished, timeout=120_000):
+            service.caption(CaptionJob((tmp_path / "a.jpg",), device="cpu"))
+        assert failed.args[0]
+        assert not service.busy
+    finally:
+        service.shutdown()
+
+
+def test_window_shows_and_opens_a_folder_without_importing_tensorflow(tmp_path):
+    make_photos(tmp_path / "p", count=2)
+    script = textwrap.dedent(f"""
+        import sys
+        from PySide6.QtCore import QSettings, QThreadPool
+        from PySide6.QtWidgets import QApplication
+        QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, {str(tmp_path / 's')!r})
+        app = QApplication([])
+        from imgcap_desktop.main_window import MainWindow
+        window = MainWindow()
+        window.show()
+        window.open_folder({str(tmp_path / 'p')!r})
+        QThreadPool.globalInstance().waitForDone(10000)
+        app.processEvents()
+        assert window.photos.rowCount() == 4
+        assert "tensorflow" not in sys.modules, "TensorFlow imported on the GUI thread"
+        window.close()
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
