@@ -158,7 +158,7 @@ def write_report_csv(csv_file: str | Path, root: str | Path, statuses: Iterable[
     """Write the CSV for a run: one row per photo, failed ones with an empty caption.
 
     Raises:
-        SidecarError: the CSV file cannot be written.
+        OSError: the CSV file cannot be written.
     """
     rows = [make_row(s.photo, root, s.caption, sidecar=s.sidecar) for s in statuses]
     write_csv(csv_file, rows)

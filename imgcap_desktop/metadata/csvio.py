@@ -19,7 +19,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
     StoredCaption,
-    _replace_atomically,
+    replace_atomically,
     read_caption,
     write_caption,
 )
@@ -165,11 +165,11 @@ def write_csv(path: str | Path, rows: list[CsvRow] | tuple[CsvRow, ...], *, exce
         excel_bom: start with a UTF-8 byte-order mark, which Excel needs to recognise UTF-8.
 
     Raises:
-        SidecarError: the file cannot be written (read-only folder, full disk).
+        OSError: the file cannot be written (read-only folder, full disk); an old file is unchanged.
     """
     path = Path(path)
     data = format_rows(rows).encode("utf-8-sig" if excel_bom else "utf-8")
-    _replace_atomically(path, data, path)
+    replace_atomically(path, data)
 
 
 class CsvFormatError(ValueError):

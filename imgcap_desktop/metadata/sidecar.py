@@ -420,7 +420,21 @@ _NEW_FILE_MODE = _new_file_mode()
 
 
 def _replace_atomically(target: Path, data: bytes, photo: Path) -> None:
-    """Write ``data`` to a temporary file beside ``target``, fsync it, and move it over ``target``."""
+    try:
+        replace_atomically(target, data)
+    except OSError as exc:
+        raise SidecarError(photo, _write_failure(exc, target)) from None
+
+
+def replace_atomically(target: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``target``, fsync it, and move it over ``target``.
+
+    Readers see the old file or the new one, never a partial one, even if the process is killed.
+
+    Raises:
+        OSError: the file cannot be written (read-only folder, full disk); ``target`` is unchanged.
+    """
+    target = Path(target)
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -436,8 +450,6 @@ def _replace_atomically(target: Path, data: bytes, photo: Path) -> None:
         os.replace(tmp_name, target)
         tmp_name = None
         _fsync_folder(target.parent)
-    except OSError as exc:
-        raise SidecarError(photo, _write_failure(exc, target)) from None
     finally:
         if tmp_name is not None:
             try:

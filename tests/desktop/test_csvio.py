@@ -108,6 +108,25 @@ def test_file_is_utf8_with_rfc4180_quoting(tmp_path):
     assert not raw.startswith(b"\xef\xbb\xbf")
 
 
+def test_unwritable_csv_raises_oserror_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from imgcap_desktop.metadata import sidecar
+
+    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "old")])
+    before = (tmp_path / "c.csv").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sidecar.os, "fsync", full)
+    with pytest.raises(OSError):
+        write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "new")])
+    assert (tmp_path / "c.csv").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
+
+
 def test_excel_bom_is_optional_and_accepted_on_import(tmp_path):
     rows = [CsvRow("a.jpg", "a.jpg", "x")]
     write_csv(tmp_path / "c.csv", rows, excel_bom=True)
