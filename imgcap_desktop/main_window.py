@@ -192,7 +192,7 @@ class MainWindow(QMainWindow):
         self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
         self.state_label = QLabel()
         self.alternatives = QListWidget()
-        self.alternatives.setMaximumHeight(110)
+        self.alternatives.setMaximumHeight(80)
         self.alternatives.setToolTip("The beam's alternative captions; double-click one to use it")
         self.alternatives.itemActivated.connect(self._on_alternatives_item_activated)
 
@@ -231,10 +231,10 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.service.cancel)
         self.cancel_button.setVisible(False)
-        status.addWidget(self.model_label)
         status.addPermanentWidget(self.progress_bar)
         status.addPermanentWidget(self.eta_label)
         status.addPermanentWidget(self.cancel_button)
+        status.addPermanentWidget(self.model_label)
 
     def _build_menus(self) -> None:
         menu = self.menuBar()
