@@ -59,8 +59,16 @@ class Captioner:
         self._search = SearchDecoder(
             self._decoder, start_id=bundle.vocab.start_id, end_id=bundle.vocab.end_id, pad_id=bundle.vocab.pad_id,
             max_length=int(decoding.get("max_length", 30)), length_penalty=float(decoding.get("length_penalty", 1.0)),
+            banned_ids=self._banned_ids(bundle.vocab, decoding),
         )
         self._encode = tf.function(lambda x: self._encoder(x, training=False), reduce_retracing=True)
+
+    @staticmethod
+    def _banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
+        banned = [vocab.pad_id, vocab.start_id]
+        if not decoding.get("allow_unknown", False):
+            banned.append(vocab.unk_id)  # "<unk>" is no word to show a user
+        return tuple(banned)
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, *, device: str = "auto",

@@ -34,8 +34,12 @@ class SearchDecoder:
     """Greedy and beam search over a :class:`CaptionDecoder`, with one compiled graph per setting."""
 
     def __init__(self, decoder: CaptionDecoder, *, start_id: int, end_id: int, pad_id: int = 0,
-                 max_length: int = 30, length_penalty: float = 1.0):
+                 max_length: int = 30, length_penalty: float = 1.0, banned_ids: tuple[int, ...] = ()):
         self.decoder = decoder
+        # Tokens never emitted (e.g. <pad>, <start>, <unk>): their scores get -1e9 before the search.
+        ban = np.zeros(decoder.vocab_size, np.float32)
+        ban[list(banned_ids)] = -1e9
+        self._ban = tf.constant(ban)
         self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
         self.max_length = max_length
         self.length_penalty = length_penalty
@@ -72,7 +76,7 @@ class SearchDecoder:
         out_tokens, out_attention = [], []
         for _ in range(self.max_length):
             hidden, context, embedded, weights = dec.step(tokens, hidden, projected, keys)
-            logp = tf.nn.log_softmax(dec.logits(hidden, context, embedded))  # (batch, vocab)
+            logp = tf.nn.log_softmax(dec.logits(hidden, context, embedded) + self._ban)  # (batch, vocab)
             next_tokens = tf.argmax(logp, axis=-1, output_type=tf.int32)
             step_logp = tf.gather(logp, next_tokens, batch_dims=1)
             log_prob += tf.where(finished, 0.0, step_logp)
@@ -105,7 +109,7 @@ class SearchDecoder:
         end_only = tf.one_hot(self.end_id, vocab, on_value=0.0, off_value=-1e9)  # (vocab,)
         for _ in range(self.max_length):
             hidden, context, embedded, weights = dec.step(tokens, hidden, projected, keys)
-            logp = tf.nn.log_softmax(dec.logits(hidden, context, embedded))  # (batch*k, vocab)
+            logp = tf.nn.log_softmax(dec.logits(hidden, context, embedded) + self._ban)  # (batch*k, vocab)
             logp = tf.reshape(logp, [batch, k, vocab])
             # A finished hypothesis can only "emit" <end> again, at no cost.
             logp = tf.where(finished[..., None], end_only, logp)
