@@ -124,23 +124,27 @@ def store_outcomes(
         if not outcome.ok:
             statuses.append(PhotoStatus(photo, "failed", message=f"{photo.name}: {outcome.reason}"))
             continue
-        if not outcome.text:
-            statuses.append(PhotoStatus(photo, "failed", message=f"{photo.name}: the model gave an empty caption"))
-            continue
         caption = StoredCaption(outcome.text, "automatic", model_name, outcome.score, captioned_at)
         statuses.append(_store(photo, caption, options))
     return statuses
 
 
 def _store(photo: Path, caption: StoredCaption, options: StoreOptions) -> PhotoStatus:
-    if not options.write_sidecars:
-        return PhotoStatus(photo, "captioned", caption, _sidecar_or_none(photo))
-    try:
-        stored = read_caption(photo, embedded=False)
+    if options.write_sidecars:
+        try:
+            stored = read_caption(photo, embedded=False)
+        except SidecarError as exc:
+            return PhotoStatus(photo, "failed", message=str(exc))
         if stored is not None and stored.source == "human" and not options.overwrite_human:
             return PhotoStatus(
                 photo, "kept_human", stored, find_sidecar(photo), "a person's caption is kept (--overwrite-human)"
             )
+    if not caption.text:
+        # Never store it: an empty caption would erase the description already there.
+        return PhotoStatus(photo, "failed", message=f"{photo.name}: the model gave an empty caption")
+    if not options.write_sidecars:
+        return PhotoStatus(photo, "captioned", caption, _sidecar_or_none(photo))
+    try:
         sidecar = write_caption(photo, caption, style=options.sidecar_style)
     except SidecarError as exc:
         return PhotoStatus(photo, "failed", message=str(exc))
@@ -155,10 +159,22 @@ def _sidecar_or_none(photo: Path) -> Path | None:
 
 
 def write_report_csv(csv_file: str | Path, root: str | Path, statuses: Iterable[PhotoStatus]) -> None:
-    """Write the CSV for a run: one row per photo, failed ones with an empty caption.
+    """Write the CSV for a run: one row per photo; a failed photo shows what is stored for it, if any.
 
     Raises:
         OSError: the CSV file cannot be written.
     """
-    rows = [make_row(s.photo, root, s.caption, sidecar=s.sidecar) for s in statuses]
+    rows = []
+    for s in statuses:
+        if s.caption is None:
+            rows.append(make_row(s.photo, root, _stored_or_none(s.photo), sidecar=_sidecar_or_none(s.photo)))
+        else:
+            rows.append(make_row(s.photo, root, s.caption, sidecar=s.sidecar))
     write_csv(csv_file, rows)
+
+
+def _stored_or_none(photo: Path) -> StoredCaption | None:
+    try:
+        return read_caption(photo)
+    except SidecarError:
+        return None

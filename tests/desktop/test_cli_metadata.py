@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from imgcap_desktop.metadata.apply import (
     PhotoStatus,
@@ -100,11 +101,23 @@ def test_skip_captioned_and_base_style_collisions(tmp_path):
     assert "x.xmp" in settled[1].message
 
 
+def test_empty_caption_never_erases_and_human_is_reported_first(tmp_path):
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    write_caption(a, StoredCaption("old", "automatic", "tiny", -1.0))
+    write_caption(b, StoredCaption("mine", "human"))
+
+    statuses = store_outcomes([_result(a, ""), _result(b, "")], StoreOptions(write_sidecars=True), model_name="m")
+
+    assert [s.status for s in statuses] == ["failed", "kept_human"]
+    assert read_caption(a).text == "old" and read_caption(b).text == "mine"
+
+
 def test_report_csv_lists_every_photo(tmp_path):
-    a, b = make_photo(tmp_path / "a.jpg", size=(30, 20)), make_photo(tmp_path / "b.jpg")
+    a, b, c = (make_photo(tmp_path / n, size=(30, 20)) for n in ("a.jpg", "b.jpg", "c.jpg"))
+    write_caption(c, StoredCaption("stored before", "automatic", "tiny", -2.0, NOW))
     statuses = store_outcomes(
-        [_result(a, "a dog"), CaptionFailure(str(b), "broken")], StoreOptions(write_sidecars=True),
-        model_name="tiny", captioned_at=NOW,
+        [_result(a, "a dog"), CaptionFailure(str(b), "broken"), CaptionFailure(str(c), "broken")],
+        StoreOptions(write_sidecars=True), model_name="tiny", captioned_at=NOW,
     )  # fmt: skip
 
     write_report_csv(tmp_path / "out.csv", tmp_path, statuses)
@@ -112,7 +125,8 @@ def test_report_csv_lists_every_photo(tmp_path):
     rows = [row for _, row in read_csv(tmp_path / "out.csv")]
     assert [(r.relative_path, r.caption, r.source, r.model, r.width, r.height, r.sidecar_path) for r in rows] == [
         ("a.jpg", "a dog", "automatic", "tiny", 30, 20, "a.jpg.xmp"),
-        ("b.jpg", "", "", "", 16, 12, ""),
+        ("b.jpg", "", "", "", 30, 20, ""),
+        ("c.jpg", "stored before", "automatic", "tiny", 30, 20, "c.jpg.xmp"),
     ]
 
 
@@ -151,3 +165,76 @@ def test_import_csv_command_refuses_a_foreign_file(tmp_path, capsys):
     (tmp_path / "c.csv").write_text("a,b\r\n1,2\r\n", encoding="utf-8")
     assert run_import_csv(_parser().parse_args(["import-csv", str(tmp_path / "c.csv")])) == 2
     assert "relative path" in capsys.readouterr().err
+
+
+# --- end to end through ``imgcap`` ---------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """``Captioner.from_bundle`` gives the GUI tests' deterministic fake: no TensorFlow."""
+    from model.captioner import Captioner
+    from tests.desktop.conftest import FakeCaptioner
+
+    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto": FakeCaptioner()))
+
+
+def test_cli_writes_sidecars_and_csv_keeps_human_captions_and_imports_edits(tmp_path, fake_engine, capsys):
+    from imgcap_desktop.cli import main
+
+    folder = tmp_path / "photos"
+    auto, human = make_photo(folder / "a.jpg"), make_photo(folder / "b.png")
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    write_caption(human, StoredCaption("my own words", "human"))
+    kept = Snapshot([auto, human, sidecar_path(human)])
+    csv_file = folder / "captions.csv"
+
+    status = main(["caption", str(folder), "--write-sidecars", "--csv", str(csv_file)])
+
+    assert status == 1  # broken.jpg failed; the others were still stored
+    stored = read_caption(auto)
+    assert (stored.source, stored.model) == ("automatic", "fake-model") and stored.text
+    rows = {row.relative_path: row for _, row in read_csv(csv_file)}
+    assert list(rows) == ["a.jpg", "b.png", "broken.jpg"]
+    assert (rows["a.jpg"].caption, rows["a.jpg"].sidecar_path) == (stored.text, "a.jpg.xmp")
+    assert (rows["b.png"].caption, rows["b.png"].source) == ("my own words", "human")
+    assert rows["broken.jpg"].caption == ""
+    kept.assert_unchanged()
+
+    (folder / "broken.jpg").unlink()
+    capsys.readouterr()
+    assert main(["caption", str(folder), "--write-sidecars", "--skip-captioned"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{auto}\t{stored.text}", f"{human}\tmy own words"]
+
+    edited = '=edited, "by hand"\nline two'
+    rows["a.jpg"] = CsvRow(**{**rows["a.jpg"].__dict__, "caption": edited})
+    write_csv(csv_file, list(rows.values()))
+    assert main(["import-csv", str(csv_file)]) == 1  # broken.jpg is reported missing
+    assert "photo not found: broken.jpg" in capsys.readouterr().out
+    assert (read_caption(auto).text, read_caption(auto).source) == (edited, "human")
+
+    assert main(["caption", str(folder), "--write-sidecars", "--sidecar-style", "base", "--overwrite-human"]) == 0
+    assert read_caption(auto).source == read_caption(human).source == "automatic"
+    assert not (folder / "b.xmp").exists()  # existing sidecars are updated, not doubled
+
+
+@pytest.mark.slow
+def test_cli_runs_the_real_engine_on_a_tiny_bundle(tmp_path, tiny_bundle):
+    from imgcap_desktop.cli import main
+
+    folder = tmp_path / "photos"
+    photos = [make_photo(folder / "a.jpg"), make_photo(folder / "b.png")]
+    write_caption(photos[1], StoredCaption("my own words", "human"))
+    kept = Snapshot([*photos, sidecar_path(photos[1])])
+    csv_file = tmp_path / "out.csv"
+
+    main(["caption", str(folder), "--bundle", str(tiny_bundle), "--device", "cpu", "--write-sidecars",
+          "--csv", str(csv_file)])  # fmt: skip
+
+    # Random weights may well give empty captions, which must then be stored nowhere.
+    rows = [row for _, row in read_csv(csv_file)]
+    assert [r.relative_path for r in rows] == ["a.jpg", "b.png"]
+    assert rows[1].caption == "my own words"
+    stored = read_caption(photos[0])
+    assert stored is None or (stored.source, stored.model, stored.text) == ("automatic", "tiny-test", rows[0].caption)
+    kept.assert_unchanged()
