@@ -281,6 +281,7 @@ class CaptionView(QWidget):
             caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
             column.addWidget(picture)
             column.addWidget(caption)
+            column.addStretch(1)
             self._strip_layout.addWidget(tile)
         self._strip_layout.addStretch(1)
 
