@@ -276,6 +276,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Cannot open {folder}: {exc}", 8000)
             return False
         self.reader.stop()
+        self.service.cancel()  # the old folder's job ends after its current batch
         self.undo_stack.clear()
         self.folder = folder
         self.thumbnails.clear()

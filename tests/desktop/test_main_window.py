@@ -232,3 +232,59 @@ def test_everything_captioned_means_nothing_to_do(qtbot, window, photo_folder, p
     with qtbot.waitSignal(window.service.finished, timeout=WAIT):
         assert window.caption_all()
     assert states(window)["broken.jpg"] is CaptionState.ERROR
+
+
+def test_caption_selected_captions_only_the_selection(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    select(qtbot, window, "photo3.jpg")
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.caption_selected()
+    captioned = {name for name, state in states(window).items() if state is not CaptionState.NONE}
+    assert captioned == {"photo3.jpg"}
+
+
+def test_progress_bar_counts_and_shows_an_eta(qtbot, window, photo_folder, fake_captioner):
+    fake_captioner.release = threading.Event()
+    open_and_wait(qtbot, window, photo_folder)
+    window.caption_all()
+    assert window.progress_bar.isVisible() and window.progress_bar.maximum() == 7
+    with qtbot.waitSignal(window.service.progress, timeout=WAIT, check_params_cb=lambda done, total: done == 2):
+        fake_captioner.release.set()
+    assert window.progress_bar.value() == 2
+    assert "left" in window.eta_label.text()
+    qtbot.waitUntil(lambda: not window.service.busy and not window.progress_bar.isVisible(), timeout=WAIT)
+
+
+def test_dropping_a_folder_opens_it_and_it_joins_the_recent_list(qtbot, window, photo_folder, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(photo_folder))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        window.dropEvent(event)
+    assert window.folder == photo_folder and window.photos.rowCount() == 7
+    recent = [a.text() for a in window.recent_menu.actions()]
+    assert recent[0] == str(photo_folder.resolve())
+
+    other = tmp_path / "other"
+    other.mkdir()
+    window.open_folder(other)
+    assert window.photos.rowCount() == 0
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        window.recent_menu.actions()[1].trigger()
+    assert window.folder == photo_folder.resolve()
+
+
+def test_subfolders_option(qtbot, window, photo_folder):
+    from tests.desktop.conftest import make_photos
+
+    make_photos(photo_folder / "day2", count=2, corrupt=False)
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.photos.rowCount() == 7
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        window.subfolders_action.trigger()
+    assert window.photos.rowCount() == 10
+    assert window.settings.include_subfolders
