@@ -15,6 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bundle", type=Path, default=None, help="a model bundle (default: the shipped one)")
     parser.add_argument("--verbose", action="store_true", help="log debugging details")
     # -- extra flags (packaging: --selftest, --install-desktop-entry) go below this line --
+    parser.add_argument("--selftest", action="store_true",
+                        help="caption the sample photos without a window, check the results and exit")
+    parser.add_argument("--install-desktop-entry", action="store_true",
+                        help="install the .desktop entry and icon for this user (under $XDG_DATA_HOME) and exit")
+    parser.add_argument("--exit-after-shown", action="store_true", help=argparse.SUPPRESS)  # start-up timing
     return parser
 
 
@@ -22,6 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.selftest:
+        from imgcap_desktop.selftest import main as selftest_main
+
+        return selftest_main(args.bundle)
+    if args.install_desktop_entry:
+        from imgcap_desktop.desktop_entry import install_desktop_entry
+
+        for path in install_desktop_entry():
+            print(path)
+        return 0
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -38,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     window = MainWindow(service=CaptionService(bundle=args.bundle))
     window.show()
+    if args.exit_after_shown:
+        QTimer.singleShot(0, app.quit)  # after the first paint: measures start-up to window shown
     if args.folder is not None:
         # After the first paint, so the window appears at once even for a large folder.
         QTimer.singleShot(0, lambda: window.open_folder(args.folder))

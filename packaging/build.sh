@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the one-folder app dist/imgcap/ and its archive dist/imgcap-linux-x86_64.tar.gz.
+# Usage: packaging/build.sh   (from anywhere; uses $PYTHON, default: the checkout's .venv or python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+ENCODERS=${IMGCAP_ENCODER_BUILD_DIR:-build/encoders}
+export IMGCAP_ENCODER_BUILD_DIR=$ENCODERS
+start=$(date +%s)
+
+echo "== converting encoder weights into $ENCODERS"
+"$PYTHON" packaging/convert_encoder.py "$ENCODERS" efficientnet_lite2
+
+echo "== PyInstaller"
+"$PYTHON" -m PyInstaller build.spec --noconfirm --log-level "${PYI_LOG_LEVEL:-WARN}"
+built=$(date +%s)
+
+echo "== archive"
+tar -C dist -czf dist/imgcap-linux-x86_64.tar.gz imgcap
+done_=$(date +%s)
+
+echo "build time:    $((built - start)) s (PyInstaller + conversion), archive $((done_ - built)) s"
+echo "unpacked size: $(du -sh dist/imgcap | cut -f1) ($(du -sb dist/imgcap | cut -f1) bytes)"
+echo "archive size:  $(du -h dist/imgcap-linux-x86_64.tar.gz | cut -f1) ($(stat -c %s dist/imgcap-linux-x86_64.tar.gz) bytes)"
