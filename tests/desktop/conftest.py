@@ -37,12 +37,14 @@ def fresh_settings(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def no_threads_left():
-    """Fail a test that leaves a captioning thread or thread-pool work running."""
+@pytest.fixture(autouse=True)
+def no_threads_left(request):
+    """Fail a GUI test that leaves a captioning thread or thread-pool work running."""
     from imgcap_desktop.caption_service import running_threads
 
     yield
+    if Path(str(request.node.fspath)).stem not in _GUI_TESTS:
+        return
     pool = QThreadPool.globalInstance()
     pool.waitForDone(5000)
     assert pool.activeThreadCount() == 0, "thread-pool work was left running"
@@ -60,16 +62,16 @@ class FakeCaptioner:
     device = "CPU"
     grid = (4, 4)
 
-    def __init__(self, delay: float = 0.0, release: threading.Event | None = None):
+    def __init__(self, delay: float = 0.0, gate: threading.Semaphore | None = None):
         self.delay = delay
-        self.release = release
+        self.gate = gate  # when set, each batch waits for one release() (tests pace the worker)
         self.batches = 0
 
     def caption_batches(self, images, beam_size=3, batch_size=8):
         images = list(images)
         for start in range(0, len(images), batch_size):
-            if self.release is not None:
-                self.release.wait(10)
+            if self.gate is not None and not self.gate.acquire(timeout=10):
+                raise TimeoutError("the test never released this batch")
             time.sleep(self.delay)
             self.batches += 1
             yield [self._one(image) for image in images[start:start + batch_size]]

@@ -158,24 +158,25 @@ def test_held_captions_are_written_only_when_accepted(qtbot, window, photo_folde
 
 
 def test_cancel_mid_batch_keeps_what_was_produced(qtbot, window, photo_folder, fake_captioner):
-    fake_captioner.release = threading.Event()
+    fake_captioner.gate = threading.Semaphore(0)
     open_and_wait(qtbot, window, photo_folder)
     window.caption_all()
     assert not window.caption_all_action.isEnabled() and window.cancel_action.isEnabled()
     with qtbot.waitSignal(window.service.caption_generated, timeout=WAIT):
-        fake_captioner.release.set()  # the first batch goes through
+        fake_captioner.gate.release()  # the first batch goes through
     with qtbot.waitSignal(window.service.finished, timeout=WAIT) as finished:
         window.cancel_button.click()
+        fake_captioner.gate.release(10)  # the batch under way finishes; no further one starts
     assert finished.args == [True]
     captioned = [s for s in states(window).values() if s is not CaptionState.NONE]
-    assert 2 <= len(captioned) < 7  # at least the first batch (of 2), not everything
-    assert fake_captioner.batches < 4
+    # Stopped within one batch: the first (two photos), plus the next one if it had already begun.
+    assert len(captioned) == 2 * fake_captioner.batches and fake_captioner.batches in (1, 2)
     assert window.caption_all_action.isEnabled()
     assert "Cancelled" in window.statusBar().currentMessage()
 
 
 def test_grid_keyboard_navigation_works_while_captioning(qtbot, window, photo_folder, fake_captioner):
-    fake_captioner.release = threading.Event()
+    fake_captioner.gate = threading.Semaphore(0)
     open_and_wait(qtbot, window, photo_folder)
     window.caption_all()
     window.grid.setFocus()
@@ -184,7 +185,7 @@ def test_grid_keyboard_navigation_works_while_captioning(qtbot, window, photo_fo
     qtbot.keyClick(window.grid, Qt.Key.Key_Home)
     assert window.current_item().path.name == "broken.jpg"
     with qtbot.waitSignal(window.service.finished, timeout=WAIT):
-        fake_captioner.release.set()
+        fake_captioner.gate.release(10)
 
 
 def test_filter_narrows_the_grid_by_caption(qtbot, window, photo_folder):
@@ -244,14 +245,15 @@ def test_caption_selected_captions_only_the_selection(qtbot, window, photo_folde
 
 
 def test_progress_bar_counts_and_shows_an_eta(qtbot, window, photo_folder, fake_captioner):
-    fake_captioner.release = threading.Event()
+    fake_captioner.gate = threading.Semaphore(0)
     open_and_wait(qtbot, window, photo_folder)
     window.caption_all()
     assert window.progress_bar.isVisible() and window.progress_bar.maximum() == 7
     with qtbot.waitSignal(window.service.progress, timeout=WAIT, check_params_cb=lambda done, total: done == 2):
-        fake_captioner.release.set()
+        fake_captioner.gate.release()
     assert window.progress_bar.value() == 2
     assert "left" in window.eta_label.text()
+    fake_captioner.gate.release(10)
     qtbot.waitUntil(lambda: not window.service.busy and not window.progress_bar.isVisible(), timeout=WAIT)
 
 
