@@ -1,0 +1,195 @@
+"""Packaging: the desktop entry, the self-test, the frozen launcher's dispatch and the PyInstaller spec.
+
+PyInstaller itself never runs here (scripts/ci_build.sh builds and checks the frozen app).
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import importlib.util
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcap_desktop import desktop_entry, selftest
+from model.resources import resource_path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_launcher():
+    spec = importlib.util.spec_from_file_location("imgcap_launcher", ROOT / "packaging" / "launcher.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- desktop entry -------------------------------------------------------------------------------
+
+def test_install_desktop_entry_respects_xdg_data_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    written = desktop_entry.install_desktop_entry("/opt/imgcap/imgcap")
+
+    entry = tmp_path / "applications" / "imgcap-desktop.desktop"
+    icon = tmp_path / "icons" / "hicolor" / "scalable" / "apps" / "imgcap.svg"
+    assert written[:2] == [entry, icon]
+    assert icon.read_bytes() == resource_path("icons", "imgcap.svg").read_bytes()
+    parsed = configparser.ConfigParser(interpolation=None)
+    parsed.optionxform = str
+    parsed.read_string(entry.read_text())
+    section = parsed["Desktop Entry"]
+    assert section["Type"] == "Application"
+    assert section["Exec"] == "/opt/imgcap/imgcap %F"
+    assert section["Icon"] == "imgcap"
+    assert section["StartupWMClass"] == "imgcap-desktop"
+
+
+def test_install_desktop_entry_ignores_relative_xdg_data_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/path")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert desktop_entry.data_home() == tmp_path / ".local" / "share"
+
+
+def test_exec_key_quotes_a_path_with_spaces():
+    text = desktop_entry.desktop_entry_text("/home/me/My Apps/imgcap")
+    assert 'Exec="/home/me/My Apps/imgcap" %F' in text
+
+
+def test_shipped_desktop_file_matches_the_template():
+    assert (ROOT / "packaging" / "imgcap.desktop").read_text() == desktop_entry.desktop_entry_text()
+
+
+def test_app_flag_installs_the_entry(tmp_path, monkeypatch, capsys):
+    from imgcap_desktop.app import main
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert main(["--install-desktop-entry"]) == 0
+    assert (tmp_path / "applications" / "imgcap-desktop.desktop").is_file()
+    assert "imgcap-desktop.desktop" in capsys.readouterr().out
+
+
+# -- self-test -----------------------------------------------------------------------------------
+
+def test_shipped_samples_are_small_licensed_photos():
+    samples = selftest.sample_photos()
+    assert len(samples) >= 3
+    for photo in samples:
+        assert photo.stat().st_size < 150_000
+        with Image.open(photo) as image:
+            assert image.mode == "RGB"
+    licences = (resource_path("samples") / "LICENSES.md").read_text()
+    assert all(photo.name in licences for photo in samples)
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    from model.testing import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+class _Outcome:
+    def __init__(self, words, attention):
+        self.words, self.attention = words, attention
+
+
+def test_selftest_passes_on_a_tiny_bundle(tiny_bundle, tmp_path, monkeypatch):
+    # Random weights may end a caption at once; the check under test is the pipeline, so make
+    # every caption at least one word by stubbing nothing but the model's output when empty.
+    from model.captioner import Captioner
+
+    real_caption = Captioner.caption
+
+    def caption(self, images, beam_size=3, batch_size=8):
+        outcomes = real_caption(self, images, beam_size, batch_size)
+        grid = self.grid
+        uniform = np.full((1, *grid), 1.0 / (grid[0] * grid[1]), np.float32)
+        return [o if getattr(o, "words", None) else _Outcome(("word",), uniform) for o in outcomes]
+
+    monkeypatch.setattr(Captioner, "caption", caption)
+    out, err = io.StringIO(), io.StringIO()
+    assert selftest.main(tiny_bundle, out=out, err=err) == 0, err.getvalue()
+    text = out.getvalue()
+    assert "self-test passed" in text
+    for photo in selftest.sample_photos():
+        assert f"{photo.name}: " in text
+
+
+def test_selftest_fails_with_the_reason_on_a_bad_attention_map(tiny_bundle, monkeypatch):
+    from model.captioner import Captioner
+
+    def caption(self, images, beam_size=3, batch_size=8):
+        return [_Outcome(("a", "dog"), np.full((2, *self.grid), 0.5, np.float32)) for _ in images]
+
+    monkeypatch.setattr(Captioner, "caption", caption)
+    err = io.StringIO()
+    assert selftest.main(tiny_bundle, out=io.StringIO(), err=err) == 1
+    assert "attention map sums to" in err.getvalue()
+
+
+def test_selftest_fails_on_an_empty_caption(tiny_bundle, monkeypatch):
+    from model.captioner import Captioner
+
+    def caption(self, images, beam_size=3, batch_size=8):
+        return [_Outcome((), np.zeros((0, *self.grid), np.float32)) for _ in images]
+
+    monkeypatch.setattr(Captioner, "caption", caption)
+    err = io.StringIO()
+    assert selftest.main(tiny_bundle, out=io.StringIO(), err=err) == 1
+    assert "empty caption" in err.getvalue()
+
+
+def test_selftest_fails_without_samples(tmp_path):
+    err = io.StringIO()
+    assert selftest.main(samples=tmp_path, out=io.StringIO(), err=err) == 1
+    assert "no sample photos" in err.getvalue()
+
+
+def test_selftest_fails_on_a_missing_bundle(tmp_path):
+    err = io.StringIO()
+    assert selftest.main(tmp_path / "missing", out=io.StringIO(), err=err) == 1
+    assert "FAILED" in err.getvalue()
+
+
+# -- launcher ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "target"), [
+    (["caption", "photos/"], "cli"),
+    (["import-csv", "captions.csv"], "cli"),
+    (["--selftest"], "selftest"),
+    (["--selftest", "--bundle", "b"], "selftest"),
+    ([], "gui"),
+    (["~/Pictures"], "gui"),
+    (["--install-desktop-entry"], "gui"),
+])
+def test_launcher_dispatch(argv, target):
+    assert _load_launcher().choose(argv) == target
+
+
+def test_launcher_runs_the_chosen_entry(monkeypatch):
+    import imgcap_desktop.app
+    import imgcap_desktop.selftest
+
+    launcher = _load_launcher()
+    calls = []
+    monkeypatch.setattr(imgcap_desktop.selftest, "cli", lambda argv: calls.append(("selftest", argv)) or 0)
+    monkeypatch.setattr(imgcap_desktop.app, "main", lambda argv: calls.append(("gui", argv)) or 0)
+    assert launcher.main(["--selftest"]) == 0
+    assert launcher.main(["folder"]) == 0
+    assert calls == [("selftest", ["--selftest"]), ("gui", ["folder"])]
+
+
+# -- build.spec ----------------------------------------------------------------------------------
+
+def test_build_spec_parses_and_ships_the_resources():
+    text = (ROOT / "build.spec").read_text()
+    ast.parse(text)
+    for needed in ('"resources/models"', '"resources/icons"', '"resources/samples"', '"resources/encoders"',
+                   "launcher.py", 'name="imgcap"', '"torch"', '"tkinter"', '"matplotlib"', '"tensorboard"'):
+        assert needed in text, needed
+    assert (ROOT / "packaging" / "launcher.py").is_file()
+    assert resource_path("models", "flickr8k-lite2", "config.json").is_file()
