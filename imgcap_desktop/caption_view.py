@@ -149,7 +149,7 @@ class CaptionView(QWidget):
         self._strip_scroll = QScrollArea()
         self._strip_scroll.setWidget(self._strip)
         self._strip_scroll.setWidgetResizable(True)
-        self._strip_scroll.setFixedHeight(self.STRIP_SIZE + 44)
+        self._strip_scroll.setFixedHeight(self.STRIP_SIZE + 36)
         self._strip_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
         layout = QVBoxLayout(self)
