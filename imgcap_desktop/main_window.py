@@ -184,6 +184,7 @@ class MainWindow(QMainWindow):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.filter_edit)
         left_layout.addWidget(self.grid)
+        left_layout.addWidget(_badge_legend())
 
         self.view = CaptionView()
         self.view.opacity_slider.setValue(self.settings.overlay_opacity)
@@ -586,6 +587,16 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.service.shutdown()
         super().closeEvent(event)
+
+
+def _badge_legend() -> QLabel:
+    names = {CaptionState.AUTOMATIC: "automatic", CaptionState.EDITED: "edited", CaptionState.EMBEDDED: "embedded",
+             CaptionState.ERROR: "error"}
+    parts = [f'<span style="color:{BADGE_COLOURS[state].name()}">●</span> {name}' for state, name in names.items()]
+    parts.append('<span style="color:#fdd835">●</span> held for review')
+    legend = QLabel("&nbsp;&nbsp;".join(parts))
+    legend.setObjectName("badgeLegend")
+    return legend
 
 
 def _describe(item: PhotoItem) -> str:

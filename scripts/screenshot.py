@@ -40,7 +40,13 @@ def save_small_png(image, out: Path) -> None:
     image.save(buffer, "PNG")
     data = bytes(buffer.data())
     if len(data) > MAX_BYTES:
-        pil = Image.open(io.BytesIO(data)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        rgb = Image.open(io.BytesIO(data)).convert("RGB")
+        stream = io.BytesIO()
+        rgb.save(stream, "PNG", optimize=True)
+        data = stream.getvalue()
+    if len(data) > MAX_BYTES:  # a palette, dithered from the whole screenshot's colours
+        palette = rgb.quantize(256, method=Image.Quantize.MEDIANCUT)
+        pil = rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
         stream = io.BytesIO()
         pil.save(stream, "PNG", optimize=True)
         data = stream.getvalue()
