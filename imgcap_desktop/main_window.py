@@ -352,6 +352,9 @@ class MainWindow(QMainWindow):
         if self.service.busy or not items:
             return False
         policy = self.settings.overwrite_policy
+        human = sum(1 for item in items if item.state is CaptionState.EDITED)
+        if policy == "replace_all" and human and not self._confirm_replace_human(human):
+            policy = "replace_automatic"
         photos = []
         for item in items:
             state = item.state
@@ -376,6 +379,15 @@ class MainWindow(QMainWindow):
             self.eta_label.setText("starting…")
             self._update_actions()
         return started
+
+    def _confirm_replace_human(self, count: int) -> bool:
+        """Ask before captions a person wrote are replaced (the settings allow it, but every time counts)."""
+        answer = QMessageBox.question(
+            self, "Replace human captions?",
+            f"{count} of these photos have captions written or edited by a person. Replace them too?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _on_service_model_loading(self) -> None:
         self.model_label.setText("Model: loading…")

@@ -140,6 +140,11 @@ def test_human_captions_are_skipped_unless_asked(qtbot, window, photo_folder):
     assert read_caption(photo_folder / "photo1.jpg").text == "mine"
 
     window.apply_settings(replace(window.settings, overwrite_policy="replace_all"))
+    asked = []
+    window._confirm_replace_human = lambda count: asked.append(count) or False  # the user says no
+    caption_all_and_wait(qtbot, window)
+    assert asked == [1] and read_caption(photo_folder / "photo1.jpg").text == "mine"
+    window._confirm_replace_human = lambda count: True
     caption_all_and_wait(qtbot, window)
     assert read_caption(photo_folder / "photo1.jpg").source == "automatic"
 
