@@ -1,0 +1,211 @@
+"""Photo loading: colour modes, EXIF orientation and hostile files, all generated with Pillow."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model import images
+from model.images import ImageLoadError, load_image, open_oriented, resize_array
+
+
+def _gradient(width: int = 64, height: int = 48) -> Image.Image:
+    x = np.linspace(0, 255, width, dtype=np.uint8)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height, dtype=np.uint8)[:, None].repeat(width, 1)
+    return Image.fromarray(np.stack([x, y, 255 - x], axis=-1), "RGB")
+
+
+def _jpeg_bytes(img: Image.Image, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=90, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def jpeg(tmp_path):
+    path = tmp_path / "good.jpg"
+    path.write_bytes(_jpeg_bytes(_gradient()))
+    return path
+
+
+def _assert_rgb(img: Image.Image, size: tuple[int, int]):
+    assert img.mode == "RGB"
+    assert img.size == size
+    arr = np.asarray(img)
+    assert arr.dtype == np.uint8 and arr.shape == (size[1], size[0], 3)
+
+
+def test_good_jpeg_loads(jpeg):
+    _assert_rgb(open_oriented(jpeg), (64, 48))
+    arr = load_image(jpeg, 32)
+    assert arr.shape == (32, 32, 3) and arr.dtype == np.uint8
+
+
+def test_truncated_jpeg_is_a_clear_error(tmp_path):
+    data = _jpeg_bytes(_gradient(256, 256))
+    path = tmp_path / "truncated.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageLoadError, match="truncated.jpg: corrupt or truncated") as info:
+        load_image(path, 64)
+    assert info.value.path == str(path)
+
+
+def test_jpeg_header_only_is_a_clear_error(tmp_path):
+    path = tmp_path / "header.jpg"
+    path.write_bytes(_jpeg_bytes(_gradient())[:20])
+    with pytest.raises(ImageLoadError):
+        load_image(path)
+
+
+def test_zero_byte_file(tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="empty") as info:
+        open_oriented(path)
+    assert info.value.reason == "the file is empty"
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ImageLoadError, match="not found"):
+        open_oriented(tmp_path / "missing.jpg")
+    with pytest.raises(ImageLoadError, match="folder"):
+        open_oriented(tmp_path)
+
+
+def test_png_named_jpg_loads(tmp_path):
+    path = tmp_path / "really_a_png.jpg"
+    _gradient().save(path, "PNG")
+    _assert_rgb(open_oriented(path), (64, 48))
+    np.testing.assert_array_equal(np.asarray(open_oriented(path)), np.asarray(_gradient()))
+
+
+def test_text_named_jpg_is_not_an_image(tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("shopping list: eggs, milk\n" * 20)
+    with pytest.raises(ImageLoadError, match="notes.jpg: not an image"):
+        load_image(path, 64)
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(path, "JPEG", quality=95)  # red in CMYK
+    img = open_oriented(path)
+    _assert_rgb(img, (40, 30))
+    r, g, b = np.asarray(img)[15, 20].astype(int)
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_16_bit_grayscale_png_becomes_rgb(tmp_path):
+    path = tmp_path / "gray16.png"
+    ramp = np.linspace(0, 65535, 100, dtype=np.uint16)[None, :].repeat(10, 0)
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I")
+    img = open_oriented(path)
+    _assert_rgb(img, (100, 10))
+    arr = np.asarray(img).astype(int)
+    assert arr[0, 0].tolist() == [0, 0, 0]
+    assert arr[0, -1, 0] >= 250
+    assert np.all(np.diff(arr[0, :, 0]) >= 0)  # still a ramp, not clipped to white
+    assert (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all()
+
+
+def test_8_bit_grayscale_becomes_rgb(tmp_path):
+    path = tmp_path / "gray.jpg"
+    Image.new("L", (20, 10), 128).save(path)
+    arr = np.asarray(open_oriented(path)).astype(int)
+    assert arr.shape == (10, 20, 3) and abs(arr.mean() - 128) < 3
+
+
+def test_rgba_composited_on_white(tmp_path):
+    path = tmp_path / "rgba.png"
+    arr = np.zeros((10, 20, 4), np.uint8)
+    arr[:, :10] = (255, 0, 0, 255)  # opaque red
+    arr[:, 10:] = (0, 0, 255, 0)  # fully transparent
+    Image.fromarray(arr, "RGBA").save(path)
+    out = np.asarray(open_oriented(path))
+    assert out.shape == (10, 20, 3)
+    assert out[5, 2].tolist() == [255, 0, 0]
+    assert out[5, 15].tolist() == [255, 255, 255]
+
+
+def test_palette_image_becomes_rgb(tmp_path):
+    path = tmp_path / "palette.png"
+    _gradient().convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(path)
+    assert Image.open(path).mode == "P"
+    _assert_rgb(open_oriented(path), (64, 48))
+
+
+def test_palette_with_transparency(tmp_path):
+    path = tmp_path / "palette_t.png"
+    img = Image.new("P", (8, 8), 1)
+    img.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
+    img.info["transparency"] = 1
+    img.save(path, transparency=1)
+    out = np.asarray(open_oriented(path))
+    assert out.shape == (8, 8, 3) and out[0, 0].tolist() == [255, 255, 255]
+
+
+@pytest.mark.parametrize(("orientation", "swapped"), [(1, False), (3, False), (6, True), (8, True)])
+def test_exif_orientation_is_applied(tmp_path, orientation, swapped):
+    path = tmp_path / f"rotated{orientation}.jpg"
+    img = Image.new("RGB", (60, 20), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 10, 20))  # a red band on the left edge as stored
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    img.save(path, "JPEG", exif=exif.tobytes(), quality=95)
+
+    out = open_oriented(path)
+    assert out.size == ((20, 60) if swapped else (60, 20))
+    assert load_image(path).shape == ((60, 20, 3) if swapped else (20, 60, 3))
+    arr = np.asarray(out).astype(int)
+    # Orientation 6 turns the stored left edge to the top; 8 to the bottom; 3 to the right.
+    red_at = {1: arr[10, 2], 3: arr[10, -3], 6: arr[2, 10], 8: arr[-3, 10]}[orientation]
+    assert red_at[0] > 200 and red_at[2] < 60
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (400, 300)).save(path)  # compresses to almost nothing, like a real bomb
+    monkeypatch.setattr(images, "MAX_PIXELS", 100_000)
+    with pytest.raises(ImageLoadError, match="too large") as info:
+        load_image(path, 64)
+    assert "400x300" in str(info.value)
+
+
+def test_pillow_bomb_limit_is_an_image_load_error(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (400, 300)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # Pillow warns above this, errors above 2x
+    with pytest.raises(ImageLoadError, match="too large"):
+        open_oriented(path)
+
+
+def test_gif_first_frame(tmp_path):
+    path = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (16, 12), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert Image.open(path).n_frames == 3
+    out = np.asarray(open_oriented(path)).astype(int)
+    assert out.shape == (12, 16, 3)
+    assert out[6, 8, 0] > 200 and out[6, 8, 1] < 60
+
+
+def test_load_image_squashes_to_a_square(jpeg):
+    arr = load_image(jpeg, 100)
+    assert arr.shape == (100, 100, 3)
+    assert arr.dtype == np.uint8
+
+
+def test_resize_array_accepts_gray_rgba_and_float():
+    gray = np.full((30, 40), 100, np.uint8)
+    assert resize_array(gray, 16).shape == (16, 16, 3)
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    assert resize_array(rgba, 16).shape == (16, 16, 3)
+    unit = np.full((30, 40, 3), 0.5, np.float32)
+    out = resize_array(unit, 16)
+    assert out.dtype == np.uint8 and abs(int(out[0, 0, 0]) - 127) <= 1
+    with pytest.raises(ValueError):
+        resize_array(np.zeros((4, 4, 5), np.uint8), 16)
