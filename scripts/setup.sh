@@ -11,9 +11,13 @@ if [ "${1:-}" = test ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends \
-            libimage-exiftool-perl default-jre-headless xvfb \
-            libegl1 libgl1 libopengl0 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 >/dev/null
+        wanted="libimage-exiftool-perl default-jre-headless xvfb libegl1 libgl1 libopengl0 libxkbcommon0
+                libfontconfig1 libfreetype6 libdbus-1-3 libx11-6 libxcb1 libpng16-16 fonts-dejavu-core
+                libglib2.0-0 libglib2.0-0t64"
+        # Names differ between Debian releases (libglib2.0-0t64 on trixie): take those this one has.
+        available=$(for p in $wanted; do apt-cache show "$p" >/dev/null 2>&1 && echo "$p"; done)
+        # shellcheck disable=SC2086
+        apt-get install -y -qq --no-install-recommends $available >/dev/null
     fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv

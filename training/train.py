@@ -298,7 +298,8 @@ def train(config: TrainConfig) -> dict:
         log.info("epoch %d: train loss %.3f, dev loss %.3f, dev BLEU-4 (greedy, cleaned refs) %.4f%s, %.0f s; e.g. %r",
                  epoch, train_loss, dev_loss, bleu4, " (best)" if improved else "", train_seconds,
                  " ".join(captions[0]))
-    return {"history": history, "best_bleu4": float(trainer.best_bleu.numpy())}
+    return {"history": history, "best_bleu4": float(trainer.best_bleu.numpy()),
+            "replicas": trainer.strategy.num_replicas_in_sync}
 
 
 def export(config: TrainConfig, destination: Path, *, name: str, description: str,

@@ -1,0 +1,100 @@
+"""The training loop on a tiny generated data set: features cached and resumable, loss falls,
+checkpoints resume, MirroredStrategy runs, the chosen epoch exports to a bundle that captions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.features import extract_features, feature_path
+from training.train import TrainConfig, export, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(tiny_flickr, tmp_path, **overrides) -> TrainConfig:
+    values = dict(data=str(tiny_flickr.root), out=str(tmp_path / "run"), encoder="tiny_test",
+                  cache=str(tmp_path / "cache"), epochs=2, batch_size=4, embedding_dim=16, feature_dim=16,
+                  units=32, min_count=1, learning_rate=3e-3, lr_decay=1.0, dropout=0.0, attention_reg=0.0,
+                  bucket_boundaries=[8, 12], max_words=14)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_feature_cache_is_resumable_and_rejects_partial_files(tiny_flickr, tmp_path):
+    photos = sorted(tiny_flickr.images_dir.glob("*.jpg"))
+    cache = tmp_path / "cache"
+    computed, failures = extract_features(photos[:3], "tiny_test", cache, progress=False)
+    assert (computed, failures) == (3, [])
+    first = feature_path(cache, "tiny_test", photos[0])
+    before = first.stat().st_mtime_ns
+    # An interrupted run can leave a damaged file; it must be recomputed, not trusted.
+    feature_path(cache, "tiny_test", photos[1]).write_bytes(b"\x93NUMPY garbage")
+    computed, _ = extract_features(photos, "tiny_test", cache, progress=False)
+    assert computed == len(photos) - 2  # the damaged one and the ones never computed
+    assert first.stat().st_mtime_ns == before
+    grid = np.load(feature_path(cache, "tiny_test", photos[1]))
+    assert grid.shape == (16, 32) and grid.dtype == np.float16
+
+
+def test_two_epochs_lower_the_loss_and_resume(tiny_flickr, tmp_path):
+    config = _config(tiny_flickr, tmp_path, epochs=2)
+    result = train(config)
+    history = result["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert history[1]["train_loss"] < history[0]["train_loss"]
+    assert (tmp_path / "run" / "best.weights.npz").is_file()
+
+    # Asking for more epochs resumes from the checkpoint instead of starting over.
+    resumed = train(_config(tiny_flickr, tmp_path, epochs=3))
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert resumed["history"][2]["train_loss"] < history[0]["train_loss"]
+
+
+def test_export_gives_a_bundle_that_captions_and_evaluates(tiny_flickr, tmp_path):
+    config = _config(tiny_flickr, tmp_path, epochs=1)
+    train(config)
+    bundle = export(config, tmp_path / "bundle", name="tiny-trained", description="test")
+    written = json.loads((bundle / "config.json").read_text())
+    assert written["encoder"]["name"] == "tiny_test" and written["weights"]["dtype"] == "float16"
+    assert written["training"]["history"][0]["epoch"] == 1
+
+    from training.evaluate import main as evaluate_main
+
+    report_file = tmp_path / "report.json"
+    code = evaluate_main(["--bundle", str(bundle), "--data", str(tiny_flickr.root), "--split", "dev",
+                          "--beam", "2", "--no-java", "--json", str(report_file)])
+    assert code == 0
+    report = json.loads(report_file.read_text())
+    assert report["n_images"] == len(tiny_flickr.dev)
+    assert set(report["metrics"]) >= {"BLEU-4", "CIDEr", "ROUGE-L"}
+
+
+def test_mirrored_strategy_over_two_cpu_devices(tiny_flickr, tmp_path):
+    """Logical devices must be set before TensorFlow starts, so this runs in a fresh process."""
+    script = textwrap.dedent(f"""
+        import json, sys, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        sys.path.insert(0, {str(ROOT)!r})
+        from training.train import TrainConfig, train
+        config = TrainConfig(data={str(tiny_flickr.root)!r}, out={str(tmp_path / "mirrored")!r},
+            encoder="tiny_test", cache={str(tmp_path / "cache")!r}, epochs=3, batch_size=4,
+            embedding_dim=16, feature_dim=16, units=32, min_count=1, learning_rate=3e-3, lr_decay=1.0,
+            dropout=0.0, attention_reg=0.0, bucket_boundaries=[8, 12], max_words=14, strategy="mirrored")
+        result = train(config)
+        print("RESULT", json.dumps([result["replicas"], [h["train_loss"] for h in result["history"]]]))
+    """)
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    replicas, losses = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert replicas == 2
+    assert len(losses) == 3 and losses[-1] < losses[0]
