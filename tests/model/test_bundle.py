@@ -1,0 +1,201 @@
+"""Model bundles: a saved bundle reloads to identical outputs; a damaged one fails with a clear message."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from model.bundle import CONFIG_FILE, FORMAT_VERSION, VOCAB_FILE, WEIGHTS_FILE, BundleError, load_bundle, save_bundle
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    """A private, editable copy of the session's tiny bundle."""
+    return shutil.copytree(tiny_bundle, tmp_path / "bundle")
+
+
+def _edit_config(bundle, change):
+    path = bundle / CONFIG_FILE
+    config = json.loads(path.read_text())
+    change(config)
+    path.write_text(json.dumps(config))
+
+
+def _photos():
+    rng = np.random.default_rng(5)
+    return [rng.integers(0, 256, (40 + 7 * i, 60, 3), dtype=np.uint8) for i in range(4)]
+
+
+def _assert_same_outcomes(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        assert a.words == b.words and a.token_ids == b.token_ids
+        assert a.score == b.score
+        np.testing.assert_array_equal(a.attention, b.attention)
+        assert a.alternatives == b.alternatives
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_save_load_round_trip_gives_identical_outputs(tiny_captioner, tmp_path, dtype):
+    from model.captioner import Captioner
+
+    original = tiny_captioner.bundle
+    saved = save_bundle(tmp_path / "again", decoder=tiny_captioner._decoder, vocab=original.vocab,
+                        encoder=original.encoder_name, name="again", decoding=original.config["decoding"],
+                        dtype=dtype)
+    reloaded = load_bundle(saved)
+    assert reloaded.vocab == original.vocab
+    assert reloaded.config["decoder"] == original.config["decoder"]
+    assert reloaded.config["weights"]["dtype"] == dtype
+    assert set(reloaded.weights) == set(original.weights)
+    assert all(w.dtype == np.dtype(dtype) for w in reloaded.weights.values())
+
+    first = Captioner(original, device="cpu") if dtype == "float16" else tiny_captioner
+    if dtype == "float16":  # compare like with like: the original's weights rounded to float16
+        first._decoder.set_weights([w.astype(np.float16).astype(np.float32) for w in first._decoder.get_weights()])
+    second = Captioner(reloaded, device="cpu")
+    photos = _photos()
+    for beam_size in (1, 3):
+        _assert_same_outcomes(first.caption(photos, beam_size=beam_size, batch_size=4),
+                              second.caption(photos, beam_size=beam_size, batch_size=4))
+
+
+def test_bundle_files_and_config(tiny_bundle):
+    assert {p.name for p in tiny_bundle.iterdir()} >= {CONFIG_FILE, VOCAB_FILE, WEIGHTS_FILE}
+    config = json.loads((tiny_bundle / CONFIG_FILE).read_text())
+    assert config["format_version"] == FORMAT_VERSION
+    assert config["encoder"] == {"name": "tiny_test", "input_size": 64, "grid": [4, 4], "channels": 32}
+    assert config["vocabulary"] == VOCAB_FILE
+    assert len(config["weights"]["sha256"]) == 64
+    assert {"vocab_size", "encoder_channels", "embedding_dim", "feature_dim", "units", "dropout"} <= set(config["decoder"])
+    assert "training" in config and "metrics" in config and "description" in config
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(BundleError, match="model bundle not found:.*nowhere"):
+        load_bundle(tmp_path / "nowhere")
+
+
+def test_missing_config(bundle_copy):
+    (bundle_copy / CONFIG_FILE).unlink()
+    with pytest.raises(BundleError, match=f"missing {CONFIG_FILE}"):
+        load_bundle(bundle_copy)
+
+
+def test_config_not_json(bundle_copy):
+    (bundle_copy / CONFIG_FILE).write_text("{ half a config")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("version", [2, 0, None, "1"])
+def test_unknown_format_version(bundle_copy, version):
+    _edit_config(bundle_copy, lambda c: c.update(format_version=version))
+    with pytest.raises(BundleError, match=f"unknown bundle format version {version!r}"):
+        load_bundle(bundle_copy)
+
+
+def test_unknown_encoder(bundle_copy):
+    _edit_config(bundle_copy, lambda c: c["encoder"].update(name="resnet9000"))
+    with pytest.raises(BundleError, match="unknown encoder 'resnet9000'"):
+        load_bundle(bundle_copy)
+
+
+def test_encoder_grid_mismatch(bundle_copy):
+    _edit_config(bundle_copy, lambda c: c["encoder"].update(grid=[7, 7]))
+    with pytest.raises(BundleError, match="grid"):
+        load_bundle(bundle_copy)
+
+
+def test_missing_config_field(bundle_copy):
+    _edit_config(bundle_copy, lambda c: c.pop("weights"))
+    with pytest.raises(BundleError, match="missing field 'weights'"):
+        load_bundle(bundle_copy)
+
+
+def _add_vocab_word(bundle, word="zebra"):
+    path = bundle / VOCAB_FILE
+    data = json.loads(path.read_text())
+    data["tokens"].append(word)
+    path.write_text(json.dumps(data))
+    return len(data["tokens"])
+
+
+def test_vocabulary_larger_than_the_config(bundle_copy):
+    size = _add_vocab_word(bundle_copy)
+    with pytest.raises(BundleError, match=f"the vocabulary has {size} words but the config says {size - 1}"):
+        load_bundle(bundle_copy)
+
+
+def test_vocabulary_not_matching_the_weights(bundle_copy):
+    size = _add_vocab_word(bundle_copy)
+    _edit_config(bundle_copy, lambda c: c["decoder"].update(vocab_size=size))
+    with pytest.raises(BundleError, match=f"the vocabulary has {size} words but the weights produce {size - 1}"):
+        load_bundle(bundle_copy)
+
+
+def test_missing_vocabulary(bundle_copy):
+    (bundle_copy / VOCAB_FILE).unlink()
+    with pytest.raises(BundleError, match=f"missing vocabulary file {VOCAB_FILE}"):
+        load_bundle(bundle_copy)
+
+
+def test_unreadable_vocabulary(bundle_copy):
+    (bundle_copy / VOCAB_FILE).write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(BundleError, match="unreadable vocabulary"):
+        load_bundle(bundle_copy)
+
+
+@pytest.mark.parametrize("where", [0, 0.5, -1])
+def test_checksum_mismatch(bundle_copy, where):
+    path = bundle_copy / WEIGHTS_FILE
+    data = bytearray(path.read_bytes())
+    index = int(len(data) * where) if where != -1 else len(data) - 1
+    data[index] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_bundle(bundle_copy)
+
+
+def test_truncated_weights_fail_the_checksum(bundle_copy):
+    path = bundle_copy / WEIGHTS_FILE
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        load_bundle(bundle_copy)
+
+
+def test_missing_weights_file(bundle_copy):
+    (bundle_copy / WEIGHTS_FILE).unlink()
+    with pytest.raises(BundleError, match=f"missing weights file {WEIGHTS_FILE}"):
+        load_bundle(bundle_copy)
+
+
+def test_weights_for_another_architecture(bundle_copy):
+    _edit_config(bundle_copy, lambda c: c["decoder"].update(units=32))
+    bundle = load_bundle(bundle_copy)  # the files are intact...
+    with pytest.raises(BundleError, match="shape"):  # ...but the weights do not fit the config
+        bundle.build_decoder()
+
+
+def test_save_refuses_an_unknown_encoder(tiny_captioner, tmp_path):
+    with pytest.raises(BundleError, match="unknown encoder"):
+        save_bundle(tmp_path / "x", decoder=tiny_captioner._decoder, vocab=tiny_captioner.bundle.vocab,
+                    encoder="resnet9000", name="x")
+
+
+def test_the_shipped_bundle_loads_and_validates():
+    from model.bundle import default_bundle_path
+
+    bundle = load_bundle()
+    assert bundle.path == default_bundle_path()
+    assert bundle.name == "flickr8k-lite2"
+    assert bundle.encoder_name == "efficientnet_lite2"
+    assert bundle.config["encoder"]["grid"] == [9, 9]
+    assert len(bundle.vocab) == bundle.config["decoder"]["vocab_size"] == bundle.weights["logits/kernel"].shape[-1]
+    assert "a" in bundle.vocab and "dog" in bundle.vocab
+    assert bundle.config["training"] and bundle.config["metrics"]
+    decoder = bundle.build_decoder()
+    assert decoder.vocab_size == len(bundle.vocab)
