@@ -117,7 +117,7 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
     if args.csv:
         order = {p: i for i, p in enumerate(photos)}
         statuses.sort(key=lambda s: order.get(s.photo, len(order)))
-        root = Path(os.path.commonpath([str(p.parent) for p in photos])) if photos else Path.cwd()
+        root = _csv_root(args.csv, photos)
         try:
             write_report_csv(args.csv, root, statuses)
         except OSError as exc:
@@ -125,6 +125,18 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_SOME_FAILED
     failed = problems or any(s.status == "failed" for s in statuses)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _csv_root(csv_file: Path, photos: list[Path]) -> Path:
+    """The folder the CSV's relative paths start from: the CSV's own folder when every photo is
+    under it (what ``import-csv`` assumes), else the photos' common folder (say so: ``--root``)."""
+    csv_dir = csv_file.resolve().parent
+    resolved = [p.resolve() for p in photos]
+    if all(p.is_relative_to(csv_dir) for p in resolved):
+        return csv_dir
+    root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path.cwd()
+    print(f"imgcap: paths in {csv_file} are relative to {root}; import it with --root {root}", file=sys.stderr)
+    return root
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:

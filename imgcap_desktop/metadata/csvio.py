@@ -130,6 +130,10 @@ def _relative(path: Path, root: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
+        pass
+    try:  # one given relative to the working folder, the other absolute
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
         return path.as_posix()
 
 
