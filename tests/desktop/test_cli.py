@@ -1,0 +1,131 @@
+"""``imgcap caption``: output formats, exit codes and folders, with a tiny random-weight bundle."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgcap_desktop.cli import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, main
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from model.testing import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("cli-bundle") / "tiny")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """``top/a.jpg``, ``top/b.png``, ``top/notes.txt`` and ``top/sub/c.jpg``."""
+    rng = np.random.default_rng(7)
+    top = tmp_path / "top"
+    (top / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "b.png", "sub/c.jpg"):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(top / name)
+    (top / "notes.txt").write_text("not a photo")
+    return top
+
+
+def _run(*argv) -> tuple[int, list[str]]:
+    out = io.StringIO()
+    code = main(["caption", *map(str, argv)], out)
+    return code, out.getvalue().splitlines()
+
+
+def test_plain_output_is_path_tab_caption(bundle, photos):
+    a, b = photos / "a.jpg", photos / "b.png"
+    code, lines = _run(a, b, "--bundle", bundle, "--beam", 2)
+    assert code == EXIT_OK
+    assert len(lines) == 2
+    for line, path in zip(lines, (a, b)):
+        shown, caption = line.split("\t")
+        assert shown == str(path)
+        assert caption and all(word.isalpha() for word in caption.split())
+
+
+def test_json_lines_and_a_failed_photo(bundle, photos, capsys):
+    corrupt = photos / "corrupt.jpg"
+    corrupt.write_bytes((photos / "a.jpg").read_bytes()[:150])
+    code, lines = _run(photos / "a.jpg", corrupt, photos / "b.png", "--bundle", bundle, "--json",
+                       "--beam", 3, "--batch-size", 2)
+
+    assert code == EXIT_SOME_FAILED
+    records = [json.loads(line) for line in lines]
+    assert [r["path"] for r in records] == [str(photos / "a.jpg"), str(corrupt), str(photos / "b.png")]
+    good = [records[0], records[2]]
+    for record in good:
+        assert {"path", "caption", "words", "score", "alternatives"} <= set(record)
+        assert record["caption"] == " ".join(record["words"]) and record["words"]
+        assert isinstance(record["score"], float) and record["score"] <= 0
+        assert len(record["alternatives"]) == 3
+        assert record["alternatives"][0]["caption"] == record["caption"]
+        assert {"caption", "score"} <= set(record["alternatives"][0])
+        assert "error" not in record
+    failed = records[1]
+    assert set(failed) == {"path", "error"}
+    assert "corrupt.jpg" in failed["error"]
+    assert "corrupt.jpg" in capsys.readouterr().err
+
+
+def test_missing_path_still_captions_the_rest(bundle, photos, capsys):
+    code, lines = _run(photos / "a.jpg", photos / "missing.jpg", "--bundle", bundle, "--beam", 1)
+    assert code == EXIT_SOME_FAILED
+    assert [line.split("\t")[0] for line in lines] == [str(photos / "a.jpg")]
+    assert "missing.jpg" in capsys.readouterr().err
+
+
+def test_folders_and_recursive(bundle, photos):
+    code, lines = _run(photos, "--bundle", bundle, "--beam", 1)
+    assert code == EXIT_OK
+    assert sorted(line.split("\t")[0] for line in lines) == sorted([str(photos / "a.jpg"), str(photos / "b.png")])
+
+    code, lines = _run(photos, "--recursive", "--bundle", bundle, "--beam", 1)
+    assert code == EXIT_OK
+    assert sorted(line.split("\t")[0] for line in lines) == sorted(
+        [str(photos / "a.jpg"), str(photos / "b.png"), str(photos / "sub" / "c.jpg")])
+
+
+def test_same_captions_as_the_engine(bundle, photos):
+    from model.captioner import Captioner
+
+    code, lines = _run(photos / "a.jpg", "--bundle", bundle, "--beam", 2, "--json")
+    engine = Captioner.from_bundle(bundle, device="cpu").caption([photos / "a.jpg"], beam_size=2)[0]
+    record = json.loads(lines[0])
+    assert code == EXIT_OK
+    assert record["words"] == list(engine.words)
+    assert record["score"] == pytest.approx(engine.score, abs=1e-4)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--beam", "0"],
+    ["--beam", "-2"],
+    ["--batch-size", "0"],
+    ["--beam", "three"],
+    ["--device", "tpu"],
+    ["--no-such-option"],
+])
+def test_usage_errors_exit_2(photos, argv, capsys):
+    code, lines = _run(photos / "a.jpg", *argv)
+    assert code == EXIT_USAGE
+    assert lines == []
+    assert "usage" in capsys.readouterr().err
+
+
+def test_no_paths_is_a_usage_error(capsys):
+    assert main(["caption"], io.StringIO()) == EXIT_USAGE
+    assert main([], io.StringIO()) == EXIT_USAGE
+
+
+def test_missing_bundle_is_a_usage_error(photos, tmp_path, capsys):
+    code, lines = _run(photos / "a.jpg", "--bundle", tmp_path / "no-bundle")
+    assert code == EXIT_USAGE
+    assert lines == []
+    assert "model bundle not found" in capsys.readouterr().err
