@@ -16,7 +16,7 @@ if [ "${1:-}" = test ]; then
                 libfontconfig1 libfreetype6 libdbus-1-3 libx11-6 libxcb1 libpng16-16 fonts-dejavu-core
                 libglib2.0-0 libglib2.0-0t64"
         # Names differ between Debian releases (libglib2.0-0t64 on trixie): take those this one has.
-        available=$(for p in $wanted; do apt-cache show "$p" >/dev/null 2>&1 && echo "$p"; done)
+        available=$(for p in $wanted; do if apt-cache show "$p" >/dev/null 2>&1; then echo "$p"; fi; done)
         # shellcheck disable=SC2086
         apt_get install -y -qq --no-install-recommends $available >/dev/null \
             || echo "setup: some Debian packages did not install; tests that need them will skip" >&2
