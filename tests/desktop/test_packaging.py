@@ -193,3 +193,11 @@ def test_build_spec_parses_and_ships_the_resources():
         assert needed in text, needed
     assert (ROOT / "packaging" / "launcher.py").is_file()
     assert resource_path("models", "flickr8k-lite2", "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_selftest_passes_on_the_shipped_bundle(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGCAP_CACHE_DIR", str(tmp_path / "cache"))
+    out, err = io.StringIO(), io.StringIO()
+    assert selftest.main(out=out, err=err) == 0, err.getvalue()
+    assert "model flickr8k-lite2" in out.getvalue()
