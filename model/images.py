@@ -28,6 +28,8 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
 # Pillow's own default (about 89 megapixels) warns; twice that is an error. We refuse anything above
 # this many pixels outright: no real photo is that large, and a decompression bomb is.
 MAX_PIXELS = 200_000_000
+# Pillow's own limit would refuse a genuine 100-megapixel photo; ours is the one that applies.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 class ImageLoadError(Exception):
