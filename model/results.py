@@ -23,6 +23,24 @@ class Alternative:
 
 
 @dataclass(frozen=True)
+class Tag:
+    """An everyday word the encoder's ImageNet classifier sees in the photo.
+
+    Attributes:
+        word: the tag word (one lowercase token, from ``resources/tags/imagenet_words.json``).
+        probability: the summed probability of the ImageNet classes that map to ``word``.
+        class_ids: those classes, most probable first.
+        cam: float32 ``(grid_h, grid_w)`` class activation map summing to 1, or None; left out of
+            ``repr`` and equality.
+    """
+
+    word: str
+    probability: float
+    class_ids: tuple[int, ...]
+    cam: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class CaptionResult:
     """The caption of one photo and, for every word, where the model looked.
 
