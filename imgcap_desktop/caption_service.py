@@ -8,6 +8,7 @@ device stay the same. Workers get plain data (paths, options) and give back plai
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import weakref
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, Signal
 
 from imgcap_desktop.metadata.apply import StoreOptions, store_outcomes
 
@@ -50,7 +51,7 @@ class CaptionJob:
 
 
 class _Worker(QObject):
-    """Lives on the service's thread; every exception is caught and reported as a signal."""
+    """Runs jobs on the service's thread; every exception is caught and reported as a signal."""
 
     model_loading = Signal()
     model_loaded = Signal(str, str)
@@ -68,7 +69,6 @@ class _Worker(QObject):
         self._captioner = None
         self._loaded_for: tuple | None = None
 
-    @Slot(object)
     def run(self, job: CaptionJob) -> None:
         cancelled = False
         try:
@@ -79,24 +79,26 @@ class _Worker(QObject):
             done = 0
             self.progress.emit(0, total)
             batches = captioner.caption_batches(list(job.photos), beam_size=job.beam_size, batch_size=job.batch_size)
-            while True:
-                if self._cancel.is_set():
-                    cancelled = True
-                    break
-                try:
-                    outcomes = next(batches)
-                except StopIteration:
-                    break
-                except Exception as exc:  # noqa: BLE001 - one bad batch does not end the run
-                    log.exception("captioning a batch failed")
-                    self.batch_failed.emit(f"{type(exc).__name__}: {exc}")
-                    break
-                statuses = store_outcomes(outcomes, job.store, model_name=str(captioner.name))
-                done += len(outcomes)
-                self.batch_done.emit(outcomes, statuses)
-                self.progress.emit(done, total)
-            if hasattr(batches, "close"):
-                batches.close()
+            try:
+                while True:
+                    if self._cancel.is_set():
+                        cancelled = True
+                        break
+                    try:
+                        outcomes = next(batches)
+                    except StopIteration:
+                        break
+                    except Exception as exc:  # noqa: BLE001 - reported; the job ends, earlier batches are kept
+                        log.exception("captioning a batch failed")
+                        self.batch_failed.emit(f"{type(exc).__name__}: {exc}")
+                        break
+                    statuses = store_outcomes(outcomes, job.store, model_name=str(captioner.name))
+                    done += len(outcomes)
+                    self.batch_done.emit(outcomes, statuses)
+                    self.progress.emit(done, total)
+            finally:
+                if hasattr(batches, "close"):
+                    batches.close()  # never leave the generator (and its loader thread) suspended across jobs
         except Exception as exc:  # noqa: BLE001
             log.exception("captioning failed")
             self.batch_failed.emit(f"{type(exc).__name__}: {exc}")
@@ -121,6 +123,32 @@ class _Worker(QObject):
         return self._captioner
 
 
+class _JobThread(QThread):
+    """The worker thread: runs queued jobs inside one long ``run()`` call, until it gets ``None``.
+
+    Why not a worker ``QObject`` whose slot a signal calls: PySide gives each slot call on a
+    ``QThread`` a fresh Python thread state and destroys it afterwards (a ``threading.local`` set in
+    one call is gone in the next), while TensorFlow keeps per-OS-thread eager-context state in C++
+    that outlives it. The second job then crashed (segfault) or hung waiting for the GIL inside
+    TensorFlow's error handler. One ``run()`` call keeps one Python thread state for the thread's
+    whole life, as a ``threading.Thread`` does.
+    """
+
+    def __init__(self, worker: _Worker):
+        super().__init__()
+        self.setObjectName("imgcap-captioner")
+        self._worker = worker
+        self._jobs: queue.SimpleQueue[CaptionJob | None] = queue.SimpleQueue()
+
+    def submit(self, job: CaptionJob | None) -> None:
+        """Queue a job; ``None`` ends the thread after the jobs queued before it."""
+        self._jobs.put(job)
+
+    def run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._worker.run(job)
+
+
 class CaptionService(QObject):
     """Owns the captioner on a worker QThread and runs one captioning job at a time.
 
@@ -143,17 +171,13 @@ class CaptionService(QObject):
     progress = Signal(int, int)
     batch_failed = Signal(str)
     finished = Signal(bool)
-    _run_requested = Signal(object)
 
     def __init__(self, bundle: str | Path | None = None, factory: CaptionerFactory | None = None, parent=None):
         super().__init__(parent)
         self._cancel = threading.Event()
-        self._thread = QThread()
-        self._thread.setObjectName("imgcap-captioner")
-        _LIVE_THREADS.add(self._thread)
         self._worker = _Worker(str(bundle) if bundle else None, factory or load_captioner, self._cancel)
-        self._worker.moveToThread(self._thread)
-        self._run_requested.connect(self._worker.run)
+        self._thread = _JobThread(self._worker)
+        _LIVE_THREADS.add(self._thread)
         self._worker.model_loading.connect(self.model_loading)
         self._worker.model_loaded.connect(self._on_worker_model_loaded)
         self._worker.model_failed.connect(self.model_failed)
@@ -179,7 +203,7 @@ class CaptionService(QObject):
         self._busy = True
         self._cancel.clear()
         self.started_at = time.monotonic()
-        self._run_requested.emit(job)
+        self._thread.submit(job)
         return True
 
     def cancel(self) -> None:
@@ -191,7 +215,7 @@ class CaptionService(QObject):
         """Cancel any job and stop the worker thread (called when the window closes)."""
         self.cancel()
         if self._thread.isRunning():
-            self._thread.quit()
+            self._thread.submit(None)
             if not self._thread.wait(timeout_ms):
                 log.warning("the captioning thread did not stop in time")
 

@@ -1,7 +1,9 @@
-"""``imgcap-desktop --selftest``: load the model and caption the sample photos, without Qt.
+"""``imgcap-desktop --selftest``: load the model, caption the sample photos, then run the app's job sequence.
 
 Used by CI on the frozen build and by users checking an installation. Exit status 0 means the
-model loaded, every sample got a non-empty caption, and every attention map sums to 1.
+model loaded, every sample got a non-empty caption, every attention map sums to 1, and the app's
+caption service (its worker thread, no window) ran several jobs in a row, a cancelled one and its
+resumption, with the same captions every time.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class SelftestReport:
     captions: tuple[tuple[str, str], ...]  # (file name, caption)
     load_seconds: float
     caption_seconds: float
+    service_jobs: int = 0
+    service_seconds: float = 0.0
 
 
 def sample_photos(folder: Path | None = None) -> list[Path]:
@@ -55,6 +59,11 @@ def run_selftest(bundle: Path | None = None, samples: Path | None = None, *, bea
         Exception: whatever loading the model raised (a missing bundle, missing encoder weights).
     """
     photos = sample_photos(samples)
+    # The app's sequence first, while TensorFlow is still untouched on this thread, as in the app:
+    # the second job's crash did not show once this thread had run TensorFlow.
+    service_start = time.perf_counter()
+    jobs = run_service_sequence(photos, bundle, beam_size=beam_size, device=device)
+    service_seconds = time.perf_counter() - service_start
     start = time.perf_counter()
     from model.captioner import Captioner  # imports TensorFlow
 
@@ -78,7 +87,126 @@ def run_selftest(bundle: Path | None = None, samples: Path | None = None, *, bea
         if worst > ATTENTION_TOLERANCE:
             raise SelftestError(f"{photo.name}: an attention map sums to {1.0 + worst:.4f} (or {1.0 - worst:.4f}), not 1")
         captions.append((photo.name, " ".join(outcome.words)))
-    return SelftestReport(captioner.name, captioner.device, tuple(captions), loaded - start, done - loaded)
+    return SelftestReport(captioner.name, captioner.device, tuple(captions), loaded - start, done - loaded,
+                          jobs, service_seconds)
+
+
+#: How long one job of the service sequence may take before the self-test gives up (milliseconds).
+SERVICE_JOB_TIMEOUT_MS = 300_000
+
+
+def run_service_sequence(photos: Sequence[Path], bundle: Path | None = None, *, beam_size: int = 3,
+                         device: str = "auto", factory=None) -> int:
+    """Run the app's caption service (no window) through several jobs in a row; return how many ran.
+
+    The service loads the model on its worker thread, as the app does (``factory`` replaces that
+    loader in tests). A model built on another thread and handed over would not show the crash
+    this sequence guards against.
+
+    The sequence: every photo, every photo again, a job cancelled as soon as it starts, a job that
+    resumes with the photos the cancelled one did not reach, and one photo on its own. Each job must
+    end without a failure, and every photo must get the same caption each time. (A second job on
+    the service's worker thread used to crash the app.)
+
+    Raises:
+        SelftestError: a job failed, hung, was not cancelled, or changed a caption.
+    """
+    from PySide6.QtCore import QCoreApplication
+
+    from imgcap_desktop.caption_service import CaptionJob, CaptionService
+
+    _app = QCoreApplication.instance() or QCoreApplication([])
+    service = CaptionService(bundle=bundle, factory=factory)
+    photos = tuple(photos)
+    first: dict[str, str] = {}
+
+    def check(captions: dict[str, str], label: str) -> None:
+        for source, caption in captions.items():
+            if not caption:
+                raise SelftestError(f"service {label}: empty caption for {Path(source).name}")
+            if first.setdefault(source, caption) != caption:
+                raise SelftestError(f"service {label}: {Path(source).name} got {caption!r}, "
+                                    f"before {first[source]!r}")
+
+    def job(batch: tuple[Path, ...], batch_size: int = 2, cancel: bool = False):
+        captions, cancelled = _run_job(service, CaptionJob(batch, beam_size=beam_size, batch_size=batch_size,
+                                                           device=device), cancel=cancel)
+        return captions, cancelled
+
+    try:
+        runs = 0
+        for label in ("job 1", "job 2"):
+            captions, _ = job(photos)
+            runs += 1
+            if len(captions) != len(photos):
+                raise SelftestError(f"service {label}: {len(captions)} of {len(photos)} photos captioned")
+            check(captions, label)
+        captions, cancelled = job(photos, batch_size=1, cancel=True)
+        runs += 1
+        if not cancelled or len(captions) >= len(photos):
+            raise SelftestError("service: cancelling a job did not stop it")
+        check(captions, "cancelled job")
+        rest = tuple(p for p in photos if str(p) not in captions)
+        resumed, _ = job(rest)
+        runs += 1
+        if set(resumed) | set(captions) != {str(p) for p in photos}:
+            raise SelftestError("service: resuming after a cancel did not caption the rest")
+        check(resumed, "resumed job")
+        single, _ = job(photos[:1], batch_size=1)
+        runs += 1
+        check(single, "single photo")
+    finally:
+        service.shutdown()
+    return runs
+
+
+def _run_job(service, job, *, cancel: bool = False) -> tuple[dict[str, str], bool]:
+    """Run one job on ``service`` and wait for it: ``({source: caption}, cancelled)``."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    captions: dict[str, str] = {}
+    failures: list[str] = []
+    ended: list[bool] = []
+
+    def on_generated(outcomes, _statuses):
+        for outcome in outcomes:
+            reason = getattr(outcome, "reason", None)
+            if reason is not None:
+                failures.append(f"{Path(outcome.source).name}: {reason}")
+            else:
+                captions[outcome.source] = " ".join(outcome.words)
+
+    def on_failed(reason):
+        failures.append(str(reason))
+
+    def on_finished(cancelled):
+        ended.append(bool(cancelled))
+        loop.quit()
+
+    connections = [(service.caption_generated, on_generated), (service.batch_failed, on_failed),
+                   (service.model_failed, on_failed), (service.finished, on_finished)]
+    for signal, slot in connections:
+        signal.connect(slot)
+    timer = QTimer(singleShot=True, interval=SERVICE_JOB_TIMEOUT_MS)
+    timer.timeout.connect(loop.quit)
+    try:
+        if not service.caption(job):
+            raise SelftestError("service: a job was refused (the previous one still running?)")
+        if cancel:
+            service.cancel()
+        timer.start()
+        if not ended:
+            loop.exec()
+    finally:
+        timer.stop()
+        for signal, slot in connections:
+            signal.disconnect(slot)
+    if not ended:
+        raise SelftestError(f"service: a job did not finish within {SERVICE_JOB_TIMEOUT_MS // 1000} s")
+    if failures:
+        raise SelftestError(f"service: {failures[0]}")
+    return captions, ended[0]
 
 
 def main(bundle: Path | None = None, samples: Path | None = None, *, out: TextIO | None = None,
@@ -99,6 +227,8 @@ def main(bundle: Path | None = None, samples: Path | None = None, *, out: TextIO
     print(f"load {report.load_seconds:.2f} s, caption {report.caption_seconds:.2f} s "
           f"({len(report.captions)} photos, {per_photo:.2f} s each), total {time.perf_counter() - started:.2f} s",
           file=out)
+    print(f"caption service: {report.service_jobs} jobs in a row (one cancelled, then resumed) "
+          f"in {report.service_seconds:.2f} s", file=out)
     print("imgcap self-test passed", file=out)
     return 0
 

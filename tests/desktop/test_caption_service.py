@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgcap_desktop import selftest
 from imgcap_desktop.caption_service import CaptionJob, CaptionService, running_threads
 from imgcap_desktop.caption_view import upsample_map
 from imgcap_desktop.main_window import MainWindow
@@ -112,3 +115,52 @@ def test_window_shows_and_opens_a_folder_without_importing_tensorflow(tmp_path):
                           env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_real_model_runs_several_jobs_a_cancel_and_a_resume_in_one_session(tmp_path):
+    # In a fresh process, as in the app: TensorFlow first runs on the service's worker thread. The
+    # second job used to crash there (segfault) or hang; a process that had already run TensorFlow
+    # on its main thread did not show it, so this cannot run inside the test process.
+    script = textwrap.dedent("""
+        import json, sys
+        from imgcap_desktop.caption_service import CaptionJob, CaptionService
+        from imgcap_desktop.selftest import _run_job, sample_photos
+        from PySide6.QtCore import QCoreApplication
+        app = QCoreApplication([])
+        photos = tuple(sample_photos())
+        service = CaptionService()  # the shipped model, loaded on the worker thread
+        runs = []
+        try:
+            runs.append(_run_job(service, CaptionJob(photos, batch_size=2, device="cpu")))
+            runs.append(_run_job(service, CaptionJob(photos, batch_size=3, beam_size=1, device="cpu")))
+            runs.append(_run_job(service, CaptionJob(photos, batch_size=1, device="cpu"), cancel=True))
+            rest = tuple(p for p in photos if str(p) not in runs[-1][0])
+            runs.append(_run_job(service, CaptionJob(rest, batch_size=2, device="cpu")))
+            runs.append(_run_job(service, CaptionJob(photos[:1], batch_size=1, device="cpu")))
+            print(json.dumps({"model": service.model_name, "runs": runs}))
+        finally:
+            service.shutdown()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, f"exit status {done.returncode}\n{done.stderr[-3000:]}"
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["model"] == "flickr8k-lite2"
+    first, greedy, cancelled, resumed, single = report["runs"]
+    photos = {str(p) for p in selftest.sample_photos()}
+    assert set(first[0]) == set(greedy[0]) == photos and first[1] is greedy[1] is False
+    assert all(first[0].values()) and all(greedy[0].values())
+    assert cancelled[1] is True and len(cancelled[0]) < len(photos)
+    assert set(cancelled[0]) | set(resumed[0]) == photos and resumed[1] is False
+    assert {**cancelled[0], **resumed[0]} == first[0]  # same beam, same captions
+    assert single[0] == {min(photos): first[0][min(photos)]}
+
+
+def test_selftest_runs_the_service_sequence(qtbot, tmp_path):
+    from tests.desktop.conftest import FakeCaptioner
+
+    fake = FakeCaptioner()
+    photos = make_photos(tmp_path / "p", count=4, corrupt=False)
+    assert selftest.run_service_sequence(photos, factory=lambda bundle, device: fake, device="cpu") == 5
+    assert running_threads() == []
