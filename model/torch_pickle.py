@@ -71,6 +71,16 @@ class _StorageType:
         self.dtype = _STORAGE_DTYPES[name]
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """For the header pickles (numbers and a dict of plain values): no global at all is allowed."""
+
+    def find_class(self, module: str, name: str):
+        raise TorchPickleError(f"unexpected object in weights file header: {module}.{name}")
+
+    def persistent_load(self, pid):
+        raise TorchPickleError(f"unexpected persistent id {pid!r} in weights file header")
+
+
 class _Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if module == "collections" and name == "OrderedDict":
@@ -101,11 +111,15 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     data = Path(path).read_bytes()
     stream = io.BytesIO(data)
     try:
-        if pickle.load(stream) != _MAGIC_NUMBER:
+        # Every pickle goes through a restricted unpickler, the header ones too: a plain
+        # pickle.load would run whatever a crafted file asks for before any check.
+        if _PlainUnpickler(stream).load() != _MAGIC_NUMBER:
             raise TorchPickleError(f"{path}: not a legacy PyTorch file (bad magic number)")
-        if pickle.load(stream) != _PROTOCOL_VERSION:
+        if _PlainUnpickler(stream).load() != _PROTOCOL_VERSION:
             raise TorchPickleError(f"{path}: unsupported PyTorch protocol version")
-        sys_info = pickle.load(stream)
+        sys_info = _PlainUnpickler(stream).load()
+        if not isinstance(sys_info, dict):
+            raise TorchPickleError(f"{path}: not a legacy PyTorch file (bad header)")
         if not sys_info.get("little_endian", True):
             raise TorchPickleError(f"{path}: big-endian weights are not supported")
         obj = _Unpickler(stream).load()

@@ -113,6 +113,22 @@ def test_forbidden_global_is_refused_and_no_code_runs(tmp_path, where):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("where", ["magic number", "protocol version", "sys info"])
+def test_code_in_the_header_pickles_never_runs(tmp_path, where):
+    # The three small pickles before the state dict were read with plain pickle.load: a file whose
+    # first pickle is a payload ran it (here: creating a file) before any check.
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_RunsCode(open, str(marker), "w"), protocol=2)
+    parts = [pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2), pickle.dumps(1001, protocol=2),
+             pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2)]
+    parts[["magic number", "protocol version", "sys info"].index(where)] = payload
+    bad = tmp_path / "hostile.pth"
+    bad.write_bytes(b"".join(parts) + pickle.dumps({}, protocol=2) + pickle.dumps([], protocol=2))
+    with pytest.raises(TorchPickleError):
+        load_state_dict(bad)
+    assert not marker.exists()
+
+
 def test_builtins_eval_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     payload = pickle.dumps(_RunsCode(eval, f"open({str(marker)!r}, 'w')"), protocol=2)
