@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, IptcImagePlugin
 
-from imgcap_desktop.metadata.sidecar import SidecarError, _descriptions, _parse_packet
+from imgcap_desktop.metadata.sidecar import SidecarError, StoredCaption, caption_from_packet
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +19,49 @@ _EXIF_IMAGE_DESCRIPTION = 0x010E
 _IPTC_CAPTION = (2, 120)
 _IPTC_CHARSET = (1, 90)
 _IPTC_UTF8 = b"\x1b%G"
+
+
+def read_embedded_caption(photo: str | Path) -> StoredCaption | None:
+    """The caption stored inside a photo, or None.
+
+    Its source is ``"embedded"`` (a person's, for every policy that protects human captions),
+    unless the embedded XMP carries imgcap's own provenance for that very text, which makes it
+    ``"automatic"``.
+    """
+    photo = Path(photo)
+    try:
+        with Image.open(photo) as img:
+            caption = _caption_from_xmp(img, photo)
+            if caption is not None:
+                return caption
+            text = _from_iptc(img) or _from_exif(img)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        log.debug("no embedded description read from %s: %s", photo, exc)
+        return None
+    return StoredCaption(text=text, source="embedded") if text else None
+
+
+def _caption_from_xmp(img: Image.Image, photo: Path) -> StoredCaption | None:
+    packet = _xmp_packet(img)
+    if not packet:
+        return None
+    try:
+        caption = caption_from_packet(packet, photo)
+    except SidecarError as exc:
+        log.info("ignoring the XMP embedded in %s: %s", photo.name, exc.reason)
+        return None
+    if caption is None or _clean(caption.text) is None:
+        return None
+    if caption.source == "automatic":
+        return caption
+    return StoredCaption(text=_clean(caption.text), source="embedded", keywords=caption.keywords)
+
+
+def _xmp_packet(img: Image.Image) -> bytes | None:
+    packet = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
+    if isinstance(packet, str):
+        packet = packet.encode("utf-8")
+    return packet.rstrip(b"\x00") if packet else None
 
 
 def read_embedded_description(photo: str | Path) -> str | None:
@@ -38,17 +81,8 @@ def read_embedded_description(photo: str | Path) -> str | None:
 
 
 def _from_xmp(img: Image.Image, photo: Path) -> str | None:
-    packet = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
-    if isinstance(packet, str):
-        packet = packet.encode("utf-8")
-    if not packet:
-        return None
-    try:
-        languages = _descriptions(_parse_packet(packet.rstrip(b"\x00"), photo))
-    except SidecarError as exc:
-        log.info("ignoring the XMP embedded in %s: %s", photo.name, exc.reason)
-        return None
-    return _clean(languages.get("x-default") or next((t for t in languages.values() if t), None))
+    caption = _caption_from_xmp(img, photo)
+    return caption.text if caption else None
 
 
 def _from_iptc(img: Image.Image) -> str | None:

@@ -1,15 +1,18 @@
 """Captions in XMP sidecars: read and write them safely, and never touch the photos themselves.
 
-The caption is ``dc:description`` (lang-alt, ``x-default``); every other property and language already
-in the sidecar is kept. Provenance lives in ``xmp:CreatorTool`` and in the ``imgcap`` namespace
-(model name, score, automatic or human, time captioned, and a digest of the text we wrote, so a caption
-edited later in another tool reads back as human).
+The caption is ``dc:description`` (lang-alt, ``x-default``); imgcap's keywords are entries of
+``dc:subject``. Provenance lives in the ``imgcap`` namespace (model name, score, automatic or human,
+time captioned, a digest of the text we wrote, so a caption edited later in another tool reads back
+as human, and which keywords are ours).
 
-Exiv2 (through pyexiv2) does the XMP work, but only ever on bytes in memory: Exiv2 truncates a file
-before rewriting it, so the new sidecar is written by us to a temporary file in the same folder,
-fsynced and moved over the old one with ``os.replace``. A sidecar is never handed to Exiv2 before it
-has passed :func:`_parse_packet` (size limit, UTF-8, no DOCTYPE or entity declarations, well-formed
-XMP), so no entity is ever expanded.
+The sidecar is edited, not rewritten: :mod:`imgcap_desktop.metadata.xmp_edit` splices our values
+into the bytes and copies every other byte through, so other tools' values, prefixes and layout stay
+exactly as they were (docs/METADATA.md has the measurements that chose this over Exiv2, Exempi and
+exiftool). Before the new bytes replace the file they are parsed back: the caption, our provenance,
+every other property's value and the other tools' keywords must all be as intended, or nothing is
+written. The new sidecar is written to a temporary file in the same folder, fsynced and moved over
+the old one with ``os.replace``. A sidecar is refused, and left alone, unless it is a regular file
+of at most 8 MiB of UTF-8 XML with an ``rdf:RDF``, no DOCTYPE and no entity declarations.
 """
 
 from __future__ import annotations
@@ -21,51 +24,47 @@ import os
 import re
 import stat
 import tempfile
-import threading
-import xml.etree.ElementTree as ET
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Literal
+from xml.etree import ElementTree as ET
 
-import pyexiv2
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
 
+from imgcap_desktop.metadata import xmp_edit
 from model.images import SUPPORTED_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "http://ns.imgcap.app/1.0/"
+NAMESPACE = xmp_edit.IMGCAP
 PREFIX = "imgcap"
 SOURCES = ("automatic", "human", "embedded")
 STYLES = ("ext", "base")
 
 # Real sidecars are kilobytes; digiKam's with hundreds of face regions stay well under a megabyte.
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
+# A temporary file of ours this old was left by a writer that was killed; the next write removes it.
+STALE_TEMP_SECONDS = 60
 
 SidecarStyle = Literal["ext", "base"]
 CaptionSource = Literal["automatic", "human", "embedded"]
 
-_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-_DC = "http://purl.org/dc/elements/1.1/"
+_RDF = xmp_edit.RDF
+_DC = xmp_edit.DC
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-_X_DEFAULT = "x-default"
-
-_EMPTY_PACKET = (
-    b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>'
-    b'<x:xmpmeta xmlns:x="adobe:ns:meta/">'
-    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/>'
-    b'</x:xmpmeta><?xpacket end="w"?>'
-)
+_X_DEFAULT = xmp_edit.X_DEFAULT
 
 # XML 1.0 cannot hold these characters at all, and the XMP toolkit turns DEL into a space: refuse
 # them rather than store something else than the caption.
 _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-
-# The XMP toolkit inside Exiv2 keeps a process-wide namespace registry that is not thread-safe.
-_EXIV2_LOCK = threading.Lock()
-with _EXIV2_LOCK:
-    pyexiv2.registerNs(NAMESPACE, PREFIX)
+_UTF16 = re.compile(rb"^(\xff\xfe|\xfe\xff|\s*<\x00|\x00<)")
+# What tempfile.mkstemp names our temporary sidecars: ".photo.jpg.xmp.k2j4_8zq.tmp".
+_OUR_TEMP = re.compile(r"^\..+\.xmp\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 def _creator_tool() -> str:
@@ -89,6 +88,10 @@ class StoredCaption:
         model: the name of the model that wrote it, for automatic captions.
         score: the model's length-normalised log-probability, for automatic captions.
         captioned_at: when it was written, ISO 8601 (UTC), if known.
+        keywords: imgcap's keywords for the photo, in ``dc:subject`` order. Read: those imgcap
+            wrote that are still there (None where imgcap never wrote keywords). Written: what
+            imgcap's keywords become; None leaves every keyword as it is. Other tools' keywords
+            are never part of it and never removed or reordered.
     """
 
     text: str
@@ -96,6 +99,7 @@ class StoredCaption:
     model: str | None = None
     score: float | None = None
     captioned_at: str | None = None
+    keywords: tuple[str, ...] | None = None
 
 
 class SidecarError(Exception):
@@ -167,16 +171,41 @@ def find_sidecar(photo: str | Path) -> Path | None:
     Raises:
         SidecarCollisionError: only ``photo.xmp`` exists and another photo shares its name stem, so
             it is unclear whose sidecar it is.
+        SidecarError: the sidecar's name is too long for the file system, or something that is not
+            a regular file (a folder, a FIFO, a symbolic link) has the sidecar's name.
     """
     photo = Path(photo)
     ext_style = sidecar_path(photo, "ext")
-    if ext_style.is_file():
+    if _sidecar_exists(ext_style, photo):
         return ext_style
     base_style = sidecar_path(photo, "base")
-    if base_style.is_file():
+    if base_style != photo and _sidecar_exists(base_style, photo):
         _refuse_shared(photo, base_style)
         return base_style
     return None
+
+
+def _sidecar_exists(path: Path, photo: Path) -> bool:
+    """Whether a sidecar is there, refusing anything but a regular file (never following a link)."""
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise SidecarError(photo, "sidecar name too long for the file system") from None
+        if exc.errno == errno.ENOTDIR:
+            return False
+        raise SidecarError(photo, f"cannot look for {path.name}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(status.st_mode):
+        raise SidecarError(
+            photo, f"{path.name} is a symbolic link; imgcap does not write through links (left as it is)"
+        )
+    if stat.S_ISDIR(status.st_mode):
+        raise SidecarError(photo, f"{path.name} is a folder, not a sidecar")
+    if not stat.S_ISREG(status.st_mode):
+        raise SidecarError(photo, f"{path.name} is not a regular file; left as it is")
+    return True
 
 
 def _refuse_shared(photo: Path, base_style: Path) -> None:
@@ -196,35 +225,40 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
     Args:
         photo: the photo.
         embedded: where no sidecar holds a caption, look for a description inside the photo
-            (read-only) and return it with source ``"embedded"``.
+            (read-only) and return it with source ``"embedded"`` (or ``"automatic"`` when imgcap's
+            own provenance embedded with it says so).
 
     Returns:
         The caption, or None where there is none.
 
     Raises:
         SidecarError: the sidecar exists but cannot be read (malformed, binary, too large,
-            entity declarations, unreadable), or is shared by two photos in base style.
+            entity declarations, unreadable, not a regular file), or is shared by two photos in
+            base style.
     """
     photo = Path(photo)
     path = find_sidecar(photo)
     if path is not None:
-        caption = _caption_from_root(_parse_packet(_read_limited(path, photo), path))
+        caption = caption_from_packet(_read_limited(path, photo), path)
         if caption is not None:
             return caption
     if embedded:
-        from imgcap_desktop.metadata.embedded import read_embedded_description
+        from imgcap_desktop.metadata.embedded import read_embedded_caption
 
-        text = read_embedded_description(photo)
-        if text:
-            return StoredCaption(text=text, source="embedded")
+        return read_embedded_caption(photo)
     return None
 
 
 def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext") -> Path:
-    """Store a caption in the photo's sidecar, keeping everything else already there.
+    """Store a caption (and imgcap's keywords) in the photo's sidecar, changing nothing else there.
 
     An existing sidecar (of either naming style) is updated; otherwise one is created in ``style``.
     The photo itself is never opened.
+
+    Keywords are merged into ``dc:subject``: other tools' keywords are never removed or reordered;
+    imgcap's from an earlier run that ``caption.keywords`` no longer holds are removed, new ones are
+    appended. A keyword of ours that a person removed (here, in the sidecar, or through a human
+    caption) is remembered and not added again by an automatic caption.
 
     Args:
         photo: the photo.
@@ -236,78 +270,173 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         The sidecar's path.
 
     Raises:
-        SidecarError: the existing sidecar cannot be parsed (it is left untouched), the caption
-            holds characters XML cannot store, or the folder is read-only or the disk is full.
+        SidecarError: the existing sidecar cannot be parsed (it is left untouched), the new one
+            would change another tool's value, the caption holds characters XML cannot store, or
+            the folder is read-only or the disk is full.
         SidecarCollisionError: in base style another photo would share the sidecar.
         ValueError: ``caption.source`` is not ``"automatic"`` or ``"human"``.
     """
     photo = Path(photo)
     if caption.source not in ("automatic", "human"):
         raise ValueError(f"only automatic or human captions are written, not {caption.source!r}")
-    bad = _UNSTORABLE.search(caption.text) or _UNSTORABLE.search(caption.model or "")
-    if bad:
-        code = f"U+{ord(bad.group()):04X}"
-        raise SidecarError(photo, f"the caption holds a control character ({code}) that XMP cannot store")
+    for value in (caption.text, caption.model or "", *(caption.keywords or ())):
+        bad = _UNSTORABLE.search(value)
+        if bad:
+            code = f"U+{ord(bad.group()):04X}"
+            raise SidecarError(photo, f"the caption holds a control character ({code}) that XMP cannot store")
 
     target = find_sidecar(photo)
+    existed = target is not None
     if target is None:
         target = sidecar_path(photo, style)
         if style == "base":
             _refuse_shared(photo, target)
-    if target.exists():
-        packet = _read_limited(target, photo)
-        languages = _descriptions(_parse_packet(packet, target))
+        _sidecar_exists(target, photo)  # a name too long, or a link or FIFO where the sidecar goes
+        packet = _new_packet()
     else:
-        packet, languages = _EMPTY_PACKET, {}
+        packet = _read_limited(target, photo)
+    _check_packet(packet, target)
+    remove_stale_temp_files(target.parent)
 
-    languages.pop(_X_DEFAULT, None)
-    if caption.text:
-        languages = {_X_DEFAULT: caption.text, **languages}
-    changes = {
-        # Exiv2 also mirrors the sidecar into Exif/IPTC when it reads it and copies those back into any
-        # XMP property that is missing when it writes, so deleting ``Xmp.dc.description`` (None)
-        # would bring the old caption back; an empty lang-alt is kept as the key and never written.
-        "Xmp.dc.description": {f'lang="{lang}"': text for lang, text in languages.items()},
-        "Xmp.xmp.CreatorTool": CREATOR_TOOL,
-        f"Xmp.{PREFIX}.source": caption.source,
-        f"Xmp.{PREFIX}.model": caption.model or None,
-        f"Xmp.{PREFIX}.score": repr(float(caption.score)) if caption.score is not None else None,
-        f"Xmp.{PREFIX}.captionedAt": caption.captioned_at or None,
-        f"Xmp.{PREFIX}.textDigest": _digest(caption.text) if caption.text else None,
-    }
-    updated = _modify(packet, changes, target)
-    updated_root = _parse_packet(updated, target)
+    before = _rdf(packet, target)
+    old_ours = _as_list(xmp_edit.imgcap_value(before, "keywords"))
+    old_rejected = _as_list(xmp_edit.imgcap_value(before, "rejectedKeywords"))
+    subject = xmp_edit.subject(before)
+    if caption.keywords is None:
+        new_subject, ours, rejected = None, old_ours, old_rejected
+    else:
+        new_subject, ours, rejected = merge_keywords(
+            subject, old_ours or [], old_rejected or [], caption.keywords, human=caption.source == "human"
+        )
+    changes = xmp_edit.Changes(
+        caption=caption.text,
+        imgcap=[
+            ("source", caption.source),
+            ("model", caption.model or None),
+            ("score", repr(float(caption.score)) if caption.score is not None else None),
+            ("captionedAt", caption.captioned_at or None),
+            ("textDigest", _digest(caption.text) if caption.text else None),
+            ("keywords", ours),
+            ("rejectedKeywords", rejected or None),
+        ],
+        subject=new_subject,
+    )
+    try:
+        updated = xmp_edit.apply_changes(packet, changes)
+    except xmp_edit.XmpError as exc:
+        raise SidecarError(target, f"{exc}; left as it is") from None
 
-    # Read our own output back before it replaces anything: the caption must survive exactly, and
-    # so must every property another tool stored.
-    if _descriptions(updated_root).get(_X_DEFAULT, "") != caption.text:
+    # Read our own output back before it replaces anything: the caption and our provenance must
+    # survive exactly, and so must every value another tool stored.
+    _check_packet(updated, target)
+    after = _rdf(updated, target)
+    expected_keywords = tuple(k for k in dict.fromkeys(xmp_edit.subject(after)) if k in set(ours)) if ours is not None else None
+    expected = StoredCaption(
+        caption.text, caption.source, caption.model or None, caption.score, caption.captioned_at or None, expected_keywords
+    )
+    stored = caption_from_packet(updated, target)
+    if caption.text and stored != expected:
         raise SidecarError(photo, "the caption did not survive the XMP round trip; nothing was written")
-    if target.exists():
-        lost = _property_names(_parse_packet(packet, target)) - _property_names(updated_root)
-        if lost:
-            raise SidecarError(
-                photo, f"Exiv2 would drop {', '.join(sorted(lost))} from {target.name}; left as it is"
-            )
+    if not caption.text and _languages(after).get(_X_DEFAULT):
+        raise SidecarError(photo, "the caption was not removed; nothing was written")
+    if existed:
+        changed = _first_difference(xmp_edit.foreign_properties(before), xmp_edit.foreign_properties(after))
+        if changed is None:
+            changed = _keywords_changed(subject, old_ours, xmp_edit.subject(after), ours, new_subject is None)
+        if changed is not None:
+            raise SidecarError(photo, f"writing would change {changed} in {target.name}; left as it is")
     _replace_atomically(target, updated, photo)
     return target
 
 
-def _modify(packet: bytes, changes: dict, target: Path) -> bytes:
-    # Deleting a property that is not there is an Exiv2 error, so only delete what exists.
-    with _EXIV2_LOCK:
-        try:
-            image = pyexiv2.ImageData(packet)
-        except RuntimeError as exc:
-            raise SidecarError(target, f"Exiv2 cannot read the sidecar ({exc})") from None
-        try:
-            present = set(image.read_xmp())
-            changes = {k: v for k, v in changes.items() if (v is not None and v != {}) or k in present}
-            image.modify_xmp(changes)
-            return image.get_bytes()
-        except RuntimeError as exc:
-            raise SidecarError(target, f"Exiv2 could not update the sidecar ({exc})") from None
-        finally:
-            image.close()
+def merge_keywords(
+    subject: Sequence[str], ours: Sequence[str], rejected: Sequence[str], wanted: Sequence[str], *, human: bool
+) -> tuple[list[str], list[str], list[str]]:
+    """Merge imgcap's keywords into a ``dc:subject`` list without disturbing anyone else's.
+
+    Args:
+        subject: the keywords in the sidecar now, in order.
+        ours: the keywords imgcap recorded as its own last time.
+        rejected: keywords of ours that a person removed earlier.
+        wanted: what imgcap's keywords should be now.
+        human: the change is a person's: keywords of ours left out of ``wanted`` are rejected
+            (never added again automatically), and a rejected keyword in ``wanted`` is allowed again.
+
+    Returns:
+        ``(subject, ours, rejected)`` after the merge: other tools' keywords keep their place and
+        order, ours that are no longer wanted are gone, new ones are appended.
+    """
+    present = set(subject)
+    ours_present = [k for k in dict.fromkeys(ours) if k in present]
+    wanted = list(dict.fromkeys(wanted))
+    # Ours that are gone from the sidecar were removed by a person, in this or another tool.
+    rejected = list(dict.fromkeys([*rejected, *(k for k in ours if k not in present)]))
+    if human:
+        rejected = [k for k in dict.fromkeys([*rejected, *(k for k in ours_present if k not in wanted)]) if k not in wanted]
+    drop = {k for k in ours_present if k not in wanted}
+    added = [k for k in wanted if k not in present and k not in rejected]
+    new_subject = [k for k in subject if k not in drop] + added
+    owned = (set(ours_present) - drop) | set(added)
+    new_ours = [k for k in dict.fromkeys(new_subject) if k in owned]
+    return new_subject, new_ours, rejected
+
+
+def _keywords_changed(
+    before: list[str], old_ours: list[str] | None, after: list[str], new_ours: list[str] | None, untouched: bool
+) -> str | None:
+    if untouched:
+        return None if before == after else "the keywords (dc:subject)"
+    old, new = set(old_ours or ()), set(new_ours or ())
+    theirs_before = [k for k in before if k not in old]
+    theirs_after = [k for k in after if k not in new and k not in old]
+    return None if theirs_before == [k for k in after if k in set(theirs_before)] and not (
+        set(theirs_after) - set(theirs_before)
+    ) else "another tool's keywords (dc:subject)"
+
+
+def _first_difference(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> str | None:
+    if before == after:
+        return None
+    for (path_b, value_b), (path_a, value_a) in zip(before, after):
+        if path_b != path_a or value_b != value_a:
+            return _readable(path_b)
+    longer = before if len(before) > len(after) else after
+    return _readable(longer[min(len(before), len(after))][0])
+
+
+_KNOWN_PREFIXES = {
+    _DC: "dc", "http://ns.adobe.com/xap/1.0/": "xmp", "http://ns.adobe.com/exif/1.0/": "exif",
+    "http://ns.adobe.com/tiff/1.0/": "tiff", "http://ns.adobe.com/photoshop/1.0/": "photoshop",
+    "http://ns.adobe.com/lightroom/1.0/": "lr", "http://ns.adobe.com/camera-raw-settings/1.0/": "crs",
+}  # fmt: skip
+
+
+def _readable(path: str) -> str:
+    """``{http://ns.adobe.com/exif/1.0/}GPSLatitude/...`` -> ``exif:GPSLatitude`` for messages."""
+    match = re.match(r"\{([^}]*)\}([^/\[]*)", path)
+    if match is None:  # pragma: no cover - every path starts with a property name
+        return path
+    uri, local = match.groups()
+    return f"{_KNOWN_PREFIXES.get(uri, uri)}:{local}" if uri in _KNOWN_PREFIXES else f"{local} ({uri})"
+
+
+def _as_list(value: str | list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _new_packet() -> bytes:
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+        ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+        '  <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/"'
+        f' xmp:CreatorTool="{xmp_edit.escape(CREATOR_TOOL)}"/>\n'
+        " </rdf:RDF>\n"
+        "</x:xmpmeta>\n"
+        '<?xpacket end="w"?>\n'
+    ).encode("utf-8")
 
 
 def _digest(text: str) -> str:
@@ -315,13 +444,29 @@ def _digest(text: str) -> str:
 
 
 def _read_limited(path: Path, photo: Path) -> bytes:
+    """A sidecar's bytes; refuses anything but a regular file and never blocks (FIFOs)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SIDECAR_BYTES + 1)
+        fd = os.open(path, flags)
     except IsADirectoryError:
         raise SidecarError(photo, f"{path.name} is a folder, not a sidecar") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SidecarError(photo, f"{path.name} is a symbolic link; imgcap does not write through links") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise SidecarError(photo, "sidecar name too long for the file system") from None
         raise SidecarError(photo, f"cannot read {path.name}: {exc.strerror or exc}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise SidecarError(photo, f"{path.name} is a folder, not a sidecar")
+            raise SidecarError(photo, f"{path.name} is not a regular file; left as it is")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_SIDECAR_BYTES + 1)
+    except OSError as exc:
+        raise SidecarError(photo, f"cannot read {path.name}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_SIDECAR_BYTES:
         raise SidecarError(
             photo,
@@ -330,10 +475,12 @@ def _read_limited(path: Path, photo: Path) -> bytes:
     return data
 
 
-def _parse_packet(data: bytes, path: Path) -> ET.Element:
-    """Check a sidecar's bytes and parse them, refusing anything that is not plain, safe XMP."""
+def _check_packet(data: bytes, path: Path) -> None:
+    """Refuse anything that is not plain, safe XMP text (before any XML parser sees it)."""
     if not data.strip():
         raise SidecarError(path, "empty file; left as it is")
+    if _UTF16.match(data):
+        raise SidecarError(path, "UTF-16 XMP is not supported; left as it is")
     if b"\x00" in data:
         raise SidecarError(path, "binary data, not XMP text; left as it is")
     try:
@@ -342,13 +489,31 @@ def _parse_packet(data: bytes, path: Path) -> ET.Element:
         raise SidecarError(path, "not UTF-8 text; left as it is") from None
     if _DECLARATION.search(data):
         raise SidecarError(path, "declares a DOCTYPE or entities, which imgcap refuses to read; left as it is")
+
+
+def _parse_packet(data: bytes, path: Path) -> ET.Element:
+    """Check a sidecar's bytes and parse them (defusedxml), refusing anything that is not plain, safe XMP."""
+    _check_packet(data, path)
     try:
-        root = ET.fromstring(data)
+        root = SafeET.fromstring(data, forbid_dtd=True)
     except ET.ParseError as exc:
         raise SidecarError(path, f"not well-formed XML ({exc}); left as it is") from None
+    except DefusedXmlException:
+        raise SidecarError(path, "declares a DOCTYPE or entities, which imgcap refuses to read; left as it is") from None
     if root.tag != f"{{{_RDF}}}RDF" and root.find(f".//{{{_RDF}}}RDF") is None:
         raise SidecarError(path, "XML but not XMP (no rdf:RDF); left as it is")
     return root
+
+
+def _rdf(data: bytes, path: Path) -> xmp_edit.Node:
+    """The ``rdf:RDF`` element of a packet that passed :func:`_check_packet`."""
+    try:
+        rdf = xmp_edit.rdf_root(xmp_edit.parse(data))
+    except xmp_edit.XmpError as exc:
+        raise SidecarError(path, f"{exc}; left as it is") from None
+    if rdf is None:
+        raise SidecarError(path, "XML but not XMP (no rdf:RDF); left as it is")
+    return rdf
 
 
 def _descriptions(root: ET.Element) -> dict[str, str]:
@@ -362,41 +527,43 @@ def _descriptions(root: ET.Element) -> dict[str, str]:
     return languages
 
 
-_STRUCTURE_NAMESPACES = (_RDF, "adobe:ns:meta/", "http://www.w3.org/XML/1998/namespace", NAMESPACE)
-_OURS = {f"{{{_DC}}}description", "{http://ns.adobe.com/xap/1.0/}CreatorTool"}
+def _languages(rdf: xmp_edit.Node) -> dict[str, str]:
+    """Every language of the top-level ``dc:description``, in document order."""
+    for prop in xmp_edit.properties(rdf):
+        if (prop.uri, prop.local) == (_DC, "description"):
+            if prop.element is None:
+                return {_X_DEFAULT: prop.value}
+            languages: dict[str, str] = {}
+            for li in xmp_edit.items(prop.element):
+                languages.setdefault(xmp_edit.lang_of(li), li.text)
+            return languages
+    return {}
 
 
-def _property_names(root: ET.Element) -> set[str]:
-    """Every property and struct field named in a packet, as attribute or element, but our own."""
-    names = set()
-    for element in root.iter():
-        for name in (element.tag, *element.attrib):
-            if name.startswith("{") and name[1:].split("}")[0] not in _STRUCTURE_NAMESPACES:
-                names.add(name)
-    return names - _OURS
+def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
+    """The caption (and imgcap's keywords) in an XMP packet, or None when it holds no description.
 
-
-def _imgcap_property(root: ET.Element, name: str) -> str | None:
-    qualified = f"{{{NAMESPACE}}}{name}"
-    for description in root.iter(f"{{{_RDF}}}Description"):
-        if qualified in description.attrib:
-            return description.attrib[qualified]
-        child = description.find(qualified)
-        if child is not None:
-            return child.text or ""
-    return None
-
-
-def _caption_from_root(root: ET.Element) -> StoredCaption | None:
-    languages = _descriptions(root)
+    Raises:
+        SidecarError: the packet is not safe, well-formed XMP.
+    """
+    _check_packet(data, path)
+    rdf = _rdf(data, path)
+    languages = _languages(rdf)
     text = languages.get(_X_DEFAULT) or next((t for t in languages.values() if t), "")
     if not text:
         return None
-    source = _imgcap_property(root, "source")
-    if source not in ("automatic", "human") or _imgcap_property(root, "textDigest") != _digest(text):
+
+    def value(name: str) -> str | None:
+        found = xmp_edit.imgcap_value(rdf, name)
+        return found if isinstance(found, str) else None
+
+    ours = _as_list(xmp_edit.imgcap_value(rdf, "keywords"))
+    keywords = None if ours is None else tuple(k for k in dict.fromkeys(xmp_edit.subject(rdf)) if k in set(ours))
+    source = value("source")
+    if source not in ("automatic", "human") or value("textDigest") != _digest(text):
         # Written by another tool, or edited there after imgcap wrote it: a person's caption.
-        return StoredCaption(text=text, source="human")
-    score_text = _imgcap_property(root, "score")
+        return StoredCaption(text=text, source="human", keywords=keywords)
+    score_text = value("score")
     try:
         score = float(score_text) if score_text else None
     except ValueError:
@@ -404,10 +571,49 @@ def _caption_from_root(root: ET.Element) -> StoredCaption | None:
     return StoredCaption(
         text=text,
         source=source,
-        model=_imgcap_property(root, "model") or None,
+        model=value("model") or None,
         score=score,
-        captioned_at=_imgcap_property(root, "captionedAt") or None,
+        captioned_at=value("captionedAt") or None,
+        keywords=keywords,
     )
+
+
+def remove_stale_temp_files(folder: str | Path, *, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove temporary sidecars (``.photo.jpg.xmp.k2j4_8zq.tmp``) that a killed writer left behind.
+
+    Only files named as imgcap names its own, and older than ``older_than`` seconds (so a write in
+    progress elsewhere is never disturbed), are removed; each folder is cleaned once per process.
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    key = os.path.abspath(folder)
+    if key in _CLEANED:
+        return []
+    _CLEANED.add(key)
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        if not _OUR_TEMP.match(entry.name):
+            continue
+        try:
+            status = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(status.st_mode) and now - status.st_mtime > older_than:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    if removed:
+        log.info("removed %d stale temporary sidecar(s) in %s", len(removed), folder)
+    return removed
+
+
+_CLEANED: set[str] = set()
 
 
 def _new_file_mode() -> int:

@@ -1,0 +1,124 @@
+"""Other tools' sidecars keep every value exactly: exiftool-written ones with many namespaces and
+hand-written ones with values that exiftool or Exiv2 would spell differently; keywords merge."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from imgcap_desktop.metadata.sidecar import StoredCaption, merge_keywords, read_caption, sidecar_path, write_caption
+from tests.desktop.conftest_metadata import exiftool, exiftool_tags, make_photo, needs_exiftool
+from tests.desktop.xmp_corpus import EXIFTOOL, EXIFTOOL_SIDECARS, HAND_WRITTEN, make_corpus, raw_values, subject_of
+
+FIRST = StoredCaption("a dog runs on the grass", "automatic", "m", -0.5, "2026-11-28T08:00:00+00:00", ("dog", "grass"))
+SECOND = StoredCaption("a cat sits on a sofa", "automatic", "m", -0.7, "2026-11-28T09:00:00+00:00", ("cat", "sofa", "bench"))
+OURS = {"XMP-dc:Description", "XMP-dc:Subject", "SourceFile"}
+
+CORPUS = [*(EXIFTOOL_SIDECARS if EXIFTOOL else ()), *HAND_WRITTEN]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return {p.stem: p for p in make_corpus(tmp_path_factory.mktemp("corpus"))}
+
+
+def _exiftool_view(path):
+    return {k: v for k, v in exiftool_tags(path).items() if k not in OURS and not k.startswith("XMP-imgcap:")}
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_every_foreign_value_survives_two_runs_exactly(corpus, name):
+    photo = corpus[name]
+    path = sidecar_path(photo)
+    original = path.read_bytes()
+    theirs = subject_of(original)
+    tool_view = _exiftool_view(path) if EXIFTOOL else None
+
+    write_caption(photo, FIRST)
+    first = path.read_bytes()
+    write_caption(photo, SECOND)
+    second = path.read_bytes()
+
+    assert raw_values(first) == raw_values(original)
+    assert raw_values(second) == raw_values(original)
+    ours = tuple(k for k in SECOND.keywords if k not in theirs)
+    assert read_caption(photo) == dataclasses.replace(SECOND, keywords=ours)
+    # Their keywords keep their order; ours from the first run are replaced by the second run's.
+    new_ones = [k for k in ("dog", "grass") if k not in theirs]
+    assert subject_of(first) == theirs + new_ones
+    assert subject_of(second) == theirs + [k for k in ("cat", "sofa", "bench") if k not in theirs]
+    if EXIFTOOL:
+        assert _exiftool_view(path) == tool_view
+        assert exiftool("-s3", "-XMP-dc:Description", path).rstrip("\n") == SECOND.text
+
+
+@pytest.mark.parametrize("name", list(HAND_WRITTEN))
+def test_hand_written_values_keep_their_spelling(tmp_path, name):
+    photo = make_photo(tmp_path / "h.jpg")
+    path = sidecar_path(photo)
+    path.write_text(HAND_WRITTEN[name], encoding="utf-8")
+    original = HAND_WRITTEN[name]
+    write_caption(photo, FIRST)
+    after = path.read_text(encoding="utf-8")
+    # Every line of theirs that holds no value of ours is still there, byte for byte.
+    for line in original.splitlines():
+        if "x-default" not in line and "dc:subject" not in line and "<rdf:li>" not in line:
+            assert line in after, line
+
+
+def test_issue_values_are_not_normalised(tmp_path):
+    photo = make_photo(tmp_path / "g.jpg")
+    path = sidecar_path(photo)
+    path.write_text(HAND_WRITTEN["hand-gps-dms"], encoding="utf-8")
+    write_caption(photo, FIRST)
+    text = path.read_text(encoding="utf-8")
+    assert 'exif:GPSDateTime="2021:06:01 10:34:56Z"' in text
+    assert 'exif:GPSLatitude="48,51,23.76N"' in text
+    assert '<exif:Flash exif:Fired="True"/>' in text
+    assert "RedEyeMode" not in text and "Return" not in text
+
+
+@needs_exiftool
+def test_keywords_merge_with_exiftool_written_keywords(tmp_path):
+    photo = make_photo(tmp_path / "k.jpg")
+    path = sidecar_path(photo)
+    exiftool("-q", "-o", path, "-XMP-dc:Subject=zebra", "-XMP-dc:Subject=alpha", "-XMP-dc:Subject=dog", photo)
+
+    write_caption(photo, FIRST)  # "dog" is already theirs: not added twice, not claimed
+    assert exiftool_tags(path)["XMP-dc:Subject"] == ["zebra", "alpha", "dog", "grass"]
+    assert read_caption(photo).keywords == ("grass",)
+
+    exiftool("-q", "-overwrite_original", "-XMP-dc:Subject+=mine", path)  # another tool adds one later
+    write_caption(photo, SECOND)
+    assert exiftool_tags(path)["XMP-dc:Subject"] == ["zebra", "alpha", "dog", "mine", "cat", "sofa", "bench"]
+    assert read_caption(photo).keywords == ("cat", "sofa", "bench")
+
+    # A person removes "sofa" in another tool: a human edit, never added back by a re-run.
+    exiftool("-q", "-overwrite_original", "-XMP-dc:Subject-=sofa", path)
+    write_caption(photo, SECOND)
+    assert exiftool_tags(path)["XMP-dc:Subject"] == ["zebra", "alpha", "dog", "mine", "cat", "bench"]
+    write_caption(photo, StoredCaption("x", "automatic", "m", -1.0, None, ()))
+    assert exiftool_tags(path)["XMP-dc:Subject"] == ["zebra", "alpha", "dog", "mine"]
+
+
+def test_keywords_none_leaves_every_keyword_alone(tmp_path):
+    photo = make_photo(tmp_path / "n.jpg")
+    write_caption(photo, FIRST)
+    write_caption(photo, StoredCaption("other", "automatic", "m", -1.0))
+    assert read_caption(photo).keywords == ("dog", "grass")
+
+
+@pytest.mark.parametrize(
+    ("subject", "ours", "rejected", "wanted", "human", "expected"),
+    [
+        (["a", "b"], [], [], ["c", "a"], False, (["a", "b", "c"], ["c"], [])),
+        (["a", "c", "b"], ["c"], [], ["d"], False, (["a", "b", "d"], ["d"], [])),
+        (["a"], ["c"], [], ["c", "d"], False, (["a", "d"], ["d"], ["c"])),  # "c" was removed by a person
+        (["a", "c"], ["c"], [], [], True, (["a"], [], ["c"])),  # a person removes "c" here
+        (["a"], [], ["c"], ["c"], True, (["a", "c"], ["c"], [])),  # and adds it back
+        (["a"], [], ["c"], ["c"], False, (["a"], [], ["c"])),
+    ],
+)
+def test_merge_keywords(subject, ours, rejected, wanted, human, expected):
+    assert merge_keywords(subject, ours, rejected, wanted, human=human) == expected
