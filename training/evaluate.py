@@ -1,4 +1,4 @@
-"""Score a model bundle's captions against human references (BLEU-1..4, METEOR, ROUGE-L, CIDEr).
+"""Score a model bundle's captions against human references (BLEU-1..4, METEOR, ROUGE-L, CIDEr, concepts).
 
 Usage::
 
@@ -8,6 +8,10 @@ Usage::
 The first form reads a Flickr8k-layout folder and one of its splits; the second scores any folder of
 photos against a token file in the Flickr8k format (``<image>#<i>\\t<caption>``). It prints a compact
 table and, with ``--json``, writes the metrics, the settings and every image's caption.
+
+Beside the COCO caption metrics it reports whether captions name what is in the photo
+(:mod:`training.concepts`): concept precision/recall/F1, the hallucination rate and, when the
+results carry keywords, keyword precision.
 
 TensorFlow is imported only when a bundle is loaded, so the scoring half (:func:`score_outcomes`)
 also serves callers that already hold captions.
@@ -24,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training.concepts import CONCEPT_METRIC_NAMES, concept_scores
 from training.data import SPLIT_FILES, Item, load_dataset, load_items
 from training.metrics import METRIC_NAMES, score_captions
 
@@ -39,15 +44,18 @@ def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: 
         use_java: passed to :func:`training.metrics.score_captions`.
 
     Returns:
-        A report: ``metrics`` (name -> float, or ``None`` where unavailable), ``n_images`` (images
-        scored), ``n_failed`` (images the model could not caption: left out of the metrics) and
-        ``captions``, one entry per item with ``image``, ``caption`` (``None`` on failure),
-        ``references`` and, on failure, ``error``.
+        A report: ``metrics`` (name -> float, or ``None`` where unavailable: the COCO metrics and
+        :data:`training.concepts.CONCEPT_METRIC_NAMES`), ``concepts`` (the counts behind the concept
+        metrics), ``n_images`` (images scored), ``n_failed`` (images the model could not caption: left
+        out of the metrics) and ``captions``, one entry per item with ``image``, ``caption`` (``None``
+        on failure), ``references``, ``concepts`` (named by the caption), ``hallucinated`` (named by no
+        reference), ``keywords`` (when the result has any) and, on failure, ``error``.
     """
     if len(items) != len(outcomes):
         raise ValueError(f"{len(outcomes)} captions for {len(items)} images")
     references: dict[int, list[str]] = {}
     candidates: dict[int, str] = {}
+    keywords: dict[int, tuple[str, ...]] = {}
     captions = []
     for index, ((path, refs), outcome) in enumerate(zip(items, outcomes)):
         entry: dict[str, Any] = {"image": Path(path).name, "caption": None, "references": list(refs)}
@@ -55,6 +63,10 @@ def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: 
             entry["caption"] = outcome.text
             references[index] = list(refs)
             candidates[index] = outcome.text
+            # CaptionResult.keywords arrives with the tag-aware engine; older results have none.
+            keywords[index] = tuple(getattr(outcome, "keywords", ()) or ())
+            if keywords[index]:
+                entry["keywords"] = list(keywords[index])
         else:
             entry["error"] = outcome.reason
         captions.append(entry)
@@ -65,7 +77,19 @@ def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: 
         metrics = score_captions(references, candidates, use_java=use_java)
     else:
         metrics = dict.fromkeys(METRIC_NAMES)
-    return {"metrics": metrics, "n_images": len(candidates), "n_failed": n_failed, "captions": captions}
+    order = sorted(candidates)
+    concepts = concept_scores(
+        [references[i] for i in order], [candidates[i] for i in order], [keywords[i] for i in order]
+    )
+    metrics.update({name: concepts[name] for name in CONCEPT_METRIC_NAMES})
+    for index, photo in zip(order, concepts.pop("per_photo")):
+        captions[index]["concepts"] = sorted(photo.named)
+        captions[index]["hallucinated"] = sorted(photo.hallucinated)
+    concepts = {name: value for name, value in concepts.items() if name not in CONCEPT_METRIC_NAMES}
+    return {
+        "metrics": metrics, "concepts": concepts, "n_images": len(candidates), "n_failed": n_failed,
+        "captions": captions,
+    }
 
 
 def evaluate_bundle(
@@ -131,9 +155,9 @@ def format_table(report: dict[str, Any]) -> str:
         + (f" ({report['n_failed']} could not be captioned)" if report.get("n_failed") else "")
         + (f" ({report['n_skipped']} skipped: no photo or no caption)" if report.get("n_skipped") else "")
     ]
-    for name in METRIC_NAMES:
+    for name in METRIC_NAMES + CONCEPT_METRIC_NAMES:
         value = report["metrics"].get(name)
-        lines.append(f"  {name:<8} {'n/a' if value is None else f'{value:.4f}'}")
+        lines.append(f"  {name:<13} {'n/a' if value is None else f'{value:.4f}'}")
     return "\n".join(lines)
 
 
@@ -141,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate",
         description="Caption photos with a model bundle and score them against reference captions "
-        "(BLEU-1..4, METEOR, ROUGE-L, CIDEr; the COCO caption evaluation).",
+        "(BLEU-1..4, METEOR, ROUGE-L, CIDEr: the COCO caption evaluation; concept precision, recall, F1, "
+        "hallucination rate and keyword precision: training.concepts).",
     )
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped model)")
     data = parser.add_argument_group("what to score (--data with --split, or --images with --tokens)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from model.results import CaptionFailure, CaptionResult
 from training import evaluate
 from training.data import load_dataset
+from training.concepts import CONCEPT_METRIC_NAMES
 from training.metrics import METRIC_NAMES
 
 
@@ -61,14 +63,18 @@ def test_cli_scores_a_split_prints_a_table_and_writes_json(tiny_flickr, fake_cap
     assert fake_captioner.loaded == [(tmp_path / "bundle", "auto")]
     printed = capsys.readouterr().out
     assert "3 images from dev split" in printed and "beam 2" in printed and "model fake-model" in printed
-    for name in METRIC_NAMES:
+    for name in METRIC_NAMES + CONCEPT_METRIC_NAMES:
         assert name in printed
-    assert "n/a" in printed  # METEOR, skipped with --no-java
+    assert "n/a" in printed  # METEOR, skipped with --no-java; keyword-P: the results carry no keywords
 
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["n_images"] == 3 and report["n_failed"] == 0 and report["n_skipped"] == 0
     assert report["beam"] == 2 and report["batch_size"] == 2 and report["model"] == "fake-model"
-    assert set(report["metrics"]) == set(METRIC_NAMES) and report["metrics"]["METEOR"] is None
+    assert set(report["metrics"]) == set(METRIC_NAMES + CONCEPT_METRIC_NAMES)
+    assert report["metrics"]["METEOR"] is None and report["metrics"]["keyword-P"] is None
+    assert 0 <= report["metrics"]["concept-F1"] <= 1 and 0 <= report["metrics"]["hallucination"] <= 1
+    assert report["concepts"]["n_named"] > 0
+    assert all(entry["concepts"] == ["dog", "grass"] for entry in report["captions"])
     assert 0 < report["metrics"]["BLEU-1"] <= 1
     assert [entry["image"] for entry in report["captions"]] == tiny_flickr.dev
     assert all(entry["caption"] == "a black dog runs on the grass" for entry in report["captions"])
@@ -145,3 +151,34 @@ def test_cli_end_to_end_with_a_tiny_random_bundle(tiny_flickr, tmp_path, capsys)
         assert set(entry["caption"].split()) <= vocabulary
     for name in METRIC_NAMES:
         assert name == "METEOR" or isinstance(report["metrics"][name], float)
+
+
+@dataclass(frozen=True)
+class KeywordResult:
+    """A result as the tag-aware engine returns it: a caption and its keywords."""
+
+    source: str
+    text: str
+    keywords: tuple[str, ...]
+    ok: bool = True
+
+
+def test_concept_metrics_and_keyword_precision_from_results(tmp_path):
+    items = [
+        (tmp_path / "cat.jpg", ["A cat on a sofa.", "A kitten lies on a couch.", "A cat on the couch."]),
+        (tmp_path / "bus.jpg", ["A school bus on a street.", "A yellow bus.", "A bus parked by the road."]),
+    ]
+    outcomes = [
+        KeywordResult("cat.jpg", "a dog sitting on a couch", ("cat", "couch")),
+        KeywordResult("bus.jpg", "a yellow bus on the street", ("bus", "pizza")),
+    ]
+    report = evaluate.score_outcomes(items, outcomes, use_java=False)
+    metrics = report["metrics"]
+    # named: {dog, couch}, {bus, street}; present: {cat, couch}, {bus, street}.
+    assert metrics["concept-P"] == pytest.approx(3 / 4) and metrics["concept-R"] == pytest.approx(3 / 4)
+    assert metrics["hallucination"] == pytest.approx(1 / 2)  # the dog
+    assert metrics["keyword-P"] == pytest.approx(3 / 4)  # pizza is in no reference
+    assert report["captions"][0]["hallucinated"] == ["dog"]
+    assert report["captions"][1]["keywords"] == ["bus", "pizza"]
+    table = evaluate.format_table({**report, "beam": 3, "model": "m"})
+    assert "concept-F1    0.7500" in table and "keyword-P     0.7500" in table
