@@ -1,0 +1,64 @@
+"""The guard figures (dangling function word, repeated bigrams, length, diversity) and their
+vectorised reward penalties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.guards import (
+    FUNCTION_WORDS,
+    caption_guards,
+    ends_in_function_word,
+    function_word_mask,
+    guard_penalties,
+    repeated_ngrams,
+)
+
+
+def test_dangling_endings():
+    assert ends_in_function_word("a man in a".split())
+    assert ends_in_function_word("a dog runs with".split())
+    assert not ends_in_function_word("a man in a red shirt".split())
+    assert not ends_in_function_word([])
+    # Endings that Flickr8k's references use are not counted.
+    for fine in ("a woman looks on", "a man hugging her", "two dogs chase one another", "a boy walks by"):
+        assert not ends_in_function_word(fine.split()), fine
+
+
+def test_repeated_ngrams():
+    assert repeated_ngrams("a dog with a ball with a stick".split()) == 1
+    assert repeated_ngrams("with a with a with a".split()) == 3  # "with a" x3, "a with" x2
+    assert repeated_ngrams("a dog runs".split()) == 0
+    assert repeated_ngrams("a a a".split(), n=1) == 2
+
+
+def test_caption_guards_figures():
+    captions = ["a man in a".split(), "a dog with a ball with a stick".split(), "a dog runs".split(),
+                "a dog runs".split()]
+    figures = caption_guards(captions)
+    assert figures == {"captions": 4, "ends_in_function_word": 0.25, "repeated_bigram": 0.25,
+                       "mean_length": pytest.approx((4 + 8 + 3 + 3) / 4), "distinct_captions": 3,
+                       "distinct_words": 8}
+    assert caption_guards([])["captions"] == 0
+
+
+def test_vectorised_penalties_match_the_word_level_guards():
+    rng = np.random.default_rng(0)
+    words = ["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "in", "with", "the", "grass", "runs", "ball"]
+    mask = function_word_mask(words)
+    assert [w for w, m in zip(words, mask) if m] == [w for w in words if w in FUNCTION_WORDS]
+    tokens = rng.integers(4, len(words), size=(200, 9))
+    lengths = rng.integers(0, 10, size=200)
+    finished = lengths < 9
+    tokens[np.arange(9)[None, :] >= lengths[:, None]] = 0  # padding after the words
+    target = rng.uniform(3, 8, size=200)
+    penalty, parts = guard_penalties(tokens, lengths, finished, mask, target, dangling=1.0, repeat=0.5,
+                                     length=0.1, length_tolerance=2.0)
+    for i in range(200):
+        caption = [words[t] for t in tokens[i, :lengths[i]]]
+        dangling = ends_in_function_word(caption) or not finished[i]
+        repeats = repeated_ngrams(caption, 2)
+        excess = max(abs(len(caption) - target[i]) - 2.0, 0.0)
+        assert parts["dangling"][i] == dangling and parts["repeats"][i] == repeats
+        assert penalty[i] == pytest.approx(1.0 * dangling + 0.5 * repeats + 0.1 * excess)
