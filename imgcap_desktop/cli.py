@@ -5,17 +5,23 @@
                            [--skip-captioned] [--overwrite-human] [--device auto|cpu]
     imgcap import-csv FILE [--root DIR] [--sidecar-style ext|base]
 
-Plain output is one ``path<TAB>caption`` line per photo on stdout; ``--json`` prints one JSON object
-per line instead. Problems go to stderr. Exit status: 0 when every photo was captioned, 1 when some
-failed (the rest are still captioned and stored), 2 for a usage error.
+Plain output is one ``path<TAB>caption`` line per photo on stdout (control characters and bytes
+that are not UTF-8 in a file name escaped, so a line is always one photo); ``--json`` prints one JSON
+object per line instead, with the caption's ``tags`` and ``keywords``. stdout carries nothing else:
+whatever a library prints there goes to stderr. Problems go to stderr. Exit status: 0 when every
+photo was captioned, 1 when some failed (the rest are still captioned and stored), 2 for a usage
+error (including paths that do not exist when nothing else was given).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +29,7 @@ from typing import TextIO
 from imgcap_desktop.metadata.apply import PhotoStatus, select_photos, store_outcomes, write_report_csv
 from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv_command, run_import_csv, store_options
 from imgcap_desktop.metadata.folder import scan_folder
+from imgcap_desktop.metadata.printable import printable
 from model.results import CaptionOutcome
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -53,16 +60,28 @@ def _positive(text: str) -> int:
 
 
 def collect_photos(paths: list[Path], recursive: bool) -> tuple[list[Path], list[str]]:
-    """Expand folders into their photos; returns ``(photos, problems)`` for paths that do not exist."""
+    """Expand folders into their photos; returns ``(photos, problems)`` for paths that do not exist
+    or are neither a folder nor a regular file (a FIFO would block the first reader forever)."""
     photos: list[Path] = []
     problems: list[str] = []
     for path in paths:
-        if path.is_dir():
-            photos += scan_folder(path, recursive=recursive)
-        elif path.exists():
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            problems.append(f"{printable(path)}: no such file or folder")
+            continue
+        except OSError as exc:
+            problems.append(f"{printable(path)}: {exc.strerror or exc}")
+            continue
+        if stat.S_ISDIR(mode):
+            try:
+                photos += scan_folder(path, recursive=recursive)
+            except OSError as exc:
+                problems.append(f"{printable(path)}: {exc.strerror or exc}")
+        elif stat.S_ISREG(mode):
             photos.append(path)
         else:
-            problems.append(f"{path}: no such file or folder")
+            problems.append(f"{printable(path)}: not a regular file")
     return list(dict.fromkeys(photos)), problems
 
 
@@ -70,26 +89,42 @@ def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, ou
     path = str(status.photo)
     if status.status == "failed":
         if as_json:
-            print(json.dumps({"path": path, "error": status.message}, ensure_ascii=False), file=out)
-        print(f"imgcap: {status.message}", file=sys.stderr)
+            print(_json({"path": path, "error": status.message}), file=out)
+        print(f"imgcap: {printable(status.message)}", file=sys.stderr)
         return
     caption = status.caption.text if status.caption else ""
     if not as_json:
-        print(f"{path}\t{caption}", file=out)
+        print(f"{printable(path)}\t{printable(caption)}", file=out)
         return
     record = {"path": path, "caption": caption, "status": status.status}
     if outcome is not None and outcome.ok:
         record |= {"words": list(outcome.words), "score": round(outcome.score, 4),
-                   "alternatives": [{"caption": a.text, "score": round(a.score, 4)} for a in outcome.alternatives]}
+                   "alternatives": [{"caption": a.text, "score": round(a.score, 4)} for a in outcome.alternatives],
+                   "tags": [{"word": t.word, "probability": round(float(t.probability), 4)}
+                            for t in getattr(outcome, "tags", ())],
+                   "keywords": list(getattr(outcome, "keywords", ()))}  # fmt: skip
+    if status.caption is not None and status.caption.keywords is not None and status.status != "written":
+        record.setdefault("keywords", list(status.caption.keywords))
     if status.sidecar:
         record["sidecar"] = str(status.sidecar)
-    print(json.dumps(record, ensure_ascii=False), file=out)
+    print(_json(record), file=out)
+
+
+def _json(record: dict) -> str:
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8: \udcxx escapes, which JSON allows
+        text = json.dumps(record)
+    return text
 
 
 def run_caption(args: argparse.Namespace, out: TextIO) -> int:
     photos, problems = collect_photos(args.paths, args.recursive)
     for problem in problems:
         print(f"imgcap: {problem}", file=sys.stderr)
+    if problems and not photos and len(problems) == len(args.paths):
+        return EXIT_USAGE  # nothing that was given exists: a mistyped path, not a failed photo
     options = store_options(args)
     to_caption, settled = select_photos(photos, options)
     statuses: list[PhotoStatus] = list(settled)
@@ -121,7 +156,7 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
         try:
             write_report_csv(args.csv, root, statuses)
         except OSError as exc:
-            print(f"imgcap: cannot write {args.csv}: {exc}", file=sys.stderr)
+            print(f"imgcap: cannot write {printable(args.csv)}: {exc}", file=sys.stderr)
             return EXIT_SOME_FAILED
     failed = problems or any(s.status == "failed" for s in statuses)
     return EXIT_SOME_FAILED if failed else EXIT_OK
@@ -130,26 +165,69 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
 def _csv_root(csv_file: Path, photos: list[Path]) -> Path:
     """The folder the CSV's relative paths start from: the CSV's own folder when every photo is
     under it (what ``import-csv`` assumes), else the photos' common folder (say so: ``--root``)."""
-    csv_dir = csv_file.resolve().parent
-    resolved = [p.resolve() for p in photos]
-    if all(p.is_relative_to(csv_dir) for p in resolved):
+    # Paths as the user reached them: a symbolic link is the link, never its target, so a row can
+    # never lead import-csv outside the folders that were captioned.
+    csv_dir = Path(os.path.abspath(csv_file)).parent
+    reached = [Path(os.path.abspath(p)) for p in photos]
+    if all(p.is_relative_to(csv_dir) for p in reached):
         return csv_dir
-    root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path.cwd()
-    print(f"imgcap: paths in {csv_file} are relative to {root}; import it with --root {root}", file=sys.stderr)
+    root = Path(os.path.commonpath([str(p.parent) for p in reached])) if reached else Path.cwd()
+    print(
+        f"imgcap: paths in {printable(csv_file)} are relative to {printable(root)}; "
+        f"import it with --root {printable(root)}",
+        file=sys.stderr,
+    )
     return root
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
     logging.basicConfig(level=logging.WARNING, format="imgcap: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on a usage error, 0 for --help
         return int(exc.code or 0)
-    if args.command == "import-csv":
-        return run_import_csv(args, out)
-    return run_caption(args, out)
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            out = stack.enter_context(_stdout_for_us_only())
+        if args.command == "import-csv":
+            return run_import_csv(args, out)
+        return run_caption(args, out)
+
+
+@contextlib.contextmanager
+def _stdout_for_us_only():
+    """Our output goes to the real stdout; anything else written there (a library's warning,
+    from Python or from C) goes to stderr, so ``--json`` and ``path<TAB>caption`` stay parseable."""
+    if sys.stdout is None or sys.stdout is not sys.__stdout__:  # captured (tests) or absent (windowed app)
+        yield sys.stdout
+        return
+    try:
+        sys.stdout.flush()
+        saved = os.dup(sys.stdout.fileno())
+        if saved is None or sys.stdout.fileno() != 1:
+            raise OSError("stdout is not file descriptor 1")
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        yield sys.stdout
+        return
+    try:
+        os.dup2(2, 1)
+    except OSError:
+        os.close(saved)
+        yield sys.stdout
+        return
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    ours = io.TextIOWrapper(io.FileIO(saved, "w", closefd=True), encoding=encoding, errors="backslashreplace",
+                            line_buffering=True)  # fmt: skip
+    try:
+        yield ours
+    finally:
+        try:
+            ours.flush()
+            sys.stdout.flush()
+        finally:
+            os.dup2(ours.fileno(), 1)
+            ours.close()
 
 
 if __name__ == "__main__":

@@ -38,14 +38,18 @@ class StoreOptions:
     Attributes:
         write_sidecars: write each caption to the photo's XMP sidecar.
         sidecar_style: ``"ext"`` (``photo.jpg.xmp``) or ``"base"`` (``photo.xmp``) for new sidecars.
-        skip_captioned: do not caption photos whose sidecar already holds a caption.
-        overwrite_human: replace captions a person wrote or edited (by default they are kept).
+        skip_captioned: do not caption photos that already have a caption (in the sidecar or
+            embedded in the photo).
+        overwrite_human: replace captions a person wrote or edited, and captions embedded in the
+            photo (by default they are kept).
+        keywords: store the model's keywords with the caption (merged into ``dc:subject``).
     """
 
     write_sidecars: bool = False
     sidecar_style: SidecarStyle = "ext"
     skip_captioned: bool = False
     overwrite_human: bool = False
+    keywords: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def select_photos(photos: Sequence[str | Path], options: StoreOptions) -> tuple[
             if photo in settled:
                 continue
             try:
-                stored = read_caption(photo, embedded=False)
+                stored = read_caption(photo)
             except SidecarError as exc:
                 if options.write_sidecars:
                     settled[photo] = PhotoStatus(photo, "failed", message=str(exc))
@@ -124,7 +128,10 @@ def store_outcomes(
         if not outcome.ok:
             statuses.append(PhotoStatus(photo, "failed", message=f"{photo.name}: {outcome.reason}"))
             continue
-        caption = StoredCaption(outcome.text, "automatic", model_name, outcome.score, captioned_at)
+        # No tags at all (a bundle whose encoder has no classifier): leave the keywords alone.
+        tagged = options.keywords and getattr(outcome, "tags", ())
+        keywords = tuple(getattr(outcome, "keywords", ())) if tagged else None
+        caption = StoredCaption(outcome.text, "automatic", model_name, outcome.score, captioned_at, keywords)
         statuses.append(_store(photo, caption, options))
     return statuses
 
@@ -132,13 +139,16 @@ def store_outcomes(
 def _store(photo: Path, caption: StoredCaption, options: StoreOptions) -> PhotoStatus:
     if options.write_sidecars:
         try:
-            stored = read_caption(photo, embedded=False)
+            stored = read_caption(photo)
         except SidecarError as exc:
             return PhotoStatus(photo, "failed", message=str(exc))
-        if stored is not None and stored.source == "human" and not options.overwrite_human:
+        # A caption embedded in the photo is a person's too, unless our own provenance came with it.
+        if stored is not None and stored.source in ("human", "embedded") and not options.overwrite_human:
+            where = "embedded in the photo " if stored.source == "embedded" else ""
             return PhotoStatus(
-                photo, "kept_human", stored, find_sidecar(photo), "a person's caption is kept (--overwrite-human)"
-            )
+                photo, "kept_human", stored, _sidecar_or_none(photo),
+                f"a person's caption {where}is kept (--overwrite-human)",
+            )  # fmt: skip
     if not caption.text:
         # Never store it: an empty caption would erase the description already there.
         return PhotoStatus(photo, "failed", message=f"{photo.name}: the model gave an empty caption")

@@ -14,11 +14,12 @@ from typing import TextIO
 
 from imgcap_desktop.metadata.apply import StoreOptions
 from imgcap_desktop.metadata.csvio import CsvFormatError, import_csv
+from imgcap_desktop.metadata.printable import printable
 
 
 def add_caption_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--csv``, ``--write-sidecars``, ``--sidecar-style``, ``--skip-captioned`` and
-    ``--overwrite-human`` to the ``caption`` command."""
+    """Add ``--csv``, ``--write-sidecars``, ``--sidecar-style``, ``--skip-captioned``,
+    ``--overwrite-human`` and ``--keywords``/``--no-keywords`` to the ``caption`` command."""
     group = parser.add_argument_group("storing captions")
     group.add_argument("--csv", type=Path, metavar="FILE", help="also write every caption to this CSV file")
     group.add_argument(
@@ -36,7 +37,14 @@ def add_caption_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--overwrite-human",
         action="store_true",
-        help="replace captions a person wrote or edited (kept by default)",
+        help="replace captions a person wrote or edited, or embedded in the photo (kept by default)",
+    )
+    group.add_argument(
+        "--keywords",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store the model's keywords with the caption: merged into the sidecar's dc:subject (other "
+        "tools' keywords are kept) and a keywords column in the CSV (default: on; --no-keywords to skip)",
     )
 
 
@@ -47,6 +55,7 @@ def store_options(args: argparse.Namespace) -> StoreOptions:
         sidecar_style=args.sidecar_style,
         skip_captioned=args.skip_captioned,
         overwrite_human=args.overwrite_human,
+        keywords=args.keywords,
     )
 
 
@@ -74,15 +83,18 @@ def run_import_csv(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         report = import_csv(args.csv_file, args.root, style=args.sidecar_style)
     except (CsvFormatError, OSError) as exc:
-        print(f"imgcap import-csv: {args.csv_file}: {exc}", file=sys.stderr)
+        print(f"imgcap import-csv: {printable(args.csv_file)}: {exc}", file=sys.stderr)
         return 2
+    root = args.root if args.root is not None else args.csv_file.parent
     for line, relative in report.missing:
-        print(f"line {line}: photo not found: {relative}", file=out)
+        print(f"line {line}: photo not found: {printable(relative)}", file=out)
+    for line, relative in report.outside:
+        print(f"line {line}: outside the folder {printable(root)}, not written: {printable(relative)}", file=out)
     for _, message in report.errors:
-        print(f"error: {message}", file=out)
+        print(f"error: {printable(message)}", file=out)
     print(
         f"{len(report.applied)} captions applied, {len(report.unchanged)} unchanged, "
-        f"{len(report.missing)} photos missing, {len(report.errors)} errors",
+        f"{len(report.missing)} photos missing, {len(report.outside)} outside the folder, {len(report.errors)} errors",
         file=out,
     )
-    return 1 if report.missing or report.errors else 0
+    return 1 if report.missing or report.outside or report.errors else 0

@@ -2,7 +2,9 @@
 
 UTF-8, RFC 4180 quoting (the csv module), and every text cell that a spreadsheet would run as a
 formula gets a leading apostrophe; import removes exactly those apostrophes, so a round trip gives
-back every caption unchanged.
+back every caption unchanged. A file name that is not valid UTF-8 (possible on Linux) is written
+with its original bytes (Python's surrogate escapes), which import maps back to the same file.
+Keywords are one cell, separated by ``"; "``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,7 +40,9 @@ COLUMNS = (
     "height",
     "sidecar path",
     "time captioned",
+    "keywords",
 )
+KEYWORD_SEPARATOR = "; "
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -75,6 +80,7 @@ class CsvRow:
     height: int | None = None
     sidecar_path: str = ""
     captioned_at: str = ""
+    keywords: tuple[str, ...] | None = ()  # imgcap's keywords; None: read from a CSV without that column
 
 
 def make_row(
@@ -109,6 +115,7 @@ def make_row(
         height=height,
         sidecar_path=_relative(Path(sidecar), root) if sidecar else "",
         captioned_at=(caption.captioned_at or "") if caption else "",
+        keywords=tuple(caption.keywords or ()) if caption else (),
     )
 
 
@@ -127,12 +134,13 @@ def photo_size(photo: str | Path) -> tuple[int, int] | None:
 
 
 def _relative(path: Path, root: Path) -> str:
+    # The path as the user reached it: a symbolic link is recorded as the link, never its target.
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
         pass
     try:  # one given relative to the working folder, the other absolute
-        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
     except ValueError:
         return path.as_posix()
 
@@ -155,6 +163,7 @@ def format_rows(rows: list[CsvRow] | tuple[CsvRow, ...]) -> str:
                 "" if row.height is None else str(row.height),
                 neutralise(row.sidecar_path),
                 neutralise(row.captioned_at),
+                neutralise(KEYWORD_SEPARATOR.join(row.keywords or ())),
             ]
         )
     return buffer.getvalue()
@@ -172,8 +181,16 @@ def write_csv(path: str | Path, rows: list[CsvRow] | tuple[CsvRow, ...], *, exce
         OSError: the file cannot be written (read-only folder, full disk); an old file is unchanged.
     """
     path = Path(path)
-    data = format_rows(rows).encode("utf-8-sig" if excel_bom else "utf-8")
+    # surrogateescape: a file name that is not UTF-8 keeps its own bytes, and import finds it again.
+    data = format_rows(rows).encode("utf-8-sig" if excel_bom else "utf-8", "surrogateescape")
     replace_atomically(path, data)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _keywords(cell: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k.strip() for k in cell.split(KEYWORD_SEPARATOR.strip()) if k.strip()))
 
 
 class CsvFormatError(ValueError):
@@ -210,6 +227,9 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
             return cells[i] if i is not None and i < len(cells) else ""
 
         line = reader.line_num
+        for name in ("caption", "source", "model", "score", "width", "height", "time captioned", "keywords"):
+            if _SURROGATE.search(cell(name)):
+                raise CsvFormatError(f"line {line}: the {name} column is not UTF-8 text")
         try:
             score = float(cell("score")) if cell("score").strip() else None
             width = int(cell("width")) if cell("width").strip() else None
@@ -230,6 +250,7 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
                     height=height,
                     sidecar_path=restore(cell("sidecar path")),
                     captioned_at=restore(cell("time captioned")),
+                    keywords=_keywords(restore(cell("keywords"))) if "keywords" in index else None,
                 ),
             )
         )
@@ -244,11 +265,8 @@ def read_csv(path: str | Path) -> list[tuple[int, CsvRow]]:
         OSError: the file cannot be read.
     """
     data = Path(path).read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CsvFormatError(f"the CSV is not UTF-8 ({exc})") from None
-    return parse_rows(text)
+    # Path cells may hold a file name's own non-UTF-8 bytes (see write_csv); any other cell may not.
+    return parse_rows(data.decode("utf-8", "surrogateescape"))
 
 
 @dataclass
@@ -256,24 +274,30 @@ class ImportReport:
     """What importing a CSV did.
 
     Attributes:
-        applied: sidecars written with an edited caption.
-        unchanged: photos whose caption in the CSV equals the stored one (or is empty): not touched.
-        missing: ``(line, relative path)`` of rows whose photo does not exist (or lies outside the
-            folder).
+        applied: sidecars written with an edited caption or edited keywords.
+        unchanged: photos whose caption and keywords in the CSV equal the stored ones (or whose
+            caption cell is empty): not touched.
+        missing: ``(line, relative path)`` of rows whose photo does not exist.
+        outside: ``(line, relative path)`` of rows that point outside the folder (an absolute path,
+            ``..``, or a symbolic link to a folder elsewhere): never written.
         errors: ``(photo, message)`` of photos whose sidecar could not be read or written.
     """
 
     applied: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
     missing: list[tuple[int, str]] = field(default_factory=list)
+    outside: list[tuple[int, str]] = field(default_factory=list)
     errors: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: SidecarStyle = "ext") -> ImportReport:
-    """Apply the captions of a CSV to the photos' sidecars, as human captions.
+    """Apply the captions and keywords of a CSV to the photos' sidecars, as a person's edits.
 
     Only captions that differ from the stored one are written; an empty caption cell leaves the
-    photo alone (clearing a cell never deletes a caption).
+    photo alone (clearing a cell never deletes a caption). Where the CSV has a ``keywords`` column,
+    a cell that differs from imgcap's stored keywords replaces them: a keyword taken out is a
+    person's removal (never added back automatically); other tools' keywords are never touched.
+    A sidecar is only ever written inside ``root``: rows that lead outside it are reported.
 
     Args:
         csv_file: the CSV (as :func:`write_csv` wrote it, possibly edited in a spreadsheet).
@@ -291,20 +315,48 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
     for line, row in read_csv(csv_file):
         relative = Path(row.relative_path)
         photo = root / relative
-        if not row.relative_path or relative.is_absolute() or not photo.resolve().is_relative_to(resolved_root):
+        if not row.relative_path:
             report.missing.append((line, row.relative_path))
             continue
+        if not _inside(photo, root, resolved_root):
+            report.outside.append((line, row.relative_path))
+            continue
         if not photo.is_file():
-            report.missing.append((line, row.relative_path))
+            if photo.exists():
+                report.errors.append((photo, f"{photo.name}: not a regular file"))
+            else:
+                report.missing.append((line, row.relative_path))
             continue
         try:
             current = read_caption(photo)
-            if not row.caption or (current is not None and current.text == row.caption):
+            if not row.caption:
+                report.unchanged.append(photo)
+                continue
+            text_changed = current is None or current.text != row.caption
+            current_keywords = tuple(current.keywords or ()) if current is not None else ()
+            keywords_changed = row.keywords is not None and tuple(row.keywords) != current_keywords
+            if not text_changed and not keywords_changed:
                 report.unchanged.append(photo)
                 continue
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            write_caption(photo, StoredCaption(text=row.caption, source="human", captioned_at=now), style=style)
+            caption = StoredCaption(
+                text=row.caption, source="human", captioned_at=now, keywords=row.keywords if keywords_changed else None
+            )
+            write_caption(photo, caption, style=style)
             report.applied.append(photo)
         except SidecarError as exc:
             report.errors.append((photo, str(exc)))
     return report
+
+
+def _inside(photo: Path, root: Path, resolved_root: Path) -> bool:
+    """Whether a photo's sidecar would land inside ``root``: no absolute path, no ``..`` out of it,
+    and no symbolic link to a folder elsewhere (the photo itself may be a link: its sidecar goes
+    beside the link)."""
+    relative = Path(os.path.relpath(os.path.abspath(photo), os.path.abspath(root)))
+    if relative.is_absolute() or relative.parts[:1] == ("..",):
+        return False
+    try:
+        return photo.parent.resolve().is_relative_to(resolved_root)
+    except OSError:
+        return False

@@ -33,9 +33,9 @@ AUTO = StoredCaption("a dog runs", "automatic", "sat-flickr8k", -0.75, "2026-11-
 def test_header_is_exactly_the_documented_columns():
     header = format_rows([]).splitlines()[0]
     assert header == (
-        "relative path,file name,caption,source,model,score,width,height,sidecar path,time captioned"
+        "relative path,file name,caption,source,model,score,width,height,sidecar path,time captioned,keywords"
     )
-    assert len(COLUMNS) == 10
+    assert len(COLUMNS) == 11
 
 
 def test_make_row_reads_size_and_relative_paths(tmp_path):
@@ -104,7 +104,7 @@ def test_exported_cells_cannot_run_as_formulas(tmp_path):
 def test_file_is_utf8_with_rfc4180_quoting(tmp_path):
     write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", 'say "hi",\nthen ünïcode')])
     raw = (tmp_path / "c.csv").read_bytes()
-    assert raw.endswith(b'a.jpg,a.jpg,"say ""hi"",\nthen \xc3\xbcn\xc3\xafcode",,,,,,,\r\n')
+    assert raw.endswith(b'a.jpg,a.jpg,"say ""hi"",\nthen \xc3\xbcn\xc3\xafcode",,,,,,,,\r\n')
     assert not raw.startswith(b"\xef\xbb\xbf")
 
 
@@ -137,6 +137,10 @@ def test_excel_bom_is_optional_and_accepted_on_import(tmp_path):
 caption_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
 
 
+# A keyword: no separator, no surrounding space (the cell is split on ";" and stripped).
+keyword_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), blacklist_characters=";"), min_size=1, max_size=12)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     rows=st.lists(
@@ -152,6 +156,7 @@ caption_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
             height=st.none() | st.integers(0, 100_000),
             sidecar_path=caption_text,
             captioned_at=caption_text,
+            keywords=st.lists(keyword_text, max_size=4, unique=True).map(tuple),
         ),
         max_size=4,
     )
@@ -235,7 +240,8 @@ def test_missing_photos_and_escapes_are_reported_not_written(tmp_path):
 
     report = import_csv(tmp_path / "c.csv")
 
-    assert report.missing == [(3, "gone.jpg"), (4, f"../{outside.name}"), (5, str(outside))]
+    assert report.missing == [(3, "gone.jpg")]
+    assert report.outside == [(4, f"../{outside.name}"), (5, str(outside))]
     assert not sidecar_path(outside).exists()
     assert read_caption(tmp_path / "a.jpg").text == "kept"
 

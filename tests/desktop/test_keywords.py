@@ -1,0 +1,150 @@
+"""Keywords from the engine's tags: into dc:subject (merged), the CSV and back, --json, --no-keywords."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgcap_desktop.metadata.apply import StoreOptions, store_outcomes
+from imgcap_desktop.metadata.csvio import read_csv, write_csv
+from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from model.results import CaptionResult, Tag
+from tests.desktop.conftest_metadata import exiftool, exiftool_tags, make_photo, needs_exiftool
+from tests.desktop.xmp_corpus import subject_of
+
+THRESHOLD = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggedResult(CaptionResult):
+    """A CaptionResult with tags, as the engine gives them (``tags`` and ``keywords``)."""
+
+    tags: tuple[Tag, ...] = ()
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        return tuple(t.word for t in self.tags if t.probability >= THRESHOLD)
+
+
+def tagged(photo: Path, text: str, tags: dict[str, float]) -> TaggedResult:
+    words = tuple(text.split())
+    tag_list = tuple(Tag(w, p, (i,)) for i, (w, p) in enumerate(sorted(tags.items(), key=lambda kv: -kv[1])))
+    return TaggedResult(str(photo), words, tuple(range(len(words))), -0.5, np.zeros((len(words), 2, 2), np.float32), (), tag_list)
+
+
+class TaggingCaptioner:
+    """The CLI's engine for these tests: a fixed caption and tags per photo name."""
+
+    name = "fake-tagger"
+    device = "CPU"
+
+    def __init__(self, tags: dict[str, dict[str, float]]):
+        self.tags = tags
+
+    def caption_batches(self, images, beam_size=3, batch_size=8):
+        yield [tagged(p, "a cat on a sofa", self.tags.get(Path(p).name, {})) for p in images]
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    from model.captioner import Captioner
+
+    captioner = TaggingCaptioner({"a.jpg": {"cat": 0.8, "sofa": 0.4, "lamp": 0.1}, "b.jpg": {"dog": 0.9}})
+    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto": captioner))
+    return captioner
+
+
+def test_keywords_are_stored_only_when_asked(tmp_path):
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    store_outcomes([tagged(a, "a cat", {"cat": 0.8, "lamp": 0.1})], StoreOptions(write_sidecars=True), model_name="m")
+    store_outcomes([tagged(b, "a cat", {"cat": 0.8})], StoreOptions(write_sidecars=True, keywords=False), model_name="m")
+
+    assert read_caption(a).keywords == ("cat",)
+    assert read_caption(b).keywords is None
+    assert "dc:subject" not in sidecar_path(b).read_text(encoding="utf-8")
+
+
+def test_a_result_without_tags_leaves_keywords_alone(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("old", "automatic", "m", -1.0, None, ("cat",)))
+    store_outcomes([tagged(a, "a dog", {})], StoreOptions(write_sidecars=True), model_name="m")
+    assert read_caption(a).keywords == ("cat",)
+
+
+def test_json_has_tags_with_probabilities_and_keywords(tmp_path, engine, capsys):
+    from imgcap_desktop.cli import main
+
+    a = make_photo(tmp_path / "a.jpg")
+    assert main(["caption", str(a), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["tags"] == [{"word": "cat", "probability": 0.8}, {"word": "sofa", "probability": 0.4},
+                              {"word": "lamp", "probability": 0.1}]  # fmt: skip
+    assert record["keywords"] == ["cat", "sofa"]
+
+
+def test_cli_keywords_csv_round_trip_and_person_edits(tmp_path, engine, capsys):
+    from imgcap_desktop.cli import main
+
+    folder = tmp_path / "photos"
+    a, b = make_photo(folder / "a.jpg"), make_photo(folder / "b.jpg")
+    csv_file = folder / "captions.csv"
+    write_caption(b, StoredCaption("", "human"))  # b's sidecar exists, empty
+    assert main(["caption", str(folder), "--write-sidecars", "--csv", str(csv_file)]) == 0
+    assert read_caption(a).keywords == ("cat", "sofa")
+    rows = {row.relative_path: row for _, row in read_csv(csv_file)}
+    assert rows["a.jpg"].keywords == ("cat", "sofa") and rows["b.jpg"].keywords == ("dog",)
+
+    # In the spreadsheet: "sofa" taken out, "tabby" added; b's row untouched.
+    rows["a.jpg"] = dataclasses.replace(rows["a.jpg"], keywords=("cat", "tabby"))
+    write_csv(csv_file, list(rows.values()))
+    capsys.readouterr()
+    assert main(["import-csv", str(csv_file)]) == 0
+    assert "1 captions applied, 1 unchanged" in capsys.readouterr().out
+    stored = read_caption(a)
+    assert (stored.keywords, stored.source, stored.text) == (("cat", "tabby"), "human", "a cat on a sofa")
+    assert read_caption(b).keywords == ("dog",)
+
+    # A person's removal sticks: even --overwrite-human does not bring "sofa" back.
+    assert main(["caption", str(a), "--write-sidecars", "--overwrite-human"]) == 0
+    assert read_caption(a).keywords == ("cat",)
+    assert subject_of(sidecar_path(a).read_bytes()) == ["cat"]
+
+
+def test_no_keywords_flag(tmp_path, engine):
+    from imgcap_desktop.cli import main
+
+    a = make_photo(tmp_path / "a.jpg")
+    csv_file = tmp_path / "c.csv"
+    assert main(["caption", str(a), "--write-sidecars", "--no-keywords", "--csv", str(csv_file)]) == 0
+    assert read_caption(a).keywords is None
+    assert [row.keywords for _, row in read_csv(csv_file)] == [()]
+
+
+def test_csv_without_a_keywords_column_leaves_keywords_alone(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("old", "automatic", "m", -1.0, None, ("cat",)))
+    (tmp_path / "c.csv").write_text("relative path,caption\r\na.jpg,new words\r\n", encoding="utf-8")
+    from imgcap_desktop.metadata.csvio import import_csv
+
+    report = import_csv(tmp_path / "c.csv")
+    assert report.applied == [a]
+    assert (read_caption(a).text, read_caption(a).keywords) == ("new words", ("cat",))
+
+
+@needs_exiftool
+def test_cli_keywords_merge_with_exiftool_keywords_and_rerun_replaces_ours(tmp_path, engine, monkeypatch):
+    from imgcap_desktop.cli import main
+
+    a = make_photo(tmp_path / "a.jpg")
+    exiftool("-q", "-o", sidecar_path(a), "-XMP-dc:Subject=holiday", "-XMP-dc:Subject=cat", "-XMP-dc:Subject=2021", a)
+    assert main(["caption", str(a), "--write-sidecars"]) == 0
+    assert exiftool_tags(sidecar_path(a))["XMP-dc:Subject"] == ["holiday", "cat", 2021, "sofa"]
+
+    engine.tags["a.jpg"] = {"dog": 0.7, "grass": 0.5}
+    assert main(["caption", str(a), "--write-sidecars"]) == 0
+    assert exiftool_tags(sidecar_path(a))["XMP-dc:Subject"] == ["holiday", "cat", 2021, "dog", "grass"]
+    assert read_caption(a).keywords == ("dog", "grass")
