@@ -6,13 +6,16 @@ are handled once, the same way everywhere.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-try:  # HEIC/HEIF photos, where the optional plugin is installed
+try:  # HEIC/HEIF photos (every iPhone's default): pillow-heif is a dependency, but stay usable without it
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
@@ -30,6 +33,10 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
 MAX_PIXELS = 200_000_000
 # Pillow's own limit would refuse a genuine 100-megapixel photo; ours is the one that applies.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Above this many pixels a photo loaded for a small size is shrunk right after decoding, before any
+# copy (rotation, colour conversion) is made, so a 200-megapixel PNG peaks near its decoded size.
+# Below it, the usual resize does the same work and gives the pixels training saw.
+REDUCE_ABOVE_PIXELS = 24_000_000
 
 
 class ImageLoadError(Exception):
@@ -46,15 +53,24 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
 
     Args:
         path: the photo.
-        draft_size: when given, JPEGs are decoded at a reduced scale no smaller than this (fast
-            thumbnails); the result may still be larger than ``draft_size``.
+        draft_size: when given, the photo is decoded at a reduced scale no smaller than about three
+            times this (JPEG: Pillow's ``draft``, decoded at 1/2, 1/4 or 1/8; other formats above
+            :data:`REDUCE_ABOVE_PIXELS`: ``reduce`` right after decoding), so a huge photo never
+            holds more than its decoded size in memory; the result may still be larger than
+            ``draft_size``.
 
     Raises:
-        ImageLoadError: the file is missing, empty, truncated, not an image, or absurdly large.
+        ImageLoadError: the file is missing, empty, not a regular file (a FIFO would block),
+            truncated, not an image, or absurdly large.
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        status = os.stat(path)
+        if stat.S_ISDIR(status.st_mode):
+            raise ImageLoadError(path, "is a folder, not a photo")
+        if not stat.S_ISREG(status.st_mode):
+            raise ImageLoadError(path, "not a regular file")
+        if status.st_size == 0:
             raise ImageLoadError(path, "the file is empty")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -65,7 +81,10 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
                     img.draft("RGB", draft_size)
                 img.seek(0)  # animated GIF/WebP: the first frame
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                small = _reduced(img, draft_size)
+                if small is not img:
+                    img.close()  # frees the full-size pixels now, not when the with block ends
+                img = ImageOps.exif_transpose(small)
                 return _to_rgb(img)
     except ImageLoadError:
         raise
@@ -79,8 +98,27 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
         raise ImageLoadError(path, "not an image, or a format Pillow cannot read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageLoadError(path, "image too large (decompression bomb limit)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise ImageLoadError(path, "file name too long") from None
         raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
+    except (SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
+
+
+def _reduced(img: Image.Image, draft_size: tuple[int, int] | None) -> Image.Image:
+    """A decoded huge image shrunk by whole factors to no less than three times ``draft_size``."""
+    if draft_size is None or img.width * img.height <= REDUCE_ABOVE_PIXELS:
+        return img
+    factor_x = max(1, img.width // (3 * draft_size[0]))
+    factor_y = max(1, img.height // (3 * draft_size[1]))
+    if factor_x == factor_y == 1:
+        return img
+    try:
+        return img.reduce((factor_x, factor_y))
+    except ValueError:  # modes reduce() does not support (P, 1, I;16): every n-th pixel is enough here
+        size = (max(1, img.width // factor_x), max(1, img.height // factor_y))
+        return img.resize(size, Image.Resampling.NEAREST)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -120,6 +120,10 @@ class SidecarCollisionError(SidecarError):
     """In ``base`` style, two photos (``a.jpg``, ``a.png``) would share one sidecar (``a.xmp``)."""
 
 
+class _NameTooLong(SidecarError):
+    """The sidecar's name would be longer than the file system allows."""
+
+
 def sidecar_path(photo: str | Path, style: SidecarStyle = "ext") -> Path:
     """The sidecar a photo gets in a naming style.
 
@@ -176,8 +180,12 @@ def find_sidecar(photo: str | Path) -> Path | None:
     """
     photo = Path(photo)
     ext_style = sidecar_path(photo, "ext")
-    if _sidecar_exists(ext_style, photo):
-        return ext_style
+    try:
+        if _sidecar_exists(ext_style, photo):
+            return ext_style
+    except _NameTooLong:
+        pass  # it cannot exist; photo.xmp may
+
     base_style = sidecar_path(photo, "base")
     if base_style != photo and _sidecar_exists(base_style, photo):
         _refuse_shared(photo, base_style)
@@ -193,7 +201,8 @@ def _sidecar_exists(path: Path, photo: Path) -> bool:
         return False
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            raise SidecarError(photo, "sidecar name too long for the file system") from None
+            hint = " (--sidecar-style base names it photo.xmp)" if path.name.endswith(f"{photo.name}.xmp") else ""
+            raise _NameTooLong(photo, f"sidecar name too long for the file system{hint}") from None
         if exc.errno == errno.ENOTDIR:
             return False
         raise SidecarError(photo, f"cannot look for {path.name}: {exc.strerror or exc}") from None
@@ -643,7 +652,10 @@ def replace_atomically(target: str | Path, data: bytes) -> None:
     target = Path(target)
     tmp_name = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        name = target.name
+        if len(os.fsencode(name)) > 200:  # room for ".", ".k2j4_8zq.tmp" within 255 bytes
+            name = hashlib.sha256(os.fsencode(name)).hexdigest()[:16] + "".join(target.suffixes[-1:])
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

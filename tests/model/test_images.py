@@ -209,3 +209,55 @@ def test_resize_array_accepts_gray_rgba_and_float():
     assert out.dtype == np.uint8 and abs(int(out[0, 0, 0]) - 127) <= 1
     with pytest.raises(ValueError):
         resize_array(np.zeros((4, 4, 5), np.uint8), 16)
+
+
+# --- huge photos are shrunk right after decoding --------------------------------------------------
+
+
+def _gradient_file(path, mode: str = "RGB", size=(600, 400)):
+    ramp = np.linspace(0, 255, size[0], dtype=np.float32)[None, :] + np.linspace(0, 60, size[1], dtype=np.float32)[:, None]
+    gray = np.clip(ramp, 0, 255).astype(np.uint8)
+    img = Image.fromarray(np.stack([gray, 255 - gray, gray // 2], axis=-1))
+    if mode == "P":
+        img = img.convert("P", palette=Image.Palette.ADAPTIVE)
+    elif mode == "I;16":
+        img = Image.fromarray(gray.astype(np.uint16) * 257).convert("I;16")
+    img.save(path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "I;16"])
+def test_huge_photo_is_reduced_right_after_decoding_with_the_same_result(tmp_path, monkeypatch, mode):
+    path = _gradient_file(tmp_path / f"g-{mode.replace(';', '')}.png", mode)
+    full = images.load_image(path, 32)
+    calls = []
+    real_reduce = Image.Image.reduce
+
+    def spy(self, factor, box=None):
+        calls.append((self.size, factor))
+        return real_reduce(self, factor, box)
+
+    monkeypatch.setattr(images, "REDUCE_ABOVE_PIXELS", 10_000)
+    monkeypatch.setattr(Image.Image, "reduce", spy)
+    reduced = images.load_image(path, 32)
+
+    assert reduced.shape == full.shape == (32, 32, 3)
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 4
+    if mode == "RGB":
+        assert calls[0] == ((600, 400), (6, 4))  # to no less than 3 x 32 on each side
+
+
+def test_small_photos_are_not_reduced_early():
+    # Below the threshold the usual resize does it, giving exactly the pixels training saw.
+    small = Image.new("RGB", (600, 400))
+    assert images._reduced(small, (32, 32)) is small
+    assert images._reduced(small, None) is small
+
+
+def test_heic_is_a_supported_photo(tmp_path):
+    pytest.importorskip("pillow_heif")
+    path = tmp_path / "iphone.heic"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(path)
+    assert ".heic" in images.SUPPORTED_EXTENSIONS
+    pixels = images.load_image(path, 16)
+    assert pixels.shape == (16, 16, 3) and pixels[..., 0].mean() > 150
