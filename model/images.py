@@ -20,7 +20,7 @@ try:  # HEIC/HEIF photos (every iPhone's default): pillow-heif is a dependency, 
 
     register_heif_opener()
     _HEIF = True
-except ImportError:  # pragma: no cover - depends on the machine
+except (ImportError, OSError):  # pragma: no cover - a build without the plugin or its library
     _HEIF = False
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
