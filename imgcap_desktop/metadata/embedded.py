@@ -7,6 +7,7 @@ same checks as a sidecar before it is parsed, so a hostile photo cannot expand e
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from PIL import Image, IptcImagePlugin
@@ -19,6 +20,12 @@ _EXIF_IMAGE_DESCRIPTION = 0x010E
 _IPTC_CAPTION = (2, 120)
 _IPTC_CHARSET = (1, 90)
 _IPTC_UTF8 = b"\x1b%G"
+
+# What cameras put in ImageDescription when nobody wrote one ("OLYMPUS DIGITAL CAMERA", "SONY DSC",
+# "KODAK Digital Still Camera", "Exif_JPEG_PICTURE", "default"): not a caption, and not a person's.
+_CAMERA_PLACEHOLDER = re.compile(
+    r"^\s*(?:[\w-]{1,20}\s+)?(?:digital\s+(?:still\s+)?camera|dsc|exif_jpeg_picture|default)\s*$", re.IGNORECASE
+)
 
 
 def read_embedded_caption(photo: str | Path) -> StoredCaption | None:
@@ -128,4 +135,6 @@ def _clean(text: str | None) -> str | None:
     if text is None:
         return None
     text = text.rstrip("\x00")
-    return text if text.strip() else None
+    if not text.strip() or _CAMERA_PLACEHOLDER.match(text):
+        return None
+    return text

@@ -122,3 +122,50 @@ def test_keywords_none_leaves_every_keyword_alone(tmp_path):
 )
 def test_merge_keywords(subject, ours, rejected, wanted, human, expected):
     assert merge_keywords(subject, ours, rejected, wanted, human=human) == expected
+
+
+# What imgcap's earlier writer (Exiv2) left: our properties as attributes of the one rdf:Description.
+EXIV2_ERA = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core 4.4.0-Exiv2">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:xmp="http://ns.adobe.com/xap/1.0/"
+    xmlns:imgcap="http://ns.imgcap.app/1.0/"
+   xmp:CreatorTool="imgcap 0.1.0"
+   xmp:Rating="3"
+   imgcap:source="automatic"
+   imgcap:model="sat"
+   imgcap:score="-0.5"
+   imgcap:captionedAt="2026-11-27T01:00:00+00:00"
+   imgcap:textDigest="DIGEST">
+   <dc:description>
+    <rdf:Alt>
+     <rdf:li xml:lang="x-default">a dog runs</rdf:li>
+     <rdf:li xml:lang="de">ein Hund</rdf:li>
+    </rdf:Alt>
+   </dc:description>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>
+"""
+
+
+def test_sidecars_from_imgcaps_earlier_writer_read_and_update_cleanly(tmp_path):
+    from imgcap_desktop.metadata.sidecar import _digest
+
+    photo = make_photo(tmp_path / "old.jpg")
+    path = sidecar_path(photo)
+    path.write_text(EXIV2_ERA.replace("DIGEST", _digest("a dog runs")), encoding="utf-8")
+    assert read_caption(photo) == StoredCaption("a dog runs", "automatic", "sat", -0.5, "2026-11-27T01:00:00+00:00")
+
+    write_caption(photo, FIRST)
+    write_caption(photo, SECOND)
+
+    text = path.read_text(encoding="utf-8")
+    assert read_caption(photo) == SECOND
+    assert text.count("<imgcap:source>") == 1 and 'imgcap:source="' not in text  # the old attributes are gone
+    assert 'xmp:Rating="3"' in text and 'xmp:CreatorTool="imgcap 0.1.0"' in text
+    assert '<rdf:li xml:lang="de">ein Hund</rdf:li>' in text
+    assert text.count("<rdf:Description") == 2  # ours is added once, then updated in place

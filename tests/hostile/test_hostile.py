@@ -260,6 +260,16 @@ def test_an_embedded_caption_is_a_persons_caption(tmp_path, engine, capsys):
     kept.assert_unchanged()
 
 
+@pytest.mark.parametrize("placeholder", ["OLYMPUS DIGITAL CAMERA", "SONY DSC", "KODAK Digital Still Camera", "  "])
+def test_a_cameras_placeholder_description_is_not_a_caption(tmp_path, engine, placeholder):
+    exif = Image.Exif()
+    exif[0x010E] = placeholder  # ImageDescription
+    photo = make_photo(tmp_path / "camera.jpg", exif=exif.tobytes())
+    assert read_caption(photo) is None
+    assert cli("caption", photo, "--write-sidecars", "--skip-captioned") == 0
+    assert read_caption(photo).text == "a cat on a sofa"
+
+
 def test_heic_photos_are_found_and_captioned(tmp_path, engine, capsys):
     pytest.importorskip("pillow_heif")
     Image.new("RGB", (64, 48), (30, 140, 60)).save(tmp_path / "iphone.heic")
