@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, merge_keywords, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import exiftool, exiftool_tags, make_photo, needs_exiftool
+from tests.desktop.conftest_metadata import exiftool, exiftool_tags, make_photo, needs_exiftool, xmp_text
 from tests.desktop.xmp_corpus import EXIFTOOL, EXIFTOOL_SIDECARS, HAND_WRITTEN, make_corpus, raw_values, subject_of
 
 FIRST = StoredCaption("a dog runs on the grass", "automatic", "m", -0.5, "2026-11-28T08:00:00+00:00", ("dog", "grass"))
@@ -169,3 +171,25 @@ def test_sidecars_from_imgcaps_earlier_writer_read_and_update_cleanly(tmp_path):
     assert 'xmp:Rating="3"' in text and 'xmp:CreatorTool="imgcap 0.1.0"' in text
     assert '<rdf:li xml:lang="de">ein Hund</rdf:li>' in text
     assert text.count("<rdf:Description") == 2  # ours is added once, then updated in place
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(sorted(HAND_WRITTEN)),
+    text=xmp_text,
+    keywords=st.lists(xmp_text.filter(lambda k: k.strip() == k), max_size=4, unique=True).map(tuple),
+    source=st.sampled_from(["automatic", "human"]),
+)
+def test_any_caption_and_keywords_round_trip_in_any_sidecar(tmp_path_factory, name, text, keywords, source):
+    photo = make_photo(tmp_path_factory.mktemp("any") / "a.jpg")
+    path = sidecar_path(photo)
+    path.write_text(HAND_WRITTEN[name], encoding="utf-8")
+    theirs = subject_of(path.read_bytes())
+
+    write_caption(photo, StoredCaption(text, source, "m", -1.0, None, keywords))
+
+    stored = read_caption(photo)
+    assert stored.text == text and stored.source == source
+    assert stored.keywords == tuple(k for k in keywords if k not in theirs)
+    assert subject_of(path.read_bytes())[: len(theirs)] == theirs
+    assert raw_values(path.read_bytes()) == raw_values(HAND_WRITTEN[name].encode("utf-8"))
