@@ -156,6 +156,9 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions) -> PhotoS
         return PhotoStatus(photo, "captioned", caption, _sidecar_or_none(photo))
     try:
         sidecar = write_caption(photo, caption, style=options.sidecar_style)
+        # What is stored now: the keywords that are ours after the merge (not another tool's, not
+        # one a person removed), so the CSV shows them and imports back as unchanged.
+        caption = read_caption(photo, embedded=False) or caption
     except SidecarError as exc:
         return PhotoStatus(photo, "failed", message=str(exc))
     return PhotoStatus(photo, "written", caption, sidecar)

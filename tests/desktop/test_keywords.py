@@ -148,3 +148,22 @@ def test_cli_keywords_merge_with_exiftool_keywords_and_rerun_replaces_ours(tmp_p
     assert main(["caption", str(a), "--write-sidecars"]) == 0
     assert exiftool_tags(sidecar_path(a))["XMP-dc:Subject"] == ["holiday", "cat", 2021, "dog", "grass"]
     assert read_caption(a).keywords == ("dog", "grass")
+
+
+def test_csv_shows_the_keywords_stored_so_an_unedited_csv_imports_as_unchanged(tmp_path, engine, capsys):
+    from imgcap_desktop.cli import main
+
+    a = make_photo(tmp_path / "a.jpg")
+    sidecar_path(a).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
+        "<rdf:li>cat</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>",
+        encoding="utf-8",
+    )  # "cat" is another tool's keyword
+    csv_file = tmp_path / "c.csv"
+    assert main(["caption", str(a), "--write-sidecars", "--csv", str(csv_file)]) == 0
+    assert [row.keywords for _, row in read_csv(csv_file)] == [("sofa",)]
+    capsys.readouterr()
+    assert main(["import-csv", str(csv_file)]) == 0
+    assert "0 captions applied, 1 unchanged" in capsys.readouterr().out
+    assert read_caption(a).source == "automatic"
