@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from training.concepts import CONCEPT_METRIC_NAMES, concept_scores
-from training.data import SPLIT_FILES, Item, load_dataset, load_items
+from training.data import SPLIT_FILES, Item, clean_caption, load_dataset, load_items
+from training.guards import caption_guards
 from training.metrics import METRIC_NAMES, score_captions
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: 
         metrics), ``n_images`` (images scored), ``n_failed`` (images the model could not caption: left
         out of the metrics) and ``captions``, one entry per item with ``image``, ``caption`` (``None``
         on failure), ``references``, ``concepts`` (named by the caption), ``hallucinated`` (named by no
-        reference), ``keywords`` (when the result has any) and, on failure, ``error``.
+        reference), ``keywords`` (when the result has any) and, on failure, ``error``; ``guards``:
+        :func:`training.guards.caption_guards` of the captions (share ending in a function word, share
+        with a repeated bigram, mean length, distinct captions and words).
     """
     if len(items) != len(outcomes):
         raise ValueError(f"{len(outcomes)} captions for {len(items)} images")
@@ -86,9 +89,10 @@ def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: 
         captions[index]["concepts"] = sorted(photo.named)
         captions[index]["hallucinated"] = sorted(photo.hallucinated)
     concepts = {name: value for name, value in concepts.items() if name not in CONCEPT_METRIC_NAMES}
+    guards = caption_guards(clean_caption(candidates[i]) for i in order)
     return {
-        "metrics": metrics, "concepts": concepts, "n_images": len(candidates), "n_failed": n_failed,
-        "captions": captions,
+        "metrics": metrics, "concepts": concepts, "guards": guards, "n_images": len(candidates),
+        "n_failed": n_failed, "captions": captions,
     }
 
 
@@ -158,6 +162,11 @@ def format_table(report: dict[str, Any]) -> str:
     for name in METRIC_NAMES + CONCEPT_METRIC_NAMES:
         value = report["metrics"].get(name)
         lines.append(f"  {name:<13} {'n/a' if value is None else f'{value:.4f}'}")
+    guards = report.get("guards")
+    if guards and guards["captions"]:
+        lines.append(f"  captions: {guards['ends_in_function_word']:.1%} end in a function word, "
+                     f"{guards['repeated_bigram']:.1%} repeat a bigram, mean length {guards['mean_length']:.2f} "
+                     f"words, {guards['distinct_captions']} distinct, {guards['distinct_words']} distinct words")
     return "\n".join(lines)
 
 

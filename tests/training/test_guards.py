@@ -62,3 +62,21 @@ def test_vectorised_penalties_match_the_word_level_guards():
         excess = max(abs(len(caption) - target[i]) - 2.0, 0.0)
         assert parts["dangling"][i] == dangling and parts["repeats"][i] == repeats
         assert penalty[i] == pytest.approx(1.0 * dangling + 0.5 * repeats + 0.1 * excess)
+
+
+def test_the_evaluation_report_carries_the_guard_figures():
+    from model.results import CaptionFailure, CaptionResult
+    from training.evaluate import format_table, score_outcomes
+
+    def result(text):
+        words = tuple(text.split())
+        return CaptionResult("x.jpg", words, tuple(range(4, 4 + len(words))), -0.5,
+                             np.zeros((len(words), 1, 1), np.float32))
+
+    items = [(f"{i}.jpg", ["A dog runs on the grass .", "A black dog in a field ."]) for i in range(4)]
+    outcomes = [result("a dog runs on the"), result("a dog with a ball with a stick"), result("a dog runs"),
+                CaptionFailure("3.jpg", "unreadable")]
+    report = score_outcomes(items, outcomes, use_java=False)
+    assert report["guards"] == caption_guards([o.words for o in outcomes[:3]])
+    assert report["guards"]["ends_in_function_word"] == pytest.approx(1 / 3)
+    assert "33.3% end in a function word" in format_table(report)
