@@ -39,6 +39,15 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 REDUCE_ABOVE_PIXELS = 24_000_000
 
 
+def is_regular_file(path: str | Path) -> bool:
+    """Whether ``path`` is a regular file (after links): the only kind imgcap opens, since opening
+    a FIFO blocks until someone writes to it, and a device may never end."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 class ImageLoadError(Exception):
     """A photo could not be read. ``str(error)`` is a message fit to show the user."""
 

@@ -26,6 +26,7 @@ from imgcap_desktop.metadata.sidecar import (
     read_caption,
     write_caption,
 )
+from model.images import is_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def photo_size(photo: str | Path) -> tuple[int, int] | None:
     """A photo's ``(width, height)`` as shown (EXIF rotation applied), from its header; None if unreadable."""
     from PIL import Image
 
+    if not is_regular_file(photo):
+        return None
     try:
         with Image.open(photo) as img:
             width, height = img.size
@@ -264,6 +267,8 @@ def read_csv(path: str | Path) -> list[tuple[int, CsvRow]]:
         CsvFormatError: not UTF-8, or not a caption CSV.
         OSError: the file cannot be read.
     """
+    if Path(path).exists() and not is_regular_file(path):
+        raise CsvFormatError("not a regular file")
     data = Path(path).read_bytes()
     # Path cells may hold a file name's own non-UTF-8 bytes (see write_csv); any other cell may not.
     return parse_rows(data.decode("utf-8", "surrogateescape"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image, IptcImagePlugin
 
 from imgcap_desktop.metadata.sidecar import SidecarError, StoredCaption, caption_from_packet
+from model.images import is_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ def read_embedded_caption(photo: str | Path) -> StoredCaption | None:
     ``"automatic"``.
     """
     photo = Path(photo)
+    if not is_regular_file(photo):
+        return None
     try:
         with Image.open(photo) as img:
             caption = _caption_from_xmp(img, photo)
@@ -79,6 +82,8 @@ def read_embedded_description(photo: str | Path) -> str | None:
     A photo that cannot be opened simply has no description here.
     """
     photo = Path(photo)
+    if not is_regular_file(photo):
+        return None
     try:
         with Image.open(photo) as img:
             return _from_xmp(img, photo) or _from_iptc(img) or _from_exif(img)

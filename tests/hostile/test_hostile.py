@@ -87,6 +87,25 @@ def test_fifo_named_like_a_sidecar_is_reported_not_read(tmp_path):
 
 
 @POSIX
+def test_fifo_named_like_a_csv_is_a_usage_error(tmp_path):
+    os.mkfifo(tmp_path / "c.csv")
+    done = run_cli("import-csv", tmp_path / "c.csv")
+    assert done.returncode == 2
+    assert "not a regular file" in done.stderr.decode()
+
+
+@POSIX
+def test_readers_never_open_a_fifo(tmp_path):
+    from imgcap_desktop.metadata.csvio import photo_size
+    from imgcap_desktop.metadata.embedded import read_embedded_caption, read_embedded_description
+
+    os.mkfifo(tmp_path / "f.jpg")
+    assert read_embedded_caption(tmp_path / "f.jpg") is None
+    assert read_embedded_description(tmp_path / "f.jpg") is None
+    assert photo_size(tmp_path / "f.jpg") is None
+
+
+@POSIX
 def test_fifo_photo_in_the_engine_loader_is_a_clear_failure(tmp_path):
     from model.images import ImageLoadError, load_image
 
