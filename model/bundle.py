@@ -6,6 +6,8 @@
                        data description, metrics, and the weights' sha256
     vocab.json         the vocabulary (ids and words)
     decoder.weights.npz   the decoder's variables by path (float16 or float32)
+    decoder_prepare.onnx  the decoder as ONNX graphs, for the lean runtime (optional; written by
+    decoder_step.onnx     :func:`save_bundle` or ``python -m training.export_onnx``; config "graphs")
 
 :func:`load_bundle` checks all of it before anything is built, so a damaged or foreign bundle fails
 with a message that names the problem rather than with a shape error deep inside Keras.
@@ -54,6 +56,11 @@ class Bundle:
     def encoder_name(self) -> str:
         return self.config["encoder"]["name"]
 
+    @property
+    def graphs(self) -> dict[str, Any] | None:
+        """The config's ``"graphs"`` entry (the decoder's ONNX graphs), or None when the bundle has none."""
+        return self.config.get("graphs") or None
+
     def build_decoder(self):
         """A :class:`~model.decoder.CaptionDecoder` with this bundle's weights."""
         from model.decoder import CaptionDecoder
@@ -98,8 +105,12 @@ def _sha256_bytes(data: bytes) -> str:
 
 def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, name: str,
                 description: str = "", decoding: dict | None = None, training: dict | None = None,
-                metrics: dict | None = None, dtype: str = "float16") -> Path:
-    """Write a bundle folder (created if needed; existing bundle files are replaced)."""
+                metrics: dict | None = None, dtype: str = "float16", graphs: bool = True) -> Path:
+    """Write a bundle folder (created if needed; existing bundle files are replaced).
+
+    With ``graphs`` the decoder is also exported as ONNX graphs for the lean runtime (this needs
+    tf2onnx; without it the bundle is written without graphs and a warning says so).
+    """
     if encoder not in ENCODERS:
         raise BundleError(f"unknown encoder {encoder!r}")
     path = Path(path)
@@ -124,8 +135,37 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
         "metrics": metrics or {},
     }
     config["decoder"].pop("name")
-    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if graphs:
+        config["graphs"] = _export_graphs(decoder, path, dtype, spec)
+    if config.get("graphs") is None:
+        config.pop("graphs", None)
+    write_config(path, config)
     return path
+
+
+def _export_graphs(decoder, path: Path, dtype: str, spec) -> dict | None:
+    """The decoder's ONNX graphs, exported from the weights as stored (so float16 rounding included)."""
+    import logging
+
+    from model.onnx_export import ExportError, export_decoder_graphs
+
+    stored = decoder
+    if dtype != "float32":
+        from model.decoder import CaptionDecoder
+
+        stored = CaptionDecoder.from_config(decoder.get_config())
+        stored.build()
+        assign_variables(stored, {k: np.asarray(v.numpy(), dtype=dtype) for k, v in variables_by_path(decoder).items()})
+    try:
+        return export_decoder_graphs(stored, path, spec.grid[0] * spec.grid[1])
+    except ExportError as exc:
+        logging.getLogger(__name__).warning("bundle %s written without ONNX graphs: %s", path, exc)
+        return None
+
+
+def write_config(path: str | Path, config: dict[str, Any]) -> None:
+    """Replace a bundle's config.json (used to add graphs to an existing bundle)."""
+    (Path(path) / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def load_bundle(path: str | Path | None = None) -> Bundle:
@@ -189,4 +229,8 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         raise BundleError(f"{path}: the vocabulary has {len(vocab)} words but the weights produce {got}")
     if decoder_config.get("encoder_channels") != spec.channels:
         raise BundleError(f"{path}: decoder expects {decoder_config.get('encoder_channels')} channels, encoder {encoder} gives {spec.channels}")
+    for part in ("prepare", "step") if config.get("graphs") else ():
+        entry = config["graphs"].get(part) or {}
+        if not (path / str(entry.get("file", ""))).is_file():
+            raise BundleError(f"{path}: missing ONNX graph {entry.get('file', part)!r} (config \"graphs\")")
     return Bundle(path=path, config=config, vocab=vocab, weights=weights)

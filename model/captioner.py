@@ -1,6 +1,9 @@
 """The facade the CLI and the app use: photos in, :class:`~model.results.CaptionResult` out.
 
-Importing this module imports TensorFlow; the desktop app does so on its worker thread only.
+The model runs on ONNX Runtime when the bundle has ONNX graphs and onnxruntime is installed (no
+TensorFlow is imported then), else on TensorFlow (``runtime="tf"`` forces it, for development and
+parity checks); see :mod:`model.runtime`. Either way the same numpy search (:mod:`model.search`)
+turns the decoder's steps into captions.
 """
 
 from __future__ import annotations
@@ -13,55 +16,44 @@ from pathlib import Path
 import numpy as np
 
 from model.bundle import Bundle, load_bundle
-from model.encoders import build_encoder, get_encoder_spec
+from model.encoders import get_encoder_spec
 from model.images import ImageLoadError, load_image, resize_array
 from model.results import Alternative, CaptionFailure, CaptionOutcome, CaptionResult
+from model.runtime import create_model
+from model.search import DecodedBatch, Search
 
 log = logging.getLogger(__name__)
 
 ImageInput = str | Path | np.ndarray
 
 
-def describe_device(device: str = "auto") -> tuple[str, str]:
-    """``(tf device string, human description)`` for ``device`` ``"auto"`` or ``"cpu"``."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU") if device == "auto" else []
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return "/GPU:0", f"GPU: {details.get('device_name', gpus[0].name)}"
-    return "/CPU:0", "CPU"
-
-
 class Captioner:
-    """Captions photos with a model bundle, in batches, on the GPU when TensorFlow sees one.
+    """Captions photos with a model bundle, in batches.
 
     Attributes:
         name: the model's name (from the bundle).
-        device: ``"CPU"`` or ``"GPU: <name>"``.
+        runtime: ``"onnx"`` (ONNX Runtime) or ``"tf"`` (TensorFlow).
+        provider: what runs the model, e.g. ``"CPUExecutionProvider"``, ``"CUDAExecutionProvider"``.
+        device: the line the status bar and ``--json`` show, e.g. ``"CPU (ONNX Runtime)"``, or
+            ``"CPU (ONNX Runtime; CUDA failed to start: …)"`` when a GPU provider fell back.
         grid: ``(grid_h, grid_w)`` of the attention maps.
     """
 
-    def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None):
-        import tensorflow as tf
-
-        from model.decoding import SearchDecoder
-
+    def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None,
+                 runtime: str = "auto"):
         self.bundle = bundle
         self.name = bundle.name
         self.spec = get_encoder_spec(bundle.encoder_name)
         self.grid = self.spec.grid
-        self._tf_device, self.device = describe_device(device)
-        with tf.device(self._tf_device):
-            self._encoder = build_encoder(self.spec.name, weights=encoder_weights)
-            self._decoder = bundle.build_decoder()
+        self.model = create_model(bundle, runtime=runtime, device=device, encoder_weights=encoder_weights)
+        self.runtime, self.provider, self.device = self.model.runtime, self.model.provider, self.model.device
         decoding = bundle.config.get("decoding", {})
-        self._search = SearchDecoder(
-            self._decoder, start_id=bundle.vocab.start_id, end_id=bundle.vocab.end_id, pad_id=bundle.vocab.pad_id,
+        self._search = Search(
+            self.model.step, vocab_size=len(bundle.vocab), start_id=bundle.vocab.start_id,
+            end_id=bundle.vocab.end_id, pad_id=bundle.vocab.pad_id,
             max_length=int(decoding.get("max_length", 30)), length_penalty=float(decoding.get("length_penalty", 1.0)),
             banned_ids=self._banned_ids(bundle.vocab, decoding),
         )
-        self._encode = tf.function(lambda x: self._encoder(x, training=False), reduce_retracing=True)
 
     @staticmethod
     def _banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
@@ -72,9 +64,9 @@ class Captioner:
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, *, device: str = "auto",
-                    encoder_weights: str | Path | None = None) -> Captioner:
+                    encoder_weights: str | Path | None = None, runtime: str = "auto") -> Captioner:
         """Load a bundle (the shipped one when ``path`` is None) and build the model."""
-        return cls(load_bundle(path), device=device, encoder_weights=encoder_weights)
+        return cls(load_bundle(path), device=device, encoder_weights=encoder_weights, runtime=runtime)
 
     # -- public API --------------------------------------------------------------------------
 
@@ -104,11 +96,12 @@ class Captioner:
 
     def encode(self, pixels: np.ndarray) -> np.ndarray:
         """Feature grids ``(batch, locations, channels)`` for pixels ``(batch, size, size, 3)``."""
-        import tensorflow as tf
+        return self.model.encode(np.asarray(pixels, np.float32))[0]
 
-        with tf.device(self._tf_device):
-            grids = self._encode(tf.convert_to_tensor(pixels, tf.float32))
-        return tf.reshape(grids, [grids.shape[0], -1, grids.shape[-1]]).numpy()
+    def decode(self, features: np.ndarray, beam_size: int = 3, tags: np.ndarray | None = None) -> DecodedBatch:
+        """Search captions for feature grids ``(batch, locations, channels)`` (beam 1 = greedy)."""
+        memory, hidden = self.model.prepare(features, tags)
+        return self._search.greedy(memory, hidden) if beam_size == 1 else self._search.beam(memory, hidden, beam_size)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -129,19 +122,16 @@ class Captioner:
         return loaded
 
     def _caption_loaded(self, loaded, beam_size: int) -> list[CaptionOutcome]:
-        import tensorflow as tf
-
         good = [(i, pixels) for i, (_, pixels) in enumerate(loaded) if isinstance(pixels, np.ndarray)]
         results: dict[int, CaptionResult] = {}
         if good:
             features = self.encode(np.stack([pixels for _, pixels in good]))
-            with tf.device(self._tf_device):
-                decoded = self._search.greedy(features) if beam_size == 1 else self._search.beam(features, beam_size)
+            decoded = self.decode(features, beam_size)
             for row, (i, _) in enumerate(good):
                 results[i] = self._to_result(loaded[i][0], decoded, row)
         return [results[i] if i in results else CaptionFailure(source, reason) for i, (source, reason) in enumerate(loaded)]
 
-    def _to_result(self, source: str, decoded, row: int) -> CaptionResult:
+    def _to_result(self, source: str, decoded: DecodedBatch, row: int) -> CaptionResult:
         vocab = self.bundle.vocab
         gh, gw = self.grid
         alternatives = []

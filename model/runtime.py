@@ -1,0 +1,268 @@
+"""The inference runtimes behind :class:`~model.captioner.Captioner`: ONNX Runtime (default) or TensorFlow.
+
+Both expose the same four calls, which the shared numpy search (:mod:`model.search`) drives::
+
+    grid (b, L, C), logits (b, 1000) or None = encode(pixels (b, S, S, 3))
+    memory (tuple, batch first), hidden (b, U) = prepare(features (b, L, C), tags (b, T) or None)
+    hidden, scores (b, V), attention (b, L) = step(tokens (b,), hidden, memory)
+
+:class:`OnnxRuntimeModel` imports no TensorFlow: it runs the encoder graph (see
+:mod:`model.encoder_graphs`) and the decoder graphs written into the bundle at export
+(:mod:`model.onnx_export`). :class:`TensorFlowModel` runs the Keras models (``--runtime tf``: for
+development, training-time evaluation and the parity tests).
+
+Device ``"auto"`` takes the best execution provider this onnxruntime build has (CUDA, DirectML,
+CoreML, else CPU); ``"cpu"`` the CPU. A GPU provider that fails to start falls back to the CPU and
+says so in :attr:`InferenceModel.device`, the line the status bar and ``--json`` show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from model.bundle import Bundle, BundleError
+from model.encoders import get_encoder_spec
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "onnx", "tf")
+DEVICES = ("auto", "cpu")
+CPU_PROVIDER = "CPUExecutionProvider"
+#: GPU execution providers in order of preference, with the names users know them by.
+GPU_PROVIDERS = {
+    "CUDAExecutionProvider": "CUDA",
+    "DmlExecutionProvider": "DirectML",
+    "CoreMLExecutionProvider": "CoreML",
+}
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The requested runtime cannot run this bundle here; the message says why and what to do."""
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_runtime(bundle: Bundle, runtime: str = "auto") -> str:
+    """``"onnx"`` or ``"tf"`` for ``runtime`` ``"auto"``/``"onnx"``/``"tf"``.
+
+    Auto picks ONNX Runtime when the bundle has graphs and onnxruntime is installed, else TensorFlow.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+    if runtime == "tf":
+        return "tf"
+    problem = None
+    if not bundle.graphs:
+        problem = (f"the bundle {bundle.path} has no ONNX graphs: add them with "
+                   f"`python -m training.export_onnx --bundle {bundle.path}` (needs TensorFlow)")
+    elif not onnxruntime_available():
+        problem = "onnxruntime is not installed: pip install onnxruntime (or imgcap[gpu] for onnxruntime-gpu)"
+    if problem is None:
+        return "onnx"
+    if runtime == "onnx":
+        raise RuntimeUnavailable(problem)
+    log.info("%s; using TensorFlow", problem)
+    return "tf"
+
+
+def create_model(bundle: Bundle, *, runtime: str = "auto", device: str = "auto",
+                 encoder_weights: str | Path | None = None):
+    """The bundle's model on the chosen runtime (see :func:`choose_runtime`)."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if choose_runtime(bundle, runtime) == "onnx":
+        return OnnxRuntimeModel(bundle, device=device, encoder_weights=encoder_weights)
+    return TensorFlowModel(bundle, device=device, encoder_weights=encoder_weights)
+
+
+# -- ONNX Runtime ------------------------------------------------------------------------------------
+
+def preferred_providers(device: str = "auto", available: list[str] | None = None) -> list[str]:
+    """Execution providers to ask for: the best GPU one present (device ``"auto"``), then the CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers() if available is None else available
+    if device == "auto":
+        for provider in GPU_PROVIDERS:
+            if provider in available:
+                return [provider, CPU_PROVIDER]
+    return [CPU_PROVIDER]
+
+
+SessionFactory = Callable[..., object]
+
+
+def _default_session_factory(model, providers: list[str]):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # a provider that cannot start is reported by us, once
+    return ort.InferenceSession(model, options, providers=providers)
+
+
+class OnnxRuntimeModel:
+    """The encoder and decoder graphs on ONNX Runtime.
+
+    Attributes:
+        runtime: ``"onnx"``.
+        provider: the execution provider that runs the graphs (e.g. ``"CPUExecutionProvider"``).
+        device: what the user sees, e.g. ``"CPU (ONNX Runtime)"``, ``"GPU: CUDA (ONNX Runtime)"``, or
+            ``"CPU (ONNX Runtime; CUDA failed to start: …)"`` after a fallback.
+        fallback: why a GPU provider was not used, or None.
+    """
+
+    runtime = "onnx"
+
+    def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None,
+                 session_factory: SessionFactory | None = None):
+        from model.encoder_graphs import encoder_graph_path
+
+        self.bundle = bundle
+        self.spec = get_encoder_spec(bundle.encoder_name)
+        self._factory = session_factory or _default_session_factory
+        graphs = bundle.graphs
+        if not graphs:
+            raise RuntimeUnavailable(f"the bundle {bundle.path} has no ONNX graphs")
+        self.num_tags = int(graphs.get("num_tags", 0))
+        self._memory_names = [f"memory_{i}" for i in range(int(graphs["memory"]))]
+        self.fallback: str | None = None
+        self.provider = CPU_PROVIDER
+        encoder_file = encoder_graph_path(self.spec.name, weights=encoder_weights)
+        # The first session decides the provider; the decoder's sessions follow it.
+        self._encoder = self._session(str(encoder_file), preferred_providers(device))
+        self._prepare = self._session(_read_graph(bundle, graphs["prepare"]), [self.provider, CPU_PROVIDER])
+        self._step = self._session(_read_graph(bundle, graphs["step"]), [self.provider, CPU_PROVIDER])
+        self._encoder_outputs = [o.name for o in self._encoder.get_outputs()]
+        name = GPU_PROVIDERS.get(self.provider)
+        self.device = f"GPU: {name} (ONNX Runtime)" if name else "CPU (ONNX Runtime)"
+        if self.fallback:
+            self.device = f"CPU (ONNX Runtime; {self.fallback})"
+
+    def _session(self, model, providers: list[str]):
+        providers = list(dict.fromkeys(providers))
+        wanted = providers[0]
+        try:
+            session = self._factory(model, providers)
+        except Exception as exc:  # noqa: BLE001  (a GPU provider's init failure: any error type)
+            if wanted == CPU_PROVIDER:
+                raise
+            session = self._factory(model, [CPU_PROVIDER])
+            self._fell_back(wanted, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return session
+        active = session.get_providers()[0] if session.get_providers() else CPU_PROVIDER
+        if active != wanted and wanted != CPU_PROVIDER:
+            self._fell_back(wanted, "not usable on this machine")
+        else:
+            self.provider = active
+        return session
+
+    def _fell_back(self, wanted: str, reason: str) -> None:
+        self.provider = CPU_PROVIDER
+        if self.fallback is None:
+            self.fallback = f"{GPU_PROVIDERS.get(wanted, wanted)} failed to start: {reason}"
+            log.warning("GPU runtime %s; running on the CPU", self.fallback)
+
+    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = dict(zip(self._encoder_outputs, self._encoder.run(None, {"pixels": pixels.astype(np.float32)})))
+        grid = outputs["grid"]
+        return grid.reshape(grid.shape[0], -1, grid.shape[-1]), outputs.get("logits")
+
+    def prepare(self, features: np.ndarray, tags: np.ndarray | None = None):
+        feeds = {"features": features.astype(np.float32, copy=False)}
+        if self.num_tags:
+            feeds["tags"] = tags.astype(np.float32, copy=False)
+        *memory, hidden = self._prepare.run(None, feeds)
+        return tuple(memory), hidden
+
+    def step(self, tokens: np.ndarray, hidden: np.ndarray, memory: tuple[np.ndarray, ...]):
+        feeds = {"tokens": tokens.astype(np.int32, copy=False), "hidden": hidden}
+        feeds.update(zip(self._memory_names, memory))
+        hidden, scores, attention = self._step.run(None, feeds)
+        return hidden, scores, attention
+
+
+def _read_graph(bundle: Bundle, entry: dict) -> bytes:
+    path = bundle.path / entry["file"]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{bundle.path}: cannot read {entry['file']} ({exc})") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise BundleError(f"{path}: checksum mismatch (the file is damaged or was replaced)")
+    return data
+
+
+# -- TensorFlow --------------------------------------------------------------------------------------
+
+def describe_tf_device(device: str = "auto") -> tuple[str, str]:
+    """``(tf device string, human description)`` for ``device`` ``"auto"`` or ``"cpu"``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU") if device == "auto" else []
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return "/GPU:0", f"GPU: {details.get('device_name', gpus[0].name)} (TensorFlow)"
+    return "/CPU:0", "CPU (TensorFlow)"
+
+
+class TensorFlowModel:
+    """The Keras encoder and decoder, with compiled ``encode``/``prepare``/``step`` functions."""
+
+    runtime = "tf"
+    fallback = None
+
+    def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None):
+        import tensorflow as tf
+
+        from model.encoders import build_encoder
+        from model.onnx_export import decoder_functions
+
+        self.bundle = bundle
+        self.spec = get_encoder_spec(bundle.encoder_name)
+        self._tf_device, self.device = describe_tf_device(device)
+        self.provider = "TensorFlow " + ("GPU" if self._tf_device.startswith("/GPU") else "CPU")
+        with tf.device(self._tf_device):
+            self.encoder = build_encoder(self.spec.name, weights=encoder_weights)
+            self.decoder = bundle.build_decoder()
+        self.num_tags = int(getattr(self.decoder, "num_tags", 0) or 0)
+        prepare, step = decoder_functions(self.decoder)
+        self._encode = tf.function(lambda x: self.encoder(x, training=False), reduce_retracing=True)
+        self._prepare = tf.function(prepare, reduce_retracing=True)
+        self._step = tf.function(step, reduce_retracing=True)
+
+    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        import tensorflow as tf
+
+        with tf.device(self._tf_device):
+            out = self._encode(tf.convert_to_tensor(pixels, tf.float32))
+        grid, logits = (out[0], out[1]) if isinstance(out, (list, tuple)) else (out, None)
+        grid = grid.numpy()
+        return grid.reshape(grid.shape[0], -1, grid.shape[-1]), None if logits is None else logits.numpy()
+
+    def prepare(self, features: np.ndarray, tags: np.ndarray | None = None):
+        import tensorflow as tf
+
+        args = [tf.convert_to_tensor(features, tf.float32)]
+        if self.num_tags:
+            args.append(tf.convert_to_tensor(tags, tf.float32))
+        with tf.device(self._tf_device):
+            *memory, hidden = self._prepare(*args)
+        return tuple(m.numpy() for m in memory), hidden.numpy()
+
+    def step(self, tokens: np.ndarray, hidden: np.ndarray, memory: tuple[np.ndarray, ...]):
+        import tensorflow as tf
+
+        with tf.device(self._tf_device):
+            hidden, scores, attention = self._step(tf.convert_to_tensor(tokens, tf.int32), hidden, *memory)
+        return hidden.numpy(), scores.numpy(), attention.numpy()

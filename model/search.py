@@ -1,0 +1,162 @@
+"""Greedy and beam search in numpy around a decoder step function: the one search both runtimes use.
+
+The step function is whatever the runtime provides (an ONNX Runtime session, or the Keras decoder
+for ``--runtime tf``)::
+
+    hidden (rows, units), scores (rows, vocab), attention (rows, locations) = step(tokens (rows,), hidden, memory)
+
+where ``memory`` is a tuple of per-photo arrays (batch first) that the search tiles for the beam.
+``scores`` are logits or log-probabilities: the search applies ``log_softmax(scores + ban)`` either
+way, which is what :mod:`model.decoding` (the TensorFlow graph search) does, so both give the same
+captions. Semantics, identical to that module: a hypothesis that has emitted ``<end>`` stays in the
+beam at no further cost; ties go to the lower index (``top_k``); the final ranking divides each
+hypothesis' log-probability by ``(length + 1) ** length_penalty``. Unlike the graph search, this one
+stops as soon as every hypothesis has ended (the outputs are padded to ``max_length``: pad tokens
+and zero attention after the end, which no caller reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+StepFunction = Callable[[np.ndarray, np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+NEG_INF = np.float32(-1e9)
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """Raw search output for a batch of photos, before ids become words.
+
+    ``tokens`` (batch, beams, max_len) int32, padded with ``pad_id`` after ``<end>``;
+    ``scores`` (batch, beams) length-normalised, best first; ``lengths`` (batch, beams) words
+    before ``<end>``; ``attention`` (batch, beams, max_len, locations) float32.
+    """
+
+    tokens: np.ndarray
+    scores: np.ndarray
+    lengths: np.ndarray
+    attention: np.ndarray
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Log-softmax over the last axis, in float32."""
+    x = x.astype(np.float32, copy=False)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, indices)`` of the ``k`` largest entries of each row, largest first; equal values
+    come in index order (TensorFlow's ``top_k`` rule), so both runtimes break ties alike."""
+    kth = -np.partition(-values, k - 1, axis=1)[:, k - 1:k]  # (rows, 1) the k-th largest value
+    out_idx = np.empty((values.shape[0], k), np.int64)
+    for row in range(values.shape[0]):
+        candidates = np.flatnonzero(values[row] >= kth[row])  # ascending index order
+        order = np.argsort(-values[row, candidates], kind="stable")[:k]
+        out_idx[row] = candidates[order]
+    return np.take_along_axis(values, out_idx, axis=1), out_idx
+
+
+class Search:
+    """Greedy and beam search over a step function.
+
+    Args:
+        step: the runtime's step function (see the module docstring).
+        vocab_size: number of tokens.
+        start_id, end_id, pad_id: special token ids.
+        max_length: most words generated (``<end>`` included).
+        length_penalty: exponent of the length normalisation of the final ranking.
+        banned_ids: tokens never emitted (e.g. ``<pad>``, ``<start>``, ``<unk>``).
+    """
+
+    def __init__(self, step: StepFunction, *, vocab_size: int, start_id: int, end_id: int, pad_id: int = 0,
+                 max_length: int = 30, length_penalty: float = 1.0, banned_ids: tuple[int, ...] = ()):
+        self.step = step
+        self.vocab_size = vocab_size
+        self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
+        self.max_length = max_length
+        self.length_penalty = length_penalty
+        self.ban = np.zeros(vocab_size, np.float32)
+        self.ban[list(banned_ids)] = NEG_INF
+
+    def _normalise(self, log_prob: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        denom = np.power(np.maximum(lengths.astype(np.float32) + 1.0, 1.0), np.float32(self.length_penalty))
+        return (log_prob / denom).astype(np.float32)  # (+1: the <end> token is part of the caption's probability)
+
+    def greedy(self, memory: tuple[np.ndarray, ...], hidden: np.ndarray) -> DecodedBatch:
+        """Argmax decoding: ``memory`` and ``hidden (batch, units)`` from the runtime's ``prepare``."""
+        batch = hidden.shape[0]
+        tokens = np.full(batch, self.start_id, np.int32)
+        finished = np.zeros(batch, bool)
+        log_prob = np.zeros(batch, np.float32)
+        lengths = np.zeros(batch, np.int32)
+        out_tokens = np.full((batch, self.max_length), self.pad_id, np.int32)
+        out_attention = None
+        for t in range(self.max_length):
+            hidden, scores, weights = self.step(tokens, hidden, memory)
+            if out_attention is None:
+                out_attention = np.zeros((batch, self.max_length, weights.shape[-1]), np.float32)
+            logp = log_softmax(scores + self.ban)  # (batch, vocab)
+            next_tokens = logp.argmax(axis=-1).astype(np.int32)
+            step_logp = np.take_along_axis(logp, next_tokens[:, None], axis=1)[:, 0]
+            log_prob += np.where(finished, np.float32(0), step_logp)
+            lengths += (~finished & (next_tokens != self.end_id)).astype(np.int32)
+            out_tokens[:, t] = np.where(finished, self.pad_id, next_tokens)
+            out_attention[:, t] = weights
+            finished |= next_tokens == self.end_id
+            tokens = next_tokens
+            if finished.all():
+                break
+        scores = self._normalise(log_prob, lengths)[:, None]
+        return DecodedBatch(out_tokens[:, None], scores, lengths[:, None], out_attention[:, None])
+
+    def beam(self, memory: tuple[np.ndarray, ...], hidden: np.ndarray, beam_size: int) -> DecodedBatch:
+        """Beam search keeping ``beam_size`` hypotheses per photo; the n-best list comes back best first."""
+        if beam_size < 1:
+            raise ValueError("beam_size must be at least 1")
+        k, vocab = beam_size, self.vocab_size
+        batch = hidden.shape[0]
+        memory = tuple(np.repeat(m, k, axis=0) for m in memory)  # (batch*k, ...)
+        hidden = np.repeat(hidden, k, axis=0)
+        # Only the first copy of each photo's beam is alive at the start, so the k beams differ.
+        beam_logp = np.tile(np.array([[0.0] + [NEG_INF] * (k - 1)], np.float32), (batch, 1))  # (batch, k)
+        tokens = np.full(batch * k, self.start_id, np.int32)
+        finished = np.zeros((batch, k), bool)
+        lengths = np.zeros((batch, k), np.int32)
+        history = np.full((batch, k, self.max_length), self.pad_id, np.int32)
+        attn_history = None
+        end_only = np.full(vocab, NEG_INF, np.float32)
+        end_only[self.end_id] = 0.0
+        rows = np.arange(batch)[:, None]
+        for t in range(self.max_length):
+            hidden, scores, weights = self.step(tokens, hidden, memory)
+            if attn_history is None:
+                attn_history = np.zeros((batch, k, self.max_length, weights.shape[-1]), np.float32)
+            logp = log_softmax(scores + self.ban).reshape(batch, k, vocab)
+            # A finished hypothesis can only "emit" <end> again, at no cost.
+            logp = np.where(finished[..., None], end_only, logp)
+            total = (beam_logp[..., None] + logp).reshape(batch, k * vocab)
+            beam_logp, flat = top_k(total, k)  # (batch, k)
+            origin = flat // vocab  # which hypothesis each survivor extends
+            next_tokens = (flat % vocab).astype(np.int32)
+            was_finished = finished[rows, origin]
+            lengths = lengths[rows, origin] + (~was_finished & (next_tokens != self.end_id)).astype(np.int32)
+            finished = was_finished | (next_tokens == self.end_id)
+            history = history[rows, origin]
+            history[:, :, t] = np.where(was_finished, self.pad_id, next_tokens)
+            weights = weights.reshape(batch, k, -1)
+            attn_history = attn_history[rows, origin]
+            attn_history[:, :, t] = weights[rows, origin]
+            flat_origin = (origin + np.arange(batch)[:, None] * k).reshape(-1)
+            hidden = hidden[flat_origin]
+            tokens = next_tokens.reshape(-1)
+            if finished.all():
+                break
+        scores = self._normalise(beam_logp, lengths)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        pick = lambda x: np.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)  # noqa: E731
+        return DecodedBatch(pick(history), pick(scores), pick(lengths), pick(attn_history))
