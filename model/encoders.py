@@ -246,13 +246,29 @@ def build_inception_v3_random():
 
 # --- tiny test encoder ---------------------------------------------------------------------------
 
+def tiny_encoder_weights(spec: EncoderSpec) -> list:
+    """The tiny encoder's fixed weights ``[(kernel (3, 3, in, out), bias (out,)), ...]``: Glorot-uniform
+    from a seeded numpy generator, so the Keras model and its ONNX graph hold the same numbers."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    weights = []
+    for cin, cout in ((3, 16), (16, spec.channels)):
+        limit = np.sqrt(6.0 / (9 * cin + 9 * cout))
+        weights.append((rng.uniform(-limit, limit, (3, 3, cin, cout)).astype(np.float32), np.zeros(cout, np.float32)))
+    return weights
+
+
 def _build_tiny(spec: EncoderSpec):
     """A small conv net with fixed, seeded random weights: deterministic and fast, for tests."""
     import keras
 
     inputs = keras.Input((spec.input_size, spec.input_size, 3), name="pixels")
     x = keras.layers.Rescaling(1.0 / 255.0)(inputs)
-    init = lambda seed: keras.initializers.GlorotUniform(seed=seed)  # noqa: E731
-    x = keras.layers.Conv2D(16, 3, strides=4, padding="same", activation="relu", kernel_initializer=init(1))(x)
-    x = keras.layers.Conv2D(spec.channels, 3, strides=4, padding="same", activation="relu", kernel_initializer=init(2))(x)
+    convs = [keras.layers.Conv2D(16, 3, strides=4, padding="same", activation="relu"),
+             keras.layers.Conv2D(spec.channels, 3, strides=4, padding="same", activation="relu")]
+    for conv in convs:
+        x = conv(x)
+    for conv, (kernel, bias) in zip(convs, tiny_encoder_weights(spec)):
+        conv.set_weights([kernel, bias])
     return keras.Model(inputs, x, name="tiny_test_encoder")

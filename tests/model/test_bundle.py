@@ -39,11 +39,12 @@ def _assert_same_outcomes(first, second):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_save_load_round_trip_gives_identical_outputs(tiny_captioner, tmp_path, dtype):
+def test_save_load_round_trip_gives_identical_outputs(tiny_bundle, tmp_path, dtype):
     from model.captioner import Captioner
 
-    original = tiny_captioner.bundle
-    saved = save_bundle(tmp_path / "again", decoder=tiny_captioner._decoder, vocab=original.vocab,
+    original = load_bundle(tiny_bundle)
+    first = Captioner(original, device="cpu", runtime="tf")
+    saved = save_bundle(tmp_path / "again", decoder=first.model.decoder, vocab=original.vocab,
                         encoder=original.encoder_name, name="again", decoding=original.config["decoding"],
                         dtype=dtype)
     reloaded = load_bundle(saved)
@@ -53,10 +54,9 @@ def test_save_load_round_trip_gives_identical_outputs(tiny_captioner, tmp_path, 
     assert set(reloaded.weights) == set(original.weights)
     assert all(w.dtype == np.dtype(dtype) for w in reloaded.weights.values())
 
-    first = Captioner(original, device="cpu") if dtype == "float16" else tiny_captioner
     if dtype == "float16":  # compare like with like: the original's weights rounded to float16
-        first._decoder.set_weights([w.astype(np.float16).astype(np.float32) for w in first._decoder.get_weights()])
-    second = Captioner(reloaded, device="cpu")
+        first.model.decoder.set_weights([w.astype(np.float16).astype(np.float32) for w in first.model.decoder.get_weights()])
+    second = Captioner(reloaded, device="cpu", runtime="tf")
     photos = _photos()
     for beam_size in (1, 3):
         _assert_same_outcomes(first.caption(photos, beam_size=beam_size, batch_size=4),
@@ -182,7 +182,7 @@ def test_weights_for_another_architecture(bundle_copy):
 
 def test_save_refuses_an_unknown_encoder(tiny_captioner, tmp_path):
     with pytest.raises(BundleError, match="unknown encoder"):
-        save_bundle(tmp_path / "x", decoder=tiny_captioner._decoder, vocab=tiny_captioner.bundle.vocab,
+        save_bundle(tmp_path / "x", decoder=tiny_captioner.bundle.build_decoder(), vocab=tiny_captioner.bundle.vocab,
                     encoder="resnet9000", name="x")
 
 

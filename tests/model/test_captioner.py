@@ -91,7 +91,8 @@ def test_arrays_as_input(tiny_captioner, photo_folder):
 
 def test_captioner_attributes(tiny_captioner):
     assert tiny_captioner.name == "tiny-test"
-    assert tiny_captioner.device == "CPU"
+    assert tiny_captioner.runtime == "onnx" and tiny_captioner.provider == "CPUExecutionProvider"
+    assert tiny_captioner.device == "CPU (ONNX Runtime)"
     assert tiny_captioner.grid == (4, 4)
 
 

