@@ -1,20 +1,24 @@
-"""Captioning speed: imgcap's batched, compiled path against the TensorFlow tutorial's way.
+"""Captioning speed: ONNX Runtime against TensorFlow, and imgcap's batched path against the tutorial's way.
 
-    python benchmarks/bench_caption.py [--photos 32] [--bundle DIR] [--batch-size 16]
+    python benchmarks/bench_caption.py [--photos 32] [--bundle DIR] [--batch-size 8] [--repeats 2]
 
-Both paths caption the same folder of photos (scikit-image's real photos, cropped, flipped and
-resized into ``--photos`` distinct JPEGs in a temporary folder) with the same bundle and weights:
+All paths caption the same folder of photos (scikit-image's real photos, cropped, flipped and
+resized into ``--photos`` distinct JPEGs in a temporary folder) with the same bundle and weights.
 
-(a) imgcap: ``Captioner.caption(paths, beam_size=1, batch_size=16)``: photos loaded on a helper
-    thread, the encoder and the whole greedy search each run as one compiled graph per batch.
-(b) the tutorial's way (TensorFlow's "Image captioning with visual attention"): one photo at a time,
-    the encoder called eagerly, then an eager Python loop over time steps calling the same decoder
-    layers (``decoder.prepare``, ``decoder.step``, ``decoder.logits``), argmax, stop at ``<end>``.
+1. Runtimes, end to end (photo files in, captions out, beam 3, photos loaded on a helper thread):
+   (onnx) ``Captioner(runtime="onnx")``: ONNX Runtime, numpy beam search around the step graph;
+   (tf)   the TensorFlow path imgcap shipped before: the Keras encoder and the whole beam search
+          compiled as one TensorFlow graph (``model.decoding.SearchDecoder``);
+   (tf-step) ``Captioner(runtime="tf")``: Keras encoder, numpy search around a compiled TF step.
+   Targets: onnx/tf speed >= 1; same captions.
+2. Model load time, each in a fresh Python process (imports included, the encoder graph cached as
+   after a first run): ``Captioner.from_bundle`` on ONNX Runtime vs TensorFlow. Target: <= 0.5.
+3. For the default runtime: encoder-only images/s (photos preloaded) and beam-3 decoding relative to
+   it (target <= 30%); imgcap (beam 1) against the TensorFlow tutorial's way (one photo at a time, an
+   eager loop over the decoder's steps; target >= 5x).
 
-Also printed: encoder-only images/s (compiled, batched, photos already loaded) and the cost of beam-3
-decoding relative to that encoder time. Targets: (a) >= 5x (b); beam-3 decoding <= 30% of encoding.
-Warm-up runs (graph tracing) are excluded from every timing; each figure is the best of ``--repeats``
-runs, as other work on a shared machine can only slow a run down.
+Warm-up runs are excluded from every timing; each figure is the best of ``--repeats`` runs, as other
+work on a shared machine can only slow a run down.
 """
 
 from __future__ import annotations
@@ -26,12 +30,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SPEEDUP_TARGET = 5.0
 BEAM_OVERHEAD_TARGET = 0.30
+RUNTIME_SPEED_TARGET = 1.0
+LOAD_TIME_TARGET = 0.5
 _SOURCES = ("chelsea", "coffee", "rocket", "astronaut", "cat", "camera", "horse", "immunohistochemistry")
 
 
@@ -67,32 +75,75 @@ def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def tutorial_caption(captioner, path: Path) -> list[str]:
-    """One photo, the tutorial's way: eager encoder call, then an eager loop over time steps."""
+def tutorial_caption(tf_model, bundle, path: Path) -> list[str]:
+    """One photo, the tutorial's way: eager encoder call, then an eager loop over time steps.
+
+    ``tf_model`` is a :class:`model.runtime.TensorFlowModel` (its Keras encoder and decoder)."""
     import tensorflow as tf
 
     from model.images import load_image
+    from model.onnx_export import decoder_functions
 
-    bundle, decoder = captioner.bundle, captioner._decoder
     vocab = bundle.vocab
     max_length = int(bundle.config.get("decoding", {}).get("max_length", 30))
-    ban = captioner._search._ban  # the same banned tokens as imgcap, so the captions can be compared
+    ban = np.zeros(len(vocab), np.float32)
+    ban[[vocab.pad_id, vocab.start_id, vocab.unk_id]] = -1e9  # imgcap's banned tokens, so captions compare
+    prepare, step = decoder_functions(tf_model.decoder)
 
-    image = load_image(path, captioner.spec.input_size)
-    grid = captioner._encoder(tf.convert_to_tensor(image[None], tf.float32), training=False)  # (1, gh, gw, C)
-    features = tf.reshape(grid, [1, -1, grid.shape[-1]])  # (1, locations, C)
-    projected, keys, hidden = decoder.prepare(features)
+    image = load_image(path, tf_model.spec.input_size)
+    grid = tf_model.encoder(tf.convert_to_tensor(image[None], tf.float32), training=False)
+    grid = grid[0] if isinstance(grid, (list, tuple)) else grid  # (1, gh, gw, C)
+    *memory, hidden = prepare(tf.reshape(grid, [1, -1, grid.shape[-1]]))
     token = tf.constant([vocab.start_id])
     words = []
     for _ in range(max_length):
-        hidden, context, embedded, _weights = decoder.step(token, hidden, projected, keys)
-        logits = decoder.logits(hidden, context, embedded) + ban  # (1, vocab)
-        predicted = int(tf.argmax(logits[0]).numpy())
+        hidden, scores, _weights = step(token, hidden, *memory)
+        predicted = int(tf.argmax(scores[0] + ban).numpy())
         if predicted == vocab.end_id:
             break
         words.append(vocab.word_of(predicted))
         token = tf.constant([predicted])
     return words
+
+
+def graph_search_captioner(bundle_dir):
+    """The TensorFlow path as imgcap shipped it before the lean runtime: ``Captioner(runtime="tf")``
+    whose decoding is the compiled graph search of ``model.decoding`` (one tf.function per setting)."""
+    from model.captioner import Captioner
+    from model.decoding import SearchDecoder
+
+    captioner = Captioner.from_bundle(bundle_dir, device="cpu", runtime="tf")
+    decoding = captioner.bundle.config.get("decoding", {})
+    vocab = captioner.bundle.vocab
+    search = SearchDecoder(captioner.model.decoder, start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id,
+                           max_length=int(decoding.get("max_length", 30)),
+                           length_penalty=float(decoding.get("length_penalty", 1.0)),
+                           banned_ids=captioner._banned_ids(vocab, decoding))
+    captioner.decode = lambda f, beam_size=3, tags=None: search.greedy(f) if beam_size == 1 else search.beam(f, beam_size)
+    return captioner
+
+
+LOAD_SNIPPETS = {
+    "onnx": "from model.captioner import Captioner; Captioner.from_bundle({bundle!r}, device='cpu', runtime='onnx')",
+    "tf": "import sys; sys.path.insert(0, {bench!r}); from bench_caption import graph_search_captioner; "
+          "graph_search_captioner({bundle!r})",
+}
+
+
+def load_seconds(kind: str, bundle_dir, repeats: int) -> float:
+    """Seconds from a fresh interpreter's first import to a ready model (best of ``repeats``)."""
+    import subprocess
+
+    code = ("import time; _t = time.perf_counter(); "
+            + LOAD_SNIPPETS[kind].format(bundle=None if bundle_dir is None else str(bundle_dir),
+                                         bench=str(Path(__file__).resolve().parent))
+            + "; print('LOAD', time.perf_counter() - _t)")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    best = float("inf")
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        best = min(best, float(next(l for l in out.stdout.splitlines() if l.startswith("LOAD")).split()[1]))
+    return best
 
 
 REPEATS = 2
@@ -111,12 +162,12 @@ def _timed(fn, repeats: int = 1):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped one)")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="time each path this many times, keep the best")
     args = parser.parse_args(argv)
 
-    import numpy as np
+    import onnxruntime
     import tensorflow as tf
 
     from model.captioner import Captioner
@@ -124,47 +175,68 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="imgcap-bench-") as tmp:
         paths = make_photos(Path(tmp), args.photos)
-        (captioner, load_s) = _timed(lambda: Captioner.from_bundle(args.bundle, device="cpu"))
         n, bs = len(paths), args.batch_size
-        print(f"model {captioner.name} ({captioner.spec.name}, {captioner.spec.input_size}px, grid {captioner.grid}), "
-              f"device {captioner.device}, TensorFlow {tf.__version__}, {os.cpu_count()} CPUs")
-        print(f"{n} photos in {tmp}, batch size {bs}; model loaded in {load_s:.1f} s")
+        captioners = {
+            "onnx": Captioner.from_bundle(args.bundle, device="cpu", runtime="onnx"),
+            "tf": graph_search_captioner(args.bundle),
+            "tf-step": Captioner.from_bundle(args.bundle, device="cpu", runtime="tf"),
+        }
+        onnx = captioners["onnx"]
+        print(f"model {onnx.name} ({onnx.spec.name}, {onnx.spec.input_size}px, grid {onnx.grid}); "
+              f"onnxruntime {onnxruntime.__version__}, TensorFlow {tf.__version__}, {os.cpu_count()} CPUs")
+        print(f"{n} photos in {tmp}, batch size {bs}, beam 3")
 
-        # Warm-up: trace every graph once (full and last-partial batch shapes), outside the timings.
-        captioner.caption(paths[:bs], beam_size=1, batch_size=bs)
-        captioner.caption(paths[:bs], beam_size=3, batch_size=bs)
-        if n % bs:
-            captioner.caption(paths[: n % bs], beam_size=1, batch_size=bs)
-            captioner.caption(paths[: n % bs], beam_size=3, batch_size=bs)
-        tutorial_caption(captioner, paths[0])
+        # 1. end to end, beam 3. Warm-up (graph tracing, session set-up) outside the timings.
+        results, seconds = {}, {}
+        for kind, captioner in captioners.items():
+            captioner.caption(paths[:bs], beam_size=3, batch_size=bs)
+            if n % bs:
+                captioner.caption(paths[: n % bs], beam_size=3, batch_size=bs)
+            results[kind], seconds[kind] = _timed(lambda: captioner.caption(paths, beam_size=3, batch_size=bs),
+                                                  args.repeats)
+        print()
+        print("1. end to end, beam 3 (files in, captions out):")
+        for kind in captioners:
+            print(f"   {kind:8s} {captioners[kind].device:28s} {n / seconds[kind]:7.2f} images/s  ({seconds[kind]:.2f} s)")
+        ratio = seconds["tf"] / seconds["onnx"]
+        same = sum(a.ok and b.ok and a.words == b.words for a, b in zip(results["onnx"], results["tf"]))
+        print(f"   speed onnx/tf: {ratio:.2f}x   target >= {RUNTIME_SPEED_TARGET:.1f}x   "
+              f"{'OK' if ratio >= RUNTIME_SPEED_TARGET else 'MISSED'};   same caption onnx vs tf: {same}/{n}")
 
-        ours, ours_s = _timed(lambda: captioner.caption(paths, beam_size=1, batch_size=bs), args.repeats)
-        theirs, theirs_s = _timed(lambda: [tutorial_caption(captioner, p) for p in paths], args.repeats)
-        same = sum(o.ok and list(o.words) == t for o, t in zip(ours, theirs))
+        # 2. model load time in fresh processes.
+        load = {kind: load_seconds(kind, args.bundle, args.repeats) for kind in ("onnx", "tf")}
+        load_ratio = load["onnx"] / load["tf"]
+        print()
+        print("2. model load, fresh process, imports included:")
+        print(f"   onnx {load['onnx']:.2f} s   tf {load['tf']:.2f} s   onnx/tf: {load_ratio:.2f}   "
+              f"target <= {LOAD_TIME_TARGET}   {'OK' if load_ratio <= LOAD_TIME_TARGET else 'MISSED'}")
 
-        pixels = np.stack([load_image(p, captioner.spec.input_size) for p in paths])
+        # 3. the default runtime's parts, and the tutorial's way.
+        pixels = np.stack([load_image(p, onnx.spec.input_size) for p in paths])
         chunks = [pixels[i:i + bs] for i in range(0, n, bs)]
-        features, encode_s = _timed(lambda: [captioner.encode(c) for c in chunks], args.repeats)
-        _, greedy_s = _timed(lambda: [captioner._search.greedy(f) for f in features], args.repeats)
-        _, beam3_s = _timed(lambda: [captioner._search.beam(f, 3) for f in features], args.repeats)
-        _, full3_s = _timed(lambda: captioner.caption(paths, beam_size=3, batch_size=bs), args.repeats)
+        features, encode_s = _timed(lambda: [onnx.encode(c) for c in chunks], args.repeats)
+        _, greedy_s = _timed(lambda: [onnx.decode(f, 1) for f in features], args.repeats)
+        _, beam3_s = _timed(lambda: [onnx.decode(f, 3) for f in features], args.repeats)
+        ours, ours_s = _timed(lambda: onnx.caption(paths, beam_size=1, batch_size=bs), args.repeats)
+        tf_model = captioners["tf-step"].model
+        tutorial_caption(tf_model, onnx.bundle, paths[0])
+        theirs, theirs_s = _timed(lambda: [tutorial_caption(tf_model, onnx.bundle, p) for p in paths], args.repeats)
+        tutorial_same = sum(o.ok and list(o.words) == t for o, t in zip(ours, theirs))
 
     speedup = theirs_s / ours_s
     overhead = beam3_s / encode_s
     print()
-    print(f"(a) imgcap batched, compiled (beam 1, batch {bs}):  {n / ours_s:7.2f} images/s  ({ours_s:.2f} s)")
-    print(f"(b) tutorial: one photo at a time, eager loop:     {n / theirs_s:7.2f} images/s  ({theirs_s:.2f} s)")
-    print(f"    speed-up (a)/(b): {speedup:.1f}x   target >= {SPEEDUP_TARGET:.0f}x   "
-          f"{'OK' if speedup >= SPEEDUP_TARGET else 'MISSED'}")
-    print(f"    same caption from both paths: {same}/{n} photos")
-    print()
-    print(f"encoder only (compiled, batch {bs}, photos preloaded): {n / encode_s:7.2f} images/s  ({encode_s:.2f} s)")
-    print(f"greedy decoding only:                                  {n / greedy_s:7.2f} images/s  "
+    print(f"3. {onnx.device}:")
+    print(f"   encoder only (batch {bs}, photos preloaded):  {n / encode_s:7.2f} images/s  ({encode_s:.2f} s)")
+    print(f"   greedy decoding only:                        {n / greedy_s:7.2f} images/s  "
           f"({greedy_s:.2f} s, {greedy_s / encode_s:.0%} of encoder time)")
-    print(f"beam-3 decoding only:                                  {n / beam3_s:7.2f} images/s  ({beam3_s:.2f} s)")
-    print(f"    beam-3 decoding overhead on top of the encoder: {overhead:.0%}   target <= {BEAM_OVERHEAD_TARGET:.0%}   "
+    print(f"   beam-3 decoding only:                        {n / beam3_s:7.2f} images/s  ({beam3_s:.2f} s)")
+    print(f"   beam-3 decoding overhead on top of the encoder: {overhead:.0%}   target <= {BEAM_OVERHEAD_TARGET:.0%}   "
           f"{'OK' if overhead <= BEAM_OVERHEAD_TARGET else 'MISSED'}")
-    print(f"end to end with beam 3 (loading included):         {n / full3_s:7.2f} images/s  ({full3_s:.2f} s)")
+    print(f"   imgcap beam 1, batched:                      {n / ours_s:7.2f} images/s  ({ours_s:.2f} s)")
+    print(f"   tutorial: one photo at a time, eager loop:   {n / theirs_s:7.2f} images/s  ({theirs_s:.2f} s)")
+    print(f"   speed-up: {speedup:.1f}x   target >= {SPEEDUP_TARGET:.0f}x   {'OK' if speedup >= SPEEDUP_TARGET else 'MISSED'};"
+          f"   same caption: {tutorial_same}/{n}")
     return 0
 
 

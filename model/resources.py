@@ -7,7 +7,9 @@ different place; this is the one function that knows all three.
 from __future__ import annotations
 
 import os
+import site
 import sys
+import sysconfig
 from pathlib import Path
 
 
@@ -15,8 +17,8 @@ def resources_root() -> Path:
     """The folder that holds ``models/``, ``icons/``, ``samples/`` and ``encoders/``.
 
     Order: ``$IMGCAP_RESOURCES`` (tests, packagers), the frozen app's unpacked folder, a source
-    checkout (``resources/`` beside the packages), then the ``imgcap_resources`` data folder that a
-    wheel installs.
+    checkout (``resources/`` beside the packages), then ``share/imgcap/resources`` where a wheel
+    installs them (under the environment's prefix, or the user base for ``pip install --user``).
     """
     override = os.environ.get("IMGCAP_RESOURCES")
     if override:
@@ -27,7 +29,14 @@ def resources_root() -> Path:
     checkout = Path(__file__).resolve().parent.parent / "resources"
     if checkout.is_dir():
         return checkout
-    return Path(sys.prefix) / "share" / "imgcap" / "resources"
+    installed = [Path(sys.prefix), Path(sysconfig.get_path("data"))]
+    if site.ENABLE_USER_SITE and site.USER_BASE:
+        installed.append(Path(site.USER_BASE))
+    for prefix in installed:
+        candidate = prefix / "share" / "imgcap" / "resources"
+        if candidate.is_dir():
+            return candidate
+    return installed[0] / "share" / "imgcap" / "resources"
 
 
 def resource_path(*parts: str) -> Path:

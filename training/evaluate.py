@@ -103,6 +103,7 @@ def evaluate_bundle(
     batch_size: int = 8,
     *,
     device: str = "auto",
+    runtime: str = "auto",
     captioner: Any = None,
     progress: bool = False,
     use_java: bool = True,
@@ -115,6 +116,7 @@ def evaluate_bundle(
         beam: beam size (1 is greedy decoding).
         batch_size: photos per batch.
         device: ``"auto"`` or ``"cpu"``.
+        runtime: ``"auto"``, ``"onnx"`` or ``"tf"`` (see :mod:`model.runtime`).
         captioner: an already loaded ``model.captioner.Captioner`` to reuse.
         progress: show a progress bar on stderr.
         use_java: passed to :func:`training.metrics.score_captions`.
@@ -124,9 +126,9 @@ def evaluate_bundle(
         bundle's name) and ``seconds`` (the time spent captioning).
     """
     if captioner is None:
-        from model.captioner import Captioner  # imports TensorFlow
+        from model.captioner import Captioner
 
-        captioner = Captioner.from_bundle(bundle_dir, device=device)
+        captioner = Captioner.from_bundle(bundle_dir, device=device, runtime=runtime)
     paths = [path for path, _ in items]
     outcomes: list[Any] = []
     started = time.perf_counter()
@@ -145,6 +147,7 @@ def evaluate_bundle(
         batch_size=batch_size,
         bundle=None if bundle_dir is None else str(bundle_dir),
         model=getattr(captioner, "name", None),
+        device=getattr(captioner, "device", None),
         seconds=round(seconds, 2),
     )
     return report
@@ -187,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=8, help="photos per batch (default: 8)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N images")
     parser.add_argument("--device", choices=("auto", "cpu"), default="auto", help="where to run (default: auto)")
+    parser.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
+                        help="auto: ONNX Runtime when the bundle has graphs, else TensorFlow")
     parser.add_argument("--json", type=Path, default=None, help="write the report (metrics and captions) here")
     parser.add_argument(
         "--no-java", action="store_true", help="skip Java: Python tokenizer, no METEOR (quick, approximate)"
@@ -226,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     report = evaluate_bundle(
-        args.bundle, items, beam=args.beam, batch_size=args.batch_size, device=args.device,
+        args.bundle, items, beam=args.beam, batch_size=args.batch_size, device=args.device, runtime=args.runtime,
         progress=True, use_java=not args.no_java,
     )
     report = {"source": source, "n_skipped": n_skipped, **report}
