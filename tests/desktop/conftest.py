@@ -60,6 +60,8 @@ class FakeCaptioner:
 
     name = "fake-model"
     device = "CPU"
+    provider = "CPUExecutionProvider"
+    runtime = "onnx"
     grid = (4, 4)
 
     def __init__(self, delay: float = 0.0, gate: threading.Semaphore | None = None):

@@ -26,7 +26,7 @@ class FakeCaptioner:
     failing: set[str] = set()
 
     @classmethod
-    def from_bundle(cls, path=None, *, device="auto"):
+    def from_bundle(cls, path=None, *, device="auto", runtime="auto"):
         cls.loaded.append((path, device))
         return cls()
 
