@@ -103,11 +103,15 @@ def preferred_providers(device: str = "auto", available: list[str] | None = None
 SessionFactory = Callable[..., object]
 
 
-def _default_session_factory(model, providers: list[str]):
+def _default_session_factory(model, providers: list[str], threads: int = 0):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # a provider that cannot start is reported by us, once
+    options.intra_op_num_threads = threads
+    # Worker threads that spin while waiting burn the cores the GUI, photo decoding and any other
+    # program need; on a busy 2-core machine spinning made the encoder 1.5-2x slower (docs/RUNTIME.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=providers)
 
 
