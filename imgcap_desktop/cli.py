@@ -196,12 +196,26 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on a usage error, 0 for --help
         return int(exc.code or 0)
-    with contextlib.ExitStack() as stack:
-        if out is None:
-            out = stack.enter_context(_stdout_for_us_only())
-        if args.command == "import-csv":
-            return run_import_csv(args, out)
-        return run_caption(args, out)
+    try:
+        with contextlib.ExitStack() as stack:
+            if out is None:
+                out = stack.enter_context(_stdout_for_us_only())
+            if args.command == "import-csv":
+                return run_import_csv(args, out)
+            return run_caption(args, out)
+    except BrokenPipeError:  # ``imgcap caption ... | head``: the reader left; what was stored stays
+        _silence_stdout()
+        return EXIT_SOME_FAILED
+
+
+def _silence_stdout() -> None:
+    # Python would report the broken pipe again when it flushes stdout at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
@@ -234,9 +248,14 @@ def _stdout_for_us_only():
         try:
             ours.flush()
             sys.stdout.flush()
+        except BrokenPipeError:
+            pass
         finally:
             os.dup2(ours.fileno(), 1)
-            ours.close()
+            try:
+                ours.close()
+            except BrokenPipeError:
+                pass
 
 
 if __name__ == "__main__":

@@ -319,3 +319,19 @@ def test_utf16_sidecar_is_named_as_such(tmp_path):
     sidecar_path(photo).write_bytes('<x:xmpmeta xmlns:x="adobe:ns:meta/"/>'.encode("utf-16"))
     with pytest.raises(SidecarError, match="UTF-16 XMP is not supported"):
         write_caption(photo, StoredCaption("x", "human"))
+
+
+@POSIX
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    folder = tmp_path / ("long-folder-name-" * 8)
+    for i in range(400):  # more output than a pipe holds, so the writer meets the closed pipe
+        make_photo(folder / f"photo-with-a-long-name-{i:04d}.jpg", size=(4, 4))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.hostile.fake_cli", "caption", str(folder), "--write-sidecars"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout.readline()
+    process.stdout.close()  # like `| head -1`
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode()
+    assert process.returncode == 1
