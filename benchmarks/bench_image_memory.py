@@ -1,6 +1,6 @@
 """Peak memory of loading a huge photo for captioning: reduced decoding vs decoding at full size.
 
-Makes a 196-megapixel PNG (14000 x 14000, RGB) and a 100-megapixel JPEG in a temporary folder,
+Makes 196-megapixel PNGs (14000 x 14000, RGB and RGBA) and a 100-megapixel JPEG in a temporary folder,
 then in a fresh process (Linux: the peak is read from /proc) each loads it as the captioner does (``load_image(path, 260)``), once as
 imgcap does now and once with the early reduction switched off (what it did before), and prints
 the peak resident memory above the process's baseline (after imports), and the ratio.
@@ -57,7 +57,14 @@ def make_photos(folder: Path) -> list[Path]:
     Image.fromarray(rgb).save(png, compress_level=1)
     jpg = folder / "big-100mp.jpg"
     Image.fromarray(rgb[:10000, :10000]).save(jpg, quality=85)
-    return [png, jpg]
+    del rgb
+    rgba = np.empty((side, side, 4), np.uint8)
+    rgba[..., 0] = ramp[None, :]
+    rgba[..., 1] = ramp[:, None]
+    rgba[..., 2:] = 200
+    rgba_png = folder / "huge-196mp-rgba.png"
+    Image.fromarray(rgba).save(rgba_png, compress_level=1)
+    return [png, rgba_png, jpg]
 
 
 def main() -> None:

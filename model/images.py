@@ -123,11 +123,29 @@ def _reduced(img: Image.Image, draft_size: tuple[int, int] | None) -> Image.Imag
     factor_y = max(1, img.height // (3 * draft_size[1]))
     if factor_x == factor_y == 1:
         return img
-    try:
-        return img.reduce((factor_x, factor_y))
-    except ValueError:  # modes reduce() does not support (P, 1, I;16): every n-th pixel is enough here
-        size = (max(1, img.width // factor_x), max(1, img.height // factor_y))
-        return img.resize(size, Image.Resampling.NEAREST)
+    if img.mode in _REDUCIBLE:
+        return _reduce_in_strips(img, factor_x, factor_y)
+    # Modes reduce() does not support (P, 1, I;16): every n-th pixel is enough at this scale.
+    size = (max(1, img.width // factor_x), max(1, img.height // factor_y))
+    return img.resize(size, Image.Resampling.NEAREST)
+
+
+# reduce() works on these; for LA/RGBA it makes a premultiplied full-size copy first, which is why
+# a huge image is reduced a strip at a time.
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F"})
+_STRIP_BLOCKS = 32  # output rows per strip
+
+
+def _reduce_in_strips(img: Image.Image, factor_x: int, factor_y: int) -> Image.Image:
+    """``img.reduce((factor_x, factor_y))`` a band of rows at a time: the same pixels, without a
+    second full-size copy of the image in memory."""
+    width, height = -(-img.width // factor_x), -(-img.height // factor_y)  # reduce() keeps partial blocks
+    out = Image.new(img.mode, (width, height))
+    rows = factor_y * _STRIP_BLOCKS
+    for top in range(0, img.height, rows):
+        band = img.crop((0, top, img.width, min(img.height, top + rows)))
+        out.paste(band.reduce((factor_x, factor_y)), (0, top // factor_y))
+    return out
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
