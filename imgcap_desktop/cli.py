@@ -5,6 +5,7 @@
                            [--skip-captioned] [--overwrite-human] [--device auto|cpu]
                            [--runtime auto|onnx|tf]
     imgcap import-csv FILE [--root DIR] [--sidecar-style ext|base]
+    imgcap archive caption|export ...   (a Ray cluster; see imgcap_desktop/archive/commands.py)
 
 Plain output is one ``path<TAB>caption`` line per photo on stdout (control characters and bytes
 that are not UTF-8 in a file name escaped, so a line is always one photo); ``--json`` prints one JSON
@@ -27,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from imgcap_desktop.archive.commands import add_archive_command, run_archive_command  # no Ray until run
 from imgcap_desktop.metadata.apply import PhotoStatus, select_photos, store_outcomes, write_report_csv
 from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv_command, run_import_csv, store_options
 from imgcap_desktop.metadata.folder import scan_folder
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--json", action="store_true", help="one JSON object per line instead of path<TAB>caption")
     add_caption_options(caption)
     add_import_csv_command(commands)
+    add_archive_command(commands)
     return parser
 
 
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
                 out = stack.enter_context(_stdout_for_us_only())
             if args.command == "import-csv":
                 return run_import_csv(args, out)
+            if args.command == "archive":
+                return run_archive_command(args, out)
             return run_caption(args, out)
     except BrokenPipeError:  # ``imgcap caption ... | head``: the reader left; what was stored stays
         _silence_stdout()

@@ -2,12 +2,12 @@
 # Create .venv and install imgcap into it (idempotent). Debian packages that the tests and the
 # frozen build need are installed too when we are root with apt-get (CI, containers).
 #   scripts/setup.sh          the app and CLI
-#   scripts/setup.sh test     + test tools, exiftool, Java (METEOR), Qt's system libraries
+#   scripts/setup.sh test     + test tools, Ray (the cluster extra), exiftool, Java (METEOR), Qt's system libraries
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
 if [ "${1:-}" = test ]; then
-    extras="[test,build]"
+    extras="[test,build,cluster]"
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive
         apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }

@@ -1,0 +1,88 @@
+"""Finding an archive's photos: folders (recursively), single photos, and text files listing paths."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgcap_desktop.metadata.folder import is_photo, scan_folder
+
+
+@dataclass
+class Inputs:
+    """The photos of a run, as parallel lists (cheap for millions of photos), and what went wrong.
+
+    Attributes:
+        paths: absolute paths (not resolved: a mount's own name is kept, so every node sees the same
+            path), without duplicates, in the order found.
+        sizes: each photo's size in bytes.
+        mtimes: each photo's modification time in nanoseconds.
+        problems: messages about roots or listed paths that do not exist or cannot be read.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    mtimes: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def collect_inputs(roots: list[str | Path]) -> Inputs:
+    """Expand roots into photos and read each one's size and modification time.
+
+    A root is a folder (every photo under it, subfolders included, hidden ones skipped), a photo, or
+    a text file listing paths, one per line (UTF-8; blank lines and lines starting with ``#`` are
+    skipped; relative paths start from the list's own folder; a listed folder is scanned too).
+
+    Never raises for a bad root or path: each becomes a line in ``problems``.
+    """
+    found: dict[str, None] = {}
+    problems: list[str] = []
+    for root in roots:
+        _expand(Path(root), found, problems, listed_in=None)
+    inputs = Inputs(problems=problems)
+    for path in found:
+        try:
+            status = os.stat(path)
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+            continue
+        inputs.paths.append(path)
+        inputs.sizes.append(status.st_size)
+        inputs.mtimes.append(status.st_mtime_ns)
+    return inputs
+
+
+def _expand(path: Path, found: dict[str, None], problems: list[str], listed_in: Path | None) -> None:
+    where = f" (listed in {listed_in})" if listed_in else ""
+    if path.is_dir():
+        try:
+            photos = scan_folder(path, recursive=True)
+        except OSError as exc:
+            problems.append(f"{path}{where}: cannot list the folder ({exc.strerror or exc})")
+            return
+        found.update((os.path.abspath(p), None) for p in photos)
+    elif path.is_file() and (is_photo(path) or listed_in is not None):
+        found[os.path.abspath(path)] = None
+    elif path.is_file():
+        _read_list(path, found, problems)
+    else:
+        problems.append(f"{path}{where}: no such file or folder")
+
+
+def _read_list(list_file: Path, found: dict[str, None], problems: list[str]) -> None:
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{list_file}: cannot read the list of paths ({exc})")
+        return
+    base = list_file.parent
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        path = Path(entry)
+        _expand(path if path.is_absolute() else base / path, found, problems, listed_in=list_file)

@@ -1,0 +1,313 @@
+"""``imgcap archive caption`` on the driver: plan the run, hand the photos to Ray Data, store the results.
+
+The same code runs on a laptop (no ``--address``: a local Ray instance with this machine's CPUs and
+GPUs) and on a cluster started with ``ray start`` (``--address auto`` on a node of it, or
+``HOST:PORT``). The photos are listed and stat'ed here; those whose result is already stored are
+dropped; the rest become Ray Data blocks that a fixed pool of actors (:class:`CaptionWorker`, each
+holding one loaded model) turns into result rows, which stream back here and are committed to the
+results folder a part file at a time. Ray restarts a killed actor and runs its batch again; rows
+reach the results only through this driver, which drops any row it has already stored in the run,
+so nothing is recorded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from imgcap_desktop.archive.inputs import Inputs, collect_inputs
+from imgcap_desktop.archive.results import KEY, ResultsWriter, bundle_sha, latest_results
+from imgcap_desktop.archive.worker import CaptionWorker
+from imgcap_desktop.metadata.apply import StoreOptions
+
+log = logging.getLogger(__name__)
+
+# Ray batches hold this many model batches, so that the next photos load while the model runs.
+BATCHES_PER_CALL = 4
+
+
+@dataclass
+class ArchiveOptions:
+    """Everything ``imgcap archive caption`` was asked for.
+
+    Attributes:
+        roots: folders (scanned recursively), photos, or text files listing paths.
+        out: the results folder (created when missing).
+        address: a Ray cluster (``"auto"`` or ``HOST:PORT``); None starts a local Ray instance,
+            or uses the one this process already started.
+        workers: actors in the pool; by default one per ``cpus_per_worker`` CPUs (or per
+            ``gpus_per_worker`` GPUs) of the cluster.
+        gpus_per_worker: GPUs per actor (0.25: four actors share a GPU); 0 captions on CPUs.
+        cpus_per_worker: CPUs per actor, also its TensorFlow threads; by default the cluster's CPUs
+            divided among ``workers`` on CPUs, or 1 with GPUs.
+        batch_size: photos per model batch.
+        beam: beam size.
+        bundle: a model bundle on storage every node sees; None for the shipped model.
+        store: sidecar options when the workers should write sidecars as they go, else None.
+        attention: store the attention maps too.
+        retry_failed: caption again photos whose stored result is a failure.
+        commit_rows / commit_seconds: when a part file is committed.
+    """
+
+    roots: list[Path]
+    out: Path
+    address: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float | None = None
+    batch_size: int = 8
+    beam: int = 3
+    bundle: Path | None = None
+    store: StoreOptions | None = None
+    attention: bool = False
+    retry_failed: bool = False
+    commit_rows: int = 1000
+    commit_seconds: float = 60.0
+
+
+@dataclass
+class ArchiveReport:
+    """What a run did. ``failed`` counts photos that failed in this run; ``problems`` are paths
+    that could not be listed or stat'ed."""
+
+    found: int = 0
+    skipped: int = 0
+    skipped_failed: int = 0
+    captioned: int = 0
+    failed: int = 0
+    duplicates_dropped: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.problems and not self.interrupted
+
+
+def plan(inputs: Inputs, out: Path, model_sha: str, beam: int, retry_failed: bool) -> tuple[pa.Table, int, int]:
+    """The photos still to caption: ``(table of id, path, size, mtime_ns; skipped; skipped failures)``.
+
+    A photo is skipped when a result with its :data:`KEY` is stored; a stored failure too, unless
+    ``retry_failed``.
+    """
+    wanted = pa.table({
+        "id": pa.array(range(len(inputs)), pa.int64()),
+        "path": pa.array(inputs.paths, pa.string()),
+        "size": pa.array(inputs.sizes, pa.int64()),
+        "mtime_ns": pa.array(inputs.mtimes, pa.int64()),
+    })
+    done = latest_results(out, columns=["error"])
+    done = done.filter(pc.and_(pc.equal(done["model_sha"], model_sha), pc.equal(done["beam"], beam)))
+    failed_before = done.filter(pc.is_valid(done["error"]))
+    if retry_failed:
+        done = done.filter(pc.is_null(done["error"]))
+    keys = list(KEY)
+    keyed = wanted.append_column("model_sha", pa.array([model_sha] * len(inputs), pa.string())) \
+                  .append_column("beam", pa.array([beam] * len(inputs), pa.int32()))
+    todo = keyed.join(done.select(keys), keys=keys, join_type="left anti", use_threads=False)
+    todo = todo.sort_by("id").select(["id", "path", "size", "mtime_ns"])
+    skipped_failed = 0
+    if not retry_failed and failed_before.num_rows:
+        skipped_failed = keyed.join(failed_before.select(keys), keys=keys, join_type="left semi").num_rows
+    return todo, len(inputs) - todo.num_rows, skipped_failed
+
+
+def run_archive(options: ArchiveOptions, *, err: TextIO | None = None,
+                worker_cls: type = CaptionWorker) -> ArchiveReport:
+    """Caption the archive; results land in ``options.out``. Progress goes to ``err`` (stderr).
+
+    Raises:
+        ResultsError: the results folder is unusable (another run holds it, a damaged part file).
+        model.bundle.BundleError: the bundle cannot be loaded.
+    """
+    from model.bundle import default_bundle_path, load_bundle
+
+    err = err or sys.stderr
+    started = time.monotonic()
+    report = ArchiveReport()
+    bundle_path = Path(options.bundle) if options.bundle is not None else default_bundle_path()
+    bundle = load_bundle(bundle_path)  # checks it before any worker starts; no TensorFlow here
+    model_sha = bundle_sha(bundle_path)
+
+    inputs = collect_inputs(options.roots)
+    report.found, report.problems = len(inputs), inputs.problems
+    with ResultsWriter(options.out, commit_rows=options.commit_rows, commit_seconds=options.commit_seconds) as writer:
+        todo, report.skipped, report.skipped_failed = plan(inputs, options.out, model_sha, options.beam,
+                                                           options.retry_failed)
+        if report.skipped:
+            note = f" ({report.skipped_failed} of them failed; --retry-failed tries them again)" if report.skipped_failed else ""
+            print(f"imgcap archive: {report.skipped} of {report.found} photos already have results{note}", file=err)
+        if todo.num_rows:
+            try:
+                _caption(options, bundle.name, model_sha, todo, writer, report, err, worker_cls)
+            except KeyboardInterrupt:
+                report.interrupted = True
+                print("imgcap archive: interrupted; run the same command again to go on", file=err)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.Table, writer: ResultsWriter,
+             report: ArchiveReport, err: TextIO, worker_cls: type) -> None:
+    import ray
+
+    started_ray = _init_ray(options.address)
+    try:
+        workers, cpus, gpus = _pool_size(options, ray.cluster_resources())
+        print(f"imgcap archive: {todo.num_rows} photos to caption with {model_name} on {workers} workers "
+              f"({cpus:g} CPU{'s' if cpus != 1 else ''}{f', {gpus:g} GPU' if gpus else ''} each)", file=err)
+        dataset = _dataset(todo, options, workers, model_sha, cpus, gpus, worker_cls)
+        stored = bytearray(int(pc.max(todo["id"]).as_py()) + 1)  # ids already stored in this run
+        with _Progress(todo.num_rows, err) as progress:
+            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                ids = table["id"].to_numpy()
+                fresh = [i for i, photo in enumerate(ids) if not stored[photo]]
+                if len(fresh) < len(ids):  # a batch that Ray ran twice: its first rows are stored
+                    report.duplicates_dropped += len(ids) - len(fresh)
+                    table = table.take(pa.array(fresh, pa.int64()))
+                for photo in table["id"].to_numpy():
+                    stored[photo] = 1
+                writer.add(table)
+                failed = table.num_rows - table["error"].null_count
+                if failed:
+                    for message in table.filter(pc.is_valid(table["error"]))["error"].to_pylist():
+                        progress.note(message)
+                report.failed += failed
+                report.captioned += table.num_rows - failed
+                progress.update(table.num_rows, failed)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _init_ray(address: str | None) -> bool:
+    """Connect to (or start) Ray; True when this call started it (and so should shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    ray.init(address=address, runtime_env={"env_vars": env}, logging_level=logging.WARNING,
+             configure_logging=True, log_to_driver=True)
+    return True
+
+
+def _pool_size(options: ArchiveOptions, resources: dict) -> tuple[int, float, float]:
+    """``(workers, CPUs per worker, GPUs per worker)`` for this cluster."""
+    total_cpus = float(resources.get("CPU", 1))
+    gpus = float(options.gpus_per_worker or 0)
+    if gpus:
+        total_gpus = float(resources.get("GPU", 0))
+        if total_gpus < gpus:
+            raise ValueError(f"--gpus-per-worker {gpus:g}, but the cluster has {total_gpus:g} GPUs")
+        cpus = options.cpus_per_worker or 1.0
+        workers = options.workers or max(1, int(total_gpus / gpus + 1e-9))
+    elif options.workers:
+        workers = options.workers
+        cpus = options.cpus_per_worker or max(1.0, math.floor(total_cpus / workers))
+    else:
+        cpus = options.cpus_per_worker or 1.0
+        workers = max(1, int(total_cpus / cpus))
+    return workers, cpus, gpus
+
+
+def _dataset(todo: pa.Table, options: ArchiveOptions, workers: int, model_sha: str, cpus: float, gpus: float,
+             worker_cls: type):
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver shows its own (done, photos/s, ETA, failures)
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset started or finished
+    logging.getLogger("ray.data._internal.progress").addFilter(_NoProgressBarNotice())
+    call_rows = options.batch_size * BATCHES_PER_CALL
+    # Blocks small enough to spread over every worker, large enough to keep the overhead low.
+    block_rows = max(options.batch_size, min(call_rows * 4, math.ceil(todo.num_rows / (workers * 4))))
+    blocks = [todo.slice(start, block_rows) for start in range(0, todo.num_rows, block_rows)]
+    store = options.store
+    return ray.data.from_arrow(blocks).map_batches(
+        worker_cls,
+        fn_constructor_kwargs={
+            "bundle": str(options.bundle) if options.bundle is not None else None,
+            "model_sha": model_sha, "beam": options.beam, "batch_size": options.batch_size,
+            "device": "auto" if gpus else "cpu", "threads": max(1, int(cpus)), "store": store,
+            "attention": options.attention,
+        },
+        batch_size=call_rows,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=cpus,
+        num_gpus=gpus or None,
+    )
+
+
+class _NoProgressBarNotice(logging.Filter):
+    """Ray Data warns that its progress bars are off: they are, on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Progress bars disabled" not in record.getMessage()
+
+
+class _Progress:
+    """Photos done, photos/s, ETA and failures: a bar on a terminal, else a line every 30 s."""
+
+    def __init__(self, total: int, err: TextIO, interval: float = 30.0):
+        self.total, self.err, self.interval = total, err, interval
+        self.done = self.failed = 0
+        self.started = self.last_line = time.monotonic()
+        self.bar = None
+        if getattr(err, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="photo", file=err, dynamic_ncols=True)
+
+    def update(self, rows: int, failed: int) -> None:
+        self.done += rows
+        self.failed += failed
+        if self.bar is not None:
+            self.bar.update(rows)
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= self.interval or self.done == self.total:
+            self.last_line = now
+            print(f"imgcap archive: {self.line()}", file=self.err, flush=True)
+
+    def note(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(f"imgcap archive: {message}", file=self.err)
+        else:
+            print(f"imgcap archive: {message}", file=self.err)
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        return (f"{self.done}/{self.total} photos, {rate:.1f} photos/s, ETA {_duration(eta)}, "
+                f"{self.failed} failed")
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if math.isnan(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -1,0 +1,34 @@
+"""Workers for the archive tests that misbehave on purpose; importable by Ray's worker processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from imgcap_desktop.archive.worker import CaptionWorker
+
+CRASH_MARKER = ".worker-crashed"
+
+
+class SlowWorker(CaptionWorker):
+    """Takes half a second more per batch, so that a test can stop the driver in the middle of a run."""
+
+    def __call__(self, batch):
+        time.sleep(0.5)
+        return super().__call__(batch)
+
+
+class CrashOnceWorker(CaptionWorker):
+    """The first batch of the run kills its actor's process (as the OOM killer or a lost node would).
+
+    The marker file beside the first photo makes it happen once per run, whichever actor gets there.
+    """
+
+    def __call__(self, batch):
+        marker = Path(batch["path"][0].as_py()).parent / CRASH_MARKER
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return super().__call__(batch)
+        os._exit(1)

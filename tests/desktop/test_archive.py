@@ -1,0 +1,288 @@
+"""``imgcap archive``: a local Ray cluster (2 CPUs) captioning small folders with the tiny bundle.
+
+The same results as ``imgcap caption``; a rerun after the driver was killed finishes the job with no
+photo missing or twice; a corrupt photo fails alone; a killed actor's photos are still captioned;
+``export --apply-sidecars`` keeps what other tools stored; and nothing but the archive needs Ray.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("ray", reason="the cluster extra is not installed: pip install -e '.[cluster]'")
+pa = pytest.importorskip("pyarrow")
+
+from imgcap_desktop.archive.inputs import collect_inputs  # noqa: E402
+from imgcap_desktop.archive.pipeline import ArchiveOptions, plan, run_archive  # noqa: E402
+from imgcap_desktop.archive.results import ResultsError, ResultsWriter, bundle_sha, part_files, read_results  # noqa: E402
+from imgcap_desktop.cli import main  # noqa: E402
+from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption  # noqa: E402
+from tests.desktop.archive_helpers import CRASH_MARKER, CrashOnceWorker  # noqa: E402
+from tests.desktop.conftest import make_photos  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A Ray instance with 2 CPUs for this module; its workers import this checkout's packages."""
+    import ray
+
+    python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, num_gpus=0, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
+             logging_level="WARNING", runtime_env={"env_vars": {"PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "2"}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def archive(ray_cluster, tiny_bundle, tmp_path_factory):
+    """Photos in two folders (one corrupt), captioned once by the archive: ``(folder, results, report)``."""
+    folder = tmp_path_factory.mktemp("archive") / "photos"
+    make_photos(folder, count=5)  # photo1..5.jpg, drawing.png, broken.jpg
+    make_photos(folder / "sub", count=2, corrupt=False)  # photo1..2.jpg, drawing.png
+    results = folder.parent / "results"
+    report = run_archive(_options(folder, results, tiny_bundle, attention=True))
+    return folder, results, report
+
+
+def _options(root, results, bundle, **changes) -> ArchiveOptions:
+    settings = dict(roots=[Path(root)], out=Path(results), bundle=Path(bundle), beam=2, batch_size=2, workers=2,
+                    cpus_per_worker=1, commit_rows=4)
+    return ArchiveOptions(**(settings | changes))
+
+
+def _rows(results) -> dict[str, dict]:
+    rows = read_results(results).to_pylist()
+    paths = [row["path"] for row in rows]
+    assert len(paths) == len(set(paths)), "a photo was recorded twice"
+    return {row["path"]: row for row in rows}
+
+
+def test_results_match_the_cli(archive, tiny_bundle):
+    folder, results, report = archive
+    out = io.StringIO()
+    code = main(["caption", str(folder), "--recursive", "--bundle", str(tiny_bundle), "--beam", "2",
+                 "--batch-size", "2", "--json"], out)
+    assert code == 1  # the corrupt photo
+    cli = {record["path"]: record for record in map(json.loads, out.getvalue().splitlines())}
+    rows = _rows(results)
+
+    assert set(rows) == set(cli) and len(rows) == 10
+    assert report.found == 10 and report.captioned == 9 and report.failed == 1
+    for path, record in cli.items():
+        row = rows[path]
+        if "error" in record:
+            assert row["caption"] is None and row["error"] == record["error"]
+            continue
+        assert row["error"] is None
+        assert row["caption"] == record["caption"]
+        assert round(row["score"], 4) == pytest.approx(record["score"], abs=2e-4)
+        assert [a["caption"] for a in row["alternatives"]] == [a["caption"] for a in record["alternatives"]]
+        assert [a["score"] for a in row["alternatives"]] == pytest.approx(
+            [a["score"] for a in record["alternatives"]], abs=2e-4)
+        assert (row["size"], row["mtime_ns"]) == (os.stat(path).st_size, os.stat(path).st_mtime_ns)
+        assert row["model"] == "tiny-test" and row["beam"] == 2 and len(row["model_sha"]) == 64
+
+
+def test_a_corrupt_photo_is_retried_once_then_recorded_as_failed(archive):
+    folder, results, _ = archive
+    rows = _rows(results)
+    broken = rows[str(folder / "broken.jpg")]
+    assert "broken.jpg" in broken["error"] and "corrupt" in broken["error"]
+    assert broken["attempts"] == 2
+    others = [row for path, row in rows.items() if not path.endswith("broken.jpg")]
+    assert all(row["error"] is None and row["caption"] and row["attempts"] == 1 for row in others)
+
+
+def test_attention_maps_are_stored_when_asked(archive):
+    _, results, _ = archive
+    for row in _rows(results).values():
+        if row["error"] is None:
+            shape = row["attention_shape"]
+            maps = np.asarray(row["attention"], np.float32).reshape(shape)
+            assert shape[0] == len(row["caption"].split())
+            np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, atol=1e-4)
+
+
+def test_a_rerun_skips_what_is_done(archive, tiny_bundle):
+    folder, results, _ = archive
+    before = part_files(results)
+
+    again = run_archive(_options(folder, results, tiny_bundle))
+
+    assert (again.skipped, again.skipped_failed, again.captioned, again.failed) == (10, 1, 0, 0)
+    assert part_files(results) == before
+
+
+def test_a_changed_photo_another_model_or_beam_is_captioned_again(archive, tiny_bundle):
+    folder, results, _ = archive
+    inputs = collect_inputs([folder])
+    sha = bundle_sha(tiny_bundle)
+    assert plan(inputs, results, sha, beam=2, retry_failed=False)[0].num_rows == 0
+    todo, skipped, skipped_failed = plan(inputs, results, sha, beam=2, retry_failed=True)
+    assert todo["path"].to_pylist() == [str(folder / "broken.jpg")] and (skipped, skipped_failed) == (9, 0)
+
+    changed = inputs.paths.index(str(folder / "photo1.jpg"))
+    inputs.mtimes[changed] += 1
+    assert plan(inputs, results, sha, beam=2, retry_failed=False)[0]["path"].to_pylist() == [inputs.paths[changed]]
+    assert plan(inputs, results, sha, beam=1, retry_failed=False)[0].num_rows == 10
+    assert plan(inputs, results, "0" * 64, beam=2, retry_failed=False)[0].num_rows == 10
+
+
+def test_resume_after_the_driver_is_killed(ray_cluster, tiny_bundle, tmp_path):
+    folder, results = tmp_path / "photos", tmp_path / "results"
+    photos = make_photos(folder, count=22, corrupt=False)  # 23 photos, half a second per batch of 2
+    driver = textwrap.dedent(f"""
+        from pathlib import Path
+        from imgcap_desktop.archive.pipeline import ArchiveOptions, run_archive
+        from tests.desktop.archive_helpers import SlowWorker
+        run_archive(ArchiveOptions(roots=[Path({str(folder)!r})], out=Path({str(results)!r}), address={ray_cluster!r},
+                                   bundle=Path({str(tiny_bundle)!r}), beam=1, batch_size=2, workers=2,
+                                   cpus_per_worker=1, commit_rows=2), worker_cls=SlowWorker)
+    """)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not part_files(results) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert part_files(results), f"the driver stored nothing: {process.stderr.read().decode()[-2000:] if process.poll() is not None else 'timeout'}"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        process.stderr.close()
+    stored_before = read_results(results).num_rows
+    assert 0 < stored_before < len(photos), "the driver was not stopped in the middle of the run"
+
+    report = run_archive(_options(folder, results, tiny_bundle, beam=1))
+
+    rows = _rows(results)  # no photo twice
+    assert set(rows) == {str(p) for p in photos}
+    assert all(row["error"] is None for row in rows.values())
+    assert report.skipped == stored_before and report.captioned == len(photos) - stored_before
+
+
+def test_a_killed_actors_photos_are_completed(ray_cluster, tiny_bundle, tmp_path):
+    folder, results = tmp_path / "photos", tmp_path / "results"
+    photos = make_photos(folder, count=9, corrupt=False)
+
+    report = run_archive(_options(folder, results, tiny_bundle, beam=1), worker_cls=CrashOnceWorker)
+
+    assert (folder / CRASH_MARKER).exists(), "no actor was killed"
+    rows = _rows(results)
+    assert set(rows) == {str(p) for p in photos}
+    assert all(row["error"] is None and row["caption"] for row in rows.values())
+    assert report.captioned == len(photos) and report.failed == 0
+
+
+def test_apply_sidecars_keeps_other_tools_fields(archive, tmp_path):
+    folder, results, _ = archive
+    foreign = sidecar_path(folder / "photo1.jpg")
+    foreign.write_text(textwrap.dedent("""\
+        <?xml version="1.0" encoding="UTF-8"?>
+        <x:xmpmeta xmlns:x="adobe:ns:meta/">
+         <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+          <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"
+            xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:digiKam="http://www.digikam.org/ns/1.0/" xmp:Rating="4">
+           <dc:subject><rdf:Bag><rdf:li>holiday</rdf:li></rdf:Bag></dc:subject>
+           <digiKam:TagsList><rdf:Seq><rdf:li>Places/Beach</rdf:li></rdf:Seq></digiKam:TagsList>
+          </rdf:Description>
+         </rdf:RDF>
+        </x:xmpmeta>
+        """), encoding="utf-8")
+    human = StoredCaption("my own words", "human", captioned_at="2026-01-01T00:00:00+00:00")
+    write_caption(folder / "photo2.jpg", human)
+    unparseable = sidecar_path(folder / "photo3.jpg")
+    unparseable.write_bytes(b"<x:xmpmeta><rdf:RDF> not closed")
+    rows = _rows(results)
+
+    out = io.StringIO()
+    code = main(["archive", "export", str(results), "--apply-sidecars"], out)
+
+    assert code == 1  # the unparseable sidecar
+    text = foreign.read_text(encoding="utf-8")
+    assert 'xmp:Rating="4"' in text and "<rdf:li>holiday</rdf:li>" in text and "Places/Beach" in text
+    stored = read_caption(folder / "photo1.jpg", embedded=False)
+    assert stored.text == rows[str(folder / "photo1.jpg")]["caption"] and stored.source == "automatic"
+    assert read_caption(folder / "photo2.jpg") == human
+    assert unparseable.read_bytes() == b"<x:xmpmeta><rdf:RDF> not closed"
+    assert not sidecar_path(folder / "broken.jpg").exists()
+    for path, row in rows.items():
+        if row["error"] is None and not path.endswith(("photo2.jpg", "photo3.jpg")):
+            assert read_caption(path, embedded=False).text == row["caption"]
+    assert "7 sidecars written" in out.getvalue() and "1 human captions kept" in out.getvalue()
+
+    again = io.StringIO()
+    main(["archive", "export", str(results), "--apply-sidecars"], again)
+    assert "0 sidecars written, 7 unchanged" in again.getvalue()
+
+
+def test_export_csv_has_a_row_per_photo(archive, tmp_path):
+    folder, results, _ = archive
+    csv_file = folder / "captions.csv"
+    assert main(["archive", "export", str(results), "--csv", str(csv_file)], io.StringIO()) == 0
+    from imgcap_desktop.metadata.csvio import read_csv
+
+    rows = {row.relative_path: row for _, row in read_csv(csv_file)}
+    stored = {Path(path).relative_to(folder).as_posix(): row for path, row in _rows(results).items()}
+    assert set(rows) == set(stored)
+    for relative, row in rows.items():
+        assert row.caption == (stored[relative]["caption"] or "")
+    csv_file.unlink()
+
+
+def test_a_second_run_on_the_same_results_is_refused(tmp_path):
+    with ResultsWriter(tmp_path / "r"):
+        with pytest.raises(ResultsError, match="another archive run"):
+            ResultsWriter(tmp_path / "r")
+    ResultsWriter(tmp_path / "r").close()  # released
+
+
+def test_a_list_of_paths_is_an_input(tmp_path):
+    photos = make_photos(tmp_path / "p", count=2, corrupt=False)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# photos\n{photos[0]}\n\np/{photos[1].name}\nmissing.jpg\n", encoding="utf-8")
+    inputs = collect_inputs([listing, photos[0]])
+    assert inputs.paths == [str(photos[0]), str(photos[1])]
+    assert inputs.sizes == [photos[0].stat().st_size, photos[1].stat().st_size]
+    assert len(inputs.problems) == 1 and "missing.jpg" in inputs.problems[0]
+
+
+def test_ray_is_needed_by_nothing_but_the_archive(tmp_path, tiny_bundle):
+    """The app, the CLI and the binary's entry point import and caption with Ray and pyarrow blocked."""
+    photo = make_photos(tmp_path / "p", count=1, corrupt=False)[0]
+    script = textwrap.dedent(f"""
+        import importlib.abc, io, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("ray", "pyarrow"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import imgcap_desktop.app, imgcap_desktop.main_window, imgcap_desktop.cli, imgcap_desktop.selftest
+        from imgcap_desktop.cli import main
+        out = io.StringIO()
+        assert main(["caption", {str(photo)!r}, "--bundle", {str(tiny_bundle)!r}, "--beam", "1"], out) == 0, out.getvalue()
+        assert out.getvalue().startswith({str(photo)!r})
+        assert main(["archive", "caption", {str(photo.parent)!r}, "--out", {str(tmp_path / "r")!r}]) == 2
+        assert not [m for m in sys.modules if m.split(".")[0] in ("ray", "pyarrow")]
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+    assert "pip install 'imgcap[cluster]'" in done.stderr
