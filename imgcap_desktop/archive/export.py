@@ -124,8 +124,9 @@ def apply_sidecars(folder: str | Path, *, style: SidecarStyle = "ext", overwrite
             continue
         caption = StoredCaption(row["caption"], "automatic", row["model"], row["score"], row["captioned_at"])
         try:
-            stored = read_caption(photo, embedded=False)
-            if stored is not None and stored.source == "human" and not overwrite_human:
+            stored = read_caption(photo)
+            # A description embedded in the photo is a person's too (as for ``imgcap caption``).
+            if stored is not None and stored.source in ("human", "embedded") and not overwrite_human:
                 report.kept_human.append(photo)
             elif stored is not None and (stored.text, stored.source, stored.model) == (caption.text, caption.source, caption.model):
                 report.unchanged.append(photo)

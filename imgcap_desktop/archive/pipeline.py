@@ -88,10 +88,21 @@ class ArchiveReport:
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     interrupted: bool = False
+    first_rows: int = 0  # rows in the first results that came back
+    first_at: float | None = None  # time.monotonic() when they came
+    last_at: float | None = None  # ... and when the last ones came
 
     @property
     def ok(self) -> bool:
         return not self.failed and not self.problems and not self.interrupted
+
+    @property
+    def steady_rate(self) -> float | None:
+        """Photos/s once results flow (from the first results to the last: start-up left out)."""
+        done = self.captioned + self.failed - self.first_rows
+        if self.first_at is None or self.last_at is None or self.last_at <= self.first_at or done <= 0:
+            return None
+        return done / (self.last_at - self.first_at)
 
 
 def plan(inputs: Inputs, out: Path, model_sha: str, beam: int, retry_failed: bool) -> tuple[pa.Table, int, int]:
@@ -178,6 +189,9 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
                 for photo in table["id"].to_numpy():
                     stored[photo] = 1
                 writer.add(table)
+                report.last_at = time.monotonic()
+                if report.first_at is None:
+                    report.first_at, report.first_rows = report.last_at, table.num_rows
                 failed = table.num_rows - table["error"].null_count
                 if failed:
                     for message in table.filter(pc.is_valid(table["error"]))["error"].to_pylist():
@@ -260,29 +274,44 @@ class _NoProgressBarNotice(logging.Filter):
 
 
 class _Progress:
-    """Photos done, photos/s, ETA and failures: a bar on a terminal, else a line every 30 s."""
+    """Photos done, photos/s, ETA and failures: a bar on a terminal, else a line every 30 s.
+
+    The rate counts from the first results (the workers' start-up is not captioning speed).
+    """
 
     def __init__(self, total: int, err: TextIO, interval: float = 30.0):
         self.total, self.err, self.interval = total, err, interval
         self.done = self.failed = 0
-        self.started = self.last_line = time.monotonic()
+        self.first: tuple[float, int] | None = None
+        self.last_line = time.monotonic()
         self.bar = None
         if getattr(err, "isatty", lambda: False)():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="photo", file=err, dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit="photo", file=err, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {postfix}]")
 
     def update(self, rows: int, failed: int) -> None:
+        now = time.monotonic()
         self.done += rows
         self.failed += failed
+        if self.first is None:
+            self.first = (now, self.done)
         if self.bar is not None:
             self.bar.update(rows)
-            self.bar.set_postfix(failed=self.failed, refresh=False)
-            return
-        now = time.monotonic()
-        if now - self.last_line >= self.interval or self.done == self.total:
+            self.bar.set_postfix_str(f"{self.rate():.1f} photos/s, ETA {_duration(self.eta())}, {self.failed} failed")
+        elif now - self.last_line >= self.interval or self.done == self.total:
             self.last_line = now
             print(f"imgcap archive: {self.line()}", file=self.err, flush=True)
+
+    def rate(self) -> float:
+        if self.first is None or time.monotonic() <= self.first[0]:
+            return 0.0
+        return (self.done - self.first[1]) / (time.monotonic() - self.first[0])
+
+    def eta(self) -> float:
+        rate = self.rate()
+        return (self.total - self.done) / rate if rate > 0 else float("nan")
 
     def note(self, message: str) -> None:
         if self.bar is not None:
@@ -291,10 +320,7 @@ class _Progress:
             print(f"imgcap archive: {message}", file=self.err)
 
     def line(self) -> str:
-        elapsed = time.monotonic() - self.started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        return (f"{self.done}/{self.total} photos, {rate:.1f} photos/s, ETA {_duration(eta)}, "
+        return (f"{self.done}/{self.total} photos, {self.rate():.1f} photos/s, ETA {_duration(self.eta())}, "
                 f"{self.failed} failed")
 
     def __enter__(self) -> _Progress:
