@@ -88,9 +88,8 @@ class ArchiveReport:
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     interrupted: bool = False
-    first_rows: int = 0  # rows in the first results that came back
-    first_at: float | None = None  # time.monotonic() when they came
-    last_at: float | None = None  # ... and when the last ones came
+    work_started: float | None = None  # time.time() when the first worker call began
+    work_finished: float | None = None  # ... and when the last one ended
 
     @property
     def ok(self) -> bool:
@@ -98,11 +97,11 @@ class ArchiveReport:
 
     @property
     def steady_rate(self) -> float | None:
-        """Photos/s once results flow (from the first results to the last: start-up left out)."""
-        done = self.captioned + self.failed - self.first_rows
-        if self.first_at is None or self.last_at is None or self.last_at <= self.first_at or done <= 0:
+        """Photos/s from the first worker call's start to the last one's end (start-up left out)."""
+        done = self.captioned + self.failed
+        if self.work_started is None or self.work_finished is None or self.work_finished <= self.work_started:
             return None
-        return done / (self.last_at - self.first_at)
+        return done / (self.work_finished - self.work_started)
 
 
 def plan(inputs: Inputs, out: Path, model_sha: str, beam: int, retry_failed: bool) -> tuple[pa.Table, int, int]:
@@ -186,12 +185,14 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
                 if len(fresh) < len(ids):  # a batch that Ray ran twice: its first rows are stored
                     report.duplicates_dropped += len(ids) - len(fresh)
                     table = table.take(pa.array(fresh, pa.int64()))
+                    if table.num_rows == 0:
+                        continue
                 for photo in table["id"].to_numpy():
                     stored[photo] = 1
                 writer.add(table)
-                report.last_at = time.monotonic()
-                if report.first_at is None:
-                    report.first_at, report.first_rows = report.last_at, table.num_rows
+                began, ended = pc.min(table["_call_started"]).as_py(), pc.max(table["_call_finished"]).as_py()
+                report.work_started = min(began, report.work_started or began)
+                report.work_finished = max(ended, report.work_finished or ended)
                 failed = table.num_rows - table["error"].null_count
                 if failed:
                     for message in table.filter(pc.is_valid(table["error"]))["error"].to_pylist():
@@ -248,9 +249,9 @@ def _dataset(todo: pa.Table, options: ArchiveOptions, workers: int, model_sha: s
     call_rows = options.batch_size * BATCHES_PER_CALL
     # Blocks small enough to spread over every worker, large enough to keep the overhead low.
     block_rows = max(options.batch_size, min(call_rows * 4, math.ceil(todo.num_rows / (workers * 4))))
-    blocks = [todo.slice(start, block_rows) for start in range(0, todo.num_rows, block_rows)]
+    # from_items builds the blocks here; from_arrow would start a task (a worker process) per block.
     store = options.store
-    return ray.data.from_arrow(blocks).map_batches(
+    return ray.data.from_items(todo.to_pylist(), override_num_blocks=math.ceil(todo.num_rows / block_rows)).map_batches(
         worker_cls,
         fn_constructor_kwargs={
             "bundle": str(options.bundle) if options.bundle is not None else None,

@@ -1,0 +1,125 @@
+"""Archive captioning on Ray Data against the plain CLI, on this machine, in one run.
+
+    python benchmarks/bench_archive.py [--photos 300] [--bundle DIR] [--batch-size 8] [--beam 3]
+
+The same folder of photos (scikit-image's real photos, cropped, flipped and resized into ``--photos``
+distinct JPEGs in a temporary folder) is captioned three times with the same bundle and settings:
+
+(a) the plain CLI: ``imgcap caption DIR --json --device cpu`` in a subprocess (TensorFlow uses every
+    core), its output lines timed as they arrive;
+(b) ``imgcap archive caption`` on a local Ray instance with all the CPUs: 1 actor holding the CPUs;
+(c) the same with 2 actors, one CPU each.
+
+Each rate is photos/s *once results flow*: from the first batch's results to the last photo's, so
+the start-up (TensorFlow's import, the model's build, Ray's actors) is left out of all three alike;
+the wall-clock time of each run, start-up included, is printed too. Targets: (b) within 15% of (a);
+(c) faster than (b) on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+OVERHEAD_TARGET = 0.15
+
+
+def run_cli(folder: Path, args) -> tuple[dict[str, str], float, float]:
+    """``(captions by path, steady photos/s, wall seconds)`` of ``imgcap caption --json``."""
+    command = [sys.executable, "-m", "imgcap_desktop.cli", "caption", str(folder), "--json", "--device", "cpu",
+               "--beam", str(args.beam), "--batch-size", str(args.batch_size)]
+    if args.bundle:
+        command += ["--bundle", str(args.bundle)]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    captions, times = {}, []
+    for line in process.stdout:
+        times.append(time.monotonic())
+        record = json.loads(line)
+        captions[record["path"]] = record.get("caption")
+    process.wait()
+    wall = time.monotonic() - started
+    first = min(args.batch_size, len(times))  # the first batch's lines come together
+    steady = (len(times) - first) / (times[-1] - times[first - 1])
+    return captions, steady, wall
+
+
+def run_ray(folder: Path, out: Path, workers: int, cpus: float, args):
+    from imgcap_desktop.archive.pipeline import ArchiveOptions, run_archive
+    from imgcap_desktop.archive.results import read_results
+
+    started = time.monotonic()
+    report = run_archive(ArchiveOptions(roots=[folder], out=out, workers=workers, cpus_per_worker=cpus,
+                                        batch_size=args.batch_size, beam=args.beam, bundle=args.bundle),
+                         err=io.StringIO())
+    wall = time.monotonic() - started
+    if report.steady_rate is None:
+        raise SystemExit("all results came back at once: use more --photos")
+    rows = read_results(out, columns=["path", "caption"]).to_pylist()
+    return {row["path"]: row["caption"] for row in rows}, report.steady_rate, wall, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photos", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--beam", type=int, default=3)
+    parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped one)")
+    args = parser.parse_args(argv)
+
+    import ray
+    import tensorflow as tf
+
+    from bench_caption import make_photos
+    from model.bundle import load_bundle
+
+    cpus = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="imgcap-bench-archive-") as tmp:
+        folder = Path(tmp) / "photos"
+        folder.mkdir()
+        paths = make_photos(folder, args.photos)
+        model = load_bundle(args.bundle).name
+        print(f"{len(paths)} photos, model {model}, beam {args.beam}, batch {args.batch_size}, {cpus} CPUs, "
+              f"TensorFlow {tf.__version__}, Ray {ray.__version__}")
+
+        cli, cli_rate, cli_wall = run_cli(folder, args)
+        print(f"(a) imgcap caption (CLI):              {cli_rate:7.2f} photos/s   wall {cli_wall:6.1f} s")
+
+        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING",
+                 runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}})
+        try:
+            one, one_rate, one_wall, _ = run_ray(folder, Path(tmp) / "r1", 1, cpus, args)
+            print(f"(b) archive, 1 actor x {cpus} CPUs:        {one_rate:7.2f} photos/s   wall {one_wall:6.1f} s")
+            two, two_rate, two_wall, _ = run_ray(folder, Path(tmp) / "r2", 2, max(1, cpus // 2), args)
+            print(f"(c) archive, 2 actors x {max(1, cpus // 2)} CPU{'s' if cpus > 3 else ''}:        "
+                  f"{two_rate:7.2f} photos/s   wall {two_wall:6.1f} s")
+        finally:
+            ray.shutdown()
+
+    overhead = 1 - one_rate / cli_rate
+    scaling = two_rate / one_rate
+    same = sum(cli.get(p) == one.get(p) == two.get(p) for p in cli)
+    print()
+    print(f"overhead of Ray with 1 actor against the CLI: {overhead:+.1%}   target <= {OVERHEAD_TARGET:.0%}   "
+          f"{'OK' if overhead <= OVERHEAD_TARGET else 'MISSED'}")
+    print(f"scaling, 2 actors / 1 actor: {scaling:.2f}x   target > 1   {'OK' if scaling > 1 else 'MISSED'}")
+    print(f"per-actor rate with 2 actors: {two_rate / 2:.2f} photos/s per actor (1 CPU each)")
+    print(f"same caption from the CLI and both archive runs: {same}/{len(cli)} photos")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
