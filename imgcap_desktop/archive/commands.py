@@ -3,9 +3,10 @@
     imgcap archive caption ROOT... --out RESULTS [--address auto|HOST:PORT] [--workers N]
                            [--gpus-per-worker F] [--cpus-per-worker F] [--batch-size N] [--beam N]
                            [--bundle DIR] [--write-sidecars] [--sidecar-style ext|base]
-                           [--overwrite-human] [--attention] [--retry-failed] [--commit-every N]
-    imgcap archive export RESULTS (--csv FILE [--root DIR] | --apply-sidecars [--sidecar-style ext|base]
-                           [--overwrite-human])
+                           [--overwrite-human] [--[no-]keywords] [--attention] [--retry-failed]
+                           [--commit-every N]
+    imgcap archive export RESULTS [--csv FILE [--root DIR]] [--apply-sidecars [--sidecar-style ext|base]
+                           [--overwrite-human]] [--[no-]keywords]
 
 This module imports neither Ray nor pyarrow: the CLI builds its parser with it whether or not the
 ``cluster`` extra is installed, and only running an archive command needs them.
@@ -59,6 +60,9 @@ def add_archive_command(subparsers) -> argparse.ArgumentParser:
                          help="name new sidecars photo.jpg.xmp (ext, default) or photo.xmp (base)")
     caption.add_argument("--overwrite-human", action="store_true",
                          help="replace captions a person wrote or edited (kept by default)")
+    caption.add_argument("--keywords", action=argparse.BooleanOptionalAction, default=True,
+                         help="with --write-sidecars, merge the model's keywords into dc:subject (other tools' "
+                              "keywords are kept; default: on). The results always hold the tags and keywords")
     caption.add_argument("--attention", action="store_true", help="also store every word's attention map")
     caption.add_argument("--retry-failed", action="store_true", help="caption again photos whose result is a failure")
     caption.add_argument("--commit-every", type=_positive_int, default=1000, metavar="N",
@@ -74,7 +78,11 @@ def add_archive_command(subparsers) -> argparse.ArgumentParser:
     export.add_argument("--apply-sidecars", action="store_true",
                         help="write each caption to the photo's XMP sidecar (other tools' fields are kept)")
     export.add_argument("--sidecar-style", choices=("ext", "base"), default="ext", help="naming style for new sidecars")
-    export.add_argument("--overwrite-human", action="store_true", help="replace captions a person wrote or edited")
+    export.add_argument("--overwrite-human", action="store_true",
+                        help="replace captions a person wrote or edited, or embedded in the photo")
+    export.add_argument("--keywords", action=argparse.BooleanOptionalAction, default=True,
+                        help="store the model's keywords too: merged into dc:subject, other tools' kept; a "
+                             "keywords column in the CSV (default: on)")
     return archive
 
 
@@ -121,7 +129,8 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
 
     store = None
     if args.write_sidecars:
-        store = StoreOptions(write_sidecars=True, sidecar_style=args.sidecar_style, overwrite_human=args.overwrite_human)
+        store = StoreOptions(write_sidecars=True, sidecar_style=args.sidecar_style, overwrite_human=args.overwrite_human,
+                             keywords=args.keywords)
     options = ArchiveOptions(
         roots=args.roots, out=args.out, address=args.address, workers=args.workers,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, batch_size=args.batch_size,
@@ -155,13 +164,14 @@ def _run_export(args: argparse.Namespace, out: TextIO) -> int:
     try:
         if args.csv:
             try:
-                rows = export_csv(args.results, args.csv, args.root)
+                rows = export_csv(args.results, args.csv, args.root, keywords=args.keywords)
             except OSError as exc:
                 print(f"imgcap archive export: cannot write {args.csv}: {exc}", file=sys.stderr)
                 return EXIT_SOME_FAILED
             print(f"{rows} photos written to {args.csv}", file=out)
         if args.apply_sidecars:
-            report = apply_sidecars(args.results, style=args.sidecar_style, overwrite_human=args.overwrite_human)
+            report = apply_sidecars(args.results, style=args.sidecar_style, overwrite_human=args.overwrite_human,
+                                    keywords=args.keywords)
             for photo in report.changed:
                 print(f"imgcap archive: {photo}: changed since it was captioned; not applied", file=sys.stderr)
             for photo in report.missing:

@@ -1,10 +1,11 @@
 """From an archive's results to what photo tools read: a CSV, or the photos' XMP sidecars.
 
-Sidecars are written with :func:`~imgcap_desktop.metadata.sidecar.write_caption`, under the rules
-that hold everywhere in imgcap: every other tool's properties are kept, the file is replaced
-atomically, an unparseable sidecar is reported and left alone, and a caption a person wrote is kept
-unless ``overwrite_human``. A result is applied only while the photo is the file that was captioned
-(same size and modification time).
+Sidecars are written by :func:`~imgcap_desktop.metadata.apply.store_caption`, the rule
+``imgcap caption --write-sidecars`` follows: every other tool's properties are kept, the file is
+replaced atomically, an unparseable sidecar is reported and left alone, a caption a person wrote (or
+one embedded in the photo) is kept unless ``overwrite_human``, and the model's keywords are merged
+into ``dc:subject`` without touching anyone else's. A result is applied only while the photo is the
+file that was captioned (same size and modification time).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imgcap_desktop.archive.results import latest_results
+from imgcap_desktop.metadata.apply import StoreOptions, store_caption
 from imgcap_desktop.metadata.csvio import make_row, write_csv
 from imgcap_desktop.metadata.folder import natural_key
-from imgcap_desktop.metadata.sidecar import SidecarError, SidecarStyle, StoredCaption, find_sidecar, read_caption, write_caption
+from imgcap_desktop.metadata.sidecar import SidecarError, SidecarStyle, StoredCaption, find_sidecar, read_caption
 
-_COLUMNS = ["model", "caption", "score", "keywords", "error", "captioned_at", "sidecar"]
+_COLUMNS = ["model", "caption", "score", "tags", "keywords", "error", "captioned_at", "sidecar"]
 
 
 def current_results(folder: str | Path) -> pa.Table:
@@ -38,15 +40,19 @@ def current_results(folder: str | Path) -> pa.Table:
     return table.take(pa.array(order, pa.int64()))
 
 
-def export_csv(folder: str | Path, csv_file: str | Path, root: str | Path | None = None,
-               err: TextIO | None = None) -> int:
-    """Write one CSV row per photo (as ``imgcap caption --csv`` does); returns the number of rows.
+def export_csv(folder: str | Path, csv_file: str | Path, root: str | Path | None = None, *,
+               keywords: bool = True, err: TextIO | None = None) -> int:
+    """Write one CSV row per photo (the columns of ``imgcap caption --csv``); returns the number of rows.
+
+    A photo whose sidecar holds a caption gets that one (what is stored, as the CLI's CSV shows, so
+    the CSV imports back as unchanged); the others get their result's caption (none for a failure).
 
     Args:
         folder: the results folder.
         csv_file: the CSV to write (atomically).
         root: the folder the CSV's relative paths start from; by default the CSV's own folder when
             every photo is under it (what ``imgcap import-csv`` assumes), else their common folder.
+        keywords: fill the keywords column from the results.
 
     Raises:
         ResultsError: a part file is unreadable.
@@ -58,12 +64,18 @@ def export_csv(folder: str | Path, csv_file: str | Path, root: str | Path | None
     root = Path(root) if root is not None else _csv_root(Path(csv_file), paths, err)
     rows = []
     for photo, row in zip(paths, table.to_pylist()):
-        caption = None
-        if row["error"] is None:
-            caption = StoredCaption(row["caption"], "automatic", row["model"], row["score"], row["captioned_at"])
-        rows.append(make_row(photo, root, caption, sidecar=row["sidecar"] or _sidecar_or_none(photo)))
+        caption = _stored_or_none(photo)
+        if caption is None and row["error"] is None:
+            caption = _caption(row, keywords)
+        rows.append(make_row(photo, root, caption, sidecar=_sidecar_or_none(photo)))
     write_csv(csv_file, rows)
     return len(rows)
+
+
+def _caption(row: dict, keywords: bool) -> StoredCaption:
+    # No tags at all (a bundle whose encoder has no classifier): no keywords, as store_outcomes does.
+    words = tuple(row["keywords"] or ()) if keywords and row["tags"] else None
+    return StoredCaption(row["caption"], "automatic", row["model"], row["score"], row["captioned_at"], words)
 
 
 def _csv_root(csv_file: Path, photos: list[Path], err: TextIO) -> Path:
@@ -82,6 +94,13 @@ def _sidecar_or_none(photo: Path) -> Path | None:
         return None
 
 
+def _stored_or_none(photo: Path) -> StoredCaption | None:
+    try:
+        return read_caption(photo)
+    except SidecarError:
+        return None
+
+
 @dataclass
 class ApplyReport:
     """What applying results to sidecars did (lists of photos, and ``(photo, message)`` for errors)."""
@@ -95,17 +114,19 @@ class ApplyReport:
     errors: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def apply_sidecars(folder: str | Path, *, style: SidecarStyle = "ext", overwrite_human: bool = False) -> ApplyReport:
-    """Write every photo's stored caption into its XMP sidecar.
+def apply_sidecars(folder: str | Path, *, style: SidecarStyle = "ext", overwrite_human: bool = False,
+                   keywords: bool = True) -> ApplyReport:
+    """Write every photo's stored caption (and keywords) into its XMP sidecar.
 
     Skipped: photos whose result is a failure (``failed``), that are gone (``missing``) or were
-    changed since they were captioned (``changed``), whose sidecar already holds this caption
-    (``unchanged``) or a person's caption (``kept_human``, unless ``overwrite_human``). A sidecar that
-    cannot be read or written is left as it is and listed in ``errors``.
+    changed since they were captioned (``changed``), whose sidecar already holds this caption and
+    these keywords (``unchanged``) or a person's caption (``kept_human``, unless ``overwrite_human``).
+    A sidecar that cannot be read or written is left as it is and listed in ``errors``.
 
     Raises:
         ResultsError: a part file is unreadable.
     """
+    options = StoreOptions(write_sidecars=True, sidecar_style=style, overwrite_human=overwrite_human, keywords=keywords)
     report = ApplyReport()
     table = current_results(folder)
     failed = pc.is_valid(table["error"])
@@ -119,21 +140,26 @@ def apply_sidecars(folder: str | Path, *, style: SidecarStyle = "ext", overwrite
         if (status.st_size, status.st_mtime_ns) != (row["size"], row["mtime_ns"]):
             report.changed.append(photo)
             continue
-        if not row["caption"]:  # never store it: it would erase the description already there
-            report.errors.append((photo, f"{photo.name}: the result holds no caption"))
-            continue
-        caption = StoredCaption(row["caption"], "automatic", row["model"], row["score"], row["captioned_at"])
+        caption = _caption(row, keywords)
         try:
-            stored = read_caption(photo)
-            # A description embedded in the photo is a person's too (as for ``imgcap caption``).
-            if stored is not None and stored.source in ("human", "embedded") and not overwrite_human:
-                report.kept_human.append(photo)
-            elif stored is not None and (stored.text, stored.source, stored.model) == (caption.text, caption.source, caption.model):
+            if _holds(read_caption(photo, embedded=False), caption):
                 report.unchanged.append(photo)
-            else:
-                write_caption(photo, caption, style=style)
-                report.applied.append(photo)
-        except SidecarError as exc:
-            report.errors.append((photo, str(exc)))
+                continue
+        except SidecarError:
+            pass  # store_caption says what is wrong with it
+        stored = store_caption(photo, caption, options)
+        if stored.status == "written":
+            report.applied.append(photo)
+        elif stored.status == "kept_human":
+            report.kept_human.append(photo)
+        else:
+            report.errors.append((photo, stored.message))
     report.failed = [Path(p) for p in table.filter(failed)["path"].to_pylist()]
     return report
+
+
+def _holds(stored: StoredCaption | None, caption: StoredCaption) -> bool:
+    """Whether the sidecar already holds this automatic caption (and these keywords, where given)."""
+    if stored is None or (stored.text, stored.source, stored.model) != (caption.text, caption.source, caption.model):
+        return False
+    return caption.keywords is None or set(stored.keywords or ()) == set(caption.keywords)

@@ -136,6 +136,12 @@ def store_outcomes(
     return statuses
 
 
+def store_caption(photo: str | Path, caption: StoredCaption, options: StoreOptions) -> PhotoStatus:
+    """Store one caption as the options ask: the rule :func:`store_outcomes` applies to each photo
+    (``imgcap archive export --apply-sidecars`` stores captions computed earlier with it)."""
+    return _store(Path(photo), caption, options)
+
+
 def _store(photo: Path, caption: StoredCaption, options: StoreOptions) -> PhotoStatus:
     if options.write_sidecars:
         try:

@@ -232,18 +232,23 @@ def test_apply_sidecars_keeps_other_tools_fields(archive, tmp_path):
     assert "0 sidecars written, 7 unchanged" in again.getvalue()
 
 
-def test_export_csv_has_a_row_per_photo(archive, tmp_path):
+def test_export_csv_has_a_row_per_photo_with_what_is_stored(archive):
     folder, results, _ = archive
+    human = StoredCaption("my own words", "human", captioned_at="2026-01-01T00:00:00+00:00")
+    write_caption(folder / "photo2.jpg", human)
     csv_file = folder / "captions.csv"
     assert main(["archive", "export", str(results), "--csv", str(csv_file)], io.StringIO()) == 0
     from imgcap_desktop.metadata.csvio import read_csv
 
     rows = {row.relative_path: row for _, row in read_csv(csv_file)}
+    csv_file.unlink()
     stored = {Path(path).relative_to(folder).as_posix(): row for path, row in _rows(results).items()}
     assert set(rows) == set(stored)
+    assert (rows["photo2.jpg"].caption, rows["photo2.jpg"].source) == ("my own words", "human")
+    assert rows["broken.jpg"].caption == ""
     for relative, row in rows.items():
-        assert row.caption == (stored[relative]["caption"] or "")
-    csv_file.unlink()
+        if relative not in ("photo2.jpg", "broken.jpg"):
+            assert (row.caption, row.source, row.model) == (stored[relative]["caption"], "automatic", "tiny-test")
 
 
 def test_a_second_run_on_the_same_results_is_refused(tmp_path):
