@@ -40,12 +40,13 @@ class Captioner:
     """
 
     def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None,
-                 runtime: str = "auto"):
+                 runtime: str = "auto", threads: int = 0):
         self.bundle = bundle
         self.name = bundle.name
         self.spec = get_encoder_spec(bundle.encoder_name)
         self.grid = self.spec.grid
-        self.model = create_model(bundle, runtime=runtime, device=device, encoder_weights=encoder_weights)
+        self.model = create_model(bundle, runtime=runtime, device=device, encoder_weights=encoder_weights,
+                                  threads=threads)
         self.runtime, self.provider, self.device = self.model.runtime, self.model.provider, self.model.device
         decoding = bundle.config.get("decoding", {})
         self._search = Search(
@@ -64,9 +65,13 @@ class Captioner:
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, *, device: str = "auto",
-                    encoder_weights: str | Path | None = None, runtime: str = "auto") -> Captioner:
-        """Load a bundle (the shipped one when ``path`` is None) and build the model."""
-        return cls(load_bundle(path), device=device, encoder_weights=encoder_weights, runtime=runtime)
+                    encoder_weights: str | Path | None = None, runtime: str = "auto", threads: int = 0) -> Captioner:
+        """Load a bundle (the shipped one when ``path`` is None) and build the model.
+
+        ``threads``: CPU threads per operation (0: the runtime's default, every core).
+        """
+        return cls(load_bundle(path), device=device, encoder_weights=encoder_weights, runtime=runtime,
+                   threads=threads)
 
     # -- public API --------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ says so in :attr:`InferenceModel.device`, the line the status bar and ``--json``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -77,13 +78,30 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto") -> str:
 
 
 def create_model(bundle: Bundle, *, runtime: str = "auto", device: str = "auto",
-                 encoder_weights: str | Path | None = None):
-    """The bundle's model on the chosen runtime (see :func:`choose_runtime`)."""
+                 encoder_weights: str | Path | None = None, threads: int = 0):
+    """The bundle's model on the chosen runtime (see :func:`choose_runtime`).
+
+    ``threads``: threads per operation on the CPU (0: the runtime's default, every core). Several
+    models sharing a machine (``imgcap archive``'s actors) each take their share.
+    """
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     if choose_runtime(bundle, runtime) == "onnx":
-        return OnnxRuntimeModel(bundle, device=device, encoder_weights=encoder_weights)
+        factory = functools.partial(_default_session_factory, threads=threads) if threads else None
+        return OnnxRuntimeModel(bundle, device=device, encoder_weights=encoder_weights, session_factory=factory)
+    if threads:
+        _set_tf_threads(threads)
     return TensorFlowModel(bundle, device=device, encoder_weights=encoder_weights)
+
+
+def _set_tf_threads(threads: int) -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:  # TensorFlow already ran something in this process: its pools are fixed
+        log.warning("TensorFlow is already initialised; it keeps its own thread count")
 
 
 # -- ONNX Runtime ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     imgcap archive caption ROOT... --out RESULTS [--address auto|HOST:PORT] [--workers N]
                            [--gpus-per-worker F] [--cpus-per-worker F] [--batch-size N] [--beam N]
-                           [--bundle DIR] [--write-sidecars] [--sidecar-style ext|base]
+                           [--bundle DIR] [--runtime auto|onnx|tf] [--write-sidecars] [--sidecar-style ext|base]
                            [--overwrite-human] [--[no-]keywords] [--attention] [--retry-failed]
                            [--commit-every N]
     imgcap archive export RESULTS [--csv FILE [--root DIR]] [--apply-sidecars [--sidecar-style ext|base]
@@ -49,11 +49,13 @@ def add_archive_command(subparsers) -> argparse.ArgumentParser:
     caption.add_argument("--gpus-per-worker", type=_fraction, default=0.0, metavar="F",
                          help="GPUs per actor, e.g. 0.25 for four actors per GPU (default 0: CPUs only)")
     caption.add_argument("--cpus-per-worker", type=_fraction, default=None, metavar="F",
-                         help="CPUs per actor, also its TensorFlow threads (default: the CPUs shared among "
+                         help="CPUs per actor, also its threads per operation (default: the CPUs shared among "
                               "--workers, or 1)")
     caption.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="photos per model batch (default 8)")
     caption.add_argument("--beam", type=_positive_int, default=3, metavar="N", help="beam size (1 = greedy; default 3)")
     caption.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped model)")
+    caption.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
+                         help="auto: ONNX Runtime when the bundle has its graphs, else TensorFlow")
     caption.add_argument("--write-sidecars", action="store_true",
                          help="the workers also write each caption to the photo's XMP sidecar")
     caption.add_argument("--sidecar-style", choices=("ext", "base"), default="ext",
@@ -134,7 +136,7 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
     options = ArchiveOptions(
         roots=args.roots, out=args.out, address=args.address, workers=args.workers,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, batch_size=args.batch_size,
-        beam=args.beam, bundle=args.bundle, store=store, attention=args.attention, retry_failed=args.retry_failed,
+        beam=args.beam, bundle=args.bundle, runtime=args.runtime, store=store, attention=args.attention, retry_failed=args.retry_failed,
         commit_rows=args.commit_every,
     )
     try:

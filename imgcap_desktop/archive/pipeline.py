@@ -47,11 +47,12 @@ class ArchiveOptions:
         workers: actors in the pool; by default one per ``cpus_per_worker`` CPUs (or per
             ``gpus_per_worker`` GPUs) of the cluster.
         gpus_per_worker: GPUs per actor (0.25: four actors share a GPU); 0 captions on CPUs.
-        cpus_per_worker: CPUs per actor, also its TensorFlow threads; by default the cluster's CPUs
+        cpus_per_worker: CPUs per actor, also its threads per operation; by default the cluster's CPUs
             divided among ``workers`` on CPUs, or 1 with GPUs.
         batch_size: photos per model batch.
         beam: beam size.
         bundle: a model bundle on storage every node sees; None for the shipped model.
+        runtime: ``"auto"``, ``"onnx"`` or ``"tf"``, as for ``imgcap caption``.
         store: sidecar options when the workers should write sidecars as they go, else None.
         attention: store the attention maps too.
         retry_failed: caption again photos whose stored result is a failure.
@@ -67,6 +68,7 @@ class ArchiveOptions:
     batch_size: int = 8
     beam: int = 3
     bundle: Path | None = None
+    runtime: str = "auto"
     store: StoreOptions | None = None
     attention: bool = False
     retry_failed: bool = False
@@ -256,7 +258,8 @@ def _dataset(todo: pa.Table, options: ArchiveOptions, workers: int, model_sha: s
         fn_constructor_kwargs={
             "bundle": str(options.bundle) if options.bundle is not None else None,
             "model_sha": model_sha, "beam": options.beam, "batch_size": options.batch_size,
-            "device": "auto" if gpus else "cpu", "threads": max(1, int(cpus)), "store": store,
+            "device": "auto" if gpus else "cpu", "runtime": options.runtime, "threads": max(1, int(cpus)),
+            "store": store,
             "attention": options.attention,
         },
         batch_size=call_rows,

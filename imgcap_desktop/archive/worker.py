@@ -39,22 +39,18 @@ class CaptionWorker:
         beam: beam size (1 = greedy).
         batch_size: photos per model batch; a Ray batch may hold several (loading overlaps the model).
         device: ``"auto"`` (the GPU Ray assigned, if any) or ``"cpu"``.
-        threads: TensorFlow's threads per operation (the CPUs Ray reserved for this actor); 0 = all.
+        runtime: ``"auto"``, ``"onnx"`` or ``"tf"`` (see :mod:`model.runtime`).
+        threads: threads per operation (the CPUs Ray reserved for this actor); 0 = every core.
         store: sidecar options when ``--write-sidecars`` was asked for, else None.
         attention: also return the attention maps (and the keywords' class activation maps).
     """
 
     def __init__(self, *, bundle: str | None, model_sha: str, beam: int = 3, batch_size: int = 8,
-                 device: str = "auto", threads: int = 0, store: StoreOptions | None = None,
-                 attention: bool = False):
+                 device: str = "auto", runtime: str = "auto", threads: int = 0,
+                 store: StoreOptions | None = None, attention: bool = False):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        # Several actors may share one GPU: each takes the memory it needs, not all of it.
+        # Several actors may share one GPU: on TensorFlow each takes the memory it needs, not all of it.
         os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-        if threads > 0:
-            import tensorflow as tf
-
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
         from model.bundle import load_bundle
         from model.captioner import Captioner
 
@@ -65,7 +61,7 @@ class CaptionWorker:
                 f"{socket.gethostname()}: bundle {loaded.path} has sha {sha[:12]}, the driver planned with "
                 f"{model_sha[:12]}: install the same imgcap and bundle on every node"
             )
-        self.captioner = Captioner(loaded, device=device)
+        self.captioner = Captioner(loaded, device=device, runtime=runtime, threads=threads)
         self.model_sha = model_sha
         self.beam = beam
         self.batch_size = batch_size

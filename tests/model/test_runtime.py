@@ -273,6 +273,16 @@ def test_device_cpu_never_asks_for_a_gpu(tiny_bundle, monkeypatch):
     assert all(p == ("CPUExecutionProvider",) for p in asked) and len(asked) == 3
 
 
+def test_threads_limit_every_session_and_change_no_caption(tiny_bundle, tiny_captioner):
+    from model.captioner import Captioner
+
+    captioner = Captioner.from_bundle(tiny_bundle, device="cpu", threads=1)
+    sessions = (captioner.model._encoder, captioner.model._prepare, captioner.model._step)
+    assert [s.get_session_options().intra_op_num_threads for s in sessions] == [1, 1, 1]
+    photos = _photos(3)
+    _assert_same_captions(captioner.caption(photos, beam_size=2), tiny_captioner.caption(photos, beam_size=2))
+
+
 # --- the shipped bundle ----------------------------------------------------------------------------------
 
 @pytest.mark.slow
