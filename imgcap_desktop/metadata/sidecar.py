@@ -339,7 +339,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     # survive exactly, and so must every value another tool stored.
     _check_packet(updated, target)
     after = _rdf(updated, target)
-    expected_keywords = tuple(k for k in dict.fromkeys(xmp_edit.subject(after)) if k in set(ours)) if ours is not None else None
+    expected_keywords = None if ours is None else tuple(k for k in dict.fromkeys(xmp_edit.subject(after)) if k in set(ours))
     expected = StoredCaption(
         caption.text, caption.source, caption.model or None, caption.score, caption.captioned_at or None, expected_keywords
     )
@@ -351,7 +351,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     if existed:
         changed = _first_difference(xmp_edit.foreign_properties(before), xmp_edit.foreign_properties(after))
         if changed is None:
-            changed = _keywords_changed(subject, old_ours, xmp_edit.subject(after), ours, new_subject is None)
+            changed = _keywords_changed(subject, old_ours, xmp_edit.subject(after), new_subject)
         if changed is not None:
             raise SidecarError(photo, f"writing would change {changed} in {target.name}; left as it is")
     _replace_atomically(target, updated, photo)
@@ -390,17 +390,16 @@ def merge_keywords(
     return new_subject, new_ours, rejected
 
 
-def _keywords_changed(
-    before: list[str], old_ours: list[str] | None, after: list[str], new_ours: list[str] | None, untouched: bool
-) -> str | None:
-    if untouched:
-        return None if before == after else "the keywords (dc:subject)"
-    old, new = set(old_ours or ()), set(new_ours or ())
-    theirs_before = [k for k in before if k not in old]
-    theirs_after = [k for k in after if k not in new and k not in old]
-    return None if theirs_before == [k for k in after if k in set(theirs_before)] and not (
-        set(theirs_after) - set(theirs_before)
-    ) else "another tool's keywords (dc:subject)"
+def _keywords_changed(before: list[str], old_ours: list[str] | None, after: list[str], wanted: list[str] | None) -> str | None:
+    """What went wrong with ``dc:subject``, if anything: it must be exactly the merge's result, and
+    every keyword that was not ours must still be there, in its order."""
+    if wanted is None:
+        return None if after == before else "the keywords (dc:subject)"
+    if after != wanted:
+        return "the keywords (dc:subject)"
+    old = set(old_ours or ())
+    theirs = [k for k in before if k not in old]
+    return None if [k for k in after if k in set(theirs)] == theirs else "another tool's keywords (dc:subject)"
 
 
 def _first_difference(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> str | None:

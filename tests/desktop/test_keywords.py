@@ -41,6 +41,8 @@ class TaggingCaptioner:
 
     name = "fake-tagger"
     device = "CPU"
+    provider = "CPUExecutionProvider"
+    runtime = "onnx"
 
     def __init__(self, tags: dict[str, dict[str, float]]):
         self.tags = tags
@@ -54,7 +56,7 @@ def engine(monkeypatch):
     from model.captioner import Captioner
 
     captioner = TaggingCaptioner({"a.jpg": {"cat": 0.8, "sofa": 0.4, "lamp": 0.1}, "b.jpg": {"dog": 0.9}})
-    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto": captioner))
+    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto", **options: captioner))
     return captioner
 
 

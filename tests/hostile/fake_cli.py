@@ -23,6 +23,8 @@ from model.results import CaptionFailure, CaptionResult
 class StandInCaptioner:
     name = "stand-in"
     device = "CPU"
+    provider = "CPUExecutionProvider"
+    runtime = "onnx"
 
     def caption_batches(self, images, beam_size=3, batch_size=8):
         images = list(images)
@@ -46,7 +48,7 @@ def main() -> int:
     from imgcap_desktop.cli import main as cli_main
     from model.captioner import Captioner
 
-    Captioner.from_bundle = classmethod(lambda cls, path=None, device="auto": StandInCaptioner())
+    Captioner.from_bundle = classmethod(lambda cls, path=None, device="auto", **options: StandInCaptioner())
     return cli_main()
 
 

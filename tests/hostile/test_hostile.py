@@ -36,7 +36,7 @@ def engine(monkeypatch):
     from model.captioner import Captioner
     from tests.hostile.fake_cli import StandInCaptioner
 
-    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto": StandInCaptioner()))
+    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto", **options: StandInCaptioner()))
 
 
 def cli(*args) -> int:
