@@ -313,6 +313,7 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
     about = descs[0].attr(RDF, "about") if descs else ""
     edits: list[tuple[int, int, bytes]] = []
     block: list[str] = []  # elements that go into a new rdf:Description of our own
+    dropped: dict[int, tuple[Node, list]] = {}  # attributes to remove, per start tag (one edit each)
 
     # imgcap's own properties: drop every old one, write the new ones where the first old element was.
     home: Node | None = None
@@ -320,7 +321,7 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
     for desc in descs:
         attrs = [a for a in desc.attrs if a[0] == IMGCAP]
         if attrs:
-            edits.append(_without_attributes(data, desc, attrs))
+            dropped.setdefault(id(desc), (desc, []))[1].extend(attrs)
         for child in desc.children:
             if child.uri == IMGCAP:
                 if home is None and child.prefix:
@@ -334,7 +335,7 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
     else:
         block.extend(_imgcap_elements(changes.imgcap, "imgcap", declare=False))
 
-    _edit_description(data, rdf, changes.caption, edits, block)
+    _edit_description(data, rdf, changes.caption, edits, block, dropped)
     if changes.subject is not None:
         _edit_subject(data, rdf, list(changes.subject), edits, block)
 
@@ -349,6 +350,7 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
             edits.append((rdf.start, rdf.end, open_tag + b">\n  " + new + f"</{rdf.qname}>".encode()))
         else:
             edits.append((rdf.content_end, rdf.content_end, b" " + new))
+    edits += [_without_attributes(data, node, attrs) for node, attrs in dropped.values()]
     return _splice(data, edits)
 
 
@@ -370,10 +372,11 @@ def _imgcap_elements(values: Iterable[tuple[str, str | list[str] | None]], prefi
     return elements
 
 
-def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: list[str]) -> None:
+def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: list[str], dropped: dict) -> None:
     prop = next((p for p in properties(rdf) if (p.uri, p.local) == (DC, "description")), None)
     if prop is not None and prop.element is None:  # a plain string where a lang-alt belongs
-        edits.append(_without_attributes(data, prop.description, [a for a in prop.description.attrs if (a[0], a[1]) == (DC, "description")]))
+        desc = prop.description
+        dropped.setdefault(id(desc), (desc, []))[1].extend(a for a in desc.attrs if (a[0], a[1]) == (DC, "description"))
         prop = None
     if prop is None:
         if caption:

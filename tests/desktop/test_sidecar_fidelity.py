@@ -193,3 +193,20 @@ def test_any_caption_and_keywords_round_trip_in_any_sidecar(tmp_path_factory, na
     assert stored.keywords == tuple(k for k in keywords if k not in theirs)
     assert subject_of(path.read_bytes())[: len(theirs)] == theirs
     assert raw_values(path.read_bytes()) == raw_values(HAND_WRITTEN[name].encode("utf-8"))
+
+
+def test_a_plain_string_description_beside_old_imgcap_attributes(tmp_path):
+    photo = make_photo(tmp_path / "s.jpg")
+    path = sidecar_path(photo)
+    path.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:imgcap="http://ns.imgcap.app/1.0/"'
+        ' xmlns:xmp="http://ns.adobe.com/xap/1.0/" dc:description="typed somewhere" imgcap:source="automatic" xmp:Rating="2"/>'
+        "</rdf:RDF></x:xmpmeta>",
+        encoding="utf-8",
+    )
+    assert read_caption(photo).text == "typed somewhere"
+    write_caption(photo, FIRST)
+    assert read_caption(photo) == FIRST
+    text = path.read_text(encoding="utf-8")
+    assert 'xmp:Rating="2"' in text and "dc:description=" not in text and "imgcap:source=" not in text
