@@ -2,34 +2,51 @@
 
 The model (and TensorFlow with it) is loaded lazily on the worker the first time photos are
 captioned, so the window shows before TensorFlow is imported; it is reused while the bundle and
-device stay the same. Workers get plain data (paths, options) and give back plain results.
+device stay the same. Workers get plain data (paths, options, the session's thread-safe store
+callable) and give back plain results; errors cross threads as exception objects.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal
-
-from imgcap_desktop.metadata.apply import StoreOptions, store_outcomes
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal
+from shiboken6 import isValid
 
 log = logging.getLogger(__name__)
 
 CaptionerFactory = Callable[[str | None, str], object]
+#: Stores one batch's outcomes (on the worker thread) and returns a status per outcome.
+StoreBatch = Callable[..., list]
 
-_LIVE_THREADS: weakref.WeakSet[QThread] = weakref.WeakSet()
+# Strong references: a running thread must outlive whoever started it (a QThread destroyed while
+# running aborts the process), so the service's thread is kept here until it has stopped.
+_THREADS: set[_JobThread] = set()
+_THREADS_LOCK = threading.Lock()
 
 
 def running_threads() -> list[QThread]:
     """Worker threads of any service that are still running (tests fail when one is left)."""
-    return [thread for thread in list(_LIVE_THREADS) if thread.isRunning()]
+    with _THREADS_LOCK:
+        return [thread for thread in _THREADS if thread.isRunning()]
+
+
+def stop_all_threads(timeout_ms: int = 30000) -> None:
+    """Stop every service's worker thread (at exit: none may still run when Python finalises Qt)."""
+    with _THREADS_LOCK:
+        threads = list(_THREADS)
+    for thread in threads:
+        thread.stop(timeout_ms)
+
+
+atexit.register(stop_all_threads)
 
 
 def load_captioner(bundle: str | None, device: str):
@@ -41,13 +58,21 @@ def load_captioner(bundle: str | None, device: str):
 
 @dataclass(frozen=True)
 class CaptionJob:
-    """One request: which photos, and how to caption and store them."""
+    """One request: which photos, and how to caption and store them.
+
+    Attributes:
+        photos: the photos, in order.
+        beam_size, batch_size, device: how to caption them.
+        store: called on the worker with each batch's outcomes (and ``model_name=``); returns a
+            status per outcome (the app passes its session's ``apply_outcomes``). None: nothing
+            is stored and the statuses list is empty.
+    """
 
     photos: tuple[Path, ...]
     beam_size: int = 3
     batch_size: int = 8
     device: str = "auto"
-    store: StoreOptions = StoreOptions()
+    store: StoreBatch | None = None
 
 
 class _Worker(QObject):
@@ -55,9 +80,9 @@ class _Worker(QObject):
 
     model_loading = Signal()
     model_loaded = Signal(str, str)
-    model_failed = Signal(str)
+    model_failed = Signal(object)
     batch_done = Signal(list, list)  # outcomes, statuses
-    batch_failed = Signal(str)
+    batch_failed = Signal(object)
     progress = Signal(int, int)
     finished = Signal(bool)  # cancelled
 
@@ -90,9 +115,9 @@ class _Worker(QObject):
                         break
                     except Exception as exc:  # noqa: BLE001 - reported; the job ends, earlier batches are kept
                         log.exception("captioning a batch failed")
-                        self.batch_failed.emit(f"{type(exc).__name__}: {exc}")
+                        self.batch_failed.emit(exc)
                         break
-                    statuses = store_outcomes(outcomes, job.store, model_name=str(captioner.name))
+                    statuses = job.store(outcomes, model_name=str(captioner.name)) if job.store else []
                     done += len(outcomes)
                     self.batch_done.emit(outcomes, statuses)
                     self.progress.emit(done, total)
@@ -101,7 +126,7 @@ class _Worker(QObject):
                     batches.close()  # never leave the generator (and its loader thread) suspended across jobs
         except Exception as exc:  # noqa: BLE001
             log.exception("captioning failed")
-            self.batch_failed.emit(f"{type(exc).__name__}: {exc}")
+            self.batch_failed.emit(exc)
         finally:
             self._cancel.clear()
             self.finished.emit(cancelled)
@@ -116,7 +141,7 @@ class _Worker(QObject):
         except Exception as exc:  # noqa: BLE001 - shown to the user
             log.exception("loading the model failed")
             self._captioner = None
-            self.model_failed.emit(f"{type(exc).__name__}: {exc}")
+            self.model_failed.emit(exc)
             return None
         self._loaded_for = key
         self.model_loaded.emit(str(self._captioner.name), str(self._captioner.device))
@@ -134,15 +159,37 @@ class _JobThread(QThread):
     whole life, as a ``threading.Thread`` does.
     """
 
-    def __init__(self, worker: _Worker):
-        super().__init__()
+    def __init__(self, worker: _Worker, cancel: threading.Event):
+        super().__init__()  # no parent: kept in _THREADS until it stops, whoever goes first
         self.setObjectName("imgcap-captioner")
         self._worker = worker
+        self._cancel = cancel
         self._jobs: queue.SimpleQueue[CaptionJob | None] = queue.SimpleQueue()
 
-    def submit(self, job: CaptionJob | None) -> None:
-        """Queue a job; ``None`` ends the thread after the jobs queued before it."""
+    def submit(self, job: CaptionJob) -> None:
+        """Queue a job, starting the thread if needed."""
+        with _THREADS_LOCK:
+            _THREADS.add(self)
+        if not self.isRunning():
+            self.start()
         self._jobs.put(job)
+
+    def stop(self, timeout_ms: int = 30000, *, wait: bool = True) -> None:
+        """Cancel the job under way and end the thread after it; wait for that unless ``wait`` is False."""
+        if not isValid(self):  # Qt already deleted it (at exit): nothing runs
+            with _THREADS_LOCK:
+                _THREADS.discard(self)
+            return
+        if self.isRunning():
+            self._cancel.set()
+            self._jobs.put(None)
+            if not wait:
+                return  # it stays in _THREADS, so it outlives its owner; stop_all_threads() waits at exit
+            if not self.wait(timeout_ms):
+                log.warning("the captioning thread did not stop in time")
+                return
+        with _THREADS_LOCK:
+            _THREADS.discard(self)
 
     def run(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -150,41 +197,46 @@ class _JobThread(QThread):
 
 
 class CaptionService(QObject):
-    """Owns the captioner on a worker QThread and runs one captioning job at a time.
+    """Owns the captioner on a worker thread and runs one captioning job at a time.
 
     Signals:
         model_loading(): the model is being loaded (TensorFlow imported on first use).
         model_loaded(str name, str device): the model is ready; device is ``"CPU"`` or ``"GPU: <name>"``.
-        model_failed(str reason): the model could not be loaded; the job ends.
+        model_failed(object exception): the model could not be loaded; the job ends.
         caption_generated(list outcomes, list statuses): one batch's
-            :class:`~model.results.CaptionOutcome` list and the matching
-            :class:`~imgcap_desktop.metadata.apply.PhotoStatus` list (what was stored).
+            :class:`~model.results.CaptionOutcome` list and what the job's ``store`` made of them.
         progress(int done, int total): photos done so far in the running job.
-        batch_failed(str reason): the engine raised; the job ends, earlier batches are kept.
+        batch_failed(object exception): the engine raised; the job ends, earlier batches are kept.
         finished(bool cancelled): the job is over.
     """
 
     model_loading = Signal()
     model_loaded = Signal(str, str)
-    model_failed = Signal(str)
+    model_failed = Signal(object)
     caption_generated = Signal(list, list)
     progress = Signal(int, int)
-    batch_failed = Signal(str)
+    batch_failed = Signal(object)
     finished = Signal(bool)
 
     def __init__(self, bundle: str | Path | None = None, factory: CaptionerFactory | None = None, parent=None):
         super().__init__(parent)
         self._cancel = threading.Event()
         self._worker = _Worker(str(bundle) if bundle else None, factory or load_captioner, self._cancel)
-        self._thread = _JobThread(self._worker)
-        _LIVE_THREADS.add(self._thread)
-        self._worker.model_loading.connect(self.model_loading)
-        self._worker.model_loaded.connect(self._on_worker_model_loaded)
-        self._worker.model_failed.connect(self.model_failed)
-        self._worker.batch_done.connect(self.caption_generated)
-        self._worker.progress.connect(self.progress)
-        self._worker.batch_failed.connect(self.batch_failed)
-        self._worker.finished.connect(self._on_worker_finished)
+        self._thread = _JobThread(self._worker, self._cancel)
+        for signal, target in ((self._worker.model_loading, self.model_loading),
+                               (self._worker.model_loaded, self._on_worker_model_loaded),
+                               (self._worker.model_failed, self.model_failed),
+                               (self._worker.batch_done, self.caption_generated),
+                               (self._worker.progress, self.progress),
+                               (self._worker.batch_failed, self.batch_failed),
+                               (self._worker.finished, self._on_worker_finished)):
+            signal.connect(target)
+        # Whichever way this service goes (its parent deleted, the app quitting), the thread stops.
+        thread = self._thread
+        self.destroyed.connect(lambda *_: thread.stop(wait=False))
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(thread.stop)
         self._busy = False
         self.model_name = ""
         self.device = ""
@@ -198,8 +250,6 @@ class CaptionService(QObject):
         """Start a job; False (and nothing happens) while another one runs or for no photos."""
         if self._busy or not job.photos:
             return False
-        if not self._thread.isRunning():
-            self._thread.start()
         self._busy = True
         self._cancel.clear()
         self.started_at = time.monotonic()
@@ -213,11 +263,7 @@ class CaptionService(QObject):
 
     def shutdown(self, timeout_ms: int = 30000) -> None:
         """Cancel any job and stop the worker thread (called when the window closes)."""
-        self.cancel()
-        if self._thread.isRunning():
-            self._thread.submit(None)
-            if not self._thread.wait(timeout_ms):
-                log.warning("the captioning thread did not stop in time")
+        self._thread.stop(timeout_ms)
 
     def _on_worker_model_loaded(self, name: str, device: str) -> None:
         self.model_name, self.device = name, device

@@ -179,8 +179,12 @@ class CaptionView(QWidget):
         self._refresh()
         self._rebuild_strip()
 
-    def set_caption(self, words: tuple[str, ...] | list[str], attention: np.ndarray | None) -> None:
-        """Show a caption's words; with ``attention`` ``(len(words), gh, gw)`` they become clickable."""
+    def set_caption(self, words: tuple[str, ...] | list[str], attention: np.ndarray | None,
+                    hint: str = "Attention maps exist for the model's own captions only.") -> None:
+        """Show a caption's words; with ``attention`` ``(len(words), gh, gw)`` they become clickable.
+
+        ``hint`` is shown under words without attention maps (why there are none).
+        """
         self._words = tuple(words)
         self._attention = attention if attention is not None and len(attention) == len(self._words) else None
         self._current = -1
@@ -202,7 +206,7 @@ class CaptionView(QWidget):
         if not self._words:
             self._word_hint.setText("")
         elif self._attention is None:
-            self._word_hint.setText("Attention maps are available for the model's own caption only.")
+            self._word_hint.setText(hint)
         else:
             self._word_hint.setText("Click a word (or use ←/→) to see where the model looked; Esc clears.")
         self._refresh()

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import TextIO
 
 from imgcap_desktop.archive.commands import add_archive_command, run_archive_command  # no Ray until run
-from imgcap_desktop.metadata.apply import PhotoStatus, select_photos, store_outcomes, write_report_csv
-from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv_command, run_import_csv, store_options
+from imgcap_desktop.metadata.apply import PhotoStatus
+from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv_command, run_import_csv
 from imgcap_desktop.metadata.folder import scan_folder
 from imgcap_desktop.metadata.printable import printable
+from imgcap_desktop.session import CaptionSession, OverwritePolicy
 from model.results import CaptionOutcome
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -129,18 +130,33 @@ def _json(record: dict) -> str:
     return text
 
 
+def caption_policy(args: argparse.Namespace) -> OverwritePolicy:
+    """The caption session's overwrite policy for the ``caption`` options.
+
+    Without ``--write-sidecars`` nothing is stored, so every photo is captioned (unless
+    ``--skip-captioned``); with it a person's caption is kept unless ``--overwrite-human``.
+    """
+    if args.skip_captioned:
+        return "skip"
+    if args.overwrite_human or not args.write_sidecars:
+        return "replace_all"
+    return "replace_automatic"
+
+
 def run_caption(args: argparse.Namespace, out: TextIO) -> int:
     photos, problems = collect_photos(args.paths, args.recursive)
     for problem in problems:
         print(f"imgcap: {problem}", file=sys.stderr)
     if problems and not photos and len(problems) == len(args.paths):
         return EXIT_USAGE  # nothing that was given exists: a mistyped path, not a failed photo
-    options = store_options(args)
-    to_caption, settled = select_photos(photos, options)
-    statuses: list[PhotoStatus] = list(settled)
-    for status in settled:
+    session = CaptionSession(sidecar_style=args.sidecar_style, auto_write=args.write_sidecars)
+    session.open(photos)
+    session.read_stored(check_photos=False)  # the engine reports unreadable photos itself
+    plan = session.plan(None, caption_policy(args), keywords=args.keywords)
+    statuses: list[PhotoStatus] = list(plan.settled)
+    for status in plan.settled:
         _emit(status, None, args.json, out)
-    if to_caption:
+    if plan.photos:
         from tqdm import tqdm
 
         from model.bundle import BundleError
@@ -154,19 +170,17 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
         except (BundleError, EncoderWeightsError, EncoderGraphMissing, RuntimeUnavailable) as exc:
             print(f"imgcap: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        with tqdm(total=len(to_caption), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
-            for batch in captioner.caption_batches(to_caption, beam_size=args.beam, batch_size=args.batch_size):
-                for outcome, status in zip(batch, store_outcomes(batch, options, model_name=captioner.name)):
+        with tqdm(total=len(plan.photos), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+            for batch in captioner.caption_batches(list(plan.photos), beam_size=args.beam, batch_size=args.batch_size):
+                for outcome, status in zip(batch, session.apply_outcomes(plan, batch, model_name=captioner.name),
+                                           strict=True):
                     _emit(status, outcome, args.json, out, captioner)
                     statuses.append(status)
                 out.flush()
                 bar.update(len(batch))
     if args.csv:
-        order = {p: i for i, p in enumerate(photos)}
-        statuses.sort(key=lambda s: order.get(s.photo, len(order)))
-        root = _csv_root(args.csv, photos)
         try:
-            write_report_csv(args.csv, root, statuses)
+            session.export_csv(args.csv, root=_csv_root(args.csv, photos))
         except OSError as exc:
             print(f"imgcap: cannot write {printable(args.csv)}: {exc}", file=sys.stderr)
             return EXIT_SOME_FAILED

@@ -2,83 +2,50 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, Signal
 
-from imgcap_desktop.metadata.sidecar import SidecarError, read_caption
-
-log = logging.getLogger(__name__)
-
-CHUNK = 64
-
-
-class _Signals(QObject):
-    read = Signal(int, list)  # generation, [(path, StoredCaption | None, error)]
-    done = Signal(int)
-
-
-class _ReadTask(QRunnable):
-    def __init__(self, generation: int, photos: list[Path], signals: _Signals, stop: threading.Event):
-        super().__init__()
-        self._generation, self._photos, self._signals, self._stop = generation, photos, signals, stop
-
-    def run(self) -> None:
-        chunk = []
-        for photo in self._photos:
-            if self._stop.is_set():
-                break
-            try:
-                chunk.append((photo, read_caption(photo), ""))
-            except SidecarError as exc:
-                chunk.append((photo, None, exc.reason))
-            except Exception as exc:  # noqa: BLE001 - one unreadable photo is a per-photo error
-                log.exception("reading the caption of %s failed", photo)
-                chunk.append((photo, None, str(exc)))
-            if len(chunk) >= CHUNK:
-                self._signals.read.emit(self._generation, chunk)
-                chunk = []
-        if chunk:
-            self._signals.read.emit(self._generation, chunk)
-        self._signals.done.emit(self._generation)
+from imgcap_desktop.session import CaptionSession
+from imgcap_desktop.workers import run_in_background
 
 
 class StoredCaptionReader(QObject):
-    """Reads stored captions for a list of photos in the background, in chunks.
+    """Fills a :class:`CaptionSession` with the photos' stored captions, in the background.
+
+    The session reports each chunk of photos it read through its own ``changed`` event.
 
     Signals:
-        captions_read(list rows): ``(path, StoredCaption | None, error)`` for some photos of the latest request.
         finished(): the latest request has been read completely (or stopped).
+        failed(object exception): reading stopped on an unexpected error.
     """
 
-    captions_read = Signal(list)
     finished = Signal()
+    failed = Signal(object)
 
-    def __init__(self, pool: QThreadPool | None = None, parent=None):
+    def __init__(self, session: CaptionSession, parent=None):
         super().__init__(parent)
-        self._pool = pool or QThreadPool.globalInstance()
+        self._session = session
         self._generation = 0
         self._stop = threading.Event()
-        self._signals = _Signals()
-        self._signals.read.connect(self._on_task_read)
-        self._signals.done.connect(self._on_task_done)
 
-    def read(self, photos: list[Path]) -> None:
-        """Start reading; any earlier request is stopped and its results dropped."""
+    def read(self) -> None:
+        """Start reading the session's photos; any earlier request is stopped."""
         self.stop()
         self._generation += 1
         self._stop = threading.Event()
-        self._pool.start(_ReadTask(self._generation, list(photos), self._signals, self._stop))
+        generation = self._generation
+        run_in_background(self._session.read_stored, stop=self._stop,
+                          on_errored=lambda exc: self._on_task_errored(generation, exc),
+                          on_finished=lambda: self._on_task_finished(generation))
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _on_task_read(self, generation: int, rows: list) -> None:
+    def _on_task_errored(self, generation: int, exc: BaseException) -> None:
         if generation == self._generation:
-            self.captions_read.emit(rows)
+            self.failed.emit(exc)
 
-    def _on_task_done(self, generation: int) -> None:
+    def _on_task_finished(self, generation: int) -> None:
         if generation == self._generation:
             self.finished.emit()

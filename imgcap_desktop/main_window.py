@@ -1,105 +1,79 @@
-"""The main window: the photo grid, the selected photo with its caption, captioning and export."""
+"""The main window: widgets, and the wiring between them, the caption session and the caption service.
+
+What happens to captions (which photos a run takes, edits beating late results, sidecar writes,
+export) is the :class:`~imgcap_desktop.session.CaptionSession`'s business; this window shows it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, QUrl
-from PySide6.QtGui import (
-    QAction,
-    QDragEnterEvent,
-    QDropEvent,
-    QIcon,
-    QKeySequence,
-    QPainter,
-    QUndoCommand,
-    QUndoStack,
-)
+from PySide6.QtCore import QModelIndex, Qt, QUrl, Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QLabel,
-    QLineEdit,
-    QListView,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QMessageBox,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
     QToolBar,
-    QVBoxLayout,
-    QWidget,
 )
 
+from imgcap_desktop.caption_panel import CaptionPanel
 from imgcap_desktop.caption_service import CaptionJob, CaptionService
-from imgcap_desktop.caption_view import CaptionView
 from imgcap_desktop.folder_reader import StoredCaptionReader
-from imgcap_desktop.metadata.apply import PhotoStatus, StoreOptions
-from imgcap_desktop.metadata.csvio import make_row, write_csv
 from imgcap_desktop.metadata.folder import scan_folder
-from imgcap_desktop.metadata.sidecar import SidecarError, StoredCaption, find_sidecar, write_caption
-from imgcap_desktop.photo_model import (
-    BADGE_COLOURS,
-    THUMBNAIL_SIZE,
-    CaptionState,
-    PhotoFilterModel,
-    PhotoItem,
-    PhotoListModel,
-    Roles,
+from imgcap_desktop.metadata.sidecar import StoredCaption
+from imgcap_desktop.photo_grid import PhotoGrid
+from imgcap_desktop.photo_model import PhotoFilterModel, PhotoListModel, SessionSignals
+from imgcap_desktop.session import CaptionSession, CaptionState, Photo, caption_for
+from imgcap_desktop.settings import (
+    AppSettings,
+    load_settings,
+    load_window_state,
+    save_settings,
+    save_window_state,
 )
-from imgcap_desktop.settings import AppSettings, load_settings, save_settings
 from imgcap_desktop.thumbnails import ThumbnailCache
+from imgcap_desktop.workers import run_in_background
 
 log = logging.getLogger(__name__)
 
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "imgcap.svg"
 PREVIEW_SIZE = 1024
+EXCEL_FILTER = "CSV for Excel (UTF-8 with BOM) (*.csv)"
 
 
-class BadgeDelegate(QStyledItemDelegate):
-    """Draws each grid cell's caption-state badge over the thumbnail."""
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
-        super().paint(painter, option, index)
-        state = CaptionState(index.data(Roles.STATE) or "none")
-        if state is CaptionState.NONE:
-            return
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(BADGE_COLOURS[state])
-        rect = option.rect
-        painter.drawEllipse(QRect(rect.right() - 22, rect.top() + 6, 14, 14))
-        if index.data(Roles.HELD):
-            painter.setBrush(Qt.GlobalColor.yellow)
-            painter.drawEllipse(QRect(rect.right() - 40, rect.top() + 6, 14, 14))
-        painter.restore()
-
-
-class _EditCaption(QUndoCommand):
+class _SetCaption(QUndoCommand):
     """A caption typed or picked by the user; undo restores the previous caption (and sidecar)."""
 
-    def __init__(self, window: MainWindow, path: Path, new: StoredCaption | None, old: StoredCaption | None):
+    def __init__(self, session: CaptionSession, path: Path, new: StoredCaption | None, old: StoredCaption | None):
         super().__init__(f"Edit caption of {path.name}")
-        self._window, self._path, self._new, self._old = window, path, new, old
+        self._session, self._path, self._new, self._old = session, path, new, old
 
     def redo(self) -> None:
-        self._window._apply_caption(self._path, self._new)
+        self._session.set_caption(self._path, self._new)
 
     def undo(self) -> None:
-        self._window._apply_caption(self._path, self._old)
+        self._session.set_caption(self._path, self._old)
 
 
 class MainWindow(QMainWindow):
-    """The app's window. Owns the caption service, the photo model and the settings in use."""
+    """The app's window: a folder's photos in a grid, the selected one beside it.
+
+    Signals:
+        exported(str path, int rows): a CSV export was written.
+        export_failed(object exception): a CSV export could not be written.
+    """
+
+    exported = Signal(str, int)
+    export_failed = Signal(object)
 
     def __init__(self, service: CaptionService | None = None, settings: AppSettings | None = None, parent=None):
         super().__init__(parent)
@@ -108,26 +82,28 @@ class MainWindow(QMainWindow):
             self.setWindowIcon(QIcon(str(ICON_PATH)))
         self.settings = settings if settings is not None else load_settings()
         self.service = service if service is not None else CaptionService(parent=self)
-        self.folder: Path | None = None
+        self.session = CaptionSession(sidecar_style=self.settings.sidecar_style, auto_write=self.settings.auto_write)
+        self.session_signals = SessionSignals(self.session, self)
         self.undo_stack = QUndoStack(self)
-        self._job_total = 0
-
         self.thumbnails = ThumbnailCache(parent=self)
-        self.photos = PhotoListModel(self.thumbnails, self)
+        self.photos = PhotoListModel(self.session, self.session_signals, self.thumbnails, self)
         self.filtered = PhotoFilterModel(self)
         self.filtered.setSourceModel(self.photos)
-        self.reader = StoredCaptionReader(parent=self)
-        self.reader.captions_read.connect(self._on_reader_captions_read)
-        self.thumbnails.image_ready.connect(self._on_thumbnails_image_ready)
-        self.thumbnails.image_failed.connect(self._on_thumbnails_image_failed)
+        self.reader = StoredCaptionReader(self.session, parent=self)
+        self._run: dict = {}  # the job under way: total, failures, error
 
         self._build_actions()
         self._build_widgets()
         self._build_menus()
-        self._connect_service()
+        self._connect()
         self.setAcceptDrops(True)
         self.resize(1280, 800)
+        self._restore_window_state()
         self._update_actions()
+
+    @property
+    def folder(self) -> Path | None:
+        return self.session.folder
 
     # -- construction -------------------------------------------------------------------------
 
@@ -152,67 +128,30 @@ class MainWindow(QMainWindow):
         self.cancel_action = action("&Cancel", self.service.cancel, "Ctrl+.")
         self.accept_action = action("Accept &Held Captions", self.accept_held,
                                     tip="Write the captions held for review to their sidecars")
-        self.settings_action = action("Se&ttings…", self._on_settings_action_triggered, QKeySequence.StandardKey.Preferences)
+        self.settings_action = action("Se&ttings…", self._on_settings_action_triggered, "Ctrl+,")
+        self.find_action = action("&Filter…", self._on_find_action_triggered, QKeySequence.StandardKey.Find,
+                                  "Filter the photos by caption or file name")
         self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)  # every binding: Ctrl+Z, …
         self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcut(QKeySequence.StandardKey.Redo)
+        self.redo_action.setShortcuts(QKeySequence.StandardKey.Redo)  # Ctrl+Shift+Z as well as Ctrl+Y
 
     def _build_widgets(self) -> None:
-        self.grid = QListView()
-        self.grid.setViewMode(QListView.ViewMode.IconMode)
-        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
-        self.grid.setMovement(QListView.Movement.Static)
-        self.grid.setUniformItemSizes(True)
-        self.grid.setLayoutMode(QListView.LayoutMode.Batched)
-        self.grid.setBatchSize(200)
-        self.grid.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        self.grid.setGridSize(QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 36))
-        self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.grid.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.grid.setItemDelegate(BadgeDelegate(self.grid))
-        self.grid.setModel(self.filtered)
-        self.grid.selectionModel().currentChanged.connect(self._on_grid_current_changed)
-
-        self.filter_edit = QLineEdit()
-        self.filter_edit.setPlaceholderText("Filter by caption…")
-        self.filter_edit.setClearButtonEnabled(True)
-        self.filter_edit.textChanged.connect(self.filtered.set_filter_text)
-
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.filter_edit)
-        left_layout.addWidget(self.grid)
-        left_layout.addWidget(_badge_legend())
-
-        self.view = CaptionView()
+        self.browser = PhotoGrid(self.filtered)
+        self.grid, self.filter_edit = self.browser.grid, self.browser.filter_edit
+        self.panel = CaptionPanel()
+        self.view, self.caption_edit = self.panel.view, self.panel.caption_edit
+        self.state_label, self.alternatives = self.panel.state_label, self.panel.alternatives
         self.view.opacity_slider.setValue(self.settings.overlay_opacity)
-        self.caption_edit = QLineEdit()
-        self.caption_edit.setPlaceholderText("No caption — type one, or caption the photo")
-        self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
-        self.state_label = QLabel()
-        self.alternatives = QListWidget()
-        self.alternatives.setMaximumHeight(80)
-        self.alternatives.setToolTip("The beam's alternative captions; double-click one to use it")
-        self.alternatives.itemActivated.connect(self._on_alternatives_item_activated)
 
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.addWidget(self.view, 1)
-        right_layout.addWidget(self.state_label)
-        right_layout.addWidget(self.caption_edit)
-        right_layout.addWidget(QLabel("Alternatives"))
-        right_layout.addWidget(self.alternatives)
-
-        splitter = QSplitter()
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 2)
-        splitter.setSizes([460, 820])
-        self.setCentralWidget(splitter)
+        self.splitter = QSplitter()
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.addWidget(self.browser)
+        self.splitter.addWidget(self.panel)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([460, 820])
+        self.setCentralWidget(self.splitter)
 
         toolbar = QToolBar("Main")
         toolbar.setObjectName("mainToolbar")
@@ -222,7 +161,6 @@ class MainWindow(QMainWindow):
             toolbar.addAction(act)
         self.addToolBar(toolbar)
 
-        status = self.statusBar()
         self.model_label = QLabel("Model: not loaded")
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumWidth(260)
@@ -230,12 +168,9 @@ class MainWindow(QMainWindow):
         self.progress_bar.setVisible(False)
         self.eta_label = QLabel()
         self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.service.cancel)
         self.cancel_button.setVisible(False)
-        status.addPermanentWidget(self.progress_bar)
-        status.addPermanentWidget(self.eta_label)
-        status.addPermanentWidget(self.cancel_button)
-        status.addPermanentWidget(self.model_label)
+        for widget in (self.progress_bar, self.eta_label, self.cancel_button, self.model_label):
+            self.statusBar().addPermanentWidget(widget)
 
     def _build_menus(self) -> None:
         menu = self.menuBar()
@@ -243,21 +178,24 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_action)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self._rebuild_recent_menu()
-        file_menu.addAction(self.subfolders_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.export_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
+        for act in (self.subfolders_action, None, self.export_action, None, self.quit_action):
+            file_menu.addSeparator() if act is None else file_menu.addAction(act)
         edit_menu = menu.addMenu("&Edit")
-        edit_menu.addAction(self.undo_action)
-        edit_menu.addAction(self.redo_action)
-        edit_menu.addSeparator()
-        edit_menu.addAction(self.settings_action)
+        for act in (self.undo_action, self.redo_action, None, self.find_action, self.settings_action):
+            edit_menu.addSeparator() if act is None else edit_menu.addAction(act)
         caption_menu = menu.addMenu("&Caption")
         for act in (self.caption_all_action, self.caption_selected_action, self.cancel_action, self.accept_action):
             caption_menu.addAction(act)
 
-    def _connect_service(self) -> None:
+    def _connect(self) -> None:
+        self.session_signals.photos_changed.connect(self._on_session_photos_changed)
+        self.thumbnails.image_ready.connect(self._on_thumbnails_image_ready)
+        self.thumbnails.image_failed.connect(self._on_thumbnails_image_failed)
+        self.grid.selectionModel().currentChanged.connect(self._on_grid_current_changed)
+        self.panel.caption_edited.connect(self.edit_caption)
+        self.panel.alternative_chosen.connect(self._on_panel_alternative_chosen)
+        self.panel.recompute_requested.connect(self.recompute_attention)
+        self.cancel_button.clicked.connect(self.service.cancel)
         self.service.model_loading.connect(self._on_service_model_loading)
         self.service.model_loaded.connect(self._on_service_model_loaded)
         self.service.model_failed.connect(self._on_service_model_failed)
@@ -265,6 +203,7 @@ class MainWindow(QMainWindow):
         self.service.progress.connect(self._on_service_progress)
         self.service.batch_failed.connect(self._on_service_batch_failed)
         self.service.finished.connect(self._on_service_finished)
+        self.export_failed.connect(self._on_export_failed)
 
     # -- folders ------------------------------------------------------------------------------
 
@@ -279,19 +218,18 @@ class MainWindow(QMainWindow):
         self.reader.stop()
         self.service.cancel()  # the old folder's job ends after its current batch
         self.undo_stack.clear()
-        self.folder = folder
         self.thumbnails.clear()
-        self.photos.set_photos(photos)
+        self.session.open(photos, folder)
         self.setWindowTitle(f"{folder.name} — imgcap")
-        self.reader.read(photos)
+        self.reader.read()
         self.settings = self.settings.with_recent_folder(str(folder.resolve()))
         self._save_settings()
         self._rebuild_recent_menu()
-        self.statusBar().showMessage(f"{len(photos)} photos in {folder}", 5000)
+        self.statusBar().showMessage(f"{_count(len(photos), 'photo')} in {folder}", 5000)
         if photos:
             self.grid.setCurrentIndex(self.filtered.index(0, 0))
         else:
-            self._show_item(None)
+            self._show_current()
         self._update_actions()
         return True
 
@@ -311,80 +249,59 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         for folder in self.settings.recent_folders:
             act = self.recent_menu.addAction(folder)
-            act.triggered.connect(lambda _checked=False, f=folder: self.open_folder(f))
+            act.triggered.connect(partial(self.open_folder, folder))
         self.recent_menu.setEnabled(bool(self.settings.recent_folders))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self._dropped_folder(event.mimeData().urls()) is not None:
+        if _dropped_folder(event.mimeData().urls()) is not None:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        folder = self._dropped_folder(event.mimeData().urls())
+        folder = _dropped_folder(event.mimeData().urls())
         if folder is not None:
             self.open_folder(folder)
             event.acceptProposedAction()
 
-    @staticmethod
-    def _dropped_folder(urls: list[QUrl]) -> Path | None:
-        for url in urls:
-            if url.isLocalFile():
-                path = Path(url.toLocalFile())
-                return path if path.is_dir() else path.parent
-        return None
-
-    def _on_reader_captions_read(self, rows: list) -> None:
-        for path, caption, error in rows:
-            item = self.photos.item_at(path)
-            if item is None or item.caption is not None or item.result is not None:
-                continue  # captioned in this session meanwhile: that is newer
-            self.photos.update(path, caption=caption, error=error)
-        self._refresh_current()
-
     # -- captioning ---------------------------------------------------------------------------
 
     def caption_all(self) -> bool:
-        return self._caption(self.photos.items())
+        return self._caption(None)
 
     def caption_selected(self) -> bool:
-        return self._caption([self.photos.item(self.filtered.mapToSource(i).row()) for i in self._selected_indexes()])
+        return self._caption([photo.path for photo in self.selected_photos()])
 
-    def _caption(self, items: list[PhotoItem]) -> bool:
-        if self.service.busy or not items:
+    def recompute_attention(self) -> bool:
+        """Caption the current photo again (its stored automatic caption's maps are not kept)."""
+        photo = self.current_item()
+        return photo is not None and self._caption([photo.path], policy="replace_automatic")
+
+    def _caption(self, paths: list[Path] | None, policy: str | None = None) -> bool:
+        if self.service.busy or self.folder is None or (paths is not None and not paths):
             return False
-        policy = self.settings.overwrite_policy
-        human = sum(1 for item in items if item.state is CaptionState.EDITED)
-        if policy == "replace_all" and human and not self._confirm_replace_human(human):
-            policy = "replace_automatic"
-        photos = []
-        for item in items:
-            state = item.state
-            if state in (CaptionState.NONE, CaptionState.ERROR):
-                photos.append(item.path)
-            elif policy == "replace_all" or (policy == "replace_automatic" and state is not CaptionState.EDITED):
-                photos.append(item.path)
-        if not photos:
-            self.statusBar().showMessage("Every photo already has a caption (see Settings: overwrite policy)", 6000)
+        plan = self.session.plan(paths, policy or self.settings.overwrite_policy)
+        if plan.overwrite_human and plan.human_count and not self._confirm_replace_human(plan.human_count):
+            plan = self.session.without_human(plan)
+        if not plan.photos:
+            self.statusBar().showMessage("Every photo already has a caption (see Settings: existing captions)", 6000)
             return False
-        store = StoreOptions(write_sidecars=self.settings.auto_write, sidecar_style=self.settings.sidecar_style,
-                             overwrite_human=policy == "replace_all")
-        job = CaptionJob(tuple(photos), beam_size=self.settings.beam_size, batch_size=self.settings.batch_size,
-                         device=self.settings.device, store=store)
-        started = self.service.caption(job)
-        if started:
-            self._job_total = len(photos)
-            self.progress_bar.setRange(0, len(photos))
-            self.progress_bar.setValue(0)
-            self.progress_bar.setVisible(True)
-            self.cancel_button.setVisible(True)
-            self.eta_label.setText("starting…")
-            self._update_actions()
-        return started
+        job = CaptionJob(plan.photos, beam_size=self.settings.beam_size, batch_size=self.settings.batch_size,
+                         device=self.settings.device, store=partial(self.session.apply_outcomes, plan))
+        if not self.service.caption(job):
+            return False
+        self._run = {"total": len(plan.photos), "done": 0, "failed": 0, "error": None}
+        self.progress_bar.setRange(0, len(plan.photos))
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.eta_label.setText("starting…")
+        self._update_actions()
+        return True
 
     def _confirm_replace_human(self, count: int) -> bool:
         """Ask before captions a person wrote are replaced (the settings allow it, but every time counts)."""
         answer = QMessageBox.question(
             self, "Replace human captions?",
-            f"{count} of these photos have captions written or edited by a person. Replace them too?",
+            f"{_count(count, 'photo')} of these have captions written or edited by a person. Replace them too?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
         )
         return answer == QMessageBox.StandardButton.Yes
@@ -395,196 +312,158 @@ class MainWindow(QMainWindow):
     def _on_service_model_loaded(self, name: str, device: str) -> None:
         self.model_label.setText(f"Model: {name} · {device}")
 
-    def _on_service_model_failed(self, reason: str) -> None:
+    def _on_service_model_failed(self, exc: BaseException) -> None:
         self.model_label.setText("Model: failed to load")
-        self.statusBar().showMessage(f"The model could not be loaded: {reason}", 15000)
+        self._run["error"] = f"the model could not be loaded: {_reason(exc)}"
 
-    def _on_service_caption_generated(self, outcomes: list, statuses: list[PhotoStatus]) -> None:
-        for outcome, status in zip(outcomes, statuses, strict=True):
-            if status.status == "failed":
-                self.photos.update(status.photo, error=status.message.split(": ", 1)[-1],
-                                   result=outcome if outcome.ok else None, held=False)
-            elif status.status == "kept_human":
-                self.photos.update(status.photo, caption=status.caption, error="", result=None, held=False)
-            else:
-                self.photos.update(status.photo, caption=status.caption, error="", result=outcome,
-                                   held=status.status == "captioned")
-        self._refresh_current()
+    def _on_service_caption_generated(self, outcomes: list, statuses: list) -> None:
+        self._run["done"] = self._run.get("done", 0) + len(outcomes)
+        self._run["failed"] = self._run.get("failed", 0) + sum(1 for s in statuses if s.status == "failed")
 
     def _on_service_progress(self, done: int, total: int) -> None:
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(done)
         elapsed = time.monotonic() - self.service.started_at
         if done and done < total:
-            remaining = elapsed / done * (total - done)
-            self.eta_label.setText(f"about {_duration(remaining)} left")
+            self.eta_label.setText(f"about {_duration(elapsed / done * (total - done))} left")
 
-    def _on_service_batch_failed(self, reason: str) -> None:
-        self.statusBar().showMessage(f"Captioning stopped: {reason}", 15000)
+    def _on_service_batch_failed(self, exc: BaseException) -> None:
+        self._run["error"] = f"captioning stopped: {_reason(exc)}"
 
     def _on_service_finished(self, cancelled: bool) -> None:
         self.progress_bar.setVisible(False)
         self.cancel_button.setVisible(False)
         self.eta_label.setText("")
-        done = self.progress_bar.value()
-        verb = "Cancelled after" if cancelled else "Captioned"
-        self.statusBar().showMessage(f"{verb} {done} of {self._job_total} photos", 8000)
+        self.statusBar().showMessage(run_summary(self._run, cancelled), 20000 if self._run.get("error") else 8000)
         self._update_actions()
 
     def accept_held(self) -> int:
         """Write every held caption to its sidecar; returns how many were written."""
-        written = 0
-        for item in self.photos.items():
-            if item.held and item.caption is not None:
-                if self._write(item.path, item.caption):
-                    self.photos.update(item.path, held=False)
-                    written += 1
-        self.statusBar().showMessage(f"Wrote {written} captions to sidecars", 5000)
+        written, failures = self.session.accept_held()
+        message = f"Wrote {_count(written, 'caption')} to sidecars"
+        if failures:
+            message += f"; {len(failures)} could not be written: {failures[0].message}"
+        self.statusBar().showMessage(message, 10000)
         return written
 
     # -- the selected photo -------------------------------------------------------------------
 
-    def current_item(self) -> PhotoItem | None:
+    def current_item(self) -> Photo | None:
         index = self.grid.currentIndex()
         if not index.isValid():
             return None
         return self.photos.item(self.filtered.mapToSource(index).row())
 
-    def _selected_indexes(self) -> list[QModelIndex]:
-        return sorted(self.grid.selectionModel().selectedIndexes(), key=lambda i: i.row())
+    def selected_photos(self) -> list[Photo]:
+        indexes = sorted(self.grid.selectionModel().selectedIndexes(), key=lambda i: i.row())
+        return [self.photos.item(self.filtered.mapToSource(i).row()) for i in indexes]
 
-    def _on_grid_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        self._show_item(self.current_item() if current.isValid() else None)
+    def _on_grid_current_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
+        self._show_current()
 
-    def _refresh_current(self) -> None:
-        item = self.current_item()
-        if item is not None and (item.text != self.view_caption_text or item.state.value != self._shown_state):
-            self._show_item(item)
+    def _on_session_photos_changed(self, paths) -> None:
+        photo = self.current_item()
+        if photo is not None and photo.path in paths and not self.panel.is_showing(photo):
+            self._show_current()
 
-    view_caption_text = ""
-    _shown_state = ""
-
-    def _show_item(self, item: PhotoItem | None) -> None:
-        self.alternatives.clear()
-        if item is None:
-            self.view.set_photo(None, "No photo selected")
-            self.view.set_caption((), None)
-            self.caption_edit.clear()
-            self.state_label.clear()
-            self.view_caption_text, self._shown_state = "", ""
+    def _show_current(self) -> None:
+        photo = self.current_item()
+        if photo is None:
+            self.panel.show_photo(None)
             return
-        image = self.thumbnails.image(str(item.path), PREVIEW_SIZE)
-        failure = self.thumbnails.failure(str(item.path), PREVIEW_SIZE)
-        self.view.set_photo(image, failure or "Loading…")
-        if item.attention_matches:
-            self.view.set_caption(item.result.words, item.result.attention)
-        else:
-            self.view.set_caption(tuple(item.text.split()), None)
-        self.caption_edit.setText(item.text)
-        self.view_caption_text, self._shown_state = item.text, item.state.value
-        self.state_label.setText(_describe(item))
-        if item.result is not None:
-            for alternative in item.result.alternatives:
-                entry = QListWidgetItem(f"{alternative.text}    ({alternative.score:.2f})")
-                entry.setData(Qt.ItemDataRole.UserRole, alternative.text)
-                self.alternatives.addItem(entry)
+        path = str(photo.path)
+        self.panel.show_photo(photo, self.thumbnails.image(path, PREVIEW_SIZE),
+                              self.thumbnails.failure(path, PREVIEW_SIZE))
 
     def _on_thumbnails_image_ready(self, path: str, size: int) -> None:
-        item = self.current_item()
-        if size == PREVIEW_SIZE and item is not None and str(item.path) == path:
-            self._show_item(item)
+        photo = self.current_item()
+        if size == PREVIEW_SIZE and photo is not None and str(photo.path) == path:
+            self._show_current()
 
-    def _on_thumbnails_image_failed(self, path: str, size: int, reason: str) -> None:
+    def _on_thumbnails_image_failed(self, path: str, size: int, _reason: str) -> None:
         self._on_thumbnails_image_ready(path, size)
 
     # -- editing ------------------------------------------------------------------------------
 
-    def edit_caption(self, text: str, path: Path | None = None) -> bool:
-        """Set a photo's caption as typed by the user (undoable); the current photo by default."""
-        item = self.photos.item_at(path) if path is not None else self.current_item()
+    def edit_caption(self, text: str, path: Path | None = None, *, source: str = "human") -> bool:
+        """Set a photo's caption as the user's (undoable); the current photo by default.
+
+        ``source="automatic"`` for one of the model's alternatives.
+        """
+        photo = self.photos.item_at(path) if path is not None else self.current_item()
         text = " ".join(text.split())
-        if item is None or text == item.text:
+        if photo is None or text == photo.text:
             return False
-        new = StoredCaption(text, "human", captioned_at=_now()) if text else None
-        self.undo_stack.push(_EditCaption(self, item.path, new, item.caption))
+        new = caption_for(photo, text, source)
+        self.undo_stack.push(_SetCaption(self.session, photo.path, new, photo.caption))
         return True
 
-    def _on_caption_edit_return_pressed(self) -> None:
-        self.edit_caption(self.caption_edit.text())
-
-    def _on_alternatives_item_activated(self, entry: QListWidgetItem) -> None:
-        self.edit_caption(entry.data(Qt.ItemDataRole.UserRole))
-
-    def _apply_caption(self, path: Path, caption: StoredCaption | None) -> None:
-        held = not self.settings.auto_write
-        if not held:
-            self._write(path, caption or StoredCaption("", "human"))
-        self.photos.update(path, caption=caption, error="", held=held and caption is not None)
-        item = self.current_item()
-        if item is not None and item.path == path:
-            self._show_item(item)
-
-    def _write(self, path: Path, caption: StoredCaption) -> bool:
-        try:
-            write_caption(path, caption, style=self.settings.sidecar_style)
-        except (SidecarError, ValueError) as exc:
-            self.statusBar().showMessage(f"Not saved: {exc}", 10000)
-            return False
-        return True
+    def _on_panel_alternative_chosen(self, text: str) -> None:
+        self.edit_caption(text, source="automatic")
 
     # -- export -------------------------------------------------------------------------------
 
-    def export_csv(self, csv_file: str | Path, *, selection_only: bool = False) -> int:
-        """Write the folder's (or the selection's) captions to a CSV file; returns the number of rows."""
+    def export_csv(self, csv_file: str | Path, *, selection_only: bool = False, excel_bom: bool = False) -> bool:
+        """Write the folder's (or the selection's) captions to a CSV file in the background.
+
+        ``exported(path, rows)`` or ``export_failed(exception)`` says how it went. False when
+        there is nothing to export.
+        """
         if self.folder is None:
-            return 0
-        if selection_only:
-            items = [self.photos.item(self.filtered.mapToSource(i).row()) for i in self._selected_indexes()]
-        else:
-            items = self.photos.items()
-        rows = []
-        for item in items:
-            try:
-                sidecar = find_sidecar(item.path)
-            except SidecarError:
-                sidecar = None
-            rows.append(make_row(item.path, self.folder, item.caption, sidecar=sidecar))
-        write_csv(csv_file, rows)
-        return len(rows)
+            return False
+        paths = [p.path for p in self.selected_photos()] if selection_only else None
+        run_in_background(self.session.export_csv, csv_file, paths, excel_bom=excel_bom,
+                          on_returned=lambda rows: self.exported.emit(str(csv_file), rows),
+                          on_errored=self.export_failed.emit)
+        return True
 
     def _on_export_action_triggered(self) -> None:
         if self.folder is None:
             return
-        selection_only = len(self._selected_indexes()) > 1
+        selection_only = len(self.selected_photos()) > 1
         what = "selected photos" if selection_only else "folder"
-        name, _ = QFileDialog.getSaveFileName(self, f"Export the {what} to CSV",
-                                              str(self.folder / "captions.csv"), "CSV files (*.csv)")
-        if not name:
-            return
-        try:
-            count = self.export_csv(name, selection_only=selection_only)
-        except SidecarError as exc:
-            QMessageBox.warning(self, "Export failed", str(exc))
-            return
-        self.statusBar().showMessage(f"Exported {count} photos to {name}", 6000)
+        name, chosen = QFileDialog.getSaveFileName(self, f"Export the {what} to CSV", str(self.folder / "captions.csv"),
+                                                   f"CSV files (*.csv);;{EXCEL_FILTER}")
+        if name:
+            self.exported.connect(self._on_exported, Qt.ConnectionType.SingleShotConnection)
+            self.export_csv(name, selection_only=selection_only, excel_bom=chosen == EXCEL_FILTER)
+
+    def _on_exported(self, name: str, rows: int) -> None:
+        self.statusBar().showMessage(f"Exported {_count(rows, 'photo')} to {name}", 6000)
+
+    def _on_export_failed(self, exc: BaseException) -> None:
+        QMessageBox.warning(self, "Export failed", f"The CSV could not be written: {_reason(exc)}")
 
     # -- settings -----------------------------------------------------------------------------
 
     def _on_settings_action_triggered(self) -> None:
         from imgcap_desktop.settings_dialog import SettingsDialog
 
+        self.settings = replace(self.settings, overlay_opacity=self.view.opacity_slider.value())
         dialog = SettingsDialog(self.settings, self)
         if dialog.exec():
             self.apply_settings(dialog.result_settings())
 
+    def _on_find_action_triggered(self) -> None:
+        self.filter_edit.setFocus()
+        self.filter_edit.selectAll()
+
     def apply_settings(self, settings: AppSettings) -> None:
         self.settings = settings
+        self.session.sidecar_style, self.session.auto_write = settings.sidecar_style, settings.auto_write
         self.view.opacity_slider.setValue(settings.overlay_opacity)
         self._save_settings()
 
     def _save_settings(self) -> None:
         self.settings = replace(self.settings, overlay_opacity=self.view.opacity_slider.value())
         save_settings(self.settings)
+
+    def _restore_window_state(self) -> None:
+        geometry, splitter = load_window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if splitter is not None:
+            self.splitter.restoreState(splitter)
 
     def _update_actions(self) -> None:
         busy = self.service.busy
@@ -594,37 +473,59 @@ class MainWindow(QMainWindow):
         self.cancel_action.setEnabled(busy)
         self.export_action.setEnabled(has_folder)
 
+    def _ask_about_held(self, count: int) -> QMessageBox.StandardButton:
+        """Write, discard or cancel: what to do with captions held for review when the window closes."""
+        return QMessageBox.question(
+            self, "Write held captions?",
+            f"{_count(count, 'caption')} held for review {'is' if count == 1 else 'are'} not written to "
+            "the sidecars yet. Write them before closing?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )
+
     def closeEvent(self, event) -> None:
+        held = len(self.session.held())
+        if held:
+            answer = self._ask_about_held(held)
+            if answer == QMessageBox.StandardButton.Cancel:
+                event.ignore()
+                return
+            if answer == QMessageBox.StandardButton.Save:
+                self.accept_held()
         self.reader.stop()
         self._save_settings()
+        save_window_state(self.saveGeometry(), self.splitter.saveState())
         self.service.shutdown()
+        self.session_signals.detach()
         super().closeEvent(event)
 
 
-def _badge_legend() -> QLabel:
-    names = {CaptionState.AUTOMATIC: "automatic", CaptionState.EDITED: "edited", CaptionState.EMBEDDED: "embedded",
-             CaptionState.ERROR: "error"}
-    parts = [f'<span style="color:{BADGE_COLOURS[state].name()}">●</span> {name}' for state, name in names.items()]
-    parts.append('<span style="color:#fdd835">●</span> held for review')
-    legend = QLabel("&nbsp;&nbsp;".join(parts))
-    legend.setObjectName("badgeLegend")
-    return legend
+def run_summary(run: dict, cancelled: bool) -> str:
+    """The status line at the end of a run: counts, failures, and why it stopped if it did."""
+    done, total, failed = run.get("done", 0), run.get("total", 0), run.get("failed", 0)
+    verb = "Cancelled after" if cancelled else "Captioned"
+    text = f"{verb} {done - failed} of {_count(total, 'photo')}"
+    if failed:
+        text += f", {failed} failed"
+    if run.get("error"):
+        text += f" — {run['error'][0].upper()}{run['error'][1:]}"
+    return text
 
 
-def _describe(item: PhotoItem) -> str:
-    state = item.state
-    if state is CaptionState.ERROR:
-        return f"Error: {item.error}"
-    if state is CaptionState.NONE:
-        return "No caption yet"
-    caption = item.caption
-    text = {
-        CaptionState.AUTOMATIC: f"Automatic caption ({caption.model or 'model'}, score {caption.score:.2f})"
-        if caption.score is not None else "Automatic caption",
-        CaptionState.EDITED: "Written or edited by a person",
-        CaptionState.EMBEDDED: "Description embedded in the photo",
-    }[state]
-    return text + (" — held, not yet written to the sidecar" if item.held else "")
+def _dropped_folder(urls: list[QUrl]) -> Path | None:
+    for url in urls:
+        if url.isLocalFile():
+            path = Path(url.toLocalFile())
+            return path if path.is_dir() else path.parent
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _duration(seconds: float) -> str:
@@ -638,5 +539,4 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+__all__ = ["CaptionState", "MainWindow"]

@@ -1,116 +1,96 @@
-"""The item model behind the thumbnail grid: one row per photo, with its caption and caption state."""
+"""The Qt side of the caption session: its events as signals, and its photos as the thumbnail grid's item model."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
     QPersistentModelIndex,
+    QObject,
     QSortFilterProxyModel,
     Qt,
+    Signal,
 )
 from PySide6.QtGui import QColor, QPixmap
 
-from imgcap_desktop.metadata.sidecar import StoredCaption
+from imgcap_desktop.session import CaptionSession, CaptionState, Photo
 from imgcap_desktop.thumbnails import ThumbnailCache
-from model.results import CaptionResult
 
 THUMBNAIL_SIZE = 160
-
-
-class CaptionState(enum.Enum):
-    """The badge a photo shows."""
-
-    NONE = "none"
-    AUTOMATIC = "automatic"
-    EDITED = "edited"
-    EMBEDDED = "embedded"
-    ERROR = "error"
 
 
 BADGE_COLOURS = {
     CaptionState.NONE: QColor("#9e9e9e"),
     CaptionState.AUTOMATIC: QColor("#1e88e5"),
-    CaptionState.EDITED: QColor("#43a047"),
+    CaptionState.HUMAN: QColor("#43a047"),
     CaptionState.EMBEDDED: QColor("#8e24aa"),
     CaptionState.ERROR: QColor("#e53935"),
 }
+HELD_COLOUR = QColor("#fdd835")
 
 
 class Roles(enum.IntEnum):
-    PATH = Qt.ItemDataRole.UserRole + 1
-    CAPTION = Qt.ItemDataRole.UserRole + 2
-    STATE = Qt.ItemDataRole.UserRole + 3
-    ERROR = Qt.ItemDataRole.UserRole + 4
-    RESULT = Qt.ItemDataRole.UserRole + 5
-    HELD = Qt.ItemDataRole.UserRole + 6
+    CAPTION = Qt.ItemDataRole.UserRole + 1
+    STATE = Qt.ItemDataRole.UserRole + 2
+    ERROR = Qt.ItemDataRole.UserRole + 3
+    HELD = Qt.ItemDataRole.UserRole + 4
 
 
-@dataclass(frozen=True)
-class PhotoItem:
-    """One photo as the app knows it.
+class SessionSignals(QObject):
+    """The session's events as Qt signals, delivered on the GUI thread whichever thread changed it.
 
-    Attributes:
-        path: the photo.
-        caption: its caption (stored, produced or typed), if any.
-        error: why it could not be read or captioned, if it could not.
-        result: the model's full result (words, attention, alternatives) from this session.
-        held: the caption is not yet written to the sidecar (waiting for the user to accept it).
+    Signals:
+        photos_reset(): the session's photos were replaced.
+        photos_changed(object paths): a tuple of photos whose state changed.
     """
 
-    path: Path
-    caption: StoredCaption | None = None
-    error: str = ""
-    result: CaptionResult | None = None
-    held: bool = False
+    photos_reset = Signal()
+    photos_changed = Signal(object)
 
-    @property
-    def state(self) -> CaptionState:
-        if self.error:
-            return CaptionState.ERROR
-        if self.caption is None or not self.caption.text:
-            return CaptionState.NONE
-        return {
-            "automatic": CaptionState.AUTOMATIC,
-            "human": CaptionState.EDITED,
-            "embedded": CaptionState.EMBEDDED,
-        }[self.caption.source]
+    def __init__(self, session: CaptionSession, parent=None):
+        super().__init__(parent)
+        self._session = session
+        # Plain callbacks that emit: from a worker thread the emit is queued to this object's thread.
+        self._on_reset = lambda: self.photos_reset.emit()
+        self._on_changed = lambda paths: self.photos_changed.emit(paths)
+        session.reset.connect(self._on_reset)
+        session.changed.connect(self._on_changed)
 
-    @property
-    def text(self) -> str:
-        return self.caption.text if self.caption else ""
-
-    @property
-    def attention_matches(self) -> bool:
-        """Whether ``result``'s per-word attention belongs to the caption shown (not edited since)."""
-        return self.result is not None and self.caption is not None and self.result.text == self.caption.text
+    def detach(self) -> None:
+        """Stop listening to the session (the window is going)."""
+        self._session.reset.disconnect(self._on_reset)
+        self._session.changed.disconnect(self._on_changed)
 
 
 class PhotoListModel(QAbstractListModel):
-    """The photos of the open folder. Thumbnails come from a :class:`ThumbnailCache`, asynchronously."""
+    """The session's photos as rows of the thumbnail grid. Thumbnails come from a :class:`ThumbnailCache`."""
 
-    def __init__(self, thumbnails: ThumbnailCache | None = None, parent=None):
+    def __init__(self, session: CaptionSession, signals: SessionSignals, thumbnails: ThumbnailCache | None = None,
+                 parent=None):
         super().__init__(parent)
-        self._items: list[PhotoItem] = []
+        self._session = session
+        self._paths: list[Path] = []
         self._rows: dict[Path, int] = {}
         self._thumbnails = thumbnails
         self._placeholders: dict[bool, QPixmap] = {}  # made on first use: a QPixmap needs the app
+        signals.photos_reset.connect(self._on_session_photos_reset)
+        signals.photos_changed.connect(self._on_session_photos_changed)
         if thumbnails is not None:
             thumbnails.image_ready.connect(self._on_thumbnails_image_ready)
+        self._on_session_photos_reset()
 
     # -- Qt's model contract ----------------------------------------------------------------
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._items)
+        return 0 if parent.isValid() else len(self._paths)
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or not 0 <= index.row() < len(self._items):
+        if not index.isValid() or not 0 <= index.row() < len(self._paths):
             return None
-        item = self._items[index.row()]
+        item = self._session.photo(self._paths[index.row()]) or Photo(self._paths[index.row()])
         if role == Qt.ItemDataRole.DisplayRole:
             return item.path.name
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -119,16 +99,12 @@ class PhotoListModel(QAbstractListModel):
             return f"{item.path.name}\n{item.text}" if item.text else item.path.name
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(item)
-        if role == Roles.PATH:
-            return str(item.path)
         if role == Roles.CAPTION:
             return item.text
         if role == Roles.STATE:
             return item.state.value
         if role == Roles.ERROR:
             return item.error
-        if role == Roles.RESULT:
-            return item.result
         if role == Roles.HELD:
             return item.held
         return None
@@ -145,37 +121,30 @@ class PhotoListModel(QAbstractListModel):
 
     # -- the app's API ----------------------------------------------------------------------
 
-    def set_photos(self, paths: list[Path]) -> None:
-        """Replace every row with these photos (no captions yet)."""
-        self.beginResetModel()
-        self._items = [PhotoItem(Path(p)) for p in paths]
-        self._rows = {item.path: row for row, item in enumerate(self._items)}
-        self.endResetModel()
+    def items(self) -> list[Photo]:
+        return [self._session.photo(p) or Photo(p) for p in self._paths]
 
-    def items(self) -> list[PhotoItem]:
-        return list(self._items)
-
-    def item(self, row: int) -> PhotoItem:
-        return self._items[row]
+    def item(self, row: int) -> Photo:
+        return self._session.photo(self._paths[row]) or Photo(self._paths[row])
 
     def row_of(self, path: str | Path) -> int | None:
         return self._rows.get(Path(path))
 
-    def item_at(self, path: str | Path) -> PhotoItem | None:
-        row = self.row_of(path)
-        return None if row is None else self._items[row]
+    def item_at(self, path: str | Path) -> Photo | None:
+        return None if self.row_of(path) is None else self._session.photo(path)
 
-    def update(self, path: str | Path, **changes) -> PhotoItem | None:
-        """Change some fields of a photo's item (see :class:`PhotoItem`); returns the new item."""
-        row = self.row_of(path)
-        if row is None:
-            return None
-        self._items[row] = replace(self._items[row], **changes)
-        index = self.index(row)
-        self.dataChanged.emit(index, index)
-        return self._items[row]
+    def _on_session_photos_reset(self) -> None:
+        self.beginResetModel()
+        self._paths = [photo.path for photo in self._session.photos()]
+        self._rows = {path: row for row, path in enumerate(self._paths)}
+        self.endResetModel()
 
-    def _thumbnail(self, item: PhotoItem):
+    def _on_session_photos_changed(self, paths) -> None:
+        rows = [row for row in (self._rows.get(p) for p in paths) if row is not None]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)))
+
+    def _thumbnail(self, item: Photo):
         if self._thumbnails is None:
             return self._placeholder(broken=False)
         image = self._thumbnails.image(str(item.path), THUMBNAIL_SIZE)

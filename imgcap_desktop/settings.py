@@ -6,7 +6,9 @@ import logging
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QByteArray, QSettings
+
+from imgcap_desktop.session import OVERWRITE_POLICIES, OverwritePolicy
 
 log = logging.getLogger(__name__)
 
@@ -14,12 +16,6 @@ ORGANIZATION = "imgcap"
 APPLICATION = "imgcap-desktop"
 MAX_RECENT_FOLDERS = 8
 
-OverwritePolicy = Literal["skip", "replace_automatic", "replace_all"]
-OVERWRITE_POLICIES: dict[str, str] = {
-    "skip": "Skip photos that already have a caption",
-    "replace_automatic": "Recaption automatic captions, keep human ones",
-    "replace_all": "Recaption everything, human captions included",
-}
 SIDECAR_STYLES: dict[str, str] = {"ext": "photo.jpg.xmp (digiKam, darktable)", "base": "photo.xmp (Lightroom, Bridge)"}
 DEVICES: dict[str, str] = {"auto": "Automatic (GPU when available)", "cpu": "CPU only"}
 
@@ -62,7 +58,8 @@ _CHOICES = {
     "device": tuple(DEVICES),
     "overwrite_policy": tuple(OVERWRITE_POLICIES),
 }
-_RANGES = {"beam_size": (1, 20), "batch_size": (1, 256), "overlay_opacity": (0, 100)}
+#: The allowed range of each number setting (the settings dialog's spin boxes use these too).
+RANGES = {"beam_size": (1, 20), "batch_size": (1, 256), "overlay_opacity": (0, 100)}
 
 
 def qsettings() -> QSettings:
@@ -96,6 +93,24 @@ def save_settings(settings: AppSettings, store: QSettings | None = None) -> None
     store.sync()
 
 
+def save_window_state(geometry: QByteArray, splitter: QByteArray, store: QSettings | None = None) -> None:
+    """Remember the window's size and place and the splitter's position."""
+    store = store if store is not None else qsettings()
+    store.setValue("window/geometry", geometry)
+    store.setValue("window/splitter", splitter)
+    store.sync()
+
+
+def load_window_state(store: QSettings | None = None) -> tuple[QByteArray | None, QByteArray | None]:
+    """``(geometry, splitter state)`` as saved, or None for each one never saved."""
+    store = store if store is not None else qsettings()
+    values = []
+    for key in ("window/geometry", "window/splitter"):
+        value = store.value(key)
+        values.append(value if isinstance(value, QByteArray) and not value.isEmpty() else None)
+    return values[0], values[1]
+
+
 def _convert(name: str, raw, default):
     if isinstance(default, bool):
         if isinstance(raw, str):
@@ -105,7 +120,7 @@ def _convert(name: str, raw, default):
         return bool(raw)
     if isinstance(default, int):
         value = int(raw)
-        low, high = _RANGES[name]
+        low, high = RANGES[name]
         if not low <= value <= high:
             raise ValueError(value)
         return value

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QSpinBox
 
-from imgcap_desktop.settings import DEVICES, OVERWRITE_POLICIES, SIDECAR_STYLES, AppSettings
+from imgcap_desktop.settings import DEVICES, OVERWRITE_POLICIES, RANGES, SIDECAR_STYLES, AppSettings
 
 
 def _combo(choices: dict[str, str], current: str) -> QComboBox:
@@ -26,10 +26,10 @@ class SettingsDialog(QDialog):
         self._settings = settings
         self.sidecar_style = _combo(SIDECAR_STYLES, settings.sidecar_style)
         self.beam_size = QSpinBox()
-        self.beam_size.setRange(1, 20)
+        self.beam_size.setRange(*RANGES["beam_size"])
         self.beam_size.setValue(settings.beam_size)
         self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, 256)
+        self.batch_size.setRange(*RANGES["batch_size"])
         self.batch_size.setValue(settings.batch_size)
         self.device = _combo(DEVICES, settings.device)
         self.overwrite_policy = _combo(OVERWRITE_POLICIES, settings.overwrite_policy)

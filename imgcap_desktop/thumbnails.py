@@ -7,9 +7,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QImage
+from shiboken6 import isValid
 
+from imgcap_desktop.workers import run_in_background
 from model.images import ImageLoadError, open_oriented
 
 log = logging.getLogger(__name__)
@@ -33,29 +35,6 @@ def pil_to_qimage(img: Image.Image) -> QImage:
     return QImage(data, img.width, img.height, 3 * img.width, QImage.Format.Format_RGB888).copy()
 
 
-class _Signals(QObject):
-    decoded = Signal(str, int, QImage)
-    failed = Signal(str, int, str)
-
-
-class _DecodeTask(QRunnable):
-    def __init__(self, path: str, size: int, signals: _Signals):
-        super().__init__()
-        self._path, self._size, self._signals = path, size, signals
-
-    def run(self) -> None:
-        # Every exception is caught: an exception escaping a QRunnable ends the process.
-        try:
-            image = decode_scaled(self._path, self._size)
-        except ImageLoadError as exc:
-            self._signals.failed.emit(self._path, self._size, exc.reason)
-        except Exception as exc:  # noqa: BLE001 - reported per photo, never fatal
-            log.exception("decoding %s failed", self._path)
-            self._signals.failed.emit(self._path, self._size, str(exc))
-        else:
-            self._signals.decoded.emit(self._path, self._size, image)
-
-
 class ThumbnailCache(QObject):
     """Decodes photos at a given size on a thread pool and keeps the most recent ones.
 
@@ -74,10 +53,6 @@ class ThumbnailCache(QObject):
         self._images: OrderedDict[tuple[str, int], QImage] = OrderedDict()
         self._failed: dict[tuple[str, int], str] = {}
         self._pending: set[tuple[str, int]] = set()
-        # No parent: queued tasks keep it alive even if this cache goes first.
-        self._signals = _Signals()
-        self._signals.decoded.connect(self._on_task_decoded)
-        self._signals.failed.connect(self._on_task_failed)
 
     def image(self, path: str, size: int) -> QImage | None:
         """The cached image, or None (after queueing a decode unless one is queued or failed)."""
@@ -88,7 +63,9 @@ class ThumbnailCache(QObject):
             return image
         if key not in self._pending and key not in self._failed:
             self._pending.add(key)
-            self._pool.start(_DecodeTask(path, size, self._signals))
+            run_in_background(decode_scaled, path, size, pool=self._pool,
+                              on_returned=lambda image: self._on_task_decoded(path, size, image),
+                              on_errored=lambda exc: self._on_task_failed(path, size, _reason(exc)))
         return None
 
     def failure(self, path: str, size: int) -> str | None:
@@ -101,6 +78,8 @@ class ThumbnailCache(QObject):
         self._failed.clear()
 
     def _on_task_decoded(self, path: str, size: int, image: QImage) -> None:
+        if not isValid(self):  # the cache went while the photo was decoded
+            return
         key = (path, size)
         self._pending.discard(key)
         self._images[key] = image
@@ -109,7 +88,16 @@ class ThumbnailCache(QObject):
         self.image_ready.emit(path, size)
 
     def _on_task_failed(self, path: str, size: int, reason: str) -> None:
+        if not isValid(self):
+            return
         key = (path, size)
         self._pending.discard(key)
         self._failed[key] = reason
         self.image_failed.emit(path, size, reason)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ImageLoadError):
+        return exc.reason
+    log.warning("decoding a photo failed: %r", exc)
+    return str(exc) or type(exc).__name__

@@ -1,21 +1,20 @@
-"""Storing a captioning run's results: which photos to caption, sidecars to write, the CSV report.
+"""The store rule: what storing one caption does to a photo's sidecar, as a per-photo status.
 
-The CLI (``imgcap caption --write-sidecars --csv ...``) and the app's batch worker both go through
-these functions, so ``--skip-captioned`` and ``--overwrite-human`` mean the same thing everywhere.
-Every problem is a per-photo status; nothing here raises for one bad photo.
+The caption session (``imgcap_desktop.session``, which the CLI and the app drive) and ``imgcap
+archive`` both store through :func:`store_caption`, so ``--overwrite-human`` and the protection of
+a person's caption mean the same thing everywhere. Which photos to caption is the session's
+``plan``. Every problem is a per-photo status; nothing here raises for one bad photo.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from imgcap_desktop.metadata.csvio import make_row, write_csv
-from imgcap_desktop.metadata.folder import base_style_collisions
 from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
@@ -28,7 +27,7 @@ from model.results import CaptionOutcome
 
 log = logging.getLogger(__name__)
 
-Status = Literal["written", "captioned", "skipped", "kept_human", "failed"]
+Status = Literal["written", "held", "skipped", "kept_human", "kept_edit", "failed"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,10 @@ class PhotoStatus:
 
     Attributes:
         photo: the photo.
-        status: ``"written"`` (caption stored in the sidecar), ``"captioned"`` (captioned, no sidecar
-            asked for), ``"skipped"`` (already captioned, not captioned again), ``"kept_human"``
-            (a person's caption was kept), ``"failed"`` (see ``message``).
+        status: ``"written"`` (caption stored in the sidecar), ``"held"`` (captioned, not written:
+            no sidecars asked for, or held for review), ``"skipped"`` (already captioned, not
+            captioned again), ``"kept_human"`` (a person's caption was kept), ``"kept_edit"`` (the
+            user edited the caption while it was being captioned), ``"failed"`` (see ``message``).
         caption: the caption now stored for the photo, or the new one where nothing is stored.
         sidecar: the photo's sidecar, where it has one.
         message: why it failed or was skipped, fit to show the user.
@@ -71,39 +71,6 @@ class PhotoStatus:
     caption: StoredCaption | None = None
     sidecar: Path | None = None
     message: str = ""
-
-
-def select_photos(photos: Sequence[str | Path], options: StoreOptions) -> tuple[list[Path], list[PhotoStatus]]:
-    """Decide which photos need captioning.
-
-    Returns:
-        ``(to_caption, settled)``: the photos to caption, in order, and a status for each of the
-        others: ``"skipped"`` (``skip_captioned`` and a caption is stored) or ``"failed"`` (its
-        sidecar cannot be read, or in base style it would share a sidecar with another photo).
-    """
-    photos = [Path(p) for p in photos]
-    settled: dict[Path, PhotoStatus] = {}
-    if options.write_sidecars and options.sidecar_style == "base":
-        for sidecar, members in base_style_collisions(photos).items():
-            names = ", ".join(p.name for p in members)
-            for photo in members:
-                settled[photo] = PhotoStatus(
-                    photo, "failed", message=f"{names} would share the sidecar {sidecar.name}; use the ext style"
-                )
-    if options.skip_captioned:
-        for photo in photos:
-            if photo in settled:
-                continue
-            try:
-                stored = read_caption(photo)
-            except SidecarError as exc:
-                if options.write_sidecars:
-                    settled[photo] = PhotoStatus(photo, "failed", message=str(exc))
-                continue
-            if stored is not None:
-                settled[photo] = PhotoStatus(photo, "skipped", stored, _sidecar_or_none(photo), "already captioned")
-    to_caption = [p for p in photos if p not in settled]
-    return to_caption, [settled[p] for p in photos if p in settled]
 
 
 def store_outcomes(
@@ -159,7 +126,7 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions) -> PhotoS
         # Never store it: an empty caption would erase the description already there.
         return PhotoStatus(photo, "failed", message=f"{photo.name}: the model gave an empty caption")
     if not options.write_sidecars:
-        return PhotoStatus(photo, "captioned", caption, _sidecar_or_none(photo))
+        return PhotoStatus(photo, "held", caption, _sidecar_or_none(photo))
     try:
         sidecar = write_caption(photo, caption, style=options.sidecar_style)
         # What is stored now: the keywords that are ours after the merge (not another tool's, not
@@ -173,27 +140,5 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions) -> PhotoS
 def _sidecar_or_none(photo: Path) -> Path | None:
     try:
         return find_sidecar(photo)
-    except SidecarError:
-        return None
-
-
-def write_report_csv(csv_file: str | Path, root: str | Path, statuses: Iterable[PhotoStatus]) -> None:
-    """Write the CSV for a run: one row per photo; a failed photo shows what is stored for it, if any.
-
-    Raises:
-        OSError: the CSV file cannot be written.
-    """
-    rows = []
-    for s in statuses:
-        if s.caption is None:
-            rows.append(make_row(s.photo, root, _stored_or_none(s.photo), sidecar=_sidecar_or_none(s.photo)))
-        else:
-            rows.append(make_row(s.photo, root, s.caption, sidecar=s.sidecar))
-    write_csv(csv_file, rows)
-
-
-def _stored_or_none(photo: Path) -> StoredCaption | None:
-    try:
-        return read_caption(photo)
     except SidecarError:
         return None

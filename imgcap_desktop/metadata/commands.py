@@ -1,7 +1,7 @@
 """The command-line side of the metadata features, ready for ``imgcap_desktop.cli`` to mount.
 
 ``imgcap caption`` gets its sidecar and CSV options from :func:`add_caption_options` and turns them
-into :class:`StoreOptions` with :func:`store_options`; ``imgcap import-csv FILE`` is
+into the caption session's plan (``imgcap_desktop.cli.caption_policy``); ``imgcap import-csv FILE`` is
 :func:`add_import_csv_command` plus :func:`run_import_csv`.
 """
 
@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from imgcap_desktop.metadata.apply import StoreOptions
 from imgcap_desktop.metadata.csvio import CsvFormatError, import_csv
 from imgcap_desktop.metadata.printable import printable
 
@@ -45,17 +44,6 @@ def add_caption_options(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="store the model's keywords with the caption: merged into the sidecar's dc:subject (other "
         "tools' keywords are kept) and a keywords column in the CSV (default: on; --no-keywords to skip)",
-    )
-
-
-def store_options(args: argparse.Namespace) -> StoreOptions:
-    """The :class:`StoreOptions` that the parsed ``caption`` options ask for."""
-    return StoreOptions(
-        write_sidecars=args.write_sidecars,
-        sidecar_style=args.sidecar_style,
-        skip_captioned=args.skip_captioned,
-        overwrite_human=args.overwrite_human,
-        keywords=args.keywords,
     )
 
 

@@ -15,7 +15,7 @@ from PySide6.QtCore import QSettings, QThreadPool
 from model.images import ImageLoadError, load_image
 from model.results import Alternative, CaptionFailure, CaptionResult
 
-_GUI_TESTS = ("test_app", "test_qt_binding", "test_caption_service", "test_caption_view", "test_main_window", "test_photo_model",
+_GUI_TESTS = ("test_app", "test_edits_and_failures", "test_qt_binding", "test_caption_service", "test_caption_view", "test_main_window", "test_photo_model",
               "test_settings", "test_thumbnails")
 
 WORDS = ("a", "dog", "cat", "runs", "on", "the", "grass", "beach", "red", "ball")
@@ -148,10 +148,14 @@ def service(no_threads_left, fake_captioner):
 
 @pytest.fixture
 def window(qtbot, service):
+    from PySide6.QtWidgets import QMessageBox
+
     from imgcap_desktop.main_window import MainWindow
     from imgcap_desktop.settings import AppSettings
 
     window = MainWindow(service=service, settings=AppSettings(batch_size=2))
+    # Closing with held captions would ask (a modal question): tests that care replace this answer.
+    window._ask_about_held = lambda count: QMessageBox.StandardButton.Discard
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)

@@ -16,7 +16,7 @@ from imgcap_desktop import selftest
 from imgcap_desktop.caption_service import CaptionJob, CaptionService, running_threads
 from imgcap_desktop.caption_view import upsample_map
 from imgcap_desktop.main_window import MainWindow
-from imgcap_desktop.photo_model import CaptionState
+from imgcap_desktop.session import CaptionState
 from imgcap_desktop.settings import AppSettings
 from tests.desktop.conftest import make_photos
 

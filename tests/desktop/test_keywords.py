@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgcap_desktop.metadata.apply import StoreOptions, store_outcomes
+from imgcap_desktop.session import CaptionSession
 from imgcap_desktop.metadata.csvio import read_csv, write_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from model.results import CaptionResult, Tag
@@ -60,10 +60,20 @@ def engine(monkeypatch):
     return captioner
 
 
+def store(outcomes, keywords: bool = True):
+    """Store outcomes through a caption session that writes sidecars."""
+    photos = [Path(o.source) for o in outcomes]
+    session = CaptionSession()
+    session.open(photos)
+    session.read_stored(check_photos=False)
+    plan = session.plan(None, "replace_automatic", keywords=keywords)
+    return session.apply_outcomes(plan, outcomes, model_name="m")
+
+
 def test_keywords_are_stored_only_when_asked(tmp_path):
     a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
-    store_outcomes([tagged(a, "a cat", {"cat": 0.8, "lamp": 0.1})], StoreOptions(write_sidecars=True), model_name="m")
-    store_outcomes([tagged(b, "a cat", {"cat": 0.8})], StoreOptions(write_sidecars=True, keywords=False), model_name="m")
+    store([tagged(a, "a cat", {"cat": 0.8, "lamp": 0.1})])
+    store([tagged(b, "a cat", {"cat": 0.8})], keywords=False)
 
     assert read_caption(a).keywords == ("cat",)
     assert read_caption(b).keywords is None
@@ -73,7 +83,7 @@ def test_keywords_are_stored_only_when_asked(tmp_path):
 def test_a_result_without_tags_leaves_keywords_alone(tmp_path):
     a = make_photo(tmp_path / "a.jpg")
     write_caption(a, StoredCaption("old", "automatic", "m", -1.0, None, ("cat",)))
-    store_outcomes([tagged(a, "a dog", {})], StoreOptions(write_sidecars=True), model_name="m")
+    store([tagged(a, "a dog", {})])
     assert read_caption(a).keywords == ("cat",)
 
 

@@ -11,7 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
-from imgcap_desktop.photo_model import CaptionState, Roles
+from imgcap_desktop.photo_model import Roles
+from imgcap_desktop.session import CaptionState
 
 WAIT = 10_000
 
@@ -44,7 +45,7 @@ def test_open_folder_lists_photos_and_shows_stored_captions(qtbot, window, photo
     names = [window.photos.index(r).data() for r in range(window.photos.rowCount())]
     assert names == ["broken.jpg", "drawing.png", "photo1.jpg", "photo2.jpg", "photo3.jpg", "photo4.jpg", "photo5.jpg"]
     found = states(window)
-    assert found["photo3.jpg"] is CaptionState.EDITED
+    assert found["photo3.jpg"] is CaptionState.HUMAN
     assert found["photo1.jpg"] is CaptionState.NONE
     assert "tensorflow" not in window.service.model_name  # nothing loaded just by opening
     assert window.settings.recent_folders[0] == str(photo_folder.resolve())
@@ -106,7 +107,7 @@ def test_editing_a_caption_marks_it_human_and_undo_restores_it(qtbot, window, ph
     qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
     edited = window.photos.item_at(item.path)
     assert edited.text == "a cat asleep on a red chair"
-    assert edited.state is CaptionState.EDITED
+    assert edited.state is CaptionState.HUMAN
     assert read_caption(item.path).source == "human"
     assert not any(b.isEnabled() for b in window.view.word_buttons())  # no attention for typed words
 
@@ -116,7 +117,7 @@ def test_editing_a_caption_marks_it_human_and_undo_restores_it(qtbot, window, ph
     assert read_caption(item.path).text == automatic
     assert all(b.isEnabled() for b in window.view.word_buttons())
     window.redo_action.trigger()
-    assert window.photos.item_at(item.path).state is CaptionState.EDITED
+    assert window.photos.item_at(item.path).state is CaptionState.HUMAN
 
 
 def test_picking_an_alternative_uses_it(qtbot, window, photo_folder):
@@ -125,7 +126,10 @@ def test_picking_an_alternative_uses_it(qtbot, window, photo_folder):
     item = select(qtbot, window, "photo4.jpg")
     assert window.alternatives.count() == 2
     window.alternatives.itemActivated.emit(window.alternatives.item(1))
-    assert window.photos.item_at(item.path).text == " ".join(item.result.alternatives[1].words)
+    picked = window.photos.item_at(item.path)
+    assert picked.text == " ".join(item.result.alternatives[1].words)
+    assert picked.state is CaptionState.AUTOMATIC  # the model's caption, not a person's
+    assert read_caption(item.path).source == "automatic"
 
 
 def test_human_captions_are_skipped_unless_asked(qtbot, window, photo_folder):
@@ -207,7 +211,9 @@ def test_export_csv_of_folder_and_selection(qtbot, window, photo_folder, tmp_pat
     open_and_wait(qtbot, window, photo_folder)
     caption_all_and_wait(qtbot, window)
     out = tmp_path / "captions.csv"
-    assert window.export_csv(out) == 7
+    with qtbot.waitSignal(window.exported, timeout=WAIT) as exported:
+        assert window.export_csv(out)
+    assert exported.args == [str(out), 7]
     with out.open(encoding="utf-8", newline="") as f:
         rows = {row["file name"]: row for row in csv.DictReader(f)}
     assert rows["photo1.jpg"]["caption"] == window.photos.item_at(photo_folder / "photo1.jpg").text
@@ -217,7 +223,9 @@ def test_export_csv_of_folder_and_selection(qtbot, window, photo_folder, tmp_pat
 
     select(qtbot, window, "photo2.jpg")
     window.grid.selectionModel().select(window.grid.currentIndex(), window.grid.selectionModel().SelectionFlag.ClearAndSelect)
-    assert window.export_csv(out, selection_only=True) == 1
+    with qtbot.waitSignal(window.exported, timeout=WAIT) as exported:
+        window.export_csv(out, selection_only=True)
+    assert exported.args[1] == 1
 
 
 def test_closing_the_window_stops_the_worker(qtbot, window, photo_folder):
@@ -245,7 +253,7 @@ def test_caption_selected_captions_only_the_selection(qtbot, window, photo_folde
     select(qtbot, window, "photo3.jpg")
     with qtbot.waitSignal(window.service.finished, timeout=WAIT):
         assert window.caption_selected()
-    captioned = {name for name, state in states(window).items() if state is not CaptionState.NONE}
+    captioned = {name for name, state in states(window).items() if state is CaptionState.AUTOMATIC}
     assert captioned == {"photo3.jpg"}
 
 

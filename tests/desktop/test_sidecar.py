@@ -370,7 +370,7 @@ def test_core_imports_neither_qt_nor_tensorflow():
             sys.modules[name] = None
         import imgcap_desktop.metadata.sidecar, imgcap_desktop.metadata.csvio
         import imgcap_desktop.metadata.folder, imgcap_desktop.metadata.embedded
-        import imgcap_desktop.metadata.apply, imgcap_desktop.metadata.commands
+        import imgcap_desktop.metadata.commands, imgcap_desktop.session
         import imgcap_desktop.metadata.xmp_edit, imgcap_desktop.metadata.printable
         """
     )

@@ -1,0 +1,130 @@
+"""The right-hand panel: the selected photo with its clickable caption, its state, the edit box and the beam's alternatives."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QImage, QKeyEvent, QKeySequence
+from PySide6.QtWidgets import QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+
+from imgcap_desktop.caption_view import CaptionView
+from imgcap_desktop.session import CaptionState, Photo
+
+
+class CaptionEdit(QLineEdit):
+    """The caption box. Once its text is committed (Return), Ctrl+Z / Ctrl+Shift+Z go to the
+    window's undo stack, as from the menu; while typing they undo the typing."""
+
+    committed_text = ""
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
+            undo_redo = event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)
+            if undo_redo and " ".join(self.text().split()) == self.committed_text:
+                event.ignore()  # let the window's Undo/Redo shortcut have it
+                return False
+        return super().event(event)
+
+
+class CaptionPanel(QWidget):
+    """Shows one :class:`~imgcap_desktop.session.Photo`; the user edits its caption here.
+
+    Signals:
+        caption_edited(str text): the user committed a caption in the box (Return).
+        alternative_chosen(str text): the user picked one of the beam's alternatives.
+        recompute_requested(): the user asked to recompute a stored automatic caption's attention.
+    """
+
+    caption_edited = Signal(str)
+    alternative_chosen = Signal(str)
+    recompute_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.view = CaptionView()
+        self.caption_edit = CaptionEdit()
+        self.caption_edit.setPlaceholderText("No caption — type one, or caption the photo")
+        self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
+        self.state_label = QLabel()
+        self.state_label.setWordWrap(True)
+        self.recompute_button = QPushButton("Recompute attention maps")
+        self.recompute_button.setToolTip("Caption this photo again to see where the model looked for each word")
+        self.recompute_button.clicked.connect(self.recompute_requested)
+        self.recompute_button.setVisible(False)
+        self.alternatives = QListWidget()
+        self.alternatives.setMaximumHeight(80)
+        self.alternatives.setToolTip("The beam's alternative captions; double-click one to use it")
+        self.alternatives.itemActivated.connect(self._on_alternatives_item_activated)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.state_label)
+        layout.addWidget(self.recompute_button)
+        layout.addWidget(self.caption_edit)
+        layout.addWidget(QLabel("Alternatives"))
+        layout.addWidget(self.alternatives)
+        self.shown_text = ""
+        self.shown_state = ""
+
+    def show_photo(self, photo: Photo | None, image: QImage | None = None, failure: str | None = None) -> None:
+        """Show a photo's preview (None while it decodes) and its caption."""
+        self.alternatives.clear()
+        if photo is None:
+            self.view.set_photo(None, "No photo selected")
+            self.view.set_caption((), None)
+            self.caption_edit.clear()
+            self.caption_edit.committed_text = ""
+            self.state_label.clear()
+            self.recompute_button.setVisible(False)
+            self.shown_text, self.shown_state = "", ""
+            return
+        self.view.set_photo(image, failure or "Loading…")
+        if photo.attention_matches:
+            self.view.set_caption(photo.result.words, photo.result.attention)
+        else:
+            hint = ("The attention maps of a caption stored earlier are not kept: recompute them to see them."
+                    if photo.recomputable else "Attention maps exist for the model's own captions only.")
+            self.view.set_caption(tuple(photo.text.split()), None, hint=hint)
+        self.recompute_button.setVisible(photo.recomputable)
+        self.caption_edit.setText(photo.text)
+        self.caption_edit.committed_text = photo.text
+        self.shown_text, self.shown_state = photo.text, _shown_state(photo)
+        self.state_label.setText(describe(photo))
+        if photo.result is not None:
+            for alternative in photo.result.alternatives:
+                entry = QListWidgetItem(f"{alternative.text}    ({alternative.score:.2f})")
+                entry.setData(Qt.ItemDataRole.UserRole, alternative.text)
+                self.alternatives.addItem(entry)
+
+    def is_showing(self, photo: Photo) -> bool:
+        """Whether the panel already shows this state of the photo."""
+        return photo.text == self.shown_text and _shown_state(photo) == self.shown_state
+
+    def _on_caption_edit_return_pressed(self) -> None:
+        self.caption_edited.emit(self.caption_edit.text())
+
+    def _on_alternatives_item_activated(self, entry: QListWidgetItem) -> None:
+        self.alternative_chosen.emit(entry.data(Qt.ItemDataRole.UserRole))
+
+
+def _shown_state(photo: Photo) -> str:
+    return f"{photo.state.value}:{photo.held}:{photo.write_error}:{photo.attention_matches}"
+
+
+def describe(photo: Photo) -> str:
+    """The state line under the photo."""
+    state = photo.state
+    if state is CaptionState.ERROR:
+        return f"Error: {photo.error}"
+    if state is CaptionState.NONE:
+        return "No caption yet"
+    caption = photo.caption
+    if state is CaptionState.AUTOMATIC:
+        text = f"Automatic caption ({caption.model or 'model'}"
+        text += f", score {caption.score:.2f})" if caption.score is not None else ")"
+    else:
+        text = {CaptionState.HUMAN: "Written or edited by a person",
+                CaptionState.EMBEDDED: "Description embedded in the photo"}[state]
+    if photo.write_error:
+        return text + f" — NOT written to the sidecar: {photo.write_error}"
+    return text + (" — held, not yet written to the sidecar" if photo.held else "")

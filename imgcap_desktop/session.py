@@ -1,0 +1,586 @@
+"""One folder's captions: the photos, each photo's caption state, and every change made to them.
+
+The caption session is the application layer that the app (``MainWindow``) and the CLI both drive.
+It owns, for one set of photos:
+
+- each photo's caption state (none / automatic / human / embedded / error, with the reason; held
+  when not yet written to the sidecar), with the model's full result and keywords;
+- the one overwrite policy (:meth:`CaptionSession.plan`: which photos a run captions);
+- the rule that **a user's edit always wins over a result that arrives later**: every edit bumps
+  the photo's edit count, and a result planned before that edit is dropped;
+- every sidecar write, serialised per photo, so a worker's read-then-write and the GUI's write can
+  never interleave (what one store does is the metadata layer's rule,
+  :func:`~imgcap_desktop.metadata.apply.store_caption`);
+- caption export (CSV) and CSV import.
+
+It imports neither Qt nor TensorFlow. It reports changes through plain callbacks
+(:class:`Event`): the app adapts them to Qt signals, the CLI prints them. Methods are thread-safe:
+the app calls :meth:`CaptionSession.apply_outcomes` and :meth:`CaptionSession.read_stored` on
+worker threads, so callbacks may run on any thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from imgcap_desktop.metadata.apply import PhotoStatus, StoreOptions, store_caption
+from imgcap_desktop.metadata.csvio import CsvRow, ImportReport, import_csv, make_row, write_csv
+from imgcap_desktop.metadata.folder import base_style_collisions
+from imgcap_desktop.metadata.sidecar import (
+    SidecarError,
+    SidecarStyle,
+    StoredCaption,
+    find_sidecar,
+    read_caption,
+    write_caption,
+)
+from model.results import CaptionOutcome, CaptionResult
+
+log = logging.getLogger(__name__)
+
+OverwritePolicy = Literal["skip", "replace_automatic", "replace_all"]
+OVERWRITE_POLICIES: dict[str, str] = {
+    "skip": "Skip photos that already have a caption",
+    "replace_automatic": "Recaption automatic captions, keep human ones",
+    "replace_all": "Recaption everything, human captions included",
+}
+
+#: A writer's temporary file older than this (seconds) was left by a writer that was killed.
+STALE_TEMP_SECONDS = 60.0
+
+class CaptionState(enum.Enum):
+    """Where a photo's caption comes from (its badge)."""
+
+    NONE = "none"
+    AUTOMATIC = "automatic"
+    HUMAN = "human"
+    EMBEDDED = "embedded"
+    ERROR = "error"
+
+
+#: Captions a person wrote: typed here or in another tool, or embedded in the photo.
+_PERSONS = frozenset({CaptionState.HUMAN, CaptionState.EMBEDDED})
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo as the session knows it.
+
+    Attributes:
+        path: the photo.
+        caption: its caption (stored, produced or typed), if any.
+        error: why it could not be read or captioned, if it could not.
+        result: the model's full result (words, attention, alternatives) from this session.
+        held: the caption is not written to the sidecar (hold-for-review mode, or a failed write).
+        write_error: why the last sidecar write failed (the caption is then held).
+        edits: how many times the user changed the caption; a result planned before an edit loses.
+    """
+
+    path: Path
+    caption: StoredCaption | None = None
+    error: str = ""
+    result: CaptionResult | None = None
+    held: bool = False
+    write_error: str = ""
+    edits: int = 0
+
+    @property
+    def state(self) -> CaptionState:
+        if self.error:
+            return CaptionState.ERROR
+        if self.caption is None or not self.caption.text:
+            return CaptionState.NONE
+        return CaptionState(self.caption.source)
+
+    @property
+    def text(self) -> str:
+        return self.caption.text if self.caption else ""
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        """imgcap's keywords for the photo (the model's, as stored: a person's removals respected)."""
+        return (self.caption.keywords or ()) if self.caption else ()
+
+    @property
+    def attention_matches(self) -> bool:
+        """Whether ``result``'s per-word attention belongs to the caption shown (not edited since)."""
+        return self.result is not None and self.caption is not None and self.result.text == self.caption.text
+
+    @property
+    def recomputable(self) -> bool:
+        """An automatic caption whose attention maps are not at hand (stored before this session)."""
+        return self.state is CaptionState.AUTOMATIC and not self.attention_matches
+
+
+@dataclass(frozen=True)
+class CaptionPlan:
+    """Which photos a run captions, and how their results are stored (see :meth:`CaptionSession.plan`).
+
+    Attributes:
+        photos: the photos to caption, in order.
+        settled: a status for each photo left out (skipped, kept, or failed at once).
+        write: write the captions to sidecars (else hold them).
+        overwrite_human: replace captions a person wrote.
+        human_count: photos with a person's caption among those asked for (to confirm replacing).
+        keywords: store the model's keywords with the caption (merged into ``dc:subject``).
+    """
+
+    photos: tuple[Path, ...]
+    settled: tuple[PhotoStatus, ...] = ()
+    write: bool = True
+    overwrite_human: bool = False
+    human_count: int = 0
+    keywords: bool = True
+    generation: int = 0
+    edits: dict[Path, int] = field(default_factory=dict, repr=False, compare=False)
+
+
+class Event:
+    """A plain callback list: ``connect(fn)``, ``disconnect(fn)``, ``emit(*args)``."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable] = []
+
+    def connect(self, callback: Callable) -> None:
+        self._callbacks.append(callback)
+
+    def disconnect(self, callback: Callable) -> None:
+        self._callbacks.remove(callback)
+
+    def emit(self, *args) -> None:
+        for callback in list(self._callbacks):
+            callback(*args)
+
+
+def now() -> str:
+    """The time recorded with a caption: ISO 8601, UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class CaptionSession:
+    """The photos of one folder (or of a CLI run) and everything that happens to their captions.
+
+    Events (plain callbacks, run on the thread that made the change):
+        reset(): the photos were replaced (:meth:`open`).
+        changed(tuple[Path, ...] paths): these photos' state changed.
+
+    Args:
+        sidecar_style: ``"ext"`` (``photo.jpg.xmp``) or ``"base"`` (``photo.xmp``) for new sidecars.
+        auto_write: write captions to sidecars as soon as they exist (else hold them for review).
+    """
+
+    def __init__(self, *, sidecar_style: SidecarStyle = "ext", auto_write: bool = True):
+        self.sidecar_style: SidecarStyle = sidecar_style
+        self.auto_write = auto_write
+        self.folder: Path | None = None
+        self.reset = Event()
+        self.changed = Event()
+        self._lock = threading.RLock()  # guards the state below
+        self._photos: dict[Path, Photo] = {}
+        self._order: list[Path] = []
+        self._generation = 0
+        self._write_locks: dict[Path, threading.Lock] = {}
+
+    # -- the photos ----------------------------------------------------------------------------
+
+    def open(self, photos: Iterable[str | Path], folder: str | Path | None = None) -> None:
+        """Replace the photos (no caption known yet; see :meth:`read_stored`).
+
+        Stale temporary files that a killed writer left beside the photos are removed.
+        """
+        paths = list(dict.fromkeys(Path(p) for p in photos))
+        with self._lock:
+            self._generation += 1
+            self.folder = Path(folder) if folder is not None else None
+            self._order = paths
+            self._photos = {p: Photo(p) for p in paths}
+        remove_stale_temp_files(paths)
+        self.reset.emit()
+
+    @property
+    def generation(self) -> int:
+        """Grows with every :meth:`open`; work started for an older generation is out of date."""
+        return self._generation
+
+    def photos(self) -> list[Photo]:
+        with self._lock:
+            return [self._photos[p] for p in self._order]
+
+    def photo(self, path: str | Path) -> Photo | None:
+        with self._lock:
+            return self._photos.get(Path(path))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def held(self) -> list[Photo]:
+        """Photos whose caption is not written to their sidecar yet."""
+        return [p for p in self.photos() if p.held and p.caption is not None]
+
+    def _update(self, path: Path, generation: int | None = None, **changes) -> Photo | None:
+        with self._lock:
+            if generation is not None and generation != self._generation:
+                return None
+            photo = self._photos.get(path)
+            if photo is None:
+                return None
+            photo = replace(photo, **changes)
+            self._photos[path] = photo
+            return photo
+
+    def _write_lock(self, path: Path) -> threading.Lock:
+        with self._lock:
+            return self._write_locks.setdefault(path, threading.Lock())
+
+    # -- stored captions -----------------------------------------------------------------------
+
+    def read_stored(self, photos: Sequence[Path] | None = None, *, stop: threading.Event | None = None,
+                    chunk: int = 64, check_photos: bool = True) -> int:
+        """Read the captions stored for the photos (sidecar, else embedded description); returns how many were read.
+
+        Meant for a worker thread. A photo the user or a run changed meanwhile keeps that newer
+        state. With ``check_photos``, a photo whose header cannot be read is flagged as an error
+        at once, so broken files show before any run. ``changed`` fires once per ``chunk`` photos.
+        """
+        generation = self._generation
+        photos = list(self._order if photos is None else photos)
+        done: list[Path] = []
+        count = 0
+        for path in photos:
+            if stop is not None and stop.is_set():
+                break
+            caption, error = None, ""
+            try:
+                caption = read_caption(path)
+            except SidecarError as exc:
+                error = exc.reason
+            except Exception as exc:  # noqa: BLE001 - one unreadable photo is a per-photo error
+                log.exception("reading the caption of %s failed", path)
+                error = str(exc)
+            if not error and check_photos:
+                error = unreadable_photo_reason(path) or ""
+            with self._lock:
+                current = self._photos.get(path)
+                if generation != self._generation or current is None:
+                    return count
+                if current.caption is None and current.result is None and current.edits == 0:
+                    self._photos[path] = replace(current, caption=caption, error=error)
+                    done.append(path)
+            count += 1
+            if len(done) >= chunk:
+                self.changed.emit(tuple(done))
+                done = []
+        if done:
+            self.changed.emit(tuple(done))
+        return count
+
+    # -- which photos to caption ---------------------------------------------------------------
+
+    def plan(self, paths: Iterable[str | Path] | None, policy: OverwritePolicy, *,
+             write: bool | None = None, keywords: bool = True) -> CaptionPlan:
+        """Decide which photos to caption: the one implementation of the overwrite policy.
+
+        A photo with no caption, or whose last attempt failed, is always captioned. Under
+        ``"skip"`` nothing else is; ``"replace_automatic"`` also recaptions automatic captions;
+        ``"replace_all"`` recaptions a person's too: human ones and descriptions embedded in the
+        photo (``human_count`` says how many, so the app can ask first). In base sidecar style,
+        photos that would share a sidecar fail at once.
+
+        Args:
+            paths: the photos asked for (default: every photo), in order.
+            policy: see :data:`OVERWRITE_POLICIES`.
+            write: write results to sidecars (default: ``auto_write``).
+        """
+        write = self.auto_write if write is None else write
+        with self._lock:
+            asked = list(self._order) if paths is None else [Path(p) for p in paths]
+            photos = [self._photos.get(p) or Photo(p) for p in asked]
+            generation = self._generation
+        settled: dict[Path, PhotoStatus] = {}
+        if write and self.sidecar_style == "base":
+            for sidecar, members in base_style_collisions(asked).items():
+                names = ", ".join(p.name for p in members)
+                for photo in members:
+                    settled[photo] = PhotoStatus(
+                        photo, "failed", message=f"{names} would share the sidecar {sidecar.name}; use the ext style")
+        chosen, human = [], 0
+        for photo in photos:
+            if photo.path in settled:
+                continue
+            state = photo.state
+            persons = state in _PERSONS
+            human += persons
+            if state in (CaptionState.NONE, CaptionState.ERROR) or policy == "replace_all" or (
+                    policy == "replace_automatic" and not persons):
+                chosen.append(photo)
+            elif persons and policy != "skip":
+                settled[photo.path] = PhotoStatus(photo.path, "kept_human", photo.caption, _sidecar_or_none(photo.path),
+                                                  "a person's caption is kept")
+            else:
+                settled[photo.path] = PhotoStatus(photo.path, "skipped", photo.caption, _sidecar_or_none(photo.path),
+                                                  "already captioned")
+        if chosen:
+            remove_stale_temp_files([p.path for p in chosen])
+        return CaptionPlan(
+            tuple(p.path for p in chosen), tuple(settled[p] for p in asked if p in settled), write,
+            overwrite_human=policy == "replace_all", human_count=human, keywords=keywords, generation=generation,
+            edits={p.path: p.edits for p in chosen},
+        )
+
+    def without_human(self, plan: CaptionPlan) -> CaptionPlan:
+        """The plan with the photos whose caption a person wrote left out (the user said keep them)."""
+        keep, settled = [], list(plan.settled)
+        for path in plan.photos:
+            photo = self.photo(path)
+            if photo is not None and photo.state in _PERSONS:
+                settled.append(PhotoStatus(path, "kept_human", photo.caption, None, "a person's caption is kept"))
+            else:
+                keep.append(path)
+        return replace(plan, photos=tuple(keep), settled=tuple(settled), overwrite_human=False)
+
+    # -- results from a run --------------------------------------------------------------------
+
+    def apply_outcomes(self, plan: CaptionPlan, outcomes: Iterable[CaptionOutcome], *, model_name: str,
+                       captioned_at: str | None = None) -> list[PhotoStatus]:
+        """Store one batch of the engine's outcomes as ``plan`` says; one status per outcome, in order.
+
+        Safe to call on a worker thread. Each photo's read-check-write happens under its write
+        lock. A photo the user edited after ``plan`` was made keeps the edit (``"kept_edit"``);
+        a person's caption in the sidecar is kept unless the plan overwrites human captions; an
+        empty caption is never stored. Results for photos of a folder opened since are written
+        (the run was asked for) but change no state.
+        """
+        captioned_at = captioned_at or now()
+        statuses, changed = [], []
+        for outcome in outcomes:
+            path = Path(outcome.source)
+            with self._write_lock(path):
+                status, changes = self._store_one(plan, outcome, model_name, captioned_at)
+                if changes is not None and self._update(path, plan.generation, **changes) is not None:
+                    changed.append(path)
+            statuses.append(status)
+        if changed:
+            self.changed.emit(tuple(changed))
+        return statuses
+
+    def _store_one(self, plan: CaptionPlan, outcome: CaptionOutcome, model_name: str, captioned_at: str):
+        path = Path(outcome.source)
+        current = self.photo(path) if plan.generation == self._generation else None
+        if current is not None and current.edits != plan.edits.get(path, current.edits):
+            return PhotoStatus(path, "kept_edit", current.caption, None, "edited while it was being captioned"), None
+        if not outcome.ok:
+            message = f"{path.name}: {outcome.reason}"
+            return PhotoStatus(path, "failed", message=message), {"error": outcome.reason, "result": None}
+        # No tags at all (a bundle whose encoder has no classifier): leave the keywords alone.
+        tagged = plan.keywords and getattr(outcome, "tags", ())
+        keywords = tuple(getattr(outcome, "keywords", ())) if tagged else None
+        caption = StoredCaption(outcome.text, "automatic", model_name, outcome.score, captioned_at, keywords)
+        options = StoreOptions(write_sidecars=plan.write, sidecar_style=self.sidecar_style,
+                               overwrite_human=plan.overwrite_human, keywords=plan.keywords)
+        status = store_caption(path, caption, options)
+        if status.status == "failed":
+            return status, {"error": status.message.removeprefix(f"{path.name}: ")}
+        if status.status == "kept_human":
+            return status, {"caption": status.caption, "error": "", "result": None, "held": False}
+        return status, {"caption": status.caption, "error": "", "result": outcome, "write_error": "",
+                        "held": status.status == "held"}
+
+    # -- the user's changes --------------------------------------------------------------------
+
+    def edit(self, path: str | Path, text: str, *, source: str = "human") -> Photo | None:
+        """The user's caption for a photo (``""`` clears it); it beats any result still to come.
+
+        ``source="automatic"`` is for a caption the user picked among the model's alternatives.
+        Returns the photo's new state, or None for a photo not in the session.
+        """
+        photo = self.photo(path)
+        if photo is None:
+            return None
+        return self.set_caption(photo.path, caption_for(photo, text, source))
+
+    def set_caption(self, path: str | Path, caption: StoredCaption | None) -> Photo | None:
+        """Set a photo's caption as the user's action (an edit, or undoing one): written now or held."""
+        path = Path(path)
+        with self._write_lock(path):
+            with self._lock:
+                photo = self._photos.get(path)
+                if photo is None:
+                    return None
+                edits = photo.edits + 1
+                self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
+            changes = {"caption": caption, "error": "", "edits": edits, "write_error": "", "held": False}
+            if self.auto_write:
+                try:
+                    write_caption(path, caption or StoredCaption("", "human"), style=self.sidecar_style)
+                except (SidecarError, ValueError) as exc:
+                    reason = getattr(exc, "reason", str(exc))
+                    changes |= {"held": caption is not None, "write_error": reason}
+            else:
+                changes["held"] = caption is not None
+            photo = self._update(path, **changes)
+        self.changed.emit((path,))
+        return photo
+
+    def accept_held(self) -> tuple[int, list[PhotoStatus]]:
+        """Write every held caption to its sidecar: ``(written, failures)``."""
+        written, failures = 0, []
+        for photo in self.held():
+            with self._write_lock(photo.path):
+                current = self.photo(photo.path)
+                if current is None or not current.held or current.caption is None:
+                    continue
+                try:
+                    sidecar = write_caption(current.path, current.caption, style=self.sidecar_style)
+                except SidecarError as exc:
+                    self._update(current.path, write_error=exc.reason)
+                    failures.append(PhotoStatus(current.path, "failed", current.caption, message=str(exc)))
+                else:
+                    self._update(current.path, held=False, write_error="")
+                    written += 1
+                    log.debug("wrote %s", sidecar)
+            self.changed.emit((photo.path,))
+        return written, failures
+
+    def discard_held(self) -> int:
+        """Forget every held caption: each photo shows what its sidecar holds again. Returns how many."""
+        count = 0
+        for photo in self.held():
+            with self._write_lock(photo.path):
+                try:
+                    stored, error = read_caption(photo.path), ""
+                except SidecarError as exc:
+                    stored, error = None, exc.reason
+                self._update(photo.path, caption=stored, error=error, held=False, write_error="", result=None)
+            count += 1
+            self.changed.emit((photo.path,))
+        return count
+
+    # -- export and import ---------------------------------------------------------------------
+
+    def export_rows(self, paths: Iterable[str | Path] | None = None, root: str | Path | None = None) -> list[CsvRow]:
+        """CSV rows for some photos (default: all) with what the session shows for them.
+
+        Reads each photo's header (its size): call it on a worker thread for a large folder.
+        """
+        root = Path(root) if root is not None else (self.folder or Path.cwd())
+        photos = self.photos() if paths is None else [self.photo(p) or Photo(Path(p)) for p in paths]
+        return [make_row(p.path, root, p.caption, sidecar=_sidecar_or_none(p.path)) for p in photos]
+
+    def export_csv(self, csv_file: str | Path, paths: Iterable[str | Path] | None = None, *,
+                   root: str | Path | None = None, excel_bom: bool = False) -> int:
+        """Write the CSV for some photos (default: all); returns the number of rows.
+
+        Raises:
+            OSError: the CSV file cannot be written.
+        """
+        rows = self.export_rows(paths, root)
+        write_csv(csv_file, rows, excel_bom=excel_bom)
+        return len(rows)
+
+    def import_csv(self, csv_file: str | Path, root: str | Path | None = None) -> ImportReport:
+        """Apply a CSV's captions to the sidecars as human captions; the photos here show them.
+
+        Raises:
+            CsvFormatError: the file is not a CSV imgcap wrote.
+            OSError: the file cannot be read.
+        """
+        report = import_csv(csv_file, root if root is not None else self.folder, style=self.sidecar_style)
+        applied = [Path(p) for p in report.applied]
+        refreshed = []
+        for path in applied:
+            with self._write_lock(path):
+                if self.photo(path) is None:
+                    continue
+                try:
+                    self._update(path, caption=read_caption(path), error="", held=False, result=None)
+                except SidecarError as exc:
+                    self._update(path, error=exc.reason)
+                refreshed.append(path)
+        if refreshed:
+            self.changed.emit(tuple(refreshed))
+        return report
+
+
+def caption_for(photo: Photo, text: str, source: str = "human") -> StoredCaption | None:
+    """The caption a user's text makes for a photo (None for no text; whitespace collapsed).
+
+    ``source="automatic"`` marks one of the model's alternatives: it keeps the model's name and
+    the alternative's score.
+    """
+    text = " ".join(text.split())
+    if not text:
+        return None
+    model = score = None
+    if source == "automatic":
+        model = photo.caption.model if photo.caption else None
+        if photo.result is not None:
+            score = next((a.score for a in photo.result.alternatives if a.text == text), None)
+    return StoredCaption(text, source, model, score, now())
+
+
+def _sidecar_or_none(photo: Path) -> Path | None:
+    try:
+        return find_sidecar(photo)
+    except SidecarError:
+        return None
+
+
+def unreadable_photo_reason(photo: str | Path) -> str | None:
+    """Why a photo's header cannot be read (no pixels decoded), or None when it can."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(photo) as img:
+            img.size  # noqa: B018 - the header is parsed on open; size proves it
+    except UnidentifiedImageError:
+        return "not a photo this app can read (unknown or corrupt format)"
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return f"cannot read this photo: {exc}"
+    except Image.DecompressionBombError:
+        return None  # large, not broken: the engine decides
+    return None
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+\.xmp)\.[A-Za-z0-9_]+\.tmp$", re.IGNORECASE)
+
+
+def remove_stale_temp_files(photos: Iterable[Path], older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove sidecar temporary files (``.photo.jpg.xmp.XXXX.tmp``) that a killed writer left behind.
+
+    Only files named as our writer names them, for a sidecar of one of ``photos``, and older than
+    ``older_than`` seconds (a live writer's file is younger) are removed. Returns what was removed.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for photo in photos:
+        names = by_folder.setdefault(photo.parent, set())
+        names.update({f"{photo.name}.xmp".casefold(), f"{photo.stem}.xmp".casefold()})
+    removed = []
+    cutoff = time.time() - older_than
+    for folder, sidecars in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = _TEMP_NAME.match(entry.name)
+            if match is None or match["target"].casefold() not in sidecars:
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+            except OSError as exc:
+                log.info("cannot remove the stale temporary file %s: %s", entry.path, exc)
+                continue
+            removed.append(Path(entry.path))
+    return removed

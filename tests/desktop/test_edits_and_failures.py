@@ -1,0 +1,275 @@
+"""The app keeps the user's edits and says what failed: each test here failed before the caption session.
+
+(Red-then-green: these ran against the window as it was before ``imgcap_desktop/session.py``.)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from tests.desktop.conftest import WORDS
+
+WAIT = 10_000
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def open_and_wait(qtbot, window, folder):
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        assert window.open_folder(folder)
+
+
+# -- defect 1 ---------------------------------------------------------------------------------------
+
+def test_hold_mode_an_edit_typed_while_its_batch_is_pending_wins(qtbot, window, photo_folder, fake_captioner):
+    window.apply_settings(replace(window.settings, auto_write=False))
+    fake_captioner.gate = threading.Semaphore(0)
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.caption_all()
+    path = photo_folder / "photo2.jpg"
+    assert window.edit_caption("my own words", path)
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        fake_captioner.gate.release(10)
+    assert window.photos.item_at(path).text == "my own words"
+    assert window.photos.item_at(photo_folder / "photo1.jpg").text  # the others got their captions
+
+
+# -- defect 2 and "N failed" -------------------------------------------------------------------------
+
+def test_the_reason_a_run_stopped_stays_in_the_status_bar(qtbot, window, photo_folder, fake_captioner):
+    real = fake_captioner.caption_batches
+
+    def fails_on_the_second_batch(images, beam_size=3, batch_size=8):
+        batches = real(images, beam_size, batch_size)
+        yield next(batches)
+        raise RuntimeError("the GPU fell over")
+
+    fake_captioner.caption_batches = fails_on_the_second_batch
+    open_and_wait(qtbot, window, photo_folder)
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.caption_all()
+    message = window.statusBar().currentMessage()
+    assert "the GPU fell over" in message, message
+
+
+def test_the_status_says_how_many_failed(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.caption_all()
+    message = window.statusBar().currentMessage()
+    assert "1 failed" in message and "6 of 7" in message, message
+
+
+# -- defect 3 ---------------------------------------------------------------------------------------
+
+def test_export_to_a_place_that_cannot_be_written_says_so(qtbot, window, photo_folder, tmp_path, monkeypatch):
+    open_and_wait(qtbot, window, photo_folder)
+    target = tmp_path / "no" / "such" / "folder" / "out.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "CSV files (*.csv)")))
+    warnings = []
+    monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda *args, **kwargs: warnings.append(args)))
+    window._on_export_action_triggered()  # used to raise OSError out of the slot
+    qtbot.waitUntil(lambda: bool(warnings), timeout=WAIT)
+    assert "could not be written" in warnings[0][2]
+
+
+# -- defect 4 ---------------------------------------------------------------------------------------
+
+def test_a_failed_sidecar_write_is_not_shown_as_stored(qtbot, window, photo_folder):
+    path = photo_folder / "photo1.jpg"
+    open_and_wait(qtbot, window, photo_folder)
+    sidecar_path(path).write_bytes(b"<x:xmpmeta broken")  # unparseable: never overwritten
+    assert window.edit_caption("my caption", path)
+    item = window.photos.item_at(path)
+    assert item.text == "my caption" and item.held  # kept, and not stored
+    assert sidecar_path(path).read_bytes() == b"<x:xmpmeta broken"
+
+
+# -- defect 5 ---------------------------------------------------------------------------------------
+
+def test_a_workers_write_never_interleaves_with_an_edit(qtbot, window, photo_folder, monkeypatch):
+    path = photo_folder / "photo1.jpg"
+    open_and_wait(qtbot, window, photo_folder)
+    in_write, real_replace = threading.Event(), os.replace
+
+    def slow_replace(src, dst):
+        if threading.current_thread() is not threading.main_thread() and str(dst).endswith("photo1.jpg.xmp"):
+            in_write.set()
+            time.sleep(0.5)  # the worker has read the sidecar and is about to replace it
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", slow_replace)
+    row = window.photos.row_of(path)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.caption_selected()
+        assert in_write.wait(WAIT / 1000)
+        window.edit_caption("the user's words", path)
+    stored = read_caption(path)
+    assert (stored.text, stored.source) == ("the user's words", "human")
+    assert window.photos.item_at(path).text == "the user's words"
+
+
+# -- defect 6 ---------------------------------------------------------------------------------------
+
+def test_a_service_destroyed_while_captioning_does_not_take_the_app_down(tmp_path):
+    script = textwrap.dedent(f"""
+        import gc, threading, time
+        from pathlib import Path
+        from PySide6.QtCore import QCoreApplication, QObject
+        from shiboken6 import delete
+        from imgcap_desktop.caption_service import CaptionJob, CaptionService
+        from tests.desktop.conftest import FakeCaptioner, make_photos
+        app = QCoreApplication([])
+        gate = threading.Semaphore(0)
+        fake = FakeCaptioner(gate=gate)
+        photos = make_photos(Path({str(tmp_path / 'p')!r}), count=4, corrupt=False)
+        owner = QObject()
+        service = CaptionService(factory=lambda bundle, device: fake, parent=owner)
+        assert service.caption(CaptionJob(tuple(photos), batch_size=1))
+        time.sleep(0.2)
+        del service
+        delete(owner)  # the window goes without calling shutdown()
+        gc.collect()
+        gate.release(10)
+        for _ in range(20):
+            app.processEvents()
+            time.sleep(0.02)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
+    assert "Destroyed while thread" not in done.stderr
+
+
+# -- defect 8 ---------------------------------------------------------------------------------------
+
+def test_export_reads_the_photos_off_the_gui_thread(qtbot, window, photo_folder, tmp_path, monkeypatch):
+    from imgcap_desktop.metadata import csvio
+
+    open_and_wait(qtbot, window, photo_folder)
+    threads, real_size = [], csvio.photo_size
+    monkeypatch.setattr(csvio, "photo_size", lambda photo: threads.append(threading.current_thread()) or real_size(photo))
+    out = tmp_path / "out.csv"
+    window.export_csv(out)
+    qtbot.waitUntil(lambda: out.exists() and len(threads) == 7, timeout=WAIT)
+    assert threading.main_thread() not in threads
+
+
+# -- defect 9 ---------------------------------------------------------------------------------------
+
+def test_stale_temporary_sidecars_are_removed_when_a_folder_opens(qtbot, window, photo_folder):
+    stale = photo_folder / ".photo1.jpg.xmp.a1b2c3.tmp"
+    stale.write_bytes(b"half a sidecar")
+    old = time.time() - 120
+    os.utime(stale, (old, old))
+    open_and_wait(qtbot, window, photo_folder)
+    assert not stale.exists()
+
+
+# -- defect 10 --------------------------------------------------------------------------------------
+
+def test_the_settings_dialog_uses_the_settings_ranges(qtbot):
+    from imgcap_desktop import settings
+    from imgcap_desktop.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(settings.AppSettings())
+    qtbot.addWidget(dialog)
+    assert (dialog.beam_size.minimum(), dialog.beam_size.maximum()) == settings.RANGES["beam_size"]
+    assert (dialog.batch_size.minimum(), dialog.batch_size.maximum()) == settings.RANGES["batch_size"]
+
+
+# -- found by using the app as a new user would -----------------------------------------------------
+
+def test_quitting_with_held_captions_asks_write_discard_or_cancel(qtbot, window, photo_folder):
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    path = photo_folder / "photo1.jpg"
+    window.edit_caption("held for review", path)
+    answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save]
+    asked = []
+    window._ask_about_held = lambda count: asked.append(count) or answers.pop(0)
+    window.close()
+    assert window.isVisible() and asked == [1]  # cancelled: still open, nothing written
+    assert not sidecar_path(path).exists()
+    window.close()
+    assert not window.isVisible() and read_caption(path).text == "held for review"
+
+
+def test_ctrl_z_in_the_caption_box_undoes_the_edit(qtbot, window, photo_folder):
+    write_caption(photo_folder / "photo1.jpg", StoredCaption("before", "automatic", "m", -1.0))
+    open_and_wait(qtbot, window, photo_folder)
+    row = window.photos.row_of(photo_folder / "photo1.jpg")
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+    window.caption_edit.setFocus()
+    window.caption_edit.selectAll()
+    qtbot.keyClicks(window.caption_edit, "after")
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert window.photos.item_at(photo_folder / "photo1.jpg").text == "after"
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.photos.item_at(photo_folder / "photo1.jpg").text == "before"
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.photos.item_at(photo_folder / "photo1.jpg").text == "after"
+
+
+def test_wrote_one_caption_in_the_singular(qtbot, window, photo_folder):
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    window.edit_caption(" ".join(WORDS[:3]), photo_folder / "photo1.jpg")
+    assert window.accept_held() == 1
+    assert "Wrote 1 caption " in window.statusBar().currentMessage()
+
+
+def test_settings_ok_keeps_the_overlay_slider(qtbot, window, monkeypatch):
+    from imgcap_desktop.settings_dialog import SettingsDialog
+
+    monkeypatch.setattr(SettingsDialog, "exec", lambda self: True)  # the user presses OK at once
+    window.view.opacity_slider.setValue(25)
+    window.settings_action.trigger()
+    assert window.view.opacity_slider.value() == 25
+
+
+def test_window_size_and_splitter_are_remembered(qtbot, service):
+    from imgcap_desktop.main_window import MainWindow
+    from imgcap_desktop.settings import AppSettings
+
+    first = MainWindow(service=service, settings=AppSettings())
+    qtbot.addWidget(first)
+    first.show()
+    first.resize(700, 500)  # within the offscreen screen (restoreGeometry keeps windows on screen)
+    first.splitter.setSizes([300, 600])
+    qtbot.waitUntil(lambda: first.width() != 1280)
+    size, sizes = first.size(), first.splitter.sizes()
+    first.close()
+    second = MainWindow(service=service, settings=AppSettings())
+    qtbot.addWidget(second)
+    second.show()
+    assert second.size() == size
+    assert second.splitter.sizes() == sizes
+    second.close()
+
+
+def test_shortcuts_for_settings_and_the_filter(qtbot, window):
+    assert window.settings_action.shortcut().toString() == "Ctrl+,"
+    assert window.find_action.shortcut().toString() == "Ctrl+F"
+    window.find_action.trigger()
+    assert window.filter_edit.hasFocus() or window.focusWidget() is window.filter_edit
+
+
+def test_broken_photos_are_flagged_when_the_folder_is_read(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    broken = window.photos.item_at(photo_folder / "broken.jpg")
+    assert broken.error and "No caption yet" not in window.state_label.text()

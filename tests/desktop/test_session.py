@@ -1,0 +1,310 @@
+"""The caption session without Qt: photo states, the overwrite policy, edits beating late results,
+serialised sidecar writes, held captions, export, import and stale temporary files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgcap_desktop.metadata.csvio import CsvRow, read_csv, write_csv
+from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from imgcap_desktop.session import CaptionSession, CaptionState, PhotoStatus, remove_stale_temp_files
+from model.results import Alternative, CaptionFailure, CaptionResult
+from tests.desktop.conftest_metadata import Snapshot, make_photo
+
+NOW = "2026-11-27T02:00:00+00:00"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _result(photo: Path, text: str, score: float = -0.5, alternatives=()) -> CaptionResult:
+    words = tuple(text.split())
+    attention = np.zeros((len(words), 2, 2), np.float32)
+    return CaptionResult(str(photo), words, tuple(range(len(words))), score, attention, tuple(alternatives))
+
+
+def _session(photos, **kwargs) -> CaptionSession:
+    session = CaptionSession(**kwargs)
+    session.open(photos, Path(photos[0]).parent if photos else None)
+    session.read_stored()
+    return session
+
+
+def _run(session, photos, outcomes, policy="replace_automatic", **kwargs):
+    plan = session.plan(photos, policy, **kwargs)
+    return plan, session.apply_outcomes(plan, outcomes, model_name="tiny", captioned_at=NOW)
+
+
+def test_the_session_imports_neither_qt_nor_tensorflow():
+    script = ("import sys; sys.modules['PySide6'] = None; sys.modules['tensorflow'] = None\n"
+              "import imgcap_desktop.session, imgcap_desktop.cli\n"
+              "assert not [m for m in sys.modules if m.startswith(('PySide6.', 'tensorflow.'))]\nprint('ok')")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_states_come_from_what_is_stored(tmp_path):
+    a, b, c, d = (make_photo(tmp_path / n) for n in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"))
+    write_caption(a, StoredCaption("auto", "automatic", "tiny", -1.0))
+    write_caption(b, StoredCaption("mine", "human"))
+    sidecar_path(c).write_bytes(b"<broken")
+    (tmp_path / "e.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    session = _session([a, b, c, d, tmp_path / "e.jpg"])
+    states = [p.state for p in session.photos()]
+    assert states == [CaptionState.AUTOMATIC, CaptionState.HUMAN, CaptionState.ERROR, CaptionState.NONE,
+                      CaptionState.ERROR]
+    assert "well-formed" in session.photo(c).error
+    assert "cannot read this photo" in session.photo(tmp_path / "e.jpg").error  # flagged when read, before any run
+
+
+def test_sidecars_are_written_with_provenance(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    changed = []
+    session.changed.connect(changed.append)
+
+    _, (status,) = _run(session, [a], [_result(a, "a dog")])
+
+    expected = StoredCaption("a dog", "automatic", "tiny", -0.5, NOW)
+    assert status == PhotoStatus(a, "written", expected, sidecar_path(a))
+    assert read_caption(a) == expected
+    photo = session.photo(a)
+    assert photo.state is CaptionState.AUTOMATIC and not photo.held and photo.attention_matches
+    assert changed == [(a,)]
+
+
+def test_without_writing_captions_are_held(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a], auto_write=False)
+    _, (status,) = _run(session, [a], [_result(a, "a dog")])
+    assert status.status == "held" and status.caption.text == "a dog"
+    assert list(tmp_path.iterdir()) == [a]
+    assert session.photo(a).held and [p.path for p in session.held()] == [a]
+    written, failures = session.accept_held()
+    assert (written, failures) == (1, []) and read_caption(a).text == "a dog" and not session.photo(a).held
+
+
+def test_human_captions_are_kept_unless_replace_all(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("my dog Rex", "human"))
+    before = Snapshot([sidecar_path(a)])
+    session = _session([a])
+
+    plan = session.plan([a], "replace_automatic")
+    assert plan.photos == () and [s.status for s in plan.settled] == ["kept_human"]
+    # A person wrote the sidecar after the plan was made: still kept at store time.
+    plan, (kept,) = _run(session, [a], [_result(a, "a dog")], policy="skip")
+    before.assert_unchanged()
+
+    plan = session.plan([a], "replace_all")
+    assert plan.photos == (a,) and plan.human_count == 1 and plan.overwrite_human
+    assert session.without_human(plan).photos == ()
+    (replaced,) = session.apply_outcomes(plan, [_result(a, "a dog")], model_name="tiny")
+    assert replaced.status == "written" and read_caption(a).text == "a dog"
+
+
+def test_a_human_caption_written_elsewhere_meanwhile_is_kept(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    plan = session.plan([a], "replace_automatic")
+    write_caption(a, StoredCaption("typed in darktable", "human"))
+    (status,) = session.apply_outcomes(plan, [_result(a, "a dog")], model_name="tiny")
+    assert status.status == "kept_human" and read_caption(a).text == "typed in darktable"
+    assert session.photo(a).text == "typed in darktable"
+
+
+def test_the_overwrite_policy(tmp_path):
+    none, auto, human, embedded = (make_photo(tmp_path / f"{n}.jpg") for n in ("none", "auto", "human", "embedded"))
+    write_caption(auto, StoredCaption("auto", "automatic", "tiny", -1.0))
+    write_caption(human, StoredCaption("mine", "human"))
+    session = _session([none, auto, human, embedded])
+    session._update(embedded, caption=StoredCaption("from the camera", "embedded"))
+    assert session.plan(None, "skip").photos == (none,)
+    assert session.plan(None, "replace_automatic").photos == (none, auto, embedded)
+    assert session.plan(None, "replace_all").photos == (none, auto, human, embedded)
+    assert session.plan([human, none], "skip").photos == (none,)
+
+
+def test_failures_and_empty_captions_are_per_photo(tmp_path):
+    a, b, c = (make_photo(tmp_path / n) for n in ("a.jpg", "b.jpg", "c.jpg"))
+    write_caption(b, StoredCaption("keep me", "automatic", "tiny", -1.0))
+    session = _session([a, b, c])
+    sidecar_path(c).write_bytes(b"<broken")
+    outcomes = [CaptionFailure(str(a), "not an image"), _result(b, ""), _result(c, "x")]
+
+    _, statuses = _run(session, [a, b, c], outcomes)
+
+    assert [s.status for s in statuses] == ["failed", "failed", "failed"]
+    assert "not an image" in statuses[0].message and "empty" in statuses[1].message
+    assert "c.jpg.xmp" in statuses[2].message
+    assert read_caption(b).text == "keep me" and sidecar_path(c).read_bytes() == b"<broken"
+    assert session.photo(a).state is CaptionState.ERROR and session.photo(b).text == "keep me"
+
+
+def test_base_style_collisions_fail_at_once(tmp_path):
+    x_jpg, x_png, y = (make_photo(tmp_path / n) for n in ("x.jpg", "x.png", "y.jpg"))
+    session = _session([x_jpg, x_png, y], sidecar_style="base")
+    plan = session.plan(None, "replace_automatic")
+    assert plan.photos == (y,)
+    assert [(s.photo, s.status) for s in plan.settled] == [(x_jpg, "failed"), (x_png, "failed")]
+    assert "x.xmp" in plan.settled[0].message
+
+
+# -- defect 1: the user's edit beats a result planned before it ------------------------------------
+
+@pytest.mark.parametrize("auto_write", [True, False])
+def test_an_edit_made_while_the_batch_was_pending_wins(tmp_path, auto_write):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a], auto_write=auto_write)
+    plan = session.plan([a], "replace_all")
+    session.edit(a, "typed while it was being captioned")
+    (status,) = session.apply_outcomes(plan, [_result(a, "a dog")], model_name="tiny")
+    assert status.status == "kept_edit"
+    assert session.photo(a).text == "typed while it was being captioned"
+    assert session.photo(a).state is CaptionState.HUMAN
+    if auto_write:
+        assert read_caption(a).text == "typed while it was being captioned"
+
+
+# -- defect 4: a failed write is not shown as stored -----------------------------------------------
+
+def test_a_failed_write_is_held_with_the_reason(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    sidecar_path(a).write_bytes(b"<not xmp")  # unparseable: never overwritten
+    photo = session.edit(a, "my caption")
+    assert photo.held and photo.write_error and photo.text == "my caption"
+    assert sidecar_path(a).read_bytes() == b"<not xmp"
+    assert session.held() == [photo]
+
+
+# -- defect 5: a worker's read-then-write and the GUI's write never interleave --------------------
+
+def test_sidecar_writes_are_serialised_per_photo(tmp_path, monkeypatch):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    plan = session.plan([a], "replace_automatic")
+    in_write, real_replace = threading.Event(), os.replace
+
+    def slow_replace(src, dst):
+        if threading.current_thread() is not threading.main_thread() and str(dst).endswith(".xmp"):
+            in_write.set()
+            time.sleep(0.5)  # the worker is between its read and its replace
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", slow_replace)
+    worker = threading.Thread(target=session.apply_outcomes, args=(plan, [_result(a, "a dog")]),
+                              kwargs={"model_name": "tiny"})
+    worker.start()
+    assert in_write.wait(10)
+    session.edit(a, "the user's words")  # waits for the worker's write, then wins
+    worker.join(10)
+    assert read_caption(a).text == "the user's words" and read_caption(a).source == "human"
+    assert session.photo(a).text == "the user's words"
+
+
+# -- the user's other changes ------------------------------------------------------------------------
+
+def test_a_beam_alternative_stays_automatic(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    alternatives = (Alternative(("a", "dog"), -0.5), Alternative(("a", "brown", "dog"), -0.75))
+    _run(session, [a], [_result(a, "a dog", alternatives=alternatives)])
+    photo = session.edit(a, "a brown dog", source="automatic")
+    assert photo.state is CaptionState.AUTOMATIC
+    assert (photo.caption.model, photo.caption.score) == ("tiny", -0.75)
+    assert read_caption(a).source == "automatic"
+
+
+def test_discarding_held_captions_shows_the_stored_ones_again(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("stored", "automatic", "tiny", -1.0))
+    session = _session([a], auto_write=False)
+    session.edit(a, "not kept")
+    assert session.discard_held() == 1
+    assert session.photo(a).text == "stored" and not session.photo(a).held
+
+
+def test_results_for_a_folder_opened_since_change_no_state(tmp_path):
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a])
+    plan = session.plan([a], "replace_automatic")
+    session.open([b])
+    (status,) = session.apply_outcomes(plan, [_result(a, "a dog")], model_name="tiny")
+    assert status.status == "written" and session.photo(a) is None
+
+
+# -- export and import ------------------------------------------------------------------------------
+
+def test_export_lists_every_photo_with_what_the_session_shows(tmp_path):
+    a, b, c = (make_photo(tmp_path / n, size=(30, 20)) for n in ("a.jpg", "b.jpg", "c.jpg"))
+    write_caption(c, StoredCaption("stored before", "automatic", "tiny", -2.0, NOW))
+    session = _session([a, b, c])
+    _run(session, None, [_result(a, "a dog"), CaptionFailure(str(b), "broken"), CaptionFailure(str(c), "broken")])
+
+    assert session.export_csv(tmp_path / "out.csv") == 3
+
+    rows = [row for _, row in read_csv(tmp_path / "out.csv")]
+    assert [(r.relative_path, r.caption, r.source, r.model, r.width, r.height, r.sidecar_path) for r in rows] == [
+        ("a.jpg", "a dog", "automatic", "tiny", 30, 20, "a.jpg.xmp"),
+        ("b.jpg", "", "", "", 30, 20, ""),
+        ("c.jpg", "stored before", "automatic", "tiny", 30, 20, "c.jpg.xmp"),
+    ]
+    assert session.export_csv(tmp_path / "some.csv", [b]) == 1
+
+
+def test_export_with_a_bom_for_excel(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    session.edit(a, "café")
+    session.export_csv(tmp_path / "excel.csv", excel_bom=True)
+    data = (tmp_path / "excel.csv").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf") and "café".encode() in data
+
+
+def test_export_to_an_unwritable_place_raises_oserror(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    with pytest.raises(OSError):
+        session.export_csv(tmp_path / "no" / "such" / "folder" / "out.csv")
+
+
+def test_import_csv_updates_the_photos(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "edited in a spreadsheet")])
+    report = session.import_csv(tmp_path / "c.csv")
+    assert report.applied == [a]
+    assert session.photo(a).text == "edited in a spreadsheet" and session.photo(a).state is CaptionState.HUMAN
+
+
+# -- defect 9: stale temporary files of a killed writer ----------------------------------------------
+
+def test_stale_temporary_files_are_removed_on_open_and_plan(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    stale = tmp_path / ".a.jpg.xmp.k3j_x9.tmp"
+    fresh = tmp_path / ".a.jpg.xmp.abcdef.tmp"
+    foreign = tmp_path / ".notes.txt.abcdef.tmp"
+    other_photo = tmp_path / ".z.jpg.xmp.abcdef.tmp"
+    for path in (stale, fresh, foreign, other_photo):
+        path.write_bytes(b"partial")
+    old = time.time() - 120
+    for path in (stale, foreign, other_photo):
+        os.utime(path, (old, old))
+
+    CaptionSession().open([a])
+
+    assert not stale.exists()
+    assert fresh.exists() and foreign.exists() and other_photo.exists()  # young, or not ours by name
+    os.utime(fresh, (old, old))
+    session = CaptionSession()
+    session.open([a])
+    assert not fresh.exists()
+    assert remove_stale_temp_files([a]) == []
