@@ -303,19 +303,21 @@ class _Progress:
             self.first = (now, self.done)
         if self.bar is not None:
             self.bar.update(rows)
-            self.bar.set_postfix_str(f"{self.rate():.1f} photos/s, ETA {_duration(self.eta())}, {self.failed} failed")
+            self.bar.set_postfix_str(self.summary())
         elif now - self.last_line >= self.interval or self.done == self.total:
             self.last_line = now
             print(f"imgcap archive: {self.line()}", file=self.err, flush=True)
 
     def rate(self) -> float:
-        if self.first is None or time.monotonic() <= self.first[0]:
+        now = time.monotonic()
+        if self.first is None or now <= self.first[0]:
             return 0.0
-        return (self.done - self.first[1]) / (time.monotonic() - self.first[0])
+        return (self.done - self.first[1]) / (now - self.first[0])
 
-    def eta(self) -> float:
+    def summary(self) -> str:
         rate = self.rate()
-        return (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        return f"{rate:.1f} photos/s, ETA {_duration(eta)}, {self.failed} failed"
 
     def note(self, message: str) -> None:
         if self.bar is not None:
@@ -324,8 +326,7 @@ class _Progress:
             print(f"imgcap archive: {message}", file=self.err)
 
     def line(self) -> str:
-        return (f"{self.done}/{self.total} photos, {self.rate():.1f} photos/s, ETA {_duration(self.eta())}, "
-                f"{self.failed} failed")
+        return f"{self.done}/{self.total} photos, {self.summary()}"
 
     def __enter__(self) -> _Progress:
         return self

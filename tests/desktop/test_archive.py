@@ -25,7 +25,8 @@ pytest.importorskip("ray", reason="the cluster extra is not installed: pip insta
 pa = pytest.importorskip("pyarrow")
 
 from imgcap_desktop.archive.inputs import collect_inputs  # noqa: E402
-from imgcap_desktop.archive.pipeline import ArchiveOptions, plan, run_archive  # noqa: E402
+from imgcap_desktop.archive import pipeline  # noqa: E402
+from imgcap_desktop.archive.pipeline import ArchiveOptions, _pool_size, plan, run_archive  # noqa: E402
 from imgcap_desktop.archive.results import ResultsError, ResultsWriter, bundle_sha, part_files, read_results  # noqa: E402
 from imgcap_desktop.cli import main  # noqa: E402
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption  # noqa: E402
@@ -249,6 +250,39 @@ def test_export_csv_has_a_row_per_photo_with_what_is_stored(archive):
     for relative, row in rows.items():
         if relative not in ("photo2.jpg", "broken.jpg"):
             assert (row.caption, row.source, row.model) == (stored[relative]["caption"], "automatic", "tiny-test")
+
+
+@pytest.mark.parametrize("options, resources, expected", [
+    (dict(), {"CPU": 16.0}, (16, 1.0, 0.0)),  # one actor per core by default
+    (dict(workers=1), {"CPU": 2.0}, (1, 2.0, 0.0)),  # a lone actor gets every core
+    (dict(workers=4, cpus_per_worker=2), {"CPU": 64.0}, (4, 2.0, 0.0)),
+    (dict(gpus_per_worker=0.25), {"CPU": 64.0, "GPU": 2.0}, (8, 1.0, 0.25)),  # four actors per GPU
+    (dict(gpus_per_worker=1, cpus_per_worker=4, workers=3), {"CPU": 64.0, "GPU": 4.0}, (3, 4.0, 1.0)),
+])
+def test_pool_size(options, resources, expected):
+    assert _pool_size(ArchiveOptions(roots=[], out=Path("r"), **options), resources) == expected
+
+
+def test_gpus_asked_for_on_a_cluster_without_them_is_a_usage_error():
+    with pytest.raises(ValueError, match="has 0 GPUs"):
+        _pool_size(ArchiveOptions(roots=[], out=Path("r"), gpus_per_worker=0.5), {"CPU": 8.0})
+
+
+def test_progress_lines_say_done_rate_eta_and_failures(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: now[0])
+    err = io.StringIO()
+    progress = pipeline._Progress(total=300, err=err, interval=5.0)
+    progress.update(100, 0)  # t=0: the first results; the rate counts from here
+    now[0] = 10.0
+    progress.update(100, 2)  # t=10: 100 more photos in 10 s
+    progress.note("broken.jpg: corrupt")
+    now[0] = 12.0
+    progress.update(50, 0)  # within the interval: no line
+    assert err.getvalue().splitlines() == [
+        "imgcap archive: 200/300 photos, 10.0 photos/s, ETA 0m10s, 2 failed",
+        "imgcap archive: broken.jpg: corrupt",
+    ]
 
 
 def test_a_second_run_on_the_same_results_is_refused(tmp_path):
