@@ -124,7 +124,7 @@ def run_archive_command(args: argparse.Namespace, out: TextIO | None = None) -> 
 
 
 def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
-    from imgcap_desktop.archive.pipeline import ArchiveOptions, run_archive
+    from imgcap_desktop.archive.pipeline import ArchiveError, ArchiveOptions, run_archive
     from imgcap_desktop.archive.results import ResultsError
     from imgcap_desktop.metadata.apply import StoreOptions
     from model.bundle import BundleError
@@ -143,6 +143,10 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
         report = run_archive(options)
     except (BundleError, ResultsError, ValueError, ConnectionError) as exc:
         print(f"imgcap archive: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArchiveError as exc:
+        print(f"imgcap archive: {exc}; the results that came back are stored: run again to go on",
+              file=sys.stderr)
         return EXIT_USAGE
     for problem in report.problems:
         print(f"imgcap archive: {problem}", file=sys.stderr)

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 BATCHES_PER_CALL = 4
 
 
+class ArchiveError(RuntimeError):
+    """The run cannot go on (a worker that cannot start, a cluster that went away); what was stored stays."""
+
+
 @dataclass
 class ArchiveOptions:
     """Everything ``imgcap archive caption`` was asked for.
@@ -141,6 +145,9 @@ def run_archive(options: ArchiveOptions, *, err: TextIO | None = None,
     Raises:
         ResultsError: the results folder is unusable (another run holds it, a damaged part file).
         model.bundle.BundleError: the bundle cannot be loaded.
+        ArchiveError: the workers stopped (one cannot start, the cluster went away); the results
+            that came back before are stored.
+        ConnectionError: no Ray cluster at ``options.address``.
     """
     from model.bundle import default_bundle_path, load_bundle
 
@@ -181,30 +188,43 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
         dataset = _dataset(todo, options, workers, model_sha, cpus, gpus, worker_cls)
         stored = bytearray(int(pc.max(todo["id"]).as_py()) + 1)  # ids already stored in this run
         with _Progress(todo.num_rows, err) as progress:
-            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                ids = table["id"].to_numpy()
-                fresh = [i for i, photo in enumerate(ids) if not stored[photo]]
-                if len(fresh) < len(ids):  # a batch that Ray ran twice: its first rows are stored
-                    report.duplicates_dropped += len(ids) - len(fresh)
-                    table = table.take(pa.array(fresh, pa.int64()))
-                    if table.num_rows == 0:
-                        continue
-                for photo in table["id"].to_numpy():
-                    stored[photo] = 1
-                writer.add(table)
-                began, ended = pc.min(table["_call_started"]).as_py(), pc.max(table["_call_finished"]).as_py()
-                report.work_started = min(began, report.work_started or began)
-                report.work_finished = max(ended, report.work_finished or ended)
-                failed = table.num_rows - table["error"].null_count
-                if failed:
-                    for message in table.filter(pc.is_valid(table["error"]))["error"].to_pylist():
-                        progress.note(message)
-                report.failed += failed
-                report.captioned += table.num_rows - failed
-                progress.update(table.num_rows, failed)
+            try:
+                for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    table = _new_rows(table, stored, report)
+                    if table.num_rows:
+                        writer.add(table)
+                        _count(table, report, progress)
+            except ray.exceptions.RayError as exc:  # the cause is the last line of Ray's message
+                cause = next((line for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
+                raise ArchiveError(f"the workers stopped: {cause.strip()}") from None
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _new_rows(table: pa.Table, stored: bytearray, report: ArchiveReport) -> pa.Table:
+    """The rows of photos not stored yet in this run (a batch that Ray ran twice comes back twice)."""
+    ids = table["id"].to_numpy()
+    fresh = [i for i, photo in enumerate(ids) if not stored[photo]]
+    if len(fresh) < len(ids):
+        report.duplicates_dropped += len(ids) - len(fresh)
+        table = table.take(pa.array(fresh, pa.int64()))
+    for photo in table["id"].to_numpy():
+        stored[photo] = 1
+    return table
+
+
+def _count(table: pa.Table, report: ArchiveReport, progress: _Progress) -> None:
+    began, ended = pc.min(table["_call_started"]).as_py(), pc.max(table["_call_finished"]).as_py()
+    report.work_started = min(began, report.work_started or began)
+    report.work_finished = max(ended, report.work_finished or ended)
+    failed = table.num_rows - table["error"].null_count
+    if failed:
+        for message in table.filter(pc.is_valid(table["error"]))["error"].to_pylist():
+            progress.note(message)
+    report.failed += failed
+    report.captioned += table.num_rows - failed
+    progress.update(table.num_rows, failed)
 
 
 def _init_ray(address: str | None) -> bool:

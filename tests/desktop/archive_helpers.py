@@ -32,3 +32,12 @@ class CrashOnceWorker(CaptionWorker):
         except FileExistsError:
             return super().__call__(batch)
         os._exit(1)
+
+
+class MismatchedWorker(CaptionWorker):
+    """A node whose install differs from the driver's: the actor refuses to start."""
+
+    def __init__(self, **kwargs):
+        from imgcap_desktop.archive.worker import ModelMismatchError
+
+        raise ModelMismatchError("node-7: bundle /opt/imgcap/model has sha 0123456789ab, the driver planned with abcdef")

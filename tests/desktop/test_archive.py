@@ -26,11 +26,11 @@ pa = pytest.importorskip("pyarrow")
 
 from imgcap_desktop.archive.inputs import collect_inputs  # noqa: E402
 from imgcap_desktop.archive import pipeline  # noqa: E402
-from imgcap_desktop.archive.pipeline import ArchiveOptions, _pool_size, plan, run_archive  # noqa: E402
+from imgcap_desktop.archive.pipeline import ArchiveError, ArchiveOptions, _pool_size, plan, run_archive  # noqa: E402
 from imgcap_desktop.archive.results import ResultsError, ResultsWriter, bundle_sha, part_files, read_results  # noqa: E402
 from imgcap_desktop.cli import main  # noqa: E402
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption  # noqa: E402
-from tests.desktop.archive_helpers import CRASH_MARKER, CrashOnceWorker  # noqa: E402
+from tests.desktop.archive_helpers import CRASH_MARKER, CrashOnceWorker, MismatchedWorker  # noqa: E402
 from tests.desktop.conftest import make_photos  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,6 +189,16 @@ def test_a_killed_actors_photos_are_completed(ray_cluster, tiny_bundle, tmp_path
     assert set(rows) == {str(p) for p in photos}
     assert all(row["error"] is None and row["caption"] for row in rows.values())
     assert report.captioned == len(photos) and report.failed == 0
+
+
+def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(ray_cluster, tiny_bundle, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    make_photos(folder, count=2, corrupt=False)
+    code = main(["archive", "caption", str(folder), "--out", str(tmp_path / "r"), "--bundle", str(tiny_bundle)])
+    assert code == 0  # the real worker, for contrast
+
+    with pytest.raises(ArchiveError, match="ModelMismatchError: node-7: bundle .* has sha 0123456789ab"):
+        run_archive(_options(folder, tmp_path / "r2", tiny_bundle), worker_cls=MismatchedWorker)
 
 
 def test_apply_sidecars_keeps_other_tools_fields(archive, tmp_path):
