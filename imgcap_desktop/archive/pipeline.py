@@ -269,8 +269,7 @@ def _dataset(todo: pa.Table, options: ArchiveOptions, workers: int, model_sha: s
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset started or finished
     logging.getLogger("ray.data._internal.progress").addFilter(_NoProgressBarNotice())
     call_rows = options.batch_size * BATCHES_PER_CALL
-    # Blocks small enough to spread over every worker, large enough to keep the overhead low.
-    block_rows = max(options.batch_size, min(call_rows * 4, math.ceil(todo.num_rows / (workers * 4))))
+    block_rows = _block_rows(todo.num_rows, workers, options.batch_size, call_rows)
     # from_items builds the blocks here; from_arrow would start a task (a worker process) per block.
     store = options.store
     return ray.data.from_items(todo.to_pylist(), override_num_blocks=math.ceil(todo.num_rows / block_rows)).map_batches(
@@ -288,6 +287,15 @@ def _dataset(todo: pa.Table, options: ArchiveOptions, workers: int, model_sha: s
         num_cpus=cpus,
         num_gpus=gpus or None,
     )
+
+
+def _block_rows(photos: int, workers: int, batch_size: int, call_rows: int) -> int:
+    """Rows per Ray block: at least 4 blocks per worker (so the work spreads evenly), whole calls or
+    whole model batches (no ragged batch inside), and at most 4 calls (a killed worker's block is redone)."""
+    share = math.ceil(photos / (workers * 4))
+    if share >= call_rows:
+        return call_rows * min(4, share // call_rows)
+    return max(batch_size, math.ceil(share / batch_size) * batch_size)
 
 
 class _NoProgressBarNotice(logging.Filter):

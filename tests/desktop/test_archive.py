@@ -273,6 +273,14 @@ def test_pool_size(options, resources, expected):
     assert _pool_size(ArchiveOptions(roots=[], out=Path("r"), **options), resources) == expected
 
 
+@pytest.mark.parametrize("photos, workers, expected", [
+    (300, 1, 64), (300, 2, 32), (10**6, 100, 128), (23, 2, 4), (5, 2, 2),
+])
+def test_blocks_spread_over_the_workers_in_whole_batches(photos, workers, expected):
+    assert pipeline._block_rows(photos, workers, batch_size=8 if photos > 100 else 2,
+                                call_rows=32 if photos > 100 else 8) == expected
+
+
 def test_gpus_asked_for_on_a_cluster_without_them_is_a_usage_error():
     with pytest.raises(ValueError, match="has 0 GPUs"):
         _pool_size(ArchiveOptions(roots=[], out=Path("r"), gpus_per_worker=0.5), {"CPU": 8.0})
