@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         cli, cli_rate, cli_wall = run_cli(folder, args)
         print(f"(a) imgcap caption (CLI):              {cli_rate:7.2f} photos/s   wall {cli_wall:6.1f} s")
 
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING",
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="WARNING",
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}})
         try:
             one, one_rate, one_wall, _ = run_ray(folder, Path(tmp) / "r1", 1, cpus, args)

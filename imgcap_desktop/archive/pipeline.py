@@ -235,7 +235,9 @@ def _init_ray(address: str | None) -> bool:
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    ray.init(address=address, runtime_env={"env_vars": env}, logging_level=logging.WARNING,
+    # "local": a private Ray instance on this machine, even where `ray start` left one running
+    # (RAY_ADDRESS, when set, still wins).
+    ray.init(address=address or "local", runtime_env={"env_vars": env}, logging_level=logging.WARNING,
              configure_logging=True, log_to_driver=True)
     return True
 
@@ -344,8 +346,13 @@ class _Progress:
 
     def summary(self) -> str:
         rate = self.rate()
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        return f"{rate:.1f} photos/s, ETA {_duration(eta)}, {self.failed} failed"
+        if self.done >= self.total:
+            timing = "done"
+        elif rate > 0:
+            timing = f"{rate:.1f} photos/s, ETA {_duration((self.total - self.done) / rate)}"
+        else:
+            timing = "starting"
+        return f"{timing}, {self.failed} failed"
 
     def note(self, message: str) -> None:
         if self.bar is not None:
@@ -365,8 +372,6 @@ class _Progress:
 
 
 def _duration(seconds: float) -> str:
-    if math.isnan(seconds):
-        return "?"
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

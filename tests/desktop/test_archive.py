@@ -43,7 +43,7 @@ def ray_cluster():
     import ray
 
     python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, num_gpus=0, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
+    ray.init(address="local", num_cpus=2, num_gpus=0, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
              logging_level="WARNING", runtime_env={"env_vars": {"PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "2"}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -297,9 +297,12 @@ def test_progress_lines_say_done_rate_eta_and_failures(monkeypatch):
     progress.note("broken.jpg: corrupt")
     now[0] = 12.0
     progress.update(50, 0)  # within the interval: no line
+    now[0] = 30.0
+    progress.update(50, 0)  # the last ones
     assert err.getvalue().splitlines() == [
         "imgcap archive: 200/300 photos, 10.0 photos/s, ETA 0m10s, 2 failed",
         "imgcap archive: broken.jpg: corrupt",
+        "imgcap archive: 300/300 photos, done, 2 failed",
     ]
 
 
