@@ -51,7 +51,8 @@ def add_archive_command(subparsers) -> argparse.ArgumentParser:
     caption.add_argument("--cpus-per-worker", type=_fraction, default=None, metavar="F",
                          help="CPUs per actor, also its threads per operation (default: the CPUs shared among "
                               "--workers, or 1)")
-    caption.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="photos per model batch (default 8)")
+    caption.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                         help="photos per model batch (default 8)")
     caption.add_argument("--beam", type=_positive_int, default=3, metavar="N", help="beam size (1 = greedy; default 3)")
     caption.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped model)")
     caption.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
@@ -131,12 +132,13 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
 
     store = None
     if args.write_sidecars:
-        store = StoreOptions(write_sidecars=True, sidecar_style=args.sidecar_style, overwrite_human=args.overwrite_human,
-                             keywords=args.keywords)
+        store = StoreOptions(write_sidecars=True, sidecar_style=args.sidecar_style,
+                             overwrite_human=args.overwrite_human, keywords=args.keywords)
     options = ArchiveOptions(
         roots=args.roots, out=args.out, address=args.address, workers=args.workers,
         gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, batch_size=args.batch_size,
-        beam=args.beam, bundle=args.bundle, runtime=args.runtime, store=store, attention=args.attention, retry_failed=args.retry_failed,
+        beam=args.beam, bundle=args.bundle, runtime=args.runtime, store=store, attention=args.attention,
+        retry_failed=args.retry_failed,
         commit_rows=args.commit_every,
     )
     try:

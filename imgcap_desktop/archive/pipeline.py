@@ -164,7 +164,9 @@ def run_archive(options: ArchiveOptions, *, err: TextIO | None = None,
         todo, report.skipped, report.skipped_failed = plan(inputs, options.out, model_sha, options.beam,
                                                            options.retry_failed)
         if report.skipped:
-            note = f" ({report.skipped_failed} of them failed; --retry-failed tries them again)" if report.skipped_failed else ""
+            note = ""
+            if report.skipped_failed:
+                note = f" ({report.skipped_failed} of them failed; --retry-failed tries them again)"
             print(f"imgcap archive: {report.skipped} of {report.found} photos already have results{note}", file=err)
         if todo.num_rows:
             try:

@@ -70,7 +70,8 @@ class CaptionWorker:
         self.host = socket.gethostname()
         # Trace the model's graphs now, so that the first photos are not slower than the rest.
         size = self.captioner.spec.input_size
-        self.captioner.caption([np.zeros((size, size, 3), np.uint8)] * batch_size, beam_size=beam, batch_size=batch_size)
+        blank = np.zeros((size, size, 3), np.uint8)
+        self.captioner.caption([blank] * batch_size, beam_size=beam, batch_size=batch_size)
         log.info("worker on %s ready: %s on %s", self.host, self.captioner.name, self.captioner.device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

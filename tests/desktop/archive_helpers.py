@@ -40,4 +40,5 @@ class MismatchedWorker(CaptionWorker):
     def __init__(self, **kwargs):
         from imgcap_desktop.archive.worker import ModelMismatchError
 
-        raise ModelMismatchError("node-7: bundle /opt/imgcap/model has sha 0123456789ab, the driver planned with abcdef")
+        raise ModelMismatchError("node-7: bundle /opt/imgcap/model has sha 0123456789ab, the driver planned "
+                                 "with abcdef")

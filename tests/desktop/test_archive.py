@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("ray", reason="the cluster extra is not installed: pip install -e '.[cluster]'")
 pa = pytest.importorskip("pyarrow")
@@ -27,7 +26,13 @@ pa = pytest.importorskip("pyarrow")
 from imgcap_desktop.archive.inputs import collect_inputs  # noqa: E402
 from imgcap_desktop.archive import pipeline  # noqa: E402
 from imgcap_desktop.archive.pipeline import ArchiveError, ArchiveOptions, _pool_size, plan, run_archive  # noqa: E402
-from imgcap_desktop.archive.results import ResultsError, ResultsWriter, bundle_sha, part_files, read_results  # noqa: E402
+from imgcap_desktop.archive.results import (  # noqa: E402
+    ResultsError,
+    ResultsWriter,
+    bundle_sha,
+    part_files,
+    read_results,
+)
 from imgcap_desktop.cli import main  # noqa: E402
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption  # noqa: E402
 from tests.desktop.archive_helpers import CRASH_MARKER, CrashOnceWorker, MismatchedWorker  # noqa: E402
@@ -44,7 +49,8 @@ def ray_cluster():
 
     python_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     ray.init(address="local", num_cpus=2, num_gpus=0, object_store_memory=200 * 1024 * 1024, include_dashboard=False,
-             logging_level="WARNING", runtime_env={"env_vars": {"PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "2"}})
+             logging_level="WARNING",
+             runtime_env={"env_vars": {"PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "2"}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -162,7 +168,8 @@ def test_resume_after_the_driver_is_killed(ray_cluster, tiny_bundle, tmp_path):
         deadline = time.monotonic() + 240
         while not part_files(results) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert part_files(results), f"the driver stored nothing: {process.stderr.read().decode()[-2000:] if process.poll() is not None else 'timeout'}"
+        why = process.stderr.read().decode()[-2000:] if process.poll() is not None else "timeout"
+        assert part_files(results), f"the driver stored nothing: {why}"
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -336,7 +343,8 @@ def test_ray_is_needed_by_nothing_but_the_archive(tmp_path, tiny_bundle):
         import imgcap_desktop.app, imgcap_desktop.main_window, imgcap_desktop.cli, imgcap_desktop.selftest
         from imgcap_desktop.cli import main
         out = io.StringIO()
-        assert main(["caption", {str(photo)!r}, "--bundle", {str(tiny_bundle)!r}, "--beam", "1"], out) == 0, out.getvalue()
+        code = main(["caption", {str(photo)!r}, "--bundle", {str(tiny_bundle)!r}, "--beam", "1"], out)
+        assert code == 0, out.getvalue()
         assert out.getvalue().startswith({str(photo)!r})
         assert main(["archive", "caption", {str(photo.parent)!r}, "--out", {str(tmp_path / "r")!r}]) == 2
         assert not [m for m in sys.modules if m.split(".")[0] in ("ray", "pyarrow")]
