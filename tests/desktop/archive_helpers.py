@@ -34,6 +34,25 @@ class CrashOnceWorker(CaptionWorker):
         os._exit(1)
 
 
+class CrashMidTaskWorker(CaptionWorker):
+    """Dies in its second call, once per run: after the first call's rows of the same Ray task have
+    already been sent on (a task here is a block of two calls), so Ray runs the whole task again."""
+
+    calls = 0
+
+    def __call__(self, batch):
+        self.calls += 1
+        if self.calls == 2:
+            marker = Path(batch["path"][0].as_py()).parent / CRASH_MARKER
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return super().__call__(batch)
+
+
 class MismatchedWorker(CaptionWorker):
     """A node whose install differs from the driver's: the actor refuses to start."""
 

@@ -35,7 +35,12 @@ from imgcap_desktop.archive.results import (  # noqa: E402
 )
 from imgcap_desktop.cli import main  # noqa: E402
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption  # noqa: E402
-from tests.desktop.archive_helpers import CRASH_MARKER, CrashOnceWorker, MismatchedWorker  # noqa: E402
+from tests.desktop.archive_helpers import (  # noqa: E402
+    CRASH_MARKER,
+    CrashMidTaskWorker,
+    CrashOnceWorker,
+    MismatchedWorker,
+)
 from tests.desktop.conftest import make_photos  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,11 +190,12 @@ def test_resume_after_the_driver_is_killed(ray_cluster, tiny_bundle, tmp_path):
     assert report.skipped == stored_before and report.captioned == len(photos) - stored_before
 
 
-def test_a_killed_actors_photos_are_completed(ray_cluster, tiny_bundle, tmp_path):
+@pytest.mark.parametrize("worker, count", [(CrashOnceWorker, 9), (CrashMidTaskWorker, 127)])
+def test_a_killed_actors_photos_are_completed_and_stored_once(ray_cluster, tiny_bundle, tmp_path, worker, count):
     folder, results = tmp_path / "photos", tmp_path / "results"
-    photos = make_photos(folder, count=9, corrupt=False)
+    photos = make_photos(folder, count=count, corrupt=False)
 
-    report = run_archive(_options(folder, results, tiny_bundle, beam=1), worker_cls=CrashOnceWorker)
+    report = run_archive(_options(folder, results, tiny_bundle, beam=1), worker_cls=worker)
 
     assert (folder / CRASH_MARKER).exists(), "no actor was killed"
     rows = _rows(results)
