@@ -65,6 +65,9 @@ class Bundle:
         """A :class:`~model.decoder.CaptionDecoder` with this bundle's weights."""
         from model.decoder import CaptionDecoder
 
+        if not self.weights:
+            raise BundleError(f"{self.path}: this bundle carries the decoder as ONNX graphs only "
+                              f"({self.config['weights'].get('omitted')}); TensorFlow needs {WEIGHTS_FILE}")
         decoder = CaptionDecoder(**self.config["decoder"], name="caption_decoder")
         decoder.build()
         assign_variables(decoder, self.weights)
@@ -168,6 +171,40 @@ def write_config(path: str | Path, config: dict[str, Any]) -> None:
     (Path(path) / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _read_weights(path: Path, weights_info: dict) -> dict[str, np.ndarray]:
+    weights_path = path / weights_info.get("file", WEIGHTS_FILE)
+    if not weights_path.is_file():
+        raise BundleError(f"{path}: missing weights file {weights_path.name}")
+    data = weights_path.read_bytes()
+    if _sha256_bytes(data) != weights_info.get("sha256"):
+        raise BundleError(f"{weights_path}: checksum mismatch (the file is damaged or was replaced)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            weights = {key: npz[key] for key in npz.files}
+    except (ValueError, OSError) as exc:
+        raise BundleError(f"{weights_path}: unreadable weights ({exc})") from None
+    return weights
+
+
+def graphs_only_copy(source: str | Path, destination: str | Path, reason: str) -> Path:
+    """Copy a bundle without its Keras weights (the ONNX graphs carry the decoder): what the frozen
+    app ships, as it runs on ONNX Runtime only. ``reason`` is recorded in the config."""
+    import shutil
+
+    bundle = load_bundle(source)
+    if not bundle.graphs:
+        raise BundleError(f"{bundle.path}: no ONNX graphs to ship instead of the weights")
+    destination = Path(destination)
+    if destination.exists():
+        shutil.rmtree(destination)
+    weights_file = bundle.config["weights"].get("file", WEIGHTS_FILE)
+    shutil.copytree(bundle.path, destination, ignore=lambda folder, names: [n for n in names if n == weights_file])
+    config = dict(bundle.config)
+    config["weights"] = {"dtype": config["weights"].get("dtype"), "omitted": reason}
+    write_config(destination, config)
+    return destination
+
+
 def load_bundle(path: str | Path | None = None) -> Bundle:
     """Read and validate a bundle folder (the shipped default when ``path`` is None).
 
@@ -208,23 +245,18 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{vocab_path}: unreadable vocabulary ({exc})") from None
 
-    weights_path = path / weights_info.get("file", WEIGHTS_FILE)
-    if not weights_path.is_file():
-        raise BundleError(f"{path}: missing weights file {weights_path.name}")
-    data = weights_path.read_bytes()
-    if _sha256_bytes(data) != weights_info.get("sha256"):
-        raise BundleError(f"{weights_path}: checksum mismatch (the file is damaged or was replaced)")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            weights = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError) as exc:
-        raise BundleError(f"{weights_path}: unreadable weights ({exc})") from None
-
+    omitted = bool(weights_info.get("omitted"))
+    if omitted:  # a graphs-only bundle (the frozen app's): ONNX Runtime needs no Keras weights
+        if not config.get("graphs"):
+            raise BundleError(f"{path}: the decoder weights are omitted and there are no ONNX graphs instead")
+        weights = {}
+    else:
+        weights = _read_weights(path, weights_info)
     vocab_size = decoder_config.get("vocab_size")
     if vocab_size != len(vocab):
         raise BundleError(f"{path}: the vocabulary has {len(vocab)} words but the config says {vocab_size}")
     logits = weights.get("logits/kernel")
-    if logits is None or logits.shape[-1] != len(vocab):
+    if not omitted and (logits is None or logits.shape[-1] != len(vocab)):
         got = None if logits is None else logits.shape[-1]
         raise BundleError(f"{path}: the vocabulary has {len(vocab)} words but the weights produce {got}")
     if decoder_config.get("encoder_channels") != spec.channels:

@@ -11,9 +11,20 @@ start=$(date +%s)
 echo "== building the encoder graph into $ENCODERS"
 "$PYTHON" packaging/convert_encoder.py "$ENCODERS" efficientnet_lite2
 
+BUNDLES=${IMGCAP_BUNDLE_BUILD_DIR:-build/bundles}
+export IMGCAP_BUNDLE_BUILD_DIR=$BUNDLES
+echo "== the model bundle without its Keras weights into $BUNDLES"
+"$PYTHON" packaging/lean_bundle.py "$BUNDLES" flickr8k-lite2
+
 echo "== PyInstaller"
 "$PYTHON" -m PyInstaller build.spec --noconfirm --log-level "${PYI_LOG_LEVEL:-WARN}"
 built=$(date +%s)
+
+echo "== stripping the Python runtime's own binaries (symbols only; auditwheel-patched wheels' libraries are left alone)"
+if command -v strip >/dev/null; then
+    find dist/imgcap/_internal -maxdepth 1 -name "libpython3*.so*" -type f -exec strip --strip-unneeded {} +
+    find dist/imgcap/_internal/python3* dist/imgcap/_internal/PIL -name "*.so" -type f -exec strip --strip-unneeded {} +
+fi
 
 echo "== archive"
 tar -C dist -czf dist/imgcap-linux-x86_64.tar.gz imgcap

@@ -76,3 +76,22 @@ def test_a_shipped_encoder_graph_wins_over_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("IMGCAP_RESOURCES", str(resources))
     monkeypatch.setattr(encoder_graphs, "cached_encoder_graph", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     assert encoder_graphs.encoder_graph_path("efficientnet_lite2") == resources / "encoders" / "efficientnet_lite2.onnx"
+
+
+def test_lean_bundle_script_drops_only_the_keras_weights(tmp_path, capsys):
+    import sys
+
+    from model.bundle import WEIGHTS_FILE, load_bundle
+    from model.resources import resource_path
+
+    sys.path.insert(0, str(ROOT / "packaging"))
+    try:
+        import lean_bundle
+    finally:
+        sys.path.remove(str(ROOT / "packaging"))
+    assert lean_bundle.main([str(tmp_path)]) == 0
+    shipped = resource_path("models", "flickr8k-lite2")
+    lean = tmp_path / "flickr8k-lite2"
+    assert {p.name for p in lean.iterdir()} == {p.name for p in shipped.iterdir()} - {WEIGHTS_FILE}
+    bundle = load_bundle(lean)
+    assert bundle.graphs == load_bundle(shipped).graphs and bundle.weights == {}
