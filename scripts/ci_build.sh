@@ -53,7 +53,7 @@ done
 best=$(printf '%s\n' "${startups[@]:1}" | sort -n | head -1)
 
 echo
-echo "frozen self-test:          ${selftest_s} s (wall, incl. TensorFlow import and model load)"
+echo "frozen self-test:          ${selftest_s} s (wall, incl. imports and model load)"
 echo "frozen caption ($n_photos photos):  ${caption_s} s (wall)"
 echo "start-up to window shown:  cold ${startups[0]} s, warm best ${best} s (runs: ${startups[*]})"
 echo "unpacked size:             $(du -sh "$ROOT/dist/imgcap" | cut -f1)"
