@@ -34,7 +34,8 @@ class BahdanauAttention(layers.Layer):
         """Returns ``(context (batch, feature_dim), weights (batch, locations))``."""
         query = ops.expand_dims(self.hidden_dense(hidden), 1)  # (batch, 1, units)
         scores = ops.squeeze(self.score_dense(ops.tanh(keys + query)), -1)  # (batch, locations)
-        weights = ops.softmax(scores, axis=-1)  # (batch, locations)
+        # softmax, written out: Keras warns about a softmax over one location (text-only sentences)
+        weights = ops.exp(scores - ops.logsumexp(scores, axis=-1, keepdims=True))  # (batch, locations)
         context = ops.einsum("bl,bld->bd", weights, features)  # (batch, feature_dim)
         return context, weights
 

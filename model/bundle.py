@@ -108,11 +108,15 @@ def _sha256_bytes(data: bytes) -> str:
 
 def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, name: str,
                 description: str = "", decoding: dict | None = None, training: dict | None = None,
-                metrics: dict | None = None, dtype: str = "float16", graphs: bool = True) -> Path:
+                metrics: dict | None = None, dtype: str = "float16", graphs: bool = True,
+                tags: dict | None = None) -> Path:
     """Write a bundle folder (created if needed; existing bundle files are replaced).
 
     With ``graphs`` the decoder is also exported as ONNX graphs for the lean runtime (this needs
     tf2onnx; without it the bundle is written without graphs and a warning says so).
+
+    ``tags`` (tag-aware decoders): ``{"words": [...], "class_words": [tag id of each ImageNet class or -1],
+    "map_sha256": ..., "keyword_threshold": ...}``, so the bundle carries the map it was trained with.
     """
     if encoder not in ENCODERS:
         raise BundleError(f"unknown encoder {encoder!r}")
@@ -137,6 +141,8 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
         "training": training or {},
         "metrics": metrics or {},
     }
+    if tags is not None:
+        config["tags"] = tags
     config["decoder"].pop("name")
     if graphs:
         config["graphs"] = _export_graphs(decoder, path, dtype, spec)
@@ -259,6 +265,13 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     if not omitted and (logits is None or logits.shape[-1] != len(vocab)):
         got = None if logits is None else logits.shape[-1]
         raise BundleError(f"{path}: the vocabulary has {len(vocab)} words but the weights produce {got}")
+    num_tags = decoder_config.get("num_tags", 0)
+    if num_tags:
+        tags = config.get("tags")
+        if not isinstance(tags, dict) or len(tags.get("words", ())) != num_tags or len(tags.get("class_words", ())) != 1000:
+            raise BundleError(f"{path}: the decoder reads {num_tags} tags but the config's tag map does not match")
+        if not spec.has_classifier:
+            raise BundleError(f"{path}: a tag-aware decoder needs an encoder with a classifier, {encoder} has none")
     if decoder_config.get("encoder_channels") != spec.channels:
         raise BundleError(f"{path}: decoder expects {decoder_config.get('encoder_channels')} channels, encoder {encoder} gives {spec.channels}")
     for part in ("prepare", "step") if config.get("graphs") else ():

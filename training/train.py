@@ -56,6 +56,14 @@ class TrainConfig:
     xla: bool = False  # measured here: XLA made the CPU step 2.2x slower than oneDNN's kernels
     seed: int = 1234
     limit: int | None = None  # use only the first N training photos (quick experiments)
+    # Tag-aware decoding (issue 14): tags from the encoder's ImageNet classifier, a copy path, and
+    # text-only sentences whose tags come from their own words.
+    tags: bool = False
+    copy: bool = True
+    text_captions: str | None = None  # a token file of captions without photos (COCO captions)
+    text_limit: int | None = None
+    grid_dropout: float = 0.15
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -65,9 +73,34 @@ class SplitData:
     references: list[list[list[str]]]  # per photo, its cleaned reference captions
     pairs_image: np.ndarray  # (captions,) index into images
     sequences: list[list[int]]  # (captions,) <start> ... <end> ids
+    tags: np.ndarray | None = None  # (photos, tags) float32, for a tag-aware decoder
 
 
-def prepare_split(config: TrainConfig, split: str, vocab: Vocabulary | None, limit: int | None = None):
+def load_text_corpus(config: TrainConfig) -> list[list[str]]:
+    """The cleaned text-only sentences (none unless ``config.text_captions``)."""
+    if not config.text_captions:
+        return []
+    from training.tagdata import load_text_captions
+
+    sentences = [clean_caption(c, drop_one_letter=config.drop_one_letter) for c in load_text_captions(config.text_captions)]
+    sentences = [s for s in sentences if 0 < len(s) <= config.max_words]
+    return sentences[:config.text_limit] if config.text_limit else sentences
+
+
+def build_vocabulary(config: TrainConfig, extra_words: tuple[str, ...] = ()) -> Vocabulary:
+    """Words seen ``min_count`` times in the training captions and text-only sentences, then every
+    tag word (so the copy path can emit it) that is not among them yet."""
+    items, _ = load_dataset(config.data, "train")
+    if config.limit:
+        items = items[:config.limit]
+    token_lists = [clean_caption(c, drop_one_letter=config.drop_one_letter) for _, caps in items for c in caps]
+    vocab = Vocabulary.build(token_lists + load_text_corpus(config), min_count=config.min_count)
+    missing = [w for w in extra_words if w not in vocab]
+    return Vocabulary([*vocab.words[4:], *missing], min_count=config.min_count) if missing else vocab
+
+
+def prepare_split(config: TrainConfig, split: str, vocab: Vocabulary | None, limit: int | None = None,
+                  tagger=None):
     items, skipped = load_dataset(config.data, split)
     if limit:
         items = items[:limit]
@@ -87,9 +120,11 @@ def prepare_split(config: TrainConfig, split: str, vocab: Vocabulary | None, lim
                 pairs_image.append(i)
                 sequences.append(vocab.encode(words))
     features = load_features(cache, config.encoder, [p for p, _ in items])
+    tags = tagger(features) if tagger is not None else None
     log.info("%s: %d photos, %d captions (%d ids skipped, %d grids computed now)",
              split, len(items), len(sequences), skipped, computed)
-    return SplitData([p for p, _ in items], features, cleaned, np.asarray(pairs_image, np.int32), sequences), vocab
+    return SplitData([p for p, _ in items], features, cleaned, np.asarray(pairs_image, np.int32), sequences,
+                     tags), vocab
 
 
 def make_dataset(split: SplitData, config: TrainConfig, *, shuffle: bool, seed: int):
@@ -113,20 +148,30 @@ def make_dataset(split: SplitData, config: TrainConfig, *, shuffle: bool, seed: 
     if shuffle:
         ds = ds.shuffle(64, seed=seed + 1)
     features = split.features
+    tags = split.tags if split.tags is not None else np.zeros((len(features), 0), np.float32)
 
     def gather(idx):
-        return features[idx]
+        return features[idx], tags[idx]
 
     def attach(idx, seq):
-        feats = tf.numpy_function(gather, [idx], tf.float16)
+        feats, tag_rows = tf.numpy_function(gather, [idx], (tf.float16, tf.float32))
         feats.set_shape([None, features.shape[1], features.shape[2]])
-        return feats, seq
+        tag_rows.set_shape([None, tags.shape[1]])
+        return feats, tag_rows, seq
 
     return ds.map(attach, num_parallel_calls=2).prefetch(4)
 
 
+def make_text_dataset(sequences: list[list[int]], tags: np.ndarray, config: TrainConfig, *, seed: int):
+    """tf.data over text-only sentences: ``(tags, token ids)`` batches, bucketed like the paired data."""
+    split = SplitData([], np.zeros((len(sequences), 1, 1), np.float16), [], np.arange(len(sequences), dtype=np.int32),
+                      sequences, tags)
+    return make_dataset(split, config, shuffle=True, seed=seed).map(lambda feats, tag_rows, seq: (tag_rows, seq))
+
+
 class Trainer:
-    def __init__(self, config: TrainConfig, vocab: Vocabulary, channels: int, steps_per_epoch: int = 1000):
+    def __init__(self, config: TrainConfig, vocab: Vocabulary, channels: int, steps_per_epoch: int = 1000,
+                 tag_words: tuple[str, ...] = ()):
         import keras
         import tensorflow as tf
 
@@ -138,9 +183,14 @@ class Trainer:
                          else tf.distribute.get_strategy())
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
+            tag_args = {}
+            if config.tags:
+                tag_args = {"num_tags": len(tag_words), "grid_dropout": config.grid_dropout,
+                            "copy_ids": [vocab.id_of(w) for w in tag_words] if config.copy else None}
             self.decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=channels,
                                           embedding_dim=config.embedding_dim, feature_dim=config.feature_dim,
-                                          units=config.units, dropout=config.dropout, name="caption_decoder")
+                                          units=config.units, dropout=config.dropout, name="caption_decoder",
+                                          **tag_args)
             self.decoder.build()
             schedule = keras.optimizers.schedules.ExponentialDecay(
                 config.learning_rate, decay_steps=max(steps_per_epoch, 1), decay_rate=config.lr_decay)
@@ -153,6 +203,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, Path(config.out) / "checkpoints", max_to_keep=2)
         self._train_step = self._make_train_step()
         self._eval_step = self._make_eval_step()
+        self._text_step = self._make_text_step()
 
     def restore(self) -> bool:
         if self.manager.latest_checkpoint:
@@ -161,16 +212,22 @@ class Trainer:
             return True
         return False
 
-    def _loss(self, feats, seq, training):
+    def _loss(self, feats, tags, seq, training):
+        """``feats`` None: text-only sentences (no attention regulariser: one "no photo" location)."""
         import tensorflow as tf
 
-        from model.decoder import attention_regularizer, masked_loss
+        from model.decoder import attention_regularizer, masked_nll
 
-        feats = tf.cast(feats, tf.float32)
+        feats = tf.cast(feats, tf.float32) if feats is not None else None
         inputs, targets = seq[:, :-1], seq[:, 1:]
-        logits, attention = self.decoder((feats, inputs), training=training)
-        xent = masked_loss(targets, logits, self.vocab.pad_id)
-        return xent, xent + self.config.attention_reg * attention_regularizer(attention, targets, self.vocab.pad_id)
+        log_probs, attention = self.decoder((feats, inputs, tags), training=training)
+        xent = masked_nll(targets, log_probs, self.vocab.pad_id)
+        loss = xent
+        if training and self.config.label_smoothing:
+            loss = masked_nll(targets, log_probs, self.vocab.pad_id, label_smoothing=self.config.label_smoothing)
+        if feats is None:
+            return xent, loss
+        return xent, loss + self.config.attention_reg * attention_regularizer(attention, targets, self.vocab.pad_id)
 
     def _make_train_step(self):
         import tensorflow as tf
@@ -178,9 +235,9 @@ class Trainer:
         strategy, decoder, optimizer = self.strategy, self.decoder, self.optimizer
         replicas = strategy.num_replicas_in_sync
 
-        def replica_step(feats, seq):
+        def replica_step(feats, tags, seq):
             with tf.GradientTape() as tape:
-                xent, loss = self._loss(feats, seq, training=True)
+                xent, loss = self._loss(feats, tags, seq, training=True)
                 scaled = loss / replicas
             grads = tape.gradient(scaled, decoder.trainable_variables)
             grads, _ = tf.clip_by_global_norm(grads, self.config.clip_norm)
@@ -192,9 +249,29 @@ class Trainer:
 
         # No reduce_retracing: each length bucket gets its own graph with a static time axis.
         @tf.function
-        def step(feats, seq):
-            per_replica = strategy.run(replica_step, args=(feats, seq))
+        def step(feats, tags, seq):
+            per_replica = strategy.run(replica_step, args=(feats, tags, seq))
             return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
+        return step
+
+    def _make_text_step(self):
+        """The train step for text-only sentences (single device: they are cheap)."""
+        import tensorflow as tf
+
+        decoder, optimizer = self.decoder, self.optimizer
+
+        @tf.function
+        def step(tags, seq):
+            with tf.GradientTape() as tape:
+                xent, loss = self._loss(None, tags, seq, training=True)
+            variables = decoder.trainable_variables
+            grads = tape.gradient(loss, variables)
+            # The projection never sees text-only sentences: its gradients are None.
+            pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+            clipped, _ = tf.clip_by_global_norm([g for g, _ in pairs], self.config.clip_norm)
+            optimizer.apply_gradients(zip(clipped, [v for _, v in pairs]))
+            return xent
 
         return step
 
@@ -203,37 +280,65 @@ class Trainer:
 
         # No reduce_retracing: each length bucket gets its own graph with a static time axis.
         @tf.function
-        def step(feats, seq):
-            xent, _ = self._loss(feats, seq, training=False)
+        def step(feats, tags, seq):
+            xent, _ = self._loss(feats, tags, seq, training=False)
             return xent
 
         return step
 
-    def train_epoch(self, dataset, steps_hint: int | None = None) -> float:
+    def train_epoch(self, dataset, steps_hint: int | None = None, text_dataset=None, seed: int = 0) -> float:
+        """One pass over the paired batches, with the text-only batches (if any) interleaved at random."""
         from tqdm import tqdm
 
         dist = self.strategy.experimental_distribute_dataset(dataset) if self.config.strategy != "default" else dataset
-        losses = []
-        with tqdm(dist, total=steps_hint, unit="batch", desc=f"epoch {int(self.epoch.numpy()) + 1}",
+        paired, text = iter(dist), iter(text_dataset) if text_dataset is not None else None
+        text_batches = int(text_dataset.cardinality()) if text_dataset is not None else 0
+        if text_batches < 0:  # unknown cardinality (bucketing): count once
+            text_batches = sum(1 for _ in text_dataset)
+        rng = np.random.default_rng(seed)
+        losses, text_losses = [], []
+        total = (steps_hint or 0) + text_batches
+        with tqdm(total=total or None, unit="batch", desc=f"epoch {int(self.epoch.numpy()) + 1}",
                   mininterval=5.0) as bar:
-            for feats, seq in bar:
-                losses.append(float(self._train_step(feats, seq)))
-                if len(losses) % 20 == 0:
-                    bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            paired_left, text_left = True, text is not None
+            while paired_left or text_left:
+                use_text = text_left and (not paired_left or rng.random() < text_batches / max(total, 1))
+                try:
+                    if use_text:
+                        tags, seq = next(text)
+                        text_losses.append(float(self._text_step(tags, seq)))
+                    else:
+                        feats, tags, seq = next(paired)
+                        losses.append(float(self._train_step(feats, tags, seq)))
+                except StopIteration:
+                    if use_text:
+                        text_left = False
+                    else:
+                        paired_left = False
+                    continue
+                bar.update(1)
+                if (len(losses) + len(text_losses)) % 20 == 0:
+                    bar.set_postfix(loss=f"{np.mean(losses[-20:] or [math.nan]):.3f}",
+                                    text=f"{np.mean(text_losses[-20:] or [math.nan]):.3f}")
+        if text_losses:
+            log.info("text-only sentences: mean loss %.3f over %d batches", np.mean(text_losses), len(text_losses))
         return float(np.mean(losses)) if losses else math.nan
 
     def evaluate_loss(self, dataset) -> float:
-        losses = [float(self._eval_step(feats, seq)) for feats, seq in dataset]
+        losses = [float(self._eval_step(feats, tags, seq)) for feats, tags, seq in dataset]
         return float(np.mean(losses)) if losses else math.nan
 
-    def greedy_captions(self, features: np.ndarray, batch_size: int = 250) -> list[list[str]]:
+    def greedy_captions(self, features: np.ndarray, tags: np.ndarray | None = None,
+                        batch_size: int = 250) -> list[list[str]]:
         from model.decoding import SearchDecoder
 
         search = SearchDecoder(self.decoder, start_id=self.vocab.start_id, end_id=self.vocab.end_id,
-                               pad_id=self.vocab.pad_id, max_length=self.config.max_words)
+                               pad_id=self.vocab.pad_id, max_length=self.config.max_words,
+                               banned_ids=(self.vocab.pad_id, self.vocab.start_id, self.vocab.unk_id))
         out = []
         for i in range(0, len(features), batch_size):
-            decoded = search.greedy(features[i:i + batch_size].astype(np.float32))
+            decoded = search.greedy(features[i:i + batch_size].astype(np.float32),
+                                    None if tags is None else tags[i:i + batch_size])
             for row in range(decoded.tokens.shape[0]):
                 n = int(decoded.lengths[row, 0])
                 out.append([self.vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :n]])
@@ -243,35 +348,63 @@ class Trainer:
         return Path(self.config.out) / "best.weights.npz"
 
     def save_best(self) -> None:
+        self.save_weights(self.best_weights_path())
+
+    def save_weights(self, path: Path) -> None:
         from model.bundle import variables_by_path
 
         arrays = {k: v.numpy() for k, v in variables_by_path(self.decoder).items()}
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        tmp = self.best_weights_path().with_suffix(".tmp")
+        tmp = Path(path).with_suffix(".tmp")
         tmp.write_bytes(buffer.getvalue())
-        tmp.replace(self.best_weights_path())
+        tmp.replace(path)
 
-    def load_best(self) -> None:
+    def load_best(self, path: Path | None = None) -> None:
         from model.bundle import assign_variables
 
-        with np.load(self.best_weights_path(), allow_pickle=False) as npz:
+        with np.load(path or self.best_weights_path(), allow_pickle=False) as npz:
             assign_variables(self.decoder, {k: npz[k] for k in npz.files})
+
+
+def _tag_setup(config: TrainConfig):
+    """``(tag map, photo tagger)`` for a tag-aware run, else ``(None, None)``."""
+    if not config.tags:
+        return None, None
+    from model.tags import TagMap
+    from training.tagdata import classifier_weights, photo_tags
+
+    tag_map = TagMap.load()
+    kernel, bias = classifier_weights(config.encoder)
+    return tag_map, lambda grids: photo_tags(grids, kernel, bias, tag_map)
 
 
 def train(config: TrainConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    tag_map, tagger = _tag_setup(config)
+    tag_words = tag_map.words if tag_map is not None else ()
     vocab_path = out / "vocab.json"
-    vocab = Vocabulary.load(vocab_path) if vocab_path.is_file() else None
-    train_data, vocab = prepare_split(config, "train", vocab, limit=config.limit)
-    dev_data, _ = prepare_split(config, "dev", vocab, limit=config.limit and max(config.limit // 6, 8))
+    vocab = Vocabulary.load(vocab_path) if vocab_path.is_file() else build_vocabulary(config, tag_words)
+    train_data, vocab = prepare_split(config, "train", vocab, limit=config.limit, tagger=tagger)
+    dev_data, _ = prepare_split(config, "dev", vocab, limit=config.limit and max(config.limit // 6, 8), tagger=tagger)
     vocab.save(vocab_path)
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     log.info("vocabulary: %d tokens (min count %d)", len(vocab), config.min_count)
 
+    text_sequences, text_named, sentence_tagger = [], [], None
+    if config.tags and config.text_captions:
+        from training.tagdata import SentenceTagger
+
+        sentence_tagger = SentenceTagger(tag_map)
+        sentences = load_text_corpus(config)
+        text_sequences = [vocab.encode(words) for words in sentences]
+        text_named = [sentence_tagger.named(words) for words in sentences]
+        log.info("text-only sentences: %d, %d of them name a tag word", len(sentences), sum(map(bool, text_named)))
+
     steps_hint = len(train_data.sequences) // config.batch_size
-    trainer = Trainer(config, vocab, channels=train_data.features.shape[-1], steps_per_epoch=steps_hint)
+    trainer = Trainer(config, vocab, channels=train_data.features.shape[-1], steps_per_epoch=steps_hint,
+                      tag_words=tag_words)
     trainer.restore()
     train_ds = make_dataset(train_data, config, shuffle=True, seed=config.seed)
     dev_ds = make_dataset(dev_data, config, shuffle=False, seed=0)
@@ -279,10 +412,16 @@ def train(config: TrainConfig) -> dict:
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
     while int(trainer.epoch.numpy()) < config.epochs:
         started = time.perf_counter()
-        train_loss = trainer.train_epoch(train_ds, steps_hint)
+        text_ds = None
+        if text_sequences:  # fresh tag noise every epoch
+            rng = np.random.default_rng(config.seed + int(trainer.epoch.numpy()))
+            text_ds = make_text_dataset(text_sequences, sentence_tagger.tags(text_named, rng), config,
+                                        seed=config.seed + int(trainer.epoch.numpy()))
+        train_loss = trainer.train_epoch(train_ds, steps_hint, text_dataset=text_ds,
+                                         seed=config.seed + int(trainer.epoch.numpy()))
         train_seconds = time.perf_counter() - started
         dev_loss = trainer.evaluate_loss(dev_ds)
-        captions = trainer.greedy_captions(dev_data.features)
+        captions = trainer.greedy_captions(dev_data.features, dev_data.tags)
         bleu4 = bleu4_fast(dev_data.references, captions)
         trainer.epoch.assign_add(1)
         epoch = int(trainer.epoch.numpy())
@@ -290,6 +429,7 @@ def train(config: TrainConfig) -> dict:
         if improved:
             trainer.best_bleu.assign(bleu4)
             trainer.save_best()
+        trainer.save_weights(out / f"epoch{epoch:02d}.weights.npz")  # for selection on other dev sets
         record = {"epoch": epoch, "train_loss": train_loss, "dev_loss": dev_loss, "dev_bleu4_greedy": bleu4,
                   "train_seconds": round(train_seconds, 1), "best": improved}
         history.append(record)
@@ -303,24 +443,35 @@ def train(config: TrainConfig) -> dict:
 
 
 def export(config: TrainConfig, destination: Path, *, name: str, description: str,
-           metrics: dict | None = None, extra_training: dict | None = None) -> Path:
-    """Write the best epoch of the run in ``config.out`` as a model bundle (float16)."""
+           metrics: dict | None = None, extra_training: dict | None = None, weights: Path | None = None,
+           keyword_threshold: float = 0.3) -> Path:
+    """Write the best epoch of the run in ``config.out`` (or the ``weights`` file of another epoch) as a
+    model bundle (float16)."""
     from model.bundle import save_bundle
     from model.encoders import get_encoder_spec
 
     out = Path(config.out)
     vocab = Vocabulary.load(out / "vocab.json")
-    trainer = Trainer(config, vocab, channels=get_encoder_spec(config.encoder).channels)
-    trainer.load_best()
+    tag_map, _ = _tag_setup(config)
+    trainer = Trainer(config, vocab, channels=get_encoder_spec(config.encoder).channels,
+                      tag_words=tag_map.words if tag_map is not None else ())
+    trainer.load_best(weights)
+    tags = None
+    if tag_map is not None:
+        tags = {"words": list(tag_map.words), "class_words": tag_map.class_words.tolist(),
+                "map_sha256": tag_map.sha256, "keyword_threshold": keyword_threshold}
+        data = "Flickr8k train split (6000 photos, 5 captions each) and COCO 2017 val captions as text only"
+    else:
+        data = "Flickr8k train split (6000 photos, 5 captions each; research use, see MODEL_CARD.md)"
     history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
     training = {
-        "data": "Flickr8k train split (6000 photos, 5 captions each; research use, see MODEL_CARD.md)",
+        "data": data,
         "hyperparameters": {k: v for k, v in asdict(config).items() if k not in ("data", "out", "cache")},
         "history": history,
     } | (extra_training or {})
     return save_bundle(destination, decoder=trainer.decoder, vocab=vocab, encoder=config.encoder, name=name,
                        description=description, decoding={"max_length": config.max_words}, training=training,
-                       metrics=metrics or {}, dtype="float16")
+                       metrics=metrics or {}, dtype="float16", tags=tags)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,6 +489,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategy", choices=["default", "mirrored"], default="default")
     parser.add_argument("--xla", action="store_true", help="compile the train step with XLA (slower on CPU here)")
     parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")
+    parser.add_argument("--export-weights", type=Path, default=None,
+                        help="with --export: the weights of another epoch (runs/X/epochNN.weights.npz)")
+    parser.add_argument("--keyword-threshold", type=float, default=0.3,
+                        help="with --export: a tag above this probability becomes a keyword")
+    parser.add_argument("--tags", action="store_true",
+                        help="tag-aware decoder: tags from the encoder's ImageNet classifier, with a copy path")
+    parser.add_argument("--no-copy", dest="copy", action="store_false", help="tag-aware decoder without copying")
+    parser.add_argument("--text-captions", default=None,
+                        help="token file of captions without photos, learnt with tags made from their words")
+    parser.add_argument("--text-limit", type=int, default=None)
+    parser.add_argument("--grid-dropout", type=float, default=defaults.grid_dropout)
+    parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
     parser.add_argument("--name", default="flickr8k-lite2")
     parser.add_argument("--description", default="Show, Attend and Tell (GRU, Bahdanau attention) on Flickr8k")
     return parser
@@ -347,9 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     destination, name, description = args.pop("export"), args.pop("name"), args.pop("description")
+    weights, threshold = args.pop("export_weights"), args.pop("keyword_threshold")
     config = TrainConfig(**args)
     if destination:
-        print(export(config, destination, name=name, description=description))
+        print(export(config, destination, name=name, description=description, weights=weights,
+                     keyword_threshold=threshold))
         return 0
     result = train(config)
     print(json.dumps({"best_dev_bleu4_greedy": result["best_bleu4"]}))

@@ -169,9 +169,18 @@ def test_max_length_bounds_the_caption(decoder, features):
 
 # --- training's masked loss ---------------------------------------------------------------------
 
-def test_masked_loss_ignores_padding():
-    from model.decoder import masked_loss
+def _log_softmax(logits):
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
+
+def masked_loss(targets, logits):
+    from model.decoder import masked_nll
+
+    return masked_nll(targets, _log_softmax(np.asarray(logits, np.float32)))
+
+
+def test_masked_loss_ignores_padding():
     rng = np.random.default_rng(0)
     targets = np.array([[5, 6, 7, END, 0], [8, END, 0, 0, 0]], np.int32)
     logits = rng.normal(size=(2, 5, VOCAB)).astype(np.float32)
@@ -189,8 +198,6 @@ def test_masked_loss_ignores_padding():
 
 
 def test_masked_loss_changes_when_a_real_token_logit_changes():
-    from model.decoder import masked_loss
-
     targets = np.array([[5, END, 0]], np.int32)
     logits = np.zeros((1, 3, VOCAB), np.float32)
     before = float(masked_loss(targets, logits))
@@ -201,14 +208,14 @@ def test_masked_loss_changes_when_a_real_token_logit_changes():
 
 
 def test_teacher_forcing_matches_step_by_step_decoding(decoder, features):
-    """The training graph (``call``) and the inference pieces (``prepare``/``step``/``logits``) agree."""
+    """The training graph (``call``) and the inference pieces (``prepare``/``step``/``log_probs``) agree."""
     tokens = np.array([[START, 5, 6, 7]] * 5, np.int32)
-    logits, attention = decoder((features, tokens), training=False)
-    projected, keys, hidden = decoder.prepare(features)
+    log_probs, attention = decoder((features, tokens), training=False)
+    memory, hidden = decoder.prepare(features)
     for t in range(tokens.shape[1]):
-        hidden, context, embedded, weights = decoder.step(tokens[:, t], hidden, projected, keys)
-        np.testing.assert_allclose(np.asarray(decoder.logits(hidden, context, embedded)), np.asarray(logits[:, t]),
-                                   atol=1e-5)
+        hidden, context, embedded, weights = decoder.step(tokens[:, t], hidden, memory)
+        np.testing.assert_allclose(np.asarray(decoder.log_probs(hidden, context, embedded, memory)),
+                                   np.asarray(log_probs[:, t]), atol=1e-5)
         np.testing.assert_allclose(np.asarray(weights), np.asarray(attention[:, t]), atol=1e-6)
 
 
@@ -218,3 +225,107 @@ def test_decoder_config_round_trip(decoder):
     config = decoder.get_config()
     clone = CaptionDecoder(**config)
     assert clone.get_config() == config
+
+
+# -- the tag-aware decoder (tags in the state and the GRU input, copy path, "no photo" grid) ----------
+
+TAGS = 5
+COPY_IDS = [7, 8, 9, 10, 11]
+
+
+def _tag_decoder(seed: int = 0):
+    import keras
+
+    from model.decoder import CaptionDecoder
+
+    keras.utils.set_random_seed(seed)
+    decoder = CaptionDecoder(VOCAB, CHANNELS, embedding_dim=8, feature_dim=8, units=16, dropout=0.0,
+                             num_tags=TAGS, copy_ids=COPY_IDS)
+    decoder.build()
+    return decoder
+
+
+@pytest.fixture(scope="module")
+def tag_decoder():
+    return _tag_decoder()
+
+
+def _tags(batch: int, hot: int | None = None) -> np.ndarray:
+    tags = np.full((batch, TAGS), 0.01, np.float32)
+    if hot is not None:
+        tags[:, hot] = 0.95
+    return tags
+
+
+def test_tag_aware_teacher_forcing_matches_step_by_step(tag_decoder, features):
+    tokens = np.array([[START, 5, 8, 7]] * 5, np.int32)
+    tags = _tags(5, hot=1)
+    log_probs, attention = tag_decoder((features, tokens, tags), training=False)
+    memory, hidden = tag_decoder.prepare(features, tags)
+    for t in range(tokens.shape[1]):
+        hidden, context, embedded, weights = tag_decoder.step(tokens[:, t], hidden, memory)
+        np.testing.assert_allclose(np.asarray(tag_decoder.log_probs(hidden, context, embedded, memory)),
+                                   np.asarray(log_probs[:, t]), atol=1e-5)
+
+
+def test_tag_aware_log_probs_are_a_distribution(tag_decoder, features):
+    tokens = np.array([[START, 5, 6]] * 5, np.int32)
+    log_probs, _ = tag_decoder((features, tokens, _tags(5, hot=2)), training=False)
+    np.testing.assert_allclose(np.exp(np.asarray(log_probs)).sum(-1), 1.0, atol=1e-4)
+
+
+def test_copy_path_puts_a_confident_tags_mass_on_its_word(features):
+    """With the gate open, the copied word's probability follows its tag: the word of a confident
+    tag becomes likely even though nothing in the generator favours it."""
+    decoder = _tag_decoder(seed=1)
+    decoder.copy_gate.bias.assign(np.array([20.0], np.float32))  # always copy
+    tokens = np.array([[START]] * 5, np.int32)
+    for hot in range(TAGS):
+        log_probs, _ = decoder((features, tokens, _tags(5, hot=hot)), training=False)
+        assert (np.asarray(log_probs)[:, 0].argmax(-1) == COPY_IDS[hot]).all()
+
+
+def test_tags_change_the_caption_state(tag_decoder, features):
+    a, _ = tag_decoder.prepare(features, _tags(5, hot=0))
+    b, _ = tag_decoder.prepare(features, _tags(5, hot=3))
+    assert not np.allclose(np.asarray(a[3]), np.asarray(b[3]))
+
+
+def test_text_only_sentences_use_the_no_photo_grid(tag_decoder):
+    memory, hidden = tag_decoder.prepare(None, _tags(4, hot=1))
+    projected = np.asarray(memory[0])
+    assert projected.shape == (4, 1, 8)
+    tokens = np.array([[START, 5]] * 4, np.int32)
+    log_probs, attention = tag_decoder((None, tokens, _tags(4, hot=1)), training=False)
+    assert np.asarray(attention).shape == (4, 2, 1)
+    assert np.isfinite(np.asarray(log_probs)).all()
+
+
+def test_plain_decoder_refuses_text_only_input(decoder):
+    with pytest.raises(ValueError, match="needs features"):
+        decoder.prepare(None, None)
+
+
+def test_tag_aware_search_and_config_round_trip(tag_decoder, features):
+    from model.decoder import CaptionDecoder
+
+    config = tag_decoder.get_config()
+    assert config["num_tags"] == TAGS and config["copy_ids"] == COPY_IDS
+    assert CaptionDecoder(**config).get_config() == config
+    search = _search(tag_decoder)
+    greedy, beam = search.greedy(features, _tags(5, hot=0)), search.beam(features, 1, _tags(5, hot=0))
+    np.testing.assert_array_equal(greedy.tokens, beam.tokens)
+
+
+def test_plain_decoder_keeps_the_first_bundles_variables(decoder):
+    """Bundles written before tags existed still load: a decoder without tags has exactly their variables."""
+    from model.bundle import variables_by_path
+
+    assert sorted(variables_by_path(decoder)) == sorted([
+        "attention/feature_dense/bias", "attention/feature_dense/kernel", "attention/hidden_dense/bias",
+        "attention/hidden_dense/kernel", "attention/score_dense/bias", "attention/score_dense/kernel",
+        "deep_output/bias", "deep_output/kernel", "embedding/embeddings", "gru/bias", "gru/kernel",
+        "gru/recurrent_kernel", "init_hidden/bias", "init_hidden/kernel", "logits/bias", "logits/kernel",
+        "projection/dense/bias", "projection/dense/kernel",
+    ])
+    assert "num_tags" not in decoder.get_config()
