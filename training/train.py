@@ -456,10 +456,13 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
     trainer = Trainer(config, vocab, channels=get_encoder_spec(config.encoder).channels,
                       tag_words=tag_map.words if tag_map is not None else ())
     trainer.load_best(weights)
-    tags = None
+    tags = classifier = None
     if tag_map is not None:
+        from training.tagdata import classifier_weights
+
         tags = {"words": list(tag_map.words), "class_words": tag_map.class_words.tolist(),
                 "map_sha256": tag_map.sha256, "keyword_threshold": keyword_threshold}
+        classifier = classifier_weights(config.encoder)
         data = "Flickr8k train split (6000 photos, 5 captions each) and COCO 2017 val captions as text only"
     else:
         data = "Flickr8k train split (6000 photos, 5 captions each; research use, see MODEL_CARD.md)"
@@ -471,7 +474,8 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
     } | (extra_training or {})
     return save_bundle(destination, decoder=trainer.decoder, vocab=vocab, encoder=config.encoder, name=name,
                        description=description, decoding={"max_length": config.max_words}, training=training,
-                       metrics=metrics or {}, dtype="float16", tags=tags)
+                       metrics=metrics or {}, dtype="float16", tags=tags,
+                       classifier=classifier)
 
 
 def build_parser() -> argparse.ArgumentParser:
