@@ -55,6 +55,10 @@ class Captioner:
             max_length=int(decoding.get("max_length", 30)), length_penalty=float(decoding.get("length_penalty", 1.0)),
             banned_ids=self._banned_ids(bundle.vocab, decoding),
         )
+        self.tagger = tagger_for(bundle)
+        self._num_tags = int(bundle.config["decoder"].get("num_tags", 0))
+        if self._num_tags and (self.tagger is None or len(self.tagger.tag_map.words) != self._num_tags):
+            raise ValueError(f"{bundle.path}: the decoder reads {self._num_tags} tags but no matching tagger was built")
 
     @staticmethod
     def _banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
@@ -131,12 +135,15 @@ class Captioner:
         results: dict[int, CaptionResult] = {}
         if good:
             features = self.encode(np.stack([pixels for _, pixels in good]))
-            decoded = self.decode(features, beam_size)
+            class_probs = self.tagger.class_probabilities(features) if self.tagger is not None else None
+            tag_vectors = self.tagger.word_probabilities(class_probs) if self._num_tags else None
+            decoded = self.decode(features, beam_size, tag_vectors)
             for row, (i, _) in enumerate(good):
-                results[i] = self._to_result(loaded[i][0], decoded, row)
+                tags, keywords = ((), ()) if class_probs is None else self.tagger.tags(features[row], class_probs[row], self.grid)
+                results[i] = self._to_result(loaded[i][0], decoded, row, tags, keywords)
         return [results[i] if i in results else CaptionFailure(source, reason) for i, (source, reason) in enumerate(loaded)]
 
-    def _to_result(self, source: str, decoded: DecodedBatch, row: int) -> CaptionResult:
+    def _to_result(self, source: str, decoded: DecodedBatch, row: int, tags=(), keywords=()) -> CaptionResult:
         vocab = self.bundle.vocab
         gh, gw = self.grid
         alternatives = []
@@ -149,5 +156,26 @@ class Captioner:
         attention = decoded.attention[row, 0, :n].reshape(n, gh, gw).astype(np.float32)
         return CaptionResult(
             source=source, words=alternatives[0].words, token_ids=ids, score=alternatives[0].score,
-            attention=attention, alternatives=tuple(alternatives),
+            attention=attention, alternatives=tuple(alternatives), tags=tags, keywords=keywords,
         )
+
+
+def tagger_for(bundle: Bundle):
+    """The :class:`~model.tags.Tagger` of a bundle: its own classifier and tag map when it has tags
+    (tag-aware bundles), else the encoder's ImageNet head and the shipped map when they can be read,
+    else None (an encoder without a classifier: no tags, everything else as before)."""
+    from model.encoders import classifier_head
+    from model.tags import TagMap, Tagger
+
+    tags = bundle.config.get("tags")
+    threshold = float((tags or {}).get("keyword_threshold", bundle.config.get("decoding", {}).get("keyword_threshold", 0.3)))
+    if tags and bundle.classifier is not None:
+        words = tags["words"]
+        tag_map = TagMap([words[i] if i >= 0 else None for i in tags["class_words"]], source=f"bundle {bundle.name}")
+        return Tagger(*bundle.classifier, tag_map, keyword_threshold=threshold)
+    try:
+        head = classifier_head(bundle.encoder_name)
+    except Exception as exc:  # noqa: BLE001 - no weight package (a frozen build): captions without tags
+        log.info("no classifier for %s (%s): captions come without tags", bundle.encoder_name, exc)
+        return None
+    return Tagger(*head, TagMap.load(), keyword_threshold=threshold) if head is not None else None

@@ -51,6 +51,10 @@ class CaptionResult:
         score: length-normalised log-probability of the caption.
         attention: float32 array ``(len(words), grid_h, grid_w)``; each map sums to 1.
         alternatives: the beam's n-best captions (best first, the caption itself included).
+        tags: what the encoder's ImageNet classifier sees, as everyday words, most probable first
+            (empty for an encoder without a classifier).
+        keywords: the words of the tags above the bundle's keyword threshold (each such tag carries
+            its class activation map, ``Tag.cam``).
     """
 
     source: str
@@ -59,6 +63,12 @@ class CaptionResult:
     score: float
     attention: np.ndarray = field(repr=False)
     alternatives: tuple[Alternative, ...] = ()
+    tags: tuple[Tag, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+    def tag(self, word: str) -> Tag | None:
+        """The tag of ``word``, or None."""
+        return next((t for t in self.tags if t.word == word), None)
 
     @property
     def text(self) -> str:

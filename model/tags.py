@@ -238,3 +238,65 @@ class TagMap:
             ids = ids[np.argsort(-class_probs[ids], kind="stable")]
             tags.append(Tag(self.words[tag_id], probability, tuple(int(i) for i in ids)))
         return tuple(tags)
+
+
+class Tagger:
+    """Tags for photos from their feature grids: the classifier on the pooled grid (the same numbers
+    as the encoder's own ImageNet head, so no second pass), words by :class:`TagMap`, keywords above
+    a threshold, and for each keyword its class activation map (Zhou et al. 2016: the classifier is
+    linear over the pooled grid, so ``grid @ kernel[:, class]`` is a map over the same grid).
+
+    numpy only, so every runtime shares it.
+
+    Args:
+        kernel, bias: the classifier, ``(channels, num_classes)`` and ``(num_classes,)``.
+        tag_map: class -> word.
+        keyword_threshold: a word at or above this probability becomes a keyword.
+        top_k, min_probability: how many tags a result lists, and the least probability listed.
+    """
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray, tag_map: TagMap, *, keyword_threshold: float = 0.3,
+                 top_k: int = 5, min_probability: float = 0.05):
+        self.kernel = np.asarray(kernel, np.float32)  # (channels, num_classes)
+        self.bias = np.asarray(bias, np.float32)  # (num_classes,)
+        if self.kernel.shape[1] != tag_map.num_classes or self.bias.shape != (tag_map.num_classes,):
+            raise ValueError(f"classifier {self.kernel.shape} does not match a map of {tag_map.num_classes} classes")
+        self.tag_map = tag_map
+        self.keyword_threshold = keyword_threshold
+        self.top_k = top_k
+        self.min_probability = min_probability
+
+    def class_probabilities(self, grids: np.ndarray) -> np.ndarray:
+        """Softmax class probabilities ``(batch, num_classes)`` for grids ``(batch, locations, channels)``."""
+        logits = np.asarray(grids, np.float32).mean(axis=1) @ self.kernel + self.bias  # (batch, num_classes)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def word_probabilities(self, class_probs: np.ndarray) -> np.ndarray:
+        """``(batch, num_words)``: the tag vector a tag-aware decoder reads."""
+        return self.tag_map.word_probabilities(class_probs)
+
+    def tags(self, grid: np.ndarray, class_probs: np.ndarray, grid_shape: tuple[int, int]) -> tuple[tuple[Tag, ...], tuple[str, ...]]:
+        """``(tags, keywords)`` of one photo; keyword tags carry their class activation map ``grid_shape``."""
+        tags = self.tag_map.top_tags(class_probs, k=self.top_k, min_probability=self.min_probability)
+        out, keywords = [], []
+        for tag in tags:
+            if tag.probability >= self.keyword_threshold:
+                keywords.append(tag.word)
+                tag = Tag(tag.word, tag.probability, tag.class_ids, self.cam(grid, class_probs, tag.class_ids, grid_shape))
+            out.append(tag)
+        return tuple(out), tuple(keywords)
+
+    def cam(self, grid: np.ndarray, class_probs: np.ndarray, class_ids: Sequence[int],
+            grid_shape: tuple[int, int]) -> np.ndarray:
+        """The class activation map of a word: its classes' maps weighted by their probabilities, the
+        negative part cut, scaled to sum to 1 (like an attention map). ``grid (locations, channels)``."""
+        ids = np.asarray(class_ids, np.int64)
+        weights = np.asarray(class_probs, np.float32)[ids]
+        weights = weights / max(float(weights.sum()), 1e-12)
+        maps = np.asarray(grid, np.float32) @ self.kernel[:, ids]  # (locations, classes)
+        cam = np.maximum(maps @ weights, 0.0)  # (locations,)
+        total = float(cam.sum())
+        cam = cam / total if total > 0 else np.full_like(cam, 1.0 / len(cam))
+        return cam.reshape(grid_shape).astype(np.float32)

@@ -15,19 +15,32 @@ TINY_WORDS = ("a", "dog", "cat", "runs", "on", "the", "grass", "beach", "man", "
 
 
 def make_tiny_bundle(directory: str | Path, *, seed: int = 0, units: int = 16, max_length: int = 8,
-                     name: str = "tiny-test") -> Path:
-    """Write a random-weight bundle (encoder ``tiny_test``) into ``directory`` and return its path."""
+                     name: str = "tiny-test", tags: bool = False, keyword_threshold: float = 0.3) -> Path:
+    """Write a random-weight bundle (encoder ``tiny_test``) into ``directory`` and return its path.
+
+    ``tags``: a tag-aware decoder (the shipped tag map, a copy path, the tiny encoder's classifier).
+    """
     import keras
 
     from model.bundle import save_bundle
     from model.decoder import CaptionDecoder
-    from model.encoders import get_encoder_spec
+    from model.encoders import classifier_head, get_encoder_spec
+    from model.tags import TagMap
 
     keras.utils.set_random_seed(seed)
     tokens = [list(TINY_WORDS)] * 5
     vocab = Vocabulary.build(tokens, min_count=1)
+    tag_args, tag_config, classifier = {}, None, None
+    if tags:
+        tag_map = TagMap.load()
+        vocab = Vocabulary([*vocab.words[4:], *(w for w in tag_map.words if w not in vocab)], min_count=1)
+        tag_args = {"num_tags": len(tag_map.words), "copy_ids": [vocab.id_of(w) for w in tag_map.words]}
+        tag_config = {"words": list(tag_map.words), "class_words": tag_map.class_words.tolist(),
+                      "map_sha256": tag_map.sha256, "keyword_threshold": keyword_threshold}
+        classifier = classifier_head("tiny_test")
     decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=get_encoder_spec("tiny_test").channels,
-                             embedding_dim=8, feature_dim=8, units=units, dropout=0.0, name="caption_decoder")
+                             embedding_dim=8, feature_dim=8, units=units, dropout=0.0, name="caption_decoder",
+                             **tag_args)
     decoder.build()
     # Random weights favour no token in particular; push <end> down so that captions have words
     # (they run to max_length), which is what the app and CLI tests need to show.
@@ -37,4 +50,4 @@ def make_tiny_bundle(directory: str | Path, *, seed: int = 0, units: int = 16, m
     logits.bias.assign(bias)
     return save_bundle(Path(directory), decoder=decoder, vocab=vocab, encoder="tiny_test", name=name,
                        description="random weights, for tests", decoding={"max_length": max_length},
-                       dtype="float32")
+                       dtype="float32", tags=tag_config, classifier=classifier)

@@ -478,6 +478,18 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
                        classifier=classifier)
 
 
+def config_of_run(config: TrainConfig) -> TrainConfig:
+    """The run's own hyperparameters (``train_config.json`` in ``config.out``, written by either trainer),
+    with this invocation's data, run and cache folders: exporting needs the architecture it was trained with."""
+    saved = Path(config.out) / "train_config.json"
+    if not saved.is_file():
+        return config
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    values = {k: v for k, v in json.loads(saved.read_text()).items() if k in known}
+    return TrainConfig(**(values | {"data": config.data, "out": config.out, "cache": config.cache,
+                                    "text_captions": config.text_captions or values.get("text_captions")}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     defaults = TrainConfig(data="", out="")
@@ -517,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     weights, threshold = args.pop("export_weights"), args.pop("keyword_threshold")
     config = TrainConfig(**args)
     if destination:
+        config = config_of_run(config)
         print(export(config, destination, name=name, description=description, weights=weights,
                      keyword_threshold=threshold))
         return 0

@@ -1,0 +1,395 @@
+"""Train the caption decoder with Keras on the JAX backend: a GPU machine needs no TensorFlow.
+
+    KERAS_BACKEND=jax python -m training.train_jax --data ../shared/data/flickr8k --out runs/tagaware \\
+        --tags --text-captions ../shared/data/coco-captions-text/captions_val2017_text.token.txt --epochs 20
+
+The same :class:`~model.decoder.CaptionDecoder` (written with ``keras.ops``), the same data, vocabulary,
+tags and text-only sentences as :mod:`training.train`; only the loop differs: one ``jax.jit``-compiled
+step per kind of batch (photos, text-only sentences) over ``stateless_call``, captions padded to one
+length so each step compiles once. Feature grids are computed here too (the encoder runs on the GPU
+through JAX) into the same cache as :mod:`training.features`. Each epoch writes
+``epochNN.weights.npz`` (variables by path, as a bundle stores them), so
+``python -m training.train --export DIR --export-weights runs/X/epochNN.weights.npz`` (TensorFlow)
+turns any epoch into a bundle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from training.train import (
+    TrainConfig,
+    _tag_setup,
+    build_vocabulary,
+    load_text_corpus,
+    prepare_split,
+)
+
+log = logging.getLogger(__name__)
+
+
+def compute_features(config: TrainConfig, splits: tuple[str, ...] = ("train", "dev"), batch_size: int = 64) -> int:
+    """Cache the grids of every photo of ``splits`` not cached yet, with the encoder on JAX."""
+    import jax
+    import keras
+
+    from model.encoders import build_encoder, get_encoder_spec
+    from model.images import ImageLoadError, load_image
+    from training.data import load_dataset
+    from training.features import _atomic_save, _valid, default_cache_dir, feature_path
+
+    cache = Path(config.cache) if config.cache else default_cache_dir()
+    paths = []
+    for split in splits:
+        items, _ = load_dataset(config.data, split)
+        paths += [p for p, _ in items]
+    todo = [p for p in dict.fromkeys(paths) if not _valid(feature_path(cache, config.encoder, p))]
+    if not todo:
+        return 0
+    spec = get_encoder_spec(config.encoder)
+    encoder = build_encoder(config.encoder)
+    tv = [v.value for v in encoder.trainable_variables]
+    ntv = [v.value for v in encoder.non_trainable_variables]
+    run = jax.jit(lambda tv, ntv, x: encoder.stateless_call(tv, ntv, x, training=False)[0])
+    (cache / config.encoder).mkdir(parents=True, exist_ok=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(path):
+        try:
+            return path, load_image(path, spec.input_size)
+        except ImageLoadError:
+            return path, None
+
+    done, started = 0, time.perf_counter()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for i in range(0, len(todo), batch_size):
+            loaded = [(p, a) for p, a in pool.map(load, todo[i:i + batch_size]) if a is not None]
+            pixels = np.stack([a for _, a in loaded]).astype(np.float32)
+            if len(pixels) < batch_size:  # one compiled shape
+                pixels = np.concatenate([pixels, np.zeros((batch_size - len(pixels),) + pixels.shape[1:], np.float32)])
+            out = run(tv, ntv, pixels)
+            grids = np.asarray(keras.ops.convert_to_numpy(out[0] if isinstance(out, (list, tuple)) else out))
+            grids = grids[:len(loaded)].reshape(len(loaded), -1, grids.shape[-1]).astype(np.float16)
+            for (path, _), grid in zip(loaded, grids):
+                _atomic_save(feature_path(cache, config.encoder, path), grid)
+            done += len(loaded)
+    log.info("features: %d grids in %.0f s", done, time.perf_counter() - started)
+    return done
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator, *, shuffle: bool, drop_remainder: bool):
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    stop = n - n % batch_size if drop_remainder else n
+    return [order[i:i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def _padded(sequences: list[list[int]], length: int) -> np.ndarray:
+    out = np.zeros((len(sequences), length), np.int32)
+    for i, seq in enumerate(sequences):
+        out[i, :len(seq)] = seq[:length]
+    return out
+
+
+class JaxTrainer:
+    """The decoder, Adam and two compiled steps (photos; text-only sentences), all stateless."""
+
+    def __init__(self, config: TrainConfig, vocab, channels: int, tag_words: tuple[str, ...], steps_per_epoch: int):
+        import jax
+        import keras
+
+        from model.decoder import CaptionDecoder, attention_regularizer, masked_nll
+
+        keras.utils.set_random_seed(config.seed)
+        self.config, self.vocab = config, vocab
+        tag_args = {}
+        if config.tags:
+            tag_args = {"num_tags": len(tag_words), "grid_dropout": config.grid_dropout,
+                        "copy_ids": [vocab.id_of(w) for w in tag_words] if config.copy else None}
+        self.decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=channels,
+                                      embedding_dim=config.embedding_dim, feature_dim=config.feature_dim,
+                                      units=config.units, dropout=config.dropout, name="caption_decoder", **tag_args)
+        self.decoder.build()
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            config.learning_rate, decay_steps=max(steps_per_epoch, 1), decay_rate=config.lr_decay)
+        self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
+        self.optimizer.build(self.decoder.trainable_variables)
+        decoder, optimizer, pad = self.decoder, self.optimizer, vocab.pad_id
+
+        import jax.numpy as jnp
+
+        def forward(tv, ntv, feats, tags, inputs, training):
+            """Teacher forcing with the time loop as one ``lax.scan`` (a Python loop would unroll 31
+            steps into the compiled graph and take minutes to compile)."""
+            mapping = list(zip(decoder.trainable_variables, tv)) + list(zip(decoder.non_trainable_variables, ntv))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                memory, hidden = decoder.prepare(feats, tags, training=training)
+
+                def body(h, token):
+                    h, context, embedded, weights = decoder.step(token, h, memory, training=training)
+                    return h, (h, context, embedded, weights)
+
+                _, outs = jax.lax.scan(body, hidden, jnp.transpose(inputs))  # each (time, batch, …)
+                hs, contexts, embeddeds, attention = (jnp.swapaxes(x, 0, 1) for x in outs)
+                log_probs = decoder.log_probs(hs, contexts, embeddeds, memory, training=training)
+            new_ntv = [scope.get_current_value(v) for v in decoder.non_trainable_variables]
+            return log_probs, attention, new_ntv
+
+        def loss_fn(tv, ntv, feats, tags, seq):
+            inputs, targets = seq[:, :-1], seq[:, 1:]
+            log_probs, attention, ntv = forward(tv, ntv, feats, tags, inputs, True)
+            xent = masked_nll(targets, log_probs, pad)
+            loss = masked_nll(targets, log_probs, pad, config.label_smoothing) if config.label_smoothing else xent
+            if feats is not None:
+                loss = loss + config.attention_reg * attention_regularizer(attention, targets, pad)
+            return loss, (xent, ntv)
+
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+        def step(state, feats, tags, seq):
+            tv, ntv, ov = state
+            (_, (xent, ntv)), grads = grad_fn(tv, ntv, feats, tags, seq)
+            tv, ov = optimizer.stateless_apply(ov, grads, tv)
+            return (tv, ntv, ov), xent
+
+        self._paired = jax.jit(step)
+        self._text = jax.jit(lambda state, tags, seq: step(state, None, tags, seq))
+        self.state = ([v.value for v in decoder.trainable_variables], [v.value for v in decoder.non_trainable_variables],
+                      [v.value for v in optimizer.variables])
+
+    def paired_step(self, feats, tags, seq) -> float:
+        self.state, xent = self._paired(self.state, feats, tags, seq)
+        return xent
+
+    def text_step(self, tags, seq) -> float:
+        self.state, xent = self._text(self.state, tags, seq)
+        return xent
+
+    def sync(self) -> None:
+        """Write the compiled state back into the Keras variables (for decoding and saving)."""
+        tv, ntv, ov = self.state
+        for var, value in zip(self.decoder.trainable_variables, tv):
+            var.assign(value)
+        for var, value in zip(self.decoder.non_trainable_variables, ntv):
+            var.assign(value)
+        for var, value in zip(self.optimizer.variables, ov):
+            var.assign(value)
+
+    def greedy(self, features: np.ndarray, tags: np.ndarray | None, batch_size: int = 500) -> list[list[str]]:
+        """Greedy captions (``<unk>`` banned), with the current variables."""
+        import jax
+        import jax.numpy as jnp
+
+        dec, vocab = self.decoder, self.vocab
+        ban = np.zeros(len(vocab), np.float32)
+        ban[[vocab.pad_id, vocab.start_id, vocab.unk_id]] = -1e9
+        tv = [v.value for v in dec.trainable_variables]
+        ntv = [v.value for v in dec.non_trainable_variables]
+        max_len = self.config.max_words + 1
+
+        def run(tv, ntv, feats, tag_rows):
+            mapping = list(zip(dec.trainable_variables, tv)) + list(zip(dec.non_trainable_variables, ntv))
+            import keras
+
+            with keras.StatelessScope(state_mapping=mapping):
+                memory, hidden = dec.prepare(feats, tag_rows)
+
+                def body(carry, _):
+                    hidden, token = carry
+                    hidden, context, embedded, _w = dec.step(token, hidden, memory)
+                    token = jnp.argmax(dec.log_probs(hidden, context, embedded, memory) + ban, axis=-1).astype(jnp.int32)
+                    return (hidden, token), token
+
+                start = jnp.full((feats.shape[0],), vocab.start_id, jnp.int32)
+                _, tokens = jax.lax.scan(body, (hidden, start), None, length=max_len)
+                return jnp.transpose(tokens)  # (batch, time)
+
+        if getattr(self, "_greedy_compiled", None) is None:
+            self._greedy_compiled = jax.jit(run)
+        compiled = self._greedy_compiled
+        captions = []
+        for i in range(0, len(features), batch_size):
+            feats = features[i:i + batch_size].astype(np.float32)
+            n = len(feats)
+            tag_rows = (tags[i:i + batch_size] if tags is not None else np.zeros((n, 0), np.float32)).astype(np.float32)
+            if n < batch_size:
+                feats = np.concatenate([feats, np.zeros((batch_size - n,) + feats.shape[1:], np.float32)])
+                tag_rows = np.concatenate([tag_rows, np.zeros((batch_size - n, tag_rows.shape[1]), np.float32)])
+            tokens = np.asarray(compiled(tv, ntv, feats, tag_rows))[:n]
+            for row in tokens:
+                words = []
+                for t in row:
+                    if int(t) == vocab.end_id:
+                        break
+                    words.append(vocab.word_of(int(t)))
+                captions.append(words)
+        return captions
+
+    def save_weights(self, path: Path, dtype=np.float32) -> None:
+        import keras
+
+        from model.bundle import variables_by_path
+
+        arrays = {k: np.asarray(keras.ops.convert_to_numpy(v.value), dtype) for k, v in variables_by_path(self.decoder).items()}
+        tmp = Path(path).with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+
+def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray | None, list, list]] = ()) -> dict:
+    """Train for ``config.epochs`` epochs; returns the history. ``watch``: extra ``(name, features, tags,
+    references)`` sets whose greedy captions are scored (BLEU-4 and, where the references allow,
+    concept F1) every epoch, for selection on more than one dev set."""
+    from training.metrics import bleu4_fast
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag_map, tagger = _tag_setup(config)
+    tag_words = tag_map.words if tag_map is not None else ()
+    vocab_path = out / "vocab.json"
+    from model.vocab import Vocabulary
+
+    vocab = Vocabulary.load(vocab_path) if vocab_path.is_file() else build_vocabulary(config, tag_words)
+    train_data, vocab = prepare_split(config, "train", vocab, limit=config.limit, tagger=tagger)
+    dev_data, _ = prepare_split(config, "dev", vocab, limit=config.limit and max(config.limit // 6, 8), tagger=tagger)
+    vocab.save(vocab_path)
+    (out / "train_config.json").write_text(json.dumps(asdict(config) | {"trainer": "jax"}, indent=2))
+    log.info("vocabulary: %d tokens", len(vocab))
+    length = config.max_words + 2
+    pairs = _padded(train_data.sequences, length)
+    no_tags = lambda n: np.zeros((n, 0), np.float32)  # noqa: E731
+    train_tags = train_data.tags if train_data.tags is not None else no_tags(len(train_data.features))
+
+    text_pairs, text_named, sentence_tagger = None, [], None
+    if config.tags and config.text_captions:
+        from training.tagdata import SentenceTagger
+
+        sentence_tagger = SentenceTagger(tag_map)
+        sentences = load_text_corpus(config)
+        text_pairs = _padded([vocab.encode(w) for w in sentences], length)
+        text_named = [sentence_tagger.named(w) for w in sentences]
+        log.info("text-only sentences: %d", len(sentences))
+
+    steps = len(pairs) // config.batch_size
+    trainer = JaxTrainer(config, vocab, train_data.features.shape[-1], tag_words, steps)
+    import jax.numpy as jnp
+
+    features = jnp.asarray(train_data.features)  # on the accelerator once; batches are gathered there
+    train_tags = jnp.asarray(train_tags)
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        rng = np.random.default_rng(config.seed + epoch)
+        jobs = [("p", b) for b in _batches(len(pairs), config.batch_size, rng, shuffle=True, drop_remainder=True)]
+        if text_pairs is not None:
+            text_tags = sentence_tagger.tags(text_named, rng)
+            jobs += [("t", b) for b in _batches(len(text_pairs), config.batch_size, rng, shuffle=True, drop_remainder=True)]
+        order = rng.permutation(len(jobs))
+        losses, text_losses = [], []
+        for j in order:
+            kind, idx = jobs[j]
+            if kind == "p":
+                photos = jnp.asarray(train_data.pairs_image[idx])
+                losses.append(trainer.paired_step(features[photos], train_tags[photos], pairs[idx]))
+            else:
+                text_losses.append(trainer.text_step(text_tags[idx], text_pairs[idx]))
+        train_loss = float(np.mean([float(x) for x in losses]))
+        text_loss = float(np.mean([float(x) for x in text_losses])) if text_losses else None
+        seconds = time.perf_counter() - started
+        trainer.sync()
+        captions = trainer.greedy(dev_data.features, dev_data.tags)
+        record = {"epoch": epoch, "train_loss": train_loss, "text_loss": text_loss,
+                  "dev_bleu4_greedy": bleu4_fast(dev_data.references, captions), "train_seconds": round(seconds, 1),
+                  "distinct_dev_captions": len({" ".join(c) for c in captions})}
+        for name, feats, tags, refs, raw_refs in watch:
+            got = trainer.greedy(feats, tags)
+            record[f"{name}_bleu4_greedy"] = bleu4_fast(refs, got)
+            try:
+                from training.concepts import concept_scores
+
+                scores = concept_scores(raw_refs, [" ".join(c) for c in got])
+                record[f"{name}_concept_f1"] = scores["concept-F1"]
+                record[f"{name}_hallucination"] = scores["hallucination"]
+            except Exception as exc:  # noqa: BLE001 - the concept metrics are optional here
+                record[f"{name}_concepts_error"] = repr(exc)[:200]
+            record[f"{name}_examples"] = [" ".join(c) for c in got[:4]]
+        trainer.save_weights(out / f"epoch{epoch:02d}.weights.npz", np.float16)
+        history.append(record)
+        (out / "history.json").write_text(json.dumps(history, indent=2))
+        log.info("epoch %s", json.dumps(record))
+    return {"history": history}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from training.train import build_parser as tf_parser
+
+    parser = tf_parser()
+    parser.prog = "python -m training.train_jax"
+    parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--watch", nargs=2, action="append", default=[], metavar=("IMAGES", "TOKENS"),
+                        help="also score greedy captions on this captioned folder every epoch")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    args = vars(build_parser().parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for key in ("export", "export_weights", "keyword_threshold", "name", "description"):
+        args.pop(key)
+    watch_args = args.pop("watch")
+    config = TrainConfig(**args)
+    compute_features(config)
+    watch = [_watch_set(config, Path(images), Path(tokens)) for images, tokens in watch_args]
+    train(config, watch=watch)
+    return 0
+
+
+def _watch_set(config: TrainConfig, images: Path, tokens: Path):
+    """``(name, features, tags, references)`` of a captioned folder, features computed here."""
+    from training.data import clean_caption, load_captions
+    from training.features import default_cache_dir, load_features
+
+    captions = load_captions(tokens)
+    names = [n for n in captions if (images / n).is_file()]
+    sub = TrainConfig(**(asdict(config) | {"data": str(images.parent)}))
+    cache = Path(config.cache) if config.cache else default_cache_dir()
+    _features_for(sub, [images / n for n in names], cache)
+    feats = load_features(cache, config.encoder, [images / n for n in names])
+    _, tagger = _tag_setup(config)
+    refs = [[clean_caption(c) for c in captions[n]] for n in names]
+    return images.parent.name, feats, tagger(feats) if tagger else None, refs, [captions[n] for n in names]
+
+
+def _features_for(config: TrainConfig, paths: list[Path], cache: Path) -> None:
+    import jax
+    import keras
+
+    from model.encoders import build_encoder, get_encoder_spec
+    from model.images import load_image
+    from training.features import _atomic_save, _valid, feature_path
+
+    todo = [p for p in paths if not _valid(feature_path(cache, config.encoder, p))]
+    if not todo:
+        return
+    spec = get_encoder_spec(config.encoder)
+    encoder = build_encoder(config.encoder)
+    (cache / config.encoder).mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(todo), 32):
+        chunk = todo[i:i + 32]
+        out = encoder(np.stack([load_image(p, spec.input_size) for p in chunk]).astype(np.float32), training=False)
+        grids = np.asarray(keras.ops.convert_to_numpy(out[0] if isinstance(out, (list, tuple)) else out))
+        for path, grid in zip(chunk, grids.reshape(len(chunk), -1, grids.shape[-1]).astype(np.float16)):
+            _atomic_save(feature_path(cache, config.encoder, path), grid)
+    del jax
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
