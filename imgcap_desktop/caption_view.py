@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QPainter, QPixmap
+from PySide6.QtGui import QIcon, QImage, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -22,6 +22,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from imgcap_desktop.flow_layout import flow_widget
+
+#: The chosen word stands out: filled with the app's accent colour, bold.
+_WORD_STYLE = "QToolButton:checked { background-color: #1e88e5; color: white; font-weight: bold; border-radius: 3px; }"
 
 # A perceptually ordered colour map (anchors of matplotlib's "inferno"), interpolated to 256 entries.
 _ANCHORS = np.array(
@@ -125,9 +130,7 @@ class CaptionView(QWidget):
         self.overlay_map: np.ndarray | None = None  # the upsampled map shown, for tests and exports
 
         self.canvas = PhotoCanvas()
-        self._word_bar = QWidget()
-        self._word_layout = QHBoxLayout(self._word_bar)
-        self._word_layout.setContentsMargins(0, 0, 0, 0)
+        self._word_bar, self._word_layout = flow_widget()  # words wrap: a long caption never widens the window
         self._word_group = QButtonGroup(self)
         self._word_group.setExclusive(False)
         self._word_group.idClicked.connect(self._on_word_group_id_clicked)
@@ -149,7 +152,7 @@ class CaptionView(QWidget):
         self._strip_scroll = QScrollArea()
         self._strip_scroll.setWidget(self._strip)
         self._strip_scroll.setWidgetResizable(True)
-        self._strip_scroll.setFixedHeight(self.STRIP_SIZE + 36)
+        self._strip_scroll.setFixedHeight(self.strip_height() + self._strip_scroll.horizontalScrollBar().sizeHint().height() + 8)
         self._strip_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
         layout = QVBoxLayout(self)
@@ -200,9 +203,9 @@ class CaptionView(QWidget):
             button.setCheckable(True)
             button.setEnabled(self._attention is not None)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.setStyleSheet(_WORD_STYLE)
             self._word_group.addButton(button, i)
             self._word_layout.addWidget(button)
-        self._word_layout.addStretch(1)
         if not self._words:
             self._word_hint.setText("")
         elif self._attention is None:
@@ -219,6 +222,8 @@ class CaptionView(QWidget):
         self._current = index
         for i, button in enumerate(self.word_buttons()):
             button.setChecked(i == index)
+        for i, tile in enumerate(self.strip_tiles()):
+            tile.setChecked(i == index)
         self._refresh()
         self.word_selected.emit(index)
 
@@ -275,19 +280,31 @@ class CaptionView(QWidget):
         self._strip_scroll.setVisible(True)
         small = np.asarray(Image.fromarray(self._photo).resize(self._strip_size(), Image.Resampling.BILINEAR))
         opacity = max(self.opacity_slider.value() / 100.0, 0.35)
-        for word, attention in zip(self._words, self._attention, strict=True):
-            tile = QWidget()
-            column = QVBoxLayout(tile)
-            column.setContentsMargins(2, 2, 2, 2)
-            picture = QLabel()
-            picture.setPixmap(QPixmap.fromImage(array_to_qimage(blend(small, upsample_map(attention, small.shape[:2]), opacity))))
-            caption = QLabel(word)
-            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            column.addWidget(picture)
-            column.addWidget(caption)
-            column.addStretch(1)
+        for i, (word, attention) in enumerate(zip(self._words, self._attention, strict=True)):
+            # A button: clicking a word's tile selects that word, as its button above does.
+            tile = QToolButton()
+            tile.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextUnderIcon)
+            tile.setIcon(QIcon(QPixmap.fromImage(array_to_qimage(blend(small, upsample_map(attention, small.shape[:2]),
+                                                                         opacity)))))
+            tile.setIconSize(QSize(small.shape[1], small.shape[0]))
+            tile.setText(word)
+            tile.setCheckable(True)
+            tile.setChecked(i == self._current)
+            tile.setAutoRaise(True)
+            tile.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            tile.setToolTip(f"Show where the model looked for “{word}”")
+            tile.clicked.connect(lambda _checked=False, index=i: self._on_word_group_id_clicked(index))
             self._strip_layout.addWidget(tile)
         self._strip_layout.addStretch(1)
+
+    def strip_tiles(self) -> list[QToolButton]:
+        """The all-words strip's tiles, one per word (empty without attention maps)."""
+        return [w for w in (self._strip_layout.itemAt(i).widget() for i in range(self._strip_layout.count()))
+                if isinstance(w, QToolButton)]
+
+    def strip_height(self) -> int:
+        """The height a tile needs: the tallest thumbnail plus its label."""
+        return self.STRIP_SIZE + self.fontMetrics().height() + 16
 
     def _strip_size(self) -> tuple[int, int]:
         height, width = self._photo.shape[:2]

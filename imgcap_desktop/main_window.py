@@ -7,7 +7,6 @@ export) is the :class:`~imgcap_desktop.session.CaptionSession`'s business; this 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -16,11 +15,8 @@ from PySide6.QtCore import QModelIndex, Qt, QUrl, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QFileDialog,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
     QSplitter,
     QToolBar,
 )
@@ -32,7 +28,8 @@ from imgcap_desktop.metadata.folder import scan_folder
 from imgcap_desktop.metadata.sidecar import StoredCaption
 from imgcap_desktop.photo_grid import PhotoGrid
 from imgcap_desktop.photo_model import PhotoFilterModel, PhotoListModel, SessionSignals
-from imgcap_desktop.session import CaptionSession, CaptionState, Photo, caption_for
+from imgcap_desktop.run_status import RunStatus, count, describe_error
+from imgcap_desktop.session import CaptionSession, Photo, caption_for
 from imgcap_desktop.settings import (
     AppSettings,
     load_settings,
@@ -90,7 +87,6 @@ class MainWindow(QMainWindow):
         self.filtered = PhotoFilterModel(self)
         self.filtered.setSourceModel(self.photos)
         self.reader = StoredCaptionReader(self.session, parent=self)
-        self._run: dict = {}  # the job under way: total, failures, error
 
         self._build_actions()
         self._build_widgets()
@@ -161,16 +157,9 @@ class MainWindow(QMainWindow):
             toolbar.addAction(act)
         self.addToolBar(toolbar)
 
-        self.model_label = QLabel("Model: not loaded")
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setMaximumWidth(260)
-        self.progress_bar.setFormat("%v / %m")
-        self.progress_bar.setVisible(False)
-        self.eta_label = QLabel()
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setVisible(False)
-        for widget in (self.progress_bar, self.eta_label, self.cancel_button, self.model_label):
-            self.statusBar().addPermanentWidget(widget)
+        self.run_status = RunStatus(self.service, self.statusBar(), self)
+        self.model_label, self.progress_bar = self.run_status.model_label, self.run_status.progress_bar
+        self.eta_label, self.cancel_button = self.run_status.eta_label, self.run_status.cancel_button
 
     def _build_menus(self) -> None:
         menu = self.menuBar()
@@ -195,14 +184,7 @@ class MainWindow(QMainWindow):
         self.panel.caption_edited.connect(self.edit_caption)
         self.panel.alternative_chosen.connect(self._on_panel_alternative_chosen)
         self.panel.recompute_requested.connect(self.recompute_attention)
-        self.cancel_button.clicked.connect(self.service.cancel)
-        self.service.model_loading.connect(self._on_service_model_loading)
-        self.service.model_loaded.connect(self._on_service_model_loaded)
-        self.service.model_failed.connect(self._on_service_model_failed)
-        self.service.caption_generated.connect(self._on_service_caption_generated)
-        self.service.progress.connect(self._on_service_progress)
-        self.service.batch_failed.connect(self._on_service_batch_failed)
-        self.service.finished.connect(self._on_service_finished)
+        self.service.finished.connect(self._update_actions)
         self.export_failed.connect(self._on_export_failed)
 
     # -- folders ------------------------------------------------------------------------------
@@ -225,7 +207,7 @@ class MainWindow(QMainWindow):
         self.settings = self.settings.with_recent_folder(str(folder.resolve()))
         self._save_settings()
         self._rebuild_recent_menu()
-        self.statusBar().showMessage(f"{_count(len(photos), 'photo')} in {folder}", 5000)
+        self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}", 5000)
         if photos:
             self.grid.setCurrentIndex(self.filtered.index(0, 0))
         else:
@@ -288,12 +270,7 @@ class MainWindow(QMainWindow):
                          device=self.settings.device, store=partial(self.session.apply_outcomes, plan))
         if not self.service.caption(job):
             return False
-        self._run = {"total": len(plan.photos), "done": 0, "failed": 0, "error": None}
-        self.progress_bar.setRange(0, len(plan.photos))
-        self.progress_bar.setValue(0)
-        self.progress_bar.setVisible(True)
-        self.cancel_button.setVisible(True)
-        self.eta_label.setText("starting…")
+        self.run_status.start(len(plan.photos))
         self._update_actions()
         return True
 
@@ -301,46 +278,15 @@ class MainWindow(QMainWindow):
         """Ask before captions a person wrote are replaced (the settings allow it, but every time counts)."""
         answer = QMessageBox.question(
             self, "Replace human captions?",
-            f"{_count(count, 'photo')} of these have captions written or edited by a person. Replace them too?",
+            f"{count(count, 'photo')} of these have captions written or edited by a person. Replace them too?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
         )
         return answer == QMessageBox.StandardButton.Yes
 
-    def _on_service_model_loading(self) -> None:
-        self.model_label.setText("Model: loading…")
-
-    def _on_service_model_loaded(self, name: str, device: str) -> None:
-        self.model_label.setText(f"Model: {name} · {device}")
-
-    def _on_service_model_failed(self, exc: BaseException) -> None:
-        self.model_label.setText("Model: failed to load")
-        self._run["error"] = f"the model could not be loaded: {_reason(exc)}"
-
-    def _on_service_caption_generated(self, outcomes: list, statuses: list) -> None:
-        self._run["done"] = self._run.get("done", 0) + len(outcomes)
-        self._run["failed"] = self._run.get("failed", 0) + sum(1 for s in statuses if s.status == "failed")
-
-    def _on_service_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, total)
-        self.progress_bar.setValue(done)
-        elapsed = time.monotonic() - self.service.started_at
-        if done and done < total:
-            self.eta_label.setText(f"about {_duration(elapsed / done * (total - done))} left")
-
-    def _on_service_batch_failed(self, exc: BaseException) -> None:
-        self._run["error"] = f"captioning stopped: {_reason(exc)}"
-
-    def _on_service_finished(self, cancelled: bool) -> None:
-        self.progress_bar.setVisible(False)
-        self.cancel_button.setVisible(False)
-        self.eta_label.setText("")
-        self.statusBar().showMessage(run_summary(self._run, cancelled), 20000 if self._run.get("error") else 8000)
-        self._update_actions()
-
     def accept_held(self) -> int:
         """Write every held caption to its sidecar; returns how many were written."""
         written, failures = self.session.accept_held()
-        message = f"Wrote {_count(written, 'caption')} to sidecars"
+        message = f"Wrote {count(written, 'caption')} to sidecars"
         if failures:
             message += f"; {len(failures)} could not be written: {failures[0].message}"
         self.statusBar().showMessage(message, 10000)
@@ -429,10 +375,10 @@ class MainWindow(QMainWindow):
             self.export_csv(name, selection_only=selection_only, excel_bom=chosen == EXCEL_FILTER)
 
     def _on_exported(self, name: str, rows: int) -> None:
-        self.statusBar().showMessage(f"Exported {_count(rows, 'photo')} to {name}", 6000)
+        self.statusBar().showMessage(f"Exported {count(rows, 'photo')} to {name}", 6000)
 
     def _on_export_failed(self, exc: BaseException) -> None:
-        QMessageBox.warning(self, "Export failed", f"The CSV could not be written: {_reason(exc)}")
+        QMessageBox.warning(self, "Export failed", f"The CSV could not be written: {describe_error(exc)}")
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -477,7 +423,7 @@ class MainWindow(QMainWindow):
         """Write, discard or cancel: what to do with captions held for review when the window closes."""
         return QMessageBox.question(
             self, "Write held captions?",
-            f"{_count(count, 'caption')} held for review {'is' if count == 1 else 'are'} not written to "
+            f"{count(count, 'caption')} held for review {'is' if count == 1 else 'are'} not written to "
             "the sidecars yet. Write them before closing?",
             QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
             QMessageBox.StandardButton.Save,
@@ -500,43 +446,9 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def run_summary(run: dict, cancelled: bool) -> str:
-    """The status line at the end of a run: counts, failures, and why it stopped if it did."""
-    done, total, failed = run.get("done", 0), run.get("total", 0), run.get("failed", 0)
-    verb = "Cancelled after" if cancelled else "Captioned"
-    text = f"{verb} {done - failed} of {_count(total, 'photo')}"
-    if failed:
-        text += f", {failed} failed"
-    if run.get("error"):
-        text += f" — {run['error'][0].upper()}{run['error'][1:]}"
-    return text
-
-
 def _dropped_folder(urls: list[QUrl]) -> Path | None:
     for url in urls:
         if url.isLocalFile():
             path = Path(url.toLocalFile())
             return path if path.is_dir() else path.parent
     return None
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-__all__ = ["CaptionState", "MainWindow"]

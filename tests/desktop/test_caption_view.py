@@ -88,8 +88,7 @@ def test_opacity_changes_the_blend_and_strip_has_every_word(qtbot):
     full = qimage_to_array(view.canvas._pixmap.toImage())
     assert (plain == plain[0, 0]).all()  # opacity 0: the photo alone
     assert full.std() > 10
-    labels = [w.text() for w in view._strip.findChildren(type(view._word_hint)) if w.text()]
-    assert labels == list(result.words)
+    assert [tile.text() for tile in view.strip_tiles()] == list(result.words)
 
 
 def test_caption_without_attention_has_disabled_words(qtbot):
@@ -98,3 +97,28 @@ def test_caption_without_attention_has_disabled_words(qtbot):
     assert [b.isEnabled() for b in view.word_buttons()] == [False, False]
     view.select_word(1)
     assert view.current_word == -1 and view.overlay_map is None
+
+
+def test_a_long_caption_wraps_instead_of_widening_the_window(qtbot):
+    view, result = make_view(qtbot)
+    words = tuple(f"word{i}" for i in range(41))
+    attention = np.full((41, 4, 4), 1 / 16, np.float32)
+    view.set_caption(words, attention)
+    view.resize(500, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    assert view.minimumSizeHint().width() < 600
+    buttons = view.word_buttons()
+    assert max(b.geometry().right() for b in buttons) <= view.width()
+    assert len({b.geometry().top() for b in buttons}) > 1  # several lines
+
+
+def test_clicking_a_tile_of_the_all_words_strip_selects_its_word(qtbot):
+    view, result = make_view(qtbot, size=(120, 60))  # portrait
+    tiles = view.strip_tiles()
+    assert len(tiles) == len(result.words)
+    qtbot.mouseClick(tiles[2], Qt.MouseButton.LeftButton)
+    assert view.current_word == 2
+    assert all(tile.text() == word for tile, word in zip(tiles, result.words, strict=True))
+    tile = tiles[0]
+    assert tile.sizeHint().height() <= view.strip_height()  # a portrait tile's label is not cut

@@ -1,0 +1,115 @@
+"""The status bar's part in a captioning run: the model, progress with an ETA, Cancel, and how it ended."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
+
+from imgcap_desktop.caption_service import CaptionService
+
+
+class RunStatus(QObject):
+    """Shows a :class:`CaptionService`'s runs in a status bar.
+
+    At the end of a run the message says how many photos were captioned, how many failed, and why
+    the run stopped when it did (the model failed to load, the engine raised): it is not replaced
+    by a plain count.
+    """
+
+    def __init__(self, service: CaptionService, status_bar: QStatusBar, parent=None):
+        super().__init__(parent)
+        self._service, self._bar = service, status_bar
+        self._run: dict = {}
+        self.model_label = QLabel("Model: not loaded")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(260)
+        self.progress_bar.setFormat("%v / %m")
+        self.progress_bar.setVisible(False)
+        self.eta_label = QLabel()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(service.cancel)
+        for widget in (self.progress_bar, self.eta_label, self.cancel_button, self.model_label):
+            status_bar.addPermanentWidget(widget)
+        service.model_loading.connect(self._on_service_model_loading)
+        service.model_loaded.connect(self._on_service_model_loaded)
+        service.model_failed.connect(self._on_service_model_failed)
+        service.caption_generated.connect(self._on_service_caption_generated)
+        service.progress.connect(self._on_service_progress)
+        service.batch_failed.connect(self._on_service_batch_failed)
+        service.finished.connect(self._on_service_finished)
+
+    def start(self, total: int) -> None:
+        """A run of ``total`` photos has started."""
+        self._run = {"total": total, "done": 0, "failed": 0, "error": None}
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.eta_label.setText("starting…")
+
+    def _on_service_model_loading(self) -> None:
+        self.model_label.setText("Model: loading…")
+
+    def _on_service_model_loaded(self, name: str, device: str) -> None:
+        self.model_label.setText(f"Model: {name} · {device}")
+
+    def _on_service_model_failed(self, exc: BaseException) -> None:
+        self.model_label.setText("Model: failed to load")
+        self._run["error"] = f"the model could not be loaded: {describe_error(exc)}"
+
+    def _on_service_caption_generated(self, outcomes: list, statuses: list) -> None:
+        self._run["done"] = self._run.get("done", 0) + len(outcomes)
+        self._run["failed"] = self._run.get("failed", 0) + sum(1 for s in statuses if s.status == "failed")
+
+    def _on_service_progress(self, done: int, total: int) -> None:
+        self.progress_bar.setRange(0, total)
+        self.progress_bar.setValue(done)
+        elapsed = time.monotonic() - self._service.started_at
+        if done and done < total:
+            self.eta_label.setText(f"about {duration(elapsed / done * (total - done))} left")
+
+    def _on_service_batch_failed(self, exc: BaseException) -> None:
+        self._run["error"] = f"captioning stopped: {describe_error(exc)}"
+
+    def _on_service_finished(self, cancelled: bool) -> None:
+        self.progress_bar.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self.eta_label.setText("")
+        self._bar.showMessage(run_summary(self._run, cancelled), 20000 if self._run.get("error") else 8000)
+
+
+def run_summary(run: dict, cancelled: bool) -> str:
+    """The status line at the end of a run: counts, failures, and why it stopped if it did."""
+    done, total, failed = run.get("done", 0), run.get("total", 0), run.get("failed", 0)
+    verb = "Cancelled after" if cancelled else "Captioned"
+    text = f"{verb} {done - failed} of {count(total, 'photo')}"
+    if failed:
+        text += f", {failed} failed"
+    if run.get("error"):
+        text += f" — {run['error'][0].upper()}{run['error'][1:]}"
+    return text
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as one line for the user."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def count(n: int, noun: str) -> str:
+    """``"1 photo"``, ``"2 photos"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def duration(seconds: float) -> str:
+    """A remaining time for people: ``"42 s"``, ``"3 min 05 s"``, ``"1 h 02 min"``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
