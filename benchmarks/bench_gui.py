@@ -5,10 +5,12 @@
 1. Launch: a fresh ``python`` process builds and shows the main window (as ``imgcap-desktop`` does);
    the time from starting the process to the window's first paint, with TensorFlow not yet imported
    (target < 1.5 s).
-2. Stall: with a tiny random-weight bundle (or ``--bundle``), caption a folder of photos while a 5 ms
-   QTimer on the GUI thread records the gaps between its ticks; the longest gap is the worst freeze
-   the user would feel (target < 50 ms). Loading the model (TensorFlow's import on the worker) is
-   reported separately.
+2. Stall: with a tiny random-weight bundle (or ``--bundle``, e.g. the shipped
+   ``resources/models/flickr8k-lite2``), caption a folder of photos while a 5 ms QTimer on the GUI
+   thread records the gaps between its ticks; the longest gap is the worst freeze the user would
+   feel: target < 16 ms (one frame) once the model has loaded, < 100 ms while it loads.
+   ``--diagnose`` also samples the GUI thread's Python stack whenever it has not ticked for 8 ms
+   and prints where the stalls went.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LAUNCH_TARGET_S = 1.5
-STALL_TARGET_MS = 50.0
+STALL_TARGET_MS = 16.0  # one frame at 60 Hz, once the model has loaded
+LOAD_STALL_TARGET_MS = 100.0  # while the model loads
 
 _LAUNCH_SCRIPT = r"""
 import sys, time
@@ -84,7 +87,41 @@ def make_folder(folder: Path, count: int) -> None:
         Image.fromarray(pixels).save(folder / f"img{i:04d}.jpg", quality=85)
 
 
-def measure_stall(count: int, bundle: Path | None, batch_size: int) -> dict[str, float]:
+class StallSampler:
+    """Samples the GUI thread's Python stack whenever its timer has not ticked for ``threshold_ms``."""
+
+    def __init__(self, last_tick: list, clock, threshold_ms: float = 8.0):
+        import collections
+        import threading
+
+        self._last, self._clock, self._threshold = last_tick, clock, threshold_ms * 1e6
+        self._gui = threading.main_thread().ident
+        self.samples: collections.Counter = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import traceback
+
+        while not self._stop.wait(0.002):
+            if self._clock.nsecsElapsed() - self._last[0] < self._threshold:
+                continue
+            frame = sys._current_frames().get(self._gui)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            del frame  # holding it would keep the GUI thread's locals (a QPainter) alive
+            ours = [f for f in stack if "/imgcap_desktop/" in f.filename or "/model/" in f.filename][-3:]
+            where = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(ours))
+            self.samples[where or f"{Path(stack[-1].filename).name}:{stack[-1].lineno} {stack[-1].name}"] += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_stall(count: int, bundle: Path | None, batch_size: int, diagnose: bool = False) -> dict[str, float]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
@@ -126,6 +163,7 @@ def measure_stall(count: int, bundle: Path | None, batch_size: int) -> dict[str,
     timer.setInterval(5)
     timer.timeout.connect(tick)
     timer.start()
+    sampler = StallSampler(last, clock) if diagnose else None
 
     def on_loaded(*_):
         phase["name"] = "caption"
@@ -138,6 +176,11 @@ def measure_stall(count: int, bundle: Path | None, batch_size: int) -> dict[str,
     loop.exec()
     elapsed = time.perf_counter() - started
     timer.stop()
+    if sampler is not None:
+        sampler.stop()
+        print("where the GUI thread was when it had not ticked for 8 ms (samples every 2 ms):")
+        for where, n in sampler.samples.most_common(12):
+            print(f"  {n:5d}  {where}")
     window.close()
     captioned = sum(1 for item in window.photos.items() if item.state.value != "none")
     return {
@@ -155,22 +198,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--bundle", type=Path, default=None, help="default: a tiny random-weight bundle")
     parser.add_argument("--runs", type=int, default=3, help="launches to take the median of")
+    parser.add_argument("--diagnose", action="store_true", help="sample the GUI thread's stack during stalls")
+    parser.add_argument("--skip-launch", action="store_true", help="measure the stalls only")
     args = parser.parse_args(argv)
 
-    launch, tf_loaded = measure_launch(args.runs)
-    ok_launch = launch < LAUNCH_TARGET_S and not tf_loaded
-    print(f"launch to window shown: {launch * 1000:.0f} ms (target < {LAUNCH_TARGET_S * 1000:.0f} ms), "
-          f"TensorFlow imported when shown: {tf_loaded}  {'OK' if ok_launch else 'MISSED'}")
+    ok_launch, tf_loaded = True, False
+    if not args.skip_launch:
+        launch, tf_loaded = measure_launch(args.runs)
+        ok_launch = launch < LAUNCH_TARGET_S and not tf_loaded
+        print(f"launch to window shown: {launch * 1000:.0f} ms (target < {LAUNCH_TARGET_S * 1000:.0f} ms), "
+              f"TensorFlow imported when shown: {tf_loaded}  {'OK' if ok_launch else 'MISSED'}")
 
-    stall = measure_stall(args.photos, args.bundle, args.batch_size)
+    stall = measure_stall(args.photos, args.bundle, args.batch_size, args.diagnose)
     ok_stall = stall["caption_stall_ms"] < STALL_TARGET_MS
+    ok_load = stall["load_stall_ms"] < LOAD_STALL_TARGET_MS
     print(f"captioned {stall['photos']:.0f} photos in {stall['seconds']:.1f} s")
-    print(f"longest GUI-thread stall while captioning: {stall['caption_stall_ms']:.1f} ms "
+    print(f"longest GUI-thread stall after the model loaded: {stall['caption_stall_ms']:.1f} ms "
           f"(p99 {stall['caption_p99_ms']:.1f} ms; target < {STALL_TARGET_MS:.0f} ms)  {'OK' if ok_stall else 'MISSED'}")
-    print(f"longest GUI-thread stall while the model loads (TensorFlow import on the worker): "
-          f"{stall['load_stall_ms']:.1f} ms")
+    print(f"longest GUI-thread stall while the model loads: {stall['load_stall_ms']:.1f} ms "
+          f"(target < {LOAD_STALL_TARGET_MS:.0f} ms)  {'OK' if ok_load else 'MISSED'}")
     assert not tf_loaded, "TensorFlow was imported before the window was shown"
-    return 0 if ok_launch and ok_stall else 1
+    return 0 if ok_launch and ok_stall and ok_load else 1
 
 
 if __name__ == "__main__":

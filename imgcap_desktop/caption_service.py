@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from shiboken6 import isValid
 log = logging.getLogger(__name__)
 
 CaptionerFactory = Callable[[str | None, str], object]
+GIL_SWITCH_INTERVAL_S = 0.001
 #: Stores one batch's outcomes (on the worker thread) and returns a status per outcome.
 StoreBatch = Callable[..., list]
 
@@ -220,6 +222,10 @@ class CaptionService(QObject):
 
     def __init__(self, bundle: str | Path | None = None, factory: CaptionerFactory | None = None, parent=None):
         super().__init__(parent)
+        # The worker runs Python (decoding, beam search) between the engine's native calls and holds
+        # the GIL meanwhile; the GUI thread needs it for every slot. Python hands it over every
+        # switch interval (5 ms by default): 1 ms bounds how long a GUI event waits for it.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
         self._cancel = threading.Event()
         self._worker = _Worker(str(bundle) if bundle else None, factory or load_captioner, self._cancel)
         self._thread = _JobThread(self._worker, self._cancel)

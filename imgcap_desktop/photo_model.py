@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -20,6 +21,7 @@ from imgcap_desktop.session import CaptionSession, CaptionState, Photo
 from imgcap_desktop.thumbnails import ThumbnailCache
 
 THUMBNAIL_SIZE = 160
+PIXMAP_CACHE = 512  # grid cells' pixmaps kept (a screenful is a few dozen)
 
 
 BADGE_COLOURS = {
@@ -76,6 +78,8 @@ class PhotoListModel(QAbstractListModel):
         self._rows: dict[Path, int] = {}
         self._thumbnails = thumbnails
         self._placeholders: dict[bool, QPixmap] = {}  # made on first use: a QPixmap needs the app
+        # Converted once (a view asks for a cell's decoration on every repaint), the latest few kept.
+        self._pixmaps: OrderedDict[Path, QPixmap] = OrderedDict()
         signals.photos_reset.connect(self._on_session_photos_reset)
         signals.photos_changed.connect(self._on_session_photos_changed)
         if thumbnails is not None:
@@ -135,6 +139,7 @@ class PhotoListModel(QAbstractListModel):
 
     def _on_session_photos_reset(self) -> None:
         self.beginResetModel()
+        self._pixmaps.clear()
         self._paths = [photo.path for photo in self._session.photos()]
         self._rows = {path: row for row, path in enumerate(self._paths)}
         self.endResetModel()
@@ -145,12 +150,19 @@ class PhotoListModel(QAbstractListModel):
             self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)))
 
     def _thumbnail(self, item: Photo):
+        pixmap = self._pixmaps.get(item.path)
+        if pixmap is not None:
+            self._pixmaps.move_to_end(item.path)
+            return pixmap
         if self._thumbnails is None:
             return self._placeholder(broken=False)
         image = self._thumbnails.image(str(item.path), THUMBNAIL_SIZE)
         if image is None:
             return self._placeholder(broken=bool(self._thumbnails.failure(str(item.path), THUMBNAIL_SIZE)))
-        return QPixmap.fromImage(image)
+        pixmap = self._pixmaps[item.path] = QPixmap.fromImage(image)
+        while len(self._pixmaps) > PIXMAP_CACHE:
+            self._pixmaps.popitem(last=False)
+        return pixmap
 
     def _placeholder(self, broken: bool) -> QPixmap:
         pixmap = self._placeholders.get(broken)

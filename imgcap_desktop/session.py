@@ -474,7 +474,8 @@ class CaptionSession:
         """
         root = Path(root) if root is not None else (self.folder or Path.cwd())
         photos = self.photos() if paths is None else [self.photo(p) or Photo(Path(p)) for p in paths]
-        return [make_row(p.path, root, p.caption, sidecar=_sidecar_or_none(p.path)) for p in photos]
+        return [make_row(p.path, root, p.caption, sidecar=_sidecar_or_none(p.path), error=p.error or p.write_error)
+                for p in photos]
 
     def export_csv(self, csv_file: str | Path, paths: Iterable[str | Path] | None = None, *,
                    root: str | Path | None = None, excel_bom: bool = False) -> int:

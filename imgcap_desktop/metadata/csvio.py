@@ -42,6 +42,7 @@ COLUMNS = (
     "sidecar path",
     "time captioned",
     "keywords",
+    "error",
 )
 KEYWORD_SEPARATOR = "; "
 
@@ -82,6 +83,7 @@ class CsvRow:
     sidecar_path: str = ""
     captioned_at: str = ""
     keywords: tuple[str, ...] | None = ()  # imgcap's keywords; None: read from a CSV without that column
+    error: str = ""  # why the photo could not be read or captioned
 
 
 def make_row(
@@ -91,6 +93,7 @@ def make_row(
     *,
     sidecar: str | Path | None = None,
     size: tuple[int, int] | None = None,
+    error: str = "",
 ) -> CsvRow:
     """Build a photo's CSV row.
 
@@ -100,6 +103,7 @@ def make_row(
         caption: the photo's caption, if any.
         sidecar: its sidecar, if any.
         size: ``(width, height)``; read from the photo header (no pixels decoded) when not given.
+        error: why the photo could not be read or captioned, if it could not.
     """
     photo, root = Path(photo), Path(root)
     if size is None:
@@ -117,6 +121,7 @@ def make_row(
         sidecar_path=_relative(Path(sidecar), root) if sidecar else "",
         captioned_at=(caption.captioned_at or "") if caption else "",
         keywords=tuple(caption.keywords or ()) if caption else (),
+        error=error,
     )
 
 
@@ -167,6 +172,7 @@ def format_rows(rows: list[CsvRow] | tuple[CsvRow, ...]) -> str:
                 neutralise(row.sidecar_path),
                 neutralise(row.captioned_at),
                 neutralise(KEYWORD_SEPARATOR.join(row.keywords or ())),
+                neutralise(row.error),
             ]
         )
     return buffer.getvalue()
@@ -254,6 +260,7 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
                     sidecar_path=restore(cell("sidecar path")),
                     captioned_at=restore(cell("time captioned")),
                     keywords=_keywords(restore(cell("keywords"))) if "keywords" in index else None,
+                    error=restore(cell("error")),
                 ),
             )
         )

@@ -33,9 +33,9 @@ AUTO = StoredCaption("a dog runs", "automatic", "sat-flickr8k", -0.75, "2026-11-
 def test_header_is_exactly_the_documented_columns():
     header = format_rows([]).splitlines()[0]
     assert header == (
-        "relative path,file name,caption,source,model,score,width,height,sidecar path,time captioned,keywords"
+        "relative path,file name,caption,source,model,score,width,height,sidecar path,time captioned,keywords,error"
     )
-    assert len(COLUMNS) == 11
+    assert len(COLUMNS) == 12
 
 
 def test_make_row_reads_size_and_relative_paths(tmp_path):
@@ -104,7 +104,7 @@ def test_exported_cells_cannot_run_as_formulas(tmp_path):
 def test_file_is_utf8_with_rfc4180_quoting(tmp_path):
     write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", 'say "hi",\nthen ünïcode')])
     raw = (tmp_path / "c.csv").read_bytes()
-    assert raw.endswith(b'a.jpg,a.jpg,"say ""hi"",\nthen \xc3\xbcn\xc3\xafcode",,,,,,,,\r\n')
+    assert raw.endswith(b'a.jpg,a.jpg,"say ""hi"",\nthen \xc3\xbcn\xc3\xafcode",,,,,,,,,\r\n')
     assert not raw.startswith(b"\xef\xbb\xbf")
 
 

@@ -273,3 +273,23 @@ def test_broken_photos_are_flagged_when_the_folder_is_read(qtbot, window, photo_
     open_and_wait(qtbot, window, photo_folder)
     broken = window.photos.item_at(photo_folder / "broken.jpg")
     assert broken.error and "No caption yet" not in window.state_label.text()
+
+
+def test_a_stored_automatic_caption_offers_to_recompute_its_attention(qtbot, window, photo_folder):
+    from tests.desktop.conftest import fake_result
+
+    path = photo_folder / "photo1.jpg"
+    same = fake_result(str(path)).text  # what the model will say again
+    write_caption(path, StoredCaption(same, "automatic", "fake-model", -0.5))
+    open_and_wait(qtbot, window, photo_folder)
+    row = window.photos.row_of(path)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+    qtbot.waitUntil(lambda: window.caption_edit.text() == same, timeout=WAIT)
+    assert not any(b.isEnabled() for b in window.view.word_buttons())
+    assert window.panel.recompute_button.isVisibleTo(window)
+    assert "own caption only" not in window.view._word_hint.text()
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        window.panel.recompute_button.click()
+    # Recaptioned to the same text: the words are clickable now, the offer gone.
+    qtbot.waitUntil(lambda: all(b.isEnabled() for b in window.view.word_buttons()), timeout=WAIT)
+    assert not window.panel.recompute_button.isVisibleTo(window)

@@ -257,6 +257,7 @@ def test_export_lists_every_photo_with_what_the_session_shows(tmp_path):
         ("b.jpg", "", "", "", 30, 20, ""),
         ("c.jpg", "stored before", "automatic", "tiny", 30, 20, "c.jpg.xmp"),
     ]
+    assert [r.error for r in rows] == ["", "broken", "broken"]  # failed photos say why
     assert session.export_csv(tmp_path / "some.csv", [b]) == 1
 
 
