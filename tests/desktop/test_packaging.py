@@ -18,6 +18,12 @@ from PIL import Image
 from imgcap_desktop import desktop_entry, selftest
 from model.resources import resource_path
 
+
+@pytest.fixture(autouse=True)
+def _a_qapplication_first(qapp):
+    """The self-test runs the caption service, which makes a QCoreApplication when none exists;
+    widget tests later in the same process need that first application to be a QApplication."""
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
