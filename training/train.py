@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -523,6 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "--scst" in (sys.argv[1:] if argv is None else argv):  # self-critical fine-tuning: training/scst.py
+        from training.scst import main as scst_main
+
+        return scst_main(argv)
     args = vars(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     destination, name, description = args.pop("export"), args.pop("name"), args.pop("description")

@@ -1,0 +1,177 @@
+"""Self-critical training on the tiny data set: a two-step run whose loss is finite, that resumes
+from its checkpoint, keeps the best dev epoch and exports; the baseline and the sampled decode."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.scst import SCSTConfig, mean_of_others, run_scst
+from training.train import TrainConfig
+from training.train import main as train_main
+
+
+@pytest.fixture
+def ce_run(tiny_flickr, tmp_path) -> TrainConfig:
+    """A tag-aware cross-entropy run folder with a copy path, as ``training.train`` leaves it
+    (vocabulary, settings, best weights), with random weights: SCST starts from any such run, and
+    training one here would only cost time."""
+    from training.train import Trainer, _tag_setup, build_vocabulary
+
+    config = TrainConfig(data=str(tiny_flickr.root), out=str(tmp_path / "ce"), encoder="tiny_test",
+                         cache=str(tmp_path / "cache"), epochs=1, batch_size=4, embedding_dim=16, feature_dim=16,
+                         units=32, min_count=1, dropout=0.0, max_words=14, tags=True, copy=True)
+    out = Path(config.out)
+    out.mkdir()
+    tag_map, _ = _tag_setup(config)
+    vocab = build_vocabulary(config, tag_map.words)
+    vocab.save(out / "vocab.json")
+    (out / "train_config.json").write_text(json.dumps(asdict(config)))
+    trainer = Trainer(config, vocab, channels=32, tag_words=tag_map.words)
+    assert trainer.decoder.num_tags > 0 and trainer.decoder.copy_ids
+    trainer.save_best()
+    return config
+
+
+def _scst_args(tiny_flickr, ce_run, out: Path, epochs: int) -> list[str]:
+    return ["--data", str(tiny_flickr.root), "--out", str(out), "--scst", "--init", ce_run.out,
+            "--epochs", str(epochs), "--batch-size", "3", "--samples", "3", "--eval-beam", "1",
+            "--learning-rate", "1e-2", "--no-java"]
+
+
+def test_two_step_scst_run_has_a_finite_loss_resumes_and_exports(tiny_flickr, ce_run, tmp_path):
+    out = tmp_path / "scst"
+    # 5 training photos in batches of 3: two steps per epoch.
+    assert train_main(_scst_args(tiny_flickr, ce_run, out, epochs=1)) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]  # epoch 0: the cross-entropy model before SCST
+    first = history[1]["train"]
+    assert all(math.isfinite(first[key]) for key in ("loss", "reward", "cider", "grad_norm"))
+    assert first["seconds_per_1000_photos"] > 0
+    assert set(history[1]["dev"]) >= {"BLEU-4", "CIDEr", "METEOR"}
+    assert set(history[1]["dev_guards"]) == {"captions", "ends_in_function_word", "repeated_bigram",
+                                             "mean_length", "distinct_captions", "distinct_words"}
+    assert (out / "best.weights.npz").is_file() and (out / "checkpoints" / "checkpoint").is_file()
+    with np.load(Path(ce_run.out) / "best.weights.npz") as before:
+        initial = {k: before[k] for k in before.files}
+    with np.load(out / "best.weights.npz") as kept:
+        assert set(kept.files) == set(initial)
+
+    # Asking for a second epoch resumes from the checkpoint: epoch 1 is not redone.
+    assert train_main(_scst_args(tiny_flickr, ce_run, out, epochs=2)) == 0
+    resumed = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in resumed] == [0, 1, 2]
+    assert resumed[1] == history[1]
+    assert math.isfinite(resumed[2]["train"]["loss"])
+    # The kept weights are those of the best dev CIDEr so far (epoch 0 counts: SCST must beat it).
+    best_cider = max(h["dev"]["CIDEr"] for h in resumed)
+    assert [h["epoch"] for h in resumed[1:] if h["best"]] == [
+        h["epoch"] for h in resumed[1:] if h["dev"]["CIDEr"] > max(p["dev"]["CIDEr"] for p in resumed[:h["epoch"]])]
+    assert best_cider >= resumed[0]["dev"]["CIDEr"]
+
+    # The run folder exports its best epoch as a bundle, with the SCST settings and history on record.
+    bundle = tmp_path / "bundle"
+    assert train_main(["--data", str(tiny_flickr.root), "--out", str(out), "--scst", "--export", str(bundle),
+                       "--name", "tiny-scst"]) == 0
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["training"]["scst"]["settings"]["samples"] == 3
+    from model.bundle import load_bundle
+
+    assert set(load_bundle(bundle).weights) == set(initial)
+
+
+TAG_WORDS = ("dog", "cat", "ball")
+
+
+def _tiny_scst(tmp_path, baseline: str, samples: int = 4):
+    """An SCSTTrainer over a random-weight tiny tag-aware decoder (copy path on three tag words) and
+    four photos with made-up references."""
+    from model.testing import TINY_WORDS
+    from model.vocab import Vocabulary
+    from training.cider import CiderD
+    from training.scst import SCSTTrainer
+    from training.train import Trainer
+
+    vocab = Vocabulary.build([list(TINY_WORDS)], min_count=1)
+    config = TrainConfig(data="", out=str(tmp_path / "run"), encoder="tiny_test", embedding_dim=8, feature_dim=8,
+                         units=16, dropout=0.0, max_words=10, learning_rate=1e-2, tags=True, copy=True)
+    trainer = Trainer(config, vocab, channels=32, tag_words=TAG_WORDS)
+    references = [["a dog runs on the grass".split(), "a black dog on the beach".split()],
+                  ["two people sit near the water".split()],
+                  ["a man in a red shirt".split(), "a man on the street".split()],
+                  ["a white cat".split(), "a cat sits in the grass".split()]]
+    cider = CiderD(references)
+    lengths = np.asarray([np.mean([len(r) for r in refs]) for refs in references])
+    scst_config = SCSTConfig(data="", out=config.out, samples=samples, baseline=baseline)
+    return SCSTTrainer(trainer, vocab, cider, lengths, scst_config), vocab
+
+
+def _photos(seed: int, count: int = 4):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(count, 16, 32)).astype(np.float32),
+            rng.dirichlet(np.ones(len(TAG_WORDS)), size=count).astype(np.float32))
+
+
+@pytest.mark.parametrize("baseline", ["mean", "greedy"])
+def test_a_step_has_a_finite_loss_and_moves_the_weights(tmp_path, baseline):
+    scst, _ = _tiny_scst(tmp_path, baseline)
+    features, tags = _photos(0)
+    before = [v.numpy().copy() for v in scst.decoder.trainable_variables]
+    figures = scst.train_step(np.arange(4), features.astype(np.float16), tags)
+    assert all(math.isfinite(value) for value in figures.values())
+    after = [v.numpy() for v in scst.decoder.trainable_variables]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_sampled_captions_are_well_formed_and_greedy_matches_the_search(tmp_path):
+    import tensorflow as tf
+
+    from model.decoding import SearchDecoder
+
+    scst, vocab = _tiny_scst(tmp_path, "mean", samples=3)
+    features, tags = _photos(1)
+    tokens, lengths, finished = (x.numpy() for x in scst._sample(tf.constant(features), tf.constant(tags)))
+    assert tokens.shape == (12, 10)
+    for row, n, done in zip(tokens, lengths, finished):
+        assert vocab.end_id not in row[:n] and not {vocab.pad_id, vocab.start_id, vocab.unk_id} & set(row[:n])
+        if done:
+            assert row[n] == vocab.end_id and (row[n + 1:] == vocab.pad_id).all()
+        else:
+            assert n == 10
+    greedy_tokens, greedy_lengths, _ = (x.numpy() for x in scst._greedy(tf.constant(features), tf.constant(tags)))
+    search = SearchDecoder(scst.decoder, start_id=vocab.start_id, end_id=vocab.end_id, max_length=10,
+                           banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id)).greedy(features, tags)
+    np.testing.assert_array_equal(greedy_lengths, search.lengths[:, 0])
+    for row, n, expected in zip(greedy_tokens, greedy_lengths, search.tokens[:, 0]):
+        np.testing.assert_array_equal(row[:n], expected[:n])
+
+
+def test_teacher_forced_log_probs_equal_the_decoders_on_repeated_photos(tmp_path):
+    import tensorflow as tf
+
+    scst, vocab = _tiny_scst(tmp_path, "mean", samples=3)
+    features, tags = _photos(2, count=2)
+    tokens = scst._sample(tf.constant(features), tf.constant(tags))[0].numpy()
+    inputs = np.concatenate([np.full((6, 1), vocab.start_id, np.int32), tokens[:, :-1]], axis=1)
+    ours = scst.sequence_log_probs(tf.constant(features), tf.constant(tags), tf.constant(inputs)).numpy()
+    log_probs, _ = scst.decoder((np.repeat(features, 3, 0), inputs, np.repeat(tags, 3, 0)))
+    expected = tf.nn.log_softmax(log_probs + scst._ban).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_a_new_run_without_init_is_refused(tiny_flickr, tmp_path):
+    with pytest.raises(ValueError, match="--init"):
+        run_scst(SCSTConfig(data=str(tiny_flickr.root), out=str(tmp_path / "scst")))
+
+
+def test_mean_of_other_samples_baseline():
+    reward = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
+    np.testing.assert_allclose(mean_of_others(reward), [[2.5, 2.0, 1.5], [3.0, 3.0, 0.0]])
+    # Advantages of one photo sum to zero times k/(k-1): the baseline adds no bias to the gradient.
+    advantages = reward - mean_of_others(reward)
+    np.testing.assert_allclose(advantages.sum(axis=1), (reward - reward.mean(1, keepdims=True)).sum(1) * 1.5)

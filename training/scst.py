@@ -1,0 +1,475 @@
+"""Self-critical sequence training (SCST): fine-tune a cross-entropy decoder on the CIDEr-D reward.
+
+    python -m training.train --data ../shared/data/flickr8k --out runs/scst --scst --init runs/lite2 --epochs 8
+    python -m training.train --data ../shared/data/flickr8k --out runs/scst --scst --export resources/models/NAME
+
+REINFORCE (Rennie et al., 2017, "Self-critical Sequence Training for Image Captioning"): for each
+training photo the decoder samples ``samples`` captions (multinomial from its log-probabilities, one
+compiled graph over the whole batch, stopping when every caption has ended); each caption's reward
+is its CIDEr-D against the photo's references (:class:`training.cider.CiderD`, vectorised, document
+frequencies of the training references computed once) minus the guard penalties of
+:mod:`training.guards` (a dangling function word or an unfinished caption, repeated bigrams, length
+far from the references'); the baseline is the mean reward of the photo's *other* samples (Luo,
+2020, "A Better Variant of Self-Critical Sequence Training") or the reward of the greedy caption
+(Rennie et al.; ``--scst-baseline greedy``). The loss ``-(r - b) log p(caption)``, averaged over the
+sampled tokens, is minimised by the run's Adam optimiser.
+
+The run starts from the best epoch of the cross-entropy run ``--init`` (its ``best.weights.npz``,
+vocabulary and ``train_config.json``); the run folder gets the same files, so ``training.train
+--export`` writes its best epoch as a bundle. A ``tf.train.CheckpointManager`` in the run folder
+(decoder, optimiser, epoch, best dev CIDEr, sampling generator) lets an interrupted run resume.
+Every epoch ends with dev captions (beam ``--eval-beam``), scored with BLEU-4, METEOR and CIDEr by
+:func:`training.metrics.score_captions`, and the guard figures of :func:`training.guards.caption_guards`;
+the epoch with the best dev CIDEr is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.vocab import Vocabulary
+from training.cider import CiderD
+from training.data import load_dataset
+from training.guards import caption_guards, function_word_mask, guard_penalties
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("mean", "greedy")
+
+
+@dataclass
+class SCSTConfig:
+    """Settings of a self-critical run; the model's own settings come from the ``init`` run."""
+
+    data: str
+    out: str
+    init: str | None = None  # cross-entropy run folder (needed for a new run; a resumed run reads its own copy)
+    cache: str | None = None  # feature cache (default: the init run's, else the user cache)
+    epochs: int = 8
+    batch_size: int = 50  # photos per step; each gets `samples` captions
+    samples: int = 5
+    baseline: str = "mean"  # "mean" of the other samples (Luo 2020) or "greedy" (Rennie et al. 2017)
+    learning_rate: float = 5e-5
+    lr_decay: float = 1.0  # multiplied into the learning rate once per epoch
+    clip_norm: float = 5.0
+    dangling_penalty: float = 1.0  # reward penalty: ends in a function word, or never ended
+    repeat_penalty: float = 0.5  # per repeated bigram
+    length_penalty: float = 0.1  # per word beyond `length_tolerance` from the references' mean length
+    length_tolerance: float = 2.0
+    eval_beam: int = 3  # dev captions each epoch: 1 is greedy
+    eval_batch_size: int = 100
+    use_java: bool = True  # PTB tokenizer and METEOR for the dev scores
+    seed: int = 1234
+    limit: int | None = None  # only the first N training photos (quick experiments)
+    max_steps: int | None = None  # stop each epoch after N steps (tests, timing)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The decoder API used here: prepare / step / log_probs with a `memory` tuple (docs/ENGINE_API.md).
+
+
+def mean_of_others(reward: np.ndarray) -> np.ndarray:
+    """Luo (2020)'s baseline: for ``reward (photos, k)``, each sample's mean over the photo's other samples."""
+    k = reward.shape[1]
+    return (reward.sum(axis=1, keepdims=True) - reward) / (k - 1)
+
+
+def _tile(structure, k: int):
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda x: None if x is None else tf.repeat(x, k, axis=0), structure)
+
+
+class SCSTTrainer:
+    """The sampled decode, the reward and the policy-gradient update around a :class:`Trainer`'s decoder.
+
+    Args:
+        trainer: a ``training.train.Trainer`` built for the cross-entropy model (its decoder, Adam
+            optimiser and learning-rate schedule are used).
+        vocab: the model's vocabulary.
+        cider: CIDEr-D scorer over the training references (photo ``i`` = training photo ``i``).
+        reference_lengths: ``(train photos,)`` mean length of each photo's references (words).
+        config: the SCST settings.
+    """
+
+    def __init__(self, trainer, vocab: Vocabulary, cider: CiderD, reference_lengths: np.ndarray,
+                 config: SCSTConfig):
+        import tensorflow as tf
+
+        if config.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, got {config.baseline!r}")
+        if config.samples < 2 and config.baseline == "mean":
+            raise ValueError("the mean-of-other-samples baseline needs at least 2 samples per photo")
+        self.trainer = trainer
+        self.decoder = trainer.decoder
+        self.optimizer = trainer.optimizer
+        self.vocab = vocab
+        self.cider = cider
+        self.reference_lengths = np.asarray(reference_lengths, np.float64)
+        self.config = config
+        self.max_length = trainer.config.max_words
+        self.to_cider = cider.lookup_table([vocab.word_of(i) for i in range(len(vocab))])  # (vocab,)
+        self.function_mask = function_word_mask([vocab.word_of(i) for i in range(len(vocab))])
+        # Never sampled (as in the shipped decoding): <pad>, <start>, <unk>.
+        ban = np.zeros(len(vocab), np.float32)
+        ban[[vocab.pad_id, vocab.start_id, vocab.unk_id]] = -1e9
+        self._ban = tf.constant(ban)
+        with trainer.strategy.scope():
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="scst_epoch")
+            self.best_cider = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_cider")
+            self.generator = tf.random.Generator.from_seed(config.seed)
+        self.checkpoint = tf.train.Checkpoint(decoder=self.decoder, optimizer=self.optimizer, epoch=self.epoch,
+                                              best_cider=self.best_cider, generator=self.generator)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, Path(config.out) / "checkpoints", max_to_keep=2)
+        self._sample = tf.function(lambda f, t: self._decode_graph(f, t, config.samples, greedy=False),
+                                   reduce_retracing=True)
+        self._greedy = tf.function(lambda f, t: self._decode_graph(f, t, 1, greedy=True), reduce_retracing=True)
+        # One graph per padded caption length (multiples of 8), so the unrolled teacher-forced pass is short.
+        self._update = tf.function(self._update_graph, reduce_retracing=True)
+
+    # -- graphs -------------------------------------------------------------------------------
+
+    def _decode_graph(self, features, tags, k: int, *, greedy: bool):
+        """``k`` captions per photo: sampled from the decoder's distribution, or the argmax.
+
+        Returns ``tokens (batch*k, max_length) int32`` (``<end>`` included, then ``<pad>``),
+        ``lengths (batch*k,)`` words before ``<end>`` and ``finished (batch*k,)`` bool; the copies of
+        photo ``i`` are rows ``i*k .. i*k+k-1``.
+        """
+        import tensorflow as tf
+
+        dec, vocab = self.decoder, self.vocab
+        memory, hidden = dec.prepare(tf.cast(features, tf.float32), tags, training=False)
+        if k > 1:
+            memory, hidden = _tile(memory, k), tf.repeat(hidden, k, axis=0)
+        count = tf.shape(hidden)[0]
+        seeds = self.generator.make_seeds(self.max_length)  # (2, max_length); unused when greedy
+        tokens = tf.fill([count], vocab.start_id)
+        finished = tf.zeros([count], tf.bool)
+        lengths = tf.zeros([count], tf.int32)
+        out = tf.TensorArray(tf.int32, size=self.max_length, element_shape=[None])
+
+        def keep_going(t, tokens, hidden, finished, lengths, out):
+            return (t < self.max_length) & tf.logical_not(tf.reduce_all(finished))
+
+        def body(t, tokens, hidden, finished, lengths, out):
+            hidden, context, embedded, _ = dec.step(tokens, hidden, memory, training=False)
+            log_probs = dec.log_probs(hidden, context, embedded, memory, training=False) + self._ban  # (n, vocab)
+            if greedy:
+                chosen = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+            else:
+                chosen = tf.random.stateless_categorical(log_probs, 1, seed=seeds[:, t], dtype=tf.int32)[:, 0]
+            emitted = tf.where(finished, vocab.pad_id, chosen)
+            lengths += tf.cast(tf.logical_not(finished) & (chosen != vocab.end_id), tf.int32)
+            finished |= chosen == vocab.end_id
+            return t + 1, emitted, hidden, finished, lengths, out.write(t, emitted)
+
+        steps, _, _, finished, lengths, out = tf.while_loop(
+            keep_going, body, (tf.constant(0), tokens, hidden, finished, lengths, out),
+            maximum_iterations=self.max_length)
+        tokens_out = tf.transpose(out.gather(tf.range(steps)))  # (count, steps)
+        tokens_out = tf.pad(tokens_out, [[0, 0], [0, self.max_length - steps]], constant_values=vocab.pad_id)
+        return tokens_out, lengths, finished
+
+    def sequence_log_probs(self, features, tags, inputs):
+        """Teacher-forced log-probabilities of each photo's ``k`` sampled captions, under the sampling
+        distribution (banned ids excluded): ``inputs (batch*k, time)`` -> ``(batch*k, time, vocab)``.
+
+        The same as ``CaptionDecoder.call`` on the photos repeated ``k`` times, but the per-photo
+        work (projecting the grid, the attention keys) is done once per photo and then tiled.
+        """
+        import tensorflow as tf
+
+        dec, k = self.decoder, self.config.samples
+        memory, hidden = dec.prepare(tf.cast(features, tf.float32), tags, training=False)
+        memory, hidden = _tile(memory, k), tf.repeat(hidden, k, axis=0)  # (batch*k, ...)
+        hiddens, contexts, embeddeds = [], [], []
+        for t in range(inputs.shape[1]):
+            hidden, context, embedded, _ = dec.step(inputs[:, t], hidden, memory, training=False)
+            hiddens.append(hidden)
+            contexts.append(context)
+            embeddeds.append(embedded)
+        stack = lambda xs: tf.stack(xs, axis=1)  # noqa: E731
+        log_probs = dec.log_probs(stack(hiddens), stack(contexts), stack(embeddeds), memory)  # (batch*k, time, vocab)
+        return tf.nn.log_softmax(log_probs + self._ban)
+
+    def _update_graph(self, features, tags, inputs, targets, advantages):
+        """One REINFORCE step. ``features (batch, L, C)``, ``tags (batch, T)`` or None, ``inputs``
+        and ``targets (batch*k, time)`` (the sampled captions shifted by one), ``advantages (batch*k,)``."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            log_probs = self.sequence_log_probs(features, tags, inputs)  # (batch*k, time, vocab)
+            picked = tf.gather(log_probs, targets, batch_dims=2)  # (batch*k, time)
+            mask = tf.cast(targets != self.vocab.pad_id, tf.float32)
+            loss = -tf.reduce_sum(picked * mask * advantages[:, None]) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        variables = self.decoder.trainable_variables
+        # Variables used only while training with cross-entropy (the "no photo" grid) get no gradient.
+        pairs = [(g, v) for g, v in zip(tape.gradient(loss, variables), variables) if g is not None]
+        grads, norm = tf.clip_by_global_norm([g for g, _ in pairs], self.config.clip_norm)
+        self.optimizer.apply_gradients(zip(grads, [v for _, v in pairs]))
+        return loss, norm
+
+    # -- reward -------------------------------------------------------------------------------
+
+    def rewards(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarray):
+        """``(reward, cider, parts)`` for captions of training ``photos``, each ``(captions,)``."""
+        cider = self.cider.score(photos, self.to_cider[tokens], lengths)
+        penalty, parts = guard_penalties(
+            tokens, lengths, finished, self.function_mask, self.reference_lengths[photos],
+            dangling=self.config.dangling_penalty, repeat=self.config.repeat_penalty,
+            length=self.config.length_penalty, length_tolerance=self.config.length_tolerance)
+        return cider - penalty, cider, parts
+
+    def train_step(self, photos: np.ndarray, features: np.ndarray, tags: np.ndarray | None) -> dict[str, float]:
+        """Sample, score and update on one batch of training photos; returns the step's figures."""
+        import tensorflow as tf
+
+        k = self.config.samples
+        timer = time.perf_counter()
+        tags_in = None if tags is None else tf.convert_to_tensor(tags, tf.float32)
+        tokens, lengths, finished = (x.numpy() for x in self._sample(features, tags_in))
+        sampled = time.perf_counter()
+        repeated = np.repeat(photos, k)
+        reward, cider, parts = self.rewards(repeated, tokens, lengths, finished)
+        reward = reward.reshape(-1, k)  # (batch, k)
+        if self.config.baseline == "mean":
+            baseline = mean_of_others(reward)
+        else:
+            g_tokens, g_lengths, g_finished = (x.numpy() for x in self._greedy(features, tags_in))
+            baseline = self.rewards(photos, g_tokens, g_lengths, g_finished)[0][:, None]
+        advantages = (reward - baseline).reshape(-1).astype(np.float32)
+        scored = time.perf_counter()
+        # Teacher-forced pass over the samples, padded to a multiple of 8 steps (<end> included).
+        steps = min(self.max_length, int(math.ceil((lengths.max() + 1) / 8.0) * 8))
+        targets = tokens[:, :steps]
+        inputs = np.concatenate([np.full((len(tokens), 1), self.vocab.start_id, np.int32), targets[:, :-1]], axis=1)
+        loss, norm = self._update(features, tags_in, inputs, targets, advantages)
+        loss = float(loss)
+        updated = time.perf_counter()
+        return {"loss": loss, "reward": float(reward.mean()), "cider": float(cider.mean()),
+                "grad_norm": float(norm), "dangling": float(parts["dangling"].mean()),
+                "repeats": float((parts["repeats"] > 0).mean()), "length": float(lengths.mean()),
+                "sample_s": sampled - timer, "reward_s": scored - sampled, "update_s": updated - scored}
+
+    # -- dev captions ---------------------------------------------------------------------------
+
+    def captions(self, features: np.ndarray, tags: np.ndarray | None, beam: int, batch_size: int) -> list[list[str]]:
+        """Captions (word lists) of ``features`` with beam search (``beam`` 1: greedy)."""
+        from model.decoding import SearchDecoder
+
+        vocab = self.vocab
+        search = SearchDecoder(self.decoder, start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id,
+                               max_length=self.max_length, banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id))
+        out = []
+        for i in range(0, len(features), batch_size):
+            chunk = features[i:i + batch_size].astype(np.float32)
+            chunk_tags = None if tags is None else tags[i:i + batch_size]
+            decoded = search.beam(chunk, beam, chunk_tags)
+            for row in range(decoded.tokens.shape[0]):
+                n = int(decoded.lengths[row, 0])
+                out.append([vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :n]])
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+
+
+def _train_config(config: SCSTConfig, source: Path):
+    """The cross-entropy run's TrainConfig (from its ``train_config.json`` at ``source``), pointed at
+    this run's folder, learning rate and data."""
+    from training.train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in json.loads(source.read_text()).items() if k in known}
+    values.update(data=config.data, out=config.out, learning_rate=config.learning_rate, lr_decay=config.lr_decay,
+                  clip_norm=config.clip_norm, limit=config.limit, strategy="default")
+    if config.cache:
+        values["cache"] = config.cache
+    return TrainConfig(**values)
+
+
+def _split_tags(split) -> np.ndarray | None:
+    return None if split.tags is None else np.asarray(split.tags, np.float32)
+
+
+def run_scst(config: SCSTConfig) -> dict:
+    """Fine-tune with SCST for ``config.epochs`` epochs (resuming the run in ``config.out``)."""
+    from model.bundle import assign_variables
+    from training.metrics import score_captions
+    from training.train import Trainer, _tag_setup, prepare_split
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fresh = not (out / "checkpoints").is_dir() or not any((out / "checkpoints").iterdir())
+    if fresh:
+        if not config.init:
+            raise ValueError("a new SCST run needs --init RUN (a finished cross-entropy run folder)")
+        init = Path(config.init)
+        for name in ("train_config.json", "vocab.json", "best.weights.npz"):
+            if not (init / name).is_file():
+                raise FileNotFoundError(f"{init / name} is missing: --init must be a finished training run")
+        shutil.copyfile(init / "vocab.json", out / "vocab.json")
+        shutil.copyfile(init / "train_config.json", out / "init_train_config.json")
+        if (init / "history.json").is_file():
+            shutil.copyfile(init / "history.json", out / "init_history.json")
+    train_config = _train_config(config, out / "init_train_config.json")
+    vocab = Vocabulary.load(out / "vocab.json")
+    (out / "train_config.json").write_text(json.dumps(asdict(train_config), indent=2))
+    (out / "scst_config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    # A tag-aware model reads each photo's tags, computed from its cached grid by the run's tagger.
+    tag_map, tagger = _tag_setup(train_config)
+    train_data, _ = prepare_split(train_config, "train", vocab, limit=config.limit, tagger=tagger)
+    dev_data, _ = prepare_split(train_config, "dev", vocab, limit=config.limit and max(config.limit // 6, 8),
+                                tagger=tagger)
+    cider = CiderD(train_data.references)
+    reference_lengths = np.asarray([np.mean([len(r) for r in refs]) for refs in train_data.references])
+    raw_dev = {path.name: caps for path, caps in load_dataset(config.data, "dev")[0]}
+    dev_refs = {i: raw_dev[path.name] for i, path in enumerate(dev_data.images)}
+    train_tags, dev_tags = _split_tags(train_data), _split_tags(dev_data)
+
+    steps_per_epoch = math.ceil(len(train_data.images) / config.batch_size)
+    if config.max_steps:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps)
+    trainer = Trainer(train_config, vocab, channels=train_data.features.shape[-1], steps_per_epoch=steps_per_epoch,
+                      tag_words=tag_map.words if tag_map is not None else ())
+    scst = SCSTTrainer(trainer, vocab, cider, reference_lengths, config)
+    if scst.manager.latest_checkpoint:
+        scst.checkpoint.restore(scst.manager.latest_checkpoint).expect_partial()
+        log.info("resumed from %s (SCST epoch %d done)", scst.manager.latest_checkpoint, int(scst.epoch.numpy()))
+    else:
+        with np.load(Path(config.init) / "best.weights.npz", allow_pickle=False) as npz:
+            assign_variables(trainer.decoder, {k: npz[k] for k in npz.files})
+        log.info("starting from %s (best cross-entropy epoch)", config.init)
+
+    history_path = out / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    if not history:
+        history.append({"epoch": 0, **_evaluate(scst, dev_data, dev_tags, dev_refs, config, score_captions)})
+        scst.best_cider.assign(history[0]["dev"]["CIDEr"])
+        trainer.save_best()
+        history_path.write_text(json.dumps(history, indent=2))
+        log.info("before SCST: dev %s", _summary(history[0]))
+    while int(scst.epoch.numpy()) < config.epochs:
+        epoch = int(scst.epoch.numpy()) + 1
+        order = np.random.default_rng(config.seed + epoch).permutation(len(train_data.images))
+        figures, photos_done = [], 0
+        started = time.perf_counter()
+        for step, i in enumerate(range(0, len(order), config.batch_size)):
+            if config.max_steps and step >= config.max_steps:
+                break
+            photos = np.sort(order[i:i + config.batch_size])
+            tags = None if train_tags is None else train_tags[photos]
+            figures.append(scst.train_step(photos, train_data.features[photos], tags))
+            photos_done += len(photos)
+            if step % 20 == 0:
+                log.info("epoch %d step %d: %s", epoch, step, " ".join(
+                    f"{k} {v:.3f}" for k, v in figures[-1].items()))
+        seconds = time.perf_counter() - started
+        train = {key: float(np.mean([f[key] for f in figures])) for key in figures[0]}
+        train["seconds"] = round(seconds, 1)
+        train["seconds_per_1000_photos"] = round(1000.0 * seconds / max(photos_done, 1), 2)
+        record = {"epoch": epoch, "train": train,
+                  **_evaluate(scst, dev_data, dev_tags, dev_refs, config, score_captions)}
+        scst.epoch.assign(epoch)
+        record["best"] = improved = record["dev"]["CIDEr"] > float(scst.best_cider.numpy())
+        if improved:
+            scst.best_cider.assign(record["dev"]["CIDEr"])
+            trainer.save_best()
+        history.append(record)
+        history_path.write_text(json.dumps(history, indent=2))
+        scst.manager.save()
+        log.info("epoch %d: reward %.3f, sample CIDEr-D %.3f, %.1f s per 1000 photos; dev %s%s",
+                 epoch, train["reward"], train["cider"], train["seconds_per_1000_photos"], _summary(record),
+                 " (best)" if improved else "")
+    return {"history": history, "best_cider": float(scst.best_cider.numpy())}
+
+
+def _evaluate(scst: SCSTTrainer, dev_data, dev_tags, dev_refs, config: SCSTConfig, score_captions) -> dict:
+    started = time.perf_counter()
+    captions = scst.captions(dev_data.features, dev_tags, config.eval_beam, config.eval_batch_size)
+    decoded = time.perf_counter()
+    metrics = score_captions(dev_refs, {i: " ".join(words) for i, words in enumerate(captions)},
+                             use_java=config.use_java)
+    return {"dev": metrics, "dev_guards": caption_guards(captions), "dev_beam": config.eval_beam,
+            "dev_decode_seconds": round(decoded - started, 1), "example": " ".join(captions[0])}
+
+
+def _summary(record: dict) -> str:
+    dev, guards = record["dev"], record["dev_guards"]
+    meteor = dev.get("METEOR")
+    return (f"BLEU-4 {dev['BLEU-4']:.4f} CIDEr {dev['CIDEr']:.4f} METEOR "
+            f"{'n/a' if meteor is None else f'{meteor:.4f}'}; ends in function word "
+            f"{guards['ends_in_function_word']:.3f}, repeated bigram {guards['repeated_bigram']:.3f}, "
+            f"mean length {guards['mean_length']:.2f}, {guards['distinct_captions']} distinct captions, "
+            f"{guards['distinct_words']} distinct words; e.g. {record['example']!r}")
+
+
+def export(out: str | Path, destination: Path, *, name: str, description: str) -> Path:
+    """Write the best epoch of the SCST run in ``out`` as a bundle (see ``training.train.export``).
+
+    The bundle's training record keeps the cross-entropy run's history and adds ``scst``: the
+    settings and the per-epoch history of this run."""
+    from training.train import export as export_bundle
+
+    out = Path(out)
+    read = lambda name: json.loads((out / name).read_text()) if (out / name).is_file() else None  # noqa: E731
+    from training.train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in read("train_config.json").items() if k in known})
+    return export_bundle(config, destination, name=name, description=description,
+                         extra_training={"history": read("init_history.json") or [],
+                                         "scst": {"settings": read("scst_config.json"), "history": read("history.json")}})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Command line (reached through ``python -m training.train --scst ...``)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.train --scst", description=__doc__.splitlines()[0])
+    defaults = SCSTConfig(data="", out="")
+    parser.add_argument("--scst", action="store_true", required=True, help="self-critical fine-tuning")
+    parser.add_argument("--data", required=True, help="Flickr8k-layout folder")
+    parser.add_argument("--out", required=True, help="the SCST run folder")
+    parser.add_argument("--init", default=None, help="the cross-entropy run folder to start from")
+    parser.add_argument("--cache", default=None, help="feature cache folder (default: the init run's)")
+    for name in ("epochs", "batch_size", "samples", "eval_beam", "eval_batch_size", "seed", "limit", "max_steps"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("learning_rate", "lr_decay", "clip_norm", "dangling_penalty", "repeat_penalty",
+                 "length_penalty", "length_tolerance"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--scst-baseline", dest="baseline", choices=BASELINES, default=defaults.baseline,
+                        help="mean reward of the other samples (default) or the greedy caption's reward")
+    parser.add_argument("--no-java", dest="use_java", action="store_false",
+                        help="score dev without Java (Python tokenizer, no METEOR)")
+    parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")
+    parser.add_argument("--name", default="flickr8k-lite2")
+    parser.add_argument("--description", default="Show, Attend and Tell on Flickr8k, fine-tuned with SCST (CIDEr-D)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args.pop("scst")
+    destination, name, description = args.pop("export"), args.pop("name"), args.pop("description")
+    if destination:
+        print(export(args["out"], destination, name=name, description=description))
+        return 0
+    result = run_scst(SCSTConfig(**args))
+    print(json.dumps({"best_dev_cider": result["best_cider"]}))
+    return 0
