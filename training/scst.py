@@ -56,11 +56,12 @@ class SCSTConfig:
     init: str | None = None  # cross-entropy run folder (needed for a new run; a resumed run reads its own copy)
     cache: str | None = None  # feature cache (default: the init run's, else the user cache)
     epochs: int = 8
-    batch_size: int = 50  # photos per step; each gets `samples` captions
+    batch_size: int = 20  # photos per step; each gets `samples` captions
     samples: int = 5
     baseline: str = "mean"  # "mean" of the other samples (Luo 2020) or "greedy" (Rennie et al. 2017)
-    learning_rate: float = 5e-5
-    lr_decay: float = 1.0  # multiplied into the learning rate once per epoch
+    # Rennie et al. used 5e-5 over hundreds of thousands of steps; a CPU run has a few thousand.
+    learning_rate: float = 1e-4
+    lr_decay: float = 0.8  # multiplied into the learning rate once per epoch
     clip_norm: float = 5.0
     dangling_penalty: float = 1.0  # reward penalty: ends in a function word, or never ended
     repeat_penalty: float = 0.5  # per repeated bigram
@@ -356,6 +357,8 @@ def run_scst(config: SCSTConfig) -> dict:
 
     history_path = out / "history.json"
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    # An epoch recorded after the last checkpoint (a run stopped in between) is done again.
+    history = [h for h in history if h["epoch"] <= int(scst.epoch.numpy())]
     if not history:
         history.append({"epoch": 0, **_evaluate(scst, dev_data, dev_tags, dev_refs, config, score_captions)})
         scst.best_cider.assign(history[0]["dev"]["CIDEr"])
@@ -432,7 +435,8 @@ def export(out: str | Path, destination: Path, *, name: str, description: str) -
     config = TrainConfig(**{k: v for k, v in read("train_config.json").items() if k in known})
     return export_bundle(config, destination, name=name, description=description,
                          extra_training={"history": read("init_history.json") or [],
-                                         "scst": {"settings": read("scst_config.json"), "history": read("history.json")}})
+                                         "scst": {"settings": read("scst_config.json"),
+                                                  "history": read("history.json")}})
 
 
 # ---------------------------------------------------------------------------------------------------
