@@ -135,8 +135,10 @@ class SCSTTrainer:
         self._sample = tf.function(lambda f, t: self._decode_graph(f, t, config.samples, greedy=False),
                                    reduce_retracing=True)
         self._greedy = tf.function(lambda f, t: self._decode_graph(f, t, 1, greedy=True), reduce_retracing=True)
-        # One graph per padded caption length (multiples of 8), so the unrolled teacher-forced pass is short.
-        self._update = tf.function(self._update_graph, reduce_retracing=True)
+        # One graph per padded caption length (multiples of 8), so the unrolled teacher-forced pass is
+        # short; no reduce_retracing, which would make the time axis unknown.
+        self._update = tf.function(self._update_graph)
+        self._search = None
 
     # -- graphs -------------------------------------------------------------------------------
 
@@ -270,8 +272,11 @@ class SCSTTrainer:
         from model.decoding import SearchDecoder
 
         vocab = self.vocab
-        search = SearchDecoder(self.decoder, start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id,
-                               max_length=self.max_length, banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id))
+        if self._search is None:  # kept, so its compiled graphs serve every epoch
+            self._search = SearchDecoder(self.decoder, start_id=vocab.start_id, end_id=vocab.end_id,
+                                         pad_id=vocab.pad_id, max_length=self.max_length,
+                                         banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id))
+        search = self._search
         out = []
         for i in range(0, len(features), batch_size):
             chunk = features[i:i + batch_size].astype(np.float32)
