@@ -76,7 +76,7 @@ class SCSTConfig:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The decoder API used here: prepare / step / log_probs with a `memory` tuple (docs/ENGINE_API.md).
+# Through the decoder API of model/decoder.py: prepare / step / log_probs with a `memory` tuple.
 
 
 def mean_of_others(reward: np.ndarray) -> np.ndarray:
