@@ -19,21 +19,13 @@ from tests.desktop.xmp_corpus import subject_of
 THRESHOLD = 0.3
 
 
-@dataclasses.dataclass(frozen=True)
-class TaggedResult(CaptionResult):
-    """A CaptionResult with tags, as the engine gives them (``tags`` and ``keywords``)."""
-
-    tags: tuple[Tag, ...] = ()
-
-    @property
-    def keywords(self) -> tuple[str, ...]:
-        return tuple(t.word for t in self.tags if t.probability >= THRESHOLD)
-
-
-def tagged(photo: Path, text: str, tags: dict[str, float]) -> TaggedResult:
+def tagged(photo: Path, text: str, tags: dict[str, float]) -> CaptionResult:
+    """A result with tags and keywords, as the engine gives them."""
     words = tuple(text.split())
     tag_list = tuple(Tag(w, p, (i,)) for i, (w, p) in enumerate(sorted(tags.items(), key=lambda kv: -kv[1])))
-    return TaggedResult(str(photo), words, tuple(range(len(words))), -0.5, np.zeros((len(words), 2, 2), np.float32), (), tag_list)
+    keywords = tuple(t.word for t in tag_list if t.probability >= THRESHOLD)
+    return CaptionResult(str(photo), words, tuple(range(len(words))), -0.5, np.zeros((len(words), 2, 2), np.float32),
+                         (), tag_list, keywords)
 
 
 class TaggingCaptioner:
