@@ -66,8 +66,7 @@ def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: 
             entry["caption"] = outcome.text
             references[index] = list(refs)
             candidates[index] = outcome.text
-            # CaptionResult.keywords arrives with the tag-aware engine; older results have none.
-            keywords[index] = tuple(getattr(outcome, "keywords", ()) or ())
+            keywords[index] = tuple(outcome.keywords)  # empty for bundles without tags
             if keywords[index]:
                 entry["keywords"] = list(keywords[index])
         else:

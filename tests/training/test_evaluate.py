@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -153,14 +152,10 @@ def test_cli_end_to_end_with_a_tiny_random_bundle(tiny_flickr, tmp_path, capsys)
         assert name == "METEOR" or isinstance(report["metrics"][name], float)
 
 
-@dataclass(frozen=True)
-class KeywordResult:
-    """A result as the tag-aware engine returns it: a caption and its keywords."""
-
-    source: str
-    text: str
-    keywords: tuple[str, ...]
-    ok: bool = True
+def _result(source: str, text: str, keywords: tuple[str, ...]) -> CaptionResult:
+    words = tuple(text.split())
+    return CaptionResult(source, words, tuple(range(4, 4 + len(words))), -0.5,
+                         np.zeros((len(words), 1, 1), np.float32), keywords=keywords)
 
 
 def test_concept_metrics_and_keyword_precision_from_results(tmp_path):
@@ -169,8 +164,8 @@ def test_concept_metrics_and_keyword_precision_from_results(tmp_path):
         (tmp_path / "bus.jpg", ["A school bus on a street.", "A yellow bus.", "A bus parked by the road."]),
     ]
     outcomes = [
-        KeywordResult("cat.jpg", "a dog sitting on a couch", ("cat", "couch")),
-        KeywordResult("bus.jpg", "a yellow bus on the street", ("bus", "pizza")),
+        _result("cat.jpg", "a dog sitting on a couch", ("cat", "couch")),
+        _result("bus.jpg", "a yellow bus on the street", ("bus", "pizza")),
     ]
     report = evaluate.score_outcomes(items, outcomes, use_java=False)
     metrics = report["metrics"]
