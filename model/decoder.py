@@ -60,11 +60,15 @@ class CaptionDecoder(keras.Model):
         copy_ids: the vocabulary id of every tag word (``num_tags`` ids), enabling the copy path.
         grid_dropout: while training, the share of photos whose grid is replaced by the "no photo"
             grid, so the decoder learns to caption from the tags alone too.
+        context_gate: scale the attention context by a gate computed from the previous hidden state,
+            ``sigmoid(W h_{t-1})`` per feature (the "f_beta" gate of Show, Attend and Tell, section 4.2.1),
+            so the decoder can turn the photo down for words such as "a" and "of".
     """
 
     def __init__(self, vocab_size: int, encoder_channels: int, embedding_dim: int = 256,
                  feature_dim: int = 256, units: int = 512, dropout: float = 0.3, num_tags: int = 0,
-                 copy_ids: list[int] | None = None, grid_dropout: float = 0.0, **kwargs):
+                 copy_ids: list[int] | None = None, grid_dropout: float = 0.0, context_gate: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.encoder_channels = encoder_channels
@@ -77,6 +81,7 @@ class CaptionDecoder(keras.Model):
         if self.copy_ids is not None and len(self.copy_ids) != self.num_tags:
             raise ValueError(f"copy_ids has {len(self.copy_ids)} ids for {self.num_tags} tags")
         self.grid_dropout = float(grid_dropout)
+        self.context_gate = bool(context_gate)
         self.projection = EncoderProjection(feature_dim, dropout=dropout / 2, name="projection")
         self.attention = BahdanauAttention(units, name="attention")
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
@@ -85,6 +90,8 @@ class CaptionDecoder(keras.Model):
         self.deep_output = layers.Dense(embedding_dim, activation="tanh", name="deep_output")
         self.out_dropout = layers.Dropout(dropout)
         self.logits_dense = layers.Dense(vocab_size, name="logits")
+        if self.context_gate:
+            self.gate_dense = layers.Dense(feature_dim, activation="sigmoid", name="context_gate")
         if self.num_tags:
             self.tag_embedding = layers.Dense(feature_dim, activation="relu", name="tag_embedding")
             self.seed_generator = keras.random.SeedGenerator(17)
@@ -106,6 +113,8 @@ class CaptionDecoder(keras.Model):
         self.gru.build((None, self.embedding_dim + self.feature_dim + tag_dim))
         self.deep_output.build((None, self.units + self.feature_dim + self.embedding_dim))
         self.logits_dense.build((None, self.embedding_dim))
+        if self.context_gate:
+            self.gate_dense.build((None, self.units))
         if self.num_tags:
             self.tag_embedding.build((None, self.num_tags))
             self.null_grid = self.add_weight(shape=(1, self.feature_dim), initializer="zeros", name="null_grid")
@@ -161,6 +170,8 @@ class CaptionDecoder(keras.Model):
         """
         projected, keys, _, tag_context = memory
         context, weights = self.attention(keys, projected, hidden)
+        if self.context_gate:
+            context = context * self.gate_dense(hidden)  # (batch, feature_dim), gated by h_{t-1}
         embedded = self.embedding(tokens)  # (batch, embedding_dim)
         x = ops.concatenate([embedded, context, tag_context], axis=-1)
         _, states = self.gru(x, [hidden], training=training)
@@ -209,6 +220,8 @@ class CaptionDecoder(keras.Model):
         }
         if self.num_tags:  # older bundles have no tag fields: keep their config unchanged
             config |= {"num_tags": self.num_tags, "copy_ids": self.copy_ids, "grid_dropout": self.grid_dropout}
+        if self.context_gate:  # likewise: only a gated decoder's config names the gate
+            config["context_gate"] = True
         return config
 
 

@@ -65,6 +65,7 @@ class TrainConfig:
     text_limit: int | None = None
     grid_dropout: float = 0.15
     label_smoothing: float = 0.0
+    context_gate: bool = False  # the "f_beta" gate on the attention context (Show, Attend and Tell)
 
 
 @dataclass
@@ -191,7 +192,7 @@ class Trainer:
             self.decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=channels,
                                           embedding_dim=config.embedding_dim, feature_dim=config.feature_dim,
                                           units=config.units, dropout=config.dropout, name="caption_decoder",
-                                          **tag_args)
+                                          context_gate=config.context_gate, **tag_args)
             self.decoder.build()
             schedule = keras.optimizers.schedules.ExponentialDecay(
                 config.learning_rate, decay_steps=max(steps_per_epoch, 1), decay_rate=config.lr_decay)
@@ -518,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text-limit", type=int, default=None)
     parser.add_argument("--grid-dropout", type=float, default=defaults.grid_dropout)
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument("--context-gate", action="store_true",
+                        help="gate the attention context by the previous hidden state (the f_beta gate)")
     parser.add_argument("--name", default="flickr8k-lite2")
     parser.add_argument("--description", default="Show, Attend and Tell (GRU, Bahdanau attention) on Flickr8k")
     return parser

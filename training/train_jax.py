@@ -115,7 +115,8 @@ class JaxTrainer:
                         "copy_ids": [vocab.id_of(w) for w in tag_words] if config.copy else None}
         self.decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=channels,
                                       embedding_dim=config.embedding_dim, feature_dim=config.feature_dim,
-                                      units=config.units, dropout=config.dropout, name="caption_decoder", **tag_args)
+                                      units=config.units, dropout=config.dropout, name="caption_decoder",
+                                      context_gate=config.context_gate, **tag_args)
         self.decoder.build()
         schedule = keras.optimizers.schedules.ExponentialDecay(
             config.learning_rate, decay_steps=max(steps_per_epoch, 1), decay_rate=config.lr_decay)
