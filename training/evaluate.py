@@ -50,7 +50,8 @@ def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: 
         metrics), ``n_images`` (images scored), ``n_failed`` (images the model could not caption: left
         out of the metrics) and ``captions``, one entry per item with ``image``, ``caption`` (``None``
         on failure), ``references``, ``concepts`` (named by the caption), ``hallucinated`` (named by no
-        reference), ``keywords`` (when the result has any) and, on failure, ``error``; ``guards``:
+        reference), ``keywords`` and ``tags`` (``[word, probability]``; when the result has any) and, on
+        failure, ``error``; ``guards``:
         :func:`training.guards.caption_guards` of the captions (share ending in a function word, share
         with a repeated bigram, mean length, distinct captions and words).
     """
@@ -69,6 +70,8 @@ def score_outcomes(items: Sequence[Item], outcomes: Sequence[Any], *, use_java: 
             keywords[index] = tuple(outcome.keywords)  # empty for bundles without tags
             if keywords[index]:
                 entry["keywords"] = list(keywords[index])
+            if outcome.tags:  # word and probability, so a keyword threshold can be chosen from the report
+                entry["tags"] = [[tag.word, round(float(tag.probability), 4)] for tag in outcome.tags]
         else:
             entry["error"] = outcome.reason
         captions.append(entry)

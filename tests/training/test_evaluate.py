@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.results import CaptionFailure, CaptionResult
+from model.results import CaptionFailure, CaptionResult, Tag
 from training import evaluate
 from training.data import load_dataset
 from training.concepts import CONCEPT_METRIC_NAMES
@@ -154,8 +154,9 @@ def test_cli_end_to_end_with_a_tiny_random_bundle(tiny_flickr, tmp_path, capsys)
 
 def _result(source: str, text: str, keywords: tuple[str, ...]) -> CaptionResult:
     words = tuple(text.split())
+    tags = tuple(Tag(word, 0.5, (i,)) for i, word in enumerate(keywords))
     return CaptionResult(source, words, tuple(range(4, 4 + len(words))), -0.5,
-                         np.zeros((len(words), 1, 1), np.float32), keywords=keywords)
+                         np.zeros((len(words), 1, 1), np.float32), tags=tags, keywords=keywords)
 
 
 def test_concept_metrics_and_keyword_precision_from_results(tmp_path):
@@ -175,5 +176,6 @@ def test_concept_metrics_and_keyword_precision_from_results(tmp_path):
     assert metrics["keyword-P"] == pytest.approx(3 / 4)  # pizza is in no reference
     assert report["captions"][0]["hallucinated"] == ["dog"]
     assert report["captions"][1]["keywords"] == ["bus", "pizza"]
+    assert report["captions"][1]["tags"] == [["bus", 0.5], ["pizza", 0.5]]
     table = evaluate.format_table({**report, "beam": 3, "model": "m"})
     assert "concept-F1    0.7500" in table and "keyword-P     0.7500" in table
