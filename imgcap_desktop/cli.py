@@ -110,8 +110,8 @@ def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, ou
         record |= {"words": list(outcome.words), "score": round(outcome.score, 4),
                    "alternatives": [{"caption": a.text, "score": round(a.score, 4)} for a in outcome.alternatives],
                    "tags": [{"word": t.word, "probability": round(float(t.probability), 4)}
-                            for t in getattr(outcome, "tags", ())],
-                   "keywords": list(getattr(outcome, "keywords", ()))}  # fmt: skip
+                            for t in outcome.tags],
+                   "keywords": list(outcome.keywords)}  # fmt: skip
     if status.caption is not None and status.caption.keywords is not None and status.status != "written":
         record.setdefault("keywords", list(status.caption.keywords))
     if status.sidecar:

@@ -96,8 +96,7 @@ def store_outcomes(
             statuses.append(PhotoStatus(photo, "failed", message=f"{photo.name}: {outcome.reason}"))
             continue
         # No tags at all (a bundle whose encoder has no classifier): leave the keywords alone.
-        tagged = options.keywords and getattr(outcome, "tags", ())
-        keywords = tuple(getattr(outcome, "keywords", ())) if tagged else None
+        keywords = tuple(outcome.keywords) if options.keywords and outcome.tags else None
         caption = StoredCaption(outcome.text, "automatic", model_name, outcome.score, captioned_at, keywords)
         statuses.append(_store(photo, caption, options))
     return statuses

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from model.images import ImageLoadError, load_image
-from model.results import CaptionFailure, CaptionResult
+from model.results import CaptionFailure, CaptionResult, Tag
 
 
 class StandInCaptioner:
@@ -41,7 +41,8 @@ class StandInCaptioner:
         except ImageLoadError as exc:
             return CaptionFailure(str(path), exc.reason)
         words = ("a", "cat", "on", "a", "sofa")
-        return CaptionResult(str(path), words, tuple(range(5)), -0.5, np.zeros((5, 2, 2), np.float32))
+        tags = (Tag("cat", 0.8, (285,)), Tag("sofa", 0.1, (831,)))
+        return CaptionResult(str(path), words, tuple(range(5)), -0.5, np.zeros((5, 2, 2), np.float32), (), tags, ("cat",))
 
 
 def main() -> int:

@@ -186,6 +186,7 @@ def test_library_warnings_never_reach_stdout(tmp_path):
     assert done.returncode == 0
     records = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert [Path(r["path"]).name for r in records] == ["a.jpg", "b.png"]
+    assert records[0]["tags"][0] == {"word": "cat", "probability": 0.8} and records[0]["keywords"] == ["cat"]
     assert "[warn] Unsupported date format" in done.stderr.decode()
     assert "XMP toolkit says hello" in done.stderr.decode()
 
