@@ -143,7 +143,8 @@ def test_non_utf8_name_survives_the_csv_round_trip(tmp_path, engine, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
     raw = os.fsencode(folder) + b"/caf\xe9.jpg"
-    Image.new("RGB", (8, 8)).save(open(raw, "wb"), format="JPEG")
+    with open(raw, "wb") as f:
+        Image.new("RGB", (8, 8)).save(f, format="JPEG")
     make_photo(folder / "plain.jpg")
     csv_file = folder / "out.csv"
 
