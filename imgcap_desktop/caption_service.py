@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import queue
 import sys
 import threading
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 CaptionerFactory = Callable[[str | None, str], object]
 GIL_SWITCH_INTERVAL_S = 0.001
+#: How much lower than the GUI thread the worker runs (Linux nice steps; 10 is about a tenth of the CPU
+#: share when both want it, and all of it when the GUI is idle).
+WORKER_NICENESS = 10
 #: Stores one batch's outcomes (on the worker thread) and returns a status per outcome.
 StoreBatch = Callable[..., list]
 
@@ -194,8 +198,25 @@ class _JobThread(QThread):
             _THREADS.discard(self)
 
     def run(self) -> None:
+        lower_thread_priority(WORKER_NICENESS)
         while (job := self._jobs.get()) is not None:
             self._worker.run(job)
+
+
+def lower_thread_priority(niceness: int) -> None:
+    """Make the calling thread (and the threads it starts: the engine's pools) yield the CPU to the GUI.
+
+    On Linux the nice value is per thread and new threads inherit it, so the GUI thread, at the
+    normal priority, gets the CPU it needs for a frame while the worker takes the rest. Elsewhere
+    this does nothing (nice is per process there).
+    """
+    if not sys.platform.startswith("linux") or niceness <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+    except OSError as exc:  # not allowed (a sandbox): captioning works as before
+        log.info("cannot lower the captioning thread's priority: %s", exc)
 
 
 class CaptionService(QObject):
