@@ -118,18 +118,24 @@ def test_window_shows_and_opens_a_folder_without_importing_tensorflow(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_model_runs_several_jobs_a_cancel_and_a_resume_in_one_session(tmp_path):
-    # In a fresh process, as in the app: TensorFlow first runs on the service's worker thread. The
-    # second job used to crash there (segfault) or hang; a process that had already run TensorFlow
-    # on its main thread did not show it, so this cannot run inside the test process.
-    script = textwrap.dedent("""
+@pytest.mark.parametrize("runtime", ["auto", "tf"])
+def test_real_model_runs_several_jobs_a_cancel_and_a_resume_in_one_session(tmp_path, runtime):
+    # In a fresh process, as in the app: the engine first runs on the service's worker thread. With
+    # TensorFlow the second job used to crash there (segfault) or hang; a process that had already
+    # run TensorFlow on its main thread did not show it, so this cannot run inside the test process.
+    script = textwrap.dedent(f"""
         import json, sys
         from imgcap_desktop.caption_service import CaptionJob, CaptionService
         from imgcap_desktop.selftest import _run_job, sample_photos
         from PySide6.QtCore import QCoreApplication
         app = QCoreApplication([])
         photos = tuple(sample_photos())
-        service = CaptionService()  # the shipped model, loaded on the worker thread
+
+        def load(bundle, device):  # the shipped model, loaded on the worker thread
+            from model.captioner import Captioner
+            return Captioner.from_bundle(bundle, device=device, runtime={runtime!r})
+
+        service = CaptionService(factory=load)
         runs = []
         try:
             runs.append(_run_job(service, CaptionJob(photos, batch_size=2, device="cpu")))
@@ -138,7 +144,7 @@ def test_real_model_runs_several_jobs_a_cancel_and_a_resume_in_one_session(tmp_p
             rest = tuple(p for p in photos if str(p) not in runs[-1][0])
             runs.append(_run_job(service, CaptionJob(rest, batch_size=2, device="cpu")))
             runs.append(_run_job(service, CaptionJob(photos[:1], batch_size=1, device="cpu")))
-            print(json.dumps({"model": service.model_name, "runs": runs}))
+            print(json.dumps({{"model": service.model_name, "runs": runs}}))
         finally:
             service.shutdown()
     """)
