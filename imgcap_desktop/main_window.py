@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from imgcap_desktop.caption_panel import CaptionPanel
 from imgcap_desktop.caption_service import CaptionJob, CaptionService
 from imgcap_desktop.folder_reader import StoredCaptionReader
+from imgcap_desktop.metadata.csvio import CsvFormatError
 from imgcap_desktop.metadata.folder import scan_folder
 from imgcap_desktop.metadata.sidecar import StoredCaption
 from imgcap_desktop.photo_grid import PhotoGrid
@@ -118,6 +119,8 @@ class MainWindow(QMainWindow):
         self.subfolders_action.setChecked(self.settings.include_subfolders)
         self.export_action = action("&Export CSV…", self._on_export_action_triggered, "Ctrl+E",
                                     "Export the captions of the folder (or of the selection) to CSV")
+        self.import_action = action("&Import CSV…", self._on_import_action_triggered, tip=(
+            "Apply captions edited in a spreadsheet (an exported CSV) to the photos' sidecars"))
         self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
         self.caption_all_action = action("Caption &All", self.caption_all, "Ctrl+Shift+A")
         self.caption_selected_action = action("Caption &Selected", self.caption_selected, "Ctrl+R")
@@ -167,7 +170,7 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.open_action)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self._rebuild_recent_menu()
-        for act in (self.subfolders_action, None, self.export_action, None, self.quit_action):
+        for act in (self.subfolders_action, None, self.export_action, self.import_action, None, self.quit_action):
             file_menu.addSeparator() if act is None else file_menu.addAction(act)
         edit_menu = menu.addMenu("&Edit")
         for act in (self.undo_action, self.redo_action, None, self.find_action, self.settings_action):
@@ -374,6 +377,27 @@ class MainWindow(QMainWindow):
             self.exported.connect(self._on_exported, Qt.ConnectionType.SingleShotConnection)
             self.export_csv(name, selection_only=selection_only, excel_bom=chosen == EXCEL_FILTER)
 
+    def import_csv(self, csv_file: str | Path) -> bool:
+        """Apply an edited CSV's captions to the folder's sidecars (as a person's); says how it went."""
+        if self.folder is None:
+            return False
+        try:
+            report = self.session.import_csv(csv_file)
+        except (CsvFormatError, OSError) as exc:
+            QMessageBox.warning(self, "Import failed", f"{Path(csv_file).name} could not be imported: {exc}")
+            return False
+        problems = len(report.missing) + len(report.outside) + len(report.errors)
+        message = f"Applied {count(len(report.applied), 'caption')}, {len(report.unchanged)} unchanged"
+        self.statusBar().showMessage(message + (f", {count(problems, 'row')} not applied" if problems else ""), 10000)
+        return True
+
+    def _on_import_action_triggered(self) -> None:
+        if self.folder is None:
+            return
+        name, _ = QFileDialog.getOpenFileName(self, "Import captions from CSV", str(self.folder), "CSV files (*.csv)")
+        if name:
+            self.import_csv(name)
+
     def _on_exported(self, name: str, rows: int) -> None:
         self.statusBar().showMessage(f"Exported {count(rows, 'photo')} to {name}", 6000)
 
@@ -418,6 +442,7 @@ class MainWindow(QMainWindow):
         self.caption_selected_action.setEnabled(has_folder and not busy)
         self.cancel_action.setEnabled(busy)
         self.export_action.setEnabled(has_folder)
+        self.import_action.setEnabled(has_folder)
 
     def _ask_about_held(self, count: int) -> QMessageBox.StandardButton:
         """Write, discard or cancel: what to do with captions held for review when the window closes."""

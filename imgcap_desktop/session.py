@@ -21,6 +21,7 @@ worker threads, so callbacks may run on any thread.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -273,7 +274,7 @@ class CaptionSession:
                 current = self._photos.get(path)
                 if generation != self._generation or current is None:
                     return count
-                if current.caption is None and current.result is None and current.edits == 0:
+                if current == Photo(path):  # nothing happened to it in this session meanwhile
                     self._photos[path] = replace(current, caption=caption, error=error)
                     done.append(path)
             count += 1
@@ -495,15 +496,20 @@ class CaptionSession:
             CsvFormatError: the file is not a CSV imgcap wrote.
             OSError: the file cannot be read.
         """
-        report = import_csv(csv_file, root if root is not None else self.folder, style=self.sidecar_style)
-        applied = [Path(p) for p in report.applied]
-        refreshed = []
-        for path in applied:
-            with self._write_lock(path):
-                if self.photo(path) is None:
+        with contextlib.ExitStack() as held:
+            # The import writes sidecars itself: no worker's store may interleave with it. (A
+            # worker holds one photo's lock at a time, so taking them all in turn cannot deadlock.)
+            for path in sorted(self._order):
+                held.enter_context(self._write_lock(path))
+            report = import_csv(csv_file, root if root is not None else self.folder, style=self.sidecar_style)
+            refreshed = []
+            for path in (Path(p) for p in report.applied):
+                current = self.photo(path)
+                if current is None:
                     continue
-                try:
-                    self._update(path, caption=read_caption(path), error="", held=False, result=None)
+                try:  # a person's edit: it beats any result still to come, as one typed here does
+                    self._update(path, caption=read_caption(path), error="", held=False, result=None,
+                                 edits=current.edits + 1)
                 except SidecarError as exc:
                     self._update(path, error=exc.reason)
                 refreshed.append(path)

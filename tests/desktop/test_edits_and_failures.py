@@ -293,3 +293,14 @@ def test_a_stored_automatic_caption_offers_to_recompute_its_attention(qtbot, win
     # Recaptioned to the same text: the words are clickable now, the offer gone.
     qtbot.waitUntil(lambda: all(b.isEnabled() for b in window.view.word_buttons()), timeout=WAIT)
     assert not window.panel.recompute_button.isVisibleTo(window)
+
+
+def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):
+    from imgcap_desktop.metadata.csvio import CsvRow, write_csv
+
+    open_and_wait(qtbot, window, photo_folder)
+    write_csv(photo_folder / "edited.csv", [CsvRow("photo1.jpg", "photo1.jpg", "edited in a spreadsheet")])
+    assert window.import_csv(photo_folder / "edited.csv")
+    photo = window.photos.item_at(photo_folder / "photo1.jpg")
+    assert (photo.text, photo.state.value) == ("edited in a spreadsheet", "human")
+    assert "Applied 1 caption" in window.statusBar().currentMessage()
