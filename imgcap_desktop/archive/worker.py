@@ -126,14 +126,14 @@ class CaptionWorker:
         if not outcome.text:  # as the CLI does: an empty caption is never stored
             row["error"] = f"{Path(outcome.source).name}: the model gave an empty caption"
             return row
-        tags = getattr(outcome, "tags", ())
         row |= {
             "caption": outcome.text,
             "score": float(outcome.score),
             "alternatives": [{"caption": a.text, "score": float(a.score)} for a in outcome.alternatives],
             "tags": [{"word": t.word, "probability": float(t.probability),
-                      "cam": _flat(t.cam) if self.attention and t.cam is not None else None} for t in tags],
-            "keywords": list(getattr(outcome, "keywords", ())),
+                      "cam": _flat(t.cam) if self.attention and t.cam is not None else None}
+                     for t in outcome.tags],
+            "keywords": list(outcome.keywords),
         }
         if self.attention:
             row["attention"] = _flat(outcome.attention)

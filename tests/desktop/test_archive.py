@@ -275,6 +275,49 @@ def test_export_csv_has_a_row_per_photo_with_what_is_stored(archive):
             assert (row.caption, row.source, row.model) == (stored[relative]["caption"], "automatic", "tiny-test")
 
 
+def test_tags_and_keywords_reach_the_results_and_the_sidecars(tiny_bundle, tmp_path):
+    """The worker alone (no Ray): an engine result with tags becomes a row with tags, keywords and
+    class activation maps, and --write-sidecars merges the keywords into dc:subject."""
+    import dataclasses
+
+    from imgcap_desktop.archive.worker import CaptionWorker
+    from imgcap_desktop.metadata.apply import StoreOptions
+    from model.results import Tag
+
+    photos = make_photos(tmp_path / "p", count=2, corrupt=False)[:2]
+    worker = CaptionWorker(bundle=str(tiny_bundle), model_sha=bundle_sha(tiny_bundle), beam=1, batch_size=2,
+                           device="cpu", threads=1, attention=True,
+                           store=StoreOptions(write_sidecars=True, keywords=True))
+    cam = np.full(worker.captioner.grid, 1 / np.prod(worker.captioner.grid), np.float32)
+    tags = (Tag("dog", 0.8, (207, 208), cam), Tag("grass", 0.1, (972,)))
+    engine = worker.captioner.caption
+    worker.captioner.caption = lambda *a, **k: [dataclasses.replace(r, tags=tags, keywords=("dog",))
+                                                for r in engine(*a, **k)]
+    batch = pa.table({"id": [0, 1], "path": [str(p) for p in photos], "size": [p.stat().st_size for p in photos],
+                      "mtime_ns": [p.stat().st_mtime_ns for p in photos]})
+
+    rows = worker(batch).to_pylist()
+
+    for row, photo in zip(rows, photos):
+        assert row["keywords"] == ["dog"]
+        assert [(t["word"], round(t["probability"], 3)) for t in row["tags"]] == [("dog", 0.8), ("grass", 0.1)]
+        np.testing.assert_allclose(row["tags"][0]["cam"], cam.reshape(-1))
+        assert row["tags"][1]["cam"] is None
+        assert row["sidecar_status"] == "written"
+        stored = read_caption(photo, embedded=False)
+        assert stored.text == row["caption"] and stored.keywords == ("dog",)
+
+
+def test_apply_sidecars_stores_keywords_only_from_a_model_with_tags():
+    from imgcap_desktop.archive.export import _caption
+
+    row = {"caption": "a dog", "model": "m", "score": -1.0, "captioned_at": "2026-11-28T09:00:00+00:00",
+           "tags": [{"word": "dog", "probability": 0.9, "cam": None}], "keywords": ["dog"]}
+    assert _caption(row, keywords=True).keywords == ("dog",)
+    assert _caption(row, keywords=False).keywords is None  # --no-keywords: leave dc:subject alone
+    assert _caption(row | {"tags": [], "keywords": []}, keywords=True).keywords is None  # no classifier
+
+
 @pytest.mark.parametrize("options, resources, expected", [
     (dict(), {"CPU": 16.0}, (16, 1.0, 0.0)),  # one actor per core by default
     (dict(workers=1), {"CPU": 2.0}, (1, 2.0, 0.0)),  # a lone actor gets every core
