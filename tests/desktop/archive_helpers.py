@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from imgcap_desktop.archive.worker import CaptionWorker
 
 CRASH_MARKER = ".worker-crashed"
-
-
-class SlowWorker(CaptionWorker):
-    """Takes half a second more per batch, so that a test can stop the driver in the middle of a run."""
-
-    def __call__(self, batch):
-        time.sleep(0.5)
-        return super().__call__(batch)
 
 
 class CrashOnceWorker(CaptionWorker):
