@@ -81,16 +81,34 @@ class CaptionJob:
     store: StoreBatch | None = None
 
 
-class _Worker(QObject):
-    """Runs jobs on the service's thread; every exception is caught and reported as a signal."""
+class CaptionSignals(QObject):
+    """What a captioning job reports, declared once: the worker emits these, the service re-emits them.
+
+    Signals:
+        model_loading(): the model is being loaded (the engine imported on first use).
+        model_loaded(str name, str device): the model is ready; device is ``"CPU"`` or ``"GPU: <name>"``.
+        model_failed(object exception): the model could not be loaded; the job ends.
+        caption_generated(list outcomes, list statuses): one batch's
+            :class:`~model.results.CaptionOutcome` list and what the job's ``store`` made of them.
+        progress(int done, int total): photos done so far in the running job.
+        batch_failed(object exception): the engine raised; the job ends, earlier batches are kept.
+        finished(bool cancelled): the job is over.
+    """
 
     model_loading = Signal()
     model_loaded = Signal(str, str)
     model_failed = Signal(object)
-    batch_done = Signal(list, list)  # outcomes, statuses
-    batch_failed = Signal(object)
+    caption_generated = Signal(list, list)
     progress = Signal(int, int)
-    finished = Signal(bool)  # cancelled
+    batch_failed = Signal(object)
+    finished = Signal(bool)
+
+
+class _Worker(CaptionSignals):
+    """Runs jobs on the service's thread; every exception is caught and reported as a signal.
+
+    A separate object from the service, owned by the thread: it may outlive the service.
+    """
 
     def __init__(self, bundle: str | None, factory: CaptionerFactory, cancel: threading.Event):
         super().__init__()
@@ -125,7 +143,7 @@ class _Worker(QObject):
                         break
                     statuses = job.store(outcomes, model_name=str(captioner.name)) if job.store else []
                     done += len(outcomes)
-                    self.batch_done.emit(outcomes, statuses)
+                    self.caption_generated.emit(outcomes, statuses)
                     self.progress.emit(done, total)
             finally:
                 if hasattr(batches, "close"):
@@ -219,27 +237,11 @@ def lower_thread_priority(niceness: int) -> None:
         log.info("cannot lower the captioning thread's priority: %s", exc)
 
 
-class CaptionService(QObject):
+class CaptionService(CaptionSignals):
     """Owns the captioner on a worker thread and runs one captioning job at a time.
 
-    Signals:
-        model_loading(): the model is being loaded (TensorFlow imported on first use).
-        model_loaded(str name, str device): the model is ready; device is ``"CPU"`` or ``"GPU: <name>"``.
-        model_failed(object exception): the model could not be loaded; the job ends.
-        caption_generated(list outcomes, list statuses): one batch's
-            :class:`~model.results.CaptionOutcome` list and what the job's ``store`` made of them.
-        progress(int done, int total): photos done so far in the running job.
-        batch_failed(object exception): the engine raised; the job ends, earlier batches are kept.
-        finished(bool cancelled): the job is over.
+    Its signals are :class:`CaptionSignals`, delivered on the thread the service lives on.
     """
-
-    model_loading = Signal()
-    model_loaded = Signal(str, str)
-    model_failed = Signal(object)
-    caption_generated = Signal(list, list)
-    progress = Signal(int, int)
-    batch_failed = Signal(object)
-    finished = Signal(bool)
 
     def __init__(self, bundle: str | Path | None = None, factory: CaptionerFactory | None = None, parent=None):
         super().__init__(parent)
@@ -253,7 +255,7 @@ class CaptionService(QObject):
         for signal, target in ((self._worker.model_loading, self.model_loading),
                                (self._worker.model_loaded, self._on_worker_model_loaded),
                                (self._worker.model_failed, self.model_failed),
-                               (self._worker.batch_done, self.caption_generated),
+                               (self._worker.caption_generated, self.caption_generated),
                                (self._worker.progress, self.progress),
                                (self._worker.batch_failed, self.batch_failed),
                                (self._worker.finished, self._on_worker_finished)):
