@@ -12,21 +12,16 @@ from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, Qt, QUrl, Signal
-from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QIcon, QKeySequence, QUndoCommand, QUndoStack
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QMainWindow,
-    QMessageBox,
-    QSplitter,
-    QToolBar,
-)
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QUndoStack
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QSplitter
 
+from imgcap_desktop import dialogs
+from imgcap_desktop.actions import SetCaptionCommand, build_actions, build_menus, build_toolbar
 from imgcap_desktop.caption_panel import CaptionPanel
 from imgcap_desktop.caption_service import CaptionJob, CaptionService
 from imgcap_desktop.folder_reader import StoredCaptionReader
 from imgcap_desktop.metadata.csvio import CsvFormatError
 from imgcap_desktop.metadata.folder import scan_folder
-from imgcap_desktop.metadata.sidecar import StoredCaption
 from imgcap_desktop.photo_grid import PhotoGrid
 from imgcap_desktop.photo_model import PhotoFilterModel, PhotoListModel, SessionSignals
 from imgcap_desktop.run_status import RunStatus, count, describe_error
@@ -45,21 +40,6 @@ log = logging.getLogger(__name__)
 
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "imgcap.svg"
 PREVIEW_SIZE = 1024
-EXCEL_FILTER = "CSV for Excel (UTF-8 with BOM) (*.csv)"
-
-
-class _SetCaption(QUndoCommand):
-    """A caption typed or picked by the user; undo restores the previous caption (and sidecar)."""
-
-    def __init__(self, session: CaptionSession, path: Path, new: StoredCaption | None, old: StoredCaption | None):
-        super().__init__(f"Edit caption of {path.name}")
-        self._session, self._path, self._new, self._old = session, path, new, old
-
-    def redo(self) -> None:
-        self._session.set_caption(self._path, self._new)
-
-    def undo(self) -> None:
-        self._session.set_caption(self._path, self._old)
 
 
 class MainWindow(QMainWindow):
@@ -89,9 +69,9 @@ class MainWindow(QMainWindow):
         self.filtered.setSourceModel(self.photos)
         self.reader = StoredCaptionReader(self.session, parent=self)
 
-        self._build_actions()
+        build_actions(self)
         self._build_widgets()
-        self._build_menus()
+        build_menus(self)
         self._connect()
         self.setAcceptDrops(True)
         self.resize(1280, 800)
@@ -103,37 +83,6 @@ class MainWindow(QMainWindow):
         return self.session.folder
 
     # -- construction -------------------------------------------------------------------------
-
-    def _build_actions(self) -> None:
-        def action(text, slot, shortcut=None, tip=""):
-            act = QAction(text, self)
-            if shortcut is not None:
-                act.setShortcut(QKeySequence(shortcut))
-            act.setToolTip(tip or text)
-            act.triggered.connect(slot)
-            return act
-
-        self.open_action = action("&Open Folder…", self._on_open_action_triggered, QKeySequence.StandardKey.Open)
-        self.subfolders_action = action("Include &Subfolders", self._on_subfolders_action_toggled)
-        self.subfolders_action.setCheckable(True)
-        self.subfolders_action.setChecked(self.settings.include_subfolders)
-        self.export_action = action("&Export CSV…", self._on_export_action_triggered, "Ctrl+E",
-                                    "Export the captions of the folder (or of the selection) to CSV")
-        self.import_action = action("&Import CSV…", self._on_import_action_triggered, tip=(
-            "Apply captions edited in a spreadsheet (an exported CSV) to the photos' sidecars"))
-        self.quit_action = action("&Quit", self.close, QKeySequence.StandardKey.Quit)
-        self.caption_all_action = action("Caption &All", self.caption_all, "Ctrl+Shift+A")
-        self.caption_selected_action = action("Caption &Selected", self.caption_selected, "Ctrl+R")
-        self.cancel_action = action("&Cancel", self.service.cancel, "Ctrl+.")
-        self.accept_action = action("Accept &Held Captions", self.accept_held,
-                                    tip="Write the captions held for review to their sidecars")
-        self.settings_action = action("Se&ttings…", self._on_settings_action_triggered, "Ctrl+,")
-        self.find_action = action("&Filter…", self._on_find_action_triggered, QKeySequence.StandardKey.Find,
-                                  "Filter the photos by caption or file name")
-        self.undo_action = self.undo_stack.createUndoAction(self, "&Undo")
-        self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)  # every binding: Ctrl+Z, …
-        self.redo_action = self.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts(QKeySequence.StandardKey.Redo)  # Ctrl+Shift+Z as well as Ctrl+Y
 
     def _build_widgets(self) -> None:
         self.browser = PhotoGrid(self.filtered)
@@ -151,33 +100,10 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setSizes([460, 820])
         self.setCentralWidget(self.splitter)
-
-        toolbar = QToolBar("Main")
-        toolbar.setObjectName("mainToolbar")
-        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        for act in (self.open_action, self.caption_all_action, self.caption_selected_action, self.cancel_action,
-                    self.accept_action, self.export_action, self.settings_action):
-            toolbar.addAction(act)
-        self.addToolBar(toolbar)
-
+        build_toolbar(self)
         self.run_status = RunStatus(self.service, self.statusBar(), self)
         self.model_label, self.progress_bar = self.run_status.model_label, self.run_status.progress_bar
         self.eta_label, self.cancel_button = self.run_status.eta_label, self.run_status.cancel_button
-
-    def _build_menus(self) -> None:
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        file_menu.addAction(self.open_action)
-        self.recent_menu = file_menu.addMenu("Open &Recent")
-        self._rebuild_recent_menu()
-        for act in (self.subfolders_action, None, self.export_action, self.import_action, None, self.quit_action):
-            file_menu.addSeparator() if act is None else file_menu.addAction(act)
-        edit_menu = menu.addMenu("&Edit")
-        for act in (self.undo_action, self.redo_action, None, self.find_action, self.settings_action):
-            edit_menu.addSeparator() if act is None else edit_menu.addAction(act)
-        caption_menu = menu.addMenu("&Caption")
-        for act in (self.caption_all_action, self.caption_selected_action, self.cancel_action, self.accept_action):
-            caption_menu.addAction(act)
 
     def _connect(self) -> None:
         self.session_signals.photos_changed.connect(self._on_session_photos_changed)
@@ -278,13 +204,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _confirm_replace_human(self, count: int) -> bool:
-        """Ask before captions a person wrote are replaced (the settings allow it, but every time counts)."""
-        answer = QMessageBox.question(
-            self, "Replace human captions?",
-            f"{count(count, 'photo')} of these have captions written or edited by a person. Replace them too?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
+        return dialogs.confirm_replace_human(self, count)
 
     def accept_held(self) -> int:
         """Write every held caption to its sidecar; returns how many were written."""
@@ -344,7 +264,7 @@ class MainWindow(QMainWindow):
         if photo is None or text == photo.text:
             return False
         new = caption_for(photo, text, source)
-        self.undo_stack.push(_SetCaption(self.session, photo.path, new, photo.caption))
+        self.undo_stack.push(SetCaptionCommand(self.session, photo.path, new, photo.caption))
         return True
 
     def _on_panel_alternative_chosen(self, text: str) -> None:
@@ -370,12 +290,10 @@ class MainWindow(QMainWindow):
         if self.folder is None:
             return
         selection_only = len(self.selected_photos()) > 1
-        what = "selected photos" if selection_only else "folder"
-        name, chosen = QFileDialog.getSaveFileName(self, f"Export the {what} to CSV", str(self.folder / "captions.csv"),
-                                                   f"CSV files (*.csv);;{EXCEL_FILTER}")
+        name, excel_bom = dialogs.ask_export_file(self, self.folder, selection_only)
         if name:
             self.exported.connect(self._on_exported, Qt.ConnectionType.SingleShotConnection)
-            self.export_csv(name, selection_only=selection_only, excel_bom=chosen == EXCEL_FILTER)
+            self.export_csv(name, selection_only=selection_only, excel_bom=excel_bom)
 
     def import_csv(self, csv_file: str | Path) -> bool:
         """Apply an edited CSV's captions to the folder's sidecars (as a person's); says how it went."""
@@ -394,7 +312,7 @@ class MainWindow(QMainWindow):
     def _on_import_action_triggered(self) -> None:
         if self.folder is None:
             return
-        name, _ = QFileDialog.getOpenFileName(self, "Import captions from CSV", str(self.folder), "CSV files (*.csv)")
+        name = dialogs.ask_import_file(self, self.folder)
         if name:
             self.import_csv(name)
 
@@ -445,14 +363,7 @@ class MainWindow(QMainWindow):
         self.import_action.setEnabled(has_folder)
 
     def _ask_about_held(self, count: int) -> QMessageBox.StandardButton:
-        """Write, discard or cancel: what to do with captions held for review when the window closes."""
-        return QMessageBox.question(
-            self, "Write held captions?",
-            f"{count(count, 'caption')} held for review {'is' if count == 1 else 'are'} not written to "
-            "the sidecars yet. Write them before closing?",
-            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Save,
-        )
+        return dialogs.ask_about_held(self, count)
 
     def closeEvent(self, event) -> None:
         held = len(self.session.held())

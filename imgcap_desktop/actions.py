@@ -1,0 +1,90 @@
+"""The main window's actions (with their shortcuts), menus and toolbar, and the undoable caption edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
+from PySide6.QtWidgets import QMainWindow, QToolBar
+
+from imgcap_desktop.metadata.sidecar import StoredCaption
+from imgcap_desktop.session import CaptionSession
+
+
+class SetCaptionCommand(QUndoCommand):
+    """A caption typed or picked by the user; undo restores the previous caption (and sidecar)."""
+
+    def __init__(self, session: CaptionSession, path: Path, new: StoredCaption | None, old: StoredCaption | None):
+        super().__init__(f"Edit caption of {path.name}")
+        self._session, self._path, self._new, self._old = session, path, new, old
+
+    def redo(self) -> None:
+        self._session.set_caption(self._path, self._new)
+
+    def undo(self) -> None:
+        self._session.set_caption(self._path, self._old)
+
+
+def build_actions(window) -> None:
+    """Create the window's actions as its ``*_action`` attributes, connected to its slots."""
+
+    def action(text, slot, shortcut=None, tip=""):
+        act = QAction(text, window)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        act.setToolTip(tip or text)
+        act.triggered.connect(slot)
+        return act
+
+    w = window
+    w.open_action = action("&Open Folder…", w._on_open_action_triggered, QKeySequence.StandardKey.Open)
+    w.subfolders_action = action("Include &Subfolders", w._on_subfolders_action_toggled)
+    w.subfolders_action.setCheckable(True)
+    w.subfolders_action.setChecked(w.settings.include_subfolders)
+    w.export_action = action("&Export CSV…", w._on_export_action_triggered, "Ctrl+E",
+                             "Export the captions of the folder (or of the selection) to CSV")
+    w.import_action = action("&Import CSV…", w._on_import_action_triggered,
+                             tip="Apply captions edited in a spreadsheet (an exported CSV) to the photos' sidecars")
+    w.quit_action = action("&Quit", w.close, QKeySequence.StandardKey.Quit)
+    w.caption_all_action = action("Caption &All", w.caption_all, "Ctrl+Shift+A")
+    w.caption_selected_action = action("Caption &Selected", w.caption_selected, "Ctrl+R")
+    w.cancel_action = action("&Cancel", w.service.cancel, "Ctrl+.")
+    w.accept_action = action("Accept &Held Captions", w.accept_held,
+                             tip="Write the captions held for review to their sidecars")
+    w.settings_action = action("Se&ttings…", w._on_settings_action_triggered, "Ctrl+,")
+    w.find_action = action("&Filter…", w._on_find_action_triggered, QKeySequence.StandardKey.Find,
+                           "Filter the photos by caption or file name")
+    w.undo_action = w.undo_stack.createUndoAction(w, "&Undo")
+    w.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)  # every binding: Ctrl+Z, …
+    w.redo_action = w.undo_stack.createRedoAction(w, "&Redo")
+    w.redo_action.setShortcuts(QKeySequence.StandardKey.Redo)  # Ctrl+Shift+Z as well as Ctrl+Y
+
+
+def build_menus(window) -> None:
+    """File, Edit and Caption menus (``window.recent_menu`` is File → Open Recent)."""
+    w = window
+    menu = w.menuBar()
+    file_menu = menu.addMenu("&File")
+    file_menu.addAction(w.open_action)
+    w.recent_menu = file_menu.addMenu("Open &Recent")
+    w._rebuild_recent_menu()
+    for act in (w.subfolders_action, None, w.export_action, w.import_action, None, w.quit_action):
+        file_menu.addSeparator() if act is None else file_menu.addAction(act)
+    edit_menu = menu.addMenu("&Edit")
+    for act in (w.undo_action, w.redo_action, None, w.find_action, w.settings_action):
+        edit_menu.addSeparator() if act is None else edit_menu.addAction(act)
+    caption_menu = menu.addMenu("&Caption")
+    for act in (w.caption_all_action, w.caption_selected_action, w.cancel_action, w.accept_action):
+        caption_menu.addAction(act)
+
+
+def build_toolbar(window: QMainWindow) -> None:
+    """The main toolbar: the actions a captioning session uses most."""
+    toolbar = QToolBar("Main")
+    toolbar.setObjectName("mainToolbar")
+    toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    for act in (window.open_action, window.caption_all_action, window.caption_selected_action, window.cancel_action,
+                window.accept_action, window.export_action, window.settings_action):
+        toolbar.addAction(act)
+    window.addToolBar(toolbar)
