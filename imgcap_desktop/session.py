@@ -409,8 +409,14 @@ class CaptionSession:
             return None
         return self.set_caption(photo.path, caption_for(photo, text, source))
 
-    def set_caption(self, path: str | Path, caption: StoredCaption | None) -> Photo | None:
-        """Set a photo's caption as the user's action (an edit, or undoing one): written now or held."""
+    def set_caption(self, path: str | Path, caption: StoredCaption | None, *,
+                    keywords_by_person: bool = False) -> Photo | None:
+        """Set a photo's caption as the user's action (an edit, or undoing one): written now or held.
+
+        A caption without keywords (None) leaves the photo's keywords as they are. With
+        ``keywords_by_person``, ``caption.keywords`` are a person's choice: a keyword of ours left
+        out is recorded as rejected (see :meth:`set_keywords`).
+        """
         path = Path(path)
         with self._write_lock(path):
             with self._lock:
@@ -419,10 +425,14 @@ class CaptionSession:
                     return None
                 edits = photo.edits + 1
                 self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
-            changes = {"caption": caption, "error": "", "edits": edits, "write_error": "", "held": False}
+            shown = caption
+            if caption is not None and caption.keywords is None and photo.caption is not None:
+                shown = replace(caption, keywords=photo.caption.keywords)  # the sidecar keeps them too
+            changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False}
             if self.auto_write:
                 try:
-                    write_caption(path, caption or StoredCaption("", "human"), style=self.sidecar_style)
+                    write_caption(path, caption or StoredCaption("", "human"), style=self.sidecar_style,
+                                  keywords_by_person=keywords_by_person or None)
                 except (SidecarError, ValueError) as exc:
                     reason = getattr(exc, "reason", str(exc))
                     changes |= {"held": caption is not None, "write_error": reason}
@@ -431,6 +441,19 @@ class CaptionSession:
             photo = self._update(path, **changes)
         self.changed.emit((path,))
         return photo
+
+    def set_keywords(self, path: str | Path, keywords: Sequence[str]) -> Photo | None:
+        """A person's choice of the photo's keywords (removing one, or undoing that): a human edit.
+
+        A keyword of ours that the person removed is recorded as rejected in the sidecar, so a later
+        run does not add it back; putting it back allows it again. The caption itself and its
+        source are unchanged. Returns the photo's new state, or None for a photo without a caption.
+        """
+        photo = self.photo(path)
+        if photo is None or photo.caption is None:
+            return None
+        caption = replace(photo.caption, keywords=tuple(dict.fromkeys(keywords)))
+        return self.set_caption(photo.path, caption, keywords_by_person=True)
 
     def accept_held(self) -> tuple[int, list[PhotoStatus]]:
         """Write every held caption to its sidecar: ``(written, failures)``."""

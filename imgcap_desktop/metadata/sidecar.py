@@ -258,7 +258,8 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
     return None
 
 
-def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext") -> Path:
+def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext",
+                  keywords_by_person: bool | None = None) -> Path:
     """Store a caption (and imgcap's keywords) in the photo's sidecar, changing nothing else there.
 
     An existing sidecar (of either naming style) is updated; otherwise one is created in ``style``.
@@ -274,6 +275,9 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         caption: the caption; its source must be ``"automatic"`` or ``"human"``. An empty text
             removes the ``x-default`` description (and the whole field if no language is left).
         style: naming style for a new sidecar.
+        keywords_by_person: ``caption.keywords`` are a person's choice (a keyword removed in the
+            app is then rejected: never added again automatically), whatever the caption's source;
+            default: when the caption is a person's.
 
     Returns:
         The sidecar's path.
@@ -315,7 +319,8 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         new_subject, ours, rejected = None, old_ours, old_rejected
     else:
         new_subject, ours, rejected = merge_keywords(
-            subject, old_ours or [], old_rejected or [], caption.keywords, human=caption.source == "human"
+            subject, old_ours or [], old_rejected or [], caption.keywords,
+            human=caption.source == "human" if keywords_by_person is None else keywords_by_person,
         )
     changes = xmp_edit.Changes(
         caption=caption.text,

@@ -439,16 +439,14 @@ def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block:
     if wanted == present:
         return
     keep = set(wanted)
-    kept = 0
-    for li in lis:
-        if li.text in keep:
-            kept += 1
-        else:
-            edits.append((_leading_space(data, li.start), li.end, b""))
     added = [w for w in dict.fromkeys(wanted) if w not in present]
-    if not kept and not added:
+    if not added and not any(li.text in keep for li in lis):
+        # Every keyword goes: the whole property goes (its entries with it, in one edit).
         edits.append((_leading_space(data, element.start), element.end, b""))
         return
+    for li in lis:
+        if li.text not in keep:
+            edits.append((_leading_space(data, li.start), li.end, b""))
     if not added:
         return
     li_name = f"{bag.prefix}:li" if bag.prefix else "li"
