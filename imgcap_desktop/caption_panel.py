@@ -7,6 +7,7 @@ from PySide6.QtGui import QImage, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from imgcap_desktop.caption_view import CaptionView
+from imgcap_desktop.keyword_chips import KeywordChips
 from imgcap_desktop.session import CaptionState, Photo
 
 
@@ -32,15 +33,22 @@ class CaptionPanel(QWidget):
         caption_edited(str text): the user committed a caption in the box (Return).
         alternative_chosen(str text): the user picked one of the beam's alternatives.
         recompute_requested(): the user asked to recompute a stored automatic caption's attention.
+        keyword_removal_requested(str word): the user removed one of the photo's keywords.
     """
 
     caption_edited = Signal(str)
     alternative_chosen = Signal(str)
     recompute_requested = Signal()
+    keyword_removal_requested = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.view = CaptionView()
+        self.keywords = KeywordChips()
+        self.view.add_under_caption(self.keywords)
+        self.keywords.keyword_chosen.connect(self._on_keywords_keyword_chosen)
+        self.keywords.keyword_removal_requested.connect(self.keyword_removal_requested)
+        self.view.word_selected.connect(self._on_view_word_selected)
         self.caption_edit = CaptionEdit()
         self.caption_edit.setPlaceholderText("No caption — type one, or caption the photo")
         self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
@@ -72,6 +80,7 @@ class CaptionPanel(QWidget):
         if photo is None:
             self.view.set_photo(None, "No photo selected")
             self.view.set_caption((), None)
+            self.keywords.set_keywords((), None)
             self.caption_edit.clear()
             self.caption_edit.committed_text = ""
             self.state_label.clear()
@@ -85,6 +94,8 @@ class CaptionPanel(QWidget):
             hint = ("The attention maps of a caption stored earlier are not kept: recompute them to see them."
                     if photo.recomputable else "Attention maps exist for the model's own captions only.")
             self.view.set_caption(tuple(photo.text.split()), None, hint=hint)
+        # A keyword's map belongs to the photo, not to the caption: an edited caption keeps it.
+        self.keywords.set_keywords(photo.keywords, photo.result)
         self.recompute_button.setVisible(photo.recomputable)
         self.caption_edit.setText(photo.text)
         self.caption_edit.committed_text = photo.text
@@ -100,6 +111,13 @@ class CaptionPanel(QWidget):
         """Whether the panel already shows this state of the photo."""
         return photo.text == self.shown_text and _shown_state(photo) == self.shown_state
 
+    def _on_keywords_keyword_chosen(self, word: str) -> None:
+        chip = self.keywords.chips().get(word)
+        self.view.show_map(chip.tag.cam if chip is not None and chip.has_map else None)
+
+    def _on_view_word_selected(self, _index: int) -> None:
+        self.keywords.set_current("")  # a word's map (or none) replaced the keyword's
+
     def _on_caption_edit_return_pressed(self) -> None:
         self.caption_edited.emit(self.caption_edit.text())
 
@@ -108,7 +126,7 @@ class CaptionPanel(QWidget):
 
 
 def _shown_state(photo: Photo) -> str:
-    return f"{photo.state.value}:{photo.held}:{photo.write_error}:{photo.attention_matches}"
+    return f"{photo.state.value}:{photo.held}:{photo.write_error}:{photo.attention_matches}:{photo.keywords}"
 
 
 def describe(photo: Photo) -> str:

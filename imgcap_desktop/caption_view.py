@@ -1,7 +1,8 @@
 """The large view of one photo: its caption as clickable words, and each word's attention over the photo.
 
 Clicking a word overlays that word's attention map: upsampled smoothly (bicubic) to the photo's size,
-colour-mapped and blended with an adjustable opacity. The "all words" strip shows every word beside
+colour-mapped and blended with an adjustable opacity. Any other map over the same grid (a keyword's
+class activation map, :meth:`CaptionView.show_map`) is shown the same way. The "all words" strip shows every word beside
 its own small overlay, as in the paper's figures. Left/Right move between words, Escape clears.
 """
 
@@ -127,6 +128,7 @@ class CaptionView(QWidget):
         self._words: tuple[str, ...] = ()
         self._attention: np.ndarray | None = None
         self._current = -1
+        self._map: np.ndarray | None = None  # a map shown instead of a word's (a keyword's CAM)
         self.overlay_map: np.ndarray | None = None  # the upsampled map shown, for tests and exports
 
         self.canvas = PhotoCanvas()
@@ -172,6 +174,15 @@ class CaptionView(QWidget):
     def words(self) -> tuple[str, ...]:
         return self._words
 
+    @property
+    def current_map(self) -> np.ndarray | None:
+        """The ``(grid_h, grid_w)`` map overlaid now (a word's attention or a :meth:`show_map` map), or None."""
+        if self._map is not None:
+            return self._map
+        if self._current >= 0 and self._attention is not None:
+            return self._attention[self._current]
+        return None
+
     def word_buttons(self) -> list[QToolButton]:
         return [self._word_group.button(i) for i in range(len(self._words))]
 
@@ -191,6 +202,7 @@ class CaptionView(QWidget):
         self._words = tuple(words)
         self._attention = attention if attention is not None and len(attention) == len(self._words) else None
         self._current = -1
+        self._map = None
         for button in self._word_group.buttons():
             self._word_group.removeButton(button)
             button.setParent(None)
@@ -215,11 +227,17 @@ class CaptionView(QWidget):
         self._refresh()
         self._rebuild_strip()
 
+    def add_under_caption(self, widget: QWidget) -> None:
+        """Place ``widget`` right under the caption's words (the keyword chips)."""
+        layout = self.layout()
+        layout.insertWidget(layout.indexOf(self._word_hint) + 1, widget)
+
     def select_word(self, index: int) -> None:
         """Overlay word ``index``'s attention map (-1 clears the overlay)."""
         if self._attention is None or not -1 <= index < len(self._words):
             index = -1
         self._current = index
+        self._map = None
         for i, button in enumerate(self.word_buttons()):
             button.setChecked(i == index)
         for i, tile in enumerate(self.strip_tiles()):
@@ -230,11 +248,22 @@ class CaptionView(QWidget):
     def clear_overlay(self) -> None:
         self.select_word(-1)
 
+    def show_map(self, grid: np.ndarray | None) -> None:
+        """Overlay a ``(grid_h, grid_w)`` map that is not a caption word's (a keyword's class
+        activation map) as a word's is shown; the chosen word, if any, is unchosen. None clears it."""
+        self._map = None if grid is None else np.asarray(grid, dtype=np.float32)
+        self._current = -1
+        for button in self.word_buttons():
+            button.setChecked(False)
+        for tile in self.strip_tiles():
+            tile.setChecked(False)
+        self._refresh()
+
     # -- events -----------------------------------------------------------------------------
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
-        if key == Qt.Key.Key_Escape and self._current >= 0:
+        if key == Qt.Key.Key_Escape and (self._current >= 0 or self._map is not None):
             self.clear_overlay()
         elif key == Qt.Key.Key_Right and self._attention is not None and self._words:
             self.select_word(min(self._current + 1, len(self._words) - 1))
@@ -260,11 +289,12 @@ class CaptionView(QWidget):
             self.overlay_map = None
             self.canvas.set_image(None, getattr(self, "_message", "") or "No photo selected")
             return
-        if self._current < 0 or self._attention is None:
+        grid = self.current_map
+        if grid is None:
             self.overlay_map = None
             self.canvas.set_image(array_to_qimage(self._photo))
             return
-        self.overlay_map = upsample_map(self._attention[self._current], self._photo.shape[:2])
+        self.overlay_map = upsample_map(grid, self._photo.shape[:2])
         opacity = self.opacity_slider.value() / 100.0
         self.canvas.set_image(array_to_qimage(blend(self._photo, self.overlay_map, opacity)))
 

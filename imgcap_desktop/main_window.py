@@ -42,6 +42,20 @@ ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "im
 PREVIEW_SIZE = 1024
 
 
+class _SetKeywords(QUndoCommand):
+    """A person's change of a photo's keywords (one removed); undo puts the previous ones back."""
+
+    def __init__(self, session: CaptionSession, path: Path, new: tuple[str, ...], old: tuple[str, ...], text: str):
+        super().__init__(text)
+        self._session, self._path, self._new, self._old = session, path, new, old
+
+    def redo(self) -> None:
+        self._session.set_keywords(self._path, self._new)
+
+    def undo(self) -> None:
+        self._session.set_keywords(self._path, self._old)
+
+
 class MainWindow(QMainWindow):
     """The app's window: a folder's photos in a grid, the selected one beside it.
 
@@ -113,6 +127,7 @@ class MainWindow(QMainWindow):
         self.panel.caption_edited.connect(self.edit_caption)
         self.panel.alternative_chosen.connect(self._on_panel_alternative_chosen)
         self.panel.recompute_requested.connect(self.recompute_attention)
+        self.panel.keyword_removal_requested.connect(self.remove_keyword)
         self.service.finished.connect(self._update_actions)
         self.export_failed.connect(self._on_export_failed)
 
@@ -265,6 +280,16 @@ class MainWindow(QMainWindow):
             return False
         new = caption_for(photo, text, source)
         self.undo_stack.push(SetCaptionCommand(self.session, photo.path, new, photo.caption))
+        return True
+
+    def remove_keyword(self, word: str, path: Path | None = None) -> bool:
+        """Remove one of a photo's keywords as a person's edit (undoable); the current photo by default."""
+        photo = self.photos.item_at(path) if path is not None else self.current_item()
+        if photo is None or word not in photo.keywords:
+            return False
+        new = tuple(k for k in photo.keywords if k != word)
+        self.undo_stack.push(_SetKeywords(self.session, photo.path, new, photo.keywords,
+                                          f"Remove keyword “{word}” of {photo.path.name}"))
         return True
 
     def _on_panel_alternative_chosen(self, text: str) -> None:

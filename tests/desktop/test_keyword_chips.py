@@ -1,0 +1,256 @@
+"""Keyword chips in the app: shown under the caption, each one's class activation map on click, removal as a person's edit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from imgcap_desktop.caption_panel import CaptionPanel
+from imgcap_desktop.caption_view import upsample_map
+from imgcap_desktop.metadata import xmp_edit
+from imgcap_desktop.metadata.sidecar import StoredCaption, find_sidecar, read_caption, write_caption
+from imgcap_desktop.session import CaptionSession, CaptionState
+from model.results import CaptionResult, Tag
+from tests.desktop.conftest import FakeCaptioner, fake_result
+from tests.desktop.test_main_window import WAIT, caption_all_and_wait, open_and_wait, select
+
+GRID = (4, 4)
+
+
+def cam_at(cell: int, grid=GRID) -> np.ndarray:
+    """A class activation map peaking on one grid cell, summing to 1, as ``Tag.cam`` is."""
+    cam = np.full(grid, 0.02, np.float32)
+    cam.flat[cell] = 1.0
+    return (cam / cam.sum()).astype(np.float32)
+
+
+def with_tags(result: CaptionResult) -> CaptionResult:
+    """``result`` with tags as the engine gives them: keywords cat and dog (with maps), grass below the threshold."""
+    tags = (Tag("cat", 0.87, (285, 281), cam_at(15)), Tag("dog", 0.41, (207,), cam_at(1)), Tag("grass", 0.05, (973,)))
+    return CaptionResult(result.source, result.words, result.token_ids, result.score, result.attention,
+                         result.alternatives, tags, ("cat", "dog"))
+
+
+class TaggingCaptioner(FakeCaptioner):
+    """The fake captioner with tags and keywords, except for the PNG (a photo the classifier sees nothing in)."""
+
+    def _one(self, path):
+        outcome = super()._one(path)
+        return with_tags(outcome) if outcome.ok and not str(path).endswith(".png") else outcome
+
+
+@pytest.fixture
+def fake_captioner() -> FakeCaptioner:
+    return TaggingCaptioner()
+
+
+def chip_words(window) -> list[str]:
+    return list(window.panel.keywords.chips())
+
+
+def captioned(qtbot, window, folder, name="photo1.jpg"):
+    open_and_wait(qtbot, window, folder)
+    caption_all_and_wait(qtbot, window)
+    photo = select(qtbot, window, name)
+    qtbot.waitUntil(lambda: window.panel.view._photo is not None and window.panel.keywords.isVisible(), timeout=WAIT)
+    return window.session.photo(photo.path)
+
+
+def test_chips_appear_for_a_result_with_keywords(qtbot, window, photo_folder):
+    photo = captioned(qtbot, window, photo_folder)
+
+    assert photo.keywords == ("cat", "dog")
+    assert chip_words(window) == ["cat", "dog"]  # grass is a tag, not a keyword
+    chips = window.panel.keywords.chips()
+    assert "87%" in chips["cat"].button.toolTip() and "41%" in chips["dog"].button.toolTip()
+    assert all(chip.has_map and chip.button.isCheckable() for chip in chips.values())
+
+
+def test_clicking_a_chip_overlays_its_class_activation_map(qtbot, window, photo_folder):
+    photo = captioned(qtbot, window, photo_folder)
+    view, chips = window.panel.view, window.panel.keywords.chips()
+    cat = photo.result.tag("cat")
+
+    qtbot.mouseClick(chips["cat"].button, Qt.MouseButton.LeftButton)
+    assert np.array_equal(view.current_map, cat.cam)
+    assert np.allclose(view.overlay_map, upsample_map(cat.cam, view._photo.shape[:2]))  # the words' overlay
+    assert chips["cat"].button.isChecked() and view.current_word == -1
+    # Its peak is where the CAM peaks (bottom-right cell), not where any word's attention does.
+    height, width = view.overlay_map.shape
+    assert view.overlay_map[height * 7 // 8, width * 7 // 8] == pytest.approx(1.0, abs=0.05)
+
+    qtbot.mouseClick(chips["dog"].button, Qt.MouseButton.LeftButton)
+    assert np.array_equal(view.current_map, photo.result.tag("dog").cam)
+    assert not chips["cat"].button.isChecked()
+
+    qtbot.mouseClick(chips["dog"].button, Qt.MouseButton.LeftButton)  # again: cleared
+    assert view.current_map is None and view.overlay_map is None
+    assert window.panel.keywords.current == ""
+
+    qtbot.mouseClick(chips["cat"].button, Qt.MouseButton.LeftButton)
+    qtbot.keyClick(chips["cat"].button, Qt.Key.Key_Escape)  # Esc on the chip clears
+    assert view.current_map is None and not chips["cat"].button.isChecked()
+
+    qtbot.mouseClick(chips["cat"].button, Qt.MouseButton.LeftButton)
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Escape)  # and on the photo, as for a word
+    assert view.current_map is None and window.panel.keywords.current == ""
+
+    qtbot.mouseClick(chips["cat"].button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(view.word_buttons()[0], Qt.MouseButton.LeftButton)  # a word's map replaces the keyword's
+    assert np.array_equal(view.current_map, photo.result.attention[0])
+    assert not chips["cat"].button.isChecked() and window.panel.keywords.current == ""
+
+
+def test_removing_a_chip_is_a_persons_edit_that_the_next_run_respects(qtbot, window, photo_folder):
+    photo = captioned(qtbot, window, photo_folder)
+    sidecar = find_sidecar(photo.path)
+    assert read_caption(photo.path).keywords == ("cat", "dog")
+
+    qtbot.mouseClick(window.panel.keywords.chips()["dog"].remove_button, Qt.MouseButton.LeftButton)
+
+    after = window.session.photo(photo.path)
+    assert after.keywords == ("cat",) and after.edits == photo.edits + 1
+    assert after.state is CaptionState.AUTOMATIC and after.text == photo.text  # the caption is still the model's
+    stored = read_caption(photo.path)
+    assert stored.keywords == ("cat",) and stored.source == "automatic"
+    rdf = xmp_edit.rdf_root(xmp_edit.parse(sidecar.read_bytes()))
+    assert "dog" not in xmp_edit.subject(rdf)
+    assert xmp_edit.imgcap_value(rdf, "rejectedKeywords") in ("dog", ["dog"])
+    qtbot.waitUntil(lambda: chip_words(window) == ["cat"], timeout=WAIT)
+
+    window.undo_stack.undo()  # undo puts it back, and allows it again
+    assert read_caption(photo.path).keywords == ("cat", "dog")
+    qtbot.waitUntil(lambda: chip_words(window) == ["cat", "dog"], timeout=WAIT)
+    window.undo_stack.redo()
+    assert read_caption(photo.path).keywords == ("cat",)
+
+    # Delete on a focused chip removes it too; a later run does not add either back.
+    qtbot.waitUntil(lambda: chip_words(window) == ["cat"], timeout=WAIT)
+    chip = window.panel.keywords.chips()["cat"].button
+    chip.setFocus()
+    qtbot.keyClick(chip, Qt.Key.Key_Delete)
+    assert window.session.photo(photo.path).write_error == ""
+    assert read_caption(photo.path).keywords == ()
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window._caption([photo.path], "replace_automatic")
+    assert read_caption(photo.path).keywords == ()
+    assert window.session.photo(photo.path).keywords == ()
+
+
+def test_stored_keywords_without_a_map_show_as_plain_chips(qtbot, window, photo_folder):
+    write_caption(photo_folder / "photo3.jpg", StoredCaption("a cat on a sofa", "automatic", "m", -0.4, None,
+                                                             ("cat", "sofa")))
+    open_and_wait(qtbot, window, photo_folder)
+    select(qtbot, window, "photo3.jpg")
+    qtbot.waitUntil(lambda: chip_words(window) == ["cat", "sofa"], timeout=WAIT)
+
+    chip = window.panel.keywords.chips()["sofa"]
+    assert not chip.has_map and not chip.button.isCheckable()
+    assert "comes with a new caption run" in chip.button.toolTip()
+    qtbot.mouseClick(chip.button, Qt.MouseButton.LeftButton)
+    assert window.panel.view.current_map is None and window.panel.keywords.current == ""
+
+
+def test_no_chips_for_a_photo_without_keywords(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    photo = select(qtbot, window, "drawing.png")
+    qtbot.waitUntil(lambda: bool(photo.text) and window.panel.shown_text == photo.text, timeout=WAIT)
+
+    assert window.session.photo(photo.path).keywords == ()
+    assert chip_words(window) == [] and not window.panel.keywords.isVisible()
+    select(qtbot, window, "photo1.jpg")
+    qtbot.waitUntil(lambda: chip_words(window) == ["cat", "dog"], timeout=WAIT)
+    select(qtbot, window, "drawing.png")
+    qtbot.waitUntil(lambda: chip_words(window) == [], timeout=WAIT)
+
+
+def test_editing_the_caption_keeps_the_chips_and_their_maps(qtbot, window, photo_folder):
+    photo = captioned(qtbot, window, photo_folder)
+    assert window.edit_caption("my own words about a cat")
+    qtbot.waitUntil(lambda: window.panel.shown_text == "my own words about a cat", timeout=WAIT)
+
+    assert chip_words(window) == ["cat", "dog"]
+    assert read_caption(photo.path).keywords == ("cat", "dog")
+    qtbot.mouseClick(window.panel.keywords.chips()["cat"].button, Qt.MouseButton.LeftButton)
+    assert np.array_equal(window.panel.view.current_map, photo.result.tag("cat").cam)
+
+
+def test_panel_with_a_real_tiny_model_shows_each_keywords_cam(qtbot, tmp_path):
+    """The chips and overlay for a result from the real engine (the tiny tag-aware bundle)."""
+    from PySide6.QtGui import QImage
+
+    from model.captioner import Captioner
+    from model.testing import make_tiny_bundle
+    from imgcap_desktop.session import Photo
+
+    bundle = make_tiny_bundle(tmp_path / "tiny-tags", tags=True, keyword_threshold=0.0)
+    photo_path = tmp_path / "photo.png"
+    from skimage import data
+    from PIL import Image
+
+    Image.fromarray(data.chelsea()).save(photo_path)
+    result = Captioner.from_bundle(bundle).caption([str(photo_path)], beam_size=1)[0]
+    keyed = [t for t in result.tags if t.word in result.keywords]
+    assert keyed and all(t.cam is not None for t in keyed)
+
+    panel = CaptionPanel()
+    qtbot.addWidget(panel)
+    stored = StoredCaption(result.text, "automatic", "tiny", result.score, None, result.keywords)
+    panel.show_photo(Photo(photo_path, stored, result=result), QImage(str(photo_path)))
+    assert list(panel.keywords.chips()) == list(dict.fromkeys(result.keywords))
+    tag = keyed[0]
+    qtbot.mouseClick(panel.keywords.chips()[tag.word].button, Qt.MouseButton.LeftButton)
+    assert np.array_equal(panel.view.current_map, tag.cam)
+    assert panel.view.overlay_map.shape == (panel.view._photo.shape[0], panel.view._photo.shape[1])
+
+
+def test_session_set_keywords_rejects_the_removed_one_for_later_runs(tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "a.jpg"
+    Image.new("RGB", (32, 24), "white").save(photo)
+    session = CaptionSession()
+    session.open([photo])
+    outcome = with_tags(fake_result(str(photo), GRID))
+    plan = session.plan(None, "replace_automatic")
+    session.apply_outcomes(plan, [outcome], model_name="m")
+    assert session.photo(photo).keywords == ("cat", "dog")
+
+    changed = session.set_keywords(photo, ("cat",))
+    assert changed.keywords == ("cat",) and changed.state is CaptionState.AUTOMATIC
+    # A run planned before the removal loses to it; one planned after keeps the person's removal.
+    session.apply_outcomes(plan, [outcome], model_name="m")
+    assert read_caption(photo).keywords == ("cat",)
+    session.apply_outcomes(session.plan(None, "replace_automatic"), [outcome], model_name="m")
+    assert read_caption(photo).keywords == ("cat",)
+    assert session.photo(photo).keywords == ("cat",)
+
+    assert session.set_keywords(photo, ("cat", "dog")).keywords == ("cat", "dog")  # put back: allowed again
+    session.apply_outcomes(session.plan(None, "replace_automatic"), [outcome], model_name="m")
+    assert read_caption(photo).keywords == ("cat", "dog")
+    assert session.set_keywords(tmp_path / "not-here.jpg", ()) is None
+
+
+def test_removing_the_last_keyword_removes_dc_subject(tmp_path):
+    """A person removing every keyword (ours only) drops dc:subject in one edit (was: 'overlapping edits')."""
+    from PIL import Image
+
+    photo = tmp_path / "a.jpg"
+    Image.new("RGB", (8, 8)).save(photo)
+    write_caption(photo, StoredCaption("a cat", "automatic", "m", -0.5, None, ("cat", "dog")))
+    write_caption(photo, StoredCaption("a cat", "automatic", "m", -0.5, None, ()), keywords_by_person=True)
+
+    stored = read_caption(photo)
+    assert stored.keywords == () and stored.source == "automatic" and stored.text == "a cat"
+    rdf = xmp_edit.rdf_root(xmp_edit.parse(find_sidecar(photo).read_bytes()))
+    assert xmp_edit.subject(rdf) == []
+    assert sorted(xmp_edit.imgcap_value(rdf, "rejectedKeywords")) == ["cat", "dog"]
+    # A person's caption without keywords does the same.
+    write_caption(photo, StoredCaption("a cat", "automatic", "m", -0.5, None, ("cat",)), keywords_by_person=True)
+    write_caption(photo, StoredCaption("my cat", "human", keywords=()))
+    assert read_caption(photo).keywords == ()
