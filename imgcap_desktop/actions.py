@@ -1,4 +1,4 @@
-"""The main window's actions (with their shortcuts), menus and toolbar, and the undoable caption edit."""
+"""The main window's actions (with their shortcuts), menus and toolbar, and the undoable caption and keyword edits."""
 
 from __future__ import annotations
 
@@ -24,6 +24,20 @@ class SetCaptionCommand(QUndoCommand):
 
     def undo(self) -> None:
         self._session.set_caption(self._path, self._old)
+
+
+class SetKeywordsCommand(QUndoCommand):
+    """A person's change of a photo's keywords (one removed); undo puts the previous ones back."""
+
+    def __init__(self, session: CaptionSession, path: Path, new: tuple[str, ...], old: tuple[str, ...], text: str):
+        super().__init__(text)
+        self._session, self._path, self._new, self._old = session, path, new, old
+
+    def redo(self) -> None:
+        self._session.set_keywords(self._path, self._new)
+
+    def undo(self) -> None:
+        self._session.set_keywords(self._path, self._old)
 
 
 def build_actions(window) -> None:

@@ -16,7 +16,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QUndoStack
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QSplitter
 
 from imgcap_desktop import dialogs
-from imgcap_desktop.actions import SetCaptionCommand, build_actions, build_menus, build_toolbar
+from imgcap_desktop.actions import SetCaptionCommand, SetKeywordsCommand, build_actions, build_menus, build_toolbar
 from imgcap_desktop.caption_panel import CaptionPanel
 from imgcap_desktop.caption_service import CaptionJob, CaptionService
 from imgcap_desktop.folder_reader import StoredCaptionReader
@@ -40,20 +40,6 @@ log = logging.getLogger(__name__)
 
 ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "imgcap.svg"
 PREVIEW_SIZE = 1024
-
-
-class _SetKeywords(QUndoCommand):
-    """A person's change of a photo's keywords (one removed); undo puts the previous ones back."""
-
-    def __init__(self, session: CaptionSession, path: Path, new: tuple[str, ...], old: tuple[str, ...], text: str):
-        super().__init__(text)
-        self._session, self._path, self._new, self._old = session, path, new, old
-
-    def redo(self) -> None:
-        self._session.set_keywords(self._path, self._new)
-
-    def undo(self) -> None:
-        self._session.set_keywords(self._path, self._old)
 
 
 class MainWindow(QMainWindow):
@@ -288,8 +274,8 @@ class MainWindow(QMainWindow):
         if photo is None or word not in photo.keywords:
             return False
         new = tuple(k for k in photo.keywords if k != word)
-        self.undo_stack.push(_SetKeywords(self.session, photo.path, new, photo.keywords,
-                                          f"Remove keyword “{word}” of {photo.path.name}"))
+        self.undo_stack.push(SetKeywordsCommand(self.session, photo.path, new, photo.keywords,
+                                                f"Remove keyword “{word}” of {photo.path.name}"))
         return True
 
     def _on_panel_alternative_chosen(self, text: str) -> None:
