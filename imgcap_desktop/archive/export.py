@@ -45,7 +45,8 @@ def export_csv(folder: str | Path, csv_file: str | Path, root: str | Path | None
     """Write one CSV row per photo (the columns of ``imgcap caption --csv``); returns the number of rows.
 
     A photo whose sidecar holds a caption gets that one (what is stored, as the CLI's CSV shows, so
-    the CSV imports back as unchanged); the others get their result's caption (none for a failure).
+    the CSV imports back as unchanged); the others get their result's caption; a photo that failed
+    gets its reason in the error column.
 
     Args:
         folder: the results folder.
@@ -67,7 +68,7 @@ def export_csv(folder: str | Path, csv_file: str | Path, root: str | Path | None
         caption = _stored_or_none(photo)
         if caption is None and row["error"] is None:
             caption = _caption(row, keywords)
-        rows.append(make_row(photo, root, caption, sidecar=_sidecar_or_none(photo)))
+        rows.append(make_row(photo, root, caption, sidecar=_sidecar_or_none(photo), error=row["error"] or ""))
     write_csv(csv_file, rows)
     return len(rows)
 

@@ -270,10 +270,11 @@ def test_export_csv_has_a_row_per_photo_with_what_is_stored(archive):
     stored = {Path(path).relative_to(folder).as_posix(): row for path, row in _rows(results).items()}
     assert set(rows) == set(stored)
     assert (rows["photo2.jpg"].caption, rows["photo2.jpg"].source) == ("my own words", "human")
-    assert rows["broken.jpg"].caption == ""
+    assert rows["broken.jpg"].caption == "" and "corrupt" in rows["broken.jpg"].error
     for relative, row in rows.items():
         if relative not in ("photo2.jpg", "broken.jpg"):
             assert (row.caption, row.source, row.model) == (stored[relative]["caption"], "automatic", "tiny-test")
+            assert row.error == ""
 
 
 def test_tags_and_keywords_reach_the_results_and_the_sidecars(tiny_bundle, tmp_path):
