@@ -185,7 +185,8 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
     started_ray = _init_ray(options.address)
     try:
         workers, cpus, gpus = _pool_size(options, ray.cluster_resources())
-        print(f"imgcap archive: {todo.num_rows} photos to caption with {model_name} on {workers} workers "
+        print(f"imgcap archive: {todo.num_rows} photos to caption with {model_name} on {workers} "
+              f"worker{'s' if workers != 1 else ''} "
               f"({cpus:g} CPU{'s' if cpus != 1 else ''}{f', {gpus:g} GPU' if gpus else ''} each)", file=err)
         dataset = _dataset(todo, options, workers, model_sha, cpus, gpus, worker_cls)
         stored = bytearray(int(pc.max(todo["id"]).as_py()) + 1)  # ids already stored in this run
