@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--beam", type=int, default=3)
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped one)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternate the three runs this often; keep each one's best")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternate the three runs this often; keep each one's best")
     args = parser.parse_args(argv)
 
     import onnxruntime
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"overhead of Ray with 1 actor against the CLI: {overhead:+.1%}   target <= {OVERHEAD_TARGET:.0%}   "
           f"{'OK' if overhead <= OVERHEAD_TARGET else 'MISSED'}")
     print(f"scaling, 2 actors / 1 actor: {scaling:.2f}x   target > 1   {'OK' if scaling > 1 else 'MISSED'}")
-    print(f"per-actor rate with 2 actors: {two_rate / 2:.2f} photos/s per actor ({half} CPU{'s' if half > 1 else ''} each)")
+    print(f"per-actor rate with 2 actors: {two_rate / 2:.2f} photos/s per actor "
+          f"({half} CPU{'s' if half > 1 else ''} each)")
     print(f"load average while measuring (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"same caption from the CLI and both archive runs: {same}/{len(cli)} photos")
     print(f"results on disk: {stored_bytes / len(two):.0f} bytes per photo (Parquet, zstd; no attention maps)")
