@@ -61,6 +61,31 @@ def test_export_round_trip_both_runtimes_give_the_same_captions_and_maps(tiny_ca
                           tf_captioner.caption(photos, beam_size=beam_size, batch_size=3))
 
 
+@pytest.fixture(scope="module")
+def tagged_bundle(tmp_path_factory):
+    """A tag-aware tiny bundle: tags in the decoder's state and GRU input, and the copy path."""
+    from model.testing import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("tagged") / "tiny-tags", tags=True)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_export_round_trip_of_a_tag_aware_decoder_with_a_copy_path(tagged_bundle, beam_size):
+    from model.captioner import Captioner
+
+    bundle = load_bundle(tagged_bundle)
+    assert bundle.graphs["num_tags"] == bundle.config["decoder"]["num_tags"] > 0
+    assert bundle.graphs["scores"] == "log_probs"
+    onnx_captioner = Captioner(bundle, device="cpu")
+    tf_captioner = Captioner(bundle, device="cpu", runtime="tf")
+    assert onnx_captioner.runtime == "onnx"
+    photos = _photos()
+    onnx_out = onnx_captioner.caption(photos, beam_size=beam_size, batch_size=3)
+    tf_out = tf_captioner.caption(photos, beam_size=beam_size, batch_size=3)
+    _assert_same_captions(onnx_out, tf_out)
+    assert [[t.word for t in o.tags] for o in onnx_out] == [[t.word for t in o.tags] for o in tf_out]
+
+
 def test_tiny_encoder_graph_matches_keras():
     import onnxruntime as ort
 
