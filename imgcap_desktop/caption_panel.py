@@ -49,6 +49,7 @@ class CaptionPanel(QWidget):
         self.keywords.keyword_chosen.connect(self._on_keywords_keyword_chosen)
         self.keywords.keyword_removal_requested.connect(self.keyword_removal_requested)
         self.view.word_selected.connect(self._on_view_word_selected)
+        self.view.word_map_shown.connect(self._on_view_word_map_shown)
         self.caption_edit = CaptionEdit()
         self.caption_edit.setPlaceholderText("No caption — type one, or caption the photo")
         self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
@@ -96,6 +97,10 @@ class CaptionPanel(QWidget):
             self.view.set_caption(tuple(photo.text.split()), None, hint=hint)
         # A keyword's map belongs to the photo, not to the caption: an edited caption keeps it.
         self.keywords.set_keywords(photo.keywords, photo.result)
+        chips = self.keywords.chips()
+        self.view.set_word_maps(
+            {i: chips[w].tag.cam for i, w in enumerate(self.view.words) if w in chips and chips[w].has_map},
+            tip="“{word}” is also a keyword: click it again to see where the classifier sees it")
         self.recompute_button.setVisible(photo.recomputable)
         self.caption_edit.setText(photo.text)
         self.caption_edit.committed_text = photo.text
@@ -117,6 +122,9 @@ class CaptionPanel(QWidget):
 
     def _on_view_word_selected(self, _index: int) -> None:
         self.keywords.set_current("")  # a word's map (or none) replaced the keyword's
+
+    def _on_view_word_map_shown(self, index: int) -> None:
+        self.keywords.set_current(self.view.words[index])
 
     def _on_caption_edit_return_pressed(self) -> None:
         self.caption_edited.emit(self.caption_edit.text())

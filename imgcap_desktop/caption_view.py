@@ -2,8 +2,9 @@
 
 Clicking a word overlays that word's attention map: upsampled smoothly (bicubic) to the photo's size,
 colour-mapped and blended with an adjustable opacity. Any other map over the same grid (a keyword's
-class activation map, :meth:`CaptionView.show_map`) is shown the same way. The "all words" strip shows every word beside
-its own small overlay, as in the paper's figures. Left/Right move between words, Escape clears.
+class activation map, :meth:`CaptionView.show_map`) is shown the same way. The "all words" strip
+shows every word beside its own small overlay, as in the paper's figures. Left/Right move between
+words, Escape clears.
 """
 
 from __future__ import annotations
@@ -113,11 +114,16 @@ class PhotoCanvas(QWidget):
 class CaptionView(QWidget):
     """One photo, its caption as word buttons, the overlay of the chosen word and the all-words strip.
 
+    A word with a second map (a caption word that is also a keyword, :meth:`set_word_maps`) shows
+    it on a second click; a third click clears.
+
     Signals:
         word_selected(int index): a word was chosen (-1: the overlay was cleared).
+        word_map_shown(int index): a word's second map (its keyword's class activation map) is shown.
     """
 
     word_selected = Signal(int)
+    word_map_shown = Signal(int)
 
     STRIP_SIZE = 96
 
@@ -129,6 +135,7 @@ class CaptionView(QWidget):
         self._attention: np.ndarray | None = None
         self._current = -1
         self._map: np.ndarray | None = None  # a map shown instead of a word's (a keyword's CAM)
+        self._word_maps: dict[int, np.ndarray] = {}  # a second map per word (its keyword's CAM)
         self.overlay_map: np.ndarray | None = None  # the upsampled map shown, for tests and exports
 
         self.canvas = PhotoCanvas()
@@ -203,6 +210,7 @@ class CaptionView(QWidget):
         self._attention = attention if attention is not None and len(attention) == len(self._words) else None
         self._current = -1
         self._map = None
+        self._word_maps = {}
         for button in self._word_group.buttons():
             self._word_group.removeButton(button)
             button.setParent(None)
@@ -231,6 +239,27 @@ class CaptionView(QWidget):
         """Place ``widget`` right under the caption's words (the keyword chips)."""
         layout = self.layout()
         layout.insertWidget(layout.indexOf(self._word_hint) + 1, widget)
+
+    def set_word_maps(self, maps: dict[int, np.ndarray], tip: str = "") -> None:
+        """Give caption words a second ``(grid_h, grid_w)`` map, shown on a second click (a keyword's CAM).
+
+        ``tip`` (formatted with ``word``) is added to such a word's tooltip.
+        """
+        self._word_maps = {i: m for i, m in maps.items() if 0 <= i < len(self._words)} if self._attention is not None else {}
+        for i, button in enumerate(self.word_buttons()):
+            button.setToolTip(tip.format(word=self._words[i]) if i in self._word_maps and tip else "")
+
+    def show_word_map(self, index: int) -> None:
+        """Overlay word ``index``'s second map (see :meth:`set_word_maps`); the word stays chosen."""
+        if index not in self._word_maps:
+            return
+        self.show_map(self._word_maps[index])
+        self._current = index
+        for i, button in enumerate(self.word_buttons()):
+            button.setChecked(i == index)
+        for i, tile in enumerate(self.strip_tiles()):
+            tile.setChecked(i == index)
+        self.word_map_shown.emit(index)
 
     def select_word(self, index: int) -> None:
         """Overlay word ``index``'s attention map (-1 clears the overlay)."""
@@ -275,7 +304,10 @@ class CaptionView(QWidget):
         event.accept()
 
     def _on_word_group_id_clicked(self, index: int) -> None:
-        self.select_word(-1 if index == self._current else index)
+        if index == self._current and self._map is None and index in self._word_maps:
+            self.show_word_map(index)  # a second click: the word's keyword map
+        else:
+            self.select_word(-1 if index == self._current else index)
         self.setFocus()
 
     def _on_opacity_slider_value_changed(self, _value: int) -> None:

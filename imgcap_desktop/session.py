@@ -85,6 +85,8 @@ class Photo:
         held: the caption is not written to the sidecar (hold-for-review mode, or a failed write).
         write_error: why the last sidecar write failed (the caption is then held).
         edits: how many times the user changed the caption; a result planned before an edit loses.
+        removed_keywords: keywords a person removed from the held caption: writing it records them
+            as rejected, so a later run does not add them back.
     """
 
     path: Path
@@ -94,6 +96,7 @@ class Photo:
     held: bool = False
     write_error: str = ""
     edits: int = 0
+    removed_keywords: tuple[str, ...] = ()
 
     @property
     def state(self) -> CaptionState:
@@ -394,7 +397,7 @@ class CaptionSession:
         if status.status == "kept_human":
             return status, {"caption": status.caption, "error": "", "result": None, "held": False}
         return status, {"caption": status.caption, "error": "", "result": outcome, "write_error": "",
-                        "held": status.status == "held"}
+                        "held": status.status == "held", "removed_keywords": ()}
 
     # -- the user's changes --------------------------------------------------------------------
 
@@ -410,12 +413,12 @@ class CaptionSession:
         return self.set_caption(photo.path, caption_for(photo, text, source))
 
     def set_caption(self, path: str | Path, caption: StoredCaption | None, *,
-                    keywords_by_person: bool = False) -> Photo | None:
+                    removed_keywords: Sequence[str] | None = None) -> Photo | None:
         """Set a photo's caption as the user's action (an edit, or undoing one): written now or held.
 
         A caption without keywords (None) leaves the photo's keywords as they are. With
-        ``keywords_by_person``, ``caption.keywords`` are a person's choice: a keyword of ours left
-        out is recorded as rejected (see :meth:`set_keywords`).
+        ``removed_keywords``, ``caption.keywords`` are a person's choice and these are the ones they
+        removed: recorded as rejected (see :meth:`set_keywords`).
         """
         path = Path(path)
         with self._write_lock(path):
@@ -428,16 +431,23 @@ class CaptionSession:
             shown = caption
             if caption is not None and caption.keywords is None and photo.caption is not None:
                 shown = replace(caption, keywords=photo.caption.keywords)  # the sidecar keeps them too
-            changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False}
+            # A removal not written yet (held) stays a person's until it is.
+            removed = tuple(dict.fromkeys([*(photo.removed_keywords if photo.held else ()), *(removed_keywords or ())]))
+            removed = tuple(k for k in removed if k not in ((shown.keywords or ()) if shown else ()))
+            changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False,
+                       "removed_keywords": ()}
             if self.auto_write:
                 try:
                     write_caption(path, caption or StoredCaption("", "human"), style=self.sidecar_style,
-                                  keywords_by_person=keywords_by_person or None)
+                                  keywords_by_person=True if removed_keywords is not None or removed else None,
+                                  rejected_keywords=removed)
                 except (SidecarError, ValueError) as exc:
                     reason = getattr(exc, "reason", str(exc))
                     changes |= {"held": caption is not None, "write_error": reason}
             else:
                 changes["held"] = caption is not None
+            if changes["held"]:  # written later (accept_held)
+                changes["removed_keywords"] = removed
             photo = self._update(path, **changes)
         self.changed.emit((path,))
         return photo
@@ -452,8 +462,10 @@ class CaptionSession:
         photo = self.photo(path)
         if photo is None or photo.caption is None:
             return None
-        caption = replace(photo.caption, keywords=tuple(dict.fromkeys(keywords)))
-        return self.set_caption(photo.path, caption, keywords_by_person=True)
+        keywords = tuple(dict.fromkeys(keywords))
+        caption = replace(photo.caption, keywords=keywords)
+        removed = [k for k in photo.keywords if k not in keywords]
+        return self.set_caption(photo.path, caption, removed_keywords=removed)
 
     def accept_held(self) -> tuple[int, list[PhotoStatus]]:
         """Write every held caption to its sidecar: ``(written, failures)``."""
@@ -464,12 +476,14 @@ class CaptionSession:
                 if current is None or not current.held or current.caption is None:
                     continue
                 try:
-                    sidecar = write_caption(current.path, current.caption, style=self.sidecar_style)
+                    sidecar = write_caption(current.path, current.caption, style=self.sidecar_style,
+                                            keywords_by_person=bool(current.removed_keywords) or None,
+                                            rejected_keywords=current.removed_keywords)
                 except SidecarError as exc:
                     self._update(current.path, write_error=exc.reason)
                     failures.append(PhotoStatus(current.path, "failed", current.caption, message=str(exc)))
                 else:
-                    self._update(current.path, held=False, write_error="")
+                    self._update(current.path, held=False, write_error="", removed_keywords=())
                     written += 1
                     log.debug("wrote %s", sidecar)
             self.changed.emit((photo.path,))
@@ -484,7 +498,8 @@ class CaptionSession:
                     stored, error = read_caption(photo.path), ""
                 except SidecarError as exc:
                     stored, error = None, exc.reason
-                self._update(photo.path, caption=stored, error=error, held=False, write_error="", result=None)
+                self._update(photo.path, caption=stored, error=error, held=False, write_error="", result=None,
+                             removed_keywords=())
             count += 1
             self.changed.emit((photo.path,))
         return count

@@ -259,7 +259,7 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
 
 
 def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext",
-                  keywords_by_person: bool | None = None) -> Path:
+                  keywords_by_person: bool | None = None, rejected_keywords: Sequence[str] = ()) -> Path:
     """Store a caption (and imgcap's keywords) in the photo's sidecar, changing nothing else there.
 
     An existing sidecar (of either naming style) is updated; otherwise one is created in ``style``.
@@ -278,6 +278,8 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         keywords_by_person: ``caption.keywords`` are a person's choice (a keyword removed in the
             app is then rejected: never added again automatically), whatever the caption's source;
             default: when the caption is a person's.
+        rejected_keywords: keywords a person removed before this sidecar held them (a caption held
+            for review): recorded as rejected too, unless ``caption.keywords`` holds them.
 
     Returns:
         The sidecar's path.
@@ -322,6 +324,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             subject, old_ours or [], old_rejected or [], caption.keywords,
             human=caption.source == "human" if keywords_by_person is None else keywords_by_person,
         )
+        rejected = list(dict.fromkeys([*rejected, *(k for k in rejected_keywords if k not in caption.keywords)]))
     changes = xmp_edit.Changes(
         caption=caption.text,
         imgcap=[

@@ -180,6 +180,37 @@ def test_editing_the_caption_keeps_the_chips_and_their_maps(qtbot, window, photo
     assert np.array_equal(window.panel.view.current_map, photo.result.tag("cat").cam)
 
 
+def test_a_caption_word_that_is_a_keyword_shows_its_cam_on_a_second_click(qtbot, tmp_path):
+    from PySide6.QtGui import QImage
+
+    from imgcap_desktop.session import Photo
+
+    words = ("a", "cat", "on", "the", "grass")
+    attention = np.stack([cam_at(i) for i in range(len(words))])  # word i looks at cell i
+    result = with_tags(CaptionResult(str(tmp_path / "p.png"), words, tuple(range(len(words))), -0.3, attention))
+    image = QImage(64, 48, QImage.Format.Format_RGB888)
+    image.fill(0x808080)
+    panel = CaptionPanel()
+    qtbot.addWidget(panel)
+    panel.show_photo(Photo(tmp_path / "p.png", StoredCaption(result.text, "automatic", keywords=result.keywords),
+                           result=result), image)
+    view, cat_chip = panel.view, panel.keywords.chips()["cat"]
+    cat_word, grass_word = view.word_buttons()[1], view.word_buttons()[4]
+    assert "also a keyword" in cat_word.toolTip() and grass_word.toolTip() == ""  # grass: a tag, not a keyword
+
+    qtbot.mouseClick(cat_word, Qt.MouseButton.LeftButton)  # first click: the word's attention
+    assert np.array_equal(view.current_map, attention[1]) and not cat_chip.button.isChecked()
+    qtbot.mouseClick(cat_word, Qt.MouseButton.LeftButton)  # second: the keyword's class activation map
+    assert np.array_equal(view.current_map, result.tag("cat").cam)
+    assert cat_word.isChecked() and cat_chip.button.isChecked() and view.current_word == 1
+    qtbot.mouseClick(cat_word, Qt.MouseButton.LeftButton)  # third: cleared
+    assert view.current_map is None and not cat_word.isChecked() and panel.keywords.current == ""
+
+    qtbot.mouseClick(grass_word, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(grass_word, Qt.MouseButton.LeftButton)  # a word without a keyword map: cleared at once
+    assert view.current_map is None
+
+
 def test_panel_with_a_real_tiny_model_shows_each_keywords_cam(qtbot, tmp_path):
     """The chips and overlay for a result from the real engine (the tiny tag-aware bundle)."""
     from PySide6.QtGui import QImage
@@ -254,3 +285,25 @@ def test_removing_the_last_keyword_removes_dc_subject(tmp_path):
     write_caption(photo, StoredCaption("a cat", "automatic", "m", -0.5, None, ("cat",)), keywords_by_person=True)
     write_caption(photo, StoredCaption("my cat", "human", keywords=()))
     assert read_caption(photo).keywords == ()
+
+
+def test_a_keyword_removed_while_held_is_rejected_when_accepted(tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "a.jpg"
+    Image.new("RGB", (32, 24), "white").save(photo)
+    session = CaptionSession(auto_write=False)
+    session.open([photo])
+    outcome = with_tags(fake_result(str(photo), GRID))
+    session.apply_outcomes(session.plan(None, "replace_automatic"), [outcome], model_name="m")
+    assert session.photo(photo).held and read_caption(photo) is None
+
+    session.set_keywords(photo, ("cat",))
+    assert session.set_keywords(photo, ("cat", "dog")).removed_keywords == ()  # undone: nothing removed
+    session.set_keywords(photo, ("cat",))
+    session.edit(photo, "a cat of my own")  # a later edit keeps the removal a person's
+    assert session.photo(photo).keywords == ("cat",) and session.photo(photo).removed_keywords == ("dog",)
+    assert session.accept_held() == (1, [])
+    assert read_caption(photo).keywords == ("cat",) and session.photo(photo).removed_keywords == ()
+    session.apply_outcomes(session.plan(None, "replace_all", write=True), [outcome], model_name="m")
+    assert read_caption(photo).keywords == ("cat",)  # dog stays removed
