@@ -20,6 +20,7 @@ from model.results import CaptionResult, Tag
 #: A chip is a rounded outline; the chosen one is filled with the accent colour, as a chosen caption word.
 _CHIP_STYLE = """
 QFrame#keywordChip { border: 1px solid palette(mid); border-radius: 10px; }
+QFrame#keywordChip[mapless="true"] { border-style: dashed; }
 QToolButton { border: none; padding: 1px 3px; }
 QToolButton:checked { background-color: #1e88e5; color: white; font-weight: bold; border-radius: 8px; }
 """
@@ -50,6 +51,7 @@ class KeywordChip(QFrame):
         self.setObjectName("keywordChip")
         self.word = word
         self.tag = tag
+        self.setProperty("mapless", not self.has_map)  # a dashed outline: nothing to show on a click
         self.button = _ChipButton()
         self.button.setText(word)
         self.button.setCheckable(self.has_map)

@@ -149,7 +149,7 @@ def test_stored_keywords_without_a_map_show_as_plain_chips(qtbot, window, photo_
     qtbot.waitUntil(lambda: chip_words(window) == ["cat", "sofa"], timeout=WAIT)
 
     chip = window.panel.keywords.chips()["sofa"]
-    assert not chip.has_map and not chip.button.isCheckable()
+    assert not chip.has_map and not chip.button.isCheckable() and chip.property("mapless") is True
     assert "comes with a new caption run" in chip.button.toolTip()
     qtbot.mouseClick(chip.button, Qt.MouseButton.LeftButton)
     assert window.panel.view.current_map is None and window.panel.keywords.current == ""
