@@ -310,6 +310,30 @@ def test_tags_and_keywords_reach_the_results_and_the_sidecars(tiny_bundle, tmp_p
         assert stored.text == row["caption"] and stored.keywords == ("dog",)
 
 
+def test_an_engine_error_costs_only_its_own_photo(tiny_bundle, tmp_path):
+    """The worker alone: the engine raising on a batch falls back to one photo at a time; the photo it
+    raises on is retried once and recorded with the error, the rest of the batch is captioned."""
+    from imgcap_desktop.archive.worker import CaptionWorker
+
+    photos = make_photos(tmp_path / "p", count=3, corrupt=False)[:3]
+    worker = CaptionWorker(bundle=str(tiny_bundle), model_sha=bundle_sha(tiny_bundle), beam=1, batch_size=4,
+                           device="cpu", threads=1)
+    engine, calls = worker.captioner.caption, []
+
+    def caption(paths, **kwargs):
+        calls.append(len(paths))
+        if any(str(path).endswith("photo2.jpg") for path in paths):
+            raise RuntimeError("out of memory on the device")
+        return engine(paths, **kwargs)
+
+    worker.captioner.caption = caption
+    outcomes, attempts = worker.caption_with_retry([str(p) for p in photos])
+
+    assert calls == [3, 1, 1, 1, 1]  # the batch, each photo alone, the failed one again
+    assert [o.ok for o in outcomes] == [True, False, True] and attempts == [1, 2, 1]
+    assert outcomes[1].reason == "the engine failed on this photo: RuntimeError: out of memory on the device"
+
+
 def test_apply_sidecars_stores_keywords_only_from_a_model_with_tags():
     from imgcap_desktop.archive.export import _caption
 
