@@ -185,10 +185,14 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
     started_ray = _init_ray(options.address)
     try:
         workers, cpus, gpus = _pool_size(options, ray.cluster_resources())
+        call_rows = options.batch_size * BATCHES_PER_CALL
+        block_rows = _block_rows(todo.num_rows, workers, options.batch_size, call_rows)
+        # Ray hands an actor at least a call's rows at a time: no more actors than that makes work for.
+        workers = max(1, min(workers, math.ceil(todo.num_rows / max(block_rows, call_rows))))
         print(f"imgcap archive: {todo.num_rows} photos to caption with {model_name} on {workers} "
               f"worker{'s' if workers != 1 else ''} "
               f"({cpus:g} CPU{'s' if cpus != 1 else ''}{f', {gpus:g} GPU' if gpus else ''} each)", file=err)
-        dataset = _dataset(todo, options, workers, model_sha, cpus, gpus, worker_cls)
+        dataset = _dataset(todo, options, workers, model_sha, cpus, gpus, worker_cls, block_rows, call_rows)
         stored = bytearray(int(pc.max(todo["id"]).as_py()) + 1)  # ids already stored in this run
         with _Progress(todo.num_rows, err) as progress:
             try:
@@ -265,7 +269,7 @@ def _pool_size(options: ArchiveOptions, resources: dict) -> tuple[int, float, fl
 
 
 def _dataset(todo: pa.Table, options: ArchiveOptions, workers: int, model_sha: str, cpus: float, gpus: float,
-             worker_cls: type):
+             worker_cls: type, block_rows: int, call_rows: int):
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -273,8 +277,6 @@ def _dataset(todo: pa.Table, options: ArchiveOptions, workers: int, model_sha: s
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset started or finished
     logging.getLogger("ray.data._internal.progress").addFilter(_NoProgressBarNotice())
-    call_rows = options.batch_size * BATCHES_PER_CALL
-    block_rows = _block_rows(todo.num_rows, workers, options.batch_size, call_rows)
     # from_items builds the blocks here; from_arrow would start a task (a worker process) per block.
     store = options.store
     return ray.data.from_items(todo.to_pylist(), override_num_blocks=math.ceil(todo.num_rows / block_rows)).map_batches(
