@@ -51,6 +51,8 @@ class Bundle:
     vocab: Vocabulary
     weights: dict[str, np.ndarray] = field(repr=False)
     classifier: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # (kernel, bias)
+    # Linear probes on the pooled grid, by name (e.g. "person": is a person in the photo?): (kernel, bias)
+    probes: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -113,7 +115,8 @@ def _sha256_bytes(data: bytes) -> str:
 def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, name: str,
                 description: str = "", decoding: dict | None = None, training: dict | None = None,
                 metrics: dict | None = None, dtype: str = "float16", graphs: bool = True,
-                tags: dict | None = None, classifier: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+                tags: dict | None = None, classifier: tuple[np.ndarray, np.ndarray] | None = None,
+                probes: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
     """Write a bundle folder (created if needed; existing bundle files are replaced).
 
     With ``graphs`` the decoder is also exported as ONNX graphs for the lean runtime (this needs
@@ -149,7 +152,10 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
         if classifier is None:
             raise BundleError("a bundle with tags needs the classifier that makes them")
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, kernel=np.asarray(classifier[0], dtype), bias=np.asarray(classifier[1], np.float32))
+        extra = {f"probe_{name}_{part}": np.asarray(value, np.float32)
+                 for name, (kernel, bias) in (probes or {}).items() for part, value in (("kernel", kernel), ("bias", bias))}
+        np.savez_compressed(buffer, kernel=np.asarray(classifier[0], dtype), bias=np.asarray(classifier[1], np.float32),
+                            **extra)
         (path / CLASSIFIER_FILE).write_bytes(buffer.getvalue())
         config["tags"] = tags | {"classifier": {"file": CLASSIFIER_FILE, "sha256": _sha256_bytes(buffer.getvalue())}}
     config["decoder"].pop("name")
@@ -275,22 +281,23 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         got = None if logits is None else logits.shape[-1]
         raise BundleError(f"{path}: the vocabulary has {len(vocab)} words but the weights produce {got}")
     num_tags = decoder_config.get("num_tags", 0)
-    classifier = None
+    classifier, probes = None, {}
     if num_tags or "tags" in config:
         tags = config.get("tags")
         if not isinstance(tags, dict) or len(tags.get("words", ())) != num_tags or len(tags.get("class_words", ())) != 1000:
             raise BundleError(f"{path}: the decoder reads {num_tags} tags but the config's tag map does not match")
-        classifier = _load_classifier(path, tags.get("classifier"), spec.channels)
+        classifier, probes = _load_classifier(path, tags.get("classifier"), spec.channels)
     if decoder_config.get("encoder_channels") != spec.channels:
         raise BundleError(f"{path}: decoder expects {decoder_config.get('encoder_channels')} channels, encoder {encoder} gives {spec.channels}")
     for part in ("prepare", "step") if config.get("graphs") else ():
         entry = config["graphs"].get(part) or {}
         if not (path / str(entry.get("file", ""))).is_file():
             raise BundleError(f"{path}: missing ONNX graph {entry.get('file', part)!r} (config \"graphs\")")
-    return Bundle(path=path, config=config, vocab=vocab, weights=weights, classifier=classifier)
+    return Bundle(path=path, config=config, vocab=vocab, weights=weights, classifier=classifier, probes=probes)
 
 
-def _load_classifier(path: Path, info, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_classifier(path: Path, info, channels: int):
+    """``((kernel, bias), {probe name: (kernel, bias)})`` from the bundle's classifier file."""
     if not isinstance(info, dict):
         raise BundleError(f"{path}: the config names no classifier file for its tags")
     file = path / info.get("file", CLASSIFIER_FILE)
@@ -302,8 +309,14 @@ def _load_classifier(path: Path, info, channels: int) -> tuple[np.ndarray, np.nd
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             kernel, bias = npz["kernel"].astype(np.float32), npz["bias"].astype(np.float32)
+            probes = {key[len("probe_"):-len("_kernel")]: (npz[key].astype(np.float32),
+                                                           npz[key[:-len("kernel")] + "bias"].astype(np.float32))
+                      for key in npz.files if key.startswith("probe_") and key.endswith("_kernel")}
     except (ValueError, OSError, KeyError) as exc:
         raise BundleError(f"{file}: unreadable classifier ({exc})") from None
     if kernel.shape != (channels, 1000) or bias.shape != (1000,):
         raise BundleError(f"{file}: classifier of shape {kernel.shape}, expected ({channels}, 1000)")
-    return kernel, bias
+    for name, (probe_kernel, _) in probes.items():
+        if probe_kernel.shape != (channels,):
+            raise BundleError(f"{file}: probe {name!r} of shape {probe_kernel.shape}, expected ({channels},)")
+    return (kernel, bias), probes

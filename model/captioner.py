@@ -54,11 +54,44 @@ class Captioner:
             end_id=bundle.vocab.end_id, pad_id=bundle.vocab.pad_id,
             max_length=int(decoding.get("max_length", 30)), length_penalty=float(decoding.get("length_penalty", 1.0)),
             banned_ids=self._banned_ids(bundle.vocab, decoding),
+            no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)),
+            once_ids=tuple(bundle.vocab.id_of(w) for w in decoding.get("once_words", ()) if w in bundle.vocab),
         )
+        self._absent = self._absence_rules(bundle, decoding)
         self.tagger = tagger_for(bundle)
         self._num_tags = int(bundle.config["decoder"].get("num_tags", 0))
         if self._num_tags and (self.tagger is None or len(self.tagger.tag_map.words) != self._num_tags):
             raise ValueError(f"{bundle.path}: the decoder reads {self._num_tags} tags but no matching tagger was built")
+
+    @staticmethod
+    def _absence_rules(bundle: Bundle, decoding: dict) -> list[tuple[str, str, float, np.ndarray]]:
+        """``(kind, name, threshold, word ids)`` per rule of ``decoding["absent"]``: words a photo must not
+        get when the evidence for them is below the threshold, from a tag (``"tag": "dog"``: the
+        classifier's probability of the word) or a probe on the pooled grid (``"probe": "person"``)."""
+        rules = []
+        for rule in decoding.get("absent", ()):
+            kind = "tag" if "tag" in rule else "probe"
+            ids = np.array([bundle.vocab.id_of(w) for w in rule["words"] if w in bundle.vocab], np.int64)
+            if kind == "probe" and rule["probe"] not in bundle.probes:
+                raise ValueError(f"{bundle.path}: decoding rule needs the probe {rule['probe']!r}, the bundle has none")
+            rules.append((kind, rule[kind], float(rule["below"]), ids))
+        return rules
+
+    def _photo_bans(self, features: np.ndarray, word_probs: np.ndarray | None) -> np.ndarray | None:
+        """``(batch, vocab)`` additive bans from the absence rules (None when the bundle has none)."""
+        if not self._absent:
+            return None
+        ban = np.zeros((features.shape[0], len(self.bundle.vocab)), np.float32)
+        pooled = None
+        for kind, name, threshold, ids in self._absent:
+            if kind == "tag":
+                evidence = word_probs[:, self.tagger.tag_map.index(name)]
+            else:
+                pooled = features.mean(axis=1) if pooled is None else pooled  # (batch, channels)
+                kernel, bias = self.bundle.probes[name]
+                evidence = 1.0 / (1.0 + np.exp(-(pooled @ kernel + bias)))
+            ban[np.ix_(evidence < threshold, ids)] = -1e9
+        return ban
 
     @staticmethod
     def _banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
@@ -107,10 +140,14 @@ class Captioner:
         """Feature grids ``(batch, locations, channels)`` for pixels ``(batch, size, size, 3)``."""
         return self.model.encode(np.asarray(pixels, np.float32))[0]
 
-    def decode(self, features: np.ndarray, beam_size: int = 3, tags: np.ndarray | None = None) -> DecodedBatch:
-        """Search captions for feature grids ``(batch, locations, channels)`` (beam 1 = greedy)."""
+    def decode(self, features: np.ndarray, beam_size: int = 3, tags: np.ndarray | None = None,
+               ban: np.ndarray | None = None) -> DecodedBatch:
+        """Search captions for feature grids ``(batch, locations, channels)`` (beam 1 = greedy);
+        ``tags`` the tag vectors of a tag-aware decoder, ``ban`` per-photo word bans."""
         memory, hidden = self.model.prepare(features, tags)
-        return self._search.greedy(memory, hidden) if beam_size == 1 else self._search.beam(memory, hidden, beam_size)
+        if beam_size == 1:
+            return self._search.greedy(memory, hidden, ban)
+        return self._search.beam(memory, hidden, beam_size, ban)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -136,8 +173,9 @@ class Captioner:
         if good:
             features = self.encode(np.stack([pixels for _, pixels in good]))
             class_probs = self.tagger.class_probabilities(features) if self.tagger is not None else None
-            tag_vectors = self.tagger.word_probabilities(class_probs) if self._num_tags else None
-            decoded = self.decode(features, beam_size, tag_vectors)
+            word_probs = self.tagger.word_probabilities(class_probs) if class_probs is not None else None
+            decoded = self.decode(features, beam_size, word_probs if self._num_tags else None,
+                                  self._photo_bans(features, word_probs))
             for row, (i, _) in enumerate(good):
                 tags, keywords = ((), ()) if class_probs is None else self.tagger.tags(features[row], class_probs[row], self.grid)
                 results[i] = self._to_result(loaded[i][0], decoded, row, tags, keywords)
@@ -151,13 +189,29 @@ class Captioner:
             n = int(decoded.lengths[row, beam])
             ids = decoded.tokens[row, beam, :n]
             alternatives.append(Alternative(tuple(vocab.word_of(int(t)) for t in ids), float(decoded.scores[row, beam])))
-        n = int(decoded.lengths[row, 0])
-        ids = tuple(int(t) for t in decoded.tokens[row, 0, :n])
-        attention = decoded.attention[row, 0, :n].reshape(n, gh, gw).astype(np.float32)
+        best = self._preferred(alternatives, tags)
+        if best:
+            alternatives.insert(0, alternatives.pop(best))
+        n = int(decoded.lengths[row, best])
+        ids = tuple(int(t) for t in decoded.tokens[row, best, :n])
+        attention = decoded.attention[row, best, :n].reshape(n, gh, gw).astype(np.float32)
         return CaptionResult(
             source=source, words=alternatives[0].words, token_ids=ids, score=alternatives[0].score,
             attention=attention, alternatives=tuple(alternatives), tags=tags, keywords=keywords,
         )
+
+    def _preferred(self, alternatives: list[Alternative], tags) -> int:
+        """Index of the caption to show: the best-scoring alternative that names a confident tag
+        (``decoding["prefer_tags_above"]``), else the best (0)."""
+        threshold = self.bundle.config.get("decoding", {}).get("prefer_tags_above")
+        if threshold is None or len(alternatives) < 2:
+            return 0
+        from model.tags import word_forms
+
+        wanted = {form for tag in tags if tag.probability >= threshold for form in word_forms(tag.word)}
+        if not wanted or wanted & set(alternatives[0].words):
+            return 0
+        return next((i for i, alt in enumerate(alternatives) if wanted & set(alt.words)), 0)
 
 
 def tagger_for(bundle: Bundle):

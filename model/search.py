@@ -71,10 +71,14 @@ class Search:
         max_length: most words generated (``<end>`` included).
         length_penalty: exponent of the length normalisation of the final ranking.
         banned_ids: tokens never emitted (e.g. ``<pad>``, ``<start>``, ``<unk>``).
+        no_repeat_ngram: a hypothesis never repeats an n-gram of this size (0: off), the usual guard
+            against "on a dock on a dock".
+        once_ids: tokens a hypothesis emits at most once (content words: "a toilet with a toilet").
     """
 
     def __init__(self, step: StepFunction, *, vocab_size: int, start_id: int, end_id: int, pad_id: int = 0,
-                 max_length: int = 30, length_penalty: float = 1.0, banned_ids: tuple[int, ...] = ()):
+                 max_length: int = 30, length_penalty: float = 1.0, banned_ids: tuple[int, ...] = (),
+                 no_repeat_ngram: int = 0, once_ids: tuple[int, ...] = ()):
         self.step = step
         self.vocab_size = vocab_size
         self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
@@ -82,14 +86,37 @@ class Search:
         self.length_penalty = length_penalty
         self.ban = np.zeros(vocab_size, np.float32)
         self.ban[list(banned_ids)] = NEG_INF
+        self.no_repeat_ngram = int(no_repeat_ngram)
+        self.once = np.zeros(vocab_size, bool)
+        self.once[list(once_ids)] = True
+
+    def _repeat_ban(self, history: np.ndarray, t: int) -> np.ndarray | None:
+        """``(rows, vocab)`` additive ban for tokens that would repeat an n-gram or a once-only word,
+        given each row's first ``t`` tokens ``history (rows, >= t)``; None when nothing is banned."""
+        if t == 0 or (self.no_repeat_ngram < 1 and not self.once.any()):
+            return None
+        ban = np.zeros((history.shape[0], self.vocab_size), np.float32)
+        n = self.no_repeat_ngram
+        for row, seq in enumerate(history[:, :t].tolist()):
+            if self.once.any():
+                used = [tok for tok in seq if self.once[tok]]
+                ban[row, used] = NEG_INF
+            if n >= 1 and t >= n:
+                prefix = tuple(seq[t - n + 1:]) if n > 1 else ()
+                for i in range(t - n + 1):
+                    if tuple(seq[i:i + n - 1]) == prefix:
+                        ban[row, seq[i + n - 1]] = NEG_INF
+        return ban
 
     def _normalise(self, log_prob: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         denom = np.power(np.maximum(lengths.astype(np.float32) + 1.0, 1.0), np.float32(self.length_penalty))
         return (log_prob / denom).astype(np.float32)  # (+1: the <end> token is part of the caption's probability)
 
-    def greedy(self, memory: tuple[np.ndarray, ...], hidden: np.ndarray) -> DecodedBatch:
-        """Argmax decoding: ``memory`` and ``hidden (batch, units)`` from the runtime's ``prepare``."""
+    def greedy(self, memory: tuple[np.ndarray, ...], hidden: np.ndarray, ban: np.ndarray | None = None) -> DecodedBatch:
+        """Argmax decoding: ``memory`` and ``hidden (batch, units)`` from the runtime's ``prepare``;
+        ``ban (batch, vocab)``: per-photo additive scores (``NEG_INF`` for words a photo must not get)."""
         batch = hidden.shape[0]
+        photo_ban = self.ban if ban is None else self.ban + ban
         tokens = np.full(batch, self.start_id, np.int32)
         finished = np.zeros(batch, bool)
         log_prob = np.zeros(batch, np.float32)
@@ -100,7 +127,10 @@ class Search:
             hidden, scores, weights = self.step(tokens, hidden, memory)
             if out_attention is None:
                 out_attention = np.zeros((batch, self.max_length, weights.shape[-1]), np.float32)
-            logp = log_softmax(scores + self.ban)  # (batch, vocab)
+            logp = log_softmax(scores + photo_ban)  # (batch, vocab)
+            repeat = self._repeat_ban(out_tokens, t)
+            if repeat is not None:
+                logp = logp + repeat
             next_tokens = logp.argmax(axis=-1).astype(np.int32)
             step_logp = np.take_along_axis(logp, next_tokens[:, None], axis=1)[:, 0]
             log_prob += np.where(finished, np.float32(0), step_logp)
@@ -114,12 +144,15 @@ class Search:
         scores = self._normalise(log_prob, lengths)[:, None]
         return DecodedBatch(out_tokens[:, None], scores, lengths[:, None], out_attention[:, None])
 
-    def beam(self, memory: tuple[np.ndarray, ...], hidden: np.ndarray, beam_size: int) -> DecodedBatch:
-        """Beam search keeping ``beam_size`` hypotheses per photo; the n-best list comes back best first."""
+    def beam(self, memory: tuple[np.ndarray, ...], hidden: np.ndarray, beam_size: int,
+             ban: np.ndarray | None = None) -> DecodedBatch:
+        """Beam search keeping ``beam_size`` hypotheses per photo; the n-best list comes back best first.
+        ``ban (batch, vocab)``: per-photo additive scores, as for :meth:`greedy`."""
         if beam_size < 1:
             raise ValueError("beam_size must be at least 1")
         k, vocab = beam_size, self.vocab_size
         batch = hidden.shape[0]
+        photo_ban = self.ban if ban is None else np.repeat(self.ban + ban, k, axis=0)  # (batch*k, vocab)
         memory = tuple(np.repeat(m, k, axis=0) for m in memory)  # (batch*k, ...)
         hidden = np.repeat(hidden, k, axis=0)
         # Only the first copy of each photo's beam is alive at the start, so the k beams differ.
@@ -136,7 +169,11 @@ class Search:
             hidden, scores, weights = self.step(tokens, hidden, memory)
             if attn_history is None:
                 attn_history = np.zeros((batch, k, self.max_length, weights.shape[-1]), np.float32)
-            logp = log_softmax(scores + self.ban).reshape(batch, k, vocab)
+            logp = log_softmax(scores + photo_ban)
+            repeat = self._repeat_ban(history.reshape(batch * k, -1), t)
+            if repeat is not None:
+                logp = logp + repeat
+            logp = logp.reshape(batch, k, vocab)
             # A finished hypothesis can only "emit" <end> again, at no cost.
             logp = np.where(finished[..., None], end_only, logp)
             total = (beam_logp[..., None] + logp).reshape(batch, k * vocab)

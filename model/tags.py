@@ -240,6 +240,26 @@ class TagMap:
         return tuple(tags)
 
 
+# Plurals that adding "s"/"es" does not make.
+_IRREGULAR = {
+    "man": ("men",), "woman": ("women",), "person": ("people", "persons"), "child": ("children",),
+    "mouse": ("mice",), "knife": ("knives",), "wolf": ("wolves",), "leaf": ("leaves",), "goose": ("geese",),
+    "foot": ("feet",), "tooth": ("teeth",), "shelf": ("shelves",), "loaf": ("loaves",), "calf": ("calves",),
+    "ox": ("oxen",), "fish": ("fish", "fishes"), "sheep": ("sheep",), "deer": ("deer",),
+}
+
+
+def word_forms(word: str) -> tuple[str, ...]:
+    """The forms of a tag word that a caption may use: the word and its plurals."""
+    forms = [word, word + "s", word + "es"]
+    if word.endswith("y") and len(word) > 2 and word[-2] not in "aeiou":
+        forms.append(word[:-1] + "ies")
+    if word.endswith("f"):
+        forms.append(word[:-1] + "ves")
+    forms += _IRREGULAR.get(word, ())
+    return tuple(dict.fromkeys(forms))
+
+
 class Tagger:
     """Tags for photos from their feature grids: the classifier on the pooled grid (the same numbers
     as the encoder's own ImageNet head, so no second pass), words by :class:`TagMap`, keywords above

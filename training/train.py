@@ -446,7 +446,7 @@ def train(config: TrainConfig) -> dict:
 
 def export(config: TrainConfig, destination: Path, *, name: str, description: str,
            metrics: dict | None = None, extra_training: dict | None = None, weights: Path | None = None,
-           keyword_threshold: float = 0.3) -> Path:
+           keyword_threshold: float = 0.3, decoding: dict | None = None, absence: dict | None = None) -> Path:
     """Write the best epoch of the run in ``config.out`` (or the ``weights`` file of another epoch) as a
     model bundle (float16)."""
     from model.bundle import save_bundle
@@ -459,12 +459,14 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
                       tag_words=tag_map.words if tag_map is not None else ())
     trainer.load_best(weights)
     tags = classifier = None
+    probes, absent = {}, []
     if tag_map is not None:
         from training.tagdata import classifier_weights
 
         tags = {"words": list(tag_map.words), "class_words": tag_map.class_words.tolist(),
                 "map_sha256": tag_map.sha256, "keyword_threshold": keyword_threshold}
         classifier = classifier_weights(config.encoder)
+        probes, absent = _absence_evidence(config, absence)
         data = "Flickr8k train split (6000 photos, 5 captions each) and COCO 2017 val captions as text only"
     else:
         data = "Flickr8k train split (6000 photos, 5 captions each; research use, see MODEL_CARD.md)"
@@ -475,9 +477,37 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
         "history": history,
     } | (extra_training or {})
     return save_bundle(destination, decoder=trainer.decoder, vocab=vocab, encoder=config.encoder, name=name,
-                       description=description, decoding={"max_length": config.max_words}, training=training,
+                       description=description, decoding={"max_length": config.max_words} | (decoding or {})
+                       | ({"absent": absent} if absent else {}), training=training,
                        metrics=metrics or {}, dtype="float16", tags=tags,
-                       classifier=classifier)
+                       classifier=classifier, probes=probes)
+
+
+# Decoding of tag-aware bundles, chosen on dev (coco-mini-dev and Flickr8k dev; see the model card).
+TAG_DECODING = {"no_repeat_ngram": 2, "prefer_tags_above": 0.15}
+ABSENCE = {"person_probe_below": 0.9, "dog_tag_below": 0.15}
+
+
+def _absence_evidence(config: TrainConfig, absence: dict | None):
+    """``(probes, decoding rules)``: the person probe trained on the training photos' pooled grids and
+    captions, and the rules that keep person and dog words out of photos without them."""
+    from training.probes import concept_words, person_probe
+
+    absence = ABSENCE if absence is None else absence
+    if not absence:
+        return {}, []
+    items, _ = load_dataset(config.data, "train")
+    if config.limit:
+        items = items[:config.limit]
+    cache = Path(config.cache) if config.cache else default_cache_dir()
+    extract_features([p for p, _ in items], config.encoder, cache)
+    pooled = load_features(cache, config.encoder, [p for p, _ in items]).astype(np.float32).mean(axis=1)
+    rules = []
+    if absence.get("dog_tag_below") is not None:
+        rules.append({"tag": "dog", "below": absence["dog_tag_below"], "words": concept_words("dog")})
+    if absence.get("person_probe_below") is not None:
+        rules.append({"probe": "person", "below": absence["person_probe_below"], "words": concept_words("person")})
+    return {"person": person_probe(pooled, [caps for _, caps in items])}, rules
 
 
 def config_of_run(config: TrainConfig) -> TrainConfig:
@@ -509,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")
     parser.add_argument("--export-weights", type=Path, default=None,
                         help="with --export: the weights of another epoch (runs/X/epochNN.weights.npz)")
-    parser.add_argument("--keyword-threshold", type=float, default=0.3,
+    parser.add_argument("--keyword-threshold", type=float, default=0.5,
                         help="with --export: a tag above this probability becomes a keyword")
     parser.add_argument("--tags", action="store_true",
                         help="tag-aware decoder: tags from the encoder's ImageNet classifier, with a copy path")
@@ -538,8 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(**args)
     if destination:
         config = config_of_run(config)
+        tagged = config.tags
         print(export(config, destination, name=name, description=description, weights=weights,
-                     keyword_threshold=threshold))
+                     keyword_threshold=threshold, decoding=TAG_DECODING if tagged else None,
+                     absence=None if tagged else {}))
         return 0
     result = train(config)
     print(json.dumps({"best_dev_bleu4_greedy": result["best_bleu4"]}))
