@@ -8,6 +8,7 @@ import pytest
 
 from training.guards import (
     FUNCTION_WORDS,
+    adjacent_repeats,
     caption_guards,
     ends_in_function_word,
     function_word_mask,
@@ -33,13 +34,20 @@ def test_repeated_ngrams():
     assert repeated_ngrams("a a a".split(), n=1) == 2
 
 
+def test_adjacent_repeats():
+    assert adjacent_repeats("a man with a with a ball".split()) == 1
+    assert adjacent_repeats("a a dog".split()) == 1
+    assert adjacent_repeats("a man in a red shirt sits in a chair".split()) == 0  # a repeat, not adjacent
+    assert adjacent_repeats("with a with a with a".split()) == 3  # "with a" x2 after the first, "a with" x1
+
+
 def test_caption_guards_figures():
     captions = ["a man in a".split(), "a dog with a ball with a stick".split(), "a dog runs".split(),
                 "a dog runs".split()]
-    figures = caption_guards(captions)
-    assert figures == {"captions": 4, "ends_in_function_word": 0.25, "repeated_bigram": 0.25,
-                       "mean_length": pytest.approx((4 + 8 + 3 + 3) / 4), "distinct_captions": 3,
-                       "distinct_words": 8}
+    figures = caption_guards(captions + [["a", "dog", "dog"]])
+    assert figures == {"captions": 5, "ends_in_function_word": 0.2, "repeated_bigram": 0.2,
+                       "adjacent_repeat": 0.2, "mean_length": pytest.approx((4 + 8 + 3 + 3 + 3) / 5),
+                       "distinct_captions": 4, "distinct_words": 8}
     assert caption_guards([])["captions"] == 0
 
 
@@ -48,7 +56,7 @@ def test_vectorised_penalties_match_the_word_level_guards():
     words = ["<pad>", "<start>", "<end>", "<unk>", "a", "dog", "in", "with", "the", "grass", "runs", "ball"]
     mask = function_word_mask(words)
     assert [w for w, m in zip(words, mask) if m] == [w for w in words if w in FUNCTION_WORDS]
-    tokens = rng.integers(4, len(words), size=(200, 9))
+    tokens = rng.integers(4, 8, size=(200, 9))  # few words: repeats happen
     lengths = rng.integers(0, 10, size=200)
     finished = lengths < 9
     tokens[np.arange(9)[None, :] >= lengths[:, None]] = 0  # padding after the words
@@ -58,7 +66,7 @@ def test_vectorised_penalties_match_the_word_level_guards():
     for i in range(200):
         caption = [words[t] for t in tokens[i, :lengths[i]]]
         dangling = ends_in_function_word(caption) or not finished[i]
-        repeats = repeated_ngrams(caption, 2)
+        repeats = adjacent_repeats(caption)
         excess = max(abs(len(caption) - target[i]) - 2.0, 0.0)
         assert parts["dangling"][i] == dangling and parts["repeats"][i] == repeats
         assert penalty[i] == pytest.approx(1.0 * dangling + 0.5 * repeats + 0.1 * excess)

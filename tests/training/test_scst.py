@@ -55,7 +55,8 @@ def test_two_step_scst_run_has_a_finite_loss_resumes_and_exports(tiny_flickr, ce
     assert first["seconds_per_1000_photos"] > 0
     assert set(history[1]["dev"]) >= {"BLEU-4", "CIDEr", "METEOR"}
     assert set(history[1]["dev_guards"]) == {"captions", "ends_in_function_word", "repeated_bigram",
-                                             "mean_length", "distinct_captions", "distinct_words"}
+                                             "adjacent_repeat", "mean_length", "distinct_captions",
+                                             "distinct_words"}
     assert (out / "best.weights.npz").is_file() and (out / "checkpoints" / "checkpoint").is_file()
     with np.load(Path(ce_run.out) / "best.weights.npz") as before:
         initial = {k: before[k] for k in before.files}
