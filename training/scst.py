@@ -431,19 +431,21 @@ def _summary(record: dict) -> str:
 
 
 def export(out: str | Path, destination: Path, *, name: str, description: str) -> Path:
-    """Write the best epoch of the SCST run in ``out`` as a bundle (see ``training.train.export``).
+    """Write the best epoch of the SCST run in ``out`` as a bundle, as ``training.train --export`` writes
+    a cross-entropy run's (the same decoding settings and evidence rules).
 
     The bundle's training record keeps the cross-entropy run's history and adds ``scst``: the
     settings and the per-epoch history of this run."""
+    from training.train import TAG_DECODING, TrainConfig, build_parser
     from training.train import export as export_bundle
 
     out = Path(out)
     read = lambda name: json.loads((out / name).read_text()) if (out / name).is_file() else None  # noqa: E731
-    from training.train import TrainConfig
-
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in read("train_config.json").items() if k in known})
     return export_bundle(config, destination, name=name, description=description,
+                         keyword_threshold=build_parser().get_default("keyword_threshold"),
+                         decoding=TAG_DECODING if config.tags else None, absence=None if config.tags else {},
                          extra_training={"history": read("init_history.json") or [],
                                          "scst": {"settings": read("scst_config.json"),
                                                   "history": read("history.json")}})
