@@ -39,6 +39,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SPEEDUP_TARGET = 5.0
 BEAM_OVERHEAD_TARGET = 0.30
 RUNTIME_SPEED_TARGET = 1.0
+TAG_COST_TARGET = 0.05  # tags add at most 5% to encoder time (issue 14)
+TAG_DECODER_TARGET = 1.3  # the tag-aware decoder costs at most 1.3x a plain one's decoding
 LOAD_TIME_TARGET = 0.5
 _SOURCES = ("chelsea", "coffee", "rocket", "astronaut", "cat", "camera", "horse", "immunohistochemistry")
 
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped one)")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="time each path this many times, keep the best")
+    parser.add_argument("--baseline-bundle", type=Path, default=None,
+                        help="a bundle without tags (e.g. the Flickr8k-only model) to compare decoding cost with")
     args = parser.parse_args(argv)
 
     import onnxruntime
@@ -225,6 +229,24 @@ def main(argv: list[str] | None = None) -> int:
         theirs, theirs_s = _timed(lambda: [tutorial_caption(tf_model, onnx.bundle, p) for p in paths], args.repeats)
         tutorial_same = sum(o.ok and list(o.words) == t for o, t in zip(ours, theirs))
 
+        # 4. tags: the classifier on the pooled grid (no second encoder pass), keywords and their maps;
+        #    and the tag-aware decoder against a plain one.
+        tagger = onnx.tagger
+        tag_s = None
+        if tagger is not None:
+            def tag_all():
+                for f in features:
+                    probs = tagger.class_probabilities(f)
+                    tagger.word_probabilities(probs)
+                    for row in range(len(f)):
+                        tagger.tags(f[row], probs[row], onnx.grid)
+            _, tag_s = _timed(tag_all, args.repeats)
+        base_s = None
+        if args.baseline_bundle:
+            base = Captioner.from_bundle(args.baseline_bundle, device="cpu", runtime="onnx")
+            base.decode(features[0], 3)
+            _, base_s = _timed(lambda: [base.decode(f, 3) for f in features], args.repeats)
+
     speedup = theirs_s / ours_s
     overhead = beam3_s / encode_s
     print()
@@ -241,6 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   tutorial: one photo at a time, eager loop:   {n / theirs_s:7.2f} images/s  ({theirs_s:.2f} s)")
     print(f"   speed-up: {speedup:.1f}x   target >= {SPEEDUP_TARGET:.0f}x   {'OK' if speedup >= SPEEDUP_TARGET else 'MISSED'};"
           f"   same caption: {tutorial_same}/{n}")
+    print()
+    print("4. tags and the tag-aware decoder:")
+    if tag_s is not None:
+        print(f"   tags, keywords and their maps: {tag_s:.3f} s = {tag_s / encode_s:.1%} of encoder time   "
+              f"target <= {TAG_COST_TARGET:.0%}   {'OK' if tag_s / encode_s <= TAG_COST_TARGET else 'MISSED'}")
+    else:
+        print("   this bundle's encoder has no classifier: no tags")
+    if base_s is not None:
+        print(f"   beam-3 decoding, this bundle {beam3_s:.2f} s vs baseline {base_s:.2f} s: {beam3_s / base_s:.2f}x   "
+              f"target <= {TAG_DECODER_TARGET}x   {'OK' if beam3_s / base_s <= TAG_DECODER_TARGET else 'MISSED'}")
     return 0
 
 

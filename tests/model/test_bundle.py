@@ -191,8 +191,10 @@ def test_the_shipped_bundle_loads_and_validates():
 
     bundle = load_bundle()
     assert bundle.path == default_bundle_path()
-    assert bundle.name == "flickr8k-lite2"
+    assert bundle.name == "flickr8k-lite2-tags"
     assert bundle.encoder_name == "efficientnet_lite2"
+    assert bundle.classifier is not None and "person" in bundle.probes
+    assert bundle.config["decoder"]["num_tags"] == len(bundle.config["tags"]["words"]) > 400
     assert bundle.config["encoder"]["grid"] == [9, 9]
     assert len(bundle.vocab) == bundle.config["decoder"]["vocab_size"] == bundle.weights["logits/kernel"].shape[-1]
     assert "a" in bundle.vocab and "dog" in bundle.vocab
