@@ -66,7 +66,7 @@ def test_vectorised_penalties_match_the_word_level_guards():
     for i in range(200):
         caption = [words[t] for t in tokens[i, :lengths[i]]]
         dangling = ends_in_function_word(caption) or not finished[i]
-        repeats = adjacent_repeats(caption)
+        repeats = repeated_ngrams(caption, 2)
         excess = max(abs(len(caption) - target[i]) - 2.0, 0.0)
         assert parts["dangling"][i] == dangling and parts["repeats"][i] == repeats
         assert penalty[i] == pytest.approx(1.0 * dangling + 0.5 * repeats + 0.1 * excess)
