@@ -77,7 +77,7 @@ def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def tutorial_caption(tf_model, bundle, path: Path) -> list[str]:
+def tutorial_caption(tf_model, bundle, path: Path, tagger=None) -> list[str]:
     """One photo, the tutorial's way: eager encoder call, then an eager loop over time steps.
 
     ``tf_model`` is a :class:`model.runtime.TensorFlowModel` (its Keras encoder and decoder)."""
@@ -95,7 +95,12 @@ def tutorial_caption(tf_model, bundle, path: Path) -> list[str]:
     image = load_image(path, tf_model.spec.input_size)
     grid = tf_model.encoder(tf.convert_to_tensor(image[None], tf.float32), training=False)
     grid = grid[0] if isinstance(grid, (list, tuple)) else grid  # (1, gh, gw, C)
-    *memory, hidden = prepare(tf.reshape(grid, [1, -1, grid.shape[-1]]))
+    features = tf.reshape(grid, [1, -1, grid.shape[-1]])
+    if getattr(tf_model.decoder, "num_tags", 0):  # a tag-aware decoder reads the photo's tags too
+        tags = tagger.word_probabilities(tagger.class_probabilities(features.numpy()))
+        *memory, hidden = prepare(features, tf.convert_to_tensor(tags, tf.float32))
+    else:
+        *memory, hidden = prepare(features)
     token = tf.constant([vocab.start_id])
     words = []
     for _ in range(max_length):
@@ -121,7 +126,10 @@ def graph_search_captioner(bundle_dir):
                            max_length=int(decoding.get("max_length", 30)),
                            length_penalty=float(decoding.get("length_penalty", 1.0)),
                            banned_ids=captioner._banned_ids(vocab, decoding))
-    captioner.decode = lambda f, beam_size=3, tags=None: search.greedy(f) if beam_size == 1 else search.beam(f, beam_size)
+    # The graph search reads the tag vectors but applies none of the bundle's decoding guards (per-photo
+    # bans, no repeated bigram), so its captions can differ from the shared numpy search's.
+    captioner.decode = lambda f, beam_size=3, tags=None, ban=None: (
+        search.greedy(f, tags) if beam_size == 1 else search.beam(f, beam_size, tags))
     return captioner
 
 
@@ -225,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         _, tf_beam3_s = _timed(lambda: [graph_search.decode(f, 3) for f in features], args.repeats)
         ours, ours_s = _timed(lambda: onnx.caption(paths, beam_size=1, batch_size=bs), args.repeats)
         tf_model = captioners["tf-step"].model
-        tutorial_caption(tf_model, onnx.bundle, paths[0])
-        theirs, theirs_s = _timed(lambda: [tutorial_caption(tf_model, onnx.bundle, p) for p in paths], args.repeats)
+        tutorial_caption(tf_model, onnx.bundle, paths[0], onnx.tagger)
+        theirs, theirs_s = _timed(lambda: [tutorial_caption(tf_model, onnx.bundle, p, onnx.tagger) for p in paths],
+                                  args.repeats)
         tutorial_same = sum(o.ok and list(o.words) == t for o, t in zip(ours, theirs))
 
         # 4. tags: the classifier on the pooled grid (no second encoder pass), keywords and their maps;

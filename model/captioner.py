@@ -143,8 +143,13 @@ class Captioner:
     def decode(self, features: np.ndarray, beam_size: int = 3, tags: np.ndarray | None = None,
                ban: np.ndarray | None = None) -> DecodedBatch:
         """Search captions for feature grids ``(batch, locations, channels)`` (beam 1 = greedy);
-        ``tags`` the tag vectors of a tag-aware decoder, ``ban`` per-photo word bans."""
-        memory, hidden = self.model.prepare(features, tags)
+        ``tags`` the tag vectors of a tag-aware decoder and ``ban`` per-photo word bans; computed from
+        the features when not given."""
+        if self.tagger is not None and ((self._num_tags and tags is None) or (ban is None and self._absent)):
+            word_probs = self.tagger.word_probabilities(self.tagger.class_probabilities(features))
+            tags = word_probs if tags is None else tags
+            ban = self._photo_bans(features, word_probs) if ban is None else ban
+        memory, hidden = self.model.prepare(features, tags if self._num_tags else None)
         if beam_size == 1:
             return self._search.greedy(memory, hidden, ban)
         return self._search.beam(memory, hidden, beam_size, ban)
@@ -171,8 +176,11 @@ class Captioner:
         good = [(i, pixels) for i, (_, pixels) in enumerate(loaded) if isinstance(pixels, np.ndarray)]
         results: dict[int, CaptionResult] = {}
         if good:
-            features = self.encode(np.stack([pixels for _, pixels in good]))
-            class_probs = self.tagger.class_probabilities(features) if self.tagger is not None else None
+            features, logits = self.model.encode(np.stack([pixels for _, pixels in good]).astype(np.float32))
+            class_probs = None
+            if self.tagger is not None:  # the encoder's own logits when its graph gives them: no extra work
+                class_probs = (self.tagger.class_probabilities(features) if logits is None
+                               else self.tagger.probabilities_from_logits(logits))
             word_probs = self.tagger.word_probabilities(class_probs) if class_probs is not None else None
             decoded = self.decode(features, beam_size, word_probs if self._num_tags else None,
                                   self._photo_bans(features, word_probs))

@@ -72,7 +72,7 @@ class Search:
         length_penalty: exponent of the length normalisation of the final ranking.
         banned_ids: tokens never emitted (e.g. ``<pad>``, ``<start>``, ``<unk>``).
         no_repeat_ngram: a hypothesis never repeats an n-gram of this size (0: off), the usual guard
-            against "on a dock on a dock".
+            against "on a dock on a dock"; from 2 on, no word follows itself either ("coffee coffee").
         once_ids: tokens a hypothesis emits at most once (content words: "a toilet with a toilet").
     """
 
@@ -93,19 +93,26 @@ class Search:
     def _repeat_ban(self, history: np.ndarray, t: int) -> np.ndarray | None:
         """``(rows, vocab)`` additive ban for tokens that would repeat an n-gram or a once-only word,
         given each row's first ``t`` tokens ``history (rows, >= t)``; None when nothing is banned."""
-        if t == 0 or (self.no_repeat_ngram < 1 and not self.once.any()):
-            return None
-        ban = np.zeros((history.shape[0], self.vocab_size), np.float32)
         n = self.no_repeat_ngram
-        for row, seq in enumerate(history[:, :t].tolist()):
-            if self.once.any():
-                used = [tok for tok in seq if self.once[tok]]
-                ban[row, used] = NEG_INF
-            if n >= 1 and t >= n:
-                prefix = tuple(seq[t - n + 1:]) if n > 1 else ()
-                for i in range(t - n + 1):
-                    if tuple(seq[i:i + n - 1]) == prefix:
-                        ban[row, seq[i + n - 1]] = NEG_INF
+        use_once = self.once.any()
+        if t == 0 or (n < 1 and not use_once):
+            return None
+        seq = history[:, :t]
+        ban = np.zeros((seq.shape[0], self.vocab_size), np.float32)
+        if use_once:
+            rows, cols = np.nonzero(self.once[seq])
+            ban[rows, seq[rows, cols]] = NEG_INF
+        if n >= 2:  # and never the same word twice in a row ("coffee coffee")
+            ban[np.arange(seq.shape[0]), seq[:, t - 1]] = NEG_INF
+        if n >= 1 and t >= n:
+            if n == 1:
+                rows, cols = np.nonzero(np.ones_like(seq, bool))
+                ban[rows, seq[rows, cols]] = NEG_INF
+            else:
+                windows = np.lib.stride_tricks.sliding_window_view(seq, n - 1, axis=1)[:, : t - n + 1]  # (rows, starts, n-1)
+                prefix = seq[:, t - n + 1:]  # (rows, n-1): the last n-1 tokens
+                rows, starts = np.nonzero((windows == prefix[:, None, :]).all(axis=2))
+                ban[rows, seq[rows, starts + n - 1]] = NEG_INF
         return ban
 
     def _normalise(self, log_prob: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -55,6 +55,7 @@ def test_no_repeated_bigram_in_greedy_and_beam():
     for decoded in (search.greedy(memory, hidden), search.beam(memory, hidden, 3)):
         for caption in _captions(decoded):
             assert len(_bigrams(caption)) == len(set(_bigrams(caption))), caption
+            assert all(a != b for a, b in _bigrams(caption)), caption
 
 
 def test_once_only_words_are_said_once():
