@@ -171,13 +171,28 @@ def make_text_dataset(sequences: list[list[int]], tags: np.ndarray, config: Trai
     return make_dataset(split, config, shuffle=True, seed=seed).map(lambda feats, tag_rows, seq: (tag_rows, seq))
 
 
+def build_decoder(config: TrainConfig, vocab: Vocabulary, channels: int, tag_words: tuple[str, ...] = ()):
+    """The :class:`~model.decoder.CaptionDecoder` a run's hyperparameters describe, built (random weights);
+    tag-aware with ``config.tags`` (the tag words' vocabulary ids feed the copy path)."""
+    from model.decoder import CaptionDecoder
+
+    tag_args = {}
+    if config.tags:
+        tag_args = {"num_tags": len(tag_words), "grid_dropout": config.grid_dropout,
+                    "copy_ids": [vocab.id_of(w) for w in tag_words] if config.copy else None}
+    decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=channels,
+                             embedding_dim=config.embedding_dim, feature_dim=config.feature_dim,
+                             units=config.units, dropout=config.dropout, name="caption_decoder",
+                             context_gate=config.context_gate, **tag_args)
+    decoder.build()
+    return decoder
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, vocab: Vocabulary, channels: int, steps_per_epoch: int = 1000,
                  tag_words: tuple[str, ...] = ()):
         import keras
         import tensorflow as tf
-
-        from model.decoder import CaptionDecoder
 
         self.config = config
         self.vocab = vocab
@@ -185,15 +200,7 @@ class Trainer:
                          else tf.distribute.get_strategy())
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
-            tag_args = {}
-            if config.tags:
-                tag_args = {"num_tags": len(tag_words), "grid_dropout": config.grid_dropout,
-                            "copy_ids": [vocab.id_of(w) for w in tag_words] if config.copy else None}
-            self.decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=channels,
-                                          embedding_dim=config.embedding_dim, feature_dim=config.feature_dim,
-                                          units=config.units, dropout=config.dropout, name="caption_decoder",
-                                          context_gate=config.context_gate, **tag_args)
-            self.decoder.build()
+            self.decoder = build_decoder(config, vocab, channels, tag_words)
             schedule = keras.optimizers.schedules.ExponentialDecay(
                 config.learning_rate, decay_steps=max(steps_per_epoch, 1), decay_rate=config.lr_decay)
             self.optimizer = keras.optimizers.Adam(schedule)

@@ -28,6 +28,7 @@ import numpy as np
 from training.train import (
     TrainConfig,
     _tag_setup,
+    build_decoder,
     build_vocabulary,
     load_text_corpus,
     prepare_split,
@@ -105,19 +106,11 @@ class JaxTrainer:
         import jax
         import keras
 
-        from model.decoder import CaptionDecoder, attention_regularizer, masked_nll
+        from model.decoder import attention_regularizer, masked_nll
 
         keras.utils.set_random_seed(config.seed)
         self.config, self.vocab = config, vocab
-        tag_args = {}
-        if config.tags:
-            tag_args = {"num_tags": len(tag_words), "grid_dropout": config.grid_dropout,
-                        "copy_ids": [vocab.id_of(w) for w in tag_words] if config.copy else None}
-        self.decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=channels,
-                                      embedding_dim=config.embedding_dim, feature_dim=config.feature_dim,
-                                      units=config.units, dropout=config.dropout, name="caption_decoder",
-                                      context_gate=config.context_gate, **tag_args)
-        self.decoder.build()
+        self.decoder = build_decoder(config, vocab, channels, tag_words)
         schedule = keras.optimizers.schedules.ExponentialDecay(
             config.learning_rate, decay_steps=max(steps_per_epoch, 1), decay_rate=config.lr_decay)
         self.optimizer = keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
