@@ -57,6 +57,6 @@ echo "frozen self-test:          ${selftest_s} s (wall, incl. imports and model 
 echo "frozen caption ($n_photos photos):  ${caption_s} s (wall)"
 echo "start-up to window shown:  cold ${startups[0]} s, warm best ${best} s (runs: ${startups[*]})"
 echo "unpacked size:             $(du -sh "$ROOT/dist/imgcap" | cut -f1)"
-[ -f "$ROOT/dist/imgcap-linux-x86_64.tar.gz" ] && \
-    echo "archive size:              $(du -h "$ROOT/dist/imgcap-linux-x86_64.tar.gz" | cut -f1)"
+[ -f "$ROOT/dist/imgcap-linux-x86_64.tar.xz" ] && \
+    echo "archive size:              $(du -h "$ROOT/dist/imgcap-linux-x86_64.tar.xz" | cut -f1) ($(stat -c %s "$ROOT/dist/imgcap-linux-x86_64.tar.xz") bytes)"
 echo "ci_build: frozen app OK"
