@@ -388,7 +388,9 @@ def _tag_setup(config: TrainConfig):
     return tag_map, lambda grids: photo_tags(grids, kernel, bias, tag_map)
 
 
-def train(config: TrainConfig) -> dict:
+def prepare_run(config: TrainConfig, trainer: str = "tf"):
+    """What both trainers start from: ``(tag map or None, tag words, vocabulary, train split, dev split)``,
+    with the run folder's vocabulary (reused on resume) and ``train_config.json`` written."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     tag_map, tagger = _tag_setup(config)
@@ -398,8 +400,15 @@ def train(config: TrainConfig) -> dict:
     train_data, vocab = prepare_split(config, "train", vocab, limit=config.limit, tagger=tagger)
     dev_data, _ = prepare_split(config, "dev", vocab, limit=config.limit and max(config.limit // 6, 8), tagger=tagger)
     vocab.save(vocab_path)
-    (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    extra = {} if trainer == "tf" else {"trainer": trainer}
+    (out / "train_config.json").write_text(json.dumps(asdict(config) | extra, indent=2))
     log.info("vocabulary: %d tokens (min count %d)", len(vocab), config.min_count)
+    return tag_map, tag_words, vocab, train_data, dev_data
+
+
+def train(config: TrainConfig) -> dict:
+    out = Path(config.out)
+    tag_map, tag_words, vocab, train_data, dev_data = prepare_run(config)
 
     text_sequences, text_named, sentence_tagger = [], [], None
     if config.tags and config.text_captions:

@@ -29,9 +29,8 @@ from training.train import (
     TrainConfig,
     _tag_setup,
     build_decoder,
-    build_vocabulary,
     load_text_corpus,
-    prepare_split,
+    prepare_run,
 )
 
 log = logging.getLogger(__name__)
@@ -244,18 +243,7 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
     from training.metrics import bleu4_fast
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tag_map, tagger = _tag_setup(config)
-    tag_words = tag_map.words if tag_map is not None else ()
-    vocab_path = out / "vocab.json"
-    from model.vocab import Vocabulary
-
-    vocab = Vocabulary.load(vocab_path) if vocab_path.is_file() else build_vocabulary(config, tag_words)
-    train_data, vocab = prepare_split(config, "train", vocab, limit=config.limit, tagger=tagger)
-    dev_data, _ = prepare_split(config, "dev", vocab, limit=config.limit and max(config.limit // 6, 8), tagger=tagger)
-    vocab.save(vocab_path)
-    (out / "train_config.json").write_text(json.dumps(asdict(config) | {"trainer": "jax"}, indent=2))
-    log.info("vocabulary: %d tokens", len(vocab))
+    tag_map, tag_words, vocab, train_data, dev_data = prepare_run(config, trainer="jax")
     length = config.max_words + 2
     pairs = _padded(train_data.sequences, length)
     no_tags = lambda n: np.zeros((n, 0), np.float32)  # noqa: E731
