@@ -36,7 +36,9 @@ class BahdanauAttention(layers.Layer):
         scores = ops.squeeze(self.score_dense(ops.tanh(keys + query)), -1)  # (batch, locations)
         # softmax, written out: Keras warns about a softmax over one location (text-only sentences)
         weights = ops.exp(scores - ops.logsumexp(scores, axis=-1, keepdims=True))  # (batch, locations)
-        context = ops.einsum("bl,bld->bd", weights, features)  # (batch, feature_dim)
+        # a batched matmul, not einsum: tf2onnx turns this einsum into a transpose of the whole
+        # (batch, locations, feature_dim) memory at every step, 20% of an ONNX step's time
+        context = ops.squeeze(ops.matmul(ops.expand_dims(weights, 1), features), 1)  # (batch, feature_dim)
         return context, weights
 
     def get_config(self):

@@ -64,17 +64,21 @@ class Captioner:
             raise ValueError(f"{bundle.path}: the decoder reads {self._num_tags} tags but no matching tagger was built")
 
     @staticmethod
-    def _absence_rules(bundle: Bundle, decoding: dict) -> list[tuple[str, str, float, np.ndarray]]:
-        """``(kind, name, threshold, word ids)`` per rule of ``decoding["absent"]``: words a photo must not
-        get when the evidence for them is below the threshold, from a tag (``"tag": "dog"``: the
-        classifier's probability of the word) or a probe on the pooled grid (``"probe": "person"``)."""
+    def _absence_rules(bundle: Bundle, decoding: dict) -> list[tuple[str, tuple[str, ...], float, np.ndarray]]:
+        """``(kind, names, threshold, word ids)`` per rule of ``decoding["absent"]``: words a photo must
+        not get when the evidence for them is below the threshold, from tags (``"tags": ["bird", "duck"]``:
+        the classifier's probability of any of these words, summed; ``"tag": "dog"`` for one) or a probe
+        on the pooled grid (``"probe": "person"``)."""
         rules = []
         for rule in decoding.get("absent", ()):
-            kind = "tag" if "tag" in rule else "probe"
             ids = np.array([bundle.vocab.id_of(w) for w in rule["words"] if w in bundle.vocab], np.int64)
-            if kind == "probe" and rule["probe"] not in bundle.probes:
-                raise ValueError(f"{bundle.path}: decoding rule needs the probe {rule['probe']!r}, the bundle has none")
-            rules.append((kind, rule[kind], float(rule["below"]), ids))
+            if "probe" in rule:
+                if rule["probe"] not in bundle.probes:
+                    raise ValueError(f"{bundle.path}: decoding rule needs the probe {rule['probe']!r}, the bundle has none")
+                rules.append(("probe", (rule["probe"],), float(rule["below"]), ids))
+            else:
+                names = tuple(rule["tags"]) if "tags" in rule else (rule["tag"],)
+                rules.append(("tag", names, float(rule["below"]), ids))
         return rules
 
     def _photo_bans(self, features: np.ndarray, word_probs: np.ndarray | None) -> np.ndarray | None:
@@ -83,12 +87,12 @@ class Captioner:
             return None
         ban = np.zeros((features.shape[0], len(self.bundle.vocab)), np.float32)
         pooled = None
-        for kind, name, threshold, ids in self._absent:
+        for kind, names, threshold, ids in self._absent:
             if kind == "tag":
-                evidence = word_probs[:, self.tagger.tag_map.index(name)]
+                evidence = word_probs[:, [self.tagger.tag_map.index(name) for name in names]].sum(axis=1)
             else:
                 pooled = features.mean(axis=1) if pooled is None else pooled  # (batch, channels)
-                kernel, bias = self.bundle.probes[name]
+                kernel, bias = self.bundle.probes[names[0]]
                 evidence = 1.0 / (1.0 + np.exp(-(pooled @ kernel + bias)))
             ban[np.ix_(evidence < threshold, ids)] = -1e9
         return ban

@@ -137,7 +137,9 @@ class CaptionDecoder(keras.Model):
         Returns:
             ``(memory, hidden (batch, units))`` where ``memory`` is the tuple ``(projected (batch,
             locations, feature_dim), keys (batch, locations, units), tags (batch, num_tags),
-            tag_context (batch, feature_dim or 0))`` that :meth:`step` and :meth:`log_probs` read.
+            tag_input (batch, 3 * units or 0))`` that :meth:`step` and :meth:`log_probs` read.
+            ``tag_input`` is the tags' share of the GRU's input projection (plus its input bias): the
+            tags are the same at every step, so their part of ``x @ kernel`` is computed here once.
         """
         if features is None:
             if not self.num_tags or tags is None:
@@ -156,11 +158,13 @@ class CaptionDecoder(keras.Model):
             tags = ops.cast(tags, pooled.dtype)
             tag_context = self.tag_embedding(tags)  # (batch, feature_dim)
             hidden = self.init_hidden(ops.concatenate([pooled, tag_context], axis=-1))
+            step_inputs = self.embedding_dim + self.feature_dim  # the GRU input is [word, context, tags]
+            tag_input = ops.matmul(tag_context, self.gru.kernel[step_inputs:]) + self.gru.bias[0]
         else:
             tags = ops.zeros((batch, 0), pooled.dtype)
-            tag_context = ops.zeros((batch, 0), pooled.dtype)
+            tag_input = ops.zeros((batch, 0), pooled.dtype)
             hidden = self.init_hidden(pooled)
-        return (projected, keys, tags, tag_context), hidden
+        return (projected, keys, tags, tag_input), hidden
 
     def step(self, tokens, hidden, memory, training=False):
         """One decoding step: ``tokens (batch,)`` are the previous words.
@@ -168,15 +172,30 @@ class CaptionDecoder(keras.Model):
         Returns ``(hidden (batch, units), context (batch, feature_dim), embedded (batch, embedding_dim),
         attention (batch, locations))``.
         """
-        projected, keys, _, tag_context = memory
+        projected, keys, _, tag_input = memory
         context, weights = self.attention(keys, projected, hidden)
         if self.context_gate:
             context = context * self.gate_dense(hidden)  # (batch, feature_dim), gated by h_{t-1}
         embedded = self.embedding(tokens)  # (batch, embedding_dim)
-        x = ops.concatenate([embedded, context, tag_context], axis=-1)
-        _, states = self.gru(x, [hidden], training=training)
-        new_hidden = states[0] if isinstance(states, (list, tuple)) else states
+        x = ops.concatenate([embedded, context], axis=-1)
+        if self.num_tags:
+            new_hidden = self._gru_step(x, tag_input, hidden)
+        else:
+            _, states = self.gru(x, [hidden], training=training)
+            new_hidden = states[0] if isinstance(states, (list, tuple)) else states
         return new_hidden, context, embedded, weights
+
+    def _gru_step(self, x, tag_input, hidden):
+        """The GRU cell's step (Keras' ``GRUCell``, ``reset_after=True``) with the input projection of
+        the tags precomputed: ``[x, tags] @ kernel + b = x @ kernel[:len(x)] + tag_input``. A third of
+        the cell's input multiply-adds are saved at every step, and the weights stay the cell's own."""
+        cell, units = self.gru, self.units
+        xz = ops.matmul(x, cell.kernel[: self.embedding_dim + self.feature_dim]) + tag_input  # (batch, 3 units)
+        inner = ops.matmul(hidden, cell.recurrent_kernel) + cell.bias[1]
+        z = ops.sigmoid(xz[:, :units] + inner[:, :units])
+        r = ops.sigmoid(xz[:, units:2 * units] + inner[:, units:2 * units])
+        candidate = ops.tanh(xz[:, 2 * units:] + r * inner[:, 2 * units:])
+        return z * hidden + (1.0 - z) * candidate
 
     def log_probs(self, hidden, context, embedded, memory, training=False):
         """Log-probabilities of the next word, ``(batch, vocab)`` or ``(batch, time, vocab)``."""

@@ -501,12 +501,17 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
 
 # Decoding of tag-aware bundles, chosen on dev (coco-mini-dev and Flickr8k dev; see the model card).
 TAG_DECODING = {"no_repeat_ngram": 2, "prefer_tags_above": 0.15}
-ABSENCE = {"person_probe_below": 0.9, "dog_tag_below": 0.15}
+ABSENCE = {"person_probe_below": 0.9, "animal_tags_below": 0.15}
+# Animals the classifier knows (COCO concepts whose words are tag words): the decoder learnt from
+# Flickr8k's dogs and COCO's cats to put one into photos without any; each is kept out of a photo
+# whose tags give it less than ``animal_tags_below``.
+ANIMAL_CONCEPTS = ("dog", "cat", "bird", "sheep", "cow", "horse", "elephant", "bear", "zebra")
 
 
 def _absence_evidence(config: TrainConfig, absence: dict | None):
     """``(probes, decoding rules)``: the person probe trained on the training photos' pooled grids and
-    captions, and the rules that keep person and dog words out of photos without them."""
+    captions, and the rules that keep person and animal words out of photos without them (an animal's
+    evidence: the summed tags of its words, so "duck" counts for a bird)."""
     from training.probes import concept_words, person_probe
 
     absence = ABSENCE if absence is None else absence
@@ -519,8 +524,13 @@ def _absence_evidence(config: TrainConfig, absence: dict | None):
     extract_features([p for p, _ in items], config.encoder, cache)
     pooled = load_features(cache, config.encoder, [p for p, _ in items]).astype(np.float32).mean(axis=1)
     rules = []
-    if absence.get("dog_tag_below") is not None:
-        rules.append({"tag": "dog", "below": absence["dog_tag_below"], "words": concept_words("dog")})
+    if absence.get("animal_tags_below") is not None:
+        tag_map, _ = _tag_setup(config)
+        for concept in ANIMAL_CONCEPTS:
+            words = concept_words(concept)
+            tags = [w for w in words if tag_map is not None and w in tag_map.words]
+            if tags:
+                rules.append({"tags": tags, "below": absence["animal_tags_below"], "words": words})
     if absence.get("person_probe_below") is not None:
         rules.append({"probe": "person", "below": absence["person_probe_below"], "words": concept_words("person")})
     return {"person": person_probe(pooled, [caps for _, caps in items])}, rules

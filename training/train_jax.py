@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -165,6 +166,16 @@ class JaxTrainer:
         self.state, xent = self._text(self.state, tags, seq)
         return xent
 
+    def load_weights(self, path: str | Path) -> None:
+        """Start from saved decoder weights (:meth:`save_weights`' format); the optimizer starts afresh."""
+        from model.bundle import assign_variables
+
+        with np.load(path) as stored:
+            assign_variables(self.decoder, {key: stored[key] for key in stored.files})
+        tv, ntv, ov = self.state
+        self.state = ([v.value for v in self.decoder.trainable_variables],
+                      [v.value for v in self.decoder.non_trainable_variables], ov)
+
     def sync(self) -> None:
         """Write the compiled state back into the Keras variables (for decoding and saving)."""
         tv, ntv, ov = self.state
@@ -236,10 +247,22 @@ class JaxTrainer:
         os.replace(tmp, path)
 
 
-def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray | None, list, list]] = ()) -> dict:
+def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray | None, list, list]] = (),
+          init_weights: str | Path | None = None, text_share: float = 1.0) -> dict:
     """Train for ``config.epochs`` epochs; returns the history. ``watch``: extra ``(name, features, tags,
     references)`` sets whose greedy captions are scored (BLEU-4 and, where the references allow,
-    concept F1) every epoch, for selection on more than one dev set."""
+    concept F1) every epoch, for selection on more than one dev set. ``init_weights``: start from an
+    epoch's weights (``runs/X/epochNN.weights.npz``, same vocabulary) instead of from scratch, with a
+    fresh optimizer: fine-tuning. ``text_share``: the share of the text-only batches drawn each epoch
+    (1.0: all of them; less tilts the mix towards the photo captions' style)."""
+    if not 0.0 <= text_share <= 1.0:
+        raise ValueError(f"text_share must be in [0, 1], got {text_share}")
+    if init_weights is not None:  # the weights' own vocabulary, so token ids keep their meaning
+        source_vocab = Path(init_weights).parent / "vocab.json"
+        if not source_vocab.is_file():
+            raise FileNotFoundError(f"{source_vocab}: fine-tuning needs the vocabulary of {init_weights}")
+        Path(config.out).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source_vocab, Path(config.out) / "vocab.json")
     from training.metrics import bleu4_fast
 
     out = Path(config.out)
@@ -261,10 +284,17 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
 
     steps = len(pairs) // config.batch_size
     trainer = JaxTrainer(config, vocab, train_data.features.shape[-1], tag_words, steps)
+    if init_weights is not None:
+        trainer.load_weights(init_weights)
+        log.info("initialised from %s", init_weights)
     import jax.numpy as jnp
 
     features = jnp.asarray(train_data.features)  # on the accelerator once; batches are gathered there
     train_tags = jnp.asarray(train_tags)
+    if init_weights is not None or text_share != 1.0:
+        run_config = json.loads((out / "train_config.json").read_text())
+        run_config.update(init_weights=None if init_weights is None else str(init_weights), text_share=text_share)
+        (out / "train_config.json").write_text(json.dumps(run_config, indent=2))
     history = []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
@@ -272,7 +302,8 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
         jobs = [("p", b) for b in _batches(len(pairs), config.batch_size, rng, shuffle=True, drop_remainder=True)]
         if text_pairs is not None:
             text_tags = sentence_tagger.tags(text_named, rng)
-            jobs += [("t", b) for b in _batches(len(text_pairs), config.batch_size, rng, shuffle=True, drop_remainder=True)]
+            text_batches = _batches(len(text_pairs), config.batch_size, rng, shuffle=True, drop_remainder=True)
+            jobs += [("t", b) for b in text_batches[:round(text_share * len(text_batches))]]
         order = rng.permutation(len(jobs))
         losses, text_losses = [], []
         for j in order:
@@ -315,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = tf_parser()
     parser.prog = "python -m training.train_jax"
     parser.description = __doc__.splitlines()[0]
+    parser.add_argument("--init-weights", type=Path, default=None,
+                        help="fine-tune: start from these decoder weights (runs/X/epochNN.weights.npz)")
+    parser.add_argument("--text-share", type=float, default=1.0,
+                        help="share of the text-only batches drawn each epoch (default 1.0)")
     parser.add_argument("--watch", nargs=2, action="append", default=[], metavar=("IMAGES", "TOKENS"),
                         help="also score greedy captions on this captioned folder every epoch")
     return parser
@@ -326,11 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for key in ("export", "export_weights", "keyword_threshold", "name", "description"):
         args.pop(key)
-    watch_args = args.pop("watch")
+    watch_args, init_weights, text_share = args.pop("watch"), args.pop("init_weights"), args.pop("text_share")
     config = TrainConfig(**args)
     compute_features(config)
     watch = [_watch_set(config, Path(images), Path(tokens)) for images, tokens in watch_args]
-    train(config, watch=watch)
+    train(config, watch=watch, init_weights=init_weights, text_share=text_share)
     return 0
 
 

@@ -59,3 +59,28 @@ def test_absence_rule_keeps_person_words_out(tmp_path):
     ruled.model.decoder.logits_dense.bias.assign(bias)
     for result in ruled.caption(photos, beam_size=2):
         assert not set(result.words) & set(people), result.words
+
+
+def test_animal_rule_sums_the_tags_of_its_words(tmp_path):
+    """A rule over several tag words ("bird", "duck", …) bans its words only when their summed tag
+    probability is below the threshold: a confident "duck" keeps "bird" words allowed."""
+    import json
+
+    from model.bundle import load_bundle
+    from model.captioner import Captioner
+    from model.testing import make_tiny_bundle
+
+    bundle_dir = make_tiny_bundle(tmp_path / "b", tags=True)
+    config = json.loads((bundle_dir / "config.json").read_text())
+    config["decoding"]["absent"] = [{"tags": ["bird", "duck"], "below": 0.15, "words": ["bird", "duck"]}]
+    (bundle_dir / "config.json").write_text(json.dumps(config))
+    captioner = Captioner(load_bundle(bundle_dir), device="cpu", runtime="tf")
+    tag_map, vocab = captioner.tagger.tag_map, captioner.bundle.vocab
+    probs = np.zeros((3, len(tag_map.words)), np.float32)
+    probs[1, tag_map.index("duck")] = 0.10  # 0.10 + 0.08: together above 0.15
+    probs[1, tag_map.index("bird")] = 0.08
+    probs[2, tag_map.index("bird")] = 0.10  # alone below
+    ban = captioner._photo_bans(np.zeros((3, 4, 8), np.float32), probs)
+    banned = [{w for w in ("bird", "duck") if ban[row, vocab.id_of(w)] < 0} for row in range(3)]
+    assert banned == [{"bird", "duck"}, set(), {"bird", "duck"}]
+

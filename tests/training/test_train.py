@@ -126,6 +126,11 @@ def test_tag_aware_training_learns_a_word_from_text_only_and_copies_it(tiny_flic
     assert "zebra" not in " ".join(c for name in tiny_flickr.train[:5] for c in tiny_flickr.captions[name]).lower()
     assert "zebra" in bundle.vocab and bundle.config["decoder"]["num_tags"] == len(TagMap.load().words)
     assert bundle.classifier is not None and bundle.classifier[0].shape == (32, 1000)
+    rules = bundle.config["decoding"]["absent"]  # person from the probe; each animal from its tags, summed
+    assert any(r.get("probe") == "person" for r in rules)
+    bird = next(r for r in rules if "bird" in r.get("tags", ()))
+    assert {"duck", "eagle"} <= set(bird["tags"]) and {"bird", "birds", "duck"} <= set(bird["words"])
+    assert any(r.get("tags") == ["cat"] for r in rules) and any(r.get("tags") == ["dog"] for r in rules)
 
     decoder = bundle.build_decoder()
     vocab = bundle.vocab
