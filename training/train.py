@@ -506,6 +506,8 @@ ABSENCE = {"person_probe_below": 0.9, "animal_tags_below": 0.15}
 # Flickr8k's dogs and COCO's cats to put one into photos without any; each is kept out of a photo
 # whose tags give it less than ``animal_tags_below``.
 ANIMAL_CONCEPTS = ("dog", "cat", "bird", "sheep", "cow", "horse", "elephant", "bear", "zebra")
+# Tag words that are evidence for an animal without being one of its concept's words ("panda bear").
+ANIMAL_EVIDENCE = {"bear": ("panda",)}
 
 
 def _absence_evidence(config: TrainConfig, absence: dict | None):
@@ -528,7 +530,7 @@ def _absence_evidence(config: TrainConfig, absence: dict | None):
         tag_map, _ = _tag_setup(config)
         for concept in ANIMAL_CONCEPTS:
             words = concept_words(concept)
-            tags = [w for w in words if tag_map is not None and w in tag_map.words]
+            tags = [w for w in (*words, *ANIMAL_EVIDENCE.get(concept, ())) if tag_map is not None and w in tag_map.words]
             if tags:
                 rules.append({"tags": tags, "below": absence["animal_tags_below"], "words": words})
     if absence.get("person_probe_below") is not None:
