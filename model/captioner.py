@@ -48,20 +48,26 @@ class Captioner:
         self.model = create_model(bundle, runtime=runtime, device=device, encoder_weights=encoder_weights,
                                   threads=threads)
         self.runtime, self.provider, self.device = self.model.runtime, self.model.provider, self.model.device
-        decoding = bundle.config.get("decoding", {})
-        self._search = Search(
-            self.model.step, vocab_size=len(bundle.vocab), start_id=bundle.vocab.start_id,
-            end_id=bundle.vocab.end_id, pad_id=bundle.vocab.pad_id,
-            max_length=int(decoding.get("max_length", 30)), length_penalty=float(decoding.get("length_penalty", 1.0)),
-            banned_ids=self._banned_ids(bundle.vocab, decoding),
-            no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)),
-            once_ids=tuple(bundle.vocab.id_of(w) for w in decoding.get("once_words", ()) if w in bundle.vocab),
-        )
-        self._absent = self._absence_rules(bundle, decoding)
+        self.set_decoding(bundle.config.get("decoding", {}))
         self.tagger = tagger_for(bundle)
         self._num_tags = int(bundle.config["decoder"].get("num_tags", 0))
         if self._num_tags and (self.tagger is None or len(self.tagger.tag_map.words) != self._num_tags):
             raise ValueError(f"{bundle.path}: the decoder reads {self._num_tags} tags but no matching tagger was built")
+
+    def set_decoding(self, decoding: dict) -> None:
+        """Decode with these settings (a bundle's ``"decoding"`` entry: ``max_length``,
+        ``length_penalty``, ``no_repeat_ngram``, ``once_words``, ``absent``, ``prefer_tags_above``,
+        ``allow_unknown``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
+        vocab = self.bundle.vocab
+        self._search = Search(
+            self.model.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
+            pad_id=vocab.pad_id, max_length=int(decoding.get("max_length", 30)),
+            length_penalty=float(decoding.get("length_penalty", 1.0)), banned_ids=self._banned_ids(vocab, decoding),
+            no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)),
+            once_ids=tuple(vocab.id_of(w) for w in decoding.get("once_words", ()) if w in vocab),
+        )
+        self._absent = self._absence_rules(self.bundle, decoding)
+        self._decoding = dict(decoding)
 
     @staticmethod
     def _absence_rules(bundle: Bundle, decoding: dict) -> list[tuple[str, tuple[str, ...], float, np.ndarray]]:
@@ -181,17 +187,27 @@ class Captioner:
         results: dict[int, CaptionResult] = {}
         if good:
             features, logits = self.model.encode(np.stack([pixels for _, pixels in good]).astype(np.float32))
-            class_probs = None
-            if self.tagger is not None:  # the encoder's own logits when its graph gives them: no extra work
-                class_probs = (self.tagger.class_probabilities(features) if logits is None
-                               else self.tagger.probabilities_from_logits(logits))
-            word_probs = self.tagger.word_probabilities(class_probs) if class_probs is not None else None
-            decoded = self.decode(features, beam_size, word_probs if self._num_tags else None,
-                                  self._photo_bans(features, word_probs))
-            for row, (i, _) in enumerate(good):
-                tags, keywords = ((), ()) if class_probs is None else self.tagger.tags(features[row], class_probs[row], self.grid)
-                results[i] = self._to_result(loaded[i][0], decoded, row, tags, keywords)
+            captioned = self.caption_encoded([loaded[i][0] for i, _ in good], features, logits, beam_size)
+            results = {i: result for (i, _), result in zip(good, captioned)}
         return [results[i] if i in results else CaptionFailure(source, reason) for i, (source, reason) in enumerate(loaded)]
+
+    def caption_encoded(self, sources: Sequence[str], features: np.ndarray, logits: np.ndarray | None,
+                        beam_size: int = 3) -> list[CaptionResult]:
+        """Captions from the encoder's outputs (``self.model.encode``: grids ``(batch, locations,
+        channels)`` and the ImageNet logits, or None): tags, bans, search, results. What
+        :meth:`caption` does after encoding, for callers that encode once and decode many times."""
+        class_probs = None
+        if self.tagger is not None:  # the encoder's own logits when its graph gives them: no extra work
+            class_probs = (self.tagger.class_probabilities(features) if logits is None
+                           else self.tagger.probabilities_from_logits(logits))
+        word_probs = self.tagger.word_probabilities(class_probs) if class_probs is not None else None
+        decoded = self.decode(features, beam_size, word_probs if self._num_tags else None,
+                              self._photo_bans(features, word_probs))
+        results = []
+        for row, source in enumerate(sources):
+            tags, keywords = ((), ()) if class_probs is None else self.tagger.tags(features[row], class_probs[row], self.grid)
+            results.append(self._to_result(source, decoded, row, tags, keywords))
+        return results
 
     def _to_result(self, source: str, decoded: DecodedBatch, row: int, tags=(), keywords=()) -> CaptionResult:
         vocab = self.bundle.vocab
@@ -215,7 +231,7 @@ class Captioner:
     def _preferred(self, alternatives: list[Alternative], tags) -> int:
         """Index of the caption to show: the best-scoring alternative that names a confident tag
         (``decoding["prefer_tags_above"]``), else the best (0)."""
-        threshold = self.bundle.config.get("decoding", {}).get("prefer_tags_above")
+        threshold = self._decoding.get("prefer_tags_above")
         if threshold is None or len(alternatives) < 2:
             return 0
         from model.tags import word_forms
