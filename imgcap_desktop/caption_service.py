@@ -1,9 +1,10 @@
 """The long-lived service that owns the captioning model on a worker thread.
 
-The model (and TensorFlow with it) is loaded lazily on the worker the first time photos are
-captioned, so the window shows before TensorFlow is imported; it is reused while the bundle and
-device stay the same. Workers get plain data (paths, options, the session's thread-safe store
-callable) and give back plain results; errors cross threads as exception objects.
+The model (ONNX Runtime, or TensorFlow with ``--runtime tf`` or a bundle without graphs) is loaded
+lazily on the worker the first time photos are captioned, so the window shows before either is
+imported; it is reused while the bundle and device stay the same. Workers get plain data (paths,
+options, the session's thread-safe store callable) and give back plain results; errors cross
+threads as exception objects.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ atexit.register(stop_all_threads)
 
 
 def load_captioner(bundle: str | None, device: str):
-    """The real factory: imports TensorFlow (via ``model.captioner``), so call it on the worker only."""
+    """The real factory: imports the model's runtime (via ``model.captioner``), so call it on the worker only."""
     from model.captioner import Captioner
 
     return Captioner.from_bundle(bundle, device=device)

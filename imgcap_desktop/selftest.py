@@ -59,13 +59,13 @@ def run_selftest(bundle: Path | None = None, samples: Path | None = None, *, bea
         Exception: whatever loading the model raised (a missing bundle, missing encoder weights).
     """
     photos = sample_photos(samples)
-    # The app's sequence first, while TensorFlow is still untouched on this thread, as in the app:
-    # the second job's crash did not show once this thread had run TensorFlow.
+    # The app's sequence first, while the model's runtime is still untouched on this thread, as in
+    # the app: the second job's crash (TensorFlow) did not show once this thread had run the model.
     service_start = time.perf_counter()
     jobs = run_service_sequence(photos, bundle, beam_size=beam_size, device=device)
     service_seconds = time.perf_counter() - service_start
     start = time.perf_counter()
-    from model.captioner import Captioner  # imports TensorFlow
+    from model.captioner import Captioner  # imports the model's runtime
 
     captioner = Captioner.from_bundle(bundle, device=device)
     loaded = time.perf_counter()

@@ -6,7 +6,7 @@ exception itself (never a string to parse back), then ``finished()``. Handlers a
 (``on_returned=``, ``on_errored=``, ``on_finished=``) so that they are connected before the work
 starts: a queued signal reaches only the slots connected when it was emitted.
 
-Captioning is different: TensorFlow needs one long-lived thread (see
+Captioning is different: the model needs one long-lived thread (TensorFlow keeps per-thread state; see
 :class:`~imgcap_desktop.caption_service.CaptionService`).
 """
 
