@@ -18,12 +18,12 @@ def _photos(n=5):
     return [rng.integers(0, 256, (50 + 9 * i, 70, 3), dtype=np.uint8) for i in range(n)]
 
 
-def _assert_same_captions(first, second, attention_atol=1e-5):
+def _assert_same_captions(first, second, attention_atol=1e-5, score_atol=1e-5):
     assert len(first) == len(second)
     for a, b in zip(first, second):
         assert a.ok and b.ok
         assert a.token_ids == b.token_ids and a.words == b.words
-        assert a.score == pytest.approx(b.score, abs=1e-5)
+        assert a.score == pytest.approx(b.score, abs=score_atol)
         np.testing.assert_allclose(a.attention, b.attention, atol=attention_atol)
         assert [alt.words for alt in a.alternatives] == [alt.words for alt in b.alternatives]
 
@@ -333,8 +333,10 @@ def test_shipped_bundle_same_captions_on_both_runtimes():
     onnx_captioner = Captioner.from_bundle(device="cpu")
     assert onnx_captioner.runtime == "onnx"
     tf_captioner = Captioner.from_bundle(device="cpu", runtime="tf")
+    # A caption's score sums ten-odd float32 steps of the 512-wide decoder, computed by different
+    # kernels (ONNX Runtime's against TensorFlow's): measured up to 1.4e-5 apart on the samples.
     _assert_same_captions(onnx_captioner.caption(samples, beam_size=3), tf_captioner.caption(samples, beam_size=3),
-                          attention_atol=1e-3)
+                          attention_atol=1e-3, score_atol=5e-5)
 
 
 # --- graphs-only bundles (the frozen app's) ---------------------------------------------------------
