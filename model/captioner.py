@@ -48,16 +48,16 @@ class Captioner:
         self.model = create_model(bundle, runtime=runtime, device=device, encoder_weights=encoder_weights,
                                   threads=threads)
         self.runtime, self.provider, self.device = self.model.runtime, self.model.provider, self.model.device
-        self.set_decoding(bundle.config.get("decoding", {}))
         self.tagger = tagger_for(bundle)
+        self.set_decoding(bundle.config.get("decoding", {}))
         self._num_tags = int(bundle.config["decoder"].get("num_tags", 0))
         if self._num_tags and (self.tagger is None or len(self.tagger.tag_map.words) != self._num_tags):
             raise ValueError(f"{bundle.path}: the decoder reads {self._num_tags} tags but no matching tagger was built")
 
     def set_decoding(self, decoding: dict) -> None:
         """Decode with these settings (a bundle's ``"decoding"`` entry: ``max_length``,
-        ``length_penalty``, ``no_repeat_ngram``, ``once_words``, ``absent``, ``prefer_tags_above``,
-        ``allow_unknown``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
+        ``length_penalty``, ``no_repeat_ngram``, ``once_words``, ``banned_words``, ``absent``,
+        ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``, ``allow_unknown``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
         vocab = self.bundle.vocab
         self._search = Search(
             self.model.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
@@ -68,6 +68,12 @@ class Captioner:
         )
         self._absent = self._absence_rules(self.bundle, decoding)
         self._decoding = dict(decoding)
+        self._tag_word_ids = None  # per tag word, the vocabulary ids of its forms (for the constraint)
+        if decoding.get("constrain_above") is not None and self.tagger is not None:
+            from model.tags import word_forms
+
+            self._tag_word_ids = [np.array([vocab.id_of(f) for f in word_forms(w) if f in vocab], np.int64)
+                                  for w in self.tagger.tag_map.words]
 
     @staticmethod
     def _absence_rules(bundle: Bundle, decoding: dict) -> list[tuple[str, tuple[str, ...], float, np.ndarray]]:
@@ -106,6 +112,7 @@ class Captioner:
     @staticmethod
     def _banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
         banned = [vocab.pad_id, vocab.start_id]
+        banned += [vocab.id_of(w) for w in decoding.get("banned_words", ()) if w in vocab]
         if not decoding.get("allow_unknown", False):
             banned.append(vocab.unk_id)  # "<unk>" is no word to show a user
         return tuple(banned)
@@ -162,7 +169,23 @@ class Captioner:
         memory, hidden = self.model.prepare(features, tags if self._num_tags else None)
         if beam_size == 1:
             return self._search.greedy(memory, hidden, ban)
-        return self._search.beam(memory, hidden, beam_size, ban)
+        must = self._constraint(tags, ban) if self._num_tags else None
+        return self._search.beam(memory, hidden, beam_size, ban, must=must,
+                                 unmet_rows=int(self._decoding.get("constrain_unmet_rows", 1)))
+
+    def _constraint(self, word_probs: np.ndarray, ban: np.ndarray | None) -> np.ndarray | None:
+        """``(batch, vocab)`` bool: the words of each photo's tags at or above ``constrain_above``, of
+        which the beam search makes the caption name one (None when the bundle asks for no constraint)."""
+        if self._tag_word_ids is None:
+            return None
+        threshold = float(self._decoding["constrain_above"])
+        must = np.zeros((word_probs.shape[0], len(self.bundle.vocab)), bool)
+        for row, tag in zip(*np.nonzero(word_probs >= threshold)):
+            must[row, self._tag_word_ids[tag]] = True
+        must &= self._search.ban[None, :] == 0  # never a word the photo or the bundle bans
+        if ban is not None:
+            must &= ban == 0
+        return must
 
     # -- internals ---------------------------------------------------------------------------
 

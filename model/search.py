@@ -115,6 +115,23 @@ class Search:
                 ban[rows, seq[rows, starts + n - 1]] = NEG_INF
         return ban
 
+    def _step_active(self, tokens: np.ndarray, hidden: np.ndarray, memory: tuple[np.ndarray, ...],
+                     active: np.ndarray):
+        """The step function on the rows whose output matters (``active``: alive and not finished);
+        the others keep their state and get zero scores, which the search masks anyway. All rows go
+        through when at most a quarter could be skipped: gathering the memory costs too."""
+        if active.sum() > 0.75 * len(active) or not active.any():
+            return self.step(tokens, hidden, memory)
+        rows = np.flatnonzero(active)
+        part_hidden, part_scores, part_weights = self.step(tokens[rows], hidden[rows], tuple(m[rows] for m in memory))
+        new_hidden = hidden.copy()
+        new_hidden[rows] = part_hidden
+        scores = np.zeros((len(tokens), part_scores.shape[-1]), np.float32)
+        scores[rows] = part_scores
+        weights = np.zeros((len(tokens), part_weights.shape[-1]), np.float32)
+        weights[rows] = part_weights
+        return new_hidden, scores, weights
+
     def _normalise(self, log_prob: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         denom = np.power(np.maximum(lengths.astype(np.float32) + 1.0, 1.0), np.float32(self.length_penalty))
         return (log_prob / denom).astype(np.float32)  # (+1: the <end> token is part of the caption's probability)
@@ -152,11 +169,15 @@ class Search:
         return DecodedBatch(out_tokens[:, None], scores, lengths[:, None], out_attention[:, None])
 
     def beam(self, memory: tuple[np.ndarray, ...], hidden: np.ndarray, beam_size: int,
-             ban: np.ndarray | None = None) -> DecodedBatch:
+             ban: np.ndarray | None = None, must: np.ndarray | None = None, unmet_rows: int = 1) -> DecodedBatch:
         """Beam search keeping ``beam_size`` hypotheses per photo; the n-best list comes back best first.
-        ``ban (batch, vocab)``: per-photo additive scores, as for :meth:`greedy`."""
+        ``ban (batch, vocab)``: per-photo additive scores, as for :meth:`greedy`. ``must (batch, vocab)``
+        bool: a photo with any True gets a caption naming one of those words where the search finds one
+        (:meth:`_constrained_beam`, with ``unmet_rows`` hypotheses still looking for it)."""
         if beam_size < 1:
             raise ValueError("beam_size must be at least 1")
+        if must is not None and must.any():
+            return self._constrained_beam(memory, hidden, beam_size, ban, must, unmet_rows)
         k, vocab = beam_size, self.vocab_size
         batch = hidden.shape[0]
         photo_ban = self.ban if ban is None else np.repeat(self.ban + ban, k, axis=0)  # (batch*k, vocab)
@@ -173,7 +194,8 @@ class Search:
         end_only[self.end_id] = 0.0
         rows = np.arange(batch)[:, None]
         for t in range(self.max_length):
-            hidden, scores, weights = self.step(tokens, hidden, memory)
+            active = ((beam_logp > NEG_INF / 2) & ~finished).reshape(-1)
+            hidden, scores, weights = self._step_active(tokens, hidden, memory, active)
             if attn_history is None:
                 attn_history = np.zeros((batch, k, self.max_length, weights.shape[-1]), np.float32)
             logp = log_softmax(scores + photo_ban)
@@ -202,5 +224,71 @@ class Search:
                 break
         scores = self._normalise(beam_logp, lengths)
         order = np.argsort(-scores, axis=1, kind="stable")
+        pick = lambda x: np.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)  # noqa: E731
+        return DecodedBatch(pick(history), pick(scores), pick(lengths), pick(attn_history))
+
+    def _constrained_beam(self, memory, hidden, k: int, ban, must: np.ndarray, unmet_rows: int) -> DecodedBatch:
+        """Constrained beam search (Anderson et al. 2017, "Guided Open Vocabulary Image Captioning with
+        Constrained Beam Search") with one disjunctive constraint per photo: name one of ``must``'s
+        words. Each photo keeps ``unmet_rows`` hypotheses that have not named one yet and ``k`` that
+        have; a hypothesis moves to the second bank by emitting a ``must`` word. The result ranks the
+        second bank first (best first), so a photo whose search never meets the constraint gets its
+        unconstrained captions; a photo without ``must`` words starts in the second bank, which is then
+        plain beam search. Rows that are dead or finished are not stepped (:meth:`_step_active`)."""
+        k0, vocab = max(1, int(unmet_rows)), self.vocab_size
+        batch, rows_per = hidden.shape[0], k0 + k
+        constrained = must.any(axis=1)
+        photo_ban = np.broadcast_to(self.ban if ban is None else self.ban + ban, (batch, vocab))
+        photo_ban = np.repeat(photo_ban, rows_per, axis=0)
+        memory = tuple(np.repeat(m, rows_per, axis=0) for m in memory)
+        hidden = np.repeat(hidden, rows_per, axis=0)
+        beam_logp = np.full((batch, rows_per), NEG_INF, np.float32)
+        beam_logp[constrained, 0] = 0.0  # the first unmet row
+        beam_logp[~constrained, k0] = 0.0  # the first met row: plain beam search
+        tokens = np.full(batch * rows_per, self.start_id, np.int32)
+        finished = np.zeros((batch, rows_per), bool)
+        lengths = np.zeros((batch, rows_per), np.int32)
+        history = np.full((batch, rows_per, self.max_length), self.pad_id, np.int32)
+        attn_history = None
+        end_only = np.full(vocab, NEG_INF, np.float32)
+        end_only[self.end_id] = 0.0
+        only_must = np.where(must, np.float32(0), NEG_INF)[:, None, :]  # (batch, 1, vocab)
+        never_must = np.where(must, NEG_INF, np.float32(0))[:, None, :]
+        rows = np.arange(batch)[:, None]
+        for t in range(self.max_length):
+            active = ((beam_logp > NEG_INF / 2) & ~finished).reshape(-1)
+            hidden, scores, weights = self._step_active(tokens, hidden, memory, active)
+            if attn_history is None:
+                attn_history = np.zeros((batch, rows_per, self.max_length, weights.shape[-1]), np.float32)
+            logp = log_softmax(scores + photo_ban)
+            repeat = self._repeat_ban(history.reshape(batch * rows_per, -1), t)
+            if repeat is not None:
+                logp = logp + repeat
+            logp = logp.reshape(batch, rows_per, vocab)
+            logp = np.where(finished[..., None], end_only, logp)
+            total = beam_logp[..., None] + logp  # (batch, rows_per, vocab)
+            unmet_logp, unmet_flat = top_k((total[:, :k0] + never_must).reshape(batch, k0 * vocab), k0)
+            met_candidates = np.concatenate([total[:, :k0] + only_must, total[:, k0:]], axis=1)
+            met_logp, met_flat = top_k(met_candidates.reshape(batch, rows_per * vocab), k)
+            origin = np.concatenate([unmet_flat // vocab, met_flat // vocab], axis=1)  # (batch, rows_per)
+            next_tokens = np.concatenate([unmet_flat % vocab, met_flat % vocab], axis=1).astype(np.int32)
+            beam_logp = np.concatenate([unmet_logp, met_logp], axis=1)
+            was_finished = finished[rows, origin]
+            lengths = lengths[rows, origin] + (~was_finished & (next_tokens != self.end_id)).astype(np.int32)
+            finished = was_finished | (next_tokens == self.end_id)
+            history = history[rows, origin]
+            history[:, :, t] = np.where(was_finished, self.pad_id, next_tokens)
+            weights = weights.reshape(batch, rows_per, -1)
+            attn_history = attn_history[rows, origin]
+            attn_history[:, :, t] = weights[rows, origin]
+            hidden = hidden[(origin + np.arange(batch)[:, None] * rows_per).reshape(-1)]
+            tokens = next_tokens.reshape(-1)
+            if (finished | (beam_logp <= NEG_INF / 2)).all():
+                break
+        scores = self._normalise(beam_logp, lengths)
+        alive = beam_logp > NEG_INF / 2
+        met = np.arange(rows_per)[None, :] >= k0
+        key = np.where(alive, scores, np.float32(-1e30)) + np.where(met & alive, np.float32(1e6), np.float32(0))
+        order = np.argsort(-key, axis=1, kind="stable")[:, :k]
         pick = lambda x: np.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)  # noqa: E731
         return DecodedBatch(pick(history), pick(scores), pick(lengths), pick(attn_history))

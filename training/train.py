@@ -20,6 +20,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -483,6 +484,8 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
                 "map_sha256": tag_map.sha256, "keyword_threshold": keyword_threshold}
         classifier = classifier_weights(config.encoder)
         probes, absent = _absence_evidence(config, absence)
+        if (ABSENCE if absence is None else absence).get("ungrounded_words"):
+            decoding = (decoding or {}) | {"banned_words": ungrounded_words(config, vocab, tag_map.words)}
         data = "Flickr8k train split (6000 photos, 5 captions each) and COCO 2017 val captions as text only"
     else:
         data = "Flickr8k train split (6000 photos, 5 captions each; research use, see MODEL_CARD.md)"
@@ -501,7 +504,7 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
 
 # Decoding of tag-aware bundles, chosen on dev (coco-mini-dev and Flickr8k dev; see the model card).
 TAG_DECODING = {"no_repeat_ngram": 2, "prefer_tags_above": 0.15, "length_penalty": 0.8}
-ABSENCE = {"person_probe_below": 0.9, "animal_tags_below": 0.15}
+ABSENCE = {"person_probe_below": 0.9, "animal_tags_below": 0.15, "ungrounded_words": True}
 # Animals the classifier knows (COCO concepts whose words are tag words): the decoder learnt from
 # Flickr8k's dogs and COCO's cats to put one into photos without any; each is kept out of a photo
 # whose tags give it less than ``animal_tags_below``.
@@ -536,6 +539,26 @@ def _absence_evidence(config: TrainConfig, absence: dict | None):
     if absence.get("person_probe_below") is not None:
         rules.append({"probe": "person", "below": absence["person_probe_below"], "words": concept_words("person")})
     return {"person": person_probe(pooled, [caps for _, caps in items])}, rules
+
+
+def ungrounded_words(config: TrainConfig, vocab: Vocabulary, tag_words: Sequence[str]) -> list[str]:
+    """Words the decoder can only have learnt from text-only sentences, for things no tag can show:
+    the words of a :mod:`training.concepts` concept that no training photo's caption uses, when none
+    of the concept's words is a tag word ("giraffe", "fork", "scissors"). Nothing in a photo can be
+    evidence for them, so a tag-aware bundle never says them (Flickr8k dev: every "giraffe" was
+    invented, for instance on a rocket on its launch tower)."""
+    from training.concepts import CONCEPTS
+
+    items, _ = load_dataset(config.data, "train")
+    if config.limit:
+        items = items[:config.limit]
+    used = {word for _, captions in items for caption in captions for word in clean_caption(caption)}
+    tags, out = set(tag_words), []
+    for concept in CONCEPTS:
+        words = [phrase for phrase in concept.phrases if " " not in phrase]
+        if not tags.intersection(words):
+            out += [w for w in words if w in vocab and w not in used and w not in out]
+    return out
 
 
 def config_of_run(config: TrainConfig) -> TrainConfig:

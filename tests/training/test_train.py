@@ -143,3 +143,33 @@ def test_tag_aware_training_learns_a_word_from_text_only_and_copies_it(tiny_flic
     words = [[vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :decoded.lengths[row, 0]]] for row in range(2)]
     assert "zebra" in words[0], words
     assert "zebra" not in words[1], words
+
+
+def test_ungrounded_words_are_concept_words_no_photo_caption_or_tag_supports(tiny_flickr, tmp_path):
+    """"giraffe" and "fork" (in the vocabulary through text-only sentences, never in a photo's caption,
+    no tag for them) are banned; "zebra" has a tag and a word the photo captions use is kept."""
+    from model.vocab import Vocabulary
+    from training.train import ungrounded_words
+
+    used = next(w for w in tiny_flickr.captions[tiny_flickr.train[0]][0].lower().split() if w.isalpha())
+    vocab = Vocabulary(["giraffe", "giraffes", "fork", "zebra", "dog", used], min_count=1)
+    banned = ungrounded_words(_config(tiny_flickr, tmp_path), vocab, tag_words=("zebra", "dog"))
+    assert {"giraffe", "giraffes", "fork"} <= set(banned)
+    assert not {"zebra", "dog", used} & set(banned)
+
+
+def test_banned_words_never_appear_in_captions(tmp_path):
+    import json as _json
+
+    from model.bundle import load_bundle
+    from model.captioner import Captioner
+    from model.testing import make_tiny_bundle
+
+    bundle_dir = make_tiny_bundle(tmp_path / "b")
+    photos = [np.random.default_rng(i).integers(0, 255, (48, 48, 3), dtype=np.uint8) for i in range(6)]
+    said = {w for r in Captioner(load_bundle(bundle_dir), device="cpu").caption(photos) for w in r.words}
+    config = _json.loads((bundle_dir / "config.json").read_text())
+    config["decoding"]["banned_words"] = sorted(said)[:2]
+    (bundle_dir / "config.json").write_text(_json.dumps(config))
+    for result in Captioner(load_bundle(bundle_dir), device="cpu").caption(photos):
+        assert not set(result.words) & set(sorted(said)[:2]), result.words
