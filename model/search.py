@@ -171,80 +171,53 @@ class Search:
     def beam(self, memory: tuple[np.ndarray, ...], hidden: np.ndarray, beam_size: int,
              ban: np.ndarray | None = None, must: np.ndarray | None = None, unmet_rows: int = 1) -> DecodedBatch:
         """Beam search keeping ``beam_size`` hypotheses per photo; the n-best list comes back best first.
-        ``ban (batch, vocab)``: per-photo additive scores, as for :meth:`greedy`. ``must (batch, vocab)``
-        bool: a photo with any True gets a caption naming one of those words where the search finds one
-        (:meth:`_constrained_beam`, with ``unmet_rows`` hypotheses still looking for it)."""
+        ``ban (batch, vocab)``: per-photo additive scores, as for :meth:`greedy`.
+
+        ``must (batch, vocab)`` bool: constrained beam search (Anderson et al. 2017, "Guided Open
+        Vocabulary Image Captioning with Constrained Beam Search") with one disjunctive constraint per
+        photo, to name one of its ``must`` words. Each photo then keeps ``unmet_rows`` hypotheses that
+        have not named one yet besides the ``beam_size`` that have; a hypothesis moves over by emitting
+        a ``must`` word. Those that have come back first, so a photo whose search never meets the
+        constraint gets its unmet captions; a photo without ``must`` words gets plain beam search."""
         if beam_size < 1:
             raise ValueError("beam_size must be at least 1")
-        if must is not None and must.any():
-            return self._constrained_beam(memory, hidden, beam_size, ban, must, unmet_rows)
-        k, vocab = beam_size, self.vocab_size
-        batch = hidden.shape[0]
-        photo_ban = self.ban if ban is None else np.repeat(self.ban + ban, k, axis=0)  # (batch*k, vocab)
-        memory = tuple(np.repeat(m, k, axis=0) for m in memory)  # (batch*k, ...)
-        hidden = np.repeat(hidden, k, axis=0)
-        # Only the first copy of each photo's beam is alive at the start, so the k beams differ.
-        beam_logp = np.tile(np.array([[0.0] + [NEG_INF] * (k - 1)], np.float32), (batch, 1))  # (batch, k)
-        tokens = np.full(batch * k, self.start_id, np.int32)
-        finished = np.zeros((batch, k), bool)
-        lengths = np.zeros((batch, k), np.int32)
-        history = np.full((batch, k, self.max_length), self.pad_id, np.int32)
-        attn_history = None
-        end_only = np.full(vocab, NEG_INF, np.float32)
-        end_only[self.end_id] = 0.0
-        rows = np.arange(batch)[:, None]
-        for t in range(self.max_length):
-            active = ((beam_logp > NEG_INF / 2) & ~finished).reshape(-1)
-            hidden, scores, weights = self._step_active(tokens, hidden, memory, active)
-            if attn_history is None:
-                attn_history = np.zeros((batch, k, self.max_length, weights.shape[-1]), np.float32)
-            logp = log_softmax(scores + photo_ban)
-            repeat = self._repeat_ban(history.reshape(batch * k, -1), t)
-            if repeat is not None:
-                logp = logp + repeat
-            logp = logp.reshape(batch, k, vocab)
-            # A finished hypothesis can only "emit" <end> again, at no cost.
-            logp = np.where(finished[..., None], end_only, logp)
-            total = (beam_logp[..., None] + logp).reshape(batch, k * vocab)
-            beam_logp, flat = top_k(total, k)  # (batch, k)
-            origin = flat // vocab  # which hypothesis each survivor extends
-            next_tokens = (flat % vocab).astype(np.int32)
-            was_finished = finished[rows, origin]
-            lengths = lengths[rows, origin] + (~was_finished & (next_tokens != self.end_id)).astype(np.int32)
-            finished = was_finished | (next_tokens == self.end_id)
-            history = history[rows, origin]
-            history[:, :, t] = np.where(was_finished, self.pad_id, next_tokens)
-            weights = weights.reshape(batch, k, -1)
-            attn_history = attn_history[rows, origin]
-            attn_history[:, :, t] = weights[rows, origin]
-            flat_origin = (origin + np.arange(batch)[:, None] * k).reshape(-1)
-            hidden = hidden[flat_origin]
-            tokens = next_tokens.reshape(-1)
-            if finished.all():
-                break
-        scores = self._normalise(beam_logp, lengths)
-        order = np.argsort(-scores, axis=1, kind="stable")
-        pick = lambda x: np.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)  # noqa: E731
-        return DecodedBatch(pick(history), pick(scores), pick(lengths), pick(attn_history))
+        k, vocab, batch = beam_size, self.vocab_size, hidden.shape[0]
+        if must is None or not must.any():
+            start = np.full((batch, k), NEG_INF, np.float32)
+            start[:, 0] = 0.0  # only the first copy of each photo's beam is alive, so the k beams differ
 
-    def _constrained_beam(self, memory, hidden, k: int, ban, must: np.ndarray, unmet_rows: int) -> DecodedBatch:
-        """Constrained beam search (Anderson et al. 2017, "Guided Open Vocabulary Image Captioning with
-        Constrained Beam Search") with one disjunctive constraint per photo: name one of ``must``'s
-        words. Each photo keeps ``unmet_rows`` hypotheses that have not named one yet and ``k`` that
-        have; a hypothesis moves to the second bank by emitting a ``must`` word. The result ranks the
-        second bank first (best first), so a photo whose search never meets the constraint gets its
-        unconstrained captions; a photo without ``must`` words starts in the second bank, which is then
-        plain beam search. Rows that are dead or finished are not stepped (:meth:`_step_active`)."""
-        k0, vocab = max(1, int(unmet_rows)), self.vocab_size
-        batch, rows_per = hidden.shape[0], k0 + k
+            def select(total):  # (batch, k, vocab) -> the k best continuations
+                best, flat = top_k(total.reshape(batch, k * vocab), k)
+                return best, flat // vocab, flat % vocab
+
+            return self._run_beam(memory, hidden, ban, start, select, k, met_from=0)
+        k0 = max(1, int(unmet_rows))
         constrained = must.any(axis=1)
-        photo_ban = np.broadcast_to(self.ban if ban is None else self.ban + ban, (batch, vocab))
-        photo_ban = np.repeat(photo_ban, rows_per, axis=0)
-        memory = tuple(np.repeat(m, rows_per, axis=0) for m in memory)
+        start = np.full((batch, k0 + k), NEG_INF, np.float32)
+        start[constrained, 0] = 0.0  # the first unmet row
+        start[~constrained, k0] = 0.0  # the first met row: plain beam search
+        only_must = np.where(must, np.float32(0), NEG_INF)[:, None, :]  # (batch, 1, vocab)
+        never_must = np.where(must, NEG_INF, np.float32(0))[:, None, :]
+
+        def select_banks(total):  # (batch, k0 + k, vocab): unmet rows stay unmet, met rows come from both
+            unmet_best, unmet_flat = top_k((total[:, :k0] + never_must).reshape(batch, k0 * vocab), k0)
+            met = np.concatenate([total[:, :k0] + only_must, total[:, k0:]], axis=1)
+            met_best, met_flat = top_k(met.reshape(batch, (k0 + k) * vocab), k)
+            flat = np.concatenate([unmet_flat, met_flat], axis=1)
+            return np.concatenate([unmet_best, met_best], axis=1), flat // vocab, flat % vocab
+
+        return self._run_beam(memory, hidden, ban, start, select_banks, k, met_from=k0)
+
+    def _run_beam(self, memory, hidden, ban, beam_logp: np.ndarray, select, k: int, met_from: int) -> DecodedBatch:
+        """The beam loop over ``rows`` hypotheses per photo (``beam_logp (batch, rows)``: their starting
+        log-probabilities, ``NEG_INF`` for a dead one). ``select(total (batch, rows, vocab))`` gives the
+        next ``(log-probabilities, origin rows, tokens)``, each ``(batch, rows)``. Returns the ``k`` best
+        live hypotheses, those from row ``met_from`` on ranked before the others."""
+        batch, rows_per = beam_logp.shape
+        vocab = self.vocab_size
+        photo_ban = np.repeat(np.broadcast_to(self.ban if ban is None else self.ban + ban, (batch, vocab)), rows_per, axis=0)
+        memory = tuple(np.repeat(m, rows_per, axis=0) for m in memory)  # (batch * rows, ...)
         hidden = np.repeat(hidden, rows_per, axis=0)
-        beam_logp = np.full((batch, rows_per), NEG_INF, np.float32)
-        beam_logp[constrained, 0] = 0.0  # the first unmet row
-        beam_logp[~constrained, k0] = 0.0  # the first met row: plain beam search
         tokens = np.full(batch * rows_per, self.start_id, np.int32)
         finished = np.zeros((batch, rows_per), bool)
         lengths = np.zeros((batch, rows_per), np.int32)
@@ -252,8 +225,6 @@ class Search:
         attn_history = None
         end_only = np.full(vocab, NEG_INF, np.float32)
         end_only[self.end_id] = 0.0
-        only_must = np.where(must, np.float32(0), NEG_INF)[:, None, :]  # (batch, 1, vocab)
-        never_must = np.where(must, NEG_INF, np.float32(0))[:, None, :]
         rows = np.arange(batch)[:, None]
         for t in range(self.max_length):
             active = ((beam_logp > NEG_INF / 2) & ~finished).reshape(-1)
@@ -265,14 +236,10 @@ class Search:
             if repeat is not None:
                 logp = logp + repeat
             logp = logp.reshape(batch, rows_per, vocab)
+            # A finished hypothesis can only "emit" <end> again, at no cost.
             logp = np.where(finished[..., None], end_only, logp)
-            total = beam_logp[..., None] + logp  # (batch, rows_per, vocab)
-            unmet_logp, unmet_flat = top_k((total[:, :k0] + never_must).reshape(batch, k0 * vocab), k0)
-            met_candidates = np.concatenate([total[:, :k0] + only_must, total[:, k0:]], axis=1)
-            met_logp, met_flat = top_k(met_candidates.reshape(batch, rows_per * vocab), k)
-            origin = np.concatenate([unmet_flat // vocab, met_flat // vocab], axis=1)  # (batch, rows_per)
-            next_tokens = np.concatenate([unmet_flat % vocab, met_flat % vocab], axis=1).astype(np.int32)
-            beam_logp = np.concatenate([unmet_logp, met_logp], axis=1)
+            beam_logp, origin, next_tokens = select(beam_logp[..., None] + logp)
+            next_tokens = next_tokens.astype(np.int32)
             was_finished = finished[rows, origin]
             lengths = lengths[rows, origin] + (~was_finished & (next_tokens != self.end_id)).astype(np.int32)
             finished = was_finished | (next_tokens == self.end_id)
@@ -287,8 +254,9 @@ class Search:
                 break
         scores = self._normalise(beam_logp, lengths)
         alive = beam_logp > NEG_INF / 2
-        met = np.arange(rows_per)[None, :] >= k0
-        key = np.where(alive, scores, np.float32(-1e30)) + np.where(met & alive, np.float32(1e6), np.float32(0))
+        met = np.arange(rows_per)[None, :] >= met_from
+        # float64: a float32 bonus of 1e6 would round the scores away and reorder near ties
+        key = np.where(alive, scores.astype(np.float64), -1e30) + np.where(met & alive, 1e6, 0.0)
         order = np.argsort(-key, axis=1, kind="stable")[:, :k]
         pick = lambda x: np.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)  # noqa: E731
         return DecodedBatch(pick(history), pick(scores), pick(lengths), pick(attn_history))
