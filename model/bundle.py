@@ -192,13 +192,24 @@ def write_config(path: str | Path, config: dict[str, Any]) -> None:
     (Path(path) / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def read_checked(path: Path, name: str, sha256: str | None, what: str) -> bytes:
+    """The bytes of the bundle file ``path / name``, checked against the config's ``sha256``;
+    ``what`` names the file in the error ("weights file", "classifier file", "graph")."""
+    file = Path(path) / name
+    if not file.is_file():
+        raise BundleError(f"{path}: missing {what} {name}")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read {name} ({exc})") from None
+    if _sha256_bytes(data) != sha256:
+        raise BundleError(f"{file}: checksum mismatch (the file is damaged or was replaced)")
+    return data
+
+
 def _read_weights(path: Path, weights_info: dict) -> dict[str, np.ndarray]:
     weights_path = path / weights_info.get("file", WEIGHTS_FILE)
-    if not weights_path.is_file():
-        raise BundleError(f"{path}: missing weights file {weights_path.name}")
-    data = weights_path.read_bytes()
-    if _sha256_bytes(data) != weights_info.get("sha256"):
-        raise BundleError(f"{weights_path}: checksum mismatch (the file is damaged or was replaced)")
+    data = read_checked(path, weights_path.name, weights_info.get("sha256"), "weights file")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             weights = {key: npz[key] for key in npz.files}
@@ -301,11 +312,7 @@ def _load_classifier(path: Path, info, channels: int):
     if not isinstance(info, dict):
         raise BundleError(f"{path}: the config names no classifier file for its tags")
     file = path / info.get("file", CLASSIFIER_FILE)
-    if not file.is_file():
-        raise BundleError(f"{path}: missing classifier file {file.name}")
-    data = file.read_bytes()
-    if _sha256_bytes(data) != info.get("sha256"):
-        raise BundleError(f"{file}: checksum mismatch (the file is damaged or was replaced)")
+    data = read_checked(path, file.name, info.get("sha256"), "classifier file")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             kernel, bias = npz["kernel"].astype(np.float32), npz["bias"].astype(np.float32)

@@ -19,14 +19,13 @@ says so in :attr:`InferenceModel.device`, the line the status bar and ``--json``
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from model.bundle import Bundle, BundleError
+from model.bundle import Bundle, BundleError, read_checked
 from model.encoders import get_encoder_spec
 
 log = logging.getLogger(__name__)
@@ -215,14 +214,7 @@ class OnnxRuntimeModel:
 
 
 def _read_graph(bundle: Bundle, entry: dict) -> bytes:
-    path = bundle.path / entry["file"]
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"{bundle.path}: cannot read {entry['file']} ({exc})") from None
-    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise BundleError(f"{path}: checksum mismatch (the file is damaged or was replaced)")
-    return data
+    return read_checked(bundle.path, entry["file"], entry.get("sha256"), "graph")
 
 
 # -- TensorFlow --------------------------------------------------------------------------------------

@@ -172,9 +172,8 @@ class JaxTrainer:
 
         with np.load(path) as stored:
             assign_variables(self.decoder, {key: stored[key] for key in stored.files})
-        tv, ntv, ov = self.state
         self.state = ([v.value for v in self.decoder.trainable_variables],
-                      [v.value for v in self.decoder.non_trainable_variables], ov)
+                      [v.value for v in self.decoder.non_trainable_variables], self.state[2])
 
     def sync(self) -> None:
         """Write the compiled state back into the Keras variables (for decoding and saving)."""

@@ -173,3 +173,30 @@ def test_banned_words_never_appear_in_captions(tmp_path):
     (bundle_dir / "config.json").write_text(_json.dumps(config))
     for result in Captioner(load_bundle(bundle_dir), device="cpu").caption(photos):
         assert not set(result.words) & set(sorted(said)[:2]), result.words
+
+
+def test_jax_trainer_fine_tunes_from_an_epoch_with_a_share_of_the_text(tiny_flickr, tmp_path):
+    """``train_jax --init-weights`` starts from a run's epoch (its vocabulary copied) and records
+    ``--text-share`` in the run's config; the loss stays finite. Keras on JAX, in its own process."""
+    common = ["--data", str(tiny_flickr.root), "--encoder", "tiny_test", "--cache", str(tmp_path / "cache"),
+              "--tags", "--text-captions", str(_text_file(tmp_path)), "--batch-size", "4", "--embedding-dim", "16",
+              "--feature-dim", "16", "--units", "32", "--min-count", "1", "--max-words", "14"]
+    env = os.environ | {"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def run(*args):
+        done = subprocess.run([sys.executable, "-m", "training.train_jax", *common, *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    run("--out", str(tmp_path / "first"), "--epochs", "1")
+    start = tmp_path / "first" / "epoch01.weights.npz"
+    run("--out", str(tmp_path / "tuned"), "--epochs", "1", "--init-weights", str(start), "--text-share", "0.5")
+    tuned = tmp_path / "tuned"
+    assert (tuned / "vocab.json").read_text() == (tmp_path / "first" / "vocab.json").read_text()
+    config = json.loads((tuned / "train_config.json").read_text())
+    assert config["init_weights"] == str(start) and config["text_share"] == 0.5
+    history = json.loads((tuned / "history.json").read_text())
+    assert np.isfinite(history[0]["train_loss"]) and (tuned / "epoch01.weights.npz").is_file()
+    with np.load(start) as before, np.load(tuned / "epoch01.weights.npz") as after:
+        assert set(before.files) == set(after.files)
+        assert any(not np.array_equal(before[k], after[k]) for k in before.files)  # it trained
