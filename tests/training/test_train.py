@@ -177,7 +177,9 @@ def test_banned_words_never_appear_in_captions(tmp_path):
 
 def test_jax_trainer_fine_tunes_from_an_epoch_with_a_share_of_the_text(tiny_flickr, tmp_path):
     """``train_jax --init-weights`` starts from a run's epoch (its vocabulary copied) and records
-    ``--text-share`` in the run's config; the loss stays finite. Keras on JAX, in its own process."""
+    ``--text-share`` in the run's config; the loss stays finite. Keras on JAX, in its own process; JAX
+    is no dependency of the project (the JAX trainer is for GPU machines without TensorFlow)."""
+    pytest.importorskip("jax")
     common = ["--data", str(tiny_flickr.root), "--encoder", "tiny_test", "--cache", str(tmp_path / "cache"),
               "--tags", "--text-captions", str(_text_file(tmp_path)), "--batch-size", "4", "--embedding-dim", "16",
               "--feature-dim", "16", "--units", "32", "--min-count", "1", "--max-words", "14"]
