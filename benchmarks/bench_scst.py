@@ -9,8 +9,8 @@ references of the first ``--photos`` training photos are used, as ``training.tra
 without it, a random-weight decoder of the shipped model's size and random grids (its samples run
 longer than a trained model's, so the figures are pessimistic). Printed, each measured in this run:
 
-- one SCST step per 1,000 photos (``--samples`` captions each): the sampled decode (one compiled graph
-  per batch of ``--batch-size`` photos), the reward (vectorised CIDEr-D and guard penalties) and the
+- one SCST step per 1,000 photos (``--samples`` captions each, ``--candidates`` beam or sample): the
+  candidates' decode (one compiled graph per batch of ``--batch-size`` photos), the reward (vectorised CIDEr-D and guard penalties) and the
   policy-gradient update; the best of ``--repeats`` passes after a warm-up (tracing) pass;
 - the sampled decode against an eager Python loop over time steps, one photo's samples at a time
   (the same decoder calls), on ``--eager-photos`` photos: the speed-up ratio;
@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--candidates", choices=("beam", "sample"), default="beam",
+                        help="the captions scored per photo in the timed steps (as training.train --scst-candidates)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--eager-photos", type=int, default=10)
     args = parser.parse_args(argv)
@@ -101,10 +103,11 @@ def main(argv=None) -> int:
         build_s = time.perf_counter() - started
         lengths = np.asarray([np.mean([len(r) for r in refs]) for refs in references])
         scst = SCSTTrainer(trainer, vocab, cider, lengths,
-                           SCSTConfig(data="", out=str(out), samples=args.samples, batch_size=args.batch_size))
+                           SCSTConfig(data="", out=str(out), samples=args.samples, batch_size=args.batch_size,
+                                      candidates=args.candidates))
         n = len(features)
         batches = [np.arange(i, min(i + args.batch_size, n)) for i in range(0, n, args.batch_size)]
-        print(f"{n} photos, batches of {args.batch_size}, {args.samples} samples each; "
+        print(f"{n} photos, batches of {args.batch_size}, {args.samples} {args.candidates} candidates each; "
               f"{'model ' + args.init if args.init else 'random-weight decoder'}; "
               f"CIDEr-D tables for {n} photos built in {build_s:.2f} s")
 
@@ -118,9 +121,9 @@ def main(argv=None) -> int:
         best = min(passes[1:], key=lambda p: sum(p.values()))
         per_1000 = {key: value * 1000.0 / n for key, value in best.items()}
         total = sum(per_1000.values())
-        print(f"SCST step per 1,000 photos: {total:.1f} s = sampled decode {per_1000['sample_s']:.1f} s + "
+        print(f"SCST step per 1,000 photos: {total:.1f} s = {args.candidates} candidates {per_1000['sample_s']:.1f} s + "
               f"reward {per_1000['reward_s']:.2f} s + update {per_1000['update_s']:.1f} s "
-              f"(mean sampled length {np.mean([f['length'] for f in figures]):.1f} words)")
+              f"(mean candidate length {np.mean([f['length'] for f in figures]):.1f} words)")
 
         # Sampled decode: the compiled batch graph against an eager loop, one photo's samples at a time.
         photos = batches[0][:args.eager_photos]

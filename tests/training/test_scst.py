@@ -85,11 +85,41 @@ def test_two_step_scst_run_has_a_finite_loss_resumes_and_exports(tiny_flickr, ce
 
     assert set(load_bundle(bundle).weights) == set(initial)
 
+    # Every epoch's weights are kept; --export-weights exports a chosen one instead of the best.
+    assert sorted(p.name for p in out.glob("epoch*.weights.npz")) == ["epoch01.weights.npz", "epoch02.weights.npz"]
+    chosen = tmp_path / "chosen"
+    assert train_main(["--data", str(tiny_flickr.root), "--out", str(out), "--scst", "--export", str(chosen),
+                       "--export-weights", str(out / "epoch02.weights.npz")]) == 0
+    with np.load(out / "epoch02.weights.npz") as epoch2:
+        for key, value in load_bundle(chosen).weights.items():
+            np.testing.assert_allclose(value, epoch2[key].astype(np.float16), rtol=0, atol=0)
+
+
+def test_text_every_interleaves_cross_entropy_on_the_init_runs_text_sentences(tiny_flickr, ce_run, tmp_path):
+    """With --text-every, the run keeps learning the init run's text-only sentences between SCST steps."""
+    import shutil
+
+    init = tmp_path / "ce-text"
+    shutil.copytree(ce_run.out, init)
+    text = tmp_path / "text.token.txt"
+    text.write_text("".join(f"{i:012d}.jpg#0\tA dog runs on the grass .\n" for i in range(6)), encoding="utf-8")
+    settings = json.loads((init / "train_config.json").read_text())
+    (init / "train_config.json").write_text(json.dumps(settings | {"text_captions": str(text)}))
+
+    runs = {}
+    for every in (0, 1):
+        args = _scst_args(tiny_flickr, ce_run, tmp_path / f"scst-{every}", epochs=1)
+        args[args.index("--init") + 1] = str(init)
+        assert train_main([*args, "--text-every", str(every)]) == 0
+        runs[every] = json.loads((tmp_path / f"scst-{every}" / "history.json").read_text())[1]["train"]
+    assert "text_loss" not in runs[0]
+    assert math.isfinite(runs[1]["text_loss"]) and runs[1]["text_loss"] > 0
+
 
 TAG_WORDS = ("dog", "cat", "ball")
 
 
-def _tiny_scst(tmp_path, baseline: str, samples: int = 4):
+def _tiny_scst(tmp_path, baseline: str, samples: int = 4, temperature: float = 1.0, candidates: str = "sample"):
     """An SCSTTrainer over a random-weight tiny tag-aware decoder (copy path on three tag words) and
     four photos with made-up references."""
     from model.testing import TINY_WORDS
@@ -108,7 +138,8 @@ def _tiny_scst(tmp_path, baseline: str, samples: int = 4):
                   ["a white cat".split(), "a cat sits in the grass".split()]]
     cider = CiderD(references)
     lengths = np.asarray([np.mean([len(r) for r in refs]) for refs in references])
-    scst_config = SCSTConfig(data="", out=config.out, samples=samples, baseline=baseline)
+    scst_config = SCSTConfig(data="", out=config.out, samples=samples, baseline=baseline, temperature=temperature,
+                              candidates=candidates)
     return SCSTTrainer(trainer, vocab, cider, lengths, scst_config), vocab
 
 
@@ -118,9 +149,9 @@ def _photos(seed: int, count: int = 4):
             rng.dirichlet(np.ones(len(TAG_WORDS)), size=count).astype(np.float32))
 
 
-@pytest.mark.parametrize("baseline", ["mean", "greedy"])
-def test_a_step_has_a_finite_loss_and_moves_the_weights(tmp_path, baseline):
-    scst, _ = _tiny_scst(tmp_path, baseline)
+@pytest.mark.parametrize("baseline, candidates", [("mean", "sample"), ("greedy", "sample"), ("mean", "beam")])
+def test_a_step_has_a_finite_loss_and_moves_the_weights(tmp_path, baseline, candidates):
+    scst, _ = _tiny_scst(tmp_path, baseline, candidates=candidates)
     features, tags = _photos(0)
     before = [v.numpy().copy() for v in scst.decoder.trainable_variables]
     figures = scst.train_step(np.arange(4), features.astype(np.float16), tags)
@@ -150,6 +181,39 @@ def test_sampled_captions_are_well_formed_and_greedy_matches_the_search(tmp_path
     np.testing.assert_array_equal(greedy_lengths, search.lengths[:, 0])
     for row, n, expected in zip(greedy_tokens, greedy_lengths, search.tokens[:, 0]):
         np.testing.assert_array_equal(row[:n], expected[:n])
+
+
+def test_a_low_temperature_samples_the_greedy_caption_and_temperature_one_varies(tmp_path):
+    import tensorflow as tf
+
+    features, tags = _photos(3)
+    cold, _ = _tiny_scst(tmp_path / "cold", "mean", samples=5, temperature=1e-3)
+    greedy = cold._greedy(tf.constant(features), tf.constant(tags))[0].numpy()
+    sampled = cold._sample(tf.constant(features), tf.constant(tags))[0].numpy()
+    np.testing.assert_array_equal(sampled, np.repeat(greedy, 5, axis=0))
+    # The same weights at temperature 1: the five samples of a photo are not all its greedy caption.
+    warm, _ = _tiny_scst(tmp_path / "warm", "mean", samples=5)
+    for a, b in zip(warm.decoder.weights, cold.decoder.weights):
+        a.assign(b)
+    varied = warm._sample(tf.constant(features), tf.constant(tags))[0].numpy()
+    assert not np.array_equal(varied, np.repeat(greedy, 5, axis=0))
+
+
+def test_beam_candidates_are_the_searchs_best_captions_laid_out_like_samples(tmp_path):
+    from model.decoding import SearchDecoder
+
+    scst, vocab = _tiny_scst(tmp_path, "mean", samples=3, candidates="beam")
+    features, tags = _photos(4)
+    tokens, lengths, finished = scst._beam_candidates(features, tags)
+    assert tokens.shape == (12, 10) and lengths.shape == finished.shape == (12,)
+    search = SearchDecoder(scst.decoder, start_id=vocab.start_id, end_id=vocab.end_id, max_length=10,
+                           banned_ids=(vocab.pad_id, vocab.start_id, vocab.unk_id)).beam(features, 3, tags)
+    np.testing.assert_array_equal(lengths, search.lengths.reshape(-1))
+    for row, n, done, expected in zip(tokens, lengths, finished, search.tokens.reshape(12, -1)):
+        np.testing.assert_array_equal(row[:n], expected[:n])
+        assert vocab.end_id not in row[:n]
+        if done:
+            assert row[n] == vocab.end_id and (row[n + 1:] == vocab.pad_id).all()
 
 
 def test_teacher_forced_log_probs_equal_the_decoders_on_repeated_photos(tmp_path):
