@@ -27,6 +27,46 @@ log = logging.getLogger(__name__)
 ImageInput = str | Path | np.ndarray
 
 
+AbsenceRule = tuple[str, tuple[str, ...], float, np.ndarray]
+
+
+def absence_rules(decoding: dict, vocab, probes: dict, where: str = "bundle") -> list[AbsenceRule]:
+    """``(kind, names, threshold, word ids)`` per rule of ``decoding["absent"]``: words a photo must
+    not get when the evidence for them is below the threshold, from tags (``"tags": ["bird", "duck"]``:
+    the classifier's probability of any of these words, summed; ``"tag": "dog"`` for one) or a probe
+    on the pooled grid (``"probe": "person"``, one of ``probes``: name -> ``(kernel, bias)``)."""
+    rules = []
+    for rule in decoding.get("absent", ()):
+        ids = np.array([vocab.id_of(w) for w in rule["words"] if w in vocab], np.int64)
+        if "probe" in rule:
+            if rule["probe"] not in probes:
+                raise ValueError(f"{where}: decoding rule needs the probe {rule['probe']!r}, the bundle has none")
+            rules.append(("probe", (rule["probe"],), float(rule["below"]), ids))
+        else:
+            names = tuple(rule["tags"]) if "tags" in rule else (rule["tag"],)
+            rules.append(("tag", names, float(rule["below"]), ids))
+    return rules
+
+
+def photo_bans(rules: list[AbsenceRule], features: np.ndarray, word_probs: np.ndarray | None, vocab_size: int,
+               tag_map, probes: dict) -> np.ndarray | None:
+    """``(batch, vocab)`` additive bans (-1e9) that ``rules`` give photos with grids ``features (batch,
+    locations, channels)`` and tag probabilities ``word_probs (batch, tags)``; None without rules."""
+    if not rules:
+        return None
+    ban = np.zeros((features.shape[0], vocab_size), np.float32)
+    pooled = None
+    for kind, names, threshold, ids in rules:
+        if kind == "tag":
+            evidence = word_probs[:, [tag_map.index(name) for name in names]].sum(axis=1)
+        else:
+            pooled = features.mean(axis=1) if pooled is None else pooled  # (batch, channels)
+            kernel, bias = probes[names[0]]
+            evidence = 1.0 / (1.0 + np.exp(-(pooled @ kernel + bias)))
+        ban[np.ix_(evidence < threshold, ids)] = -1e9
+    return ban
+
+
 class Captioner:
     """Captions photos with a model bundle, in batches.
 
@@ -66,7 +106,7 @@ class Captioner:
             no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)),
             once_ids=tuple(vocab.id_of(w) for w in decoding.get("once_words", ()) if w in vocab),
         )
-        self._absent = self._absence_rules(self.bundle, decoding)
+        self._absent = absence_rules(decoding, self.bundle.vocab, self.bundle.probes, where=str(self.bundle.path))
         self._decoding = dict(decoding)
         self._tag_word_ids = None  # per tag word, the vocabulary ids of its forms (for the constraint)
         if decoding.get("constrain_above") is not None and self.tagger is not None:
@@ -75,39 +115,10 @@ class Captioner:
             self._tag_word_ids = [np.array([vocab.id_of(f) for f in word_forms(w) if f in vocab], np.int64)
                                   for w in self.tagger.tag_map.words]
 
-    @staticmethod
-    def _absence_rules(bundle: Bundle, decoding: dict) -> list[tuple[str, tuple[str, ...], float, np.ndarray]]:
-        """``(kind, names, threshold, word ids)`` per rule of ``decoding["absent"]``: words a photo must
-        not get when the evidence for them is below the threshold, from tags (``"tags": ["bird", "duck"]``:
-        the classifier's probability of any of these words, summed; ``"tag": "dog"`` for one) or a probe
-        on the pooled grid (``"probe": "person"``)."""
-        rules = []
-        for rule in decoding.get("absent", ()):
-            ids = np.array([bundle.vocab.id_of(w) for w in rule["words"] if w in bundle.vocab], np.int64)
-            if "probe" in rule:
-                if rule["probe"] not in bundle.probes:
-                    raise ValueError(f"{bundle.path}: decoding rule needs the probe {rule['probe']!r}, the bundle has none")
-                rules.append(("probe", (rule["probe"],), float(rule["below"]), ids))
-            else:
-                names = tuple(rule["tags"]) if "tags" in rule else (rule["tag"],)
-                rules.append(("tag", names, float(rule["below"]), ids))
-        return rules
-
     def _photo_bans(self, features: np.ndarray, word_probs: np.ndarray | None) -> np.ndarray | None:
         """``(batch, vocab)`` additive bans from the absence rules (None when the bundle has none)."""
-        if not self._absent:
-            return None
-        ban = np.zeros((features.shape[0], len(self.bundle.vocab)), np.float32)
-        pooled = None
-        for kind, names, threshold, ids in self._absent:
-            if kind == "tag":
-                evidence = word_probs[:, [self.tagger.tag_map.index(name) for name in names]].sum(axis=1)
-            else:
-                pooled = features.mean(axis=1) if pooled is None else pooled  # (batch, channels)
-                kernel, bias = self.bundle.probes[names[0]]
-                evidence = 1.0 / (1.0 + np.exp(-(pooled @ kernel + bias)))
-            ban[np.ix_(evidence < threshold, ids)] = -1e9
-        return ban
+        tag_map = self.tagger.tag_map if self.tagger is not None else None
+        return photo_bans(self._absent, features, word_probs, len(self.bundle.vocab), tag_map, self.bundle.probes)
 
     @staticmethod
     def _banned_ids(vocab, decoding: dict) -> tuple[int, ...]:

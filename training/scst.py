@@ -56,7 +56,7 @@ from training.guards import caption_guards, function_word_mask, guard_penalties
 log = logging.getLogger(__name__)
 
 BASELINES = ("mean", "greedy")
-CANDIDATES = ("sample", "beam")
+CANDIDATES = ("beam", "guarded", "sample")
 
 
 @dataclass
@@ -74,7 +74,9 @@ class SCSTConfig:
     # cross-entropy model that also learnt from text-only sentences samples many garbled captions at 1.
     temperature: float = 1.0
     # "beam": the ``samples`` best captions of a beam search (the captions the app's beam search chooses
-    # among; as in Cornia et al. 2020); "sample": ``samples`` captions drawn from the decoder.
+    # among; as in Cornia et al. 2020); "guarded": the same under the decoding the exported bundle gets
+    # (its length penalty, no repeated bigram, banned words, and the person and animal guards of each
+    # photo); "sample": ``samples`` captions drawn from the decoder.
     candidates: str = "beam"
     baseline: str = "mean"  # "mean" of the other samples (Luo 2020) or "greedy" (Rennie et al. 2017)
     learning_rate: float = 5e-5  # Rennie et al.'s; 1e-4 lost dev CIDEr in a first epoch here
@@ -167,6 +169,7 @@ class SCSTTrainer:
         # short; no reduce_retracing, which would make the time axis unknown.
         self._update = tf.function(self._update_graph)
         self._search = None
+        self.guarded: GuardedSearch | None = None  # set for "guarded" candidates (see run_scst)
 
     # -- graphs -------------------------------------------------------------------------------
 
@@ -270,7 +273,7 @@ class SCSTTrainer:
         k = self.config.samples
         timer = time.perf_counter()
         tags_in = None if tags is None else tf.convert_to_tensor(tags, tf.float32)
-        if self.config.candidates == "beam":
+        if self.config.candidates != "sample":  # "beam", or "guarded" (the search in self.guarded)
             tokens, lengths, finished = self._beam_candidates(features, tags_in)
         else:
             tokens, lengths, finished = (x.numpy() for x in self._sample(features, tags_in))
@@ -298,14 +301,22 @@ class SCSTTrainer:
                 "sample_s": sampled - timer, "reward_s": scored - sampled, "update_s": updated - scored}
 
     def _beam_candidates(self, features, tags):
-        """The ``samples`` best captions of each photo's beam search, laid out as :meth:`_decode_graph`'s."""
+        """The ``samples`` best captions of each photo's beam search (under the bundle's guards when a
+        :class:`GuardedSearch` is set as ``guarded``), laid out as :meth:`_decode_graph`'s."""
         k, vocab = self.config.samples, self.vocab
-        decoded = self._searcher().beam(np.asarray(features, np.float32), k, tags)
+        features = np.asarray(features, np.float32)
+        if self.config.candidates == "guarded":
+            if self.guarded is None:
+                raise RuntimeError("guarded candidates need a GuardedSearch (SCSTTrainer.guarded)")
+            decoded = self.guarded.beam(features, None if tags is None else np.asarray(tags, np.float32), k)
+        else:
+            decoded = self._searcher().beam(features, k, tags)
         lengths = decoded.lengths.reshape(-1).astype(np.int32)  # (batch*k,)
         found = decoded.tokens.reshape(len(lengths), -1)
         tokens = np.full((len(lengths), self.max_length), vocab.pad_id, np.int32)
         width = min(found.shape[1], self.max_length)
         tokens[:, :width] = found[:, :width]
+        tokens[np.arange(self.max_length)[None, :] >= lengths[:, None]] = vocab.pad_id
         finished = lengths < self.max_length
         rows = np.flatnonzero(finished)
         tokens[rows, lengths[rows]] = vocab.end_id
@@ -335,6 +346,48 @@ class SCSTTrainer:
                 n = int(decoded.lengths[row, 0])
                 out.append([vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :n]])
         return out
+
+
+class GuardedSearch:
+    """Beam search over the decoder being trained, as the exported bundle's :class:`~model.captioner.Captioner`
+    runs it: the bundle's ``decoding`` settings (length penalty, no repeated n-gram, banned words) and
+    each photo's absence rules (a probe on the pooled grid, the summed tags of an animal's words).
+
+    Trained on such candidates, the decoder learns what to say once a guard has banned the words it
+    would have used (person words on a photo the person probe doubts, for instance)."""
+
+    def __init__(self, decoder, vocab: Vocabulary, decoding: dict, probes: dict, tag_map):
+        import tensorflow as tf
+
+        from model.captioner import Captioner, absence_rules
+        from model.onnx_export import decoder_functions
+        from model.search import Search
+
+        prepare, step = decoder_functions(decoder)
+        self._prepare = tf.function(prepare, reduce_retracing=True)
+        self._step = tf.function(step, reduce_retracing=True)
+        self.tagged = bool(getattr(decoder, "num_tags", 0))
+        self.vocab, self.probes, self.tag_map = vocab, probes, tag_map
+        self.rules = absence_rules(decoding, vocab, probes, where="the init run's export settings")
+        self.search = Search(self.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
+                             pad_id=vocab.pad_id, max_length=int(decoding.get("max_length", 30)),
+                             length_penalty=float(decoding.get("length_penalty", 1.0)),
+                             banned_ids=Captioner._banned_ids(vocab, decoding),
+                             no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)))
+
+    def step(self, tokens, hidden, memory):
+        import tensorflow as tf
+
+        hidden, scores, attention = self._step(tf.convert_to_tensor(tokens, tf.int32), hidden, *memory)
+        return hidden.numpy(), scores.numpy(), attention.numpy()
+
+    def beam(self, features: np.ndarray, tags: np.ndarray | None, beam_size: int):
+        from model.captioner import photo_bans
+
+        args = (features, tags) if self.tagged else (features,)
+        *memory, hidden = (x.numpy() for x in self._prepare(*args))
+        ban = photo_bans(self.rules, features, tags, len(self.vocab), self.tag_map, self.probes)
+        return self.search.beam(tuple(memory), hidden, beam_size, ban)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -401,6 +454,12 @@ def run_scst(config: SCSTConfig) -> dict:
     trainer = Trainer(train_config, vocab, channels=train_data.features.shape[-1], steps_per_epoch=steps_per_epoch,
                       tag_words=tag_map.words if tag_map is not None else ())
     scst = SCSTTrainer(trainer, vocab, cider, reference_lengths, config)
+    if config.candidates == "guarded":
+        from training.train import TAG_DECODING, bundle_decoding
+
+        probes, decoding = bundle_decoding(train_config, vocab, tag_map, TAG_DECODING if train_config.tags else None,
+                                           None if train_config.tags else {})
+        scst.guarded = GuardedSearch(trainer.decoder, vocab, decoding, probes, tag_map)
     if scst.manager.latest_checkpoint:
         scst.checkpoint.restore(scst.manager.latest_checkpoint).expect_partial()
         log.info("resumed from %s (SCST epoch %d done)", scst.manager.latest_checkpoint, int(scst.epoch.numpy()))
@@ -546,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scst-baseline", dest="baseline", choices=BASELINES, default=defaults.baseline,
                         help="mean reward of the other samples (default) or the greedy caption's reward")
     parser.add_argument("--scst-candidates", dest="candidates", choices=CANDIDATES, default=defaults.candidates,
-                        help="captions scored per photo: the beam search's best (default) or sampled")
+                        help="captions scored per photo: the beam search's best (default), the same under "
+                             "the exported bundle's guards, or sampled")
     parser.add_argument("--no-java", dest="use_java", action="store_false",
                         help="score dev without Java (Python tokenizer, no METEOR)")
     parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")

@@ -483,12 +483,10 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
         tags = {"words": list(tag_map.words), "class_words": tag_map.class_words.tolist(),
                 "map_sha256": tag_map.sha256, "keyword_threshold": keyword_threshold}
         classifier = classifier_weights(config.encoder)
-        probes, absent = _absence_evidence(config, absence)
-        if (ABSENCE if absence is None else absence).get("ungrounded_words"):
-            decoding = (decoding or {}) | {"banned_words": ungrounded_words(config, vocab, tag_map.words)}
         data = "Flickr8k train split (6000 photos, 5 captions each) and COCO 2017 val captions as text only"
     else:
         data = "Flickr8k train split (6000 photos, 5 captions each; research use, see MODEL_CARD.md)"
+    probes, decoding = bundle_decoding(config, vocab, tag_map, decoding, absence)
     history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
     training = {
         "data": data,
@@ -496,8 +494,7 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
         "history": history,
     } | (extra_training or {})
     return save_bundle(destination, decoder=trainer.decoder, vocab=vocab, encoder=config.encoder, name=name,
-                       description=description, decoding={"max_length": config.max_words} | (decoding or {})
-                       | ({"absent": absent} if absent else {}), training=training,
+                       description=description, decoding=decoding, training=training,
                        metrics=metrics or {}, dtype="float16", tags=tags,
                        classifier=classifier, probes=probes)
 
@@ -511,6 +508,20 @@ ABSENCE = {"person_probe_below": 0.9, "animal_tags_below": 0.15, "ungrounded_wor
 ANIMAL_CONCEPTS = ("dog", "cat", "bird", "sheep", "cow", "horse", "elephant", "bear", "zebra")
 # Tag words that are evidence for an animal without being one of its concept's words ("panda bear").
 ANIMAL_EVIDENCE = {"bear": ("panda",)}
+
+
+def bundle_decoding(config: TrainConfig, vocab: Vocabulary, tag_map, decoding: dict | None,
+                    absence: dict | None) -> tuple[dict, dict]:
+    """``(probes, decoding)``: the ``"decoding"`` entry an exported bundle gets (``decoding`` with the
+    run's caption length, its absence rules and, for a tag-aware run, the ungrounded words banned) and
+    the probes its rules read. SCST's guarded candidates search under the same settings."""
+    probes, absent = {}, []
+    decoding = {"max_length": config.max_words} | (decoding or {})
+    if tag_map is not None:
+        probes, absent = _absence_evidence(config, absence)
+        if (ABSENCE if absence is None else absence).get("ungrounded_words"):
+            decoding["banned_words"] = ungrounded_words(config, vocab, tag_map.words)
+    return probes, decoding | ({"absent": absent} if absent else {})
 
 
 def _absence_evidence(config: TrainConfig, absence: dict | None):

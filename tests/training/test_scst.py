@@ -216,6 +216,49 @@ def test_beam_candidates_are_the_searchs_best_captions_laid_out_like_samples(tmp
             assert row[n] == vocab.end_id and (row[n + 1:] == vocab.pad_id).all()
 
 
+def test_guarded_candidates_obey_the_bundles_absence_rules(tmp_path):
+    """Under the export's guards a photo whose dog tag is weak gets no "dog" in any candidate, though
+    the decoder (pushed towards "dog") says it among every photo's unguarded candidates; a photo with a strong dog tag
+    keeps it."""
+    from training.scst import GuardedSearch
+
+    scst, vocab = _tiny_scst(tmp_path, "mean", samples=3, candidates="beam")
+    dog = vocab.id_of("dog")
+    bias = scst.decoder.logits_dense.bias
+    bias.assign(bias.numpy() + 8.0 * (np.arange(len(vocab)) == dog))
+    guarded_scst, _ = _tiny_scst(tmp_path / "guarded", "mean", samples=3, candidates="guarded")
+    for a, b in zip(guarded_scst.decoder.weights, scst.decoder.weights):
+        a.assign(b)
+    features, _ = _photos(5)
+    tags = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.05, 0.05, 0.9], [0.6, 0.2, 0.2]], np.float32)
+    plain, lengths, _ = scst._beam_candidates(features, tags)
+    for photo in range(4):
+        assert any(dog in plain[r, :lengths[r]] for r in range(photo * 3, photo * 3 + 3))
+
+    class Tags:  # the tag map's one method the rules read
+        index = staticmethod(TAG_WORDS.index)
+
+    decoding = {"max_length": 10, "no_repeat_ngram": 2,
+                "absent": [{"tags": ["dog"], "below": 0.5, "words": ["dog"]}]}
+    scst = guarded_scst
+    with pytest.raises(RuntimeError, match="GuardedSearch"):
+        scst._beam_candidates(features, tags)
+    scst.guarded = GuardedSearch(scst.decoder, vocab, decoding, probes={}, tag_map=Tags())
+    guarded, lengths, finished = scst._beam_candidates(features, tags)
+    assert guarded.shape == (12, 10)
+    for photo in range(4):
+        rows = range(photo * 3, photo * 3 + 3)
+        named = [dog in guarded[r, :lengths[r]] for r in rows]
+        assert not any(named) if tags[photo, 0] < 0.5 else any(named)
+    for row, n, done in zip(guarded, lengths, finished):
+        if done:
+            assert row[n] == vocab.end_id and (row[n + 1:] == vocab.pad_id).all()
+    # A step scores the guarded candidates: never a sample.
+    scst._sample = None
+    figures = scst.train_step(np.arange(4), features, tags)
+    assert all(math.isfinite(value) for value in figures.values())
+
+
 def test_teacher_forced_log_probs_equal_the_decoders_on_repeated_photos(tmp_path):
     import tensorflow as tf
 
