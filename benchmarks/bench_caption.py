@@ -118,7 +118,7 @@ def tutorial_caption(tf_model, bundle, path: Path, tagger=None) -> list[str]:
 def graph_search_captioner(bundle_dir):
     """The TensorFlow path as imgcap shipped it before the lean runtime: ``Captioner(runtime="tf")``
     whose decoding is the compiled graph search of ``model.decoding`` (one tf.function per setting)."""
-    from model.captioner import Captioner
+    from model.captioner import Captioner, banned_ids
     from model.decoding import SearchDecoder
 
     captioner = Captioner.from_bundle(bundle_dir, device="cpu", runtime="tf")
@@ -127,7 +127,7 @@ def graph_search_captioner(bundle_dir):
     search = SearchDecoder(captioner.model.decoder, start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id,
                            max_length=int(decoding.get("max_length", 30)),
                            length_penalty=float(decoding.get("length_penalty", 1.0)),
-                           banned_ids=captioner._banned_ids(vocab, decoding))
+                           banned_ids=banned_ids(vocab, decoding))
     # The graph search reads the tag vectors but applies none of the bundle's decoding guards (per-photo
     # bans, no repeated bigram), so its captions can differ from the shared numpy search's.
     captioner.decode = lambda f, beam_size=3, tags=None, ban=None: (

@@ -30,6 +30,16 @@ ImageInput = str | Path | np.ndarray
 AbsenceRule = tuple[str, tuple[str, ...], float, np.ndarray]
 
 
+def banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
+    """Tokens the search never emits under ``decoding``: ``<pad>``, ``<start>``, its ``banned_words``
+    and, unless ``allow_unknown``, ``<unk>``."""
+    banned = [vocab.pad_id, vocab.start_id]
+    banned += [vocab.id_of(w) for w in decoding.get("banned_words", ()) if w in vocab]
+    if not decoding.get("allow_unknown", False):
+        banned.append(vocab.unk_id)  # "<unk>" is no word to show a user
+    return tuple(banned)
+
+
 def absence_rules(decoding: dict, vocab, probes: dict, where: str = "bundle") -> list[AbsenceRule]:
     """``(kind, names, threshold, word ids)`` per rule of ``decoding["absent"]``: words a photo must
     not get when the evidence for them is below the threshold, from tags (``"tags": ["bird", "duck"]``:
@@ -102,7 +112,7 @@ class Captioner:
         self._search = Search(
             self.model.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
             pad_id=vocab.pad_id, max_length=int(decoding.get("max_length", 30)),
-            length_penalty=float(decoding.get("length_penalty", 1.0)), banned_ids=self._banned_ids(vocab, decoding),
+            length_penalty=float(decoding.get("length_penalty", 1.0)), banned_ids=banned_ids(vocab, decoding),
             no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)),
             once_ids=tuple(vocab.id_of(w) for w in decoding.get("once_words", ()) if w in vocab),
         )
@@ -119,14 +129,6 @@ class Captioner:
         """``(batch, vocab)`` additive bans from the absence rules (None when the bundle has none)."""
         tag_map = self.tagger.tag_map if self.tagger is not None else None
         return photo_bans(self._absent, features, word_probs, len(self.bundle.vocab), tag_map, self.bundle.probes)
-
-    @staticmethod
-    def _banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
-        banned = [vocab.pad_id, vocab.start_id]
-        banned += [vocab.id_of(w) for w in decoding.get("banned_words", ()) if w in vocab]
-        if not decoding.get("allow_unknown", False):
-            banned.append(vocab.unk_id)  # "<unk>" is no word to show a user
-        return tuple(banned)
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None, *, device: str = "auto",

@@ -359,7 +359,7 @@ class GuardedSearch:
     def __init__(self, decoder, vocab: Vocabulary, decoding: dict, probes: dict, tag_map):
         import tensorflow as tf
 
-        from model.captioner import Captioner, absence_rules
+        from model.captioner import absence_rules, banned_ids
         from model.onnx_export import decoder_functions
         from model.search import Search
 
@@ -372,7 +372,7 @@ class GuardedSearch:
         self.search = Search(self.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
                              pad_id=vocab.pad_id, max_length=int(decoding.get("max_length", 30)),
                              length_penalty=float(decoding.get("length_penalty", 1.0)),
-                             banned_ids=Captioner._banned_ids(vocab, decoding),
+                             banned_ids=banned_ids(vocab, decoding),
                              no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)))
 
     def step(self, tokens, hidden, memory):
