@@ -230,39 +230,21 @@ def describe_tf_device(device: str = "auto") -> tuple[str, str]:
     return "/CPU:0", "CPU (TensorFlow)"
 
 
-class TensorFlowModel:
-    """The Keras encoder and decoder, with compiled ``encode``/``prepare``/``step`` functions."""
+class KerasDecoderSteps:
+    """A Keras decoder's ``prepare``/``step`` as compiled functions over numpy arrays: the step API
+    that :class:`model.search.Search` drives (also over a decoder still being trained, in SCST)."""
 
-    runtime = "tf"
-    fallback = None
-
-    def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None):
+    def __init__(self, decoder, tf_device: str = "/CPU:0"):
         import tensorflow as tf
 
-        from model.encoders import build_encoder
         from model.onnx_export import decoder_functions
 
-        self.bundle = bundle
-        self.spec = get_encoder_spec(bundle.encoder_name)
-        self._tf_device, self.device = describe_tf_device(device)
-        self.provider = "TensorFlow " + ("GPU" if self._tf_device.startswith("/GPU") else "CPU")
-        with tf.device(self._tf_device):
-            self.encoder = build_encoder(self.spec.name, weights=encoder_weights)
-            self.decoder = bundle.build_decoder()
-        self.num_tags = int(getattr(self.decoder, "num_tags", 0) or 0)
-        prepare, step = decoder_functions(self.decoder)
-        self._encode = tf.function(lambda x: self.encoder(x, training=False), reduce_retracing=True)
+        self.decoder = decoder
+        self._tf_device = tf_device
+        self.num_tags = int(getattr(decoder, "num_tags", 0) or 0)
+        prepare, step = decoder_functions(decoder)
         self._prepare = tf.function(prepare, reduce_retracing=True)
         self._step = tf.function(step, reduce_retracing=True)
-
-    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        import tensorflow as tf
-
-        with tf.device(self._tf_device):
-            out = self._encode(tf.convert_to_tensor(pixels, tf.float32))
-        grid, logits = (out[0], out[1]) if isinstance(out, (list, tuple)) else (out, None)
-        grid = grid.numpy()
-        return grid.reshape(grid.shape[0], -1, grid.shape[-1]), None if logits is None else logits.numpy()
 
     def prepare(self, features: np.ndarray, tags: np.ndarray | None = None):
         import tensorflow as tf
@@ -280,3 +262,34 @@ class TensorFlowModel:
         with tf.device(self._tf_device):
             hidden, scores, attention = self._step(tf.convert_to_tensor(tokens, tf.int32), hidden, *memory)
         return hidden.numpy(), scores.numpy(), attention.numpy()
+
+
+class TensorFlowModel(KerasDecoderSteps):
+    """The Keras encoder and decoder, with compiled ``encode``/``prepare``/``step`` functions."""
+
+    runtime = "tf"
+    fallback = None
+
+    def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None):
+        import tensorflow as tf
+
+        from model.encoders import build_encoder
+
+        self.bundle = bundle
+        self.spec = get_encoder_spec(bundle.encoder_name)
+        self._tf_device, self.device = describe_tf_device(device)
+        self.provider = "TensorFlow " + ("GPU" if self._tf_device.startswith("/GPU") else "CPU")
+        with tf.device(self._tf_device):
+            self.encoder = build_encoder(self.spec.name, weights=encoder_weights)
+            decoder = bundle.build_decoder()
+        super().__init__(decoder, self._tf_device)
+        self._encode = tf.function(lambda x: self.encoder(x, training=False), reduce_retracing=True)
+
+    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        import tensorflow as tf
+
+        with tf.device(self._tf_device):
+            out = self._encode(tf.convert_to_tensor(pixels, tf.float32))
+        grid, logits = (out[0], out[1]) if isinstance(out, (list, tuple)) else (out, None)
+        grid = grid.numpy()
+        return grid.reshape(grid.shape[0], -1, grid.shape[-1]), None if logits is None else logits.numpy()

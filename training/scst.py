@@ -357,37 +357,25 @@ class GuardedSearch:
     would have used (person words on a photo the person probe doubts, for instance)."""
 
     def __init__(self, decoder, vocab: Vocabulary, decoding: dict, probes: dict, tag_map):
-        import tensorflow as tf
-
         from model.captioner import absence_rules, banned_ids
-        from model.onnx_export import decoder_functions
+        from model.runtime import KerasDecoderSteps
         from model.search import Search
 
-        prepare, step = decoder_functions(decoder)
-        self._prepare = tf.function(prepare, reduce_retracing=True)
-        self._step = tf.function(step, reduce_retracing=True)
-        self.tagged = bool(getattr(decoder, "num_tags", 0))
+        self.steps = KerasDecoderSteps(decoder)  # reads the decoder's variables: always the current weights
         self.vocab, self.probes, self.tag_map = vocab, probes, tag_map
         self.rules = absence_rules(decoding, vocab, probes, where="the init run's export settings")
-        self.search = Search(self.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
+        self.search = Search(self.steps.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
                              pad_id=vocab.pad_id, max_length=int(decoding.get("max_length", 30)),
                              length_penalty=float(decoding.get("length_penalty", 1.0)),
                              banned_ids=banned_ids(vocab, decoding),
                              no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)))
 
-    def step(self, tokens, hidden, memory):
-        import tensorflow as tf
-
-        hidden, scores, attention = self._step(tf.convert_to_tensor(tokens, tf.int32), hidden, *memory)
-        return hidden.numpy(), scores.numpy(), attention.numpy()
-
     def beam(self, features: np.ndarray, tags: np.ndarray | None, beam_size: int):
         from model.captioner import photo_bans
 
-        args = (features, tags) if self.tagged else (features,)
-        *memory, hidden = (x.numpy() for x in self._prepare(*args))
+        memory, hidden = self.steps.prepare(features, tags)
         ban = photo_bans(self.rules, features, tags, len(self.vocab), self.tag_map, self.probes)
-        return self.search.beam(tuple(memory), hidden, beam_size, ban)
+        return self.search.beam(memory, hidden, beam_size, ban)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -455,10 +443,9 @@ def run_scst(config: SCSTConfig) -> dict:
                       tag_words=tag_map.words if tag_map is not None else ())
     scst = SCSTTrainer(trainer, vocab, cider, reference_lengths, config)
     if config.candidates == "guarded":
-        from training.train import TAG_DECODING, bundle_decoding
+        from training.train import bundle_decoding, shipped_settings
 
-        probes, decoding = bundle_decoding(train_config, vocab, tag_map, TAG_DECODING if train_config.tags else None,
-                                           None if train_config.tags else {})
+        probes, decoding = bundle_decoding(train_config, vocab, tag_map, **shipped_settings(train_config))
         scst.guarded = GuardedSearch(trainer.decoder, vocab, decoding, probes, tag_map)
     if scst.manager.latest_checkpoint:
         scst.checkpoint.restore(scst.manager.latest_checkpoint).expect_partial()
@@ -570,7 +557,7 @@ def export(out: str | Path, destination: Path, *, name: str, description: str, w
 
     The bundle's training record keeps the cross-entropy run's history and adds ``scst``: the
     settings and the per-epoch history of this run."""
-    from training.train import TAG_DECODING, TrainConfig, build_parser
+    from training.train import TrainConfig, build_parser, shipped_settings
     from training.train import export as export_bundle
 
     out = Path(out)
@@ -579,7 +566,7 @@ def export(out: str | Path, destination: Path, *, name: str, description: str, w
     config = TrainConfig(**{k: v for k, v in read("train_config.json").items() if k in known})
     return export_bundle(config, destination, name=name, description=description, weights=weights,
                          keyword_threshold=build_parser().get_default("keyword_threshold"),
-                         decoding=TAG_DECODING if config.tags else None, absence=None if config.tags else {},
+                         **shipped_settings(config),
                          extra_training={"history": read("init_history.json") or [],
                                          "scst": {"settings": read("scst_config.json"),
                                                   "history": read("history.json")}})

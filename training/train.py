@@ -510,6 +510,12 @@ ANIMAL_CONCEPTS = ("dog", "cat", "bird", "sheep", "cow", "horse", "elephant", "b
 ANIMAL_EVIDENCE = {"bear": ("panda",)}
 
 
+def shipped_settings(config: TrainConfig) -> dict:
+    """The ``decoding`` and ``absence`` arguments a run's bundle is exported with (and SCST's guarded
+    candidates searched under): the chosen decoding and guards for a tag-aware run, none otherwise."""
+    return {"decoding": TAG_DECODING, "absence": None} if config.tags else {"decoding": None, "absence": {}}
+
+
 def bundle_decoding(config: TrainConfig, vocab: Vocabulary, tag_map, decoding: dict | None,
                     absence: dict | None) -> tuple[dict, dict]:
     """``(probes, decoding)``: the ``"decoding"`` entry an exported bundle gets (``decoding`` with the
@@ -630,10 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(**args)
     if destination:
         config = config_of_run(config)
-        tagged = config.tags
         print(export(config, destination, name=name, description=description, weights=weights,
-                     keyword_threshold=threshold, decoding=TAG_DECODING if tagged else None,
-                     absence=None if tagged else {}))
+                     keyword_threshold=threshold, **shipped_settings(config)))
         return 0
     result = train(config)
     print(json.dumps({"best_dev_bleu4_greedy": result["best_bleu4"]}))
