@@ -119,6 +119,46 @@ def _tile(structure, k: int):
     return tf.nest.map_structure(lambda x: None if x is None else tf.repeat(x, k, axis=0), structure)
 
 
+class Reward:
+    """A caption's reward: its CIDEr-D against the photo's references (``cider``, over the training
+    references) minus the guard penalties of :func:`training.guards.guard_penalties` (dangling or
+    unfinished ending, repeated bigrams, length far from the references'). The same for both trainers
+    (TensorFlow here, JAX in :mod:`training.scst_jax`)."""
+
+    def __init__(self, vocab: Vocabulary, cider: CiderD, reference_lengths: np.ndarray, config: SCSTConfig):
+        words = [vocab.word_of(i) for i in range(len(vocab))]
+        self.cider, self.config = cider, config
+        self.reference_lengths = np.asarray(reference_lengths, np.float64)
+        self.to_cider = cider.lookup_table(words)  # (vocab,)
+        self.function_mask = function_word_mask(words)
+
+    def __call__(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarray):
+        """``(reward, cider, parts)`` for captions of training ``photos``, each ``(captions,)``."""
+        cider = self.cider.score(photos, self.to_cider[tokens], lengths)
+        config = self.config
+        penalty, parts = guard_penalties(
+            tokens, lengths, finished, self.function_mask, self.reference_lengths[photos],
+            dangling=config.dangling_penalty, repeat=config.repeat_penalty,
+            length=config.length_penalty, length_tolerance=config.length_tolerance)
+        return cider - penalty, cider, parts
+
+
+def candidate_rows(decoded, max_length: int, vocab: Vocabulary):
+    """A search's ``k`` best captions per photo (``decoded.tokens (batch, k, time)``) as rows
+    ``(tokens (batch*k, max_length), lengths, finished)``: ``<end>`` after the words, then ``<pad>``;
+    photo ``i``'s captions are rows ``i*k .. i*k+k-1``, as sampled captions are laid out."""
+    lengths = decoded.lengths.reshape(-1).astype(np.int32)  # (batch*k,)
+    found = decoded.tokens.reshape(len(lengths), -1)
+    tokens = np.full((len(lengths), max_length), vocab.pad_id, np.int32)
+    width = min(found.shape[1], max_length)
+    tokens[:, :width] = found[:, :width]
+    tokens[np.arange(max_length)[None, :] >= lengths[:, None]] = vocab.pad_id
+    finished = lengths < max_length
+    rows = np.flatnonzero(finished)
+    tokens[rows, lengths[rows]] = vocab.end_id
+    return tokens, lengths, finished
+
+
 class SCSTTrainer:
     """The sampled decode, the reward and the policy-gradient update around a :class:`Trainer`'s decoder.
 
@@ -145,12 +185,9 @@ class SCSTTrainer:
         self.decoder = trainer.decoder
         self.optimizer = trainer.optimizer
         self.vocab = vocab
-        self.cider = cider
-        self.reference_lengths = np.asarray(reference_lengths, np.float64)
         self.config = config
         self.max_length = trainer.config.max_words
-        self.to_cider = cider.lookup_table([vocab.word_of(i) for i in range(len(vocab))])  # (vocab,)
-        self.function_mask = function_word_mask([vocab.word_of(i) for i in range(len(vocab))])
+        self.reward = Reward(vocab, cider, reference_lengths, config)
         # Never sampled (as in the shipped decoding): <pad>, <start>, <unk>.
         ban = np.zeros(len(vocab), np.float32)
         ban[[vocab.pad_id, vocab.start_id, vocab.unk_id]] = -1e9
@@ -259,12 +296,7 @@ class SCSTTrainer:
 
     def rewards(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarray):
         """``(reward, cider, parts)`` for captions of training ``photos``, each ``(captions,)``."""
-        cider = self.cider.score(photos, self.to_cider[tokens], lengths)
-        penalty, parts = guard_penalties(
-            tokens, lengths, finished, self.function_mask, self.reference_lengths[photos],
-            dangling=self.config.dangling_penalty, repeat=self.config.repeat_penalty,
-            length=self.config.length_penalty, length_tolerance=self.config.length_tolerance)
-        return cider - penalty, cider, parts
+        return self.reward(photos, tokens, lengths, finished)
 
     def train_step(self, photos: np.ndarray, features: np.ndarray, tags: np.ndarray | None) -> dict[str, float]:
         """Sample, score and update on one batch of training photos; returns the step's figures."""
@@ -311,16 +343,7 @@ class SCSTTrainer:
             decoded = self.guarded.beam(features, None if tags is None else np.asarray(tags, np.float32), k)
         else:
             decoded = self._searcher().beam(features, k, tags)
-        lengths = decoded.lengths.reshape(-1).astype(np.int32)  # (batch*k,)
-        found = decoded.tokens.reshape(len(lengths), -1)
-        tokens = np.full((len(lengths), self.max_length), vocab.pad_id, np.int32)
-        width = min(found.shape[1], self.max_length)
-        tokens[:, :width] = found[:, :width]
-        tokens[np.arange(self.max_length)[None, :] >= lengths[:, None]] = vocab.pad_id
-        finished = lengths < self.max_length
-        rows = np.flatnonzero(finished)
-        tokens[rows, lengths[rows]] = vocab.end_id
-        return tokens, lengths, finished
+        return candidate_rows(decoded, self.max_length, vocab)
 
     def _searcher(self):
         from model.decoding import SearchDecoder
@@ -352,16 +375,21 @@ class GuardedSearch:
     """Beam search over the decoder being trained, as the exported bundle's :class:`~model.captioner.Captioner`
     runs it: the bundle's ``decoding`` settings (length penalty, no repeated n-gram, banned words) and
     each photo's absence rules (a probe on the pooled grid, the summed tags of an animal's words).
+    ``steps``: the decoder's ``prepare``/``step`` for :class:`~model.search.Search` (default: TensorFlow's
+    :class:`~model.runtime.KerasDecoderSteps`; the JAX trainer passes its own).
 
     Trained on such candidates, the decoder learns what to say once a guard has banned the words it
     would have used (person words on a photo the person probe doubts, for instance)."""
 
-    def __init__(self, decoder, vocab: Vocabulary, decoding: dict, probes: dict, tag_map):
+    def __init__(self, decoder, vocab: Vocabulary, decoding: dict, probes: dict, tag_map, steps=None):
         from model.captioner import absence_rules, banned_ids
-        from model.runtime import KerasDecoderSteps
         from model.search import Search
 
-        self.steps = KerasDecoderSteps(decoder)  # reads the decoder's variables: always the current weights
+        if steps is None:  # TensorFlow; reads the decoder's variables: always the current weights
+            from model.runtime import KerasDecoderSteps
+
+            steps = KerasDecoderSteps(decoder)
+        self.steps = steps
         self.vocab, self.probes, self.tag_map = vocab, probes, tag_map
         self.rules = absence_rules(decoding, vocab, probes, where="the init run's export settings")
         self.search = Search(self.steps.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
@@ -400,11 +428,27 @@ def _split_tags(split) -> np.ndarray | None:
     return None if split.tags is None else np.asarray(split.tags, np.float32)
 
 
-def run_scst(config: SCSTConfig) -> dict:
-    """Fine-tune with SCST for ``config.epochs`` epochs (resuming the run in ``config.out``)."""
-    from model.bundle import assign_variables
-    from training.metrics import score_captions
-    from training.train import Trainer, _tag_setup, prepare_split
+@dataclass
+class RunData:
+    """What an SCST run starts from (both trainers): the cross-entropy run's settings pointed at this
+    run, the vocabulary, tags, both splits, the CIDEr-D scorer over the training references."""
+
+    train_config: object  # training.train.TrainConfig
+    vocab: Vocabulary
+    tag_map: object | None
+    train_data: object  # training.train.SplitData
+    dev_data: object
+    train_tags: np.ndarray | None
+    dev_tags: np.ndarray | None
+    cider: CiderD
+    reference_lengths: np.ndarray  # (train photos,) mean words of each photo's references
+    dev_refs: dict[int, list[str]]  # dev photo index -> its raw references
+
+
+def prepare_scst_run(config: SCSTConfig) -> RunData:
+    """Set up the run folder ``config.out`` (a new run copies the ``--init`` run's vocabulary and
+    settings; a resumed run reads its own copy) and load the data."""
+    from training.train import _tag_setup, prepare_split
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -434,7 +478,22 @@ def run_scst(config: SCSTConfig) -> dict:
     reference_lengths = np.asarray([np.mean([len(r) for r in refs]) for refs in train_data.references])
     raw_dev = {path.name: caps for path, caps in load_dataset(config.data, "dev")[0]}
     dev_refs = {i: raw_dev[path.name] for i, path in enumerate(dev_data.images)}
-    train_tags, dev_tags = _split_tags(train_data), _split_tags(dev_data)
+    return RunData(train_config, vocab, tag_map, train_data, dev_data, _split_tags(train_data), _split_tags(dev_data),
+                   cider, reference_lengths, dev_refs)
+
+
+def run_scst(config: SCSTConfig) -> dict:
+    """Fine-tune with SCST for ``config.epochs`` epochs (resuming the run in ``config.out``)."""
+    from model.bundle import assign_variables
+    from training.metrics import score_captions
+    from training.train import Trainer
+
+    out = Path(config.out)
+    run = prepare_scst_run(config)
+    train_config, vocab, tag_map, train_data, dev_data = (run.train_config, run.vocab, run.tag_map, run.train_data,
+                                                          run.dev_data)
+    cider, reference_lengths, dev_refs = run.cider, run.reference_lengths, run.dev_refs
+    train_tags, dev_tags = run.train_tags, run.dev_tags
 
     steps_per_epoch = math.ceil(len(train_data.images) / config.batch_size)
     if config.max_steps:

@@ -75,3 +75,28 @@ def write_tiny_flickr(root: Path, n_images: int = 8, n_train: int = 5) -> TinyFl
 def tiny_flickr(tmp_path: Path) -> TinyFlickr:
     """A fresh tiny Flickr8k-layout folder: 8 photos (5 train, 3 dev), 5 captions each, one id without photo."""
     return write_tiny_flickr(tmp_path / "flickr8k")
+
+
+@pytest.fixture
+def ce_run(tiny_flickr, tmp_path):
+    """A tag-aware cross-entropy run folder with a copy path, as ``training.train`` leaves it
+    (vocabulary, settings, best weights), with random weights: SCST starts from any such run, and
+    training one here would only cost time."""
+    import json
+    from dataclasses import asdict
+
+    from training.train import Trainer, TrainConfig, _tag_setup, build_vocabulary
+
+    config = TrainConfig(data=str(tiny_flickr.root), out=str(tmp_path / "ce"), encoder="tiny_test",
+                         cache=str(tmp_path / "cache"), epochs=1, batch_size=4, embedding_dim=16, feature_dim=16,
+                         units=32, min_count=1, dropout=0.0, max_words=14, tags=True, copy=True)
+    out = Path(config.out)
+    out.mkdir()
+    tag_map, _ = _tag_setup(config)
+    vocab = build_vocabulary(config, tag_map.words)
+    vocab.save(out / "vocab.json")
+    (out / "train_config.json").write_text(json.dumps(asdict(config)))
+    trainer = Trainer(config, vocab, channels=32, tag_words=tag_map.words)
+    assert trainer.decoder.num_tags > 0 and trainer.decoder.copy_ids
+    trainer.save_best()
+    return config

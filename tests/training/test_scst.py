@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,28 +13,6 @@ import pytest
 from training.scst import SCSTConfig, mean_of_others, run_scst
 from training.train import TrainConfig
 from training.train import main as train_main
-
-
-@pytest.fixture
-def ce_run(tiny_flickr, tmp_path) -> TrainConfig:
-    """A tag-aware cross-entropy run folder with a copy path, as ``training.train`` leaves it
-    (vocabulary, settings, best weights), with random weights: SCST starts from any such run, and
-    training one here would only cost time."""
-    from training.train import Trainer, _tag_setup, build_vocabulary
-
-    config = TrainConfig(data=str(tiny_flickr.root), out=str(tmp_path / "ce"), encoder="tiny_test",
-                         cache=str(tmp_path / "cache"), epochs=1, batch_size=4, embedding_dim=16, feature_dim=16,
-                         units=32, min_count=1, dropout=0.0, max_words=14, tags=True, copy=True)
-    out = Path(config.out)
-    out.mkdir()
-    tag_map, _ = _tag_setup(config)
-    vocab = build_vocabulary(config, tag_map.words)
-    vocab.save(out / "vocab.json")
-    (out / "train_config.json").write_text(json.dumps(asdict(config)))
-    trainer = Trainer(config, vocab, channels=32, tag_words=tag_map.words)
-    assert trainer.decoder.num_tags > 0 and trainer.decoder.copy_ids
-    trainer.save_best()
-    return config
 
 
 def _scst_args(tiny_flickr, ce_run, out: Path, epochs: int) -> list[str]:

@@ -1,0 +1,79 @@
+"""Self-critical training on JAX (the GPU machine's trainer): a two-step guarded run on the tiny data
+set has a finite loss, moves the weights, scores dev and a watched folder, and resumes from its last
+epoch. Keras on JAX runs in its own process; JAX is no dependency of the project, so these skip
+where it is absent."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.vocab import Vocabulary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(tiny_flickr, ce_run, out: Path, epochs: int, *extra: str) -> subprocess.CompletedProcess:
+    args = ["--data", str(tiny_flickr.root), "--out", str(out), "--init", ce_run.out, "--epochs", str(epochs),
+            "--batch-size", "2", "--samples", "3", "--eval-beam", "2", "--learning-rate", "1e-2",
+            "--scst-candidates", "guarded", "--watch", str(tiny_flickr.root / "images"),
+            str(tiny_flickr.root / "Flickr8k.token.txt"), *extra]
+    env = os.environ | {"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-m", "training.scst_jax", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def test_guarded_jax_scst_trains_scores_and_resumes(tiny_flickr, ce_run, tmp_path):
+    pytest.importorskip("jax")
+    # The random decoder's beam runs every caption to the length limit: all candidates score alike
+    # and no advantage is left. A likelier <end> gives them different lengths, so different rewards.
+    weights = Path(ce_run.out) / "best.weights.npz"
+    with np.load(weights) as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    end_id = Vocabulary.load(Path(ce_run.out) / "vocab.json").end_id
+    arrays["logits/bias"] = arrays["logits/bias"].copy()
+    arrays["logits/bias"][end_id] += 2.0
+    np.savez(weights, **arrays)
+    text = tmp_path / "text.token.txt"  # text-only sentences for the run's cross-entropy steps
+    text.write_text("".join(f"{i:012d}.jpg#0\tA dog runs on the grass .\n" for i in range(8)), encoding="utf-8")
+    settings = Path(ce_run.out) / "train_config.json"
+    settings.write_text(json.dumps(json.loads(settings.read_text()) | {"text_captions": str(text)}))
+    out = tmp_path / "scst"
+    _run(tiny_flickr, ce_run, out, 1)  # 5 training photos in pairs: two steps
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]  # epoch 0: the cross-entropy model before SCST
+    train = history[1]["train"]
+    assert all(math.isfinite(train[k]) for k in ("loss", "reward", "cider", "grad_norm")) and train["grad_norm"] > 0
+    for record in history:
+        assert 0.0 <= record["dev_bleu4"] <= 1.0 and record["dev_cider_d"] >= 0.0
+        assert record["dev_guards"]["captions"] > 0
+        assert set(record[tiny_flickr.root.name]) >= {"concept_f1", "hallucination", "examples"}  # the watched folder
+    with np.load(Path(ce_run.out) / "best.weights.npz") as before, np.load(out / "epoch01.weights.npz") as after:
+        assert set(before.files) == set(after.files)
+        assert any(not np.allclose(before[k], after[k], atol=1e-3) for k in before.files)  # it trained
+    settings = json.loads((out / "scst_config.json").read_text())
+    assert settings["trainer"] == "jax" and settings["candidates"] == "guarded"
+
+    resumed = _run(tiny_flickr, ce_run, out, 2, "--text-every", "1")
+    assert "epoch01.weights.npz" in resumed.stderr  # started from the last epoch, not from --init
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2] and "text_loss" in history[2]["train"]
+    assert math.isfinite(history[2]["train"]["text_loss"]) and (out / "epoch02.weights.npz").is_file()
+
+
+def test_sampled_candidates_are_refused_on_jax(tiny_flickr, ce_run, tmp_path):
+    pytest.importorskip("jax")
+    env = os.environ | {"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-m", "training.scst_jax", "--data", str(tiny_flickr.root), "--out",
+                           str(tmp_path / "s"), "--init", ce_run.out, "--scst-candidates", "sample"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "sampling is in training.scst" in done.stderr
