@@ -77,6 +77,35 @@ def photo_bans(rules: list[AbsenceRule], features: np.ndarray, word_probs: np.nd
     return ban
 
 
+# The words a decoder strings together when a guard has banned the noun it wanted ("a group of young
+# little black are standing ..."): ages, sizes, colours and origins that describe people.
+MODIFIERS = frozenset(
+    "young little small big old older elderly black white asian african american blonde blond brown "
+    "dark short tall".split())
+
+
+def garbled_subject(words: Sequence[str]) -> bool:
+    """Whether a caption's subject (its words before the first "is"/"are" or "-ing" word) strings
+    describing words together where a noun should be: three in a row ("young little black"), one
+    repeated in a row ("young little young"), or two right before the verb ("a group of young black
+    are"). "two young little dogs are playing", "a black and white dog is running" and "a man in
+    black is standing" pass."""
+    subject = []
+    for word in words:
+        if word in ("is", "are") or (word.endswith("ing") and len(word) > 4):
+            break
+        subject.append(word)
+    runs = [[]]  # the runs of consecutive describing words
+    for word in subject:
+        if word in MODIFIERS:
+            runs[-1].append(word)
+        elif runs[-1]:
+            runs.append([])
+    if any(len(run) >= 3 or len(set(run)) < len(run) for run in runs):
+        return True
+    return len(subject) < len(words) and len(runs[-1]) >= 2  # the verb right after two describing words
+
+
 class Captioner:
     """Captions photos with a model bundle, in batches.
 
@@ -107,7 +136,8 @@ class Captioner:
     def set_decoding(self, decoding: dict) -> None:
         """Decode with these settings (a bundle's ``"decoding"`` entry: ``max_length``,
         ``length_penalty``, ``no_repeat_ngram``, ``once_words``, ``banned_words``, ``absent``,
-        ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``, ``allow_unknown``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
+        ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``, ``allow_unknown``,
+        ``relax_if_garbled``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
         vocab = self.bundle.vocab
         self._search = Search(
             self.model.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
@@ -237,13 +267,43 @@ class Captioner:
             class_probs = (self.tagger.class_probabilities(features) if logits is None
                            else self.tagger.probabilities_from_logits(logits))
         word_probs = self.tagger.word_probabilities(class_probs) if class_probs is not None else None
-        decoded = self.decode(features, beam_size, word_probs if self._num_tags else None,
-                              self._photo_bans(features, word_probs))
+        tags_in = word_probs if self._num_tags else None
+        ban = self._photo_bans(features, word_probs)
+        decoded = self.decode(features, beam_size, tags_in, ban)
+        retry, relaxed = self._garbled_rows(decoded, features, word_probs, ban)
+        if retry:
+            again = self.decode(features[retry], beam_size, None if tags_in is None else tags_in[retry], relaxed[retry])
         results = []
         for row, source in enumerate(sources):
             tags, keywords = ((), ()) if class_probs is None else self.tagger.tags(features[row], class_probs[row], self.grid)
-            results.append(self._to_result(source, decoded, row, tags, keywords))
+            if row in retry:
+                results.append(self._to_result(source, again, retry.index(row), tags, keywords))
+            else:
+                results.append(self._to_result(source, decoded, row, tags, keywords))
         return results
+
+    def _garbled_rows(self, decoded: DecodedBatch, features: np.ndarray, word_probs: np.ndarray | None,
+                      ban: np.ndarray | None) -> tuple[list[int], np.ndarray | None]:
+        """``(rows, bans)``: the photos to search again, and every photo's bans without the rules of
+        the kinds in ``decoding["relax_if_garbled"]`` (``["probe"]``: the person probe's). A photo is
+        searched again when such a rule banned words for it and its best caption has a
+        :func:`garbled_subject`: the decoder strung describing words together in place of the noun
+        the rule banned, which is a sign the probe missed what the decoder sees."""
+        kinds = self._decoding.get("relax_if_garbled")
+        if not kinds or ban is None:
+            return [], None
+        kept = [rule for rule in self._absent if rule[0] not in kinds]
+        if len(kept) == len(self._absent):
+            return [], None
+        tag_map = self.tagger.tag_map if self.tagger is not None else None
+        relaxed = photo_bans(kept, features, word_probs, len(self.bundle.vocab), tag_map, self.bundle.probes)
+        relaxed = np.zeros_like(ban) if relaxed is None else relaxed
+        vocab, rows = self.bundle.vocab, []
+        for row in np.flatnonzero((ban != relaxed).any(axis=1)):
+            words = [vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :int(decoded.lengths[row, 0])]]
+            if garbled_subject(words):
+                rows.append(int(row))
+        return rows, relaxed
 
     def _to_result(self, source: str, decoded: DecodedBatch, row: int, tags=(), keywords=()) -> CaptionResult:
         vocab = self.bundle.vocab

@@ -500,7 +500,7 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
 
 
 # Decoding of tag-aware bundles, chosen on dev (coco-mini-dev and Flickr8k dev; see the model card).
-TAG_DECODING = {"no_repeat_ngram": 2, "prefer_tags_above": 0.15, "length_penalty": 0.8}
+TAG_DECODING = {"no_repeat_ngram": 2, "prefer_tags_above": 0.15, "length_penalty": 0.8, "relax_if_garbled": ["probe"]}
 ABSENCE = {"person_probe_below": 0.9, "animal_tags_below": 0.15, "ungrounded_words": True}
 # Animals the classifier knows (COCO concepts whose words are tag words): the decoder learnt from
 # Flickr8k's dogs and COCO's cats to put one into photos without any; each is kept out of a photo
