@@ -267,12 +267,7 @@ class Captioner:
             class_probs = (self.tagger.class_probabilities(features) if logits is None
                            else self.tagger.probabilities_from_logits(logits))
         word_probs = self.tagger.word_probabilities(class_probs) if class_probs is not None else None
-        tags_in = word_probs if self._num_tags else None
-        ban = self._photo_bans(features, word_probs)
-        decoded = self.decode(features, beam_size, tags_in, ban)
-        retry, relaxed = self._garbled_rows(decoded, features, word_probs, ban)
-        if retry:
-            again = self.decode(features[retry], beam_size, None if tags_in is None else tags_in[retry], relaxed[retry])
+        decoded, retry, again = self.decode_guarded(features, word_probs, beam_size)
         results = []
         for row, source in enumerate(sources):
             tags, keywords = ((), ()) if class_probs is None else self.tagger.tags(features[row], class_probs[row], self.grid)
@@ -281,6 +276,20 @@ class Captioner:
             else:
                 results.append(self._to_result(source, decoded, row, tags, keywords))
         return results
+
+    def decode_guarded(self, features: np.ndarray, word_probs: np.ndarray | None, beam_size: int = 3):
+        """The search as :meth:`caption` runs it, from grids and tag probabilities: the photos' bans,
+        then, under ``decoding["relax_if_garbled"]``, a second search for the photos whose caption came
+        out garbled. Returns ``(decoded, retry, again)``: photo ``retry[i]``'s captions are row ``i``
+        of ``again`` (None when no photo was searched again)."""
+        tags_in = word_probs if self._num_tags else None
+        ban = self._photo_bans(features, word_probs)
+        decoded = self.decode(features, beam_size, tags_in, ban)
+        retry, relaxed = self._garbled_rows(decoded, features, word_probs, ban)
+        again = None
+        if retry:
+            again = self.decode(features[retry], beam_size, None if tags_in is None else tags_in[retry], relaxed[retry])
+        return decoded, retry, again
 
     def _garbled_rows(self, decoded: DecodedBatch, features: np.ndarray, word_probs: np.ndarray | None,
                       ban: np.ndarray | None) -> tuple[list[int], np.ndarray | None]:
