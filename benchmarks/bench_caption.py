@@ -212,10 +212,7 @@ def decode_as_captioned(captioner, encoded, *, again: bool = True) -> int:
         if tagger is not None:
             probs = tagger.class_probabilities(grids) if logits is None else tagger.probabilities_from_logits(logits)
             words = tagger.word_probabilities(probs)
-        if again:
-            searched_again += len(captioner.decode_guarded(grids, words, 3)[1])
-        else:
-            captioner.decode(grids, 3, words if captioner._num_tags else None, captioner._photo_bans(grids, words))
+        searched_again += len(captioner.decode_guarded(grids, words, 3, again=again)[1])
     return searched_again
 
 

@@ -268,51 +268,56 @@ class Captioner:
                            else self.tagger.probabilities_from_logits(logits))
         word_probs = self.tagger.word_probabilities(class_probs) if class_probs is not None else None
         decoded, retry, again = self.decode_guarded(features, word_probs, beam_size)
+        again_row = {photo: i for i, photo in enumerate(retry)}
         results = []
         for row, source in enumerate(sources):
             tags, keywords = ((), ()) if class_probs is None else self.tagger.tags(features[row], class_probs[row], self.grid)
-            if row in retry:
-                results.append(self._to_result(source, again, retry.index(row), tags, keywords))
+            if row in again_row:
+                results.append(self._to_result(source, again, again_row[row], tags, keywords))
             else:
                 results.append(self._to_result(source, decoded, row, tags, keywords))
         return results
 
-    def decode_guarded(self, features: np.ndarray, word_probs: np.ndarray | None, beam_size: int = 3):
+    def decode_guarded(self, features: np.ndarray, word_probs: np.ndarray | None, beam_size: int = 3,
+                       again: bool = True):
         """The search as :meth:`caption` runs it, from grids and tag probabilities: the photos' bans,
-        then, under ``decoding["relax_if_garbled"]``, a second search for the photos whose caption came
-        out garbled. Returns ``(decoded, retry, again)``: photo ``retry[i]``'s captions are row ``i``
-        of ``again`` (None when no photo was searched again)."""
+        then, under ``decoding["relax_if_garbled"]`` (and ``again``), a second search for the photos
+        whose caption came out garbled. Returns ``(decoded, retry, searched_again)``: photo
+        ``retry[i]``'s captions are row ``i`` of ``searched_again`` (None when no photo was searched
+        again)."""
         tags_in = word_probs if self._num_tags else None
         ban = self._photo_bans(features, word_probs)
         decoded = self.decode(features, beam_size, tags_in, ban)
-        retry, relaxed = self._garbled_rows(decoded, features, word_probs, ban)
-        again = None
-        if retry:
-            again = self.decode(features[retry], beam_size, None if tags_in is None else tags_in[retry], relaxed[retry])
-        return decoded, retry, again
+        retry, relaxed = self._garbled_rows(decoded, features, word_probs, ban) if again else ([], None)
+        if not retry:
+            return decoded, retry, None
+        return decoded, retry, self.decode(features[retry], beam_size, None if tags_in is None else tags_in[retry], relaxed)
 
     def _garbled_rows(self, decoded: DecodedBatch, features: np.ndarray, word_probs: np.ndarray | None,
                       ban: np.ndarray | None) -> tuple[list[int], np.ndarray | None]:
-        """``(rows, bans)``: the photos to search again, and every photo's bans without the rules of
-        the kinds in ``decoding["relax_if_garbled"]`` (``["probe"]``: the person probe's). A photo is
-        searched again when such a rule banned words for it and its best caption has a
-        :func:`garbled_subject`: the decoder strung describing words together in place of the noun
-        the rule banned, which is a sign the probe missed what the decoder sees."""
+        """``(rows, bans)``: the photos to search again, and their bans without the rules of the kinds
+        in ``decoding["relax_if_garbled"]`` (``["probe"]``: the person probe's). A photo is searched
+        again when its best caption has a :func:`garbled_subject` and such a rule banned words for it:
+        the decoder strung describing words together in place of the noun the rule banned, which is a
+        sign the probe missed what the decoder sees. The relaxed bans are computed only for garbled
+        captions, so a batch without any costs a string check per photo."""
         kinds = self._decoding.get("relax_if_garbled")
         if not kinds or ban is None:
             return [], None
         kept = [rule for rule in self._absent if rule[0] not in kinds]
         if len(kept) == len(self._absent):
             return [], None
+        vocab = self.bundle.vocab
+        garbled = [row for row in range(len(features)) if garbled_subject(
+            [vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :int(decoded.lengths[row, 0])]])]
+        if not garbled:
+            return [], None
         tag_map = self.tagger.tag_map if self.tagger is not None else None
-        relaxed = photo_bans(kept, features, word_probs, len(self.bundle.vocab), tag_map, self.bundle.probes)
-        relaxed = np.zeros_like(ban) if relaxed is None else relaxed
-        vocab, rows = self.bundle.vocab, []
-        for row in np.flatnonzero((ban != relaxed).any(axis=1)):
-            words = [vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :int(decoded.lengths[row, 0])]]
-            if garbled_subject(words):
-                rows.append(int(row))
-        return rows, relaxed
+        relaxed = photo_bans(kept, features[garbled], None if word_probs is None else word_probs[garbled],
+                             len(vocab), tag_map, self.bundle.probes)
+        relaxed = np.zeros_like(ban[garbled]) if relaxed is None else relaxed
+        lifted = (ban[garbled] != relaxed).any(axis=1)  # a relaxed rule had banned words for the photo
+        return [row for row, keep in zip(garbled, lifted) if keep], relaxed[lifted]
 
     def _to_result(self, source: str, decoded: DecodedBatch, row: int, tags=(), keywords=()) -> CaptionResult:
         vocab = self.bundle.vocab

@@ -143,6 +143,12 @@ class Reward:
         return cider - penalty, cider, parts
 
 
+def best_captions(decoded, vocab: Vocabulary) -> list[list[str]]:
+    """Each photo's best caption of a search (``decoded.tokens (batch, k, time)``), as words."""
+    return [[vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :int(decoded.lengths[row, 0])]]
+            for row in range(decoded.tokens.shape[0])]
+
+
 def candidate_rows(decoded, max_length: int, vocab: Vocabulary):
     """A search's ``k`` best captions per photo (``decoded.tokens (batch, k, time)``) as rows
     ``(tokens (batch*k, max_length), lengths, finished)``: ``<end>`` after the words, then ``<pad>``;
@@ -364,10 +370,7 @@ class SCSTTrainer:
         for i in range(0, len(features), batch_size):
             chunk = features[i:i + batch_size].astype(np.float32)
             chunk_tags = None if tags is None else tags[i:i + batch_size]
-            decoded = search.beam(chunk, beam, chunk_tags)
-            for row in range(decoded.tokens.shape[0]):
-                n = int(decoded.lengths[row, 0])
-                out.append([vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :n]])
+            out += best_captions(search.beam(chunk, beam, chunk_tags), vocab)
         return out
 
 

@@ -19,6 +19,7 @@ stopped part-way resumes from its last epoch's weights (with a fresh optimiser).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ from training.scst import (
     SCSTConfig,
     GuardedSearch,
     Reward,
+    best_captions,
     candidate_rows,
     mean_of_others,
     prepare_scst_run,
@@ -207,10 +209,8 @@ class JaxSCST:
         out = []
         for i in range(0, len(features), batch_size):
             chunk_tags = None if tags is None else tags[i:i + batch_size]
-            decoded = self.search.beam(np.asarray(features[i:i + batch_size], np.float32), chunk_tags, beam)
-            for row in range(decoded.tokens.shape[0]):
-                n = int(decoded.lengths[row, 0])
-                out.append([self.vocab.word_of(int(t)) for t in decoded.tokens[row, 0, :n]])
+            out += best_captions(self.search.beam(np.asarray(features[i:i + batch_size], np.float32), chunk_tags, beam),
+                                 self.vocab)
         return out
 
 
@@ -248,15 +248,15 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
         search = PlainSearch(steps, vocab, trainer.config.max_words)
     scst = JaxSCST(trainer, vocab, Reward(vocab, run.cider, run.reference_lengths, config), config, search)
 
-    text = None
+    text_pairs = None  # the init run's text-only sentences, for the cross-entropy steps
     if config.text_every and tag_map is not None and train_config.text_captions:
         from training.tagdata import SentenceTagger
         from training.train import load_text_corpus
 
         sentence_tagger = SentenceTagger(tag_map)
         sentences = load_text_corpus(train_config)
-        text = (sentence_tagger, _padded([vocab.encode(w) for w in sentences], train_config.max_words + 2),
-                [sentence_tagger.named(w) for w in sentences])
+        text_pairs = _padded([vocab.encode(w) for w in sentences], train_config.max_words + 2)
+        text_named = [sentence_tagger.named(w) for w in sentences]
         log.info("text-only sentences: %d, a cross-entropy batch after every %d SCST steps", len(sentences),
                  config.text_every)
 
@@ -287,18 +287,18 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
     for epoch in range(first_epoch, config.epochs + 1):
         rng = np.random.default_rng(config.seed + epoch)
         order = rng.permutation(len(train_data.images))[:photos_per_epoch]
-        if text is not None:
-            text_tags = text[0].tags(text[2], rng)
-            text_batches = iter(_batches(len(text[1]), train_config.batch_size, rng, shuffle=True,
-                                         drop_remainder=True) * 1000)
+        if text_pairs is not None:  # fresh tag noise and order each epoch, as in cross-entropy training
+            text_tags = sentence_tagger.tags(text_named, rng)
+            text_batches = itertools.cycle(_batches(len(text_pairs), train_config.batch_size, rng, shuffle=True,
+                                                    drop_remainder=True))
         figures, started = [], time.perf_counter()
         for step in range(steps_per_epoch):
             photos = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
             tags = None if run.train_tags is None else run.train_tags[photos]
             figures.append(scst.train_step(photos, train_data.features[photos], tags))
-            if text is not None and step % config.text_every == 0:
+            if text_pairs is not None and step % config.text_every == 0:
                 idx = next(text_batches)
-                figures[-1]["text_loss"] = float(trainer.text_step(text_tags[idx], text[1][idx]))
+                figures[-1]["text_loss"] = float(trainer.text_step(text_tags[idx], text_pairs[idx]))
             if step % 20 == 0:
                 log.info("epoch %d step %d: %s", epoch, step, " ".join(f"{k} {v:.3f}" for k, v in figures[-1].items()))
         seconds = time.perf_counter() - started
