@@ -28,6 +28,96 @@ FUNCTION_WORDS = frozenset(
 )
 
 
+# A count (``"two"``, ``"a group of"``) wants a plural noun. CIDEr optimisation made "a group of" more
+# frequent, and with it "a group of bus are sitting on a bus": :class:`NounForms` finds such a
+# quantified singular, and the SCST reward can price it (``agreement``).
+COLLECTIVES = frozenset("group crowd herd flock pack team bunch couple pair number lot line row".split())
+NUMBERS = frozenset("two three four five six seven eight nine ten several many".split())
+IRREGULAR_PLURALS = {"man": "men", "woman": "women", "child": "children", "person": "people", "foot": "feet",
+                     "mouse": "mice", "goose": "geese", "tooth": "teeth", "ox": "oxen", "fireman": "firemen",
+                     "policeman": "policemen", "gentleman": "gentlemen"}
+AGREEMENT_WINDOW = 3  # words after the count in which its noun is looked for ("two young little dogs")
+
+
+class NounForms:
+    """Which words of a vocabulary are singular nouns and which plural, by the vocabulary itself: a word
+    is singular when its plural (``+s``, ``+es``, ``y -> ies`` or an irregular one) is also a word;
+    that plural is then a plural noun. Function words and words of two letters or fewer are neither."""
+
+    def __init__(self, words: Sequence[str]):
+        known = set(words)
+        self.singular, self.plural = set(), set()
+        for word in known:
+            if len(word) <= 2 or word in FUNCTION_WORDS:
+                continue
+            forms = [word + "s", word + "es", IRREGULAR_PLURALS.get(word, "")]
+            if word.endswith("y"):
+                forms.append(word[:-1] + "ies")
+            found = [form for form in forms if form and form in known and form != word]
+            if found:
+                self.singular.add(word)
+                self.plural.update(found)
+        self.plural |= {"people"} & known
+        self.singular -= self.plural  # "glasses" +es is no word; guard against odd pairs all the same
+
+    def quantified_singular(self, words: Sequence[str]) -> bool:
+        """Whether a count (``"two"``, ``"a group of"``) is followed by an article (``"a group of a
+        couple"``) or by a singular head noun before any plural one within :data:`AGREEMENT_WINDOW`
+        words (``"a group of bus"``, ``"two young dog"``); a singular noun right before another noun
+        is a modifier, not the head."""
+        for i, word in enumerate(words):
+            counted = word in NUMBERS or (word == "of" and i > 0 and words[i - 1] in COLLECTIVES)
+            if not counted:
+                continue
+            if i + 1 < len(words) and words[i + 1] in ("a", "an"):  # "a group of a couple"
+                return True
+            for at in range(i + 1, min(i + 1 + AGREEMENT_WINDOW, len(words))):
+                if words[at] in self.plural:
+                    break
+                # A singular noun before another noun modifies it ("two green balloons", "a group
+                # of dog walkers"): the head decides.
+                if words[at] in self.singular and not (at + 1 < len(words) and self.is_noun(words[at + 1])):
+                    return True
+        return False
+
+    def is_noun(self, word: str) -> bool:
+        return word in self.singular or word in self.plural
+
+    def masks(self, words: Sequence[str]) -> dict[str, np.ndarray]:
+        """Boolean ``(vocab,)`` masks over ``words`` (a vocabulary in id order) for :func:`agreement_errors`."""
+        return {"singular": np.asarray([w in self.singular for w in words], bool),
+                "plural": np.asarray([w in self.plural for w in words], bool),
+                "number": np.asarray([w in NUMBERS for w in words], bool),
+                "collective": np.asarray([w in COLLECTIVES for w in words], bool),
+                "of": np.asarray([w == "of" for w in words], bool),
+                "article": np.asarray([w in ("a", "an") for w in words], bool)}
+
+
+def agreement_errors(tokens: np.ndarray, lengths: np.ndarray, masks: dict[str, np.ndarray]) -> np.ndarray:
+    """:meth:`NounForms.quantified_singular` of each row of ``tokens (captions, time)`` (the first
+    ``lengths[i]`` ids of row ``i`` are its words), vectorised: ``(captions,)`` bool."""
+    tokens = np.asarray(tokens, np.int64)
+    count, time = tokens.shape
+    inside = np.arange(time)[None, :] < np.asarray(lengths)[:, None]  # (captions, time)
+    previous = np.concatenate([np.zeros((count, 1), bool), masks["collective"][tokens[:, :-1]]], axis=1)
+    counted = (masks["number"][tokens] | (masks["of"][tokens] & previous)) & inside
+    singular, plural = masks["singular"][tokens] & inside, masks["plural"][tokens] & inside
+    noun_next = np.concatenate([(singular | plural)[:, 1:], np.zeros((count, 1), bool)], axis=1)
+    head = singular & ~noun_next  # a singular noun before another noun modifies it
+    after_article = np.concatenate([masks["article"][tokens[:, 1:]] & inside[:, 1:], np.zeros((count, 1), bool)],
+                                   axis=1)
+    flagged = (counted & after_article).any(axis=1)  # "a group of a couple"
+    for start in range(time):
+        active = counted[:, start].copy()
+        for offset in range(1, AGREEMENT_WINDOW + 1):
+            at = start + offset
+            if at >= time or not active.any():
+                break
+            flagged |= active & head[:, at]
+            active &= ~(head[:, at] | plural[:, at])
+    return flagged
+
+
 def ends_in_function_word(words: Sequence[str]) -> bool:
     """Whether the caption's last word is a function word (``"a man in a"``)."""
     return bool(words) and words[-1] in FUNCTION_WORDS
@@ -48,20 +138,24 @@ def adjacent_repeats(words: Sequence[str], max_n: int = 2) -> int:
                for n in range(1, max_n + 1) for i in range(len(words) - 2 * n + 1))
 
 
-def caption_guards(captions: Iterable[Sequence[str]]) -> dict[str, float]:
+def caption_guards(captions: Iterable[Sequence[str]], nouns: NounForms | None = None) -> dict[str, float]:
     """The guard figures of a set of captions (each a word list).
 
     Returns:
         ``captions`` (how many), ``ends_in_function_word``, ``repeated_bigram`` and ``adjacent_repeat``
         (shares in [0, 1] of captions ending in a function word / holding some bigram twice / repeating
-        a word or bigram at once), ``mean_length`` (words), ``distinct_captions`` and ``distinct_words``.
+        a word or bigram at once), ``mean_length`` (words), ``distinct_captions`` and ``distinct_words``;
+        with ``nouns`` (the model vocabulary's :class:`NounForms`) also ``quantified_singular``, the
+        share of captions with a count before a singular noun ("a group of bus").
     """
     captions = [list(words) for words in captions]
     n = len(captions)
     if n == 0:
         return {"captions": 0, "ends_in_function_word": 0.0, "repeated_bigram": 0.0, "adjacent_repeat": 0.0,
                 "mean_length": 0.0, "distinct_captions": 0, "distinct_words": 0}
-    return {
+    extra = {} if nouns is None else {
+        "quantified_singular": sum(nouns.quantified_singular(words) for words in captions) / n}
+    return extra | {
         "captions": n,
         "ends_in_function_word": sum(ends_in_function_word(words) for words in captions) / n,
         "repeated_bigram": sum(repeated_ngrams(words, 2) > 0 for words in captions) / n,
@@ -79,7 +173,8 @@ def function_word_mask(words: Sequence[str]) -> np.ndarray:
 
 def guard_penalties(tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarray, function_mask: np.ndarray,
                     target_lengths: np.ndarray, *, dangling: float = 1.0, repeat: float = 0.2,
-                    length: float = 0.1, length_tolerance: float = 2.0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                    length: float = 0.1, length_tolerance: float = 2.0, agreement: float = 0.0,
+                    noun_masks: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Reward penalties for sampled captions, vectorised over the batch.
 
     Args:
@@ -93,10 +188,12 @@ def guard_penalties(tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarra
         repeat: penalty per repeated bigram occurrence (:func:`repeated_ngrams`; an immediate repeat
             such as "with a with a" is one).
         length: penalty per word of distance from ``target_lengths`` beyond ``length_tolerance``.
+        agreement: penalty for a count before a singular noun ("a group of bus"; :func:`agreement_errors`
+            over ``noun_masks``, :meth:`NounForms.masks` of the vocabulary; needed when non-zero).
 
     Returns:
         ``(penalty (captions,) >= 0, parts)``: ``parts`` holds the per-caption booleans/counts
-        ``dangling``, ``repeats`` and ``length_excess`` that priced it.
+        ``dangling``, ``repeats``, ``length_excess`` and ``agreement`` that priced it.
     """
     tokens = np.asarray(tokens, np.int64)
     lengths = np.asarray(lengths, np.int64)
@@ -115,5 +212,8 @@ def guard_penalties(tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarra
     else:
         repeats = np.zeros(count, np.int64)
     excess = np.maximum(np.abs(lengths - np.asarray(target_lengths, np.float64)) - length_tolerance, 0.0)
-    penalty = dangling * is_dangling + repeat * repeats + length * excess
-    return penalty, {"dangling": is_dangling, "repeats": repeats, "length_excess": excess}
+    if agreement and noun_masks is None:
+        raise ValueError("an agreement penalty needs the vocabulary's noun masks")
+    disagrees = agreement_errors(tokens, lengths, noun_masks) if agreement else np.zeros(count, bool)
+    penalty = dangling * is_dangling + repeat * repeats + length * excess + agreement * disagrees
+    return penalty, {"dangling": is_dangling, "repeats": repeats, "length_excess": excess, "agreement": disagrees}

@@ -51,7 +51,7 @@ import numpy as np
 from model.vocab import Vocabulary
 from training.cider import CiderD
 from training.data import load_dataset
-from training.guards import caption_guards, function_word_mask, guard_penalties
+from training.guards import NounForms, caption_guards, function_word_mask, guard_penalties
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,9 @@ class SCSTConfig:
     repeat_penalty: float = 0.2  # per repeated bigram occurrence
     length_penalty: float = 0.1  # per word
     length_tolerance: float = 2.0
+    # A count before a singular noun ("a group of bus are sitting", which guarded SCST made twice as
+    # frequent): :func:`training.guards.agreement_errors`. 0 leaves the reward as before.
+    agreement_penalty: float = 0.0
     # A cross-entropy step on a batch of the init run's text-only sentences after every ``text_every``
     # SCST steps (0: none), so the words only the text taught (COCO's everyday things) are not
     # forgotten while the reward, computed on Flickr8k's references, pulls towards Flickr8k's.
@@ -131,6 +134,7 @@ class Reward:
         self.reference_lengths = np.asarray(reference_lengths, np.float64)
         self.to_cider = cider.lookup_table(words)  # (vocab,)
         self.function_mask = function_word_mask(words)
+        self.noun_masks = NounForms(words).masks(words) if config.agreement_penalty else None
 
     def __call__(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarray):
         """``(reward, cider, parts)`` for captions of training ``photos``, each ``(captions,)``."""
@@ -139,7 +143,8 @@ class Reward:
         penalty, parts = guard_penalties(
             tokens, lengths, finished, self.function_mask, self.reference_lengths[photos],
             dangling=config.dangling_penalty, repeat=config.repeat_penalty,
-            length=config.length_penalty, length_tolerance=config.length_tolerance)
+            length=config.length_penalty, length_tolerance=config.length_tolerance,
+            agreement=config.agreement_penalty, noun_masks=self.noun_masks)
         return cider - penalty, cider, parts
 
 
@@ -335,7 +340,7 @@ class SCSTTrainer:
         updated = time.perf_counter()
         return {"loss": loss, "reward": float(reward.mean()), "cider": float(cider.mean()),
                 "grad_norm": float(norm), "dangling": float(parts["dangling"].mean()),
-                "repeats": float((parts["repeats"] > 0).mean()), "length": float(lengths.mean()),
+                "repeats": float((parts["repeats"] > 0).mean()), "agreement": float(parts["agreement"].mean()), "length": float(lengths.mean()),
                 "sample_s": sampled - timer, "reward_s": scored - sampled, "update_s": updated - scored}
 
     def _beam_candidates(self, features, tags):
@@ -649,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("epochs", "batch_size", "samples", "text_every", "eval_beam", "eval_batch_size", "seed", "limit", "max_steps"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("learning_rate", "lr_decay", "clip_norm", "temperature", "dangling_penalty", "repeat_penalty",
-                 "length_penalty", "length_tolerance"):
+                 "length_penalty", "length_tolerance", "agreement_penalty"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--scst-baseline", dest="baseline", choices=BASELINES, default=defaults.baseline,
                         help="mean reward of the other samples (default) or the greedy caption's reward")

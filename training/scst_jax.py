@@ -202,7 +202,7 @@ class JaxSCST:
         loss = float(loss)
         return {"loss": loss, "reward": float(reward.mean()), "cider": float(cider.mean()), "grad_norm": float(norm),
                 "dangling": float(parts["dangling"].mean()), "repeats": float((parts["repeats"] > 0).mean()),
-                "length": float(lengths.mean()), "search_s": searched - timer, "reward_s": scored - searched,
+                "agreement": float(parts["agreement"].mean()), "length": float(lengths.mean()), "search_s": searched - timer, "reward_s": scored - searched,
                 "update_s": time.perf_counter() - scored}
 
     def captions(self, features: np.ndarray, tags: np.ndarray | None, beam: int, batch_size: int = 200):
@@ -219,7 +219,7 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
     sets (everyday photos, say) whose captions are scored each epoch beside dev. Returns the history."""
     from training.cider import CiderD
     from training.concepts import concept_scores
-    from training.guards import caption_guards
+    from training.guards import NounForms, caption_guards
     from training.metrics import bleu4_fast
     from training.train_jax import JaxTrainer, _batches, _padded
 
@@ -260,6 +260,7 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
         log.info("text-only sentences: %d, a cross-entropy batch after every %d SCST steps", len(sentences),
                  config.text_every)
 
+    nouns = NounForms([vocab.word_of(i) for i in range(len(vocab))])
     dev_cider = CiderD(run.dev_data.references)  # CIDEr-D with the dev references' document frequencies
     dev_photos = np.arange(len(run.dev_data.references))
 
@@ -268,11 +269,14 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
         captions = scst.captions(run.dev_data.features, run.dev_tags, config.eval_beam)
         record = {"dev_bleu4": bleu4_fast(run.dev_data.references, captions),
                   "dev_cider_d": float(np.mean(dev_cider.score_captions(dev_photos, captions))),
-                  "dev_guards": caption_guards(captions), "example": " ".join(captions[0])}
+                  "dev_guards": caption_guards(captions, nouns), "example": " ".join(captions[0])}
+        dev_concepts = concept_scores([run.dev_refs[i] for i in range(len(captions))], [" ".join(c) for c in captions])
+        record |= {"dev_concept_f1": dev_concepts["concept-F1"], "dev_hallucination": dev_concepts["hallucination"]}
         for name, feats, tags, raw in watch:
             got = [" ".join(c) for c in scst.captions(feats, tags, config.eval_beam)]
             scores = concept_scores(raw, got)
             record[name] = {"concept_f1": scores["concept-F1"], "hallucination": scores["hallucination"],
+                            "quantified_singular": caption_guards([c.split() for c in got], nouns)["quantified_singular"],
                             "examples": got[:6]}
         record["eval_seconds"] = round(time.perf_counter() - started, 1)
         return record

@@ -67,6 +67,10 @@ class TrainConfig:
     grid_dropout: float = 0.15
     label_smoothing: float = 0.0
     context_gate: bool = False  # the "f_beta" gate on the attention context (Show, Attend and Tell)
+    # Scheduled dropout of the input word (JAX trainer): each teacher-forced input word after <start>
+    # becomes <unk> with a probability that rises linearly from 0 to ``word_dropout`` over the first
+    # half of the epochs, so the decoder leans less on the previous word and more on the photo.
+    word_dropout: float = 0.0
 
 
 @dataclass
@@ -408,6 +412,8 @@ def prepare_run(config: TrainConfig, trainer: str = "tf"):
 
 
 def train(config: TrainConfig) -> dict:
+    if config.word_dropout:
+        raise ValueError("--word-dropout is implemented by the JAX trainer only: python -m training.train_jax")
     out = Path(config.out)
     tag_map, tag_words, vocab, train_data, dev_data = prepare_run(config)
 
@@ -617,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--text-limit", type=int, default=None)
     parser.add_argument("--grid-dropout", type=float, default=defaults.grid_dropout)
     parser.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
+    parser.add_argument("--word-dropout", type=float, default=defaults.word_dropout,
+                        help="scheduled dropout of the input word, its final rate (JAX trainer only)")
     parser.add_argument("--context-gate", action="store_true",
                         help="gate the attention context by the previous hidden state (the f_beta gate)")
     parser.add_argument("--name", default="flickr8k-lite2")

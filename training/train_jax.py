@@ -136,8 +136,12 @@ class JaxTrainer:
             new_ntv = [scope.get_current_value(v) for v in decoder.non_trainable_variables]
             return log_probs, attention, new_ntv
 
-        def loss_fn(tv, ntv, feats, tags, seq):
+        def loss_fn(tv, ntv, feats, tags, seq, key, word_dropout):
             inputs, targets = seq[:, :-1], seq[:, 1:]
+            # Scheduled word dropout: input words after <start> become <unk> at rate ``word_dropout``.
+            dropped = jax.random.uniform(key, inputs.shape) < word_dropout  # (batch, time)
+            dropped = dropped.at[:, 0].set(False)
+            inputs = jnp.where(dropped & (inputs != pad), vocab.unk_id, inputs)
             log_probs, attention, ntv = forward(tv, ntv, feats, tags, inputs, True)
             xent = masked_nll(targets, log_probs, pad)
             loss = masked_nll(targets, log_probs, pad, config.label_smoothing) if config.label_smoothing else xent
@@ -147,23 +151,37 @@ class JaxTrainer:
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-        def step(state, feats, tags, seq):
+        def step(state, feats, tags, seq, key, word_dropout):
             tv, ntv, ov = state
-            (_, (xent, ntv)), grads = grad_fn(tv, ntv, feats, tags, seq)
+            (_, (xent, ntv)), grads = grad_fn(tv, ntv, feats, tags, seq, key, word_dropout)
             tv, ov = optimizer.stateless_apply(ov, grads, tv)
             return (tv, ntv, ov), xent
 
         self._paired = jax.jit(step)
-        self._text = jax.jit(lambda state, tags, seq: step(state, None, tags, seq))
+        self._text = jax.jit(lambda state, tags, seq, key, rate: step(state, None, tags, seq, key, rate))
+        self._key = jax.random.PRNGKey(config.seed)
+        self.word_dropout = 0.0  # this epoch's rate (:meth:`set_epoch`)
         self.state = ([v.value for v in decoder.trainable_variables], [v.value for v in decoder.non_trainable_variables],
                       [v.value for v in optimizer.variables])
 
+    def set_epoch(self, epoch: int) -> None:
+        """The scheduled word-dropout rate of ``epoch`` (1-based): rising linearly to the configured
+        rate over the first half of the epochs, then constant."""
+        ramp = max(self.config.epochs // 2, 1)
+        self.word_dropout = self.config.word_dropout * min(epoch / ramp, 1.0)
+
+    def _next_key(self):
+        import jax
+
+        self._key, key = jax.random.split(self._key)
+        return key
+
     def paired_step(self, feats, tags, seq) -> float:
-        self.state, xent = self._paired(self.state, feats, tags, seq)
+        self.state, xent = self._paired(self.state, feats, tags, seq, self._next_key(), np.float32(self.word_dropout))
         return xent
 
     def text_step(self, tags, seq) -> float:
-        self.state, xent = self._text(self.state, tags, seq)
+        self.state, xent = self._text(self.state, tags, seq, self._next_key(), np.float32(self.word_dropout))
         return xent
 
     def load_weights(self, path: str | Path) -> None:
@@ -297,6 +315,7 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
     history = []
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
+        trainer.set_epoch(epoch)
         rng = np.random.default_rng(config.seed + epoch)
         jobs = [("p", b) for b in _batches(len(pairs), config.batch_size, rng, shuffle=True, drop_remainder=True)]
         if text_pairs is not None:
@@ -317,7 +336,7 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
         seconds = time.perf_counter() - started
         trainer.sync()
         captions = trainer.greedy(dev_data.features, dev_data.tags)
-        record = {"epoch": epoch, "train_loss": train_loss, "text_loss": text_loss,
+        record = {"epoch": epoch, "train_loss": train_loss, "text_loss": text_loss, "word_dropout": trainer.word_dropout,
                   "dev_bleu4_greedy": bleu4_fast(dev_data.references, captions), "train_seconds": round(seconds, 1),
                   "distinct_dev_captions": len({" ".join(c) for c in captions})}
         for name, feats, tags, refs, raw_refs in watch:

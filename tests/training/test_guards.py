@@ -8,7 +8,9 @@ import pytest
 
 from training.guards import (
     FUNCTION_WORDS,
+    NounForms,
     adjacent_repeats,
+    agreement_errors,
     caption_guards,
     ends_in_function_word,
     function_word_mask,
@@ -88,3 +90,67 @@ def test_the_evaluation_report_carries_the_guard_figures():
     assert report["guards"] == caption_guards([o.words for o in outcomes[:3]])
     assert report["guards"]["ends_in_function_word"] == pytest.approx(1 / 3)
     assert "33.3% end in a function word" in format_table(report)
+
+
+VOCAB = ("<pad> <start> <end> <unk> a an of is are on the in group crowd two several bus buses dog dogs man men "
+         "woman women people young little black street city puppy puppies glass glasses grass sitting "
+         "standing as running and green greens walker walkers").split()
+AGREEMENT_CASES = {  # caption: a count before a singular noun?
+    "a group of bus are sitting on a bus": True,  # the fifth release's defect
+    "two dog are running on the grass": True,
+    "a group of young man is standing": True,
+    "several little puppy": True,
+    "a crowd of people is standing in the street": False,
+    "a group of young little dogs": False,
+    "two men and a dog": False,  # the count's noun is plural; the dog comes later
+    "a man is sitting on a bus": False,  # no count
+    "a group of": False,
+    "two young little black dog": False,  # the noun is beyond the 3-word window: not judged
+    "a dog is standing on the grass": False,
+    "two green glasses": False,  # "green" has a plural ("greens") but modifies the head noun
+    "a group of dog walker": True,  # the head, "walker", is singular
+    "a group of dog walkers": False,
+    "a group of a young man": True,  # an article after the count  # "grass": no plural in the vocabulary, so neither form
+}
+
+
+def test_noun_forms_come_from_the_vocabulary():
+    nouns = NounForms(VOCAB)
+    assert {"bus", "dog", "man", "woman", "puppy", "glass"} <= nouns.singular
+    assert {"buses", "dogs", "men", "women", "puppies", "glasses", "people"} <= nouns.plural
+    assert not {"a", "as", "is", "of", "grass", "young", "people"} & nouns.singular  # "a"+"s" is no plural
+    for caption, wrong in AGREEMENT_CASES.items():
+        assert nouns.quantified_singular(caption.split()) is wrong, caption
+
+
+def test_agreement_errors_vectorised_match_the_caption_check():
+    nouns = NounForms(VOCAB)
+    ids = {w: i for i, w in enumerate(VOCAB)}
+    captions = [c.split() for c in AGREEMENT_CASES]
+    time = max(len(c) for c in captions) + 2
+    tokens = np.zeros((len(captions), time), np.int64)
+    for row, words in enumerate(captions):
+        tokens[row, :len(words)] = [ids[w] for w in words]
+        tokens[row, len(words)] = ids["<end>"]
+    lengths = np.asarray([len(c) for c in captions])
+    flagged = agreement_errors(tokens, lengths, nouns.masks(VOCAB))
+    assert flagged.tolist() == list(AGREEMENT_CASES.values())
+    # A count at the caption's end does not look past it into <end> and padding.
+    assert not agreement_errors(tokens[:1, :3], np.asarray([3]), nouns.masks(VOCAB))[0]  # "a group of"
+
+    penalty, parts = guard_penalties(tokens, lengths, np.ones(len(captions), bool), function_word_mask(VOCAB),
+                                     lengths.astype(float), agreement=0.5, noun_masks=nouns.masks(VOCAB))
+    assert parts["agreement"].tolist() == list(AGREEMENT_CASES.values())
+    base, _ = guard_penalties(tokens, lengths, np.ones(len(captions), bool), function_word_mask(VOCAB),
+                              lengths.astype(float))
+    assert np.allclose(penalty - base, 0.5 * flagged)
+    with pytest.raises(ValueError, match="noun masks"):
+        guard_penalties(tokens, lengths, np.ones(len(captions), bool), function_word_mask(VOCAB),
+                        lengths.astype(float), agreement=0.5)
+
+
+def test_caption_guards_report_quantified_singulars_with_the_vocabulary():
+    captions = [c.split() for c in AGREEMENT_CASES]
+    assert "quantified_singular" not in caption_guards(captions)
+    share = caption_guards(captions, NounForms(VOCAB))["quantified_singular"]
+    assert share == pytest.approx(sum(AGREEMENT_CASES.values()) / len(captions))

@@ -48,14 +48,17 @@ def test_guarded_jax_scst_trains_scores_and_resumes(tiny_flickr, ce_run, tmp_pat
     settings = Path(ce_run.out) / "train_config.json"
     settings.write_text(json.dumps(json.loads(settings.read_text()) | {"text_captions": str(text)}))
     out = tmp_path / "scst"
-    _run(tiny_flickr, ce_run, out, 1)  # 5 training photos in pairs: two steps
+    _run(tiny_flickr, ce_run, out, 1, "--agreement-penalty", "0.5")  # 5 training photos in pairs: two steps
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]  # epoch 0: the cross-entropy model before SCST
     train = history[1]["train"]
     assert all(math.isfinite(train[k]) for k in ("loss", "reward", "cider", "grad_norm")) and train["grad_norm"] > 0
+    assert 0.0 <= train["agreement"] <= 1.0  # the share of candidates priced for "a group of bus"
+    assert json.loads((out / "scst_config.json").read_text())["agreement_penalty"] == 0.5
     for record in history:
         assert 0.0 <= record["dev_bleu4"] <= 1.0 and record["dev_cider_d"] >= 0.0
-        assert record["dev_guards"]["captions"] > 0
+        assert record["dev_guards"]["captions"] > 0 and "quantified_singular" in record["dev_guards"]
+        assert "dev_concept_f1" in record and "dev_hallucination" in record  # from the same dev captions
         assert set(record[tiny_flickr.root.name]) >= {"concept_f1", "hallucination", "examples"}  # the watched folder
     with np.load(Path(ce_run.out) / "best.weights.npz") as before, np.load(out / "epoch01.weights.npz") as after:
         assert set(before.files) == set(after.files)

@@ -202,3 +202,49 @@ def test_jax_trainer_fine_tunes_from_an_epoch_with_a_share_of_the_text(tiny_flic
     with np.load(start) as before, np.load(tuned / "epoch01.weights.npz") as after:
         assert set(before.files) == set(after.files)
         assert any(not np.array_equal(before[k], after[k]) for k in before.files)  # it trained
+
+
+def test_scheduled_word_dropout_rises_and_changes_the_inputs(tmp_path):
+    """``--word-dropout``: the rate rises linearly to its setting over the first half of the epochs,
+    and a step at rate 1 (every input word after ``<start>`` is ``<unk>``) has another loss than at
+    rate 0, while rate 0 ignores the dropout key. Keras on JAX, in its own process."""
+    pytest.importorskip("jax")
+    script = textwrap.dedent("""
+        import json
+        import numpy as np
+        import jax
+        from model.vocab import Vocabulary
+        from training.train import TrainConfig
+        from training.train_jax import JaxTrainer
+
+        vocab = Vocabulary(["a", "dog", "runs", "on", "grass"], min_count=1)
+        config = TrainConfig(data="unused", out="unused", embedding_dim=8, feature_dim=8, units=16, epochs=4,
+                             word_dropout=0.5, dropout=0.0)
+        trainer = JaxTrainer(config, vocab, channels=6, tag_words=(), steps_per_epoch=1)
+        rates = []
+        for epoch in range(1, 5):
+            trainer.set_epoch(epoch)
+            rates.append(trainer.word_dropout)
+        rng = np.random.default_rng(0)
+        feats = rng.normal(size=(3, 4, 6)).astype(np.float32)
+        tags = np.zeros((3, 0), np.float32)
+        seq = np.asarray([vocab.encode(["a", "dog", "runs", "on", "grass"])] * 3, np.int32)
+        def loss(rate, seed):
+            return float(trainer._paired(trainer.state, feats, tags, seq, jax.random.PRNGKey(seed),
+                                         np.float32(rate))[1])
+        print(json.dumps({"rates": rates, "off": [loss(0.0, 1), loss(0.0, 2)], "all": loss(1.0, 1)}))
+    """)
+    env = os.environ | {"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["rates"] == [0.25, 0.5, 0.5, 0.5]
+    assert got["off"][0] == got["off"][1]  # rate 0: the key draws nothing
+    assert abs(got["all"] - got["off"][0]) > 1e-4
+
+
+def test_tensorflow_trainer_refuses_word_dropout(tmp_path):
+    config = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), word_dropout=0.1)
+    with pytest.raises(ValueError, match="JAX trainer"):
+        train(config)
