@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
                         help="auto: ONNX Runtime when the bundle has graphs, else TensorFlow")
     parser.add_argument("--json", type=Path, default=None, help="write the report (metrics and captions) here")
+    parser.add_argument("--ensemble-weights", type=Path, nargs="+", default=None, metavar="WEIGHTS",
+                        help="decode with the bundle's decoder and these (runs/X/epochNN.weights.npz, the "
+                             "bundle's architecture) together, log-probabilities averaged (needs --runtime tf)")
     parser.add_argument(
         "--no-java", action="store_true", help="skip Java: Python tokenizer, no METEOR (quick, approximate)"
     )
@@ -232,10 +235,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no captioned photos to score", file=sys.stderr)
         return 1
 
+    captioner = None
+    if args.ensemble_weights:
+        if args.runtime != "tf":
+            parser.error("--ensemble-weights decodes with the TensorFlow runtime: add --runtime tf")
+        from model.captioner import Captioner
+        from training.ensemble import ensemble_captioner
+
+        captioner = ensemble_captioner(Captioner.from_bundle(args.bundle, device=args.device, runtime="tf"),
+                                       args.ensemble_weights)
     report = evaluate_bundle(
         args.bundle, items, beam=args.beam, batch_size=args.batch_size, device=args.device, runtime=args.runtime,
-        progress=True, use_java=not args.no_java,
+        captioner=captioner, progress=True, use_java=not args.no_java,
     )
+    if args.ensemble_weights:
+        report["ensemble_weights"] = [str(path) for path in args.ensemble_weights]
     report = {"source": source, "n_skipped": n_skipped, **report}
     print(format_table(report))
     if args.json is not None:
