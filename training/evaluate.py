@@ -217,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.ensemble_weights and args.runtime != "tf":
+        parser.error("--ensemble-weights decodes with the TensorFlow runtime: add --runtime tf")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
@@ -237,8 +239,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     captioner = None
     if args.ensemble_weights:
-        if args.runtime != "tf":
-            parser.error("--ensemble-weights decodes with the TensorFlow runtime: add --runtime tf")
         from model.captioner import Captioner
         from training.ensemble import ensemble_captioner
 

@@ -76,3 +76,12 @@ def test_an_ensemble_needs_the_tensorflow_runtime(tmp_path):
         pytest.skip("no ONNX graphs or onnxruntime here")
     with pytest.raises(ValueError, match="--runtime tf"):
         ensemble_captioner(captioner, [bundle / "decoder.weights.npz"])
+
+
+def test_evaluate_refuses_an_ensemble_without_the_tensorflow_runtime(tmp_path, capsys):
+    from training.evaluate import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--images", str(tmp_path), "--tokens", str(tmp_path / "t.txt"), "--ensemble-weights",
+              str(tmp_path / "w.npz")])
+    assert stopped.value.code == 2 and "--runtime tf" in capsys.readouterr().err
