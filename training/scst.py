@@ -617,7 +617,8 @@ def _summary(record: dict) -> str:
             f"{guards['distinct_words']} distinct words; e.g. {record['example']!r}")
 
 
-def export(out: str | Path, destination: Path, *, name: str, description: str, weights: Path | None = None) -> Path:
+def export(out: str | Path, destination: Path, *, name: str, description: str, weights: Path | None = None,
+           decoding_changes: dict | None = None) -> Path:
     """Write the best epoch of the SCST run in ``out`` (or the ``weights`` file of another epoch) as a
     bundle, as ``training.train --export`` writes a cross-entropy run's (the same decoding settings and
     evidence rules).
@@ -633,6 +634,7 @@ def export(out: str | Path, destination: Path, *, name: str, description: str, w
     config = TrainConfig(**{k: v for k, v in read("train_config.json").items() if k in known})
     return export_bundle(config, destination, name=name, description=description, weights=weights,
                          keyword_threshold=build_parser().get_default("keyword_threshold"),
+                         decoding_changes=decoding_changes,
                          **shipped_settings(config),
                          extra_training={"history": read("init_history.json") or [],
                                          "scst": {"settings": read("scst_config.json"),
@@ -666,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")
     parser.add_argument("--export-weights", type=Path, default=None,
                         help="with --export: the weights of another epoch (runs/X/epochNN.weights.npz)")
+    parser.add_argument("--export-decoding", type=json.loads, default=None, metavar="JSON",
+                        help="with --export: changes to the bundle's decoding settings, e.g. "
+                             "'{\"length_penalty\": 0.6}' (as training.sweep_decoding writes them)")
     parser.add_argument("--name", default="flickr8k-lite2")
     parser.add_argument("--description", default="Show, Attend and Tell on Flickr8k, fine-tuned with SCST (CIDEr-D)")
     return parser
@@ -676,9 +681,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args.pop("scst")
     destination, name, description = args.pop("export"), args.pop("name"), args.pop("description")
-    weights = args.pop("export_weights")
+    weights, changes = args.pop("export_weights"), args.pop("export_decoding")
     if destination:
-        print(export(args["out"], destination, name=name, description=description, weights=weights))
+        print(export(args["out"], destination, name=name, description=description, weights=weights,
+                     decoding_changes=changes))
         return 0
     result = run_scst(SCSTConfig(**args))
     print(json.dumps({"best_dev_cider": result["best_cider"]}))

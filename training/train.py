@@ -469,9 +469,12 @@ def train(config: TrainConfig) -> dict:
 
 def export(config: TrainConfig, destination: Path, *, name: str, description: str,
            metrics: dict | None = None, extra_training: dict | None = None, weights: Path | None = None,
-           keyword_threshold: float = 0.3, decoding: dict | None = None, absence: dict | None = None) -> Path:
+           keyword_threshold: float = 0.3, decoding: dict | None = None, absence: dict | None = None,
+           decoding_changes: dict | None = None) -> Path:
     """Write the best epoch of the run in ``config.out`` (or the ``weights`` file of another epoch) as a
-    model bundle (float16)."""
+    model bundle (float16). ``decoding_changes``: changes to the bundle's ``"decoding"`` entry, as
+    :mod:`training.sweep_decoding` writes them (``{"length_penalty": 0.6}``), for settings chosen on dev
+    for this model after training (SCST's guarded candidates keep the run's own)."""
     from model.bundle import save_bundle
     from model.encoders import get_encoder_spec
 
@@ -493,6 +496,10 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
     else:
         data = "Flickr8k train split (6000 photos, 5 captions each; research use, see MODEL_CARD.md)"
     probes, decoding = bundle_decoding(config, vocab, tag_map, decoding, absence)
+    if decoding_changes:
+        from training.sweep_decoding import patched
+
+        decoding = patched(decoding, decoding_changes)
     history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
     training = {
         "data": data,
@@ -613,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")
     parser.add_argument("--export-weights", type=Path, default=None,
                         help="with --export: the weights of another epoch (runs/X/epochNN.weights.npz)")
+    parser.add_argument("--export-decoding", type=json.loads, default=None, metavar="JSON",
+                        help="with --export: changes to the bundle's decoding settings, e.g. "
+                             "'{\"length_penalty\": 0.6}' (as training.sweep_decoding writes them)")
     parser.add_argument("--keyword-threshold", type=float, default=0.5,
                         help="with --export: a tag above this probability becomes a keyword")
     parser.add_argument("--tags", action="store_true",
@@ -641,11 +651,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     destination, name, description = args.pop("export"), args.pop("name"), args.pop("description")
     weights, threshold = args.pop("export_weights"), args.pop("keyword_threshold")
+    changes = args.pop("export_decoding")
     config = TrainConfig(**args)
     if destination:
         config = config_of_run(config)
         print(export(config, destination, name=name, description=description, weights=weights,
-                     keyword_threshold=threshold, **shipped_settings(config)))
+                     keyword_threshold=threshold, decoding_changes=changes, **shipped_settings(config)))
         return 0
     result = train(config)
     print(json.dumps({"best_dev_bleu4_greedy": result["best_bleu4"]}))

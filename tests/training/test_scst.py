@@ -66,10 +66,16 @@ def test_two_step_scst_run_has_a_finite_loss_resumes_and_exports(tiny_flickr, ce
     assert sorted(p.name for p in out.glob("epoch*.weights.npz")) == ["epoch01.weights.npz", "epoch02.weights.npz"]
     chosen = tmp_path / "chosen"
     assert train_main(["--data", str(tiny_flickr.root), "--out", str(out), "--scst", "--export", str(chosen),
-                       "--export-weights", str(out / "epoch02.weights.npz")]) == 0
+                       "--export-weights", str(out / "epoch02.weights.npz"),
+                       "--export-decoding", '{"length_penalty": 0.6, "prefer_tags_above": null}']) == 0
     with np.load(out / "epoch02.weights.npz") as epoch2:
         for key, value in load_bundle(chosen).weights.items():
             np.testing.assert_allclose(value, epoch2[key].astype(np.float16), rtol=0, atol=0)
+    # --export-decoding changes the bundle's decoding settings and nothing else of them.
+    default, changed = (load_bundle(b).config["decoding"] for b in (bundle, chosen))
+    assert changed["length_penalty"] == 0.6 and "prefer_tags_above" not in changed
+    assert {k: v for k, v in default.items() if k not in ("length_penalty", "prefer_tags_above")} == \
+        {k: v for k, v in changed.items() if k != "length_penalty"}
 
 
 def test_text_every_interleaves_cross_entropy_on_the_init_runs_text_sentences(tiny_flickr, ce_run, tmp_path):
