@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "jax")
     args = vars(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for key in ("scst", "export", "export_weights", "name", "description"):
+    for key in ("scst", "export", "export_weights", "export_decoding", "name", "description"):
         args.pop(key)
     watch_args = args.pop("watch")
     config = SCSTConfig(**args)

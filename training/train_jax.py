@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("KERAS_BACKEND", "jax")
     args = vars(build_parser().parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for key in ("export", "export_weights", "keyword_threshold", "name", "description"):
+    for key in ("export", "export_weights", "export_decoding", "keyword_threshold", "name", "description"):
         args.pop(key)
     watch_args, init_weights, text_share = args.pop("watch"), args.pop("init_weights"), args.pop("text_share")
     config = TrainConfig(**args)
