@@ -58,7 +58,7 @@ class NounForms:
                 self.singular.add(word)
                 self.plural.update(found)
         self.plural |= {"people"} & known
-        self.singular -= self.plural  # "glasses" +es is no word; guard against odd pairs all the same
+        self.singular -= self.plural  # a word that is some other word's plural is not singular too
 
     def quantified_singular(self, words: Sequence[str]) -> bool:
         """Whether a count (``"two"``, ``"a group of"``) is followed by an article (``"a group of a

@@ -23,7 +23,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -344,15 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    args = vars(build_parser().parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for key in ("scst", "export", "export_weights", "export_decoding", "name", "description"):
-        args.pop(key)
+    from training.scst import _train_config
+    from training.train_jax import _watch_set, compute_features, parse_jax_args
+
+    args = parse_jax_args(build_parser(), argv)
     watch_args = args.pop("watch")
     config = SCSTConfig(**args)
-    from training.scst import _train_config
-    from training.train_jax import _watch_set, compute_features
 
     run_config = Path(config.out) / "init_train_config.json"  # a resumed run's own copy
     if not run_config.is_file() and not config.init:

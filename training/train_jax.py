@@ -373,12 +373,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+# Options the JAX trainers share with the TensorFlow commands' parsers that only an export reads
+# (exports are written by ``training.train``, with TensorFlow).
+EXPORT_ONLY = ("scst", "export", "export_weights", "export_decoding", "keyword_threshold", "name", "description")
+
+
+def parse_jax_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> dict:
+    """The options of a JAX trainer's command line, less :data:`EXPORT_ONLY`; selects Keras' JAX
+    backend (unless one is set) and sets up logging."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
-    args = vars(build_parser().parse_args(argv))
+    args = vars(parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for key in ("export", "export_weights", "export_decoding", "keyword_threshold", "name", "description"):
-        args.pop(key)
+    for key in EXPORT_ONLY:
+        args.pop(key, None)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_jax_args(build_parser(), argv)
     watch_args, init_weights, text_share = args.pop("watch"), args.pop("init_weights"), args.pop("text_share")
     config = TrainConfig(**args)
     compute_features(config)
