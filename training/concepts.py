@@ -392,3 +392,40 @@ def concept_scores(
         "n_keyword_hits": n_keyword_hits,
         "per_photo": per_photo,
     }
+
+
+class ReferenceConcepts:
+    """The concepts of a fixed set of photos' references, to price captions of those photos quickly
+    (the SCST reward's concept terms, :class:`training.scst.Reward`).
+
+    Per photo: the concepts *any* reference names (a caption naming another one hallucinates, the
+    rule of :func:`concept_scores`) and those *present* (named by ``min_references``).
+    """
+
+    def __init__(self, references: Sequence[Sequence[str]], *, min_references: int = 2,
+                 matcher: ConceptMatcher | None = None):
+        self.matcher = matcher or default_matcher()
+        self.mentioned: list[frozenset[str]] = []
+        self.present: list[frozenset[str]] = []
+        for refs in references:
+            photo = photo_concepts("", refs, min_references=min_references, matcher=self.matcher)
+            self.mentioned.append(photo.mentioned)
+            self.present.append(photo.present)
+
+    def score(self, photos: Sequence[int], captions: Sequence[str]) -> tuple[Any, Any]:
+        """``(hallucinated, recall)`` arrays, one entry per caption of photo ``photos[i]``: how many
+        concepts the caption names that no reference of its photo names, and the share of the
+        photo's present concepts it names (1 where none is present)."""
+        import numpy as np
+
+        if len(photos) != len(captions):
+            raise ValueError(f"{len(captions)} captions for {len(photos)} photos")
+        hallucinated = np.zeros(len(captions), np.float64)
+        recall = np.ones(len(captions), np.float64)
+        for i, (photo, caption) in enumerate(zip(photos, captions)):
+            named = self.matcher.concepts_in(caption)
+            hallucinated[i] = len(named - self.mentioned[photo])
+            present = self.present[photo]
+            if present:
+                recall[i] = len(named & present) / len(present)
+        return hallucinated, recall

@@ -43,6 +43,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ import numpy as np
 
 from model.vocab import Vocabulary
 from training.cider import CiderD
+from training.concepts import ReferenceConcepts
 from training.data import load_dataset
 from training.guards import NounForms, caption_guards, function_word_mask, guard_penalties
 
@@ -94,6 +96,12 @@ class SCSTConfig:
     # A count before a singular noun ("a group of bus are sitting", which guarded SCST made twice as
     # frequent): :func:`training.guards.agreement_errors`. 0 leaves the reward as before.
     agreement_penalty: float = 0.0
+    # Concept terms (issue 14; :class:`training.concepts.ReferenceConcepts`): the price of each concept
+    # the caption names that none of its photo's references names (CHAIR's hallucination, which the
+    # CIDEr-D reward barely sees: "a man" in a photo of a bench shares most n-grams with "a bench"), and
+    # a bonus times the share of the photo's present concepts (named by 2 references) it names.
+    hallucination_penalty: float = 0.0
+    concept_bonus: float = 0.0
     # A cross-entropy step on a batch of the init run's text-only sentences after every ``text_every``
     # SCST steps (0: none), so the words only the text taught (COCO's everyday things) are not
     # forgotten while the reward, computed on Flickr8k's references, pulls towards Flickr8k's.
@@ -128,13 +136,21 @@ class Reward:
     unfinished ending, repeated bigrams, length far from the references'). The same for both trainers
     (TensorFlow here, JAX in :mod:`training.scst_jax`)."""
 
-    def __init__(self, vocab: Vocabulary, cider: CiderD, reference_lengths: np.ndarray, config: SCSTConfig):
-        words = [vocab.word_of(i) for i in range(len(vocab))]
+    def __init__(self, vocab: Vocabulary, cider: CiderD, reference_lengths: np.ndarray, config: SCSTConfig,
+                 references: Sequence[Sequence[Sequence[str]]] | None = None):
+        """``references``: each training photo's reference captions as words, needed by the concept
+        terms (``hallucination_penalty``, ``concept_bonus``)."""
+        self.words = [vocab.word_of(i) for i in range(len(vocab))]
         self.cider, self.config = cider, config
         self.reference_lengths = np.asarray(reference_lengths, np.float64)
-        self.to_cider = cider.lookup_table(words)  # (vocab,)
-        self.function_mask = function_word_mask(words)
-        self.noun_masks = NounForms(words).masks(words) if config.agreement_penalty else None
+        self.to_cider = cider.lookup_table(self.words)  # (vocab,)
+        self.function_mask = function_word_mask(self.words)
+        self.noun_masks = NounForms(self.words).masks(self.words) if config.agreement_penalty else None
+        self.concepts = None
+        if config.hallucination_penalty or config.concept_bonus:
+            if references is None:
+                raise ValueError("the concept terms of the reward need the training references")
+            self.concepts = ReferenceConcepts([[" ".join(r) for r in refs] for refs in references])
 
     def __call__(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarray):
         """``(reward, cider, parts)`` for captions of training ``photos``, each ``(captions,)``."""
@@ -145,7 +161,20 @@ class Reward:
             dangling=config.dangling_penalty, repeat=config.repeat_penalty,
             length=config.length_penalty, length_tolerance=config.length_tolerance,
             agreement=config.agreement_penalty, noun_masks=self.noun_masks)
+        if self.concepts is not None:
+            captions = [" ".join(self.words[t] for t in row[:n]) for row, n in zip(tokens, lengths)]
+            hallucinated, recall = self.concepts.score(photos, captions)
+            penalty = penalty + config.hallucination_penalty * hallucinated - config.concept_bonus * recall
+            parts = parts | {"hallucinated": hallucinated, "concept_recall": recall}
         return cider - penalty, cider, parts
+
+
+def concept_figures(parts: dict) -> dict[str, float]:
+    """A step's concept figures from the reward's ``parts`` (none without the concept terms)."""
+    if "hallucinated" not in parts:
+        return {}
+    return {"hallucinating": float((parts["hallucinated"] > 0).mean()),
+            "concept_recall": float(parts["concept_recall"].mean())}
 
 
 def best_captions(decoded, vocab: Vocabulary) -> list[list[str]]:
@@ -180,10 +209,11 @@ class SCSTTrainer:
         cider: CIDEr-D scorer over the training references (photo ``i`` = training photo ``i``).
         reference_lengths: ``(train photos,)`` mean length of each photo's references (words).
         config: the SCST settings.
+        references: each training photo's references as words (for the reward's concept terms).
     """
 
     def __init__(self, trainer, vocab: Vocabulary, cider: CiderD, reference_lengths: np.ndarray,
-                 config: SCSTConfig):
+                 config: SCSTConfig, references: Sequence[Sequence[Sequence[str]]] | None = None):
         import tensorflow as tf
 
         if config.baseline not in BASELINES:
@@ -198,7 +228,7 @@ class SCSTTrainer:
         self.vocab = vocab
         self.config = config
         self.max_length = trainer.config.max_words
-        self.reward = Reward(vocab, cider, reference_lengths, config)
+        self.reward = Reward(vocab, cider, reference_lengths, config, references)
         # Never sampled (as in the shipped decoding): <pad>, <start>, <unk>.
         ban = np.zeros(len(vocab), np.float32)
         ban[[vocab.pad_id, vocab.start_id, vocab.unk_id]] = -1e9
@@ -341,7 +371,7 @@ class SCSTTrainer:
         return {"loss": loss, "reward": float(reward.mean()), "cider": float(cider.mean()),
                 "grad_norm": float(norm), "dangling": float(parts["dangling"].mean()),
                 "repeats": float((parts["repeats"] > 0).mean()), "agreement": float(parts["agreement"].mean()), "length": float(lengths.mean()),
-                "sample_s": sampled - timer, "reward_s": scored - sampled, "update_s": updated - scored}
+                **concept_figures(parts), "sample_s": sampled - timer, "reward_s": scored - sampled, "update_s": updated - scored}
 
     def _beam_candidates(self, features, tags):
         """The ``samples`` best captions of each photo's beam search (under the bundle's guards when a
@@ -508,7 +538,7 @@ def run_scst(config: SCSTConfig) -> dict:
         steps_per_epoch = min(steps_per_epoch, config.max_steps)
     trainer = Trainer(train_config, vocab, channels=train_data.features.shape[-1], steps_per_epoch=steps_per_epoch,
                       tag_words=tag_map.words if tag_map is not None else ())
-    scst = SCSTTrainer(trainer, vocab, cider, reference_lengths, config)
+    scst = SCSTTrainer(trainer, vocab, cider, reference_lengths, config, run.train_data.references)
     if config.candidates == "guarded":
         from training.train import bundle_decoding, shipped_settings
 
@@ -656,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("epochs", "batch_size", "samples", "text_every", "eval_beam", "eval_batch_size", "seed", "limit", "max_steps"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("learning_rate", "lr_decay", "clip_norm", "temperature", "dangling_penalty", "repeat_penalty",
-                 "length_penalty", "length_tolerance", "agreement_penalty"):
+                 "length_penalty", "length_tolerance", "agreement_penalty", "hallucination_penalty",
+                 "concept_bonus"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--scst-baseline", dest="baseline", choices=BASELINES, default=defaults.baseline,
                         help="mean reward of the other samples (default) or the greedy caption's reward")

@@ -36,6 +36,7 @@ from training.scst import (
     Reward,
     best_captions,
     candidate_rows,
+    concept_figures,
     mean_of_others,
     prepare_scst_run,
 )
@@ -201,7 +202,8 @@ class JaxSCST:
         loss = float(loss)
         return {"loss": loss, "reward": float(reward.mean()), "cider": float(cider.mean()), "grad_norm": float(norm),
                 "dangling": float(parts["dangling"].mean()), "repeats": float((parts["repeats"] > 0).mean()),
-                "agreement": float(parts["agreement"].mean()), "length": float(lengths.mean()), "search_s": searched - timer, "reward_s": scored - searched,
+                "agreement": float(parts["agreement"].mean()), "length": float(lengths.mean()),
+                **concept_figures(parts), "search_s": searched - timer, "reward_s": scored - searched,
                 "update_s": time.perf_counter() - scored}
 
     def captions(self, features: np.ndarray, tags: np.ndarray | None, beam: int, batch_size: int = 200):
@@ -245,7 +247,7 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
         search = GuardedSearch(trainer.decoder, vocab, decoding, probes, tag_map, steps=steps)
     else:
         search = PlainSearch(steps, vocab, trainer.config.max_words)
-    scst = JaxSCST(trainer, vocab, Reward(vocab, run.cider, run.reference_lengths, config), config, search)
+    scst = JaxSCST(trainer, vocab, Reward(vocab, run.cider, run.reference_lengths, config, run.train_data.references), config, search)
 
     text_pairs = None  # the init run's text-only sentences, for the cross-entropy steps
     if config.text_every and tag_map is not None and train_config.text_captions:

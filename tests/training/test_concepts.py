@@ -12,6 +12,7 @@ from training.concepts import (
     CONCEPTS,
     Concept,
     ConceptMatcher,
+    ReferenceConcepts,
     concept_scores,
     default_matcher,
     keyword_hits,
@@ -130,6 +131,23 @@ def test_precision_recall_f1_are_micro_over_photos():
     assert scores["hallucinated_concepts"] == pytest.approx(2 / 5)
     assert scores["keyword-P"] is None and scores["n_keywords"] == 0
     assert [p.named for p in scores["per_photo"]] == [{"cat", "couch", "remote"}, {"dog", "water"}]
+
+
+def test_reference_concepts_count_hallucinations_and_recall_as_concept_scores_do():
+    horse = ["a man on a horse"] * 2 + ["a person riding a horse in a field"] * 3
+    concepts = ReferenceConcepts([REFS, horse, ["a blue sky", "the sky at dusk"]])
+    captions = ["a cat on a couch with a remote", "a dog runs in the water", "a man on a horse",
+                "a dog on a couch", "a bird in the sky"]
+    photos = [0, 1, 1, 0, 2]
+    hallucinated, recall = concepts.score(photos, captions)
+    assert hallucinated.tolist() == [0, 2, 0, 1, 1]  # remote: one reference names it; dog, water; -; dog; bird
+    assert recall.tolist() == [1.0, 0.0, pytest.approx(2 / 3), 0.5, 1.0]  # present: {cat, couch}, {person, horse, field}, {sky}
+    for photo, caption, count in zip(photos, captions, hallucinated):  # the same rule as the evaluation's
+        refs = [REFS, horse, ["a blue sky", "the sky at dusk"]][photo]
+        assert len(photo_concepts(caption, refs).hallucinated) == count
+    assert ReferenceConcepts([["a field", "a tree"]]).score([0], ["a field"])[1].tolist() == [1.0]  # none present
+    with pytest.raises(ValueError, match="2 photos"):
+        concepts.score([0, 1], ["a cat"])
 
 
 def test_f1_is_none_when_nothing_is_named_and_zero_when_nothing_is_right():

@@ -266,3 +266,35 @@ def test_mean_of_other_samples_baseline():
     # Advantages of one photo sum to zero times k/(k-1): the baseline adds no bias to the gradient.
     advantages = reward - mean_of_others(reward)
     np.testing.assert_allclose(advantages.sum(axis=1), (reward - reward.mean(1, keepdims=True)).sum(1) * 1.5)
+
+
+def test_the_rewards_concept_terms_price_hallucinations_and_pay_for_present_concepts():
+    from model.vocab import Vocabulary
+    from training.cider import CiderD
+    from training.scst import Reward
+
+    references = [[r.split() for r in ["a dog runs on the grass"] * 3 + ["a dog on grass", "a brown dog runs"]],
+                  [r.split() for r in ["a man rides a horse"] * 2 + ["a person on a horse"] * 3]]
+    vocab = Vocabulary(sorted({w for refs in references for r in refs for w in r} | {"cat", "water"}))
+    captions = ["a dog runs on the grass", "a cat runs in the water", "a man rides a dog"]
+    photos = np.asarray([0, 0, 1])
+    tokens = np.full((3, 10), vocab.pad_id, np.int64)
+    for row, caption in enumerate(captions):
+        ids = vocab.encode(caption.split())[1:]  # the words and <end>, as candidate_rows lays them out
+        tokens[row, :len(ids)] = ids
+    lengths = np.asarray([len(c.split()) for c in captions])
+    finished = np.ones(3, bool)
+    cider = CiderD(references)
+    lengths_ref = np.asarray([4.6, 4.6])
+    plain = Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out=""))
+    priced = Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", hallucination_penalty=0.5, concept_bonus=0.2),
+                    references)
+    base, base_cider, _ = plain(photos, tokens, lengths, finished)
+    reward, reward_cider, parts = priced(photos, tokens, lengths, finished)
+    np.testing.assert_allclose(reward_cider, base_cider)
+    # caption 2 names cat and water (no reference does) and neither dog nor grass; caption 3 a dog.
+    assert parts["hallucinated"].tolist() == [0, 2, 1]
+    np.testing.assert_allclose(parts["concept_recall"], [1.0, 0.0, 0.5])  # present: {dog, grass}, {person, horse}
+    np.testing.assert_allclose(reward - base, [0.2, -1.0, -0.5 + 0.1])
+    with pytest.raises(ValueError, match="training references"):
+        Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", hallucination_penalty=0.5))
