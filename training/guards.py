@@ -217,3 +217,53 @@ def guard_penalties(tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarra
     disagrees = agreement_errors(tokens, lengths, noun_masks) if agreement else np.zeros(count, bool)
     penalty = dangling * is_dangling + repeat * repeats + length * excess + agreement * disagrees
     return penalty, {"dangling": is_dangling, "repeats": repeats, "length_excess": excess, "agreement": disagrees}
+
+
+# Words a caption may use whether or not its references do: the function words and the little words
+# of place and reference ("on", "it", "front" of "in front of").
+UNPRICED_WORDS = FUNCTION_WORDS | frozenset(
+    "on by over up down out off around behind front top back side it he she they them her him there "
+    "one other another very".split())
+
+
+def stem(word: str) -> str:
+    """A crude stem that lets a caption's word match its references' other forms: ``sits``,
+    ``sitting`` -> ``sit``; ``rides``, ``riding``, ``ride`` -> ``rid``; ``dogs`` -> ``dog``."""
+    for suffix in ("ing", "es", "ed", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiou":
+        word = word[:-1]
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+class ReferenceWords:
+    """Which words of a caption none of its photo's references uses, in any form (:func:`stem`).
+
+    CIDEr-D weighs a word by its rarity, so a common phrase the photo does not show ("in the air",
+    "at night") costs a caption almost nothing; the SCST reward can price each such word
+    (:attr:`training.scst.SCSTConfig.unsupported_penalty`). Function words and
+    :data:`UNPRICED_WORDS` are never priced.
+    """
+
+    def __init__(self, vocabulary: Sequence[str], references: Sequence[Sequence[Sequence[str]]]):
+        """``vocabulary``: the model's words in id order; ``references``: per photo, its reference
+        captions as word lists."""
+        stems: dict[str, int] = {}
+        self.stem_of = np.asarray([stems.setdefault(stem(w), len(stems)) for w in vocabulary], np.int64)
+        self.priced = np.asarray([w not in UNPRICED_WORDS and w.isalpha() for w in vocabulary], bool)
+        self.supported = [frozenset(stems.get(stem(w), -1) for ref in refs for w in ref) for refs in references]
+
+    def unsupported(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``(captions,)`` how many priced words of each caption (``tokens`` row ``i``, its first
+        ``lengths[i]`` ids, of training photo ``photos[i]``) no reference of the photo uses."""
+        counts = np.zeros(len(tokens), np.int64)
+        for row, (photo, n) in enumerate(zip(photos, lengths)):
+            ids = tokens[row, : int(n)]
+            ids = ids[self.priced[ids]]
+            support = self.supported[int(photo)]
+            counts[row] = sum(int(s) not in support for s in self.stem_of[ids])
+        return counts

@@ -9,6 +9,7 @@ import pytest
 from training.guards import (
     FUNCTION_WORDS,
     NounForms,
+    ReferenceWords,
     adjacent_repeats,
     agreement_errors,
     caption_guards,
@@ -16,6 +17,7 @@ from training.guards import (
     function_word_mask,
     guard_penalties,
     repeated_ngrams,
+    stem,
 )
 
 
@@ -154,3 +156,25 @@ def test_caption_guards_report_quantified_singulars_with_the_vocabulary():
     assert "quantified_singular" not in caption_guards(captions)
     share = caption_guards(captions, NounForms(VOCAB))["quantified_singular"]
     assert share == pytest.approx(sum(AGREEMENT_CASES.values()) / len(captions))
+
+
+def test_stems_let_a_word_match_its_references_other_forms():
+    for forms in ("sits sitting sit", "rides riding ride", "dogs dog", "buses bus", "glasses glass", "runs running run"):
+        assert len({stem(w) for w in forms.split()}) == 1, forms
+    assert stem("air") == "air" and stem("is") == "is"  # short words stay whole
+    assert stem("grass") != stem("glass")
+
+
+def test_unsupported_words_are_the_priced_words_no_reference_uses():
+    references = [["a dog runs on the grass".split(), "two dogs are running".split()],
+                  ["a man rides a red bike".split()]]
+    rows = ["a dog is running in the air", "dogs run on grass", "a man riding a blue bike", "two dogs"]
+    words = sorted({w for row in rows for w in row.split()})
+    ids = {w: i for i, w in enumerate(words)}
+    tokens = np.zeros((len(rows), 8), np.int64)
+    for r, row in enumerate(rows):
+        tokens[r, :len(row.split())] = [ids[w] for w in row.split()]
+    lengths = np.asarray([len(r.split()) for r in rows])
+    counts = ReferenceWords(words, references).unsupported(np.asarray([0, 0, 1, 1]), tokens, lengths)
+    # "air" (function words unpriced); none; "blue"; "two" and "dogs" are not in photo 1's references.
+    assert counts.tolist() == [1, 0, 1, 2]

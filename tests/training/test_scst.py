@@ -298,3 +298,8 @@ def test_the_rewards_concept_terms_price_hallucinations_and_pay_for_present_conc
     np.testing.assert_allclose(reward - base, [0.2, -1.0, -0.5 + 0.1])
     with pytest.raises(ValueError, match="training references"):
         Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", hallucination_penalty=0.5))
+    # The unsupported-word term: "cat", "water" and "in" (unpriced) / "dog" are in no reference of the photo.
+    words = Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", unsupported_penalty=0.1), references)
+    reward, _, parts = words(photos, tokens, lengths, finished)
+    assert parts["unsupported"].tolist() == [0, 2, 1]
+    np.testing.assert_allclose(reward - base, [0.0, -0.2, -0.1])

@@ -49,13 +49,14 @@ def test_guarded_jax_scst_trains_scores_and_resumes(tiny_flickr, ce_run, tmp_pat
     settings.write_text(json.dumps(json.loads(settings.read_text()) | {"text_captions": str(text)}))
     out = tmp_path / "scst"
     _run(tiny_flickr, ce_run, out, 1, "--agreement-penalty", "0.5",  # 5 training photos in pairs: two steps
-         "--hallucination-penalty", "0.5", "--concept-bonus", "0.1")
+         "--hallucination-penalty", "0.5", "--concept-bonus", "0.1", "--unsupported-penalty", "0.1")
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]  # epoch 0: the cross-entropy model before SCST
     train = history[1]["train"]
     assert all(math.isfinite(train[k]) for k in ("loss", "reward", "cider", "grad_norm")) and train["grad_norm"] > 0
     assert 0.0 <= train["agreement"] <= 1.0  # the share of candidates priced for "a group of bus"
     assert 0.0 <= train["hallucinating"] <= 1.0 and 0.0 <= train["concept_recall"] <= 1.0  # the concept terms
+    assert train["unsupported_words"] >= 0.0
     assert json.loads((out / "scst_config.json").read_text())["agreement_penalty"] == 0.5
     assert json.loads((out / "scst_config.json").read_text())["hallucination_penalty"] == 0.5
     for record in history:
