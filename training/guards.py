@@ -220,10 +220,9 @@ def guard_penalties(tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarra
 
 
 # Words a caption may use whether or not its references do: the function words and the little words
-# of place and reference ("on", "it", "front" of "in front of").
-UNPRICED_WORDS = FUNCTION_WORDS | frozenset(
-    "on by over up down out off around behind front top back side it he she they them her him there "
-    "one other another very".split())
+# of place ("on", "front" of "in front of"). Pronouns are priced: left free, they became the policy's
+# new filler ("a girl is standing in front of him": 5 -> 48 of 1,000 dev captions in one epoch).
+UNPRICED_WORDS = FUNCTION_WORDS | frozenset("on by over up down out off around behind front top back side".split())
 
 
 def stem(word: str) -> str:

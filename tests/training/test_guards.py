@@ -168,13 +168,15 @@ def test_stems_let_a_word_match_its_references_other_forms():
 def test_unsupported_words_are_the_priced_words_no_reference_uses():
     references = [["a dog runs on the grass".split(), "two dogs are running".split()],
                   ["a man rides a red bike".split()]]
-    rows = ["a dog is running in the air", "dogs run on grass", "a man riding a blue bike", "two dogs"]
+    rows = ["a dog is running in the air", "dogs run on grass", "a man riding a blue bike", "two dogs",
+            "a dog runs in front of him"]
     words = sorted({w for row in rows for w in row.split()})
     ids = {w: i for i, w in enumerate(words)}
     tokens = np.zeros((len(rows), 8), np.int64)
     for r, row in enumerate(rows):
         tokens[r, :len(row.split())] = [ids[w] for w in row.split()]
     lengths = np.asarray([len(r.split()) for r in rows])
-    counts = ReferenceWords(words, references).unsupported(np.asarray([0, 0, 1, 1]), tokens, lengths)
-    # "air" (function words unpriced); none; "blue"; "two" and "dogs" are not in photo 1's references.
-    assert counts.tolist() == [1, 0, 1, 2]
+    counts = ReferenceWords(words, references).unsupported(np.asarray([0, 0, 1, 1, 0]), tokens, lengths)
+    # "air" (function words unpriced); none; "blue"; "two" and "dogs" are not in photo 1's references;
+    # "him" (a pronoun is priced: left free it became a filler) but not "in front of".
+    assert counts.tolist() == [1, 0, 1, 2, 1]
