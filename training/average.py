@@ -42,20 +42,14 @@ def average_weights(inputs: Sequence[tuple[Path, float]]) -> dict[str, np.ndarra
     if (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"weights must be >= 0 and not all 0, got {weights.tolist()}")
     weights = weights / weights.sum()
-    total: dict[str, np.ndarray] | None = None
+    total: dict[str, np.ndarray] = {}
     for (path, _), share in zip(inputs, weights):
         with np.load(path) as stored:
-            arrays = {name: stored[name].astype(np.float32) for name in stored.files}
-        if total is None:
-            total = {name: share * array for name, array in arrays.items()}
-            first = path
-            continue
-        shapes = {name: a.shape for name, a in arrays.items()}
-        expected = {name: a.shape for name, a in total.items()}
-        if shapes != expected:
-            raise ValueError(f"{path} and {first} hold different variables: not the same decoder")
+            arrays = {name: stored[name].astype(np.float64) for name in stored.files}
+        if total and {n: a.shape for n, a in arrays.items()} != {n: a.shape for n, a in total.items()}:
+            raise ValueError(f"{path} and {inputs[0][0]} hold different variables: not the same decoder")
         for name, array in arrays.items():
-            total[name] += share * array
+            total[name] = total.get(name, 0.0) + share * array
     return {name: array.astype(np.float32) for name, array in total.items()}
 
 

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 CONCEPT_METRIC_NAMES = ("concept-P", "concept-R", "concept-F1", "hallucination", "keyword-P")
 
 
@@ -412,12 +414,10 @@ class ReferenceConcepts:
             self.mentioned.append(photo.mentioned)
             self.present.append(photo.present)
 
-    def score(self, photos: Sequence[int], captions: Sequence[str]) -> tuple[Any, Any]:
+    def score(self, photos: Sequence[int], captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(hallucinated, recall)`` arrays, one entry per caption of photo ``photos[i]``: how many
         concepts the caption names that no reference of its photo names, and the share of the
         photo's present concepts it names (1 where none is present)."""
-        import numpy as np
-
         if len(photos) != len(captions):
             raise ValueError(f"{len(captions)} captions for {len(photos)} photos")
         hallucinated = np.zeros(len(captions), np.float64)

@@ -150,16 +150,11 @@ class Reward:
         self.to_cider = cider.lookup_table(self.words)  # (vocab,)
         self.function_mask = function_word_mask(self.words)
         self.noun_masks = NounForms(self.words).masks(self.words) if config.agreement_penalty else None
-        self.concepts = None
-        if config.hallucination_penalty or config.concept_bonus:
-            if references is None:
-                raise ValueError("the concept terms of the reward need the training references")
-            self.concepts = ReferenceConcepts([[" ".join(r) for r in refs] for refs in references])
-        self.reference_words = None
-        if config.unsupported_penalty:
-            if references is None:
-                raise ValueError("the unsupported-word term of the reward needs the training references")
-            self.reference_words = ReferenceWords(self.words, references)
+        concept_terms = bool(config.hallucination_penalty or config.concept_bonus)
+        if (concept_terms or config.unsupported_penalty) and references is None:
+            raise ValueError("the reward's concept and unsupported-word terms need the training references")
+        self.concepts = ReferenceConcepts([[" ".join(r) for r in refs] for refs in references]) if concept_terms else None
+        self.reference_words = ReferenceWords(self.words, references) if config.unsupported_penalty else None
 
     def __call__(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarray):
         """``(reward, cider, parts)`` for captions of training ``photos``, each ``(captions,)``."""

@@ -247,7 +247,8 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
         search = GuardedSearch(trainer.decoder, vocab, decoding, probes, tag_map, steps=steps)
     else:
         search = PlainSearch(steps, vocab, trainer.config.max_words)
-    scst = JaxSCST(trainer, vocab, Reward(vocab, run.cider, run.reference_lengths, config, run.train_data.references), config, search)
+    reward = Reward(vocab, run.cider, run.reference_lengths, config, run.train_data.references)
+    scst = JaxSCST(trainer, vocab, reward, config, search)
 
     text_pairs = None  # the init run's text-only sentences, for the cross-entropy steps
     if config.text_every and tag_map is not None and train_config.text_captions:
