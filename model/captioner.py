@@ -40,6 +40,20 @@ def banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
     return tuple(banned)
 
 
+def decoding_search(step, vocab, decoding: dict) -> Search:
+    """The :class:`~model.search.Search` over ``step`` under a bundle's ``decoding`` settings: the
+    caption length, length penalty, banned words, no repeated n-gram, ``once_words`` and
+    ``no_end_after`` (words no caption ends on). The app and the SCST candidates search alike."""
+    def ids(words):
+        return tuple(vocab.id_of(w) for w in decoding.get(words, ()) if w in vocab)
+
+    return Search(step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id,
+                  max_length=int(decoding.get("max_length", 30)),
+                  length_penalty=float(decoding.get("length_penalty", 1.0)), banned_ids=banned_ids(vocab, decoding),
+                  no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)), once_ids=ids("once_words"),
+                  no_end_after_ids=ids("no_end_after"))
+
+
 def absence_rules(decoding: dict, vocab, probes: dict, where: str = "bundle") -> list[AbsenceRule]:
     """``(kind, names, threshold, word ids)`` per rule of ``decoding["absent"]``: words a photo must
     not get when the evidence for them is below the threshold, from tags (``"tags": ["bird", "duck"]``:
@@ -135,17 +149,11 @@ class Captioner:
 
     def set_decoding(self, decoding: dict) -> None:
         """Decode with these settings (a bundle's ``"decoding"`` entry: ``max_length``,
-        ``length_penalty``, ``no_repeat_ngram``, ``once_words``, ``banned_words``, ``absent``,
-        ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``, ``allow_unknown``,
+        ``length_penalty``, ``no_repeat_ngram``, ``once_words``, ``no_end_after``, ``banned_words``,
+        ``absent``, ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``, ``allow_unknown``,
         ``relax_if_garbled``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
         vocab = self.bundle.vocab
-        self._search = Search(
-            self.model.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
-            pad_id=vocab.pad_id, max_length=int(decoding.get("max_length", 30)),
-            length_penalty=float(decoding.get("length_penalty", 1.0)), banned_ids=banned_ids(vocab, decoding),
-            no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)),
-            once_ids=tuple(vocab.id_of(w) for w in decoding.get("once_words", ()) if w in vocab),
-        )
+        self._search = decoding_search(self.model.step, vocab, decoding)
         self._absent = absence_rules(decoding, self.bundle.vocab, self.bundle.probes, where=str(self.bundle.path))
         self._decoding = dict(decoding)
         self._tag_word_ids = None  # per tag word, the vocabulary ids of its forms (for the constraint)

@@ -74,11 +74,13 @@ class Search:
         no_repeat_ngram: a hypothesis never repeats an n-gram of this size (0: off), the usual guard
             against "on a dock on a dock"; from 2 on, no word follows itself either ("coffee coffee").
         once_ids: tokens a hypothesis emits at most once (content words: "a toilet with a toilet").
+        no_end_after_ids: tokens a caption never ends on: ``<end>`` is banned right after them
+            ("a man is standing in front").
     """
 
     def __init__(self, step: StepFunction, *, vocab_size: int, start_id: int, end_id: int, pad_id: int = 0,
                  max_length: int = 30, length_penalty: float = 1.0, banned_ids: tuple[int, ...] = (),
-                 no_repeat_ngram: int = 0, once_ids: tuple[int, ...] = ()):
+                 no_repeat_ngram: int = 0, once_ids: tuple[int, ...] = (), no_end_after_ids: tuple[int, ...] = ()):
         self.step = step
         self.vocab_size = vocab_size
         self.start_id, self.end_id, self.pad_id = start_id, end_id, pad_id
@@ -89,16 +91,22 @@ class Search:
         self.no_repeat_ngram = int(no_repeat_ngram)
         self.once = np.zeros(vocab_size, bool)
         self.once[list(once_ids)] = True
+        self.no_end_after = np.zeros(vocab_size, bool)
+        self.no_end_after[list(no_end_after_ids)] = True
 
-    def _repeat_ban(self, history: np.ndarray, t: int) -> np.ndarray | None:
+    def _history_ban(self, history: np.ndarray, t: int) -> np.ndarray | None:
         """``(rows, vocab)`` additive ban for tokens that would repeat an n-gram or a once-only word,
-        given each row's first ``t`` tokens ``history (rows, >= t)``; None when nothing is banned."""
+        and for ``<end>`` after a word no caption ends on, given each row's first ``t`` tokens
+        ``history (rows, >= t)``; None when nothing is banned."""
         n = self.no_repeat_ngram
         use_once = self.once.any()
-        if t == 0 or (n < 1 and not use_once):
+        use_end = self.no_end_after.any()
+        if t == 0 or (n < 1 and not use_once and not use_end):
             return None
         seq = history[:, :t]
         ban = np.zeros((seq.shape[0], self.vocab_size), np.float32)
+        if use_end:
+            ban[self.no_end_after[seq[:, t - 1]], self.end_id] = NEG_INF
         if use_once:
             rows, cols = np.nonzero(self.once[seq])
             ban[rows, seq[rows, cols]] = NEG_INF
@@ -152,7 +160,7 @@ class Search:
             if out_attention is None:
                 out_attention = np.zeros((batch, self.max_length, weights.shape[-1]), np.float32)
             logp = log_softmax(scores + photo_ban)  # (batch, vocab)
-            repeat = self._repeat_ban(out_tokens, t)
+            repeat = self._history_ban(out_tokens, t)
             if repeat is not None:
                 logp = logp + repeat
             next_tokens = logp.argmax(axis=-1).astype(np.int32)
@@ -232,7 +240,7 @@ class Search:
             if attn_history is None:
                 attn_history = np.zeros((batch, rows_per, self.max_length, weights.shape[-1]), np.float32)
             logp = log_softmax(scores + photo_ban)
-            repeat = self._repeat_ban(history.reshape(batch * rows_per, -1), t)
+            repeat = self._history_ban(history.reshape(batch * rows_per, -1), t)
             if repeat is not None:
                 logp = logp + repeat
             logp = logp.reshape(batch, rows_per, vocab)

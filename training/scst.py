@@ -422,7 +422,7 @@ class SCSTTrainer:
 
 class GuardedSearch:
     """Beam search over the decoder being trained, as the exported bundle's :class:`~model.captioner.Captioner`
-    runs it: the bundle's ``decoding`` settings (length penalty, no repeated n-gram, banned words) and
+    runs it: the bundle's ``decoding`` settings (:func:`~model.captioner.decoding_search`) and
     each photo's absence rules (a probe on the pooled grid, the summed tags of an animal's words).
     ``steps``: the decoder's ``prepare``/``step`` for :class:`~model.search.Search` (default: TensorFlow's
     :class:`~model.runtime.KerasDecoderSteps`; the JAX trainer passes its own).
@@ -431,8 +431,7 @@ class GuardedSearch:
     would have used (person words on a photo the person probe doubts, for instance)."""
 
     def __init__(self, decoder, vocab: Vocabulary, decoding: dict, probes: dict, tag_map, steps=None):
-        from model.captioner import absence_rules, banned_ids
-        from model.search import Search
+        from model.captioner import absence_rules, decoding_search
 
         if steps is None:  # TensorFlow; reads the decoder's variables: always the current weights
             from model.runtime import KerasDecoderSteps
@@ -441,11 +440,7 @@ class GuardedSearch:
         self.steps = steps
         self.vocab, self.probes, self.tag_map = vocab, probes, tag_map
         self.rules = absence_rules(decoding, vocab, probes, where="the init run's export settings")
-        self.search = Search(self.steps.step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id,
-                             pad_id=vocab.pad_id, max_length=int(decoding.get("max_length", 30)),
-                             length_penalty=float(decoding.get("length_penalty", 1.0)),
-                             banned_ids=banned_ids(vocab, decoding),
-                             no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)))
+        self.search = decoding_search(self.steps.step, vocab, decoding)
 
     def beam(self, features: np.ndarray, tags: np.ndarray | None, beam_size: int):
         from model.captioner import photo_bans

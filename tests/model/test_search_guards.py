@@ -1,4 +1,4 @@
-"""The shared numpy search: per-photo bans, no repeated n-grams, words said once."""
+"""The shared numpy search: per-photo bans, no repeated n-grams, words said once, words never last."""
 
 from __future__ import annotations
 
@@ -72,3 +72,41 @@ def test_per_photo_ban_keeps_a_word_out_of_one_photo_only():
     for decoded in (search.greedy(memory, hidden, ban), search.beam(memory, hidden, 3, ban)):
         first, second = _captions(decoded)
         assert 5 not in first and 5 in second
+
+
+def _chain_step(next_of):
+    """A step function that favours ``next_of[token]`` after ``token`` (then <end>, then the rest)."""
+    def step(tokens, hidden, memory):
+        scores = np.full((tokens.shape[0], VOCAB), -10.0, np.float32)
+        for row, token in enumerate(tokens):
+            for rank, favoured in enumerate(next_of.get(int(token), ())):
+                scores[row, favoured] = 10.0 - rank
+        return hidden, scores, np.full((tokens.shape[0], 4), 0.25, np.float32)
+
+    return step
+
+
+def test_no_caption_ends_on_a_no_end_after_word():
+    # After 5 the decoder would rather stop; after 6 it stops; so "5" alone is its caption.
+    step = _chain_step({START: (5,), 5: (END, 6), 6: (END,)})
+    memory, hidden = _inputs(2)
+    plain = Search(step, vocab_size=VOCAB, start_id=START, end_id=END, max_length=8, banned_ids=(0, START))
+    guarded = Search(step, vocab_size=VOCAB, start_id=START, end_id=END, max_length=8, banned_ids=(0, START),
+                     no_end_after_ids=(5,))
+    assert _captions(plain.greedy(memory, hidden)) == [[5], [5]]
+    for decoded in (guarded.greedy(memory, hidden), guarded.beam(memory, hidden, 3)):
+        assert _captions(decoded) == [[5, 6], [5, 6]]
+
+
+def test_decoding_search_reads_the_bundles_word_lists():
+    from model.captioner import decoding_search
+    from model.vocab import Vocabulary
+
+    vocab = Vocabulary(["a", "man", "in", "front", "coffee"], min_count=1)
+    decoding = {"max_length": 12, "length_penalty": 0.6, "no_repeat_ngram": 2, "banned_words": ["coffee"],
+                "once_words": ["man"], "no_end_after": ["front", "not-a-word"]}
+    search = decoding_search(_step([5]), vocab, decoding)
+    assert (search.max_length, search.length_penalty, search.no_repeat_ngram) == (12, 0.6, 2)
+    assert np.flatnonzero(search.no_end_after).tolist() == [vocab.id_of("front")]
+    assert np.flatnonzero(search.once).tolist() == [vocab.id_of("man")]
+    assert search.ban[vocab.id_of("coffee")] < -1e8 and search.ban[vocab.unk_id] < -1e8
