@@ -160,9 +160,9 @@ class Search:
             if out_attention is None:
                 out_attention = np.zeros((batch, self.max_length, weights.shape[-1]), np.float32)
             logp = log_softmax(scores + photo_ban)  # (batch, vocab)
-            repeat = self._history_ban(out_tokens, t)
-            if repeat is not None:
-                logp = logp + repeat
+            history_ban = self._history_ban(out_tokens, t)
+            if history_ban is not None:
+                logp = logp + history_ban
             next_tokens = logp.argmax(axis=-1).astype(np.int32)
             step_logp = np.take_along_axis(logp, next_tokens[:, None], axis=1)[:, 0]
             log_prob += np.where(finished, np.float32(0), step_logp)
@@ -240,9 +240,9 @@ class Search:
             if attn_history is None:
                 attn_history = np.zeros((batch, rows_per, self.max_length, weights.shape[-1]), np.float32)
             logp = log_softmax(scores + photo_ban)
-            repeat = self._history_ban(history.reshape(batch * rows_per, -1), t)
-            if repeat is not None:
-                logp = logp + repeat
+            history_ban = self._history_ban(history.reshape(batch * rows_per, -1), t)
+            if history_ban is not None:
+                logp = logp + history_ban
             logp = logp.reshape(batch, rows_per, vocab)
             # A finished hypothesis can only "emit" <end> again, at no cost.
             logp = np.where(finished[..., None], end_only, logp)
