@@ -34,6 +34,7 @@ from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv
 from imgcap_desktop.metadata.folder import scan_folder
 from imgcap_desktop.metadata.printable import printable
 from imgcap_desktop.session import CaptionSession, OverwritePolicy
+from model.images import broken_link_reason
 from model.results import CaptionOutcome
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -76,7 +77,7 @@ def collect_photos(paths: list[Path], recursive: bool) -> tuple[list[Path], list
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
-            problems.append(f"{printable(path)}: no such file or folder")
+            problems.append(f"{printable(path)}: {broken_link_reason(path) or 'no such file or folder'}")
             continue
         except OSError as exc:
             problems.append(f"{printable(path)}: {exc.strerror or exc}")

@@ -45,6 +45,7 @@ from imgcap_desktop.metadata.sidecar import (
     read_caption,
     write_caption,
 )
+from model.images import broken_link_reason
 from model.results import CaptionOutcome, CaptionResult
 
 log = logging.getLogger(__name__)
@@ -584,6 +585,9 @@ def unreadable_photo_reason(photo: str | Path) -> str | None:
     """Why a photo's header cannot be read (no pixels decoded), or None when it can."""
     from PIL import Image, UnidentifiedImageError
 
+    broken = broken_link_reason(photo)
+    if broken:
+        return broken
     try:
         with Image.open(photo) as img:
             img.size  # noqa: B018 - the header is parsed on open; size proves it

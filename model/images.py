@@ -48,6 +48,18 @@ def is_regular_file(path: str | Path) -> bool:
         return False
 
 
+def broken_link_reason(path: str | Path) -> str | None:
+    """Why a photo is missing when ``path`` is a symbolic link whose target is gone (a folder of
+    links into a drive that is not mounted, say), naming the target; None for anything else."""
+    try:
+        if not os.path.islink(path) or os.path.exists(path):
+            return None
+        target = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+    except (OSError, ValueError):
+        return None
+    return f"broken link: its target {target} is missing"
+
+
 class ImageLoadError(Exception):
     """A photo could not be read. ``str(error)`` is a message fit to show the user."""
 
@@ -98,7 +110,7 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
     except ImageLoadError:
         raise
     except FileNotFoundError:
-        raise ImageLoadError(path, "file not found") from None
+        raise ImageLoadError(path, broken_link_reason(path) or "file not found") from None
     except IsADirectoryError:
         raise ImageLoadError(path, "is a folder, not a photo") from None
     except PermissionError:
@@ -110,6 +122,8 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise ImageLoadError(path, "file name too long") from None
+        if exc.errno == errno.ELOOP:
+            raise ImageLoadError(path, "symbolic link loop") from None
         raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
     except (SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None

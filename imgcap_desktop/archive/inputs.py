@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgcap_desktop.metadata.folder import is_photo, scan_folder
+from model.images import broken_link_reason
 
 
 @dataclass
@@ -48,7 +49,7 @@ def collect_inputs(roots: list[str | Path]) -> Inputs:
         try:
             status = os.stat(path)
         except OSError as exc:
-            problems.append(f"{path}: {exc.strerror or exc}")
+            problems.append(f"{path}: {broken_link_reason(path) or exc.strerror or exc}")
             continue
         inputs.paths.append(path)
         inputs.sizes.append(status.st_size)

@@ -36,8 +36,10 @@ def scan_folder(folder: str | Path, *, recursive: bool = False) -> list[Path]:
     """The photos in a folder, sorted naturally.
 
     Hidden files and folders (a leading dot, or the hidden attribute on Windows) are skipped, and so
-    are imgcap's own temporary files. Symbolic links to folders are not followed, so a link loop
-    cannot hang the scan.
+    are imgcap's own temporary files, and anything else that is not a regular file (a FIFO named like
+    a photo would block its reader). Symbolic links to folders are not followed, so a link loop
+    cannot hang the scan. A *broken* link named like a photo is listed: reading it then fails with a
+    reason that names the missing target, so the user sees why the photo is not there.
 
     Args:
         folder: where to look.
@@ -71,7 +73,7 @@ def scan_folder(folder: str | Path, *, recursive: bool = False) -> list[Path]:
                 if entry.is_dir(follow_symlinks=False):
                     if recursive:
                         pending.append(Path(entry.path))
-                elif entry.is_file() and is_photo(entry.name):
+                elif is_photo(entry.name) and (entry.is_file() or _is_broken_link(entry)):
                     found.append(Path(entry.path))
             except OSError:
                 continue
@@ -85,6 +87,11 @@ def base_style_collisions(photos: list[Path]) -> dict[Path, list[Path]]:
     for photo in photos:
         groups[Path(photo).with_suffix(".xmp")].append(Path(photo))
     return {sidecar: members for sidecar, members in groups.items() if len(members) > 1}
+
+
+def _is_broken_link(entry: os.DirEntry) -> bool:
+    # Listed so that the photo shows as unreadable, naming the missing target, instead of vanishing.
+    return entry.is_symlink() and not os.path.exists(entry.path)
 
 
 def _is_hidden(entry: os.DirEntry) -> bool:

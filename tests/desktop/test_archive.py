@@ -405,6 +405,16 @@ def test_a_list_of_paths_is_an_input(tmp_path):
     assert len(inputs.problems) == 1 and "missing.jpg" in inputs.problems[0]
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_a_broken_link_in_an_archive_folder_is_a_problem_naming_its_target(tmp_path):
+    photos = make_photos(tmp_path / "p", count=1, corrupt=False)
+    (tmp_path / "p" / "gone.jpg").symlink_to(tmp_path / "unmounted" / "gone.jpg")
+    inputs = collect_inputs([tmp_path / "p"])
+    assert sorted(inputs.paths) == sorted(str(p) for p in photos)
+    assert inputs.problems == [f"{tmp_path / 'p' / 'gone.jpg'}: broken link: its target "
+                               f"{tmp_path / 'unmounted' / 'gone.jpg'} is missing"]
+
+
 def test_ray_is_needed_by_nothing_but_the_archive(tmp_path, tiny_bundle):
     """The app, the CLI and the binary's entry point import and caption with Ray and pyarrow blocked."""
     photo = make_photos(tmp_path / "p", count=1, corrupt=False)[0]

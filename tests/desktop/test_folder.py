@@ -57,6 +57,17 @@ def test_symlink_loops_do_not_hang(tmp_path):
     assert _names(scan_folder(tmp_path, recursive=True), tmp_path) == ["sub/a.jpg"]
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_broken_links_to_photos_are_listed_so_they_can_be_reported(tmp_path):
+    # A folder of links into an archive drive that is not mounted: the photos must show as
+    # unreadable, not vanish, so the user learns why the folder looks empty.
+    _touch(tmp_path, "a.jpg")
+    os.symlink(tmp_path / "unmounted" / "b.jpg", tmp_path / "b.jpg")
+    os.symlink(tmp_path / "unmounted" / "notes.txt", tmp_path / "notes.txt")
+    os.symlink(tmp_path / "unmounted" / "c.jpg", tmp_path / ".c.jpg")
+    assert _names(scan_folder(tmp_path), tmp_path) == ["a.jpg", "b.jpg"]
+
+
 def test_not_a_folder_is_an_error(tmp_path):
     _touch(tmp_path, "a.jpg")
     with pytest.raises(NotADirectoryError):

@@ -64,6 +64,15 @@ def test_states_come_from_what_is_stored(tmp_path):
     assert "cannot read this photo" in session.photo(tmp_path / "e.jpg").error  # flagged when read, before any run
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_a_broken_link_is_flagged_with_its_target_before_any_run(tmp_path):
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "unmounted" / "gone.jpg")
+    session = _session([make_photo(tmp_path / "a.jpg"), tmp_path / "gone.jpg"])
+    gone = session.photo(tmp_path / "gone.jpg")
+    assert gone.state == CaptionState.ERROR
+    assert gone.error == f"broken link: its target {tmp_path / 'unmounted' / 'gone.jpg'} is missing"
+
+
 def test_sidecars_are_written_with_provenance(tmp_path):
     a = make_photo(tmp_path / "a.jpg")
     session = _session([a])

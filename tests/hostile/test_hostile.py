@@ -192,6 +192,27 @@ def test_library_warnings_never_reach_stdout(tmp_path):
     assert "XMP toolkit says hello" in done.stderr.decode()
 
 
+@POSIX
+def test_broken_link_in_a_folder_is_a_reported_failure_and_the_batch_goes_on(tmp_path):
+    good = make_photo(tmp_path / "good.jpg")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "unmounted" / "gone.jpg")
+    csv_file = tmp_path / "out.csv"
+
+    done = run_cli("caption", tmp_path, "--csv", csv_file, "--write-sidecars")
+
+    assert done.returncode == 1
+    assert "gone.jpg: broken link: its target" in done.stderr.decode()
+    assert "unmounted" in done.stderr.decode()  # where it pointed, so the user knows what to mount
+    assert "Traceback" not in done.stderr.decode()
+    assert read_caption(good).text == "a cat on a sofa"
+    assert not (tmp_path / "gone.jpg.xmp").exists()
+    assert (tmp_path / "gone.jpg").is_symlink()
+
+    named = run_cli("caption", tmp_path / "gone.jpg", good)
+    assert named.returncode == 1
+    assert "gone.jpg: broken link: its target" in named.stderr.decode()
+
+
 # --- writes outside -------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -73,6 +74,26 @@ def test_missing_file_and_folder(tmp_path):
         open_oriented(tmp_path / "missing.jpg")
     with pytest.raises(ImageLoadError, match="folder"):
         open_oriented(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_broken_link_names_its_missing_target(tmp_path):
+    target = tmp_path / "unmounted" / "a.jpg"
+    (tmp_path / "a.jpg").symlink_to(target)
+    with pytest.raises(ImageLoadError) as info:
+        open_oriented(tmp_path / "a.jpg")
+    assert info.value.reason == f"broken link: its target {target} is missing"
+    assert images.broken_link_reason(tmp_path / "a.jpg") == info.value.reason
+    assert images.broken_link_reason(target.parent) is None  # missing, but not a link
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_link_loop_is_a_clear_error(tmp_path):
+    (tmp_path / "a.jpg").symlink_to(tmp_path / "b.jpg")
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "a.jpg")
+    with pytest.raises(ImageLoadError) as info:
+        open_oriented(tmp_path / "a.jpg")
+    assert info.value.reason == "symbolic link loop"
 
 
 def test_png_named_jpg_loads(tmp_path):
