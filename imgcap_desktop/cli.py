@@ -84,7 +84,9 @@ def collect_photos(paths: list[Path], recursive: bool) -> tuple[list[Path], list
             continue
         if stat.S_ISDIR(mode):
             try:
-                photos += scan_folder(path, recursive=recursive)
+                skipped: list[str] = []
+                photos += scan_folder(path, recursive=recursive, problems=skipped)
+                problems += map(printable, skipped)
             except OSError as exc:
                 problems.append(f"{printable(path)}: {exc.strerror or exc}")
         elif stat.S_ISREG(mode):

@@ -122,8 +122,9 @@ class MainWindow(QMainWindow):
     def open_folder(self, folder: str | Path) -> bool:
         """Show a folder's photos; their stored captions are read in the background."""
         folder = Path(folder).expanduser()
+        unlisted: list[str] = []
         try:
-            photos = scan_folder(folder, recursive=self.settings.include_subfolders)
+            photos = scan_folder(folder, recursive=self.settings.include_subfolders, problems=unlisted)
         except OSError as exc:
             self.statusBar().showMessage(f"Cannot open {folder}: {exc}", 8000)
             return False
@@ -137,7 +138,13 @@ class MainWindow(QMainWindow):
         self.settings = self.settings.with_recent_folder(str(folder.resolve()))
         self._save_settings()
         self._rebuild_recent_menu()
-        self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}", 5000)
+        if unlisted:
+            log.warning("while opening %s: %s", folder, "; ".join(unlisted))
+            more = f" (and {count(len(unlisted) - 1, 'other subfolder')})" if len(unlisted) > 1 else ""
+            self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}. Left out: {unlisted[0]}{more}",
+                                         15000)
+        else:
+            self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}", 5000)
         if photos:
             self.grid.setCurrentIndex(self.filtered.index(0, 0))
         else:

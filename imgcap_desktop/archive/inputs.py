@@ -61,7 +61,7 @@ def _expand(path: Path, found: dict[str, None], problems: list[str], listed_in: 
     where = f" (listed in {listed_in})" if listed_in else ""
     if path.is_dir():
         try:
-            photos = scan_folder(path, recursive=True)
+            photos = scan_folder(path, recursive=True, problems=problems)
         except OSError as exc:
             problems.append(f"{path}{where}: cannot list the folder ({exc.strerror or exc})")
             return

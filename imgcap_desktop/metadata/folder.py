@@ -32,7 +32,7 @@ def is_photo(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
 
 
-def scan_folder(folder: str | Path, *, recursive: bool = False) -> list[Path]:
+def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[str] | None = None) -> list[Path]:
     """The photos in a folder, sorted naturally.
 
     Hidden files and folders (a leading dot, or the hidden attribute on Windows) are skipped, and so
@@ -44,6 +44,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False) -> list[Path]:
     Args:
         folder: where to look.
         recursive: also look in subfolders.
+        problems: when given, a line is appended for each subfolder that cannot be listed (its
+            photos are missing from the result), so the caller can say so.
 
     Returns:
         Paths under ``folder`` (as given, not resolved), sorted by :func:`natural_key` of the path
@@ -51,7 +53,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False) -> list[Path]:
 
     Raises:
         NotADirectoryError: ``folder`` is not a folder.
-        OSError: ``folder`` itself cannot be listed (subfolders that cannot be listed are skipped).
+        OSError: ``folder`` itself cannot be listed (subfolders that cannot be listed are skipped,
+            and named in ``problems``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -62,9 +65,11 @@ def scan_folder(folder: str | Path, *, recursive: bool = False) -> list[Path]:
         current = pending.pop()
         try:
             entries = list(os.scandir(current))
-        except OSError:
+        except OSError as exc:
             if current == folder:
                 raise
+            if problems is not None:
+                problems.append(f"{current}: cannot list the folder ({exc.strerror or exc}); its photos are skipped")
             continue
         for entry in entries:
             if _is_hidden(entry):

@@ -415,6 +415,23 @@ def test_a_broken_link_in_an_archive_folder_is_a_problem_naming_its_target(tmp_p
                                f"{tmp_path / 'unmounted' / 'gone.jpg'} is missing"]
 
 
+def test_a_subfolder_that_cannot_be_listed_is_a_problem(tmp_path, monkeypatch):
+    photos = make_photos(tmp_path / "p", count=1, corrupt=False)
+    make_photos(tmp_path / "p" / "locked", count=1, corrupt=False)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.path.basename(path) == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    inputs = collect_inputs([tmp_path / "p"])
+    assert sorted(inputs.paths) == sorted(str(p) for p in photos)
+    assert inputs.problems == [f"{tmp_path / 'p' / 'locked'}: cannot list the folder (Permission denied); "
+                               "its photos are skipped"]
+
+
 def test_ray_is_needed_by_nothing_but_the_archive(tmp_path, tiny_bundle):
     """The app, the CLI and the binary's entry point import and caption with Ray and pyarrow blocked."""
     photo = make_photos(tmp_path / "p", count=1, corrupt=False)[0]

@@ -68,6 +68,22 @@ def test_broken_links_to_photos_are_listed_so_they_can_be_reported(tmp_path):
     assert _names(scan_folder(tmp_path), tmp_path) == ["a.jpg", "b.jpg"]
 
 
+def test_a_subfolder_that_cannot_be_listed_is_named_in_problems(tmp_path, monkeypatch):
+    _touch(tmp_path, "top.jpg", "locked/a.jpg", "open/b.jpg")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    problems: list[str] = []
+    assert _names(scan_folder(tmp_path, recursive=True, problems=problems), tmp_path) == ["open/b.jpg", "top.jpg"]
+    assert problems == [f"{tmp_path / 'locked'}: cannot list the folder (Permission denied); its photos are skipped"]
+    assert _names(scan_folder(tmp_path, recursive=True), tmp_path) == ["open/b.jpg", "top.jpg"]
+
+
 def test_not_a_folder_is_an_error(tmp_path):
     _touch(tmp_path, "a.jpg")
     with pytest.raises(NotADirectoryError):

@@ -303,3 +303,26 @@ def test_subfolders_option(qtbot, window, photo_folder):
         window.subfolders_action.trigger()
     assert window.photos.rowCount() == 10
     assert window.settings.include_subfolders
+
+
+def test_a_subfolder_that_cannot_be_read_is_named_in_the_status_bar(qtbot, window, photo_folder, monkeypatch):
+    import os
+
+    from tests.desktop.conftest import make_photos
+
+    make_photos(photo_folder / "locked", count=2, corrupt=False)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.path.basename(path) == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    window.settings = replace(window.settings, include_subfolders=True)
+    open_and_wait(qtbot, window, photo_folder)
+
+    assert window.photos.rowCount() == 7
+    message = window.statusBar().currentMessage()
+    assert message.startswith("7 photos in ")
+    assert f"Left out: {photo_folder / 'locked'}: cannot list the folder (Permission denied)" in message

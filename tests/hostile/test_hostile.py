@@ -213,6 +213,24 @@ def test_broken_link_in_a_folder_is_a_reported_failure_and_the_batch_goes_on(tmp
     assert "gone.jpg: broken link: its target" in named.stderr.decode()
 
 
+def test_a_subfolder_that_cannot_be_listed_is_reported(tmp_path, engine, capsys, monkeypatch):
+    good = make_photo(tmp_path / "good.jpg")
+    make_photo(tmp_path / "locked" / "hidden.jpg")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.path.basename(path) == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+    assert cli("caption", tmp_path, "--recursive") == 1
+    out, err = capsys.readouterr()
+    assert f"imgcap: {tmp_path / 'locked'}: cannot list the folder (Permission denied)" in err
+    assert out.startswith(f"{good}\t")
+
+
 # --- writes outside -------------------------------------------------------------------------------
 
 
