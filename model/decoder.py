@@ -63,12 +63,15 @@ class CaptionDecoder(keras.Model):
         context_gate: scale the attention context by a gate computed from the previous hidden state,
             ``sigmoid(W h_{t-1})`` per feature (the "f_beta" gate of Show, Attend and Tell, section 4.2.1),
             so the decoder can turn the photo down for words such as "a" and "of".
+        deep_output: predict the next word from a tanh layer over the hidden state, the context and
+            the previous word's embedding (the "deep output" of Show, Attend and Tell, eq. 7; on by
+            default, as in every shipped bundle); off, the output layer reads the hidden state alone.
     """
 
     def __init__(self, vocab_size: int, encoder_channels: int, embedding_dim: int = 256,
                  feature_dim: int = 256, units: int = 512, dropout: float = 0.3, num_tags: int = 0,
                  copy_ids: list[int] | None = None, grid_dropout: float = 0.0, context_gate: bool = False,
-                 **kwargs):
+                 deep_output: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.encoder_channels = encoder_channels
@@ -82,12 +85,14 @@ class CaptionDecoder(keras.Model):
             raise ValueError(f"copy_ids has {len(self.copy_ids)} ids for {self.num_tags} tags")
         self.grid_dropout = float(grid_dropout)
         self.context_gate = bool(context_gate)
+        self.use_deep_output = bool(deep_output)
         self.projection = EncoderProjection(feature_dim, dropout=dropout / 2, name="projection")
         self.attention = BahdanauAttention(units, name="attention")
         self.embedding = layers.Embedding(vocab_size, embedding_dim, name="embedding")
         self.init_hidden = layers.Dense(units, activation="tanh", name="init_hidden")
         self.gru = layers.GRUCell(units, name="gru")
-        self.deep_output = layers.Dense(embedding_dim, activation="tanh", name="deep_output")
+        if self.use_deep_output:
+            self.deep_output = layers.Dense(embedding_dim, activation="tanh", name="deep_output")
         self.out_dropout = layers.Dropout(dropout)
         self.logits_dense = layers.Dense(vocab_size, name="logits")
         if self.context_gate:
@@ -111,15 +116,17 @@ class CaptionDecoder(keras.Model):
         tag_dim = self.feature_dim if self.num_tags else 0
         self.init_hidden.build((None, self.feature_dim + tag_dim))
         self.gru.build((None, self.embedding_dim + self.feature_dim + tag_dim))
-        self.deep_output.build((None, self.units + self.feature_dim + self.embedding_dim))
-        self.logits_dense.build((None, self.embedding_dim))
+        out_dim = self.embedding_dim if self.use_deep_output else self.units  # what the output layer reads
+        if self.use_deep_output:
+            self.deep_output.build((None, self.units + self.feature_dim + self.embedding_dim))
+        self.logits_dense.build((None, out_dim))
         if self.context_gate:
             self.gate_dense.build((None, self.units))
         if self.num_tags:
             self.tag_embedding.build((None, self.num_tags))
             self.null_grid = self.add_weight(shape=(1, self.feature_dim), initializer="zeros", name="null_grid")
         if self.copy_ids is not None:
-            self.copy_scores.build((None, self.embedding_dim))
+            self.copy_scores.build((None, out_dim))
             self.copy_gate.build((None, self.units + self.feature_dim + self.embedding_dim))
             self.copy_prior = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0), name="copy_prior")
         self.built = True
@@ -200,7 +207,10 @@ class CaptionDecoder(keras.Model):
     def log_probs(self, hidden, context, embedded, memory, training=False):
         """Log-probabilities of the next word, ``(batch, vocab)`` or ``(batch, time, vocab)``."""
         state = ops.concatenate([hidden, context, embedded], axis=-1)
-        deep = self.out_dropout(self.deep_output(state), training=training)  # (…, embedding_dim)
+        if self.use_deep_output:
+            deep = self.out_dropout(self.deep_output(state), training=training)  # (…, embedding_dim)
+        else:
+            deep = self.out_dropout(hidden, training=training)  # (…, units)
         generated = self.logits_dense(deep)  # (…, vocab)
         if self.copy_ids is None:
             return ops.log_softmax(generated, axis=-1)
@@ -241,6 +251,8 @@ class CaptionDecoder(keras.Model):
             config |= {"num_tags": self.num_tags, "copy_ids": self.copy_ids, "grid_dropout": self.grid_dropout}
         if self.context_gate:  # likewise: only a gated decoder's config names the gate
             config["context_gate"] = True
+        if not self.use_deep_output:  # and only a decoder without the deep output names it
+            config["deep_output"] = False
         return config
 
 

@@ -15,10 +15,12 @@ TINY_WORDS = ("a", "dog", "cat", "runs", "on", "the", "grass", "beach", "man", "
 
 
 def make_tiny_bundle(directory: str | Path, *, seed: int = 0, units: int = 16, max_length: int = 8,
-                     name: str = "tiny-test", tags: bool = False, keyword_threshold: float = 0.3) -> Path:
+                     name: str = "tiny-test", tags: bool = False, keyword_threshold: float = 0.3,
+                     deep_output: bool = True) -> Path:
     """Write a random-weight bundle (encoder ``tiny_test``) into ``directory`` and return its path.
 
     ``tags``: a tag-aware decoder (the shipped tag map, a copy path, the tiny encoder's classifier).
+    ``deep_output``: False for a decoder whose output layer reads the hidden state alone.
     """
     import keras
 
@@ -40,7 +42,7 @@ def make_tiny_bundle(directory: str | Path, *, seed: int = 0, units: int = 16, m
         classifier = classifier_head("tiny_test")
     decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=get_encoder_spec("tiny_test").channels,
                              embedding_dim=8, feature_dim=8, units=units, dropout=0.0, name="caption_decoder",
-                             **tag_args)
+                             deep_output=deep_output, **tag_args)
     decoder.build()
     # Random weights favour no token in particular; push <end> down so that captions have words
     # (they run to max_length), which is what the app and CLI tests need to show.

@@ -67,6 +67,7 @@ class TrainConfig:
     grid_dropout: float = 0.15
     label_smoothing: float = 0.0
     context_gate: bool = False  # the "f_beta" gate on the attention context (Show, Attend and Tell)
+    deep_output: bool = True  # the output layer reads tanh(L [h, context, word]), not the hidden state alone
     # Scheduled dropout of the input word (JAX trainer): each teacher-forced input word after <start>
     # becomes <unk> with a probability that rises linearly from 0 to ``word_dropout`` over the first
     # half of the epochs, so the decoder leans less on the previous word and more on the photo.
@@ -188,7 +189,7 @@ def build_decoder(config: TrainConfig, vocab: Vocabulary, channels: int, tag_wor
     decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=channels,
                              embedding_dim=config.embedding_dim, feature_dim=config.feature_dim,
                              units=config.units, dropout=config.dropout, name="caption_decoder",
-                             context_gate=config.context_gate, **tag_args)
+                             context_gate=config.context_gate, deep_output=config.deep_output, **tag_args)
     decoder.build()
     return decoder
 
@@ -637,6 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scheduled dropout of the input word, its final rate (JAX trainer only)")
     parser.add_argument("--context-gate", action="store_true",
                         help="gate the attention context by the previous hidden state (the f_beta gate)")
+    parser.add_argument("--no-deep-output", dest="deep_output", action="store_false",
+                        help="predict the next word from the hidden state alone (no deep output layer)")
     parser.add_argument("--name", default="flickr8k-lite2")
     parser.add_argument("--description", default="Show, Attend and Tell (GRU, Bahdanau attention) on Flickr8k")
     return parser

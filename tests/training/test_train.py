@@ -77,6 +77,25 @@ def test_export_gives_a_bundle_that_captions_and_evaluates(tiny_flickr, tmp_path
     assert set(report["metrics"]) >= {"BLEU-4", "CIDEr", "ROUGE-L"}
 
 
+def test_a_decoder_without_deep_output_trains_exports_and_captions(tiny_flickr, tmp_path):
+    """``--no-deep-output`` (the ablation of Show, Attend and Tell's deep output layer) reaches the
+    bundle: the exported decoder has no deep output layer and captions on both runtimes alike."""
+    from model.captioner import Captioner
+
+    config = _config(tiny_flickr, tmp_path, epochs=1, deep_output=False)
+    history = train(config)["history"]
+    assert np.isfinite(history[-1]["train_loss"])
+    bundle = export(config, tmp_path / "bundle", name="tiny-shallow", description="test")
+    written = json.loads((bundle / "config.json").read_text())
+    assert written["decoder"]["deep_output"] is False
+    with np.load(bundle / "decoder.weights.npz") as weights:
+        assert not any("deep_output" in k for k in weights.files)
+    photos = [np.full((40, 60, 3), v, np.uint8) for v in (30, 200)]
+    by_onnx = Captioner.from_bundle(bundle, device="cpu").caption(photos)
+    by_tf = Captioner.from_bundle(bundle, device="cpu", runtime="tf").caption(photos)
+    assert [o.words for o in by_onnx] == [o.words for o in by_tf]
+
+
 def test_mirrored_strategy_over_two_cpu_devices(tiny_flickr, tmp_path):
     """Logical devices must be set before TensorFlow starts, so this runs in a fresh process."""
     script = textwrap.dedent(f"""
