@@ -49,15 +49,22 @@ def is_regular_file(path: str | Path) -> bool:
 
 
 def broken_link_reason(path: str | Path) -> str | None:
-    """Why a photo is missing when ``path`` is a symbolic link whose target is gone (a folder of
-    links into a drive that is not mounted, say), naming the target; None for anything else."""
+    """Why a photo cannot be reached when ``path`` is a symbolic link that leads nowhere: its target
+    (at the end of a chain of links) is gone, naming it (a folder of links into a drive that is not
+    mounted, say), or the links loop. None for anything else, a working link included."""
     try:
-        if not os.path.islink(path) or os.path.exists(path):
+        if not os.path.islink(path):
             return None
-        target = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
-    except (OSError, ValueError):
+        os.stat(path)
         return None
-    return f"broken link: its target {target} is missing"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if exc.errno != errno.ENOENT:
+            return None
+    except ValueError:
+        return None
+    return f"broken link: its target {os.path.realpath(path)} is missing"
 
 
 class ImageLoadError(Exception):

@@ -94,6 +94,19 @@ def test_link_loop_is_a_clear_error(tmp_path):
     with pytest.raises(ImageLoadError) as info:
         open_oriented(tmp_path / "a.jpg")
     assert info.value.reason == "symbolic link loop"
+    assert images.broken_link_reason(tmp_path / "a.jpg") == "symbolic link loop"
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_a_chain_of_links_names_the_target_at_its_end(tmp_path):
+    (tmp_path / "b.jpg").symlink_to(tmp_path / "unmounted" / "b.jpg")
+    (tmp_path / "a.jpg").symlink_to("b.jpg")
+    assert images.broken_link_reason(tmp_path / "a.jpg") == (
+        f"broken link: its target {tmp_path / 'unmounted' / 'b.jpg'} is missing")
+    (tmp_path / "unmounted").mkdir()
+    make = Image.new("RGB", (4, 4))
+    make.save(tmp_path / "unmounted" / "b.jpg")
+    assert images.broken_link_reason(tmp_path / "a.jpg") is None  # mounted again: a working link
 
 
 def test_png_named_jpg_loads(tmp_path):
