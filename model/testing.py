@@ -14,6 +14,22 @@ TINY_WORDS = ("a", "dog", "cat", "runs", "on", "the", "grass", "beach", "man", "
               "water", "two", "people", "sits", "near", "white", "black", "street")
 
 
+def tiny_decoder(vocab_size: int = 24, seed: int = 0, **options):
+    """A built random-weight decoder for the ``tiny_test`` encoder's grids (embedding and projection
+    8, 16 units, no dropout); ``options`` go to :class:`~model.decoder.CaptionDecoder`
+    (``context_gate=True``, ``deep_output=False``, ...)."""
+    import keras
+
+    from model.decoder import CaptionDecoder
+    from model.encoders import get_encoder_spec
+
+    keras.utils.set_random_seed(seed)
+    decoder = CaptionDecoder(vocab_size, get_encoder_spec("tiny_test").channels, embedding_dim=8, feature_dim=8,
+                             units=16, dropout=0.0, **options)
+    decoder.build()
+    return decoder
+
+
 def make_tiny_bundle(directory: str | Path, *, seed: int = 0, units: int = 16, max_length: int = 8,
                      name: str = "tiny-test", tags: bool = False, keyword_threshold: float = 0.3,
                      deep_output: bool = True) -> Path:

@@ -31,6 +31,19 @@ xmp_text = st.text(
 )
 
 
+def refuse_listing(monkeypatch, name: str) -> None:
+    """Make every folder called ``name`` unlistable (``PermissionError``), as a folder without read
+    permission is for a user who is not root (tests here often run as root, which reads anything)."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) == name:
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
 def make_photo(path: Path, size: tuple[int, int] = (16, 12), **save_args) -> Path:
     """A small real photo in whatever format ``path``'s extension names."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -416,16 +416,11 @@ def test_a_broken_link_in_an_archive_folder_is_a_problem_naming_its_target(tmp_p
 
 
 def test_a_subfolder_that_cannot_be_listed_is_a_problem(tmp_path, monkeypatch):
+    from tests.desktop.conftest_metadata import refuse_listing
+
     photos = make_photos(tmp_path / "p", count=1, corrupt=False)
     make_photos(tmp_path / "p" / "locked", count=1, corrupt=False)
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if os.path.basename(path) == "locked":
-            raise PermissionError(13, "Permission denied")
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    refuse_listing(monkeypatch, "locked")
     inputs = collect_inputs([tmp_path / "p"])
     assert sorted(inputs.paths) == sorted(str(p) for p in photos)
     assert inputs.problems == [f"{tmp_path / 'p' / 'locked'}: cannot list the folder (Permission denied); "

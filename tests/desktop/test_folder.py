@@ -9,6 +9,7 @@ import pytest
 
 from imgcap_desktop.metadata.folder import base_style_collisions, is_photo, natural_key, scan_folder
 from model.images import SUPPORTED_EXTENSIONS
+from tests.desktop.conftest_metadata import refuse_listing
 
 
 def _touch(root: Path, *names: str) -> None:
@@ -70,14 +71,7 @@ def test_broken_links_to_photos_are_listed_so_they_can_be_reported(tmp_path):
 
 def test_a_subfolder_that_cannot_be_listed_is_named_in_problems(tmp_path, monkeypatch):
     _touch(tmp_path, "top.jpg", "locked/a.jpg", "open/b.jpg")
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if Path(path).name == "locked":
-            raise PermissionError(13, "Permission denied")
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    refuse_listing(monkeypatch, "locked")
     problems: list[str] = []
     assert _names(scan_folder(tmp_path, recursive=True, problems=problems), tmp_path) == ["open/b.jpg", "top.jpg"]
     assert problems == [f"{tmp_path / 'locked'}: cannot list the folder (Permission denied); its photos are skipped"]

@@ -306,19 +306,11 @@ def test_subfolders_option(qtbot, window, photo_folder):
 
 
 def test_a_subfolder_that_cannot_be_read_is_named_in_the_status_bar(qtbot, window, photo_folder, monkeypatch):
-    import os
-
     from tests.desktop.conftest import make_photos
+    from tests.desktop.conftest_metadata import refuse_listing
 
     make_photos(photo_folder / "locked", count=2, corrupt=False)
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if os.path.basename(path) == "locked":
-            raise PermissionError(13, "Permission denied")
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    refuse_listing(monkeypatch, "locked")
     window.settings = replace(window.settings, include_subfolders=True)
     open_and_wait(qtbot, window, photo_folder)
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from imgcap_desktop.metadata.csvio import read_csv, write_csv
 from imgcap_desktop.metadata.sidecar import SidecarError, StoredCaption, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import Snapshot, make_photo
+from tests.desktop.conftest_metadata import Snapshot, make_photo, refuse_listing
 
 REPO = Path(__file__).resolve().parents[2]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file system features")
@@ -216,14 +216,7 @@ def test_broken_link_in_a_folder_is_a_reported_failure_and_the_batch_goes_on(tmp
 def test_a_subfolder_that_cannot_be_listed_is_reported(tmp_path, engine, capsys, monkeypatch):
     good = make_photo(tmp_path / "good.jpg")
     make_photo(tmp_path / "locked" / "hidden.jpg")
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if os.path.basename(path) == "locked":
-            raise PermissionError(13, "Permission denied")
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    refuse_listing(monkeypatch, "locked")
 
     assert cli("caption", tmp_path, "--recursive") == 1
     out, err = capsys.readouterr()

@@ -8,15 +8,9 @@ CHANNELS = 32  # the tiny_test encoder's
 
 
 def _decoder(gate: bool, vocab_size: int = 24, seed: int = 0):
-    import keras
+    from model.testing import tiny_decoder
 
-    from model.decoder import CaptionDecoder
-
-    keras.utils.set_random_seed(seed)
-    decoder = CaptionDecoder(vocab_size, CHANNELS, embedding_dim=8, feature_dim=8, units=16, dropout=0.0,
-                             context_gate=gate)
-    decoder.build()
-    return decoder
+    return tiny_decoder(vocab_size, seed, context_gate=gate)
 
 
 def _set_gate(decoder, bias: float):

@@ -9,15 +9,9 @@ CHANNELS = 32  # the tiny_test encoder's
 
 
 def _decoder(deep_output: bool, vocab_size: int = 24, seed: int = 0):
-    import keras
+    from model.testing import tiny_decoder
 
-    from model.decoder import CaptionDecoder
-
-    keras.utils.set_random_seed(seed)
-    decoder = CaptionDecoder(vocab_size, CHANNELS, embedding_dim=8, feature_dim=8, units=16, dropout=0.0,
-                             deep_output=deep_output)
-    decoder.build()
-    return decoder
+    return tiny_decoder(vocab_size, seed, deep_output=deep_output)
 
 
 def test_deep_output_is_the_default_and_its_config_is_unchanged():
