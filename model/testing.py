@@ -14,18 +14,19 @@ TINY_WORDS = ("a", "dog", "cat", "runs", "on", "the", "grass", "beach", "man", "
               "water", "two", "people", "sits", "near", "white", "black", "street")
 
 
-def tiny_decoder(vocab_size: int = 24, seed: int = 0, **options):
+def tiny_decoder(vocab_size: int = 24, seed: int | None = 0, *, units: int = 16, **options):
     """A built random-weight decoder for the ``tiny_test`` encoder's grids (embedding and projection
-    8, 16 units, no dropout); ``options`` go to :class:`~model.decoder.CaptionDecoder`
-    (``context_gate=True``, ``deep_output=False``, ...)."""
+    8, no dropout); ``options`` go to :class:`~model.decoder.CaptionDecoder` (``context_gate=True``,
+    ``deep_output=False``, the tag arguments, ...). ``seed`` None draws from Keras' current seed."""
     import keras
 
     from model.decoder import CaptionDecoder
     from model.encoders import get_encoder_spec
 
-    keras.utils.set_random_seed(seed)
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     decoder = CaptionDecoder(vocab_size, get_encoder_spec("tiny_test").channels, embedding_dim=8, feature_dim=8,
-                             units=16, dropout=0.0, **options)
+                             units=units, dropout=0.0, **options)
     decoder.build()
     return decoder
 
@@ -41,8 +42,7 @@ def make_tiny_bundle(directory: str | Path, *, seed: int = 0, units: int = 16, m
     import keras
 
     from model.bundle import save_bundle
-    from model.decoder import CaptionDecoder
-    from model.encoders import classifier_head, get_encoder_spec
+    from model.encoders import classifier_head
     from model.tags import TagMap
 
     keras.utils.set_random_seed(seed)
@@ -56,10 +56,8 @@ def make_tiny_bundle(directory: str | Path, *, seed: int = 0, units: int = 16, m
         tag_config = {"words": list(tag_map.words), "class_words": tag_map.class_words.tolist(),
                       "map_sha256": tag_map.sha256, "keyword_threshold": keyword_threshold}
         classifier = classifier_head("tiny_test")
-    decoder = CaptionDecoder(vocab_size=len(vocab), encoder_channels=get_encoder_spec("tiny_test").channels,
-                             embedding_dim=8, feature_dim=8, units=units, dropout=0.0, name="caption_decoder",
-                             deep_output=deep_output, **tag_args)
-    decoder.build()
+    decoder = tiny_decoder(len(vocab), seed=None, units=units, name="caption_decoder", deep_output=deep_output,
+                           **tag_args)
     # Random weights favour no token in particular; push <end> down so that captions have words
     # (they run to max_length), which is what the app and CLI tests need to show.
     logits = decoder.logits_dense
