@@ -263,6 +263,54 @@ def test_scheduled_word_dropout_rises_and_changes_the_inputs(tmp_path):
     assert abs(got["all"] - got["off"][0]) > 1e-4
 
 
+def test_trimmed_batches_keep_every_caption_and_train_the_same(tmp_path):
+    """The JAX trainer cuts each batch after its longest caption (a width that is a multiple of 4):
+    the loss and the updated weights equal those of the full 32-column batch, since the columns
+    cut are padding in every row. Keras on JAX, in its own process."""
+    pytest.importorskip("jax")
+    script = textwrap.dedent("""
+        import json
+        import numpy as np
+        import jax
+        from model.vocab import Vocabulary
+        from training.train import TrainConfig
+        from training.train_jax import JaxTrainer, _padded, trimmed
+
+        words = ["a", "dog", "runs", "on", "grass", "cat", "sits"]
+        vocab = Vocabulary(words, min_count=1)
+        config = TrainConfig(data="unused", out="unused", embedding_dim=8, feature_dim=8, units=16, epochs=1,
+                             dropout=0.0, grid_dropout=0.0, label_smoothing=0.1)
+        rng = np.random.default_rng(0)
+        feats = rng.normal(size=(3, 4, 6)).astype(np.float32)
+        tags = np.zeros((3, 0), np.float32)
+        seq = _padded([vocab.encode(words[:5]), vocab.encode(words[:2]), vocab.encode(words)], 32)
+        cut = trimmed(seq, vocab.pad_id)
+        results = []
+        for batch in (seq, cut):
+            trainer = JaxTrainer(config, vocab, channels=6, tag_words=(), steps_per_epoch=1)
+            state, xent = trainer._paired(trainer.state, feats, tags, batch, jax.random.PRNGKey(1), np.float32(0))
+            results.append((float(xent), [np.asarray(v) for v in state[0]]))
+        (full, full_weights), (short, short_weights) = results
+        print(json.dumps({"shape": list(cut.shape), "same_rows": bool((cut == seq[:, :cut.shape[1]]).all()),
+                          "rest_padding": bool((seq[:, cut.shape[1]:] == vocab.pad_id).all()),
+                          "loss": [full, short],
+                          "weights": max(float(np.abs(a - b).max()) for a, b in zip(full_weights, short_weights)),
+                          "moved": max(float(np.abs(a - np.asarray(v)).max()) for a, v in
+                                       zip(full_weights, JaxTrainer(config, vocab, 6, (), 1).state[0])),
+                          "empty": list(trimmed(np.zeros((2, 32), np.int32)).shape)}))
+    """)
+    env = os.environ | {"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["shape"] == [3, 12]  # the longest caption: 7 words, <start> and <end>
+    assert got["same_rows"] and got["rest_padding"]
+    assert got["loss"][0] == pytest.approx(got["loss"][1], rel=1e-5)
+    assert got["weights"] < 1e-6 < got["moved"]  # the same update, and an update at all
+    assert got["empty"] == [2, 2]
+
+
 def test_tensorflow_trainer_refuses_word_dropout(tmp_path):
     config = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), word_dropout=0.1)
     with pytest.raises(ValueError, match="JAX trainer"):
