@@ -222,7 +222,7 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
     from training.concepts import concept_scores
     from training.guards import NounForms, caption_guards
     from training.metrics import bleu4_fast
-    from training.train_jax import JaxTrainer, _batches, _padded, trimmed
+    from training.train_jax import JaxTrainer, _batches, _padded
 
     out = Path(config.out)
     run = prepare_scst_run(config)
@@ -304,7 +304,7 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
             figures.append(scst.train_step(photos, train_data.features[photos], tags))
             if text_pairs is not None and step % config.text_every == 0:
                 idx = next(text_batches)
-                figures[-1]["text_loss"] = float(trainer.text_step(text_tags[idx], trimmed(text_pairs[idx], vocab.pad_id)))
+                figures[-1]["text_loss"] = float(trainer.text_step(text_tags[idx], text_pairs[idx]))
             if step % 20 == 0:
                 log.info("epoch %d step %d: %s", epoch, step, " ".join(f"{k} {v:.3f}" for k, v in figures[-1].items()))
         seconds = time.perf_counter() - started

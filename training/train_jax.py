@@ -7,8 +7,8 @@ The same :class:`~model.decoder.CaptionDecoder` (written with ``keras.ops``), th
 tags and text-only sentences as :mod:`training.train`; only the loop differs: one ``jax.jit``-compiled
 step per kind of batch (photos, text-only sentences) over ``stateless_call``, each batch cut after
 its longest caption to a width that is a multiple of 4 (:func:`trimmed`), so each step compiles a few
-times and no step runs over columns that are padding in every row. Feature grids are computed here too (the encoder runs on the GPU
-through JAX) into the same cache as :mod:`training.features`. Each epoch writes
+times and no step runs over columns that are padding in every row. Feature grids are computed here
+too (the encoder runs on the GPU through JAX) into the same cache as :mod:`training.features`. Each epoch writes
 ``epochNN.weights.npz`` (variables by path, as a bundle stores them), so
 ``python -m training.train --export DIR --export-weights runs/X/epochNN.weights.npz`` (TensorFlow)
 turns any epoch into a bundle.
@@ -189,10 +189,12 @@ class JaxTrainer:
         return key
 
     def paired_step(self, feats, tags, seq) -> float:
+        seq = trimmed(seq, self.vocab.pad_id)
         self.state, xent = self._paired(self.state, feats, tags, seq, self._next_key(), np.float32(self.word_dropout))
         return xent
 
     def text_step(self, tags, seq) -> float:
+        seq = trimmed(seq, self.vocab.pad_id)
         self.state, xent = self._text(self.state, tags, seq, self._next_key(), np.float32(self.word_dropout))
         return xent
 
@@ -340,9 +342,9 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
             kind, idx = jobs[j]
             if kind == "p":
                 photos = jnp.asarray(train_data.pairs_image[idx])
-                losses.append(trainer.paired_step(features[photos], train_tags[photos], trimmed(pairs[idx], vocab.pad_id)))
+                losses.append(trainer.paired_step(features[photos], train_tags[photos], pairs[idx]))
             else:
-                text_losses.append(trainer.text_step(text_tags[idx], trimmed(text_pairs[idx], vocab.pad_id)))
+                text_losses.append(trainer.text_step(text_tags[idx], text_pairs[idx]))
         train_loss = float(np.mean([float(x) for x in losses]))
         text_loss = float(np.mean([float(x) for x in text_losses])) if text_losses else None
         seconds = time.perf_counter() - started
