@@ -67,7 +67,8 @@ class SCSTConfig:
 
     data: str
     out: str
-    init: str | None = None  # cross-entropy run folder (needed for a new run; a resumed run reads its own copy)
+    # A cross-entropy run folder or a model bundle (needed for a new run; a resumed run reads its own copy).
+    init: str | None = None
     cache: str | None = None  # feature cache (default: the init run's, else the user cache)
     epochs: int = 8
     batch_size: int = 20  # photos per step; each gets `samples` captions
@@ -454,13 +455,14 @@ class GuardedSearch:
 # The run
 
 
-def _train_config(config: SCSTConfig, source: Path):
-    """The cross-entropy run's TrainConfig (from its ``train_config.json`` at ``source``), pointed at
-    this run's folder, learning rate and data."""
+def _train_config(config: SCSTConfig, source: Path | dict):
+    """The cross-entropy run's TrainConfig (from its ``train_config.json`` at ``source``, or those
+    values), pointed at this run's folder, learning rate and data."""
     from training.train import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in json.loads(source.read_text()).items() if k in known}
+    stored = source if isinstance(source, dict) else json.loads(source.read_text())
+    values = {k: v for k, v in stored.items() if k in known}
     values.update(data=config.data, out=config.out, learning_rate=config.learning_rate, lr_decay=config.lr_decay,
                   clip_norm=config.clip_norm, limit=config.limit, strategy="default")
     if config.cache:
@@ -489,6 +491,51 @@ class RunData:
     dev_refs: dict[int, list[str]]  # dev photo index -> its raw references
 
 
+@dataclass(frozen=True)
+class InitSource:
+    """What a new SCST run starts from: the cross-entropy settings, the vocabulary, the weights."""
+
+    settings: dict  # TrainConfig values (``train_config.json``)
+    vocab: Path
+    weights: Path
+    history: Path | None = None  # the cross-entropy run's history, when there is one
+
+
+def init_source(init: str | Path) -> InitSource:
+    """``init`` as an :class:`InitSource`: a finished cross-entropy run folder (``train_config.json``,
+    ``vocab.json``, ``best.weights.npz``), or a model bundle (``config.json``, ``vocab.json``,
+    ``decoder.weights.npz``) made by ``training.train --export``, to fine-tune a shipped model: its
+    settings are the bundle's recorded training hyperparameters with the decoder's own architecture."""
+    init = Path(init)
+    if (init / "train_config.json").is_file():
+        for name in ("vocab.json", "best.weights.npz"):
+            if not (init / name).is_file():
+                raise FileNotFoundError(f"{init / name} is missing: --init must be a finished training run")
+        history = init / "history.json"
+        return InitSource(json.loads((init / "train_config.json").read_text()), init / "vocab.json",
+                          init / "best.weights.npz", history if history.is_file() else None)
+    if (init / "config.json").is_file():
+        bundle = json.loads((init / "config.json").read_text())
+        settings = (bundle.get("training") or {}).get("hyperparameters")
+        weights = init / (bundle.get("weights") or {}).get("file", "decoder.weights.npz")
+        if not isinstance(settings, dict) or not weights.is_file() or not (init / "vocab.json").is_file():
+            raise FileNotFoundError(f"{init} is a bundle without its training settings, vocab.json or decoder "
+                                    "weights: --init needs a bundle written by training.train --export")
+        settings = settings | {k: v for k, v in bundle.get("decoder", {}).items() if k in settings or
+                               k in ("context_gate", "deep_output")}
+        settings["encoder"] = bundle.get("encoder", {}).get("name", settings.get("encoder"))
+        return InitSource(settings, init / "vocab.json", weights)
+    raise FileNotFoundError(f"{init} is neither a finished training run (train_config.json) nor a model bundle "
+                            "(config.json)")
+
+
+def init_weights_path(config: SCSTConfig) -> Path:
+    """The weights a new run starts from: its own copy (runs made since the copy was kept), else the
+    ``--init`` run's best epoch."""
+    own = Path(config.out) / "init.weights.npz"
+    return own if own.is_file() else Path(config.init) / "best.weights.npz"
+
+
 def prepare_scst_run(config: SCSTConfig) -> RunData:
     """Set up the run folder ``config.out`` (a new run copies the ``--init`` run's vocabulary and
     settings; a resumed run reads its own copy) and load the data."""
@@ -500,14 +547,13 @@ def prepare_scst_run(config: SCSTConfig) -> RunData:
     if fresh:
         if not config.init:
             raise ValueError("a new SCST run needs --init RUN (a finished cross-entropy run folder)")
-        init = Path(config.init)
-        for name in ("train_config.json", "vocab.json", "best.weights.npz"):
-            if not (init / name).is_file():
-                raise FileNotFoundError(f"{init / name} is missing: --init must be a finished training run")
-        shutil.copyfile(init / "vocab.json", out / "vocab.json")
-        shutil.copyfile(init / "train_config.json", out / "init_train_config.json")
-        if (init / "history.json").is_file():
-            shutil.copyfile(init / "history.json", out / "init_history.json")
+        source = init_source(config.init)
+        shutil.copyfile(source.vocab, out / "vocab.json")
+        (out / "init_train_config.json").write_text(json.dumps(source.settings, indent=2))
+        with np.load(source.weights, allow_pickle=False) as stored:  # a bundle's are float16
+            np.savez(out / "init.weights.npz", **{k: stored[k].astype(np.float32) for k in stored.files})
+        if source.history is not None:
+            shutil.copyfile(source.history, out / "init_history.json")
     train_config = _train_config(config, out / "init_train_config.json")
     vocab = Vocabulary.load(out / "vocab.json")
     (out / "train_config.json").write_text(json.dumps(asdict(train_config), indent=2))
@@ -554,9 +600,9 @@ def run_scst(config: SCSTConfig) -> dict:
         scst.checkpoint.restore(scst.manager.latest_checkpoint).expect_partial()
         log.info("resumed from %s (SCST epoch %d done)", scst.manager.latest_checkpoint, int(scst.epoch.numpy()))
     else:
-        with np.load(Path(config.init) / "best.weights.npz", allow_pickle=False) as npz:
+        with np.load(init_weights_path(config), allow_pickle=False) as npz:
             assign_variables(trainer.decoder, {k: npz[k] for k in npz.files})
-        log.info("starting from %s (best cross-entropy epoch)", config.init)
+        log.info("starting from %s", config.init)
 
     text_batches = _text_batches(config, train_config, tag_map, vocab)
     history_path = out / "history.json"
@@ -687,7 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scst", action="store_true", required=True, help="self-critical fine-tuning")
     parser.add_argument("--data", required=True, help="Flickr8k-layout folder")
     parser.add_argument("--out", required=True, help="the SCST run folder")
-    parser.add_argument("--init", default=None, help="the cross-entropy run folder to start from")
+    parser.add_argument("--init", default=None,
+                        help="the cross-entropy run folder, or a model bundle, to start from")
     parser.add_argument("--cache", default=None, help="feature cache folder (default: the init run's)")
     for name in ("epochs", "batch_size", "samples", "text_every", "eval_beam", "eval_batch_size", "seed", "limit", "max_steps"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))

@@ -37,6 +37,8 @@ from training.scst import (
     best_captions,
     candidate_rows,
     concept_figures,
+    init_source,
+    init_weights_path,
     mean_of_others,
     prepare_scst_run,
 )
@@ -235,9 +237,10 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
     trainer = JaxTrainer(train_config, vocab, train_data.features.shape[-1],
                          tag_map.words if tag_map is not None else (), max(steps_per_epoch, 1))
     done = sorted(out.glob("epoch[0-9][0-9].weights.npz"))
-    trainer.load_weights(done[-1] if done else Path(config.init) / "best.weights.npz")
+    start = done[-1] if done else init_weights_path(config)
+    trainer.load_weights(start)
     first_epoch = int(done[-1].name[5:7]) + 1 if done else 1
-    log.info("starting from %s", done[-1] if done else Path(config.init) / "best.weights.npz")
+    log.info("starting from %s", start if done else config.init)
 
     steps = JaxDecoderSteps(trainer.decoder, lambda: trainer.state[:2])
     if config.candidates == "guarded":
@@ -355,8 +358,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run_config = Path(config.out) / "init_train_config.json"  # a resumed run's own copy
     if not run_config.is_file() and not config.init:
-        raise SystemExit("a new SCST run needs --init RUN (a finished cross-entropy run folder)")
-    init_config = _train_config(config, run_config if run_config.is_file() else Path(config.init) / "train_config.json")
+        raise SystemExit("a new SCST run needs --init RUN (a finished cross-entropy run folder, or a model bundle)")
+    init_config = _train_config(config, run_config if run_config.is_file() else init_source(config.init).settings)
     compute_features(init_config)  # the grids not cached yet, with the encoder on JAX
     watch = []
     if watch_args:

@@ -260,6 +260,40 @@ def test_a_new_run_without_init_is_refused(tiny_flickr, tmp_path):
         run_scst(SCSTConfig(data=str(tiny_flickr.root), out=str(tmp_path / "scst")))
 
 
+def test_a_run_starts_from_a_model_bundle_with_its_weights_and_architecture(tiny_flickr, ce_run, tmp_path):
+    """``--init BUNDLE``: fine-tuning a shipped model. The run takes the bundle's vocabulary, its
+    recorded training settings with the decoder's architecture, and its (float16) weights."""
+    from model.bundle import load_bundle
+
+    bundle = tmp_path / "bundle"
+    assert train_main(["--data", str(tiny_flickr.root), "--out", ce_run.out, "--export", str(bundle)]) == 0
+    config = json.loads((bundle / "config.json").read_text())
+    config["training"]["hyperparameters"]["feature_dim"] = 99  # the decoder's own 16 wins
+    (bundle / "config.json").write_text(json.dumps(config))
+
+    out = tmp_path / "scst"
+    args = _scst_args(tiny_flickr, ce_run, out, epochs=1)
+    args[args.index("--init") + 1] = str(bundle)
+    assert train_main(args) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1] and math.isfinite(history[1]["train"]["loss"])
+    assert (out / "vocab.json").read_text() == (bundle / "vocab.json").read_text()
+    settings = json.loads((out / "train_config.json").read_text())
+    assert settings["feature_dim"] == 16 and settings["out"] == str(out) and settings["tags"] is True
+    with np.load(out / "init.weights.npz") as start:
+        weights = load_bundle(bundle).weights
+        assert set(start.files) == set(weights)
+        for key, value in weights.items():
+            assert start[key].dtype == np.float32
+            np.testing.assert_array_equal(start[key], value.astype(np.float32))
+
+
+def test_an_init_that_is_neither_a_run_nor_a_bundle_is_named(tiny_flickr, tmp_path):
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(FileNotFoundError, match="neither a finished training run"):
+        run_scst(SCSTConfig(data=str(tiny_flickr.root), out=str(tmp_path / "scst"), init=str(tmp_path / "photos")))
+
+
 def test_mean_of_other_samples_baseline():
     reward = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 6.0]])
     np.testing.assert_allclose(mean_of_others(reward), [[2.5, 2.0, 1.5], [3.0, 3.0, 0.0]])
