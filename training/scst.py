@@ -546,7 +546,7 @@ def prepare_scst_run(config: SCSTConfig) -> RunData:
     fresh = not (out / "checkpoints").is_dir() or not any((out / "checkpoints").iterdir())
     if fresh:
         if not config.init:
-            raise ValueError("a new SCST run needs --init RUN (a finished cross-entropy run folder)")
+            raise ValueError("a new SCST run needs --init RUN (a finished cross-entropy run folder, or a model bundle)")
         source = init_source(config.init)
         shutil.copyfile(source.vocab, out / "vocab.json")
         (out / "init_train_config.json").write_text(json.dumps(source.settings, indent=2))
