@@ -455,14 +455,13 @@ class GuardedSearch:
 # The run
 
 
-def _train_config(config: SCSTConfig, source: Path | dict):
-    """The cross-entropy run's TrainConfig (from its ``train_config.json`` at ``source``, or those
-    values), pointed at this run's folder, learning rate and data."""
+def _train_config(config: SCSTConfig, source: Path):
+    """The cross-entropy run's TrainConfig (from its ``train_config.json`` at ``source``), pointed at
+    this run's folder, learning rate and data."""
     from training.train import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    stored = source if isinstance(source, dict) else json.loads(source.read_text())
-    values = {k: v for k, v in stored.items() if k in known}
+    values = {k: v for k, v in json.loads(source.read_text()).items() if k in known}
     values.update(data=config.data, out=config.out, learning_rate=config.learning_rate, lr_decay=config.lr_decay,
                   clip_norm=config.clip_norm, limit=config.limit, strategy="default")
     if config.cache:
@@ -497,36 +496,39 @@ class InitSource:
 
     settings: dict  # TrainConfig values (``train_config.json``)
     vocab: Path
-    weights: Path
+    weights: dict[str, np.ndarray]
     history: Path | None = None  # the cross-entropy run's history, when there is one
 
 
 def init_source(init: str | Path) -> InitSource:
     """``init`` as an :class:`InitSource`: a finished cross-entropy run folder (``train_config.json``,
-    ``vocab.json``, ``best.weights.npz``), or a model bundle (``config.json``, ``vocab.json``,
-    ``decoder.weights.npz``) made by ``training.train --export``, to fine-tune a shipped model: its
-    settings are the bundle's recorded training hyperparameters with the decoder's own architecture."""
+    ``vocab.json``, ``best.weights.npz``), or a model bundle made by ``training.train --export``
+    (read and checked by :func:`model.bundle.load_bundle`), to fine-tune a shipped model: its settings
+    are the bundle's recorded training hyperparameters with the decoder's own architecture."""
+    from model.bundle import load_bundle
+
     init = Path(init)
     if (init / "train_config.json").is_file():
         for name in ("vocab.json", "best.weights.npz"):
             if not (init / name).is_file():
                 raise FileNotFoundError(f"{init / name} is missing: --init must be a finished training run")
+        with np.load(init / "best.weights.npz", allow_pickle=False) as stored:
+            weights = {k: stored[k] for k in stored.files}
         history = init / "history.json"
-        return InitSource(json.loads((init / "train_config.json").read_text()), init / "vocab.json",
-                          init / "best.weights.npz", history if history.is_file() else None)
-    if (init / "config.json").is_file():
-        bundle = json.loads((init / "config.json").read_text())
-        settings = (bundle.get("training") or {}).get("hyperparameters")
-        weights = init / (bundle.get("weights") or {}).get("file", "decoder.weights.npz")
-        if not isinstance(settings, dict) or not weights.is_file() or not (init / "vocab.json").is_file():
-            raise FileNotFoundError(f"{init} is a bundle without its training settings, vocab.json or decoder "
-                                    "weights: --init needs a bundle written by training.train --export")
-        settings = settings | {k: v for k, v in bundle.get("decoder", {}).items() if k in settings or
-                               k in ("context_gate", "deep_output")}
-        settings["encoder"] = bundle.get("encoder", {}).get("name", settings.get("encoder"))
-        return InitSource(settings, init / "vocab.json", weights)
-    raise FileNotFoundError(f"{init} is neither a finished training run (train_config.json) nor a model bundle "
-                            "(config.json)")
+        return InitSource(json.loads((init / "train_config.json").read_text()), init / "vocab.json", weights,
+                          history if history.is_file() else None)
+    if not (init / "config.json").is_file():
+        raise FileNotFoundError(f"{init} is neither a finished training run (train_config.json) nor a model bundle "
+                                "(config.json)")
+    bundle = load_bundle(init)
+    settings = (bundle.config.get("training") or {}).get("hyperparameters")
+    if not isinstance(settings, dict) or not bundle.weights:
+        raise ValueError(f"{init}: a bundle without its training settings or decoder weights; --init needs a "
+                         "bundle written by training.train --export")
+    architecture = {k: v for k, v in bundle.config["decoder"].items()
+                    if k in settings or k in ("context_gate", "deep_output")}
+    return InitSource(settings | architecture | {"encoder": bundle.config["encoder"]["name"]},
+                      init / bundle.config.get("vocabulary", "vocab.json"), bundle.weights)
 
 
 def init_weights_path(config: SCSTConfig) -> Path:
@@ -536,25 +538,33 @@ def init_weights_path(config: SCSTConfig) -> Path:
     return own if own.is_file() else Path(config.init) / "best.weights.npz"
 
 
+def start_run_folder(config: SCSTConfig) -> Path:
+    """Make ``config.out`` a run folder: a new run copies the ``--init`` run's (or bundle's)
+    vocabulary, settings (``init_train_config.json``) and weights (``init.weights.npz``, float32); a
+    run that has its own copy keeps it. Returns the copy of the settings."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = out / "init_train_config.json"
+    if settings.is_file():
+        return settings
+    if not config.init:
+        raise ValueError("a new SCST run needs --init RUN (a finished cross-entropy run folder, or a model bundle)")
+    source = init_source(config.init)
+    shutil.copyfile(source.vocab, out / "vocab.json")
+    np.savez(out / "init.weights.npz", **{k: v.astype(np.float32) for k, v in source.weights.items()})
+    if source.history is not None:
+        shutil.copyfile(source.history, out / "init_history.json")
+    settings.write_text(json.dumps(source.settings, indent=2))  # last: the folder is complete
+    return settings
+
+
 def prepare_scst_run(config: SCSTConfig) -> RunData:
     """Set up the run folder ``config.out`` (a new run copies the ``--init`` run's vocabulary and
     settings; a resumed run reads its own copy) and load the data."""
     from training.train import _tag_setup, prepare_split
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fresh = not (out / "checkpoints").is_dir() or not any((out / "checkpoints").iterdir())
-    if fresh:
-        if not config.init:
-            raise ValueError("a new SCST run needs --init RUN (a finished cross-entropy run folder, or a model bundle)")
-        source = init_source(config.init)
-        shutil.copyfile(source.vocab, out / "vocab.json")
-        (out / "init_train_config.json").write_text(json.dumps(source.settings, indent=2))
-        with np.load(source.weights, allow_pickle=False) as stored:  # a bundle's are float16
-            np.savez(out / "init.weights.npz", **{k: stored[k].astype(np.float32) for k in stored.files})
-        if source.history is not None:
-            shutil.copyfile(source.history, out / "init_history.json")
-    train_config = _train_config(config, out / "init_train_config.json")
+    train_config = _train_config(config, start_run_folder(config))
     vocab = Vocabulary.load(out / "vocab.json")
     (out / "train_config.json").write_text(json.dumps(asdict(train_config), indent=2))
     (out / "scst_config.json").write_text(json.dumps(asdict(config), indent=2))

@@ -37,10 +37,10 @@ from training.scst import (
     best_captions,
     candidate_rows,
     concept_figures,
-    init_source,
     init_weights_path,
     mean_of_others,
     prepare_scst_run,
+    start_run_folder,
 )
 
 log = logging.getLogger(__name__)
@@ -356,10 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     watch_args = args.pop("watch")
     config = SCSTConfig(**args)
 
-    run_config = Path(config.out) / "init_train_config.json"  # a resumed run's own copy
-    if not run_config.is_file() and not config.init:
+    if not (Path(config.out) / "init_train_config.json").is_file() and not config.init:  # not a resumed run
         raise SystemExit("a new SCST run needs --init RUN (a finished cross-entropy run folder, or a model bundle)")
-    init_config = _train_config(config, run_config if run_config.is_file() else init_source(config.init).settings)
+    init_config = _train_config(config, start_run_folder(config))
     compute_features(init_config)  # the grids not cached yet, with the encoder on JAX
     watch = []
     if watch_args:
