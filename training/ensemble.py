@@ -5,8 +5,9 @@ two doubles the decoding time.
     python -m training.evaluate --bundle resources/models/flickr8k-lite2 --runtime tf \\
         --ensemble-weights runs/other/epoch09.weights.npz --data ../shared/data/flickr8k --split dev
 
-The decoders share the bundle's vocabulary, tags, guards and decoding; the extra ones are the bundle's
-architecture with other weights (``runs/X/epochNN.weights.npz``). The attention maps shown for each
+The decoders share the bundle's vocabulary, tags, guards and decoding; the extra ones are other
+weights (``runs/X/epochNN.weights.npz``), each with its run's architecture
+(:func:`training.run_weights.with_run_weights`), so decoders of different shapes can be averaged. The attention maps shown for each
 word are the first decoder's.
 """
 
@@ -64,17 +65,14 @@ class EnsembleSteps:
 def ensemble_captioner(captioner, weight_files: Sequence[str | Path]):
     """Make ``captioner`` (a :class:`model.captioner.Captioner` on the TensorFlow runtime) decode with
     its decoder and one more per weight file, averaged; returns it."""
-    from model.bundle import assign_variables
     from model.runtime import KerasDecoderSteps
+    from training.run_weights import with_run_weights
 
     if captioner.runtime != "tf":
         raise ValueError("an ensemble decodes with the TensorFlow runtime: pass --runtime tf")
     members = [captioner.model]
     for path in weight_files:
-        decoder = captioner.bundle.build_decoder()
-        with np.load(path) as stored:
-            assign_variables(decoder, {key: stored[key].astype(np.float32) for key in stored.files})
-        members.append(KerasDecoderSteps(decoder))
+        members.append(KerasDecoderSteps(with_run_weights(captioner.bundle, path).build_decoder()))
     captioner.model = EnsembleSteps(members)
     captioner.set_decoding(captioner.bundle.config.get("decoding", {}))  # the search now steps the ensemble
     return captioner

@@ -4,9 +4,12 @@ Usage::
 
     python -m training.evaluate --bundle DIR --data DIR --split dev --beam 3 [--json out.json]
     python -m training.evaluate --bundle DIR --images FOLDER --tokens FILE [--limit N]
+    python -m training.evaluate --weights runs/x/epoch08.weights.npz --data DIR --split dev --no-java
 
 The first form reads a Flickr8k-layout folder and one of its splits; the second scores any folder of
-photos against a token file in the Flickr8k format (``<image>#<i>\\t<caption>``). It prints a compact
+photos against a token file in the Flickr8k format (``<image>#<i>\\t<caption>``); the third scores
+a training run's epoch with the bundle's vocabulary, tags, guards and decoding, without exporting
+it (:mod:`training.run_weights`). It prints a compact
 table and, with ``--json``, writes the metrics, the settings and every image's caption.
 
 Beside the COCO caption metrics it reports whether captions name what is in the photo
@@ -155,6 +158,16 @@ def evaluate_bundle(
     return report
 
 
+def load_scored_bundle(bundle_dir: str | Path | None, weights: str | Path | None = None):
+    """The bundle to score (the shipped one when ``bundle_dir`` is None), with a run's decoder
+    ``weights`` in place of its own when given (:func:`training.run_weights.with_run_weights`)."""
+    from model.bundle import load_bundle
+    from training.run_weights import with_run_weights
+
+    bundle = load_bundle(bundle_dir)
+    return bundle if weights is None else with_run_weights(bundle, weights)
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report's metrics as a short text table, headed by what was scored."""
     source = report.get("source", "")
@@ -195,9 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
                         help="auto: ONNX Runtime when the bundle has graphs, else TensorFlow")
     parser.add_argument("--json", type=Path, default=None, help="write the report (metrics and captions) here")
+    parser.add_argument("--weights", type=Path, default=None, metavar="WEIGHTS",
+                        help="decode with these decoder weights (runs/X/epochNN.weights.npz, the run's "
+                             "architecture) instead of the bundle's; TensorFlow runtime")
     parser.add_argument("--ensemble-weights", type=Path, nargs="+", default=None, metavar="WEIGHTS",
-                        help="decode with the bundle's decoder and these (runs/X/epochNN.weights.npz, the "
-                             "bundle's architecture) together, log-probabilities averaged (needs --runtime tf)")
+                        help="decode with the bundle's decoder (or --weights) and these (runs/X/epochNN.weights.npz, "
+                             "each its run's architecture) together, log-probabilities averaged (needs --runtime tf)")
     parser.add_argument(
         "--no-java", action="store_true", help="skip Java: Python tokenizer, no METEOR (quick, approximate)"
     )
@@ -219,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.ensemble_weights and args.runtime != "tf":
         parser.error("--ensemble-weights decodes with the TensorFlow runtime: add --runtime tf")
+    if args.weights and args.runtime == "onnx":
+        parser.error("--weights decodes with the TensorFlow runtime (the ONNX graphs are the bundle's own decoder)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
@@ -238,16 +256,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     captioner = None
-    if args.ensemble_weights:
+    if args.weights or args.ensemble_weights:
+        from model.bundle import BundleError
         from model.captioner import Captioner
         from training.ensemble import ensemble_captioner
 
-        captioner = ensemble_captioner(Captioner.from_bundle(args.bundle, device=args.device, runtime="tf"),
-                                       args.ensemble_weights)
+        try:
+            captioner = Captioner(load_scored_bundle(args.bundle, args.weights), device=args.device, runtime="tf")
+            if args.ensemble_weights:
+                captioner = ensemble_captioner(captioner, args.ensemble_weights)
+        except BundleError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     report = evaluate_bundle(
         args.bundle, items, beam=args.beam, batch_size=args.batch_size, device=args.device, runtime=args.runtime,
         captioner=captioner, progress=True, use_java=not args.no_java,
     )
+    if args.weights:
+        report["weights"] = str(args.weights)
     if args.ensemble_weights:
         report["ensemble_weights"] = [str(path) for path in args.ensemble_weights]
     report = {"source": source, "n_skipped": n_skipped, **report}

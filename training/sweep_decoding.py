@@ -2,6 +2,7 @@
 
     python -m training.sweep_decoding --variants sweep.json --data ../shared/data/flickr8k --split dev
     python -m training.sweep_decoding --variants sweep.json --images DIR --tokens FILE [--bundle DIR]
+    python -m training.sweep_decoding --variants sweep.json --weights runs/x/epoch08.weights.npz --data ...
 
 ``sweep.json`` names each setting by the changes it makes to the bundle's ``"decoding"`` entry::
 
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.sweep_decoding", description=__doc__.splitlines()[0])
     parser.add_argument("--variants", type=Path, required=True, help="JSON: setting name -> changes to 'decoding'")
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped one)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="a run's decoder weights in place of the bundle's (TensorFlow runtime; "
+                             "see training.run_weights)")
     parser.add_argument("--beam", type=int, default=3)
     parser.add_argument("--runtime", choices=["auto", "onnx", "tf"], default="auto")
     parser.add_argument("--json", type=Path, default=None, help="write every setting's report here")
@@ -135,9 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     items = (load_dataset(args.data, args.split)[0] if args.data is not None
              else load_items(args.images, args.tokens)[0])[: args.limit]
+    from model.bundle import BundleError
     from model.captioner import Captioner
+    from training.evaluate import load_scored_bundle
 
-    captioner = Captioner.from_bundle(args.bundle, device="cpu", runtime=args.runtime)
+    if args.weights is not None and args.runtime == "onnx":
+        print("--weights decodes with the TensorFlow runtime (the ONNX graphs are the bundle's own decoder)",
+              file=sys.stderr)
+        return 2
+    try:
+        bundle = load_scored_bundle(args.bundle, args.weights)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    captioner = Captioner(bundle, device="cpu", runtime="tf" if args.weights is not None else args.runtime)
     reports = sweep(captioner, items, variants, beam=args.beam)
     print(f"{len(items)} photos, beam {args.beam}, model {captioner.name} (no Java: Python tokenizer, no METEOR)")
     print(format_sweep(reports))

@@ -1,0 +1,80 @@
+"""A training run's decoder weights in a bundle's place, to score an epoch without exporting it first.
+
+    python -m training.evaluate --weights runs/x/epoch08.weights.npz --data DATA --split dev --no-java
+    python -m training.sweep_decoding --weights runs/x/epoch08.weights.npz --variants sweep.json ...
+
+The epoch is decoded with everything else of the bundle (the shipped one by default): its vocabulary,
+encoder, tags and classifier, probes, guards and decoding settings, on the TensorFlow runtime (the
+bundle's ONNX graphs hold its own weights, not these). The decoder's shape is the run's: where the
+run's ``train_config.json`` lies beside the weights, its architecture fields (a ``--no-deep-output``
+or ``--feature-dim 256`` run) replace the bundle's; without one, the bundle's shape is assumed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from model.bundle import Bundle, BundleError
+from model.vocab import Vocabulary
+
+# The training settings that shape the decoder, under the names both TrainConfig and CaptionDecoder use.
+ARCHITECTURE_FIELDS = ("embedding_dim", "feature_dim", "units", "dropout", "grid_dropout", "context_gate",
+                       "deep_output")
+
+
+def run_architecture(weights: str | Path) -> dict:
+    """The architecture fields of the run that wrote ``weights`` (its ``train_config.json``), or ``{}``
+    when the weights lie outside a run folder."""
+    config_path = Path(weights).parent / "train_config.json"
+    if not config_path.is_file():
+        return {}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{config_path}: unreadable run settings ({exc})") from None
+    return {name: config[name] for name in ARCHITECTURE_FIELDS if name in config}
+
+
+def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:
+    """``bundle`` with the decoder weights in ``weights`` (an ``epochNN.weights.npz`` of a run) and the
+    run's architecture; the bundle itself is left unchanged.
+
+    Raises:
+        BundleError: the weights are missing or unreadable, the run's vocabulary (``vocab.json`` beside
+            them) is not the bundle's (token ids would mean other words), or the run was trained with
+            tags where the bundle has none or the other way round.
+    """
+    weights = Path(weights)
+    if not weights.is_file():
+        raise BundleError(f"decoder weights not found: {weights}")
+    vocab_path = weights.parent / "vocab.json"
+    try:
+        run_vocab = Vocabulary.load(vocab_path) if vocab_path.is_file() else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{vocab_path}: unreadable vocabulary ({exc})") from None
+    if run_vocab is not None and run_vocab.words != bundle.vocab.words:
+        raise BundleError(f"{vocab_path} is not the vocabulary of {bundle.path}: score the run with the bundle "
+                          f"exported from it, or with a bundle that shares its vocabulary")
+    architecture = run_architecture(weights)
+    run_config = weights.parent / "train_config.json"
+    if run_config.is_file():
+        run_tags = bool(json.loads(run_config.read_text(encoding="utf-8")).get("tags"))
+        if run_tags != bool(bundle.config["decoder"].get("num_tags")):
+            raise BundleError(f"{weights}: the run was trained {'with' if run_tags else 'without'} tags and "
+                              f"{bundle.path} decodes {'without' if run_tags else 'with'} them")
+    try:
+        with np.load(weights, allow_pickle=False) as stored:
+            arrays = {key: stored[key].astype(np.float32) for key in stored.files}
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{weights}: unreadable weights ({exc})") from None
+    config = copy.deepcopy(bundle.config)
+    config["decoder"].update(architecture)
+    config.pop("graphs", None)  # the graphs are the bundle's own decoder
+    config["weights"] = {"file": str(weights), "dtype": "float32"}
+    config["name"] = f"{bundle.name} with {weights}"
+    return dataclasses.replace(bundle, config=config, weights=arrays)
