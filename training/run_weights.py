@@ -46,8 +46,9 @@ def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:
 
     Raises:
         BundleError: the weights are missing or unreadable, the run's vocabulary (``vocab.json`` beside
-            them) is not the bundle's (token ids would mean other words), or the run was trained with
-            tags where the bundle has none or the other way round.
+            them) is not the bundle's (token ids would mean other words), the run was trained with
+            tags where the bundle has none or the other way round, or weights outside a run folder
+            are not shaped like the bundle's decoder.
     """
     weights = Path(weights)
     if not weights.is_file():
@@ -72,6 +73,9 @@ def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:
             arrays = {key: stored[key].astype(np.float32) for key in stored.files}
     except (OSError, ValueError) as exc:
         raise BundleError(f"{weights}: unreadable weights ({exc})") from None
+    if not architecture and bundle.weights and set(arrays) != set(bundle.weights):
+        raise BundleError(f"{weights}: not shaped like the decoder of {bundle.path}, and no train_config.json "
+                          f"beside them says their shape: score them from their run folder")
     config = copy.deepcopy(bundle.config)
     config["decoder"].update(architecture)
     config.pop("graphs", None)  # the graphs are the bundle's own decoder
