@@ -100,3 +100,20 @@ def ce_run(tiny_flickr, tmp_path):
     assert trainer.decoder.num_tags > 0 and trainer.decoder.copy_ids
     trainer.save_best()
     return config
+
+
+@pytest.fixture()
+def captioned_folder(tmp_path):
+    """``(images, token file)``: five random photos captioned "a dog runs on the grass" and a broken one."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(images / f"p{i}.jpg")
+        lines += [f"p{i}.jpg#{k}\ta dog runs on the grass" for k in range(2)]
+    (images / "broken.jpg").write_bytes(b"not a photo")
+    lines += ["broken.jpg#0\ta man"]
+    tokens = tmp_path / "captions.token.txt"
+    tokens.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return images, tokens

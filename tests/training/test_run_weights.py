@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from model.bundle import BundleError, load_bundle
 from model.vocab import Vocabulary
@@ -89,20 +88,6 @@ def test_a_run_with_another_vocabulary_or_tag_setting_is_refused(tmp_path):
         with_run_weights(bundle, tmp_path / "run" / "epoch99.weights.npz")
 
 
-@pytest.fixture()
-def captioned_folder(tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(1)
-    lines = []
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(images / f"p{i}.jpg")
-        lines += [f"p{i}.jpg#{k}\ta dog runs on the grass" for k in range(2)]
-    tokens = tmp_path / "captions.token.txt"
-    tokens.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return images, tokens
-
-
 def test_the_scoring_commands_score_a_runs_epoch(tmp_path, captioned_folder, capsys):
     from model.testing import make_tiny_bundle
 
@@ -128,7 +113,8 @@ def test_the_scoring_commands_score_a_runs_epoch(tmp_path, captioned_folder, cap
     assert sweep_decoding.main(["--bundle", str(shipped), "--weights", str(epoch), *source,
                                 "--variants", str(variants), "--json", str(out)]) == 0
     swept = json.loads(out.read_text(encoding="utf-8"))["as shipped"]
-    assert [c["caption"] for c in swept["captions"]] == [c["caption"] for c in by_bundle["captions"]]
+    # the sweep leaves the broken photo out; the evaluation lists it as failed
+    assert [c["caption"] for c in swept["captions"]] == [c["caption"] for c in by_bundle["captions"] if c["caption"]]
 
     capsys.readouterr()
     assert evaluate.main(["--bundle", str(shipped), "--weights", str(tmp_path / "none.npz"), *source,

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from training.sweep_decoding import main, patched
 
@@ -16,22 +15,6 @@ def test_patch_replaces_removes_and_adds_rules():
     out = patched(base, {"length_penalty": 0.8, "prefer_tags_above": None, "absent+": [{"tag": "cat"}]})
     assert out == {"length_penalty": 0.8, "absent": [{"tag": "dog"}, {"tag": "cat"}]}
     assert base["absent"] == [{"tag": "dog"}]  # the bundle's own settings are not touched
-
-
-@pytest.fixture()
-def captioned_folder(tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(5):
-        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(images / f"p{i}.jpg")
-        lines += [f"p{i}.jpg#{k}\ta dog runs on the grass" for k in range(2)]
-    (images / "broken.jpg").write_bytes(b"not a photo")
-    lines += ["broken.jpg#0\ta man"]
-    tokens = tmp_path / "captions.token.txt"
-    tokens.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return images, tokens
 
 
 def test_sweep_scores_each_setting_and_restores_the_bundles(tmp_path, captioned_folder, capsys):
