@@ -7,8 +7,8 @@ two doubles the decoding time.
 
 The decoders share the bundle's vocabulary, tags, guards and decoding; the extra ones are other
 weights (``runs/X/epochNN.weights.npz``), each with its run's architecture
-(:func:`training.run_weights.with_run_weights`), so decoders of different shapes can be averaged. The attention maps shown for each
-word are the first decoder's.
+(:func:`training.run_weights.with_run_weights`), so decoders of different shapes can be averaged.
+The attention maps shown for each word are the first decoder's.
 """
 
 from __future__ import annotations
