@@ -9,8 +9,8 @@ Usage::
 The first form reads a Flickr8k-layout folder and one of its splits; the second scores any folder of
 photos against a token file in the Flickr8k format (``<image>#<i>\\t<caption>``); the third scores
 a training run's epoch with the bundle's vocabulary, tags, guards and decoding, without exporting
-it (:mod:`training.run_weights`). It prints a compact
-table and, with ``--json``, writes the metrics, the settings and every image's caption.
+it (:mod:`training.run_weights`). It prints a compact table and, with ``--json``, writes the
+metrics, the settings and every image's caption.
 
 Beside the COCO caption metrics it reports whether captions name what is in the photo
 (:mod:`training.concepts`): concept precision/recall/F1, the hallucination rate and, when the
@@ -158,16 +158,6 @@ def evaluate_bundle(
     return report
 
 
-def load_scored_bundle(bundle_dir: str | Path | None, weights: str | Path | None = None):
-    """The bundle to score (the shipped one when ``bundle_dir`` is None), with a run's decoder
-    ``weights`` in place of its own when given (:func:`training.run_weights.with_run_weights`)."""
-    from model.bundle import load_bundle
-    from training.run_weights import with_run_weights
-
-    bundle = load_bundle(bundle_dir)
-    return bundle if weights is None else with_run_weights(bundle, weights)
-
-
 def format_table(report: dict[str, Any]) -> str:
     """The report's metrics as a short text table, headed by what was scored."""
     source = report.get("source", "")
@@ -236,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ensemble_weights and args.runtime != "tf":
         parser.error("--ensemble-weights decodes with the TensorFlow runtime: add --runtime tf")
     if args.weights and args.runtime == "onnx":
-        parser.error("--weights decodes with the TensorFlow runtime (the ONNX graphs are the bundle's own decoder)")
+        from training.run_weights import NEEDS_TENSORFLOW
+
+        parser.error(NEEDS_TENSORFLOW)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
@@ -260,9 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from model.bundle import BundleError
         from model.captioner import Captioner
         from training.ensemble import ensemble_captioner
+        from training.run_weights import bundle_to_score
 
         try:
-            captioner = Captioner(load_scored_bundle(args.bundle, args.weights), device=args.device, runtime="tf")
+            captioner = Captioner(bundle_to_score(args.bundle, args.weights), device=args.device, runtime="tf")
             if args.ensemble_weights:
                 captioner = ensemble_captioner(captioner, args.ensemble_weights)
         except BundleError as error:

@@ -19,25 +19,40 @@ from pathlib import Path
 
 import numpy as np
 
-from model.bundle import Bundle, BundleError
+from model.bundle import Bundle, BundleError, load_bundle
 from model.vocab import Vocabulary
+from training.train import DECODER_FIELDS
 
-# The training settings that shape the decoder, under the names both TrainConfig and CaptionDecoder use.
-ARCHITECTURE_FIELDS = ("embedding_dim", "feature_dim", "units", "dropout", "grid_dropout", "context_gate",
-                       "deep_output")
+# Why --weights decodes with TensorFlow only.
+NEEDS_TENSORFLOW = "--weights decodes with the TensorFlow runtime (the ONNX graphs are the bundle's own decoder)"
+
+
+def _run_settings(weights: Path) -> dict | None:
+    """The ``train_config.json`` of the run that wrote ``weights``, or None outside a run folder."""
+    config_path = weights.parent / "train_config.json"
+    if not config_path.is_file():
+        return None
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{config_path}: unreadable run settings ({exc})") from None
 
 
 def run_architecture(weights: str | Path) -> dict:
     """The architecture fields of the run that wrote ``weights`` (its ``train_config.json``), or ``{}``
     when the weights lie outside a run folder."""
-    config_path = Path(weights).parent / "train_config.json"
-    if not config_path.is_file():
-        return {}
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{config_path}: unreadable run settings ({exc})") from None
-    return {name: config[name] for name in ARCHITECTURE_FIELDS if name in config}
+    return _architecture(_run_settings(Path(weights)) or {})
+
+
+def _architecture(settings: dict) -> dict:
+    return {name: settings[name] for name in DECODER_FIELDS if name in settings}
+
+
+def bundle_to_score(bundle_dir: str | Path | None, weights: str | Path | None = None) -> Bundle:
+    """The bundle to score (the shipped one when ``bundle_dir`` is None), with a run's decoder
+    ``weights`` in place of its own when given."""
+    bundle = load_bundle(bundle_dir)
+    return bundle if weights is None else with_run_weights(bundle, weights)
 
 
 def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:
@@ -61,10 +76,10 @@ def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:
     if run_vocab is not None and run_vocab.words != bundle.vocab.words:
         raise BundleError(f"{vocab_path} is not the vocabulary of {bundle.path}: score the run with the bundle "
                           f"exported from it, or with a bundle that shares its vocabulary")
-    architecture = run_architecture(weights)
-    run_config = weights.parent / "train_config.json"
-    if run_config.is_file():
-        run_tags = bool(json.loads(run_config.read_text(encoding="utf-8")).get("tags"))
+    settings = _run_settings(weights)
+    architecture = _architecture(settings or {})
+    if settings is not None:
+        run_tags = bool(settings.get("tags"))
         if run_tags != bool(bundle.config["decoder"].get("num_tags")):
             raise BundleError(f"{weights}: the run was trained {'with' if run_tags else 'without'} tags and "
                               f"{bundle.path} decodes {'without' if run_tags else 'with'} them")

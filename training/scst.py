@@ -506,6 +506,7 @@ def init_source(init: str | Path) -> InitSource:
     (read and checked by :func:`model.bundle.load_bundle`), to fine-tune a shipped model: its settings
     are the bundle's recorded training hyperparameters with the decoder's own architecture."""
     from model.bundle import load_bundle
+    from training.train import DECODER_FIELDS
 
     init = Path(init)
     if (init / "train_config.json").is_file():
@@ -525,8 +526,7 @@ def init_source(init: str | Path) -> InitSource:
     if not isinstance(settings, dict) or not bundle.weights:
         raise ValueError(f"{init}: a bundle without its training settings or decoder weights; --init needs a "
                          "bundle written by training.train --export")
-    architecture = {k: v for k, v in bundle.config["decoder"].items()
-                    if k in settings or k in ("context_gate", "deep_output")}
+    architecture = {k: v for k, v in bundle.config["decoder"].items() if k in DECODER_FIELDS}
     return InitSource(settings | architecture | {"encoder": bundle.config["encoder"]["name"]},
                       init / bundle.config.get("vocabulary", "vocab.json"), bundle.weights)
 

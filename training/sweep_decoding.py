@@ -137,18 +137,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
         print(f"{args.variants}: expected an object of setting name -> object of changes", file=sys.stderr)
         return 2
+    from training.run_weights import NEEDS_TENSORFLOW, bundle_to_score
+
+    if args.weights is not None and args.runtime == "onnx":
+        print(NEEDS_TENSORFLOW, file=sys.stderr)
+        return 2
     items = (load_dataset(args.data, args.split)[0] if args.data is not None
              else load_items(args.images, args.tokens)[0])[: args.limit]
     from model.bundle import BundleError
     from model.captioner import Captioner
-    from training.evaluate import load_scored_bundle
 
-    if args.weights is not None and args.runtime == "onnx":
-        print("--weights decodes with the TensorFlow runtime (the ONNX graphs are the bundle's own decoder)",
-              file=sys.stderr)
-        return 2
     try:
-        bundle = load_scored_bundle(args.bundle, args.weights)
+        bundle = bundle_to_score(args.bundle, args.weights)
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

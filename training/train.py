@@ -74,6 +74,10 @@ class TrainConfig:
     word_dropout: float = 0.0
 
 
+# The TrainConfig fields that shape the decoder, named as CaptionDecoder's arguments are.
+DECODER_FIELDS = ("embedding_dim", "feature_dim", "units", "dropout", "grid_dropout", "context_gate", "deep_output")
+
+
 @dataclass
 class SplitData:
     images: list[Path]
