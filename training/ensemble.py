@@ -62,17 +62,24 @@ class EnsembleSteps:
         return np.concatenate(states, axis=-1), total / len(self.members), attention
 
 
-def ensemble_captioner(captioner, weight_files: Sequence[str | Path]):
+def ensemble_captioner(captioner, weight_files: Sequence[str | Path], bundle=None):
     """Make ``captioner`` (a :class:`model.captioner.Captioner` on the TensorFlow runtime) decode with
-    its decoder and one more per weight file, averaged; returns it."""
+    its decoder and one more per weight file, averaged; returns it.
+
+    Each extra decoder is ``bundle`` (a :class:`model.bundle.Bundle`; by default the captioner's) with
+    the file's weights. Pass the bundle the user named when the captioner decodes with a run's weights
+    in its place (``--weights``): the bundle's own ``decoder.weights.npz`` is then shaped like the
+    bundle, not like that run, and a member's missing settings are not taken from the run.
+    """
     from model.runtime import KerasDecoderSteps
     from training.run_weights import with_run_weights
 
     if captioner.runtime != "tf":
         raise ValueError("an ensemble decodes with the TensorFlow runtime: pass --runtime tf")
+    base = captioner.bundle if bundle is None else bundle
     members = [captioner.model]
     for path in weight_files:
-        members.append(KerasDecoderSteps(with_run_weights(captioner.bundle, path).build_decoder()))
+        members.append(KerasDecoderSteps(with_run_weights(base, path).build_decoder()))
     captioner.model = EnsembleSteps(members)
     captioner.set_decoding(captioner.bundle.config.get("decoding", {}))  # the search now steps the ensemble
     return captioner

@@ -249,15 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     captioner = None
     if args.weights or args.ensemble_weights:
-        from model.bundle import BundleError
+        from model.bundle import BundleError, load_bundle
         from model.captioner import Captioner
         from training.ensemble import ensemble_captioner
-        from training.run_weights import bundle_to_score
+        from training.run_weights import with_run_weights
 
         try:
-            captioner = Captioner(bundle_to_score(args.bundle, args.weights), device=args.device, runtime="tf")
+            named = load_bundle(args.bundle)
+            scored = named if args.weights is None else with_run_weights(named, args.weights)
+            captioner = Captioner(scored, device=args.device, runtime="tf")
             if args.ensemble_weights:
-                captioner = ensemble_captioner(captioner, args.ensemble_weights)
+                captioner = ensemble_captioner(captioner, args.ensemble_weights, bundle=named)
         except BundleError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

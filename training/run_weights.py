@@ -7,7 +7,9 @@ The epoch is decoded with everything else of the bundle (the shipped one by defa
 encoder, tags and classifier, probes, guards and decoding settings, on the TensorFlow runtime (the
 bundle's ONNX graphs hold its own weights, not these). The decoder's shape is the run's: where the
 run's ``train_config.json`` lies beside the weights, its architecture fields (a ``--no-deep-output``
-or ``--feature-dim 256`` run) replace the bundle's; without one, the bundle's shape is assumed.
+or ``--feature-dim 256`` run) replace the bundle's, and a field the file lacks (a run older than the
+field) takes :class:`training.train.TrainConfig`'s default, as that run did; without one, the
+bundle's shape is assumed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from model.bundle import Bundle, BundleError, load_bundle
 from model.vocab import Vocabulary
-from training.train import DECODER_FIELDS
+from training.train import DECODER_FIELDS, TrainConfig
 
 # Why --weights decodes with TensorFlow only.
 NEEDS_TENSORFLOW = "--weights decodes with the TensorFlow runtime (the ONNX graphs are the bundle's own decoder)"
@@ -41,11 +43,16 @@ def _run_settings(weights: Path) -> dict | None:
 def run_architecture(weights: str | Path) -> dict:
     """The architecture fields of the run that wrote ``weights`` (its ``train_config.json``), or ``{}``
     when the weights lie outside a run folder."""
-    return _architecture(_run_settings(Path(weights)) or {})
+    return _architecture(_run_settings(Path(weights)))
 
 
-def _architecture(settings: dict) -> dict:
-    return {name: settings[name] for name in DECODER_FIELDS if name in settings}
+def _architecture(settings: dict | None) -> dict:
+    """Every architecture field of a run's settings, a missing one at :class:`TrainConfig`'s default
+    (the run predates the field, so it trained with the default); ``{}`` outside a run (None)."""
+    if settings is None:
+        return {}
+    defaults = TrainConfig(data="", out="")
+    return {name: settings.get(name, getattr(defaults, name)) for name in DECODER_FIELDS}
 
 
 def bundle_to_score(bundle_dir: str | Path | None, weights: str | Path | None = None) -> Bundle:
@@ -77,7 +84,7 @@ def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:
         raise BundleError(f"{vocab_path} is not the vocabulary of {bundle.path}: score the run with the bundle "
                           f"exported from it, or with a bundle that shares its vocabulary")
     settings = _run_settings(weights)
-    architecture = _architecture(settings or {})
+    architecture = _architecture(settings)
     if settings is not None:
         run_tags = bool(settings.get("tags"))
         if run_tags != bool(bundle.config["decoder"].get("num_tags")):

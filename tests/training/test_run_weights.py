@@ -13,18 +13,25 @@ from model.bundle import BundleError, load_bundle
 from model.vocab import Vocabulary
 from training import evaluate, sweep_decoding
 from training.run_weights import run_architecture, with_run_weights
+from training.train import DECODER_FIELDS
 
 pytest.importorskip("tensorflow")
 
 
-def _run_from_bundle(bundle, run, epoch: int = 3, **settings):
-    """A run folder holding ``bundle``'s weights as an epoch, its vocabulary and ``settings`` as the
-    run's ``train_config.json``; returns the epoch's path."""
+def _run_from_bundle(bundle, run, epoch: int = 3, without: tuple[str, ...] = (), **settings):
+    """A run folder holding ``bundle``'s weights as an epoch, its vocabulary, and as the run's
+    ``train_config.json`` the bundle's decoder shape with ``settings`` over it, less the fields named
+    in ``without`` (a run older than them); returns the epoch's path."""
     run.mkdir()
     weights = run / f"epoch{epoch:02d}.weights.npz"
     shutil.copyfile(bundle / "decoder.weights.npz", weights)
     shutil.copyfile(bundle / "vocab.json", run / "vocab.json")
-    (run / "train_config.json").write_text(json.dumps({"data": "d", "out": str(run), "tags": False, **settings}))
+    decoder = load_bundle(bundle).config["decoder"]
+    config = {"data": "d", "out": str(run), "tags": False,
+              **{name: decoder[name] for name in DECODER_FIELDS if name in decoder}, **settings}
+    for name in without:
+        config.pop(name, None)
+    (run / "train_config.json").write_text(json.dumps(config))
     return weights
 
 
@@ -40,7 +47,7 @@ def test_an_epoch_of_another_architecture_captions_as_its_own_bundle(tmp_path, p
 
     shipped = make_tiny_bundle(tmp_path / "shipped", seed=0)
     other = make_tiny_bundle(tmp_path / "other", seed=7, deep_output=False)
-    epoch = _run_from_bundle(other, tmp_path / "run", deep_output=False, units=16)
+    epoch = _run_from_bundle(other, tmp_path / "run")
 
     bundle = load_bundle(shipped)
     scored = with_run_weights(bundle, epoch)
@@ -138,3 +145,38 @@ def test_an_ensemble_member_takes_its_runs_shape(tmp_path, photos):
     assert len(mixed.model.members) == 2 and not mixed.model.members[1].decoder.use_deep_output
     outcomes = mixed.caption(photos)
     assert len(outcomes) == 4 and all(o.words for o in outcomes)
+
+
+def test_a_run_older_than_a_setting_decodes_with_that_settings_default(tmp_path):
+    from model.testing import make_tiny_bundle
+
+    plain = make_tiny_bundle(tmp_path / "plain", seed=7, deep_output=False)
+    deep = make_tiny_bundle(tmp_path / "deep", seed=0)
+    # a run from before --no-deep-output existed: its train_config.json has no deep_output field
+    old = _run_from_bundle(deep, tmp_path / "old", without=("deep_output", "context_gate"))
+    assert run_architecture(old)["deep_output"] is True
+    assert with_run_weights(load_bundle(plain), old).build_decoder().use_deep_output
+
+
+def test_evaluate_ensembles_a_runs_epoch_with_the_named_bundles_own_decoder(tmp_path, captioned_folder):
+    from model.captioner import Captioner
+    from model.testing import make_tiny_bundle
+    from training.ensemble import ensemble_captioner
+
+    images, tokens = captioned_folder
+    shipped = make_tiny_bundle(tmp_path / "shipped", seed=0)
+    other = make_tiny_bundle(tmp_path / "other", seed=7, deep_output=False)
+    epoch = _run_from_bundle(other, tmp_path / "run")
+    out = tmp_path / "report.json"
+    # the run's epoch in the bundle's place, with the bundle's own decoder beside it
+    assert evaluate.main(["--bundle", str(shipped), "--weights", str(epoch), "--runtime", "tf",
+                          "--ensemble-weights", str(shipped / "decoder.weights.npz"),
+                          "--images", str(images), "--tokens", str(tokens),
+                          "--device", "cpu", "--no-java", "--json", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    # the mean of two log-probabilities does not depend on their order: the same two decoders as
+    # the bundle with the epoch beside it caption alike
+    other_way = ensemble_captioner(Captioner.from_bundle(shipped, device="cpu", runtime="tf"), [epoch])
+    photos = [c for c in report["captions"] if c["caption"]]
+    again = other_way.caption([images / c["image"] for c in photos])
+    assert photos and [c["caption"] for c in photos] == [o.text for o in again]
