@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.bundle import Bundle, BundleError, load_bundle
+from model.bundle import Bundle, BundleError
 from model.vocab import Vocabulary
 from training.train import DECODER_FIELDS, TrainConfig
 
@@ -53,13 +53,6 @@ def _architecture(settings: dict | None) -> dict:
         return {}
     defaults = TrainConfig(data="", out="")
     return {name: settings.get(name, getattr(defaults, name)) for name in DECODER_FIELDS}
-
-
-def bundle_to_score(bundle_dir: str | Path | None, weights: str | Path | None = None) -> Bundle:
-    """The bundle to score (the shipped one when ``bundle_dir`` is None), with a run's decoder
-    ``weights`` in place of its own when given."""
-    bundle = load_bundle(bundle_dir)
-    return bundle if weights is None else with_run_weights(bundle, weights)
 
 
 def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:

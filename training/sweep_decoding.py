@@ -3,6 +3,7 @@
     python -m training.sweep_decoding --variants sweep.json --data ../shared/data/flickr8k --split dev
     python -m training.sweep_decoding --variants sweep.json --images DIR --tokens FILE [--bundle DIR]
     python -m training.sweep_decoding --variants sweep.json --weights runs/x/epoch08.weights.npz --data ...
+    python -m training.sweep_decoding --variants sweep.json --weights A --ensemble-weights B --data ...
 
 ``sweep.json`` names each setting by the changes it makes to the bundle's ``"decoding"`` entry::
 
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, default=None,
                         help="a run's decoder weights in place of the bundle's (TensorFlow runtime; "
                              "see training.run_weights)")
+    parser.add_argument("--ensemble-weights", type=Path, nargs="+", default=None, metavar="WEIGHTS",
+                        help="decode with more decoders, log-probabilities averaged (TensorFlow runtime; "
+                             "see training.ensemble)")
     parser.add_argument("--beam", type=int, default=3)
     parser.add_argument("--runtime", choices=["auto", "onnx", "tf"], default="auto")
     parser.add_argument("--json", type=Path, default=None, help="write every setting's report here")
@@ -137,22 +141,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
         print(f"{args.variants}: expected an object of setting name -> object of changes", file=sys.stderr)
         return 2
-    from training.run_weights import NEEDS_TENSORFLOW, bundle_to_score
+    from training.run_weights import NEEDS_TENSORFLOW, with_run_weights
 
-    if args.weights is not None and args.runtime == "onnx":
-        print(NEEDS_TENSORFLOW, file=sys.stderr)
+    tensorflow_only = args.weights is not None or bool(args.ensemble_weights)
+    if tensorflow_only and args.runtime == "onnx":
+        print(NEEDS_TENSORFLOW if args.weights is not None else "--ensemble-weights decodes with the TensorFlow "
+              "runtime", file=sys.stderr)
         return 2
     items = (load_dataset(args.data, args.split)[0] if args.data is not None
              else load_items(args.images, args.tokens)[0])[: args.limit]
-    from model.bundle import BundleError
+    from model.bundle import BundleError, load_bundle
     from model.captioner import Captioner
+    from training.ensemble import ensemble_captioner
 
     try:
-        bundle = bundle_to_score(args.bundle, args.weights)
+        named = load_bundle(args.bundle)
+        bundle = named if args.weights is None else with_run_weights(named, args.weights)
+        captioner = Captioner(bundle, device="cpu", runtime="tf" if tensorflow_only else args.runtime)
+        if args.ensemble_weights:
+            captioner = ensemble_captioner(captioner, args.ensemble_weights, bundle=named)
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    captioner = Captioner(bundle, device="cpu", runtime="tf" if args.weights is not None else args.runtime)
     reports = sweep(captioner, items, variants, beam=args.beam)
     print(f"{len(items)} photos, beam {args.beam}, model {captioner.name} (no Java: Python tokenizer, no METEOR)")
     print(format_sweep(reports))

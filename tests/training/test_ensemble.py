@@ -85,3 +85,32 @@ def test_evaluate_refuses_an_ensemble_without_the_tensorflow_runtime(tmp_path, c
         main(["--images", str(tmp_path), "--tokens", str(tmp_path / "t.txt"), "--ensemble-weights",
               str(tmp_path / "w.npz")])
     assert stopped.value.code == 2 and "--runtime tf" in capsys.readouterr().err
+
+
+def test_sweep_decoding_sweeps_an_ensemble(tmp_path, captioned_folder):
+    pytest.importorskip("tensorflow")
+    import json
+
+    from model.testing import make_tiny_bundle
+    from training import sweep_decoding
+
+    images, tokens = captioned_folder
+    bundle = make_tiny_bundle(tmp_path / "a", seed=0, max_length=8)
+    other = make_tiny_bundle(tmp_path / "b", seed=5, max_length=8)
+    variants = tmp_path / "sweep.json"
+    variants.write_text(json.dumps({"as shipped": {}, "longer": {"length_penalty": 1.0}}))
+
+    def swept(*extra):
+        out = tmp_path / "report.json"
+        assert sweep_decoding.main(["--bundle", str(bundle), "--variants", str(variants), "--images", str(images),
+                                    "--tokens", str(tokens), "--runtime", "tf", "--json", str(out), *extra]) == 0
+        return {name: [c["caption"] for c in report["captions"]]
+                for name, report in json.loads(out.read_text(encoding="utf-8")).items()}
+
+    alone = swept()
+    assert swept("--ensemble-weights", str(bundle / "decoder.weights.npz")) == alone  # with itself: the same
+    mixed = swept("--ensemble-weights", str(other / "decoder.weights.npz"))
+    assert set(mixed) == {"as shipped", "longer"} and all(all(c) for c in mixed.values())
+    assert sweep_decoding.main(["--bundle", str(bundle), "--variants", str(variants), "--images", str(images),
+                                "--tokens", str(tokens), "--runtime", "onnx", "--ensemble-weights",
+                                str(other / "decoder.weights.npz")]) == 2
