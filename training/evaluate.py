@@ -10,7 +10,9 @@ The first form reads a Flickr8k-layout folder and one of its splits; the second 
 photos against a token file in the Flickr8k format (``<image>#<i>\\t<caption>``); the third scores
 a training run's epoch with the bundle's vocabulary, tags, guards and decoding, without exporting
 it (:mod:`training.run_weights`). It prints a compact table and, with ``--json``, writes the
-metrics, the settings and every image's caption.
+metrics, the settings and every image's caption. ``--decoding '{"length_penalty": 1.2}'`` scores
+the bundle under changed decoding settings (as :mod:`training.sweep_decoding` writes them), with
+Java, to confirm a setting a sweep chose.
 
 Beside the COCO caption metrics it reports whether captions name what is in the photo
 (:mod:`training.concepts`): concept precision/recall/F1, the hallucination rate and, when the
@@ -204,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ensemble-weights", type=Path, nargs="+", default=None, metavar="WEIGHTS",
                         help="decode with the bundle's decoder (or --weights) and these (runs/X/epochNN.weights.npz, "
                              "each its run's architecture) together, log-probabilities averaged (needs --runtime tf)")
+    parser.add_argument("--decoding", type=json.loads, default=None, metavar="JSON",
+                        help="changes to the bundle's decoding settings, as training.sweep_decoding's "
+                             "variants write them, e.g. '{\"length_penalty\": 1.2}'")
     parser.add_argument(
         "--no-java", action="store_true", help="skip Java: Python tokenizer, no METEOR (quick, approximate)"
     )
@@ -223,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.decoding is not None and not isinstance(args.decoding, dict):
+        parser.error("--decoding takes a JSON object of changes, e.g. '{\"length_penalty\": 1.2}'")
     if args.ensemble_weights and args.runtime != "tf":
         parser.error("--ensemble-weights decodes with the TensorFlow runtime: add --runtime tf")
     if args.weights and args.runtime == "onnx":
@@ -263,6 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BundleError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+    if args.decoding:
+        from model.captioner import Captioner
+        from training.sweep_decoding import patched
+
+        if captioner is None:
+            captioner = Captioner.from_bundle(args.bundle, device=args.device, runtime=args.runtime)
+        captioner.set_decoding(patched(captioner.bundle.config.get("decoding", {}), args.decoding))
     report = evaluate_bundle(
         args.bundle, items, beam=args.beam, batch_size=args.batch_size, device=args.device, runtime=args.runtime,
         captioner=captioner, progress=True, use_java=not args.no_java,
@@ -271,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["weights"] = str(args.weights)
     if args.ensemble_weights:
         report["ensemble_weights"] = [str(path) for path in args.ensemble_weights]
+    if args.decoding:
+        report["decoding_changes"] = args.decoding
     report = {"source": source, "n_skipped": n_skipped, **report}
     print(format_table(report))
     if args.json is not None:

@@ -119,6 +119,8 @@ def test_score_outcomes_when_every_photo_fails(tiny_flickr):
         ["--data", "d", "--tokens", "t"],
         ["--data", "d", "--beam", "0"],
         ["--data", "d", "--split", "val"],
+        ["--data", "d", "--decoding", "[1]"],
+        ["--data", "d", "--decoding", "not json"],
     ],
 )
 def test_cli_rejects_bad_arguments(argv, capsys):
@@ -150,6 +152,29 @@ def test_cli_end_to_end_with_a_tiny_random_bundle(tiny_flickr, tmp_path, capsys)
         assert set(entry["caption"].split()) <= vocabulary
     for name in METRIC_NAMES:
         assert name == "METEOR" or isinstance(report["metrics"][name], float)
+
+
+def test_cli_scores_changed_decoding_settings_as_a_sweep_does(tiny_flickr, tmp_path):
+    testing = pytest.importorskip("model.testing", reason="model.testing (make_tiny_bundle) not available yet")
+    from training import sweep_decoding
+
+    bundle = testing.make_tiny_bundle(tmp_path / "bundle", max_length=8)
+    change = {"max_length": 2, "length_penalty": 1.2}
+    source = ["--bundle", str(bundle), "--data", str(tiny_flickr.root), "--split", "train"]
+    out = tmp_path / "report.json"
+    assert evaluate.main([*source, "--decoding", json.dumps(change), "--device", "cpu", "--runtime", "tf",
+                          "--no-java", "--json", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["decoding_changes"] == change
+    captions = [entry["caption"] for entry in report["captions"]]
+    assert all(len(caption.split()) <= 2 for caption in captions)
+
+    variants, swept = tmp_path / "sweep.json", tmp_path / "sweep-report.json"
+    variants.write_text(json.dumps({"as shipped": {}, "changed": change}), encoding="utf-8")
+    assert sweep_decoding.main([*source, "--variants", str(variants), "--runtime", "tf", "--json", str(swept)]) == 0
+    reports = json.loads(swept.read_text(encoding="utf-8"))
+    assert [entry["caption"] for entry in reports["changed"]["captions"]] == captions
+    assert [entry["caption"] for entry in reports["as shipped"]["captions"]] != captions
 
 
 def _result(source: str, text: str, keywords: tuple[str, ...]) -> CaptionResult:
