@@ -255,28 +255,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     captioner = None
-    if args.weights or args.ensemble_weights:
-        from model.bundle import BundleError, load_bundle
-        from model.captioner import Captioner
-        from training.ensemble import ensemble_captioner
-        from training.run_weights import with_run_weights
+    if args.weights or args.ensemble_weights or args.decoding:
+        from model.bundle import BundleError
+        from training.run_weights import captioner_to_score
+        from training.sweep_decoding import patched
 
         try:
-            named = load_bundle(args.bundle)
-            scored = named if args.weights is None else with_run_weights(named, args.weights)
-            captioner = Captioner(scored, device=args.device, runtime="tf")
-            if args.ensemble_weights:
-                captioner = ensemble_captioner(captioner, args.ensemble_weights, bundle=named)
+            captioner = captioner_to_score(args.bundle, args.weights, args.ensemble_weights or (),
+                                           device=args.device, runtime=args.runtime)
         except BundleError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    if args.decoding:
-        from model.captioner import Captioner
-        from training.sweep_decoding import patched
-
-        if captioner is None:
-            captioner = Captioner.from_bundle(args.bundle, device=args.device, runtime=args.runtime)
-        captioner.set_decoding(patched(captioner.bundle.config.get("decoding", {}), args.decoding))
+        if args.decoding:
+            captioner.set_decoding(patched(captioner.bundle.config.get("decoding", {}), args.decoding))
     report = evaluate_bundle(
         args.bundle, items, beam=args.beam, batch_size=args.batch_size, device=args.device, runtime=args.runtime,
         captioner=captioner, progress=True, use_java=not args.no_java,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,28 @@ def _architecture(settings: dict | None) -> dict:
         return {}
     defaults = TrainConfig(data="", out="")
     return {name: settings.get(name, getattr(defaults, name)) for name in DECODER_FIELDS}
+
+
+def captioner_to_score(bundle_dir: str | Path | None, weights: str | Path | None = None,
+                       ensemble_weights: Sequence[str | Path] = (), *, device: str = "auto",
+                       runtime: str = "auto"):
+    """A :class:`model.captioner.Captioner` of the bundle in ``bundle_dir`` (the shipped one when None),
+    decoding with a run's ``weights`` in place of its decoder when given, and with one more decoder per
+    file of ``ensemble_weights`` (:func:`training.ensemble.ensemble_captioner`, each member the named
+    bundle with that file's weights). Either makes it decode with TensorFlow; else with ``runtime``.
+
+    Raises:
+        BundleError: the bundle or a weight file cannot be used (see :func:`with_run_weights`).
+    """
+    from model.bundle import load_bundle
+    from model.captioner import Captioner
+    from training.ensemble import ensemble_captioner
+
+    named = load_bundle(bundle_dir)
+    scored = named if weights is None else with_run_weights(named, weights)
+    tensorflow_only = weights is not None or bool(ensemble_weights)
+    captioner = Captioner(scored, device=device, runtime="tf" if tensorflow_only else runtime)
+    return ensemble_captioner(captioner, ensemble_weights, bundle=named) if ensemble_weights else captioner
 
 
 def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:

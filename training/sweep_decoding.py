@@ -141,25 +141,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
         print(f"{args.variants}: expected an object of setting name -> object of changes", file=sys.stderr)
         return 2
-    from training.run_weights import NEEDS_TENSORFLOW, with_run_weights
+    from training.run_weights import NEEDS_TENSORFLOW, captioner_to_score
 
-    tensorflow_only = args.weights is not None or bool(args.ensemble_weights)
-    if tensorflow_only and args.runtime == "onnx":
+    if (args.weights is not None or args.ensemble_weights) and args.runtime == "onnx":
         print(NEEDS_TENSORFLOW if args.weights is not None else "--ensemble-weights decodes with the TensorFlow "
               "runtime", file=sys.stderr)
         return 2
     items = (load_dataset(args.data, args.split)[0] if args.data is not None
              else load_items(args.images, args.tokens)[0])[: args.limit]
-    from model.bundle import BundleError, load_bundle
-    from model.captioner import Captioner
-    from training.ensemble import ensemble_captioner
+    from model.bundle import BundleError
 
     try:
-        named = load_bundle(args.bundle)
-        bundle = named if args.weights is None else with_run_weights(named, args.weights)
-        captioner = Captioner(bundle, device="cpu", runtime="tf" if tensorflow_only else args.runtime)
-        if args.ensemble_weights:
-            captioner = ensemble_captioner(captioner, args.ensemble_weights, bundle=named)
+        captioner = captioner_to_score(args.bundle, args.weights, args.ensemble_weights or (), device="cpu",
+                                       runtime=args.runtime)
     except BundleError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
