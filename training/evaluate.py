@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "architecture) instead of the bundle's; TensorFlow runtime")
     parser.add_argument("--ensemble-weights", type=Path, nargs="+", default=None, metavar="WEIGHTS",
                         help="decode with the bundle's decoder (or --weights) and these (runs/X/epochNN.weights.npz, "
-                             "each its run's architecture) together, log-probabilities averaged (needs --runtime tf)")
+                             "each its run's architecture) together, log-probabilities averaged (TensorFlow runtime)")
     parser.add_argument("--decoding", type=json.loads, default=None, metavar="JSON",
                         help="changes to the bundle's decoding settings, as training.sweep_decoding's "
                              "variants write them, e.g. '{\"length_penalty\": 1.2}'")
@@ -230,12 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.decoding is not None and not isinstance(args.decoding, dict):
         parser.error("--decoding takes a JSON object of changes, e.g. '{\"length_penalty\": 1.2}'")
-    if args.ensemble_weights and args.runtime != "tf":
-        parser.error("--ensemble-weights decodes with the TensorFlow runtime: add --runtime tf")
-    if args.weights and args.runtime == "onnx":
-        from training.run_weights import NEEDS_TENSORFLOW
+    from training.run_weights import runtime_refusal
 
-        parser.error(NEEDS_TENSORFLOW)
+    refusal = runtime_refusal(args.weights, args.ensemble_weights, args.runtime)
+    if refusal:
+        parser.error(refusal)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:

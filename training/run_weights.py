@@ -26,8 +26,19 @@ from model.bundle import Bundle, BundleError
 from model.vocab import Vocabulary
 from training.train import DECODER_FIELDS, TrainConfig
 
-# Why --weights decodes with TensorFlow only.
-NEEDS_TENSORFLOW = "--weights decodes with the TensorFlow runtime (the ONNX graphs are the bundle's own decoder)"
+# Why --weights and --ensemble-weights decode with TensorFlow only.
+NEEDS_TENSORFLOW = "{} decodes with the TensorFlow runtime (the ONNX graphs are the bundle's own decoder)"
+
+
+def runtime_refusal(weights: str | Path | None, ensemble_weights: Sequence[str | Path] | None,
+                    runtime: str) -> str | None:
+    """Why ``runtime`` cannot decode a run's ``weights`` or an ensemble, or None when it can: only an
+    explicit ``"onnx"`` cannot (``"auto"`` is TensorFlow there, see :func:`captioner_to_score`)."""
+    if runtime != "onnx":
+        return None
+    if weights is not None:
+        return NEEDS_TENSORFLOW.format("--weights")
+    return NEEDS_TENSORFLOW.format("--ensemble-weights") if ensemble_weights else None
 
 
 def _run_settings(weights: Path) -> dict | None:

@@ -141,11 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
         print(f"{args.variants}: expected an object of setting name -> object of changes", file=sys.stderr)
         return 2
-    from training.run_weights import NEEDS_TENSORFLOW, captioner_to_score
+    from training.run_weights import captioner_to_score, runtime_refusal
 
-    if (args.weights is not None or args.ensemble_weights) and args.runtime == "onnx":
-        print(NEEDS_TENSORFLOW if args.weights is not None else "--ensemble-weights decodes with the TensorFlow "
-              "runtime", file=sys.stderr)
+    refusal = runtime_refusal(args.weights, args.ensemble_weights, args.runtime)
+    if refusal:
+        print(refusal, file=sys.stderr)
         return 2
     items = (load_dataset(args.data, args.split)[0] if args.data is not None
              else load_items(args.images, args.tokens)[0])[: args.limit]

@@ -78,13 +78,32 @@ def test_an_ensemble_needs_the_tensorflow_runtime(tmp_path):
         ensemble_captioner(captioner, [bundle / "decoder.weights.npz"])
 
 
-def test_evaluate_refuses_an_ensemble_without_the_tensorflow_runtime(tmp_path, capsys):
+@pytest.mark.parametrize("flag", ["--weights", "--ensemble-weights"])
+def test_evaluate_and_sweep_refuse_the_onnx_runtime_for_other_weights_alike(tmp_path, capsys, flag):
+    from training import evaluate, sweep_decoding
+
+    source = ["--images", str(tmp_path), "--tokens", str(tmp_path / "t.txt"), flag, str(tmp_path / "w.npz")]
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main(source + ["--runtime", "onnx"])
+    said_by_evaluate = capsys.readouterr().err
+    variants = tmp_path / "sweep.json"
+    variants.write_text('{"shipped": {}}')
+    assert sweep_decoding.main(source + ["--runtime", "onnx", "--variants", str(variants)]) == 2
+    said_by_sweep = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert f"{flag} decodes with the TensorFlow runtime" in said_by_evaluate
+    assert f"{flag} decodes with the TensorFlow runtime" in said_by_sweep
+
+
+def test_evaluate_takes_an_ensemble_on_the_default_runtime(tmp_path, capsys):
+    # "auto" decodes other weights with TensorFlow (run_weights.captioner_to_score), in evaluate as in
+    # sweep_decoding: it once refused here alone, asking for --runtime tf. The run goes on to the data.
     from training.evaluate import main
 
-    with pytest.raises(SystemExit) as stopped:
-        main(["--images", str(tmp_path), "--tokens", str(tmp_path / "t.txt"), "--ensemble-weights",
-              str(tmp_path / "w.npz")])
-    assert stopped.value.code == 2 and "--runtime tf" in capsys.readouterr().err
+    code = main(["--images", str(tmp_path / "missing"), "--tokens", str(tmp_path / "t.txt"),
+                 "--ensemble-weights", str(tmp_path / "w.npz")])
+    err = capsys.readouterr().err
+    assert code == 1 and "--runtime" not in err and "t.txt" in err  # the missing data, not the runtime
 
 
 def test_sweep_decoding_sweeps_an_ensemble(tmp_path, captioned_folder):
