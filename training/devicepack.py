@@ -10,8 +10,9 @@ packages, reaches no registry, and takes at most 64 MiB of files a call, this ch
 longer side at most the encoder's input size: 40 MB at the default quality 52. The encoder then sees
 other pixels. On 48 train photos, its feature grids differed from the originals' by 0.55 in relative
 L2 at quality 52, 0.45 at 75, 0.30 for JPEG q85 copies of at most 260 px (what the shipped
-cross-entropy run trained on) and 0.11 for JPEG q95 at full size. So the machine's own dev figures are the packed photos'; score a run's weights here, on
-the originals' grids (``training.evaluate --weights``).
+cross-entropy run trained on) and 0.11 for JPEG q95 at full size. So the machine's own dev figures
+are the packed photos'; score a run's weights here, on the originals' grids (``training.evaluate
+--weights``).
 
 ``pack`` writes into OUT:
 
