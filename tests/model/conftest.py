@@ -61,3 +61,17 @@ def skimage_photo(name: str) -> np.ndarray:
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     return np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+
+
+def without_package(monkeypatch, package: str) -> None:
+    """Make ``import package`` fail for the rest of the test, as on a machine without it."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_package(name, *args, **kwargs):
+        if name == package:
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_package)

