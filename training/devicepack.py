@@ -39,43 +39,41 @@ from pathlib import Path
 
 import numpy as np
 
-TRAIN_LIST, DEV_LIST, TOKENS = "Flickr_8k.trainImages.txt", "Flickr_8k.devImages.txt", "Flickr8k.token.txt"
+from training.data import SPLIT_FILES, TOKEN_FILE, find_images_dir, load_split
 
-
-def _split(data: Path, name: str) -> list[str]:
-    return [line.strip() for line in (data / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+TRAIN_LIST, DEV_LIST = SPLIT_FILES["train"], SPLIT_FILES["dev"]
 
 
 def pack_photos(data: Path, out: Path, *, size: int, quality: int = 52, dev_photos: int = 50) -> dict:
     """Write a Flickr8k-layout copy of ``data`` into ``out``: every train photo and the first
-    ``dev_photos`` dev photos as WebP (longer side at most ``size``; the ``.jpg`` names kept, since
-    Pillow reads a photo by its content), with their caption lines and split lists. A listed photo that
-    is missing or unreadable is left out of its list. Returns counts and the photos' bytes."""
-    from PIL import Image, UnidentifiedImageError
+    ``dev_photos`` dev photos as WebP (upright, longer side at most ``size``; the ``.jpg`` names kept,
+    since Pillow reads a photo by its content), with their caption lines and split lists. A listed photo
+    that is missing or unreadable is left out of its list. Returns counts and the photos' bytes."""
+    from model.images import ImageLoadError, open_oriented
 
-    images = out / "images"
+    source, images = find_images_dir(data), out / "images"
     images.mkdir(parents=True, exist_ok=True)
     kept: dict[str, list[str]] = {}
     skipped, photo_bytes = 0, 0
-    for listing, names in ((TRAIN_LIST, _split(data, TRAIN_LIST)), (DEV_LIST, _split(data, DEV_LIST)[:dev_photos])):
+    for listing, names in ((TRAIN_LIST, load_split(data / TRAIN_LIST)),
+                           (DEV_LIST, load_split(data / DEV_LIST)[:dev_photos])):
         kept[listing] = []
         for name in names:
             try:
-                with Image.open(data / "images" / name) as photo:
-                    photo = photo.convert("RGB")
-                    photo.thumbnail((size, size))
-                    buffer = io.BytesIO()
-                    photo.save(buffer, "WEBP", quality=quality, method=6)
-            except (OSError, UnidentifiedImageError):
+                photo = open_oriented(source / name, draft_size=(size, size))
+            except ImageLoadError:
                 skipped += 1
                 continue
+            photo.thumbnail((size, size))
+            buffer = io.BytesIO()
+            photo.save(buffer, "WEBP", quality=quality, method=6)
             (images / name).write_bytes(buffer.getvalue())
             photo_bytes += len(buffer.getvalue())
             kept[listing].append(name)
         (out / listing).write_text("".join(f"{name}\n" for name in kept[listing]), encoding="utf-8")
     wanted = set(kept[TRAIN_LIST]) | set(kept[DEV_LIST])
-    with open(data / TOKENS, encoding="utf-8") as source, open(out / TOKENS, "w", encoding="utf-8") as target:
-        target.writelines(line for line in source if line.split("#", 1)[0] in wanted)
+    with open(data / TOKEN_FILE, encoding="utf-8") as lines, open(out / TOKEN_FILE, "w", encoding="utf-8") as copy:
+        copy.writelines(line for line in lines if line.split("#", 1)[0] in wanted)
     return {"train": len(kept[TRAIN_LIST]), "dev": len(kept[DEV_LIST]), "skipped": skipped, "bytes": photo_bytes}
 
 
