@@ -151,13 +151,7 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
     if tags is not None:
         if classifier is None:
             raise BundleError("a bundle with tags needs the classifier that makes them")
-        buffer = io.BytesIO()
-        extra = {f"probe_{name}_{part}": np.asarray(value, np.float32)
-                 for name, (kernel, bias) in (probes or {}).items() for part, value in (("kernel", kernel), ("bias", bias))}
-        np.savez_compressed(buffer, kernel=np.asarray(classifier[0], dtype), bias=np.asarray(classifier[1], np.float32),
-                            **extra)
-        (path / CLASSIFIER_FILE).write_bytes(buffer.getvalue())
-        config["tags"] = tags | {"classifier": {"file": CLASSIFIER_FILE, "sha256": _sha256_bytes(buffer.getvalue())}}
+        config["tags"] = tags | {"classifier": write_classifier(path, classifier, probes, dtype)}
     config["decoder"].pop("name")
     if graphs:
         config["graphs"] = _export_graphs(decoder, path, dtype, spec)
@@ -165,6 +159,19 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
         config.pop("graphs", None)
     write_config(path, config)
     return path
+
+
+def write_classifier(path: str | Path, classifier: tuple[np.ndarray, np.ndarray],
+                     probes: dict[str, tuple[np.ndarray, np.ndarray]] | None, dtype: str = "float16") -> dict:
+    """Write a bundle's classifier file (the ImageNet head in ``dtype``, the probes in float32) and
+    return its entry for the config's ``"tags"`` (``{"file", "sha256"}``)."""
+    buffer = io.BytesIO()
+    extra = {f"probe_{name}_{part}": np.asarray(value, np.float32)
+             for name, (kernel, bias) in (probes or {}).items() for part, value in (("kernel", kernel), ("bias", bias))}
+    np.savez_compressed(buffer, kernel=np.asarray(classifier[0], dtype), bias=np.asarray(classifier[1], np.float32),
+                        **extra)
+    (Path(path) / CLASSIFIER_FILE).write_bytes(buffer.getvalue())
+    return {"file": CLASSIFIER_FILE, "sha256": _sha256_bytes(buffer.getvalue())}
 
 
 def _export_graphs(decoder, path: Path, dtype: str, spec) -> dict | None:

@@ -40,6 +40,13 @@ def load_features(cache_dir: Path, encoder: str, images: list[str | Path]) -> np
     return out
 
 
+def pooled_features(image_paths: list[Path], encoder_name: str, cache_dir: Path) -> np.ndarray:
+    """Each photo's grid averaged over its locations, ``(n, channels)`` float32; grids not yet cached
+    are computed first (what the probes of :mod:`training.probes` train on)."""
+    extract_features(image_paths, encoder_name, cache_dir)
+    return load_features(cache_dir, encoder_name, image_paths).astype(np.float32).mean(axis=1)
+
+
 def extract_features(image_paths: list[Path], encoder_name: str, cache_dir: Path, *,
                      batch_size: int = 32, progress: bool = True) -> tuple[int, list[str]]:
     """Compute and cache the grids of every photo not yet cached.

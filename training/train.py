@@ -28,7 +28,7 @@ import numpy as np
 
 from model.vocab import Vocabulary, pad_sequences
 from training.data import clean_caption, load_dataset
-from training.features import default_cache_dir, extract_features, load_features
+from training.features import default_cache_dir, extract_features, load_features, pooled_features
 from training.metrics import bleu4_fast
 
 log = logging.getLogger(__name__)
@@ -519,7 +519,7 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
 
 # Decoding of tag-aware bundles, chosen on dev (coco-mini-dev and Flickr8k dev; see the model card).
 TAG_DECODING = {"no_repeat_ngram": 2, "prefer_tags_above": 0.15, "length_penalty": 0.8, "relax_if_garbled": ["probe"]}
-ABSENCE = {"person_probe_below": 0.9, "animal_tags_below": 0.15, "ungrounded_words": True}
+ABSENCE = {"person_probe_below": 0.8, "animal_tags_below": 0.15, "ungrounded_words": True}
 # Animals the classifier knows (COCO concepts whose words are tag words): the decoder learnt from
 # Flickr8k's dogs and COCO's cats to put one into photos without any; each is kept out of a photo
 # whose tags give it less than ``animal_tags_below``.
@@ -561,8 +561,7 @@ def _absence_evidence(config: TrainConfig, absence: dict | None):
     if config.limit:
         items = items[:config.limit]
     cache = Path(config.cache) if config.cache else default_cache_dir()
-    extract_features([p for p, _ in items], config.encoder, cache)
-    pooled = load_features(cache, config.encoder, [p for p, _ in items]).astype(np.float32).mean(axis=1)
+    pooled = pooled_features([p for p, _ in items], config.encoder, cache)  # (photos, channels)
     rules = []
     if absence.get("animal_tags_below") is not None:
         tag_map, _ = _tag_setup(config)

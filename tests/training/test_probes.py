@@ -5,12 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.probes import concept_labels, concept_words, train_probe
+from training.probes import concept_labels, concept_words, main, person_probe, refit_bundle, train_probe
 
 
 def test_concept_labels_need_two_references():
     captions = [["A man walks .", "A person walks .", "A dog ."], ["A man .", "A dog runs .", "A cat ."]]
     np.testing.assert_array_equal(concept_labels(captions, "person"), [1.0, 0.0])
+    np.testing.assert_array_equal(concept_labels(captions, "person", 1), [1.0, 1.0])
+
+
+def test_person_probe_counts_a_person_that_one_caption_names():
+    """The shipped recipe labels a photo "person" when one of its captions names one: a feature that
+    marks exactly those photos is what the probe learns, and the photos named once come out positive."""
+    rng = np.random.default_rng(0)
+    named = rng.integers(0, 3, 300)  # how many of each photo's captions name a person
+    captions = [[*(["A man walks ."] * int(n)), *(["A dog runs ."] * (5 - int(n)))] for n in named]
+    x = np.c_[(named > 0).astype(np.float32), rng.normal(0.0, 1.0, (300, 3))].astype(np.float32)
+    kernel, bias = person_probe(x, captions)
+    p = 1.0 / (1.0 + np.exp(-(x @ kernel + bias)))
+    assert p[named == 1].min() > 0.5 and p[named == 0].max() < 0.5
 
 
 def test_probe_separates_and_folds_the_standardisation():
@@ -84,3 +97,49 @@ def test_animal_rule_sums_the_tags_of_its_words(tmp_path):
     banned = [{w for w in ("bird", "duck") if ban[row, vocab.id_of(w)] < 0} for row in range(3)]
     assert banned == [{"bird", "duck"}, set(), {"bird", "duck"}]
 
+
+
+def _bundle_with_person_rule(directory):
+    import json
+
+    from model.testing import make_tiny_bundle
+
+    bundle_dir = make_tiny_bundle(directory, tags=True)
+    config = json.loads((bundle_dir / "config.json").read_text())
+    config["decoding"]["absent"] = [{"probe": "person", "below": 0.9, "words": ["man", "people"]}]
+    config["metrics"] = {"flickr8k_dev_beam3": {"CIDEr": 0.5}}
+    (bundle_dir / "config.json").write_text(json.dumps(config))
+    return bundle_dir
+
+
+def test_refit_trains_the_person_probe_and_leaves_the_decoder(tiny_flickr, tmp_path):
+    from model.bundle import load_bundle
+    from model.captioner import Captioner
+    from training.train import ABSENCE
+
+    bundle_dir = _bundle_with_person_rule(tmp_path / "b")
+    before = {name: (bundle_dir / name).read_bytes() for name in ("decoder.weights.npz", "vocab.json")}
+    classifier_before = load_bundle(bundle_dir).classifier
+
+    record = refit_bundle(bundle_dir, tiny_flickr.root, cache=tmp_path / "cache")
+
+    bundle = load_bundle(bundle_dir)  # the classifier file's new checksum is in the config
+    kernel, bias = bundle.probes["person"]
+    assert kernel.shape == (32,) and np.isfinite(kernel).all() and np.isfinite(bias)
+    for got, want in zip(bundle.classifier, classifier_before):
+        np.testing.assert_array_equal(got, want)
+    assert all((bundle_dir / name).read_bytes() == data for name, data in before.items())
+    assert bundle.config["decoding"]["absent"][0]["below"] == ABSENCE["person_probe_below"]
+    assert bundle.config["training"]["probes"]["person"] == record and record["photos"] == 5
+    assert bundle.config["metrics"] == {}  # the captions change: measured again, not carried over
+    Captioner(bundle, device="cpu", runtime="tf").caption([np.zeros((40, 40, 3), np.uint8)], beam_size=2)
+
+
+def test_refit_refuses_a_bundle_without_a_person_rule(tiny_flickr, tmp_path, capsys):
+    from model.testing import make_tiny_bundle
+
+    bundle_dir = make_tiny_bundle(tmp_path / "b", tags=True)
+    config_before = (bundle_dir / "config.json").read_bytes()
+    assert main(["--bundle", str(bundle_dir), "--data", str(tiny_flickr.root), "--cache", str(tmp_path / "c")]) == 2
+    assert "no person probe to train" in capsys.readouterr().err
+    assert (bundle_dir / "config.json").read_bytes() == config_before
