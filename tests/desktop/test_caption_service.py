@@ -153,7 +153,7 @@ def test_real_model_runs_several_jobs_a_cancel_and_a_resume_in_one_session(tmp_p
                           env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.returncode == 0, f"exit status {done.returncode}\n{done.stderr[-3000:]}"
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["model"] == load_bundle().name == "flickr8k-lite2-scst4"
+    assert report["model"] == load_bundle().name == "flickr8k-lite2-scst4-probe2"
     first, greedy, cancelled, resumed, single = report["runs"]
     photos = {str(p) for p in selftest.sample_photos()}
     assert set(first[0]) == set(greedy[0]) == photos and first[1] is greedy[1] is False

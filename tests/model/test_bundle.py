@@ -191,7 +191,7 @@ def test_the_shipped_bundle_loads_and_validates():
 
     bundle = load_bundle()
     assert bundle.path == default_bundle_path()
-    assert bundle.name == "flickr8k-lite2-scst4"
+    assert bundle.name == "flickr8k-lite2-scst4-probe2"
     assert bundle.encoder_name == "efficientnet_lite2"
     assert bundle.classifier is not None and "person" in bundle.probes
     assert bundle.config["decoder"]["num_tags"] == len(bundle.config["tags"]["words"]) > 400
