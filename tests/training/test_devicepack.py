@@ -64,3 +64,18 @@ def test_pack_refuses_a_quality_out_of_range(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         devicepack.main(["pack", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--quality", "0"])
     assert stopped.value.code == 2 and "--quality" in capsys.readouterr().err
+
+
+def test_what_unpack_writes_into_a_checkout_is_ignored_by_git():
+    """`unpack` writes the encoder's weights and classifier into resources/encoders/ (where
+    build_encoder and classifier_head look); in a source checkout git must not offer to commit them."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for name in ("efficientnet_lite2.weights.h5", "efficientnet_lite2.classifier.npz"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", f"resources/encoders/{name}"], cwd=root)
+        assert ignored.returncode == 0, name
