@@ -519,7 +519,8 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
 
 # Decoding of tag-aware bundles, chosen on dev (coco-mini-dev and Flickr8k dev; see the model card).
 TAG_DECODING = {"no_repeat_ngram": 2, "prefer_tags_above": 0.15, "length_penalty": 0.8, "relax_if_garbled": ["probe"]}
-ABSENCE = {"person_probe_below": 0.8, "animal_tags_below": 0.15, "ungrounded_words": True}
+# "probes": train training.probes.PROBES and give the bundle their rules (recipes and thresholds are there).
+ABSENCE = {"probes": True, "animal_tags_below": 0.15, "ungrounded_words": True}
 # Animals the classifier knows (COCO concepts whose words are tag words): the decoder learnt from
 # Flickr8k's dogs and COCO's cats to put one into photos without any; each is kept out of a photo
 # whose tags give it less than ``animal_tags_below``.
@@ -549,19 +550,15 @@ def bundle_decoding(config: TrainConfig, vocab: Vocabulary, tag_map, decoding: d
 
 
 def _absence_evidence(config: TrainConfig, absence: dict | None):
-    """``(probes, decoding rules)``: the person probe trained on the training photos' pooled grids and
-    captions, and the rules that keep person and animal words out of photos without them (an animal's
-    evidence: the summed tags of its words, so "duck" counts for a bird)."""
-    from training.probes import concept_words, person_probe
+    """``(probes, decoding rules)``: the rules that keep animal words out of photos without them (an
+    animal's evidence: the summed tags of its words, so "duck" counts for a bird) and, with
+    ``absence["probes"]``, :data:`training.probes.PROBES` trained on the training photos' pooled grids
+    and captions, with their rules (today: the person probe)."""
+    from training.probes import PROBES, concept_words, probe_rules, train_probes
 
     absence = ABSENCE if absence is None else absence
     if not absence:
         return {}, []
-    items, _ = load_dataset(config.data, "train")
-    if config.limit:
-        items = items[:config.limit]
-    cache = Path(config.cache) if config.cache else default_cache_dir()
-    pooled = pooled_features([p for p, _ in items], config.encoder, cache)  # (photos, channels)
     rules = []
     if absence.get("animal_tags_below") is not None:
         tag_map, _ = _tag_setup(config)
@@ -570,9 +567,14 @@ def _absence_evidence(config: TrainConfig, absence: dict | None):
             tags = [w for w in (*words, *ANIMAL_EVIDENCE.get(concept, ())) if tag_map is not None and w in tag_map.words]
             if tags:
                 rules.append({"tags": tags, "below": absence["animal_tags_below"], "words": words})
-    if absence.get("person_probe_below") is not None:
-        rules.append({"probe": "person", "below": absence["person_probe_below"], "words": concept_words("person")})
-    return {"person": person_probe(pooled, [caps for _, caps in items])}, rules
+    if not absence.get("probes"):
+        return {}, rules
+    items, _ = load_dataset(config.data, "train")
+    if config.limit:
+        items = items[:config.limit]
+    cache = Path(config.cache) if config.cache else default_cache_dir()
+    pooled = pooled_features([p for p, _ in items], config.encoder, cache)  # (photos, channels)
+    return train_probes(pooled, [caps for _, caps in items], PROBES), rules + probe_rules(PROBES)
 
 
 def ungrounded_words(config: TrainConfig, vocab: Vocabulary, tag_words: Sequence[str]) -> list[str]:

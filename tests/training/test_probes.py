@@ -1,11 +1,12 @@
-"""Absence evidence: the person probe and the decoding rules that keep absent things out of captions."""
+"""Absence evidence: the concept probes and the decoding rules that keep absent things out of captions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.probes import concept_labels, concept_words, main, person_probe, refit_bundle, train_probe
+from training.probes import (PROBES, ProbeRecipe, concept_labels, concept_words, main, probe_rules, refit_bundle,
+                             train_probe, train_probes)
 
 
 def test_concept_labels_need_two_references():
@@ -21,9 +22,35 @@ def test_person_probe_counts_a_person_that_one_caption_names():
     named = rng.integers(0, 3, 300)  # how many of each photo's captions name a person
     captions = [[*(["A man walks ."] * int(n)), *(["A dog runs ."] * (5 - int(n)))] for n in named]
     x = np.c_[(named > 0).astype(np.float32), rng.normal(0.0, 1.0, (300, 3))].astype(np.float32)
-    kernel, bias = person_probe(x, captions)
+    kernel, bias = train_probes(x, captions, {"person": PROBES["person"]})["person"]
     p = 1.0 / (1.0 + np.exp(-(x @ kernel + bias)))
     assert p[named == 1].min() > 0.5 and p[named == 0].max() < 0.5
+
+
+def test_each_probe_learns_its_own_concept():
+    """Photos by the water and photos on a street, each marked by a feature of its own: the water probe
+    reads the first, the street probe the second."""
+    rng = np.random.default_rng(1)
+    place = rng.integers(0, 3, 400)  # 0: neither, 1: water, 2: street
+    words = {0: "A dog runs on the grass .", 1: "A dog swims in the water .", 2: "A dog runs down the road ."}
+    captions = [[words[int(k)]] * 5 for k in place]
+    x = np.c_[place == 1, place == 2, rng.normal(0.0, 1.0, (400, 2))].astype(np.float32)
+    recipes = {concept: ProbeRecipe(below=0.2) for concept in ("water", "street")}
+    probes = train_probes(x, captions, recipes)
+    for concept, marked in (("water", 1), ("street", 2)):
+        kernel, bias = probes[concept]
+        p = 1.0 / (1.0 + np.exp(-(x @ kernel + bias)))
+        assert p[place == marked].min() > 0.5 and p[place != marked].max() < 0.5
+
+
+def test_probe_rules_follow_the_recipes():
+    rules = probe_rules()
+    assert [rule["probe"] for rule in rules] == list(PROBES)
+    for rule in rules:
+        assert rule["below"] == PROBES[rule["probe"]].below and rule["words"] == concept_words(rule["probe"])
+    assert rules[0]["probe"] == "person" and {"man", "women", "people"} <= set(rules[0]["words"])
+    street = probe_rules({"street": ProbeRecipe(below=0.2)})
+    assert street[0]["below"] == 0.2 and {"street", "road", "streets"} <= set(street[0]["words"])
 
 
 def test_probe_separates_and_folds_the_standardisation():
@@ -99,47 +126,63 @@ def test_animal_rule_sums_the_tags_of_its_words(tmp_path):
 
 
 
-def _bundle_with_person_rule(directory):
+def _bundle_with_probe_rules(directory):
+    """A tag-aware tiny bundle whose decoding has a tag rule and an old person-probe rule."""
     import json
 
     from model.testing import make_tiny_bundle
 
     bundle_dir = make_tiny_bundle(directory, tags=True)
     config = json.loads((bundle_dir / "config.json").read_text())
-    config["decoding"]["absent"] = [{"probe": "person", "below": 0.9, "words": ["man", "people"]}]
+    config["decoding"]["absent"] = [{"probe": "person", "below": 0.9, "words": ["man", "people"]},
+                                    {"tags": ["dog"], "below": 0.15, "words": ["dog", "dogs"]}]
     config["metrics"] = {"flickr8k_dev_beam3": {"CIDEr": 0.5}}
     (bundle_dir / "config.json").write_text(json.dumps(config))
     return bundle_dir
 
 
-def test_refit_trains_the_person_probe_and_leaves_the_decoder(tiny_flickr, tmp_path):
+def test_refit_trains_the_probes_and_leaves_the_decoder(tiny_flickr, tmp_path):
     from model.bundle import load_bundle
     from model.captioner import Captioner
-    from training.train import ABSENCE
 
-    bundle_dir = _bundle_with_person_rule(tmp_path / "b")
+    bundle_dir = _bundle_with_probe_rules(tmp_path / "b")
     before = {name: (bundle_dir / name).read_bytes() for name in ("decoder.weights.npz", "vocab.json")}
     classifier_before = load_bundle(bundle_dir).classifier
 
     record = refit_bundle(bundle_dir, tiny_flickr.root, cache=tmp_path / "cache")
 
     bundle = load_bundle(bundle_dir)  # the classifier file's new checksum is in the config
-    kernel, bias = bundle.probes["person"]
-    assert kernel.shape == (32,) and np.isfinite(kernel).all() and np.isfinite(bias)
+    assert set(bundle.probes) == set(PROBES)
+    for kernel, bias in bundle.probes.values():
+        assert kernel.shape == (32,) and np.isfinite(kernel).all() and np.isfinite(bias)
     for got, want in zip(bundle.classifier, classifier_before):
         np.testing.assert_array_equal(got, want)
     assert all((bundle_dir / name).read_bytes() == data for name, data in before.items())
-    assert bundle.config["decoding"]["absent"][0]["below"] == ABSENCE["person_probe_below"]
-    assert bundle.config["training"]["probes"]["person"] == record and record["photos"] == 5
+    # the old probe rule is replaced by today's; the tag rule stays
+    assert bundle.config["decoding"]["absent"] == [{"tags": ["dog"], "below": 0.15, "words": ["dog", "dogs"]},
+                                                   *probe_rules()]
+    assert bundle.config["training"]["probes"] == record and record["person"] == {
+        "below": PROBES["person"].below, "min_references": 1, "l2": PROBES["person"].l2, "photos": 5}
     assert bundle.config["metrics"] == {}  # the captions change: measured again, not carried over
     Captioner(bundle, device="cpu", runtime="tf").caption([np.zeros((40, 40, 3), np.uint8)], beam_size=2)
 
 
-def test_refit_refuses_a_bundle_without_a_person_rule(tiny_flickr, tmp_path, capsys):
+def test_refit_drops_the_probes_the_recipes_no_longer_have(tiny_flickr, tmp_path):
+    from model.bundle import load_bundle
+
+    bundle_dir = _bundle_with_probe_rules(tmp_path / "b")
+    refit_bundle(bundle_dir, tiny_flickr.root, cache=tmp_path / "cache")
+    refit_bundle(bundle_dir, tiny_flickr.root, cache=tmp_path / "cache", recipes={"water": ProbeRecipe(below=0.3)})
+    bundle = load_bundle(bundle_dir)
+    assert set(bundle.probes) == {"water"}
+    assert [rule.get("probe") for rule in bundle.config["decoding"]["absent"]] == [None, "water"]
+
+
+def test_refit_refuses_a_bundle_without_a_probe_rule(tiny_flickr, tmp_path, capsys):
     from model.testing import make_tiny_bundle
 
     bundle_dir = make_tiny_bundle(tmp_path / "b", tags=True)
     config_before = (bundle_dir / "config.json").read_bytes()
     assert main(["--bundle", str(bundle_dir), "--data", str(tiny_flickr.root), "--cache", str(tmp_path / "c")]) == 2
-    assert "no person probe to train" in capsys.readouterr().err
+    assert "no probes to train" in capsys.readouterr().err
     assert (bundle_dir / "config.json").read_bytes() == config_before

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from training.features import extract_features, feature_path
+from training.probes import PROBES
 from training.train import TrainConfig, export, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,8 +146,8 @@ def test_tag_aware_training_learns_a_word_from_text_only_and_copies_it(tiny_flic
     assert "zebra" not in " ".join(c for name in tiny_flickr.train[:5] for c in tiny_flickr.captions[name]).lower()
     assert "zebra" in bundle.vocab and bundle.config["decoder"]["num_tags"] == len(TagMap.load().words)
     assert bundle.classifier is not None and bundle.classifier[0].shape == (32, 1000)
-    rules = bundle.config["decoding"]["absent"]  # person from the probe; each animal from its tags, summed
-    assert any(r.get("probe") == "person" for r in rules)
+    rules = bundle.config["decoding"]["absent"]  # concepts from their probes; each animal from its tags, summed
+    assert [r["probe"] for r in rules if "probe" in r] == list(PROBES) and set(bundle.probes) == set(PROBES)
     bird = next(r for r in rules if "bird" in r.get("tags", ()))
     assert {"duck", "eagle"} <= set(bird["tags"]) and {"bird", "birds", "duck"} <= set(bird["words"])
     assert any(r.get("tags") == ["cat"] for r in rules) and any(r.get("tags") == ["dog"] for r in rules)
