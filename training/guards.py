@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from model.tags import word_forms
+
 FUNCTION_WORDS = frozenset(
     "a an the this that these those his their its my your our some each every "
     "and or but while as than who which whose "
@@ -266,3 +268,37 @@ class ReferenceWords:
             support = self.supported[int(photo)]
             counts[row] = sum(int(s) not in support for s in self.stem_of[ids])
         return counts
+
+
+class ConfidentTags:
+    """Which of a photo's confident classifier tags a caption names, in any form
+    (:func:`model.tags.word_forms`).
+
+    The CIDEr-D reward counts a word against Flickr8k's five references, which rarely name a thing
+    the photos seldom show; a decoder fine-tuned on it forgets words that only its text-only
+    sentences taught (the sample cat became "a man"). Counted against the classifier instead, the
+    SCST reward can keep naming what the encoder is sure of (:attr:`training.scst.SCSTConfig.tag_bonus`).
+    """
+
+    def __init__(self, vocabulary: Sequence[str], tag_words: Sequence[str], photo_tags: np.ndarray, above: float):
+        """``vocabulary``: the model's words in id order; ``tag_words``: the tag vocabulary;
+        ``photo_tags (photos, tags)``: each training photo's tag probabilities; a tag at or above
+        ``above`` is confident."""
+        tag_of_form: dict[str, int] = {}
+        for tag, word in enumerate(tag_words):
+            for form in word_forms(word):
+                tag_of_form.setdefault(form, tag)
+        # Column len(tag_words) collects the words that are no tag's.
+        self.tag_of = np.asarray([tag_of_form.get(w, len(tag_words)) for w in vocabulary], np.int64)
+        self.confident = np.asarray(photo_tags) >= above  # (photos, tags)
+
+    def named_share(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``(captions,)`` the share of its photo's confident tags each caption (``tokens`` row ``i``,
+        its first ``lengths[i]`` ids, of training photo ``photos[i]``) names; 0 for a photo with none."""
+        confident = self.confident[photos]  # (captions, tags)
+        in_caption = np.arange(tokens.shape[1])[None, :] < np.asarray(lengths)[:, None]
+        tags = np.where(in_caption, self.tag_of[tokens], confident.shape[1])
+        named = np.zeros((len(tokens), confident.shape[1] + 1), bool)
+        named[np.arange(len(tokens))[:, None], tags] = True
+        hits = (named[:, :-1] & confident).sum(axis=1)
+        return hits / np.maximum(confident.sum(axis=1), 1)

@@ -53,7 +53,14 @@ from model.vocab import Vocabulary
 from training.cider import CiderD
 from training.concepts import ReferenceConcepts
 from training.data import load_dataset
-from training.guards import NounForms, ReferenceWords, caption_guards, function_word_mask, guard_penalties
+from training.guards import (
+    ConfidentTags,
+    NounForms,
+    ReferenceWords,
+    caption_guards,
+    function_word_mask,
+    guard_penalties,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +114,11 @@ class SCSTConfig:
     # (:class:`training.guards.ReferenceWords`): pricing concepts alone made the policy fill captions
     # with a common phrase the photo does not show ("in the air": 33 -> 112 of 1,000 dev captions).
     unsupported_penalty: float = 0.0
+    # A bonus times the share of the photo's confident classifier tags (at or above ``tag_bonus_above``)
+    # the caption names (:class:`training.guards.ConfidentTags`), counted against the classifier, not
+    # the references: CIDEr-D alone made the decoder forget the everyday words only the text taught.
+    tag_bonus: float = 0.0
+    tag_bonus_above: float = 0.5
     # A cross-entropy step on a batch of the init run's text-only sentences after every ``text_every``
     # SCST steps (0: none), so the words only the text taught (COCO's everyday things) are not
     # forgotten while the reward, computed on Flickr8k's references, pulls towards Flickr8k's.
@@ -142,9 +154,12 @@ class Reward:
     (TensorFlow here, JAX in :mod:`training.scst_jax`)."""
 
     def __init__(self, vocab: Vocabulary, cider: CiderD, reference_lengths: np.ndarray, config: SCSTConfig,
-                 references: Sequence[Sequence[Sequence[str]]] | None = None):
+                 references: Sequence[Sequence[Sequence[str]]] | None = None,
+                 photo_tags: np.ndarray | None = None, tag_words: Sequence[str] = ()):
         """``references``: each training photo's reference captions as words, needed by the concept
-        terms (``hallucination_penalty``, ``concept_bonus``) and ``unsupported_penalty``."""
+        terms (``hallucination_penalty``, ``concept_bonus``) and ``unsupported_penalty``;
+        ``photo_tags (photos, tags)`` and ``tag_words``: each training photo's tag probabilities and
+        the tag vocabulary, needed by ``tag_bonus``."""
         self.words = [vocab.word_of(i) for i in range(len(vocab))]
         self.cider, self.config = cider, config
         self.reference_lengths = np.asarray(reference_lengths, np.float64)
@@ -156,6 +171,10 @@ class Reward:
             raise ValueError("the reward's concept and unsupported-word terms need the training references")
         self.concepts = ReferenceConcepts([[" ".join(r) for r in refs] for refs in references]) if concept_terms else None
         self.reference_words = ReferenceWords(self.words, references) if config.unsupported_penalty else None
+        if config.tag_bonus and photo_tags is None:
+            raise ValueError("the reward's tag bonus needs a tag-aware run (each training photo's tags)")
+        self.confident_tags = (ConfidentTags(self.words, tag_words, photo_tags, config.tag_bonus_above)
+                               if config.tag_bonus else None)
 
     def __call__(self, photos: np.ndarray, tokens: np.ndarray, lengths: np.ndarray, finished: np.ndarray):
         """``(reward, cider, parts)`` for captions of training ``photos``, each ``(captions,)``."""
@@ -175,6 +194,10 @@ class Reward:
             unsupported = self.reference_words.unsupported(photos, tokens, lengths)
             penalty = penalty + config.unsupported_penalty * unsupported
             parts = parts | {"unsupported": unsupported}
+        if self.confident_tags is not None:
+            named = self.confident_tags.named_share(photos, tokens, lengths)
+            penalty = penalty - config.tag_bonus * named
+            parts = parts | {"tags_named": named}
         return cider - penalty, cider, parts
 
 
@@ -186,6 +209,8 @@ def concept_figures(parts: dict) -> dict[str, float]:
                     "concept_recall": float(parts["concept_recall"].mean())}
     if "unsupported" in parts:
         figures["unsupported_words"] = float(parts["unsupported"].mean())
+    if "tags_named" in parts:
+        figures["tags_named"] = float(parts["tags_named"].mean())
     return figures
 
 
@@ -222,10 +247,13 @@ class SCSTTrainer:
         reference_lengths: ``(train photos,)`` mean length of each photo's references (words).
         config: the SCST settings.
         references: each training photo's references as words (for the reward's concept terms).
+        photo_tags, tag_words: each training photo's tag probabilities ``(train photos, tags)`` and
+            the tag vocabulary (for the reward's tag bonus).
     """
 
     def __init__(self, trainer, vocab: Vocabulary, cider: CiderD, reference_lengths: np.ndarray,
-                 config: SCSTConfig, references: Sequence[Sequence[Sequence[str]]] | None = None):
+                 config: SCSTConfig, references: Sequence[Sequence[Sequence[str]]] | None = None,
+                 photo_tags: np.ndarray | None = None, tag_words: Sequence[str] = ()):
         import tensorflow as tf
 
         if config.baseline not in BASELINES:
@@ -240,7 +268,7 @@ class SCSTTrainer:
         self.vocab = vocab
         self.config = config
         self.max_length = trainer.config.max_words
-        self.reward = Reward(vocab, cider, reference_lengths, config, references)
+        self.reward = Reward(vocab, cider, reference_lengths, config, references, photo_tags, tag_words)
         # Never sampled (as in the shipped decoding): <pad>, <start>, <unk>.
         ban = np.zeros(len(vocab), np.float32)
         ban[[vocab.pad_id, vocab.start_id, vocab.unk_id]] = -1e9
@@ -600,7 +628,8 @@ def run_scst(config: SCSTConfig) -> dict:
         steps_per_epoch = min(steps_per_epoch, config.max_steps)
     trainer = Trainer(train_config, vocab, channels=train_data.features.shape[-1], steps_per_epoch=steps_per_epoch,
                       tag_words=tag_map.words if tag_map is not None else ())
-    scst = SCSTTrainer(trainer, vocab, cider, reference_lengths, config, run.train_data.references)
+    scst = SCSTTrainer(trainer, vocab, cider, reference_lengths, config, run.train_data.references, train_tags,
+                       tag_map.words if tag_map is not None else ())
     if config.candidates == "guarded":
         from training.train import bundle_decoding, shipped_settings
 
@@ -750,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("learning_rate", "lr_decay", "clip_norm", "temperature", "dangling_penalty", "repeat_penalty",
                  "length_penalty", "length_tolerance", "agreement_penalty", "hallucination_penalty",
-                 "concept_bonus", "unsupported_penalty"):
+                 "concept_bonus", "unsupported_penalty", "tag_bonus", "tag_bonus_above"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--scst-baseline", dest="baseline", choices=BASELINES, default=defaults.baseline,
                         help="mean reward of the other samples (default) or the greedy caption's reward")

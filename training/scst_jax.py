@@ -250,7 +250,8 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
         search = GuardedSearch(trainer.decoder, vocab, decoding, probes, tag_map, steps=steps)
     else:
         search = PlainSearch(steps, vocab, trainer.config.max_words)
-    reward = Reward(vocab, run.cider, run.reference_lengths, config, run.train_data.references)
+    reward = Reward(vocab, run.cider, run.reference_lengths, config, run.train_data.references, run.train_tags,
+                    tag_map.words if tag_map is not None else ())
     scst = JaxSCST(trainer, vocab, reward, config, search)
 
     text_pairs = None  # the init run's text-only sentences, for the cross-entropy steps

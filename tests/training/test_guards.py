@@ -8,6 +8,7 @@ import pytest
 
 from training.guards import (
     FUNCTION_WORDS,
+    ConfidentTags,
     NounForms,
     ReferenceWords,
     adjacent_repeats,
@@ -180,3 +181,25 @@ def test_unsupported_words_are_the_priced_words_no_reference_uses():
     # "air" (function words unpriced); none; "blue"; "two" and "dogs" are not in photo 1's references;
     # "him" (a pronoun is priced: left free it became a filler) but not "in front of".
     assert counts.tolist() == [1, 0, 1, 2, 1]
+
+
+def test_confident_tags_count_the_share_a_caption_names_in_any_form():
+    words = ["<pad>", "<end>", "a", "cat", "cats", "dog", "on", "bench", "benches", "man"]
+    tags = ["bench", "cat", "dog"]
+    photo_tags = np.asarray([[0.1, 0.9, 0.6],   # confident: cat, dog
+                             [0.0, 0.3, 0.2],   # none
+                             [0.7, 0.0, 0.0]])  # bench
+    rows = [("a cats on a bench", 0), ("a dog", 0), ("a cat and a dog", 0), ("a man on a bench", 1),
+            ("a man on benches", 2), ("a man", 2)]
+    ids = {w: i for i, w in enumerate(words + ["and"])}
+    tokens = np.zeros((len(rows), 8), np.int64)
+    for r, (row, _) in enumerate(rows):
+        tokens[r, :len(row.split())] = [ids[w] for w in row.split()]
+    # Past a caption's length, a tag word is not counted.
+    tokens[5, 3] = ids["bench"]
+    lengths = np.asarray([len(row.split()) for row, _ in rows])
+    photos = np.asarray([photo for _, photo in rows])
+    share = ConfidentTags(words + ["and"], tags, photo_tags, above=0.5).named_share(photos, tokens, lengths)
+    # "cats" names cat (bench is not confident for photo 0); dog; both; photo 1 has no confident tag;
+    # "benches" names bench; "a man" names nothing.
+    np.testing.assert_allclose(share, [0.5, 0.5, 1.0, 0.0, 1.0, 0.0])

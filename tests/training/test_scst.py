@@ -337,3 +337,36 @@ def test_the_rewards_concept_terms_price_hallucinations_and_pay_for_present_conc
     reward, _, parts = words(photos, tokens, lengths, finished)
     assert parts["unsupported"].tolist() == [0, 2, 1]
     np.testing.assert_allclose(reward - base, [0.0, -0.2, -0.1])
+
+
+def test_the_rewards_tag_bonus_pays_for_naming_the_classifiers_confident_tags():
+    from model.vocab import Vocabulary
+    from training.cider import CiderD
+    from training.scst import Reward, concept_figures
+
+    references = [[r.split() for r in ["a man sits on a sofa"] * 5]]
+    vocab = Vocabulary(sorted({w for refs in references for r in refs for w in r} | {"cat", "cats"}))
+    captions = ["a man sits on a sofa", "a cat sits on a sofa", "two cats on a sofa"]
+    tokens = np.full((3, 10), vocab.pad_id, np.int64)
+    for row, caption in enumerate(captions):
+        ids = vocab.encode(caption.split())[1:]
+        tokens[row, :len(ids)] = ids
+    lengths = np.asarray([len(c.split()) for c in captions])
+    photos, finished = np.zeros(3, np.int64), np.ones(3, bool)
+    cider, lengths_ref = CiderD(references), np.asarray([6.0])
+    photo_tags = np.asarray([[0.8, 0.1]])  # tags: cat (confident), sofa
+    plain = Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out=""))
+    base, base_cider, _ = plain(photos, tokens, lengths, finished)
+    named = Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", tag_bonus=0.3), photo_tags=photo_tags,
+                   tag_words=["cat", "sofa"])
+    reward, reward_cider, parts = named(photos, tokens, lengths, finished)
+    np.testing.assert_allclose(reward_cider, base_cider)  # counted against the classifier, not the references
+    np.testing.assert_allclose(parts["tags_named"], [0.0, 1.0, 1.0])
+    np.testing.assert_allclose(reward - base, [0.0, 0.3, 0.3])
+    assert concept_figures(parts)["tags_named"] == pytest.approx(2 / 3)
+    # A higher threshold leaves the cat unconfident: no bonus.
+    strict = Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", tag_bonus=0.3, tag_bonus_above=0.9),
+                    photo_tags=photo_tags, tag_words=["cat", "sofa"])
+    np.testing.assert_allclose(strict(photos, tokens, lengths, finished)[0], base)
+    with pytest.raises(ValueError, match="tag-aware"):
+        Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", tag_bonus=0.3))
