@@ -150,14 +150,15 @@ class Captioner:
     def set_decoding(self, decoding: dict) -> None:
         """Decode with these settings (a bundle's ``"decoding"`` entry: ``max_length``,
         ``length_penalty``, ``no_repeat_ngram``, ``once_words``, ``no_end_after``, ``banned_words``,
-        ``absent``, ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``, ``allow_unknown``,
-        ``relax_if_garbled``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
+        ``absent``, ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``, ``name_tags_above``,
+        ``allow_unknown``, ``relax_if_garbled``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
         vocab = self.bundle.vocab
         self._search = decoding_search(self.model.step, vocab, decoding)
         self._absent = absence_rules(decoding, self.bundle.vocab, self.bundle.probes, where=str(self.bundle.path))
         self._decoding = dict(decoding)
-        self._tag_word_ids = None  # per tag word, the vocabulary ids of its forms (for the constraint)
-        if decoding.get("constrain_above") is not None and self.tagger is not None:
+        self._tag_word_ids = None  # per tag word, the vocabulary ids of its forms (for the constraints)
+        wants_constraint = any(decoding.get(key) is not None for key in ("constrain_above", "name_tags_above"))
+        if wants_constraint and self.tagger is not None:
             from model.tags import word_forms
 
             self._tag_word_ids = [np.array([vocab.id_of(f) for f in word_forms(w) if f in vocab], np.int64)
@@ -209,10 +210,11 @@ class Captioner:
         return self.model.encode(np.asarray(pixels, np.float32))[0]
 
     def decode(self, features: np.ndarray, beam_size: int = 3, tags: np.ndarray | None = None,
-               ban: np.ndarray | None = None) -> DecodedBatch:
+               ban: np.ndarray | None = None, must: np.ndarray | None = None) -> DecodedBatch:
         """Search captions for feature grids ``(batch, locations, channels)`` (beam 1 = greedy);
         ``tags`` the tag vectors of a tag-aware decoder and ``ban`` per-photo word bans; computed from
-        the features when not given."""
+        the features when not given. ``must (batch, vocab)``: the words of which a beam search makes
+        each photo's caption name one (default: the tags at or above ``constrain_above``, if set)."""
         if self.tagger is not None and ((self._num_tags and tags is None) or (ban is None and self._absent)):
             word_probs = self.tagger.word_probabilities(self.tagger.class_probabilities(features))
             tags = word_probs if tags is None else tags
@@ -220,16 +222,16 @@ class Captioner:
         memory, hidden = self.model.prepare(features, tags if self._num_tags else None)
         if beam_size == 1:
             return self._search.greedy(memory, hidden, ban)
-        must = self._constraint(tags, ban) if self._num_tags else None
+        if must is None and self._num_tags and self._decoding.get("constrain_above") is not None:
+            must = self._constraint(tags, ban, float(self._decoding["constrain_above"]))
         return self._search.beam(memory, hidden, beam_size, ban, must=must,
                                  unmet_rows=int(self._decoding.get("constrain_unmet_rows", 1)))
 
-    def _constraint(self, word_probs: np.ndarray, ban: np.ndarray | None) -> np.ndarray | None:
-        """``(batch, vocab)`` bool: the words of each photo's tags at or above ``constrain_above``, of
-        which the beam search makes the caption name one (None when the bundle asks for no constraint)."""
+    def _constraint(self, word_probs: np.ndarray, ban: np.ndarray | None, threshold: float) -> np.ndarray | None:
+        """``(batch, vocab)`` bool: the words of each photo's tags at or above ``threshold``, of which
+        the beam search makes the caption name one (None when the bundle asks for no constraint)."""
         if self._tag_word_ids is None:
             return None
-        threshold = float(self._decoding["constrain_above"])
         must = np.zeros((word_probs.shape[0], len(self.bundle.vocab)), bool)
         for row, tag in zip(*np.nonzero(word_probs >= threshold)):
             must[row, self._tag_word_ids[tag]] = True
@@ -289,17 +291,47 @@ class Captioner:
     def decode_guarded(self, features: np.ndarray, word_probs: np.ndarray | None, beam_size: int = 3,
                        again: bool = True):
         """The search as :meth:`caption` runs it, from grids and tag probabilities: the photos' bans,
-        then, under ``decoding["relax_if_garbled"]`` (and ``again``), a second search for the photos
-        whose caption came out garbled. Returns ``(decoded, retry, searched_again)``: photo
-        ``retry[i]``'s captions are row ``i`` of ``searched_again`` (None when no photo was searched
-        again)."""
+        then (with ``again``) one second search for the photos whose caption came out garbled under
+        ``decoding["relax_if_garbled"]`` (with those guards lifted) or, under
+        ``decoding["name_tags_above"]``, names none of the photo's tags at or above it (constrained to
+        name one). Returns ``(decoded, retry, searched_again)``: photo ``retry[i]``'s captions are row
+        ``i`` of ``searched_again`` (None when no photo was searched again)."""
         tags_in = word_probs if self._num_tags else None
         ban = self._photo_bans(features, word_probs)
         decoded = self.decode(features, beam_size, tags_in, ban)
-        retry, relaxed = self._garbled_rows(decoded, features, word_probs, ban) if again else ([], None)
+        if not again:
+            return decoded, [], None
+        garbled, relaxed = self._garbled_rows(decoded, features, word_probs, ban)
+        missed, must = self._missed_tag_rows(decoded, word_probs, ban, beam_size)
+        retry = sorted(set(garbled) | set(missed))
         if not retry:
             return decoded, retry, None
-        return decoded, retry, self.decode(features[retry], beam_size, None if tags_in is None else tags_in[retry], relaxed)
+        bans = None if ban is None else ban[retry]
+        for i, row in enumerate(garbled):
+            bans[retry.index(row)] = relaxed[i]
+        musts = None if must is None else must[retry] & np.isin(retry, missed)[:, None]  # missed photos only
+        return decoded, retry, self.decode(features[retry], beam_size, None if tags_in is None else tags_in[retry],
+                                           bans, must=musts)
+
+    def _missed_tag_rows(self, decoded: DecodedBatch, word_probs: np.ndarray | None, ban: np.ndarray | None,
+                         beam_size: int) -> tuple[list[int], np.ndarray | None]:
+        """``(rows, must)``: under ``decoding["name_tags_above"]``, the photos whose best caption names
+        none of their tags at or above it (in any form the vocabulary has and the photo's bans allow),
+        and ``must (batch, vocab)``, each photo's words of those tags. The classifier is that sure of
+        something the caption leaves out ("a man is sitting on a blanket" of a cat at 0.86), so the
+        photo is searched again, constrained to name one. Beam search only (greedy has no constraint)."""
+        threshold = self._decoding.get("name_tags_above")
+        if threshold is None or word_probs is None or beam_size < 2 or not self._num_tags:
+            return [], None
+        must = self._constraint(word_probs, ban, float(threshold))
+        if must is None:
+            return [], None
+        rows = []
+        for row in np.flatnonzero(must.any(axis=1)):
+            said = decoded.tokens[row, 0, :int(decoded.lengths[row, 0])]
+            if not must[row, said].any():
+                rows.append(int(row))
+        return rows, must
 
     def _garbled_rows(self, decoded: DecodedBatch, features: np.ndarray, word_probs: np.ndarray | None,
                       ban: np.ndarray | None) -> tuple[list[int], np.ndarray | None]:

@@ -78,7 +78,7 @@ def test_a_garbled_caption_under_the_person_guard_is_searched_again_without_it(t
     man, cat = vocab.id_of("man"), vocab.id_of("cat")
     searches = []
 
-    def search(features, beam_size=3, tags=None, ban=None):
+    def search(features, beam_size=3, tags=None, ban=None, must=None):
         searches.append(ban.copy())
         person_banned = ban[:, man] < 0
         if len(searches) == 1:
@@ -101,3 +101,48 @@ def test_a_garbled_caption_under_the_person_guard_is_searched_again_without_it(t
     assert (searches[0][:, man] < 0).all() and (searches[1][:, man] == 0).all()  # the person guard lifted
     assert (searches[1][:, cat] < 0).all()  # the animal guard kept
     assert results[0].attention.shape[0] == len(results[0].words)
+
+
+def test_a_caption_missing_a_confident_tag_is_searched_again_constrained_to_name_it(tmp_path, monkeypatch):
+    """``name_tags_above: 0.5``: photo 0's caption leaves out its cat (0.9), photo 1's names it, photo 2
+    has no tag that sure and photo 3's only sure tag is banned for it. Photo 0 alone is searched again,
+    its must words the cat's forms; greedy decoding never searches again."""
+    from model.bundle import load_bundle
+    from model.captioner import Captioner
+    from model.testing import make_tiny_bundle
+
+    bundle_dir = make_tiny_bundle(tmp_path / "b", tags=True)
+    config = json.loads((bundle_dir / "config.json").read_text())
+    config["decoding"]["name_tags_above"] = 0.5
+    (bundle_dir / "config.json").write_text(json.dumps(config))
+    captioner = Captioner(load_bundle(bundle_dir), device="cpu", runtime="tf")
+    vocab, tag_map, locations = captioner.bundle.vocab, captioner.tagger.tag_map, captioner.grid[0] * captioner.grid[1]
+    searches = []
+
+    def search(features, beam_size=3, tags=None, ban=None, must=None):
+        searches.append(must)
+        if len(searches) == 1:
+            return _decoded(vocab, ["a man runs on the grass", "a cat runs on the grass", "a dog runs",
+                                    "a man runs"], locations)
+        return _decoded(vocab, ["a cat runs on the grass"] * len(features), locations)
+
+    monkeypatch.setattr(captioner, "decode", search)
+    monkeypatch.setattr(captioner, "_photo_bans", lambda features, word_probs: ban)
+    word_probs = np.zeros((4, len(tag_map.words)), np.float32)
+    word_probs[[0, 1], tag_map.index("cat")] = 0.9
+    word_probs[2, tag_map.index("dog")] = 0.4
+    word_probs[3, tag_map.index("bus")] = 0.8
+    ban = np.zeros((4, len(vocab)), np.float32)
+    ban[3, [vocab.id_of(f) for f in ("bus", "buses") if f in vocab]] = -1e9
+    features = np.zeros((4, locations, 32), np.float32)
+
+    decoded, retry, again = captioner.decode_guarded(features, word_probs, beam_size=3)
+    assert retry == [0] and len(searches) == 2
+    assert searches[0] is None  # the first search is a plain one
+    assert {vocab.word_of(int(i)) for i in np.flatnonzero(searches[1][0])} == {"cat"} | (
+        {"cats"} & set(vocab.words))
+    assert again.tokens.shape[0] == 1
+
+    searches.clear()
+    captioner.decode_guarded(features, word_probs, beam_size=1)
+    assert len(searches) == 1

@@ -109,7 +109,7 @@ def test_a_bundle_asking_for_the_constraint_gets_its_confident_tags_words(tmp_pa
     probs[2, tag_map.index("bus")] = 0.5
     ban = np.zeros((3, len(vocab)), np.float32)
     ban[2, vocab.id_of("bus")] = -1e9  # this photo may not say "bus"
-    must = captioner._constraint(probs, ban)
+    must = captioner._constraint(probs, ban, 0.15)
     named = [{vocab.word_of(int(i)) for i in np.flatnonzero(row)} for row in must]
     assert "cat" in named[0] and "cats" not in named[0]
     from model.tags import word_forms
