@@ -150,8 +150,9 @@ class Captioner:
     def set_decoding(self, decoding: dict) -> None:
         """Decode with these settings (a bundle's ``"decoding"`` entry: ``max_length``,
         ``length_penalty``, ``no_repeat_ngram``, ``once_words``, ``no_end_after``, ``banned_words``,
-        ``absent``, ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``, ``name_tags_above``,
-        ``allow_unknown``, ``relax_if_garbled``) from now on; how :mod:`training.sweep_decoding` tries settings on one model."""
+        ``absent``, ``prefer_tags_above``, ``constrain_above``, ``constrain_unmet_rows``,
+        ``name_tags_above``, ``allow_unknown``, ``relax_if_garbled``) from now on; how
+        :mod:`training.sweep_decoding` tries settings on one model."""
         vocab = self.bundle.vocab
         self._search = decoding_search(self.model.step, vocab, decoding)
         self._absent = absence_rules(decoding, self.bundle.vocab, self.bundle.probes, where=str(self.bundle.path))

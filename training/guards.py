@@ -277,7 +277,8 @@ class ConfidentTags:
     The CIDEr-D reward counts a word against Flickr8k's five references, which rarely name a thing
     the photos seldom show; a decoder fine-tuned on it forgets words that only its text-only
     sentences taught (the sample cat became "a man"). Counted against the classifier instead, the
-    SCST reward can keep naming what the encoder is sure of (:attr:`training.scst.SCSTConfig.tag_bonus`).
+    SCST reward can pay for naming what the encoder is sure of (:attr:`training.scst.SCSTConfig.tag_bonus`;
+    on Flickr8k's training photos the sure tags are mostly "dog", and it did not keep the cat).
     """
 
     def __init__(self, vocabulary: Sequence[str], tag_words: Sequence[str], photo_tags: np.ndarray, above: float):
