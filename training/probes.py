@@ -95,6 +95,22 @@ def train_probes(pooled: np.ndarray, captions: Sequence[Sequence[str]],
             for concept, recipe in recipes.items()}
 
 
+def fit_probes(data: str | Path, encoder: str, cache: str | Path | None = None,
+               recipes: Mapping[str, ProbeRecipe] = PROBES, *, limit: int | None = None):
+    """``(probes, photos)``: :func:`train_probes` on the train split of ``data`` (its first ``limit``
+    photos), the pooled grids read from the feature cache (default: the user cache), and how many
+    photos they learnt from. What an export and :func:`refit_bundle` both train."""
+    from training.data import load_dataset
+    from training.features import default_cache_dir, pooled_features
+
+    items, _ = load_dataset(data, "train")
+    if limit:
+        items = items[:limit]
+    pooled = pooled_features([path for path, _ in items], encoder,
+                             Path(cache) if cache else default_cache_dir())  # (photos, channels)
+    return train_probes(pooled, [captions for _, captions in items], recipes), len(items)
+
+
 def probe_rules(recipes: Mapping[str, ProbeRecipe] = PROBES) -> list[dict]:
     """The ``decoding["absent"]`` rules that read the probes of ``recipes``."""
     return [{"probe": concept, "below": recipe.below, "words": concept_words(concept)}
@@ -118,22 +134,17 @@ def refit_bundle(bundle_dir: str | Path, data: str | Path, *, cache: str | Path 
         ValueError: the bundle has no classifier or no probe rule (its decoding reads no probes).
     """
     from model.bundle import load_bundle, write_classifier, write_config
-    from training.data import load_dataset
-    from training.features import default_cache_dir, pooled_features
 
     bundle = load_bundle(bundle_dir)
     config = bundle.config
     absent = config.get("decoding", {}).get("absent", [])
     if bundle.classifier is None or not any("probe" in rule for rule in absent):
         raise ValueError(f"{bundle.path}: no probes to train (the bundle has no tags or no probe rule)")
-    items, _ = load_dataset(data, "train")
-    pooled = pooled_features([path for path, _ in items], bundle.encoder_name,
-                             Path(cache) if cache else default_cache_dir())  # (photos, channels)
-    probes = train_probes(pooled, [captions for _, captions in items], recipes)
+    probes, photos = fit_probes(data, bundle.encoder_name, cache, recipes)
     dtype = config["weights"].get("dtype", "float16")  # the bundle stores its classifier as its weights
     config["tags"]["classifier"] = write_classifier(bundle.path, bundle.classifier, probes, dtype)
     config["decoding"]["absent"] = [rule for rule in absent if "probe" not in rule] + probe_rules(recipes)
-    record = {concept: asdict(recipe) | {"photos": len(items)} for concept, recipe in recipes.items()}
+    record = {concept: asdict(recipe) | {"photos": photos} for concept, recipe in recipes.items()}
     config["training"] = config.get("training", {}) | {"probes": record}
     config["metrics"] = {}
     write_config(bundle.path, config)

@@ -28,7 +28,7 @@ import numpy as np
 
 from model.vocab import Vocabulary, pad_sequences
 from training.data import clean_caption, load_dataset
-from training.features import default_cache_dir, extract_features, load_features, pooled_features
+from training.features import default_cache_dir, extract_features, load_features
 from training.metrics import bleu4_fast
 
 log = logging.getLogger(__name__)
@@ -554,7 +554,7 @@ def _absence_evidence(config: TrainConfig, absence: dict | None):
     animal's evidence: the summed tags of its words, so "duck" counts for a bird) and, with
     ``absence["probes"]``, :data:`training.probes.PROBES` trained on the training photos' pooled grids
     and captions, with their rules (today: the person probe)."""
-    from training.probes import PROBES, concept_words, probe_rules, train_probes
+    from training.probes import PROBES, concept_words, fit_probes, probe_rules
 
     absence = ABSENCE if absence is None else absence
     if not absence:
@@ -569,12 +569,8 @@ def _absence_evidence(config: TrainConfig, absence: dict | None):
                 rules.append({"tags": tags, "below": absence["animal_tags_below"], "words": words})
     if not absence.get("probes"):
         return {}, rules
-    items, _ = load_dataset(config.data, "train")
-    if config.limit:
-        items = items[:config.limit]
-    cache = Path(config.cache) if config.cache else default_cache_dir()
-    pooled = pooled_features([p for p, _ in items], config.encoder, cache)  # (photos, channels)
-    return train_probes(pooled, [caps for _, caps in items], PROBES), rules + probe_rules(PROBES)
+    probes, _ = fit_probes(config.data, config.encoder, config.cache, PROBES, limit=config.limit)
+    return probes, rules + probe_rules(PROBES)
 
 
 def ungrounded_words(config: TrainConfig, vocab: Vocabulary, tag_words: Sequence[str]) -> list[str]:
