@@ -124,6 +124,11 @@ class SCSTConfig:
     # SCST steps (0: none), so the words only the text taught (COCO's everyday things) are not
     # forgotten while the reward, computed on Flickr8k's references, pulls towards Flickr8k's.
     text_every: int = 0
+    # Parameters kept at the init weights: every one whose name in a weights file
+    # ("copy_gate/kernel") contains one of these. Freezing the tag path ("copy_", "tag_embedding")
+    # keeps how the cross-entropy model names what the classifier sees, which CIDEr-D on Flickr8k's
+    # photos alone wears away.
+    freeze: tuple[str, ...] = ()
     eval_beam: int = 3  # dev captions each epoch: 1 is greedy
     eval_batch_size: int = 100
     use_java: bool = True  # PTB tokenizer and METEOR for the dev scores
@@ -134,6 +139,16 @@ class SCSTConfig:
 
 # ---------------------------------------------------------------------------------------------------
 # Through the decoder API of model/decoder.py: prepare / step / log_probs with a `memory` tuple.
+
+
+def frozen_mask(decoder, patterns: Sequence[str]) -> list[bool]:
+    """Which of ``decoder.trainable_variables`` :attr:`SCSTConfig.freeze` keeps: those whose name in
+    a weights file contains one of ``patterns``. A pattern that names no variable is refused."""
+    names = [var.path.split("/", 1)[1] if "/" in var.path else var.path for var in decoder.trainable_variables]
+    unknown = [p for p in patterns if not any(p in name for name in names)]
+    if unknown:
+        raise ValueError(f"--freeze {' '.join(unknown)}: no decoder parameter is named so (they are {', '.join(names)})")
+    return [any(p in name for p in patterns) for name in names]
 
 
 def mean_of_others(reward: np.ndarray) -> np.ndarray:
@@ -274,6 +289,7 @@ class SCSTTrainer:
         ban = np.zeros(len(vocab), np.float32)
         ban[[vocab.pad_id, vocab.start_id, vocab.unk_id]] = -1e9
         self._ban = tf.constant(ban)
+        self._frozen = frozen_mask(self.decoder, config.freeze)
         with trainer.strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="scst_epoch")
             self.best_cider = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_cider")
@@ -367,12 +383,22 @@ class SCSTTrainer:
             picked = tf.gather(log_probs, targets, batch_dims=2)  # (batch*k, time)
             mask = tf.cast(targets != self.vocab.pad_id, tf.float32)
             loss = -tf.reduce_sum(picked * mask * advantages[:, None]) / tf.maximum(tf.reduce_sum(mask), 1.0)
-        variables = self.decoder.trainable_variables
+        variables = [v for v, frozen in zip(self.decoder.trainable_variables, self._frozen) if not frozen]
         # Variables used only while training with cross-entropy (the "no photo" grid) get no gradient.
         pairs = [(g, v) for g, v in zip(tape.gradient(loss, variables), variables) if g is not None]
         grads, norm = tf.clip_by_global_norm([g for g, _ in pairs], self.config.clip_norm)
         self.optimizer.apply_gradients(zip(grads, [v for _, v in pairs]))
         return loss, norm
+
+    def text_step(self, tags, tokens) -> float:
+        """The init run's cross-entropy step on a batch of text-only sentences (``text_every``), the
+        frozen parameters put back after it."""
+        frozen = [v for v, f in zip(self.decoder.trainable_variables, self._frozen) if f]
+        kept = [v.numpy() for v in frozen]
+        loss = self.trainer._text_step(tags, tokens)
+        for var, value in zip(frozen, kept):
+            var.assign(value)
+        return loss
 
     # -- reward -------------------------------------------------------------------------------
 
@@ -667,7 +693,7 @@ def run_scst(config: SCSTConfig) -> dict:
             tags = None if train_tags is None else train_tags[photos]
             figures.append(scst.train_step(photos, train_data.features[photos], tags))
             if text_batches is not None and step % config.text_every == 0:
-                figures[-1]["text_loss"] = float(trainer._text_step(*next(text_batches)))
+                figures[-1]["text_loss"] = float(scst.text_step(*next(text_batches)))
             photos_done += len(photos)
             if step % 20 == 0:
                 log.info("epoch %d step %d: %s", epoch, step, " ".join(
@@ -782,6 +808,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "length_penalty", "length_tolerance", "agreement_penalty", "hallucination_penalty",
                  "concept_bonus", "unsupported_penalty", "tag_bonus", "tag_bonus_above"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--freeze", nargs="+", default=list(defaults.freeze), metavar="NAME",
+                        help="keep the decoder parameters whose names contain these at the init weights "
+                             "(e.g. copy_ tag_embedding: the tag path)")
     parser.add_argument("--scst-baseline", dest="baseline", choices=BASELINES, default=defaults.baseline,
                         help="mean reward of the other samples (default) or the greedy caption's reward")
     parser.add_argument("--scst-candidates", dest="candidates", choices=CANDIDATES, default=defaults.candidates,

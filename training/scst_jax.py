@@ -37,6 +37,7 @@ from training.scst import (
     best_captions,
     candidate_rows,
     concept_figures,
+    frozen_mask,
     init_weights_path,
     mean_of_others,
     prepare_scst_run,
@@ -171,13 +172,16 @@ class JaxSCST:
             return -jnp.sum(picked * mask * advantages[:, None]) / jnp.maximum(jnp.sum(mask), 1.0)
 
         grad_fn = jax.value_and_grad(loss_fn)
+        self._frozen = frozen = frozen_mask(decoder, config.freeze)
 
         def update(state, feats, tags, inputs, targets, advantages):
             tv, ntv, ov = state
             loss, grads = grad_fn(tv, ntv, feats, tags, inputs, targets, advantages)
+            grads = [jnp.zeros_like(g) if f else g for g, f in zip(grads, frozen)]
             norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in grads))
-            tv, ov = optimizer.stateless_apply(ov, grads, tv)  # Adam clips to the run's global norm
-            return (tv, ntv, ov), loss, norm
+            new, ov = optimizer.stateless_apply(ov, grads, tv)  # Adam clips to the run's global norm
+            # Frozen parameters keep their values (Adam's moments from cross-entropy would still move them).
+            return ([old if f else v for old, v, f in zip(tv, new, frozen)], ntv, ov), loss, norm
 
         self._update = jax.jit(update)
 
@@ -207,6 +211,16 @@ class JaxSCST:
                 "agreement": float(parts["agreement"].mean()), "length": float(lengths.mean()),
                 **concept_figures(parts), "search_s": searched - timer, "reward_s": scored - searched,
                 "update_s": time.perf_counter() - scored}
+
+    def text_step(self, tags, tokens) -> float:
+        """The trainer's cross-entropy step on text-only sentences (``text_every``), the frozen
+        parameters put back after it."""
+        kept = [v for v, f in zip(self.trainer.state[0], self._frozen) if f]
+        loss = self.trainer.text_step(tags, tokens)
+        tv, ntv, ov = self.trainer.state
+        values = iter(kept)
+        self.trainer.state = ([next(values) if f else v for v, f in zip(tv, self._frozen)], ntv, ov)
+        return loss
 
     def captions(self, features: np.ndarray, tags: np.ndarray | None, beam: int, batch_size: int = 200):
         out = []
@@ -308,7 +322,7 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
             figures.append(scst.train_step(photos, train_data.features[photos], tags))
             if text_pairs is not None and step % config.text_every == 0:
                 idx = next(text_batches)
-                figures[-1]["text_loss"] = float(trainer.text_step(text_tags[idx], text_pairs[idx]))
+                figures[-1]["text_loss"] = float(scst.text_step(text_tags[idx], text_pairs[idx]))
             if step % 20 == 0:
                 log.info("epoch %d step %d: %s", epoch, step, " ".join(f"{k} {v:.3f}" for k, v in figures[-1].items()))
         seconds = time.perf_counter() - started

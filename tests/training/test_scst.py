@@ -102,7 +102,8 @@ def test_text_every_interleaves_cross_entropy_on_the_init_runs_text_sentences(ti
 TAG_WORDS = ("dog", "cat", "ball")
 
 
-def _tiny_scst(tmp_path, baseline: str, samples: int = 4, temperature: float = 1.0, candidates: str = "sample"):
+def _tiny_scst(tmp_path, baseline: str, samples: int = 4, temperature: float = 1.0, candidates: str = "sample",
+               freeze: tuple[str, ...] = ()):
     """An SCSTTrainer over a random-weight tiny tag-aware decoder (copy path on three tag words) and
     four photos with made-up references."""
     from model.testing import TINY_WORDS
@@ -122,7 +123,7 @@ def _tiny_scst(tmp_path, baseline: str, samples: int = 4, temperature: float = 1
     cider = CiderD(references)
     lengths = np.asarray([np.mean([len(r) for r in refs]) for refs in references])
     scst_config = SCSTConfig(data="", out=config.out, samples=samples, baseline=baseline, temperature=temperature,
-                              candidates=candidates)
+                              candidates=candidates, freeze=freeze)
     return SCSTTrainer(trainer, vocab, cider, lengths, scst_config), vocab
 
 
@@ -141,6 +142,26 @@ def test_a_step_has_a_finite_loss_and_moves_the_weights(tmp_path, baseline, cand
     assert all(math.isfinite(value) for value in figures.values())
     after = [v.numpy() for v in scst.decoder.trainable_variables]
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_frozen_parameters_keep_their_values_through_scst_and_text_steps(tmp_path):
+    """``freeze`` keeps the tag path at the init weights while the rest trains; a name matching no
+    parameter is refused."""
+    scst, vocab = _tiny_scst(tmp_path, "mean", freeze=("copy_", "tag_embedding"))
+    names = [v.path.split("/", 1)[1] for v in scst.decoder.trainable_variables]
+    frozen = {n for n in names if n.startswith(("copy_", "tag_embedding"))}
+    assert frozen >= {"copy_prior", "copy_gate/kernel", "copy_scores/kernel", "tag_embedding/kernel"}
+    before = {n: v.numpy().copy() for n, v in zip(names, scst.decoder.trainable_variables)}
+    features, tags = _photos(0)
+    scst.train_step(np.arange(4), features, tags)
+    tokens = np.asarray([vocab.encode("a dog runs on the grass".split())] * 4, np.int32)
+    assert math.isfinite(float(scst.text_step(tags, tokens)))
+    after = {n: v.numpy() for n, v in zip(names, scst.decoder.trainable_variables)}
+    assert all(np.array_equal(before[n], after[n]) for n in frozen)
+    assert any(not np.array_equal(before[n], after[n]) for n in set(names) - frozen)
+
+    with pytest.raises(ValueError, match="--freeze copy_gates: no decoder parameter"):
+        _tiny_scst(tmp_path / "bad", "mean", freeze=("copy_gates",))
 
 
 def test_sampled_captions_are_well_formed_and_greedy_matches_the_search(tmp_path):

@@ -70,11 +70,16 @@ def test_guarded_jax_scst_trains_scores_and_resumes(tiny_flickr, ce_run, tmp_pat
     settings = json.loads((out / "scst_config.json").read_text())
     assert settings["trainer"] == "jax" and settings["candidates"] == "guarded"
 
-    resumed = _run(tiny_flickr, ce_run, out, 2, "--text-every", "1")
+    resumed = _run(tiny_flickr, ce_run, out, 2, "--text-every", "1", "--freeze", "copy_", "tag_embedding")
     assert "epoch01.weights.npz" in resumed.stderr  # started from the last epoch, not from --init
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2] and "text_loss" in history[2]["train"]
     assert math.isfinite(history[2]["train"]["text_loss"]) and (out / "epoch02.weights.npz").is_file()
+    # The tag path stayed as epoch 1 left it, through the SCST and the text steps; the rest trained.
+    with np.load(out / "epoch01.weights.npz") as one, np.load(out / "epoch02.weights.npz") as two:
+        frozen = [k for k in one.files if k.startswith(("copy_", "tag_embedding"))]
+        assert len(frozen) == 7 and all(np.array_equal(one[k], two[k]) for k in frozen)
+        assert any(not np.array_equal(one[k], two[k]) for k in set(one.files) - set(frozen))
 
 
 def test_sampled_candidates_are_refused_on_jax(tiny_flickr, ce_run, tmp_path):
