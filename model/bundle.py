@@ -84,11 +84,16 @@ def default_bundle_path() -> Path:
     return resource_path("models", DEFAULT_BUNDLE_NAME)
 
 
+def weight_key(var) -> str:
+    """A variable's key in a weights file: its path without the model's own name ("copy_gate/kernel")."""
+    return var.path.split("/", 1)[1] if "/" in var.path else var.path
+
+
 def variables_by_path(model) -> dict[str, Any]:
-    """A model's variables keyed by their path without the model's own name (stable across names)."""
+    """A model's variables keyed by :func:`weight_key` (stable across model names)."""
     out = {}
     for var in model.weights:
-        key = var.path.split("/", 1)[1] if "/" in var.path else var.path
+        key = weight_key(var)
         if key in out:
             raise ValueError(f"duplicate variable path {key!r}")
         out[key] = var

@@ -145,7 +145,9 @@ class SCSTConfig:
 def frozen_mask(decoder, patterns: Sequence[str]) -> list[bool]:
     """Which of ``decoder.trainable_variables`` :attr:`SCSTConfig.freeze` keeps: those whose name in
     a weights file contains one of ``patterns``. A pattern that names no variable is refused."""
-    names = [var.path.split("/", 1)[1] if "/" in var.path else var.path for var in decoder.trainable_variables]
+    from model.bundle import weight_key
+
+    names = [weight_key(var) for var in decoder.trainable_variables]
     unknown = [p for p in patterns if not any(p in name for name in names)]
     if unknown:
         raise ValueError(f"--freeze {' '.join(unknown)}: no decoder parameter is named so "
