@@ -9,7 +9,11 @@
     decoder_prepare.onnx  the decoder as ONNX graphs, for the lean runtime (optional; written by
     decoder_step.onnx     :func:`save_bundle` or ``python -m training.export_onnx``; config "graphs")
     classifier.npz     tag-aware bundles only: the encoder's ImageNet classifier (kernel, bias) that
-                       turns the pooled grid into the tags the decoder reads and the keywords' maps
+                       turns the pooled grid into the tags the decoder reads and the keywords' maps,
+                       and the probes (``classifier-<sha256 prefix>.npz`` once they are trained again)
+
+Each file is replaced atomically (:func:`write_atomically`), and probes trained again go to a new
+classifier file before the config names it, so a refit stopped half way leaves the bundle as it was.
 
 :func:`load_bundle` checks all of it before anything is built, so a damaged or foreign bundle fails
 with a message that names the problem rather than with a shape error deep inside Keras.
@@ -20,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +123,22 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def write_atomically(file: str | Path, data: bytes) -> None:
+    """Replace ``file`` with ``data`` through a temporary file in the same folder: a reader, or a
+    process killed half way, sees the old file or the new one, never a mix."""
+    file = Path(file)
+    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, name: str,
                 description: str = "", decoding: dict | None = None, training: dict | None = None,
                 metrics: dict | None = None, dtype: str = "float16", graphs: bool = True,
@@ -138,7 +160,7 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     weights_bytes = buffer.getvalue()
-    (path / WEIGHTS_FILE).write_bytes(weights_bytes)
+    write_atomically(path / WEIGHTS_FILE, weights_bytes)
     vocab.save(path / VOCAB_FILE)
     spec = ENCODERS[encoder]
     config = {
@@ -167,16 +189,43 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
 
 
 def write_classifier(path: str | Path, classifier: tuple[np.ndarray, np.ndarray],
-                     probes: dict[str, tuple[np.ndarray, np.ndarray]] | None, dtype: str = "float16") -> dict:
+                     probes: dict[str, tuple[np.ndarray, np.ndarray]] | None, dtype: str = "float16", *,
+                     replacing: str | None = None) -> dict:
     """Write a bundle's classifier file (the ImageNet head in ``dtype``, the probes in float32) and
-    return its entry for the config's ``"tags"`` (``{"file", "sha256"}``)."""
+    return its entry for the config's ``"tags"`` (``{"file", "sha256"}``).
+
+    ``replacing``: the file name that the bundle's config names now. The new file then gets a name of
+    its own (``classifier-<sha256 prefix>.npz``), so that until the caller writes the config that names
+    it, the bundle still loads with the old file; :func:`remove_unnamed_classifiers` clears the old one
+    after. Without it the file is ``classifier.npz`` (a new bundle).
+    """
     buffer = io.BytesIO()
     extra = {f"probe_{name}_{part}": np.asarray(value, np.float32)
              for name, (kernel, bias) in (probes or {}).items() for part, value in (("kernel", kernel), ("bias", bias))}
     np.savez_compressed(buffer, kernel=np.asarray(classifier[0], dtype), bias=np.asarray(classifier[1], np.float32),
                         **extra)
-    (Path(path) / CLASSIFIER_FILE).write_bytes(buffer.getvalue())
-    return {"file": CLASSIFIER_FILE, "sha256": _sha256_bytes(buffer.getvalue())}
+    sha256 = _sha256_bytes(buffer.getvalue())
+    name = CLASSIFIER_FILE
+    if replacing is not None:
+        name = f"{Path(CLASSIFIER_FILE).stem}-{sha256[:12]}{Path(CLASSIFIER_FILE).suffix}"
+        if name == replacing:  # the same content under its own name already
+            return {"file": name, "sha256": sha256}
+    write_atomically(Path(path) / name, buffer.getvalue())
+    return {"file": name, "sha256": sha256}
+
+
+def remove_unnamed_classifiers(path: str | Path, config: dict[str, Any]) -> list[str]:
+    """Delete the classifier files in a bundle folder that its ``config`` does not name (left by
+    :func:`write_classifier` with ``replacing``, or by a run killed before its config was written);
+    returns their names."""
+    named = (config.get("tags") or {}).get("classifier", {}).get("file")
+    stem, suffix = Path(CLASSIFIER_FILE).stem, Path(CLASSIFIER_FILE).suffix
+    removed = []
+    for file in sorted(Path(path).glob(f"{stem}*{suffix}")):
+        if file.name != named and (file.name == CLASSIFIER_FILE or file.name.startswith(f"{stem}-")):
+            file.unlink()
+            removed.append(file.name)
+    return removed
 
 
 def _export_graphs(decoder, path: Path, dtype: str, spec) -> dict | None:
@@ -200,8 +249,8 @@ def _export_graphs(decoder, path: Path, dtype: str, spec) -> dict | None:
 
 
 def write_config(path: str | Path, config: dict[str, Any]) -> None:
-    """Replace a bundle's config.json (used to add graphs to an existing bundle)."""
-    (Path(path) / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    """Replace a bundle's config.json atomically (used to add graphs or probes to an existing bundle)."""
+    write_atomically(Path(path) / CONFIG_FILE, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def read_checked(path: Path, name: str, sha256: str | None, what: str) -> bytes:

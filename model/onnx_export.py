@@ -178,8 +178,10 @@ def export_decoder_graphs(decoder, bundle_dir: str | Path, locations: int, *, ch
     prepare_bytes, step_bytes = prepare_model.SerializeToString(), step_model.SerializeToString()
     if check:
         _check_decoder(decoder, prepare_bytes, step_bytes, locations)
-    (bundle_dir / PREPARE_FILE).write_bytes(prepare_bytes)
-    (bundle_dir / STEP_FILE).write_bytes(step_bytes)
+    from model.bundle import write_atomically
+
+    write_atomically(bundle_dir / PREPARE_FILE, prepare_bytes)
+    write_atomically(bundle_dir / STEP_FILE, step_bytes)
     return {
         "format": "onnx",
         "opset": OPSET,

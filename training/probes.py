@@ -133,7 +133,7 @@ def refit_bundle(bundle_dir: str | Path, data: str | Path, *, cache: str | Path 
     Raises:
         ValueError: the bundle has no classifier or no probe rule (its decoding reads no probes).
     """
-    from model.bundle import load_bundle, write_classifier, write_config
+    from model.bundle import load_bundle, remove_unnamed_classifiers, write_classifier, write_config
 
     bundle = load_bundle(bundle_dir)
     config = bundle.config
@@ -142,12 +142,16 @@ def refit_bundle(bundle_dir: str | Path, data: str | Path, *, cache: str | Path 
         raise ValueError(f"{bundle.path}: no probes to train (the bundle has no tags or no probe rule)")
     probes, photos = fit_probes(data, bundle.encoder_name, cache, recipes)
     dtype = config["weights"].get("dtype", "float16")  # the bundle stores its classifier as its weights
-    config["tags"]["classifier"] = write_classifier(bundle.path, bundle.classifier, probes, dtype)
+    # The new file under a name of its own, then the config that names it: a run stopped between the two
+    # leaves the bundle as it was (and a stray file), never a config whose checksum names the wrong file.
+    config["tags"]["classifier"] = write_classifier(bundle.path, bundle.classifier, probes, dtype,
+                                                    replacing=config["tags"]["classifier"]["file"])
     config["decoding"]["absent"] = [rule for rule in absent if "probe" not in rule] + probe_rules(recipes)
     record = {concept: asdict(recipe) | {"photos": photos} for concept, recipe in recipes.items()}
     config["training"] = config.get("training", {}) | {"probes": record}
     config["metrics"] = {}
     write_config(bundle.path, config)
+    remove_unnamed_classifiers(bundle.path, config)
     return record
 
 

@@ -201,3 +201,26 @@ def test_the_shipped_bundle_loads_and_validates():
     assert bundle.config["training"] and bundle.config["metrics"]
     decoder = bundle.build_decoder()
     assert decoder.vocab_size == len(bundle.vocab)
+
+
+def test_a_config_write_that_fails_leaves_the_old_config_and_no_temporary_file(bundle_copy, monkeypatch):
+    import os
+
+    from model.bundle import write_config
+
+    before = (bundle_copy / CONFIG_FILE).read_bytes()
+    config = json.loads(before) | {"description": "changed"}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)  # the last step of an atomic write fails
+    with pytest.raises(OSError, match="No space"):
+        write_config(bundle_copy, config)
+    monkeypatch.undo()
+
+    # the old config stays whole (it used to be truncated and written in place) and no temporary file is left
+    assert (bundle_copy / CONFIG_FILE).read_bytes() == before
+    assert [p.name for p in bundle_copy.iterdir() if p.name.endswith(".tmp")] == []
+    write_config(bundle_copy, config)
+    assert load_bundle(bundle_copy).config["description"] == "changed"

@@ -167,6 +167,37 @@ def test_refit_trains_the_probes_and_leaves_the_decoder(tiny_flickr, tmp_path):
     Captioner(bundle, device="cpu", runtime="tf").caption([np.zeros((40, 40, 3), np.uint8)], beam_size=2)
 
 
+def test_refit_stopped_before_its_config_leaves_the_bundle_loadable(tiny_flickr, tmp_path, monkeypatch):
+    """The new classifier file is written beside the old one: a refit killed before its config is
+    written leaves the bundle as it was, and the next refit clears the stray file."""
+    import model.bundle
+    from model.bundle import load_bundle
+
+    bundle_dir = _bundle_with_probe_rules(tmp_path / "b")
+    config_before = (bundle_dir / "config.json").read_bytes()
+    probes_before = load_bundle(bundle_dir).probes
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(model.bundle, "write_config", killed)
+        with pytest.raises(KeyboardInterrupt):
+            refit_bundle(bundle_dir, tiny_flickr.root, cache=tmp_path / "cache")
+
+    assert (bundle_dir / "config.json").read_bytes() == config_before
+    bundle = load_bundle(bundle_dir)  # before the fix: "classifier.npz: checksum mismatch"
+    assert set(bundle.probes) == set(probes_before)
+    for name, (kernel, bias) in probes_before.items():
+        np.testing.assert_array_equal(bundle.probes[name][0], kernel)
+    assert len(list(bundle_dir.glob("classifier*.npz"))) == 2  # the old file and the stray new one
+
+    refit_bundle(bundle_dir, tiny_flickr.root, cache=tmp_path / "cache")
+    bundle = load_bundle(bundle_dir)
+    assert set(bundle.probes) == set(PROBES)
+    assert [file.name for file in bundle_dir.glob("classifier*.npz")] == [bundle.config["tags"]["classifier"]["file"]]
+
+
 def test_refit_drops_the_probes_the_recipes_no_longer_have(tiny_flickr, tmp_path):
     from model.bundle import load_bundle
 
