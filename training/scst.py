@@ -124,8 +124,8 @@ class SCSTConfig:
     # SCST steps (0: none), so the words only the text taught (COCO's everyday things) are not
     # forgotten while the reward, computed on Flickr8k's references, pulls towards Flickr8k's.
     text_every: int = 0
-    # Parameters kept at the init weights: every one whose name in a weights file
-    # ("copy_gate/kernel") contains one of these. Freezing the tag path ("copy_", "tag_embedding")
+    # Parameters kept at the init weights: every one that one of these names (:func:`names_parameter`:
+    # its name in a weights file, "copy_gate/kernel", or the part after a "/", starts with it). Freezing the tag path ("copy_", "tag_embedding")
     # keeps how the cross-entropy model names what the classifier sees, which CIDEr-D on Flickr8k's
     # photos alone wears away. Measured in stage 1: the cat is kept, and the classifier's wrong tags
     # are named as readily as its right ones (model card, twenty-first round).
@@ -142,17 +142,26 @@ class SCSTConfig:
 # Through the decoder API of model/decoder.py: prepare / step / log_probs with a `memory` tuple.
 
 
+def names_parameter(pattern: str, name: str) -> bool:
+    """Whether ``pattern`` names the parameter ``name`` (its key in a weights file, "copy_gate/kernel"):
+    the name, or its part after a "/", starts with the pattern. So "copy_" names the copy path's
+    layers, "attention/score_dense" one layer, "bias" every bias, and "embedding" the word embedding
+    but not "tag_embedding" (which a plain substring match would freeze too)."""
+    parts = name.split("/")
+    return any("/".join(parts[i:]).startswith(pattern) for i in range(len(parts)))
+
+
 def frozen_mask(decoder, patterns: Sequence[str]) -> list[bool]:
-    """Which of ``decoder.trainable_variables`` :attr:`SCSTConfig.freeze` keeps: those whose name in
-    a weights file contains one of ``patterns``. A pattern that names no variable is refused."""
+    """Which of ``decoder.trainable_variables`` :attr:`SCSTConfig.freeze` keeps: those that one of
+    ``patterns`` names (:func:`names_parameter`). A pattern that names no variable is refused."""
     from model.bundle import weight_key
 
     names = [weight_key(var) for var in decoder.trainable_variables]
-    unknown = [p for p in patterns if not any(p in name for name in names)]
+    unknown = [p for p in patterns if not any(names_parameter(p, name) for name in names)]
     if unknown:
         raise ValueError(f"--freeze {' '.join(unknown)}: no decoder parameter is named so "
                          f"(they are {', '.join(names)})")
-    return [any(p in name for p in patterns) for name in names]
+    return [any(names_parameter(p, name) for p in patterns) for name in names]
 
 
 def mean_of_others(reward: np.ndarray) -> np.ndarray:
@@ -813,8 +822,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "concept_bonus", "unsupported_penalty", "tag_bonus", "tag_bonus_above"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--freeze", nargs="+", default=list(defaults.freeze), metavar="NAME",
-                        help="keep the decoder parameters whose names contain these at the init weights "
-                             "(e.g. copy_ tag_embedding: the tag path)")
+                        help="keep the decoder parameters whose names (or their parts after a /) start with "
+                             "these at the init weights (e.g. copy_ tag_embedding: the tag path)")
     parser.add_argument("--scst-baseline", dest="baseline", choices=BASELINES, default=defaults.baseline,
                         help="mean reward of the other samples (default) or the greedy caption's reward")
     parser.add_argument("--scst-candidates", dest="candidates", choices=CANDIDATES, default=defaults.candidates,

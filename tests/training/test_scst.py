@@ -164,6 +164,21 @@ def test_frozen_parameters_keep_their_values_through_scst_and_text_steps(tmp_pat
         _tiny_scst(tmp_path / "bad", "mean", freeze=("copy_gates",))
 
 
+@pytest.mark.parametrize(("pattern", "named"), [
+    ("copy_", {"copy_gate/kernel", "copy_gate/bias", "copy_prior"}),
+    ("embedding", {"embedding/embeddings"}),  # a substring match also froze tag_embedding/kernel
+    ("attention/score_dense", {"attention/score_dense/kernel", "attention/score_dense/bias"}),
+    ("score_dense", {"attention/score_dense/kernel", "attention/score_dense/bias"}),
+    ("bias", {"copy_gate/bias", "attention/score_dense/bias"}),
+])
+def test_a_freeze_name_names_whole_parts_of_a_parameter_name(pattern, named):
+    from training.scst import names_parameter
+
+    names = ["copy_gate/kernel", "copy_gate/bias", "copy_prior", "embedding/embeddings", "tag_embedding/kernel",
+             "attention/score_dense/kernel", "attention/score_dense/bias", "gru/recurrent_kernel"]
+    assert {name for name in names if names_parameter(pattern, name)} == named
+
+
 def test_sampled_captions_are_well_formed_and_greedy_matches_the_search(tmp_path):
     import tensorflow as tf
 
