@@ -246,6 +246,9 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
     (out / "scst_config.json").write_text(json.dumps(asdict(config) | {"trainer": "jax"}, indent=2))
     photos_per_epoch = len(train_data.images) - len(train_data.images) % config.batch_size
     steps_per_epoch = photos_per_epoch // config.batch_size
+    if steps_per_epoch == 0:  # every step takes a whole batch (one compiled shape): an epoch would do nothing
+        raise ValueError(f"{len(train_data.images)} training photos do not fill one batch of {config.batch_size}: "
+                         f"lower --batch-size")
     if config.max_steps:
         steps_per_epoch = min(steps_per_epoch, config.max_steps)
     trainer = JaxTrainer(train_config, vocab, train_data.features.shape[-1],

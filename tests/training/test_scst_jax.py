@@ -89,3 +89,17 @@ def test_sampled_candidates_are_refused_on_jax(tiny_flickr, ce_run, tmp_path):
                            str(tmp_path / "s"), "--init", ce_run.out, "--scst-candidates", "sample"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0 and "sampling is in training.scst" in done.stderr
+
+
+def test_a_batch_larger_than_the_training_photos_is_refused_before_anything_runs(tiny_flickr, ce_run, tmp_path):
+    """Every JAX step takes a whole batch: with 5 training photos and batches of 8 an epoch has no step.
+    It used to evaluate dev, train nothing and fail on an empty list (IndexError)."""
+    pytest.importorskip("jax")
+    env = os.environ | {"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = tmp_path / "s"
+    done = subprocess.run([sys.executable, "-m", "training.scst_jax", "--data", str(tiny_flickr.root), "--out",
+                           str(out), "--init", ce_run.out, "--scst-candidates", "guarded", "--batch-size", "8"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "5 training photos do not fill one batch of 8: lower --batch-size" in done.stderr
+    assert not (out / "history.json").exists() and not list(out.glob("epoch*.weights.npz"))
