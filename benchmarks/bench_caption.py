@@ -72,7 +72,8 @@ def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         width = int(rng.integers(480, 1025))
-        photo = Image.fromarray(np.ascontiguousarray(crop)).resize((width, int(width * ch / cw)), Image.Resampling.BILINEAR)
+        photo = Image.fromarray(np.ascontiguousarray(crop)).resize((width, int(width * ch / cw)),
+                                                                   Image.Resampling.BILINEAR)
         path = folder / f"photo{i:03d}.jpg"
         photo.save(path, quality=90)
         paths.append(path)
@@ -153,8 +154,9 @@ def load_seconds(kind: str, bundle_dir, repeats: int) -> float:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     best = float("inf")
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-        best = min(best, float(next(l for l in out.stdout.splitlines() if l.startswith("LOAD")).split()[1]))
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=True)
+        best = min(best, float(next(line for line in out.stdout.splitlines() if line.startswith("LOAD")).split()[1]))
     return best
 
 
@@ -301,12 +303,13 @@ def main(argv: list[str] | None = None) -> int:
             captioner.caption(paths[:bs], beam_size=3, batch_size=bs)
             if n % bs:
                 captioner.caption(paths[: n % bs], beam_size=3, batch_size=bs)
-            results[kind], seconds[kind] = _timed(lambda: captioner.caption(paths, beam_size=3, batch_size=bs),
+            results[kind], seconds[kind] = _timed(lambda c=captioner: c.caption(paths, beam_size=3, batch_size=bs),
                                                   args.repeats)
         print()
         print("1. end to end, beam 3 (files in, captions out):")
         for kind in captioners:
-            print(f"   {kind:8s} {captioners[kind].device:28s} {n / seconds[kind]:7.2f} images/s  ({seconds[kind]:.2f} s)")
+            print(f"   {kind:8s} {captioners[kind].device:28s} "
+                  f"{n / seconds[kind]:7.2f} images/s  ({seconds[kind]:.2f} s)")
         ratio = seconds["tf"] / seconds["onnx"]
         same = sum(a.ok and b.ok and a.words == b.words for a, b in zip(results["onnx"], results["tf"]))
         print(f"   speed onnx/tf: {ratio:.2f}x   target >= {RUNTIME_SPEED_TARGET:.1f}x   "
@@ -352,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'OK' if overhead <= BEAM_OVERHEAD_TARGET else 'MISSED'}")
     print(f"   imgcap beam 1, batched:                      {n / ours_s:7.2f} images/s  ({ours_s:.2f} s)")
     print(f"   tutorial: one photo at a time, eager loop:   {n / theirs_s:7.2f} images/s  ({theirs_s:.2f} s)")
-    print(f"   speed-up: {speedup:.1f}x   target >= {SPEEDUP_TARGET:.0f}x   {'OK' if speedup >= SPEEDUP_TARGET else 'MISSED'};"
+    print(f"   speed-up: {speedup:.1f}x   target >= {SPEEDUP_TARGET:.0f}x   "
+          f"{'OK' if speedup >= SPEEDUP_TARGET else 'MISSED'};"
           f"   same caption: {tutorial_same}/{n}"
           f"{' (the tutorial loop has no decoding guards)' if _guarded(onnx.bundle) else ''}")
     print()

@@ -68,7 +68,7 @@ def measure_launch(runs: int = 3) -> tuple[float, bool]:
             start = time.time()
             done = subprocess.run([sys.executable, "-c", _LAUNCH_SCRIPT, settings], cwd=ROOT, env=env,
                                   capture_output=True, text=True, timeout=120)
-        line = next((l for l in done.stdout.splitlines() if l.startswith("shown ")), None)
+        line = next((text for text in done.stdout.splitlines() if text.startswith("shown ")), None)
         if line is None:
             raise RuntimeError(f"the window never showed:\n{done.stderr}")
         shown_at, flag = line.split()[1:]
@@ -129,14 +129,15 @@ def measure_stall(count: int, bundle: Path | None, batch_size: int, diagnose: bo
 
     work = Path(tempfile.mkdtemp(prefix="imgcap-bench-"))
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(work / "settings"))
-    app = QApplication.instance() or QApplication([])
+    app = QApplication.instance() or QApplication([])  # noqa: F841 - kept alive while the window runs
     photos = work / "photos"
     photos.mkdir()
     make_folder(photos, count)
     if bundle is None:
         # Built in a child process, so this process's GUI thread never imports TensorFlow itself.
         bundle = work / "tiny"
-        subprocess.run([sys.executable, "-c", f"from model.testing import make_tiny_bundle; make_tiny_bundle({str(bundle)!r})"],
+        subprocess.run([sys.executable, "-c", "from model.testing import make_tiny_bundle; "
+                                              f"make_tiny_bundle({str(bundle)!r})"],
                        cwd=ROOT, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
     from imgcap_desktop.caption_service import CaptionService
@@ -229,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"captioned {stall['photos']:.0f} photos in {stall['seconds']:.1f} s")
     print(f"longest gap with the app idle (the machine's own scheduling noise): {stall['idle_stall_ms']:.1f} ms")
     print(f"longest GUI-thread stall after the model loaded: {stall['caption_stall_ms']:.1f} ms "
-          f"(p99 {stall['caption_p99_ms']:.1f} ms; target < {STALL_TARGET_MS:.0f} ms)  {'OK' if ok_stall else 'MISSED'}")
+          f"(p99 {stall['caption_p99_ms']:.1f} ms; target < {STALL_TARGET_MS:.0f} ms)  "
+          f"{'OK' if ok_stall else 'MISSED'}")
     print(f"longest GUI-thread stall while the model loads: {stall['load_stall_ms']:.1f} ms "
           f"(target < {LOAD_STALL_TARGET_MS:.0f} ms)  {'OK' if ok_load else 'MISSED'}")
     assert not tf_loaded, "TensorFlow was imported before the window was shown"

@@ -1,9 +1,10 @@
 """Peak memory of loading a huge photo for captioning: reduced decoding vs decoding at full size.
 
 Makes 196-megapixel PNGs (14000 x 14000, RGB and RGBA) and a 100-megapixel JPEG in a temporary folder,
-then in a fresh process (Linux: the peak is read from /proc) each loads it as the captioner does (``load_image(path, 260)``), once as
-imgcap does now and once with the early reduction switched off (what it did before), and prints
-the peak resident memory above the process's baseline (after imports), and the ratio.
+then in a fresh process (Linux: the peak is read from /proc) each loads it as the captioner does
+(``load_image(path, 260)``), once as imgcap does now and once with the early reduction switched off
+(what it did before), and prints the peak resident memory above the process's baseline (after
+imports), and the ratio.
 
     .venv/bin/python benchmarks/bench_image_memory.py
 """

@@ -10,8 +10,9 @@ without it, a random-weight decoder of the shipped model's size and random grids
 longer than a trained model's, so the figures are pessimistic). Printed, each measured in this run:
 
 - one SCST step per 1,000 photos (``--samples`` captions each, ``--candidates`` beam or sample): the
-  candidates' decode (one compiled graph per batch of ``--batch-size`` photos), the reward (vectorised CIDEr-D and guard penalties) and the
-  policy-gradient update; the best of ``--repeats`` passes after a warm-up (tracing) pass;
+  candidates' decode (one compiled graph per batch of ``--batch-size`` photos), the reward (vectorised
+  CIDEr-D and guard penalties) and the policy-gradient update; the best of ``--repeats`` passes after
+  a warm-up (tracing) pass;
 - the sampled decode against an eager Python loop over time steps, one photo's samples at a time
   (the same decoder calls), on ``--eager-photos`` photos: the speed-up ratio;
 - the vectorised reward against pycocoevalcap's ``CiderScorer`` on the same captions: the ratio.
@@ -121,7 +122,8 @@ def main(argv=None) -> int:
         best = min(passes[1:], key=lambda p: sum(p.values()))
         per_1000 = {key: value * 1000.0 / n for key, value in best.items()}
         total = sum(per_1000.values())
-        print(f"SCST step per 1,000 photos: {total:.1f} s = {args.candidates} candidates {per_1000['sample_s']:.1f} s + "
+        print(f"SCST step per 1,000 photos: {total:.1f} s = "
+              f"{args.candidates} candidates {per_1000['sample_s']:.1f} s + "
               f"reward {per_1000['reward_s']:.2f} s + update {per_1000['update_s']:.1f} s "
               f"(mean candidate length {np.mean([f['length'] for f in figures]):.1f} words)")
 

@@ -109,7 +109,8 @@ def main(argv=None) -> int:
     print(f"{'runtime':44s} {'convert':>16s} {'size':>9s} {'load':>7s} {'photos/s':>9s} {'max |diff|':>11s}")
     base = rows[0][4]
     for name, convert, size, load, t, diff in rows:
-        print(f"{name:44s} {convert:>16s} {size:>9s} {load:>7s} {len(pixels) / t:9.2f} {diff:11.2e}   ({base / t:.2f}x TF)")
+        print(f"{name:44s} {convert:>16s} {size:>9s} {load:>7s} {len(pixels) / t:9.2f} "
+              f"{diff:11.2e}   ({base / t:.2f}x TF)")
     return 0
 
 

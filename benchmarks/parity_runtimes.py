@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     share = same / len(paths)
     print(f"\nidentical captions: {same}/{len(paths)} = {share:.1%}   target >= {SAME_TARGET:.0%}   "
           f"{'OK' if share >= SAME_TARGET else 'MISSED'}")
-    print(f"largest attention difference (identical captions): {worst_attention:.2e}   target <= {ATTENTION_TARGET:g}   "
+    print(f"largest attention difference (identical captions): {worst_attention:.2e}   "
+          f"target <= {ATTENTION_TARGET:g}   "
           f"{'OK' if worst_attention <= ATTENTION_TARGET else 'MISSED'}")
     print(f"largest score difference: {worst_score:.2e}")
     for path, onnx_text, tf_text in differ:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line. Packaging adds its own flags here (``--selftest``, ``--install-desktop-entry``)."""
-    parser = argparse.ArgumentParser(prog="imgcap-desktop", description="Caption photos and see where the model looked.")
+    parser = argparse.ArgumentParser(prog="imgcap-desktop",
+                                     description="Caption photos and see where the model looked.")
     parser.add_argument("folder", nargs="?", type=Path, help="a photo folder to open")
     parser.add_argument("--bundle", type=Path, default=None, help="a model bundle (default: the shipped one)")
     parser.add_argument("--verbose", action="store_true", help="log debugging details")

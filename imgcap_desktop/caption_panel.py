@@ -1,4 +1,5 @@
-"""The right-hand panel: the selected photo with its clickable caption, its state, the edit box and the beam's alternatives."""
+"""The right-hand panel: the selected photo with its clickable caption, its state, the edit box and the
+beam's alternatives."""
 
 from __future__ import annotations
 

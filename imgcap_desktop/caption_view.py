@@ -161,7 +161,8 @@ class CaptionView(QWidget):
         self._strip_scroll = QScrollArea()
         self._strip_scroll.setWidget(self._strip)
         self._strip_scroll.setWidgetResizable(True)
-        self._strip_scroll.setFixedHeight(self.strip_height() + self._strip_scroll.horizontalScrollBar().sizeHint().height() + 8)
+        self._strip_scroll.setFixedHeight(self.strip_height()
+                                          + self._strip_scroll.horizontalScrollBar().sizeHint().height() + 8)
         self._strip_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
         layout = QVBoxLayout(self)
@@ -245,7 +246,8 @@ class CaptionView(QWidget):
 
         ``tip`` (formatted with ``word``) is added to such a word's tooltip.
         """
-        self._word_maps = {i: m for i, m in maps.items() if 0 <= i < len(self._words)} if self._attention is not None else {}
+        self._word_maps = ({i: m for i, m in maps.items() if 0 <= i < len(self._words)}
+                           if self._attention is not None else {})
         for i, button in enumerate(self.word_buttons()):
             button.setToolTip(tip.format(word=self._words[i]) if i in self._word_maps and tip else "")
 

@@ -41,10 +41,12 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="imgcap", description="Caption photos and store the captions where photo tools read them.")
+    parser = argparse.ArgumentParser(prog="imgcap",
+                                     description="Caption photos and store the captions where photo tools read them.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     caption = commands.add_parser("caption", help="caption photos and folders",
-                                  description="Caption photos (files or folders) with the shipped model, or another bundle.")
+                                  description="Caption photos (files or folders) with the shipped model, "
+                                              "or another bundle.")
     caption.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos and folders of photos")
     caption.add_argument("-r", "--recursive", action="store_true", help="include photos in subfolders")
     caption.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped model)")
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--device", choices=("auto", "cpu"), default="auto",
                          help="auto: the best GPU provider onnxruntime has (CUDA, DirectML, CoreML), else the CPU")
     caption.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
-                         help="auto: ONNX Runtime when the bundle has ONNX graphs, else TensorFlow (tf: for development)")
+                         help="auto: ONNX Runtime when the bundle has ONNX graphs, "
+                              "else TensorFlow (tf: for development)")
     caption.add_argument("--json", action="store_true", help="one JSON object per line instead of path<TAB>caption")
     add_caption_options(caption)
     add_import_csv_command(commands)

@@ -85,7 +85,8 @@ def run_selftest(bundle: Path | None = None, samples: Path | None = None, *, bea
         sums = outcome.attention.reshape(len(outcome.words), -1).sum(axis=1)
         worst = float(abs(sums - 1.0).max())
         if worst > ATTENTION_TOLERANCE:
-            raise SelftestError(f"{photo.name}: an attention map sums to {1.0 + worst:.4f} (or {1.0 - worst:.4f}), not 1")
+            raise SelftestError(f"{photo.name}: an attention map sums to {1.0 + worst:.4f} "
+                                f"(or {1.0 - worst:.4f}), not 1")
         captions.append((photo.name, " ".join(outcome.words)))
     return SelftestReport(captioner.name, captioner.device, tuple(captions), loaded - start, done - loaded,
                           jobs, service_seconds)

@@ -111,7 +111,8 @@ def assign_variables(model, weights: dict[str, np.ndarray]) -> None:
     missing = sorted(set(variables) - set(weights))
     unexpected = sorted(set(weights) - set(variables))
     if missing or unexpected:
-        raise BundleError(f"decoder weights do not match the architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise BundleError(f"decoder weights do not match the architecture: missing {missing[:5]}, "
+                          f"unexpected {unexpected[:5]}")
     for key, var in variables.items():
         value = weights[key]
         if tuple(value.shape) != tuple(var.shape):
@@ -250,7 +251,8 @@ def _export_graphs(decoder, path: Path, dtype: str, spec) -> dict | None:
 
 def write_config(path: str | Path, config: dict[str, Any]) -> None:
     """Replace a bundle's config.json atomically (used to add graphs or probes to an existing bundle)."""
-    write_atomically(Path(path) / CONFIG_FILE, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_atomically(Path(path) / CONFIG_FILE,
+                     (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def read_checked(path: Path, name: str, sha256: str | None, what: str) -> bytes:
@@ -317,7 +319,8 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         raise BundleError(f"{config_path}: not valid JSON ({exc})") from None
     version = config.get("format_version")
     if version != FORMAT_VERSION:
-        raise BundleError(f"{path}: unknown bundle format version {version!r} (this imgcap reads version {FORMAT_VERSION})")
+        raise BundleError(f"{path}: unknown bundle format version {version!r} "
+                          f"(this imgcap reads version {FORMAT_VERSION})")
     try:
         encoder = config["encoder"]["name"]
         decoder_config = config["decoder"]
@@ -327,7 +330,8 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     if encoder not in ENCODERS:
         raise BundleError(f"{path}: unknown encoder {encoder!r}; known encoders: {', '.join(sorted(ENCODERS))}")
     spec = ENCODERS[encoder]
-    if tuple(config["encoder"].get("grid", spec.grid)) != spec.grid or config["encoder"].get("channels", spec.channels) != spec.channels:
+    if (tuple(config["encoder"].get("grid", spec.grid)) != spec.grid
+            or config["encoder"].get("channels", spec.channels) != spec.channels):
         raise BundleError(f"{path}: encoder {encoder!r} grid/channels in config do not match this imgcap's encoder")
 
     vocab_path = path / config.get("vocabulary", VOCAB_FILE)
@@ -356,11 +360,13 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     classifier, probes = None, {}
     if num_tags or "tags" in config:
         tags = config.get("tags")
-        if not isinstance(tags, dict) or len(tags.get("words", ())) != num_tags or len(tags.get("class_words", ())) != 1000:
+        if (not isinstance(tags, dict) or len(tags.get("words", ())) != num_tags
+                or len(tags.get("class_words", ())) != 1000):
             raise BundleError(f"{path}: the decoder reads {num_tags} tags but the config's tag map does not match")
         classifier, probes = _load_classifier(path, tags.get("classifier"), spec.channels)
     if decoder_config.get("encoder_channels") != spec.channels:
-        raise BundleError(f"{path}: decoder expects {decoder_config.get('encoder_channels')} channels, encoder {encoder} gives {spec.channels}")
+        raise BundleError(f"{path}: decoder expects {decoder_config.get('encoder_channels')} channels, "
+                          f"encoder {encoder} gives {spec.channels}")
     for part in ("prepare", "step") if config.get("graphs") else ():
         entry = config["graphs"].get(part) or {}
         if not (path / str(entry.get("file", ""))).is_file():

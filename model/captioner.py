@@ -200,7 +200,7 @@ class Captioner:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgcap-load") as pool:
             next_load = pool.submit(self._load_chunk, chunks[0], 0)
-            for index, chunk in enumerate(chunks):
+            for index in range(len(chunks)):
                 loaded = next_load.result()
                 if index + 1 < len(chunks):
                     next_load = pool.submit(self._load_chunk, chunks[index + 1], (index + 1) * batch_size)
@@ -266,7 +266,8 @@ class Captioner:
             features, logits = self.model.encode(np.stack([pixels for _, pixels in good]).astype(np.float32))
             captioned = self.caption_encoded([loaded[i][0] for i, _ in good], features, logits, beam_size)
             results = {i: result for (i, _), result in zip(good, captioned)}
-        return [results[i] if i in results else CaptionFailure(source, reason) for i, (source, reason) in enumerate(loaded)]
+        return [results[i] if i in results else CaptionFailure(source, reason)
+                for i, (source, reason) in enumerate(loaded)]
 
     def caption_encoded(self, sources: Sequence[str], features: np.ndarray, logits: np.ndarray | None,
                         beam_size: int = 3) -> list[CaptionResult]:
@@ -282,7 +283,8 @@ class Captioner:
         again_row = {photo: i for i, photo in enumerate(retry)}
         results = []
         for row, source in enumerate(sources):
-            tags, keywords = ((), ()) if class_probs is None else self.tagger.tags(features[row], class_probs[row], self.grid)
+            tags, keywords = (((), ()) if class_probs is None
+                              else self.tagger.tags(features[row], class_probs[row], self.grid))
             if row in again_row:
                 results.append(self._to_result(source, again, again_row[row], tags, keywords))
             else:
@@ -367,7 +369,8 @@ class Captioner:
         for beam in range(decoded.tokens.shape[1]):
             n = int(decoded.lengths[row, beam])
             ids = decoded.tokens[row, beam, :n]
-            alternatives.append(Alternative(tuple(vocab.word_of(int(t)) for t in ids), float(decoded.scores[row, beam])))
+            alternatives.append(Alternative(tuple(vocab.word_of(int(t)) for t in ids),
+                                            float(decoded.scores[row, beam])))
         best = self._preferred(alternatives, tags)
         if best:
             alternatives.insert(0, alternatives.pop(best))
@@ -401,7 +404,8 @@ def tagger_for(bundle: Bundle):
     from model.tags import TagMap, Tagger
 
     tags = bundle.config.get("tags")
-    threshold = float((tags or {}).get("keyword_threshold", bundle.config.get("decoding", {}).get("keyword_threshold", 0.3)))
+    threshold = float((tags or {}).get("keyword_threshold",
+                                       bundle.config.get("decoding", {}).get("keyword_threshold", 0.3)))
     if tags and bundle.classifier is not None:
         words = tags["words"]
         tag_map = TagMap([words[i] if i >= 0 else None for i in tags["class_words"]], source=f"bundle {bundle.name}")

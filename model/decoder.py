@@ -156,7 +156,8 @@ class CaptionDecoder(keras.Model):
         else:
             projected = self.projection(features, training=training)  # (batch, locations, feature_dim)
             if self.num_tags and training and self.grid_dropout > 0:
-                drop = keras.random.uniform((ops.shape(projected)[0], 1, 1), seed=self.seed_generator) < self.grid_dropout
+                drop = keras.random.uniform((ops.shape(projected)[0], 1, 1),
+                                            seed=self.seed_generator) < self.grid_dropout
                 projected = ops.where(drop, ops.broadcast_to(self.null_grid[None], ops.shape(projected)), projected)
         keys = self.attention.keys(projected)  # (batch, locations, units)
         pooled = ops.mean(projected, axis=1)  # (batch, feature_dim)

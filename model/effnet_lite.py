@@ -102,7 +102,8 @@ def build_efficientnet_lite(
 
 
 def _bn_weights(state, prefix):
-    return [state[prefix + ".weight"], state[prefix + ".bias"], state[prefix + ".running_mean"], state[prefix + ".running_var"]]
+    return [state[prefix + ".weight"], state[prefix + ".bias"],
+            state[prefix + ".running_mean"], state[prefix + ".running_var"]]
 
 
 def _conv(w):  # torch (out, in, kh, kw) -> keras (kh, kw, in, out)

@@ -94,7 +94,8 @@ def build_encoder_graph(name: str):
 
     torch_file = lite_torch_weights_file(name)
     log.info("building the %s ONNX graph from %s", name, torch_file)
-    return onnx_encoders.build_effnet_lite_graph(name, load_state_dict(torch_file), lite_block_args(name), spec.input_size)
+    return onnx_encoders.build_effnet_lite_graph(name, load_state_dict(torch_file),
+                                                 lite_block_args(name), spec.input_size)
 
 
 def write_verified(path: Path, data: bytes) -> bool:

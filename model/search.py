@@ -117,7 +117,8 @@ class Search:
                 rows, cols = np.nonzero(np.ones_like(seq, bool))
                 ban[rows, seq[rows, cols]] = NEG_INF
             else:
-                windows = np.lib.stride_tricks.sliding_window_view(seq, n - 1, axis=1)[:, : t - n + 1]  # (rows, starts, n-1)
+                # windows: (rows, starts, n-1)
+                windows = np.lib.stride_tricks.sliding_window_view(seq, n - 1, axis=1)[:, : t - n + 1]
                 prefix = seq[:, t - n + 1:]  # (rows, n-1): the last n-1 tokens
                 rows, starts = np.nonzero((windows == prefix[:, None, :]).all(axis=2))
                 ban[rows, seq[rows, starts + n - 1]] = NEG_INF
@@ -223,7 +224,8 @@ class Search:
         live hypotheses, those from row ``met_from`` on ranked before the others."""
         batch, rows_per = beam_logp.shape
         vocab = self.vocab_size
-        photo_ban = np.repeat(np.broadcast_to(self.ban if ban is None else self.ban + ban, (batch, vocab)), rows_per, axis=0)
+        photo_ban = np.repeat(np.broadcast_to(self.ban if ban is None else self.ban + ban, (batch, vocab)),
+                              rows_per, axis=0)
         memory = tuple(np.repeat(m, rows_per, axis=0) for m in memory)  # (batch * rows, ...)
         hidden = np.repeat(hidden, rows_per, axis=0)
         tokens = np.full(batch * rows_per, self.start_id, np.int32)

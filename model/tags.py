@@ -311,14 +311,16 @@ class Tagger:
         """``(batch, num_words)``: the tag vector a tag-aware decoder reads."""
         return self.tag_map.word_probabilities(class_probs)
 
-    def tags(self, grid: np.ndarray, class_probs: np.ndarray, grid_shape: tuple[int, int]) -> tuple[tuple[Tag, ...], tuple[str, ...]]:
+    def tags(self, grid: np.ndarray, class_probs: np.ndarray,
+             grid_shape: tuple[int, int]) -> tuple[tuple[Tag, ...], tuple[str, ...]]:
         """``(tags, keywords)`` of one photo; keyword tags carry their class activation map ``grid_shape``."""
         tags = self.tag_map.top_tags(class_probs, k=self.top_k, min_probability=self.min_probability)
         out, keywords = [], []
         for tag in tags:
             if tag.probability >= self.keyword_threshold:
                 keywords.append(tag.word)
-                tag = Tag(tag.word, tag.probability, tag.class_ids, self.cam(grid, class_probs, tag.class_ids, grid_shape))
+                tag = Tag(tag.word, tag.probability, tag.class_ids,
+                          self.cam(grid, class_probs, tag.class_ids, grid_shape))
             out.append(tag)
         return tuple(out), tuple(keywords)
 

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     parser.add_argument("--bundle", type=Path, default=None, help="model bundle (default: the shipped one)")
     parser.add_argument("--photo", default="chelsea", choices=SAMPLES, help="the photo shown large")
-    parser.add_argument("--word", type=int, default=None, help="which word's attention to show (default: a noun-ish one)")
+    parser.add_argument("--word", type=int, default=None,
+                        help="which word's attention to show (default: a noun-ish one)")
     parser.add_argument("--size", default="1280x800")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

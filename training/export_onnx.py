@@ -47,7 +47,8 @@ def ensure_encoder_graph(name: str, *, weights: str | Path | None = None) -> Pat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.export_onnx", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the shipped one)")
-    parser.add_argument("--encoder-weights", type=Path, default=None, help="InceptionV3 weights file, if not in the usual places")
+    parser.add_argument("--encoder-weights", type=Path, default=None,
+                        help="InceptionV3 weights file, if not in the usual places")
     parser.add_argument("--encoder-out", type=Path, default=None, help="also copy the encoder graph to DIR/NAME.onnx")
     parser.add_argument("--skip-decoder", action="store_true", help="only make the encoder graph")
     args = parser.parse_args(argv)
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         if not args.skip_decoder:
             graphs = add_graphs(bundle_dir)
-            sizes = ", ".join(f"{graphs[p]['file']} {(Path(bundle_dir) / graphs[p]['file']).stat().st_size / 1e6:.1f} MB"
+            sizes = ", ".join(f"{graphs[p]['file']} "
+                              f"{(Path(bundle_dir) / graphs[p]['file']).stat().st_size / 1e6:.1f} MB"
                               for p in ("prepare", "step"))
             print(f"{bundle_dir}: {sizes} ({time.perf_counter() - start:.1f} s)")
         name = load_bundle(bundle_dir).encoder_name

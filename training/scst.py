@@ -125,10 +125,11 @@ class SCSTConfig:
     # forgotten while the reward, computed on Flickr8k's references, pulls towards Flickr8k's.
     text_every: int = 0
     # Parameters kept at the init weights: every one that one of these names (:func:`names_parameter`:
-    # its name in a weights file, "copy_gate/kernel", or the part after a "/", starts with it). Freezing the tag path ("copy_", "tag_embedding")
-    # keeps how the cross-entropy model names what the classifier sees, which CIDEr-D on Flickr8k's
-    # photos alone wears away. Measured in stage 1: the cat is kept, and the classifier's wrong tags
-    # are named as readily as its right ones (model card, twenty-first round).
+    # its name in a weights file, "copy_gate/kernel", or the part after a "/", starts with it).
+    # Freezing the tag path ("copy_", "tag_embedding") keeps how the cross-entropy model names what the
+    # classifier sees, which CIDEr-D on Flickr8k's photos alone wears away. Measured in stage 1: the cat
+    # is kept, and the classifier's wrong tags are named as readily as its right ones (model card,
+    # twenty-first round).
     freeze: tuple[str, ...] = ()
     eval_beam: int = 3  # dev captions each epoch: 1 is greedy
     eval_batch_size: int = 100
@@ -198,7 +199,8 @@ class Reward:
         concept_terms = bool(config.hallucination_penalty or config.concept_bonus)
         if (concept_terms or config.unsupported_penalty) and references is None:
             raise ValueError("the reward's concept and unsupported-word terms need the training references")
-        self.concepts = ReferenceConcepts([[" ".join(r) for r in refs] for refs in references]) if concept_terms else None
+        self.concepts = (ReferenceConcepts([[" ".join(r) for r in refs] for refs in references])
+                         if concept_terms else None)
         self.reference_words = ReferenceWords(self.words, references) if config.unsupported_penalty else None
         if config.tag_bonus and photo_tags is None:
             raise ValueError("the reward's tag bonus needs a tag-aware run (each training photo's tags)")
@@ -450,8 +452,9 @@ class SCSTTrainer:
         updated = time.perf_counter()
         return {"loss": loss, "reward": float(reward.mean()), "cider": float(cider.mean()),
                 "grad_norm": float(norm), "dangling": float(parts["dangling"].mean()),
-                "repeats": float((parts["repeats"] > 0).mean()), "agreement": float(parts["agreement"].mean()), "length": float(lengths.mean()),
-                **concept_figures(parts), "sample_s": sampled - timer, "reward_s": scored - sampled, "update_s": updated - scored}
+                "repeats": float((parts["repeats"] > 0).mean()), "agreement": float(parts["agreement"].mean()),
+                "length": float(lengths.mean()), **concept_figures(parts), "sample_s": sampled - timer,
+                "reward_s": scored - sampled, "update_s": updated - scored}
 
     def _beam_candidates(self, features, tags):
         """The ``samples`` best captions of each photo's beam search (under the bundle's guards when a
@@ -815,7 +818,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init", default=None,
                         help="the cross-entropy run folder, or a model bundle, to start from")
     parser.add_argument("--cache", default=None, help="feature cache folder (default: the init run's)")
-    for name in ("epochs", "batch_size", "samples", "text_every", "eval_beam", "eval_batch_size", "seed", "limit", "max_steps"):
+    for name in ("epochs", "batch_size", "samples", "text_every", "eval_beam", "eval_batch_size", "seed", "limit",
+                 "max_steps"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("learning_rate", "lr_decay", "clip_norm", "temperature", "dangling_penalty", "repeat_penalty",
                  "length_penalty", "length_tolerance", "agreement_penalty", "hallucination_penalty",

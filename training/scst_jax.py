@@ -299,7 +299,8 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
             got = [" ".join(c) for c in scst.captions(feats, tags, config.eval_beam)]
             scores = concept_scores(raw, got)
             record[name] = {"concept_f1": scores["concept-F1"], "hallucination": scores["hallucination"],
-                            "quantified_singular": caption_guards([c.split() for c in got], nouns)["quantified_singular"],
+                            "quantified_singular": caption_guards([c.split() for c in got],
+                                                                  nouns)["quantified_singular"],
                             "examples": got[:6]}
         record["eval_seconds"] = round(time.perf_counter() - started, 1)
         return record

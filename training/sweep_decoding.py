@@ -49,7 +49,8 @@ def patched(decoding: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def encode_items(captioner, items: Sequence[Item], batch_size: int = 16) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+def encode_items(captioner, items: Sequence[Item],
+                 batch_size: int = 16) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """``(sources, grids, logits)`` of the photos that load (the others are reported and left out)."""
     sources, grids, logits = [], [], []
     for start in range(0, len(items), batch_size):

@@ -1,6 +1,7 @@
 """Train the caption decoder on cached encoder features, and export the chosen epoch as a bundle.
 
-    python -m training.features --data ../shared/data/flickr8k --splits Flickr_8k.trainImages.txt Flickr_8k.devImages.txt
+    python -m training.features --data ../shared/data/flickr8k \\
+        --splits Flickr_8k.trainImages.txt Flickr_8k.devImages.txt
     python -m training.train --data ../shared/data/flickr8k --out runs/lite2 --epochs 12
     python -m training.train --data ../shared/data/flickr8k --out runs/lite2 --export resources/models/flickr8k-lite2
 
@@ -94,7 +95,8 @@ def load_text_corpus(config: TrainConfig) -> list[list[str]]:
         return []
     from training.tagdata import load_text_captions
 
-    sentences = [clean_caption(c, drop_one_letter=config.drop_one_letter) for c in load_text_captions(config.text_captions)]
+    sentences = [clean_caption(c, drop_one_letter=config.drop_one_letter)
+                 for c in load_text_captions(config.text_captions)]
     sentences = [s for s in sentences if 0 < len(s) <= config.max_words]
     return sentences[:config.text_limit] if config.text_limit else sentences
 
@@ -490,7 +492,6 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
                       tag_words=tag_map.words if tag_map is not None else ())
     trainer.load_best(weights)
     tags = classifier = None
-    probes, absent = {}, []
     if tag_map is not None:
         from training.tagdata import classifier_weights
 
@@ -564,7 +565,8 @@ def _absence_evidence(config: TrainConfig, absence: dict | None):
         tag_map, _ = _tag_setup(config)
         for concept in ANIMAL_CONCEPTS:
             words = concept_words(concept)
-            tags = [w for w in (*words, *ANIMAL_EVIDENCE.get(concept, ())) if tag_map is not None and w in tag_map.words]
+            tags = [w for w in (*words, *ANIMAL_EVIDENCE.get(concept, ()))
+                    if tag_map is not None and w in tag_map.words]
             if tags:
                 rules.append({"tags": tags, "below": absence["animal_tags_below"], "words": words})
     if not absence.get("probes"):
@@ -612,7 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="run folder: checkpoints, history, vocabulary")
     parser.add_argument("--encoder", default=defaults.encoder)
     parser.add_argument("--cache", default=None, help="feature cache folder")
-    for name in ("epochs", "batch_size", "embedding_dim", "feature_dim", "units", "min_count", "max_words", "seed", "limit"):
+    for name in ("epochs", "batch_size", "embedding_dim", "feature_dim", "units",
+                 "min_count", "max_words", "seed", "limit"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("learning_rate", "lr_decay", "clip_norm", "dropout", "attention_reg"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))

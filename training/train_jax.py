@@ -178,7 +178,8 @@ class JaxTrainer:
         self._text = jax.jit(lambda state, tags, seq, key, rate: step(state, None, tags, seq, key, rate))
         self._key = jax.random.PRNGKey(config.seed)
         self.word_dropout = 0.0  # this epoch's rate (:meth:`set_epoch`)
-        self.state = ([v.value for v in decoder.trainable_variables], [v.value for v in decoder.non_trainable_variables],
+        self.state = ([v.value for v in decoder.trainable_variables],
+                      [v.value for v in decoder.non_trainable_variables],
                       [v.value for v in optimizer.variables])
 
     def set_epoch(self, epoch: int) -> None:
@@ -244,7 +245,8 @@ class JaxTrainer:
                 def body(carry, _):
                     hidden, token = carry
                     hidden, context, embedded, _w = dec.step(token, hidden, memory)
-                    token = jnp.argmax(dec.log_probs(hidden, context, embedded, memory) + ban, axis=-1).astype(jnp.int32)
+                    token = jnp.argmax(dec.log_probs(hidden, context, embedded, memory) + ban,
+                                       axis=-1).astype(jnp.int32)
                     return (hidden, token), token
 
                 start = jnp.full((feats.shape[0],), vocab.start_id, jnp.int32)
@@ -277,7 +279,8 @@ class JaxTrainer:
 
         from model.bundle import variables_by_path
 
-        arrays = {k: np.asarray(keras.ops.convert_to_numpy(v.value), dtype) for k, v in variables_by_path(self.decoder).items()}
+        arrays = {k: np.asarray(keras.ops.convert_to_numpy(v.value), dtype)
+                  for k, v in variables_by_path(self.decoder).items()}
         tmp = Path(path).with_suffix(".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
@@ -355,7 +358,8 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
         seconds = time.perf_counter() - started
         trainer.sync()
         captions = trainer.greedy(dev_data.features, dev_data.tags)
-        record = {"epoch": epoch, "train_loss": train_loss, "text_loss": text_loss, "word_dropout": trainer.word_dropout,
+        record = {"epoch": epoch, "train_loss": train_loss, "text_loss": text_loss,
+                  "word_dropout": trainer.word_dropout,
                   "dev_bleu4_greedy": bleu4_fast(dev_data.references, captions), "train_seconds": round(seconds, 1),
                   "distinct_dev_captions": len({" ".join(c) for c in captions})}
         for name, feats, tags, refs, raw_refs in watch:

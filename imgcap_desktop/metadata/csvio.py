@@ -231,7 +231,7 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
         if not any(cells):
             continue
 
-        def cell(name: str) -> str:
+        def cell(name: str, cells: list[str] = cells) -> str:
             i = index.get(name)
             return cells[i] if i is not None and i < len(cells) else ""
 

@@ -347,9 +347,11 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     # survive exactly, and so must every value another tool stored.
     _check_packet(updated, target)
     after = _rdf(updated, target)
-    expected_keywords = None if ours is None else tuple(k for k in dict.fromkeys(xmp_edit.subject(after)) if k in set(ours))
+    expected_keywords = None if ours is None else tuple(k for k in dict.fromkeys(xmp_edit.subject(after))
+                                                        if k in set(ours))
     expected = StoredCaption(
-        caption.text, caption.source, caption.model or None, caption.score, caption.captioned_at or None, expected_keywords
+        caption.text, caption.source, caption.model or None, caption.score, caption.captioned_at or None,
+        expected_keywords
     )
     stored = caption_from_packet(updated, target)
     if caption.text and stored != expected:
@@ -389,7 +391,8 @@ def merge_keywords(
     # Ours that are gone from the sidecar were removed by a person, in this or another tool.
     rejected = list(dict.fromkeys([*rejected, *(k for k in ours if k not in present)]))
     if human:
-        rejected = [k for k in dict.fromkeys([*rejected, *(k for k in ours_present if k not in wanted)]) if k not in wanted]
+        rejected = [k for k in dict.fromkeys([*rejected, *(k for k in ours_present if k not in wanted)])
+                    if k not in wanted]
     drop = {k for k in ours_present if k not in wanted}
     added = [k for k in wanted if k not in present and k not in rejected]
     new_subject = [k for k in subject if k not in drop] + added
@@ -398,7 +401,8 @@ def merge_keywords(
     return new_subject, new_ours, rejected
 
 
-def _keywords_changed(before: list[str], old_ours: list[str] | None, after: list[str], wanted: list[str] | None) -> str | None:
+def _keywords_changed(before: list[str], old_ours: list[str] | None, after: list[str],
+                      wanted: list[str] | None) -> str | None:
     """What went wrong with ``dc:subject``, if anything: it must be exactly the merge's result, and
     every keyword that was not ours must still be there, in its order."""
     if wanted is None:
@@ -515,7 +519,8 @@ def _parse_packet(data: bytes, path: Path) -> ET.Element:
     except ET.ParseError as exc:
         raise SidecarError(path, f"not well-formed XML ({exc}); left as it is") from None
     except DefusedXmlException:
-        raise SidecarError(path, "declares a DOCTYPE or entities, which imgcap refuses to read; left as it is") from None
+        raise SidecarError(path, "declares a DOCTYPE or entities, which imgcap refuses to read; "
+                                 "left as it is") from None
     if root.tag != f"{{{_RDF}}}RDF" and root.find(f".//{{{_RDF}}}RDF") is None:
         raise SidecarError(path, "XML but not XMP (no rdf:RDF); left as it is")
     return root

@@ -151,7 +151,8 @@ def parse(data: bytes) -> Node:
     try:
         parser.Parse(data, True)
     except expat.ExpatError as exc:
-        raise XmpError(f"not well-formed XML ({expat.ErrorString(exc.code)}: line {exc.lineno}, column {exc.offset})") from None
+        raise XmpError(f"not well-formed XML ({expat.ErrorString(exc.code)}: "
+                       f"line {exc.lineno}, column {exc.offset})") from None
     return done[0]
 
 
@@ -418,7 +419,8 @@ def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: 
             edits.append((alt.content, alt.content, gap + new))
     elif default.empty or default.children:
         tag = data[default.start:default.content].rstrip(b">").rstrip(b"/").rstrip()
-        edits.append((default.start, default.end, tag + b">" + escape(caption).encode() + f"</{default.qname}>".encode()))
+        edits.append((default.start, default.end,
+                      tag + b">" + escape(caption).encode() + f"</{default.qname}>".encode()))
     else:
         edits.append((default.content, default.content_end, escape(caption).encode()))
 

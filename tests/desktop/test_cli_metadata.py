@@ -59,7 +59,8 @@ def fake_engine(monkeypatch):
     from model.captioner import Captioner
     from tests.desktop.conftest import FakeCaptioner
 
-    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto", **options: FakeCaptioner()))
+    monkeypatch.setattr(Captioner, "from_bundle",
+                        classmethod(lambda cls, path=None, device="auto", **options: FakeCaptioner()))
 
 
 def test_cli_writes_sidecars_and_csv_keeps_human_captions_and_imports_edits(tmp_path, fake_engine, capsys):

@@ -110,7 +110,6 @@ def test_file_is_utf8_with_rfc4180_quoting(tmp_path):
 
 def test_unwritable_csv_raises_oserror_and_keeps_the_old_file(tmp_path, monkeypatch):
     import errno
-    import os
 
     from imgcap_desktop.metadata import sidecar
 
@@ -138,7 +137,8 @@ caption_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
 
 
 # A keyword: no separator, no surrounding space (the cell is split on ";" and stripped).
-keyword_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), blacklist_characters=";"), min_size=1, max_size=12)
+keyword_text = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"),
+                                     blacklist_characters=";"), min_size=1, max_size=12)
 
 
 @settings(max_examples=60, deadline=None)

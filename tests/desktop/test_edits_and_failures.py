@@ -75,7 +75,8 @@ def test_the_status_says_how_many_failed(qtbot, window, photo_folder):
 def test_export_to_a_place_that_cannot_be_written_says_so(qtbot, window, photo_folder, tmp_path, monkeypatch):
     open_and_wait(qtbot, window, photo_folder)
     target = tmp_path / "no" / "such" / "folder" / "out.csv"
-    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "CSV files (*.csv)")))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target), "CSV files (*.csv)")))
     warnings = []
     monkeypatch.setattr(QMessageBox, "warning", staticmethod(lambda *args, **kwargs: warnings.append(args)))
     window._on_export_action_triggered()  # used to raise OSError out of the slot
@@ -161,7 +162,8 @@ def test_export_reads_the_photos_off_the_gui_thread(qtbot, window, photo_folder,
 
     open_and_wait(qtbot, window, photo_folder)
     threads, real_size = [], csvio.photo_size
-    monkeypatch.setattr(csvio, "photo_size", lambda photo: threads.append(threading.current_thread()) or real_size(photo))
+    monkeypatch.setattr(csvio, "photo_size",
+                        lambda photo: threads.append(threading.current_thread()) or real_size(photo))
     out = tmp_path / "out.csv"
     window.export_csv(out)
     qtbot.waitUntil(lambda: out.exists() and len(threads) == 7, timeout=WAIT)

@@ -1,8 +1,7 @@
-"""Keyword chips in the app: shown under the caption, each one's class activation map on click, removal as a person's edit."""
+"""Keyword chips in the app: shown under the caption, each one's class activation map on click, removal
+as a person's edit."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -48,7 +48,8 @@ def engine(monkeypatch):
     from model.captioner import Captioner
 
     captioner = TaggingCaptioner({"a.jpg": {"cat": 0.8, "sofa": 0.4, "lamp": 0.1}, "b.jpg": {"dog": 0.9}})
-    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto", **options: captioner))
+    monkeypatch.setattr(Captioner, "from_bundle",
+                        classmethod(lambda cls, path=None, device="auto", **options: captioner))
     return captioner
 
 

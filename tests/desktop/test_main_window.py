@@ -222,7 +222,8 @@ def test_export_csv_of_folder_and_selection(qtbot, window, photo_folder, tmp_pat
     assert rows["broken.jpg"]["caption"] == ""
 
     select(qtbot, window, "photo2.jpg")
-    window.grid.selectionModel().select(window.grid.currentIndex(), window.grid.selectionModel().SelectionFlag.ClearAndSelect)
+    window.grid.selectionModel().select(window.grid.currentIndex(),
+                                        window.grid.selectionModel().SelectionFlag.ClearAndSelect)
     with qtbot.waitSignal(window.exported, timeout=WAIT) as exported:
         window.export_csv(out, selection_only=True)
     assert exported.args[1] == 1

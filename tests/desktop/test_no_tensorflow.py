@@ -66,7 +66,8 @@ def test_selftest_without_tensorflow(tmp_path):
         assert main() == 0
     """, tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "model flickr8k-lite2-scst4-probe2 on CPU (ONNX Runtime)" in result.stdout and "self-test passed" in result.stdout
+    assert ("model flickr8k-lite2-scst4-probe2 on CPU (ONNX Runtime)" in result.stdout
+            and "self-test passed" in result.stdout)
     assert result.stdout.rstrip().endswith("CLEAN")
 
 

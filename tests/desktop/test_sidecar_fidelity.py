@@ -14,7 +14,8 @@ from tests.desktop.conftest_metadata import exiftool, exiftool_tags, make_photo,
 from tests.desktop.xmp_corpus import EXIFTOOL, EXIFTOOL_SIDECARS, HAND_WRITTEN, make_corpus, raw_values, subject_of
 
 FIRST = StoredCaption("a dog runs on the grass", "automatic", "m", -0.5, "2026-11-28T08:00:00+00:00", ("dog", "grass"))
-SECOND = StoredCaption("a cat sits on a sofa", "automatic", "m", -0.7, "2026-11-28T09:00:00+00:00", ("cat", "sofa", "bench"))
+SECOND = StoredCaption("a cat sits on a sofa", "automatic", "m", -0.7,
+                       "2026-11-28T09:00:00+00:00", ("cat", "sofa", "bench"))
 OURS = {"XMP-dc:Description", "XMP-dc:Subject", "SourceFile"}
 
 CORPUS = [*(EXIFTOOL_SIDECARS if EXIFTOOL else ()), *HAND_WRITTEN]
@@ -187,7 +188,8 @@ def corpus_texts(tmp_path_factory):
     keywords=st.lists(xmp_text.filter(lambda k: k.strip() == k), max_size=4, unique=True).map(tuple),
     source=st.sampled_from(["automatic", "human"]),
 )
-def test_any_caption_and_keywords_round_trip_in_any_sidecar(tmp_path_factory, corpus_texts, index, text, keywords, source):
+def test_any_caption_and_keywords_round_trip_in_any_sidecar(tmp_path_factory, corpus_texts,
+                                                            index, text, keywords, source):
     original = corpus_texts[sorted(corpus_texts)[index % len(corpus_texts)]]
     photo = make_photo(tmp_path_factory.mktemp("any") / "a.jpg")
     path = sidecar_path(photo)
@@ -209,7 +211,8 @@ def test_a_plain_string_description_beside_old_imgcap_attributes(tmp_path):
     path.write_text(
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
         '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:imgcap="http://ns.imgcap.app/1.0/"'
-        ' xmlns:xmp="http://ns.adobe.com/xap/1.0/" dc:description="typed somewhere" imgcap:source="automatic" xmp:Rating="2"/>'
+        ' xmlns:xmp="http://ns.adobe.com/xap/1.0/" dc:description="typed somewhere"'
+        ' imgcap:source="automatic" xmp:Rating="2"/>'
         "</rdf:RDF></x:xmpmeta>",
         encoding="utf-8",
     )

@@ -50,7 +50,8 @@ EXIFTOOL_SIDECARS: dict[str, list[str]] = {
         "{Area={X=0.41,Y=0.3,W=0.1,H=0.15,Unit=normalized},Name=Alice,Type=Face},"
         "{Area={X=0.7,Y=0.35,W=0.12,H=0.16,Unit=normalized},Name=Bob,Type=Face}]}",
         "-XMP-lr:HierarchicalSubject=People|Alice", "-XMP-lr:HierarchicalSubject=Places|France|Paris",
-        "-XMP-digiKam:TagsList=People/Alice", "-XMP-mwg-kw:HierarchicalKeywords={Keyword=People,Children=[{Keyword=Alice}]}",
+        "-XMP-digiKam:TagsList=People/Alice",
+        "-XMP-mwg-kw:HierarchicalKeywords={Keyword=People,Children=[{Keyword=Alice}]}",
         "-XMP-dc:Subject=Alice", "-XMP-dc:Subject=Paris",
     ],
     "microsoft-mp1": [
@@ -72,7 +73,8 @@ EXIFTOOL_SIDECARS: dict[str, list[str]] = {
         "-XMP-crs:CropTop=0.05", "-XMP-xmp:Rating=5", "-XMP-xmp:Label=Green",
     ],
     "iptc-rights": [
-        "-XMP-iptcCore:Location=Eiffel Tower", "-XMP-iptcCore:CreatorContactInfo={CiEmailWork=a@example.org,CiAdrCity=Paris}",
+        "-XMP-iptcCore:Location=Eiffel Tower",
+        "-XMP-iptcCore:CreatorContactInfo={CiEmailWork=a@example.org,CiAdrCity=Paris}",
         "-XMP-iptcExt:PersonInImage=Alice", "-XMP-dc:Creator=Jane Doe", "-XMP-dc:Creator=John Roe",
         "-XMP-dc:Rights=(c) 2021 Jane Doe", "-XMP-dc:Rights-fr=(c) 2021 Jane Doe, tous droits",
         "-XMP-photoshop:Headline=Paris", "-XMP-xmpRights:Marked=True", "-XMP-plus:ImageSupplierName=Jane",
@@ -112,7 +114,7 @@ HAND_WRITTEN = {
 """,
     "hand-windows-gallery": """<?xpacket begin='\ufeff' id='W5M0MpCehiHzreSzNTczkc9d'?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="uuid:faf5bdd5-ba3d-11da-ad31-d33d75182f1b" xmlns:MicrosoftPhoto="http://ns.microsoft.com/photo/1.0/"><MicrosoftPhoto:LastKeywordXMP><rdf:Bag xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:li>Family</rdf:li><rdf:li>Holiday</rdf:li></rdf:Bag></MicrosoftPhoto:LastKeywordXMP><MicrosoftPhoto:Rating>75</MicrosoftPhoto:Rating></rdf:Description><rdf:Description rdf:about="uuid:faf5bdd5-ba3d-11da-ad31-d33d75182f1b" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:li>Family</rdf:li><rdf:li>Holiday</rdf:li></rdf:Bag></dc:subject><dc:description><rdf:Alt xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:li xml:lang="x-default">At the lake</rdf:li></rdf:Alt></dc:description></rdf:Description><rdf:Description rdf:about="uuid:faf5bdd5-ba3d-11da-ad31-d33d75182f1b" xmlns:MP1="http://ns.microsoft.com/photo/1.1"><MP1:PanoramicStitchCameraMotion>Rigid Scale</MP1:PanoramicStitchCameraMotion></rdf:Description><rdf:Description rdf:about="uuid:faf5bdd5-ba3d-11da-ad31-d33d75182f1b" xmlns:xmp="http://ns.adobe.com/xap/1.0/"><xmp:Rating>4</xmp:Rating></rdf:Description></rdf:RDF></x:xmpmeta>
-<?xpacket end='w'?>""",
+<?xpacket end='w'?>""",  # noqa: E501 - the packet's XML is one line
     "hand-darwin-core": """<x:xmpmeta xmlns:x="adobe:ns:meta/">
 <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
  <rdf:Description rdf:about="" xmlns:dwc="http://rs.tdwg.org/dwc/index.htm"
@@ -165,7 +167,8 @@ def raw_values(packet: bytes) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for desc in rdf.findall(f"{{{RDF}}}Description"):
         for name, value in desc.attrib.items():
-            if not name.startswith(f"{{{RDF}}}") and not name.startswith(f"{{{IMGCAP}}}") and name != f"{{{DC}}}description":
+            if (not name.startswith(f"{{{RDF}}}") and not name.startswith(f"{{{IMGCAP}}}")
+                    and name != f"{{{DC}}}description"):
                 pairs.append((name, value))
         for prop in desc:
             if prop.tag.startswith(f"{{{IMGCAP}}}") or prop.tag == f"{{{DC}}}subject":

@@ -42,7 +42,8 @@ class StandInCaptioner:
             return CaptionFailure(str(path), exc.reason)
         words = ("a", "cat", "on", "a", "sofa")
         tags = (Tag("cat", 0.8, (285,)), Tag("sofa", 0.1, (831,)))
-        return CaptionResult(str(path), words, tuple(range(5)), -0.5, np.zeros((5, 2, 2), np.float32), (), tags, ("cat",))
+        return CaptionResult(str(path), words, tuple(range(5)), -0.5,
+                             np.zeros((5, 2, 2), np.float32), (), tags, ("cat",))
 
 
 def main() -> int:

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file system features")
 
 
-def run_cli(*args, cwd: Path | None = None, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(*args, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
     """The CLI in its own process with the stand-in engine; a hang fails the test instead of blocking it."""
     return subprocess.run(
         [sys.executable, "-m", "tests.hostile.fake_cli", *map(str, args)],
@@ -36,7 +37,8 @@ def engine(monkeypatch):
     from model.captioner import Captioner
     from tests.hostile.fake_cli import StandInCaptioner
 
-    monkeypatch.setattr(Captioner, "from_bundle", classmethod(lambda cls, path=None, device="auto", **options: StandInCaptioner()))
+    monkeypatch.setattr(Captioner, "from_bundle",
+                        classmethod(lambda cls, path=None, device="auto", **options: StandInCaptioner()))
 
 
 def cli(*args) -> int:
@@ -256,7 +258,8 @@ def test_csv_rows_through_a_linked_folder_are_outside(tmp_path):
     make_photo(elsewhere / "x.jpg")
     root.mkdir()
     (root / "link").symlink_to(elsewhere, target_is_directory=True)
-    (root / "c.csv").write_text("relative path,caption\r\nlink/x.jpg,evil\r\n../elsewhere/x.jpg,evil\r\n", encoding="utf-8")
+    (root / "c.csv").write_text("relative path,caption\r\nlink/x.jpg,evil\r\n../elsewhere/x.jpg,evil\r\n",
+                                encoding="utf-8")
 
     done = run_cli("import-csv", root / "c.csv")
 

@@ -55,7 +55,8 @@ def test_save_load_round_trip_gives_identical_outputs(tiny_bundle, tmp_path, dty
     assert all(w.dtype == np.dtype(dtype) for w in reloaded.weights.values())
 
     if dtype == "float16":  # compare like with like: the original's weights rounded to float16
-        first.model.decoder.set_weights([w.astype(np.float16).astype(np.float32) for w in first.model.decoder.get_weights()])
+        first.model.decoder.set_weights([w.astype(np.float16).astype(np.float32)
+                                         for w in first.model.decoder.get_weights()])
     second = Captioner(reloaded, device="cpu", runtime="tf")
     photos = _photos()
     for beam_size in (1, 3):
@@ -70,7 +71,8 @@ def test_bundle_files_and_config(tiny_bundle):
     assert config["encoder"] == {"name": "tiny_test", "input_size": 64, "grid": [4, 4], "channels": 32}
     assert config["vocabulary"] == VOCAB_FILE
     assert len(config["weights"]["sha256"]) == 64
-    assert {"vocab_size", "encoder_channels", "embedding_dim", "feature_dim", "units", "dropout"} <= set(config["decoder"])
+    assert {"vocab_size", "encoder_channels", "embedding_dim", "feature_dim",
+            "units", "dropout"} <= set(config["decoder"])
     assert "training" in config and "metrics" in config and "description" in config
 
 

@@ -249,7 +249,8 @@ def test_resize_array_accepts_gray_rgba_and_float():
 
 
 def _gradient_file(path, mode: str = "RGB", size=(600, 400)):
-    ramp = np.linspace(0, 255, size[0], dtype=np.float32)[None, :] + np.linspace(0, 60, size[1], dtype=np.float32)[:, None]
+    ramp = (np.linspace(0, 255, size[0], dtype=np.float32)[None, :]
+            + np.linspace(0, 60, size[1], dtype=np.float32)[:, None])
     gray = np.clip(ramp, 0, 255).astype(np.uint8)
     img = Image.fromarray(np.stack([gray, 255 - gray, gray // 2], axis=-1))
     if mode == "P":

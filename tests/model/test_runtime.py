@@ -279,7 +279,8 @@ def test_a_gpu_provider_that_fails_to_start_falls_back_to_the_cpu_and_says_so(ti
     monkeypatch.setattr(runtime, "_default_session_factory", factory)
     captioner = Captioner.from_bundle(tiny_bundle, device="auto")
     assert captioner.provider == "CPUExecutionProvider"
-    assert captioner.device == "CPU (ONNX Runtime; CUDA failed to start: CUDA failure 100: no CUDA-capable device is detected)"
+    assert captioner.device == ("CPU (ONNX Runtime; CUDA failed to start: "
+                                "CUDA failure 100: no CUDA-capable device is detected)")
     assert "running on the CPU" in caplog.text
     assert asked.count("CUDAExecutionProvider") >= 1
     photos = _photos(2)

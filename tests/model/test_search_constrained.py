@@ -33,7 +33,8 @@ def _toy_step(calls: list[int]):
 
 def _inputs(batch=3):
     rng = np.random.default_rng(0)
-    return (rng.normal(size=(batch, LOCATIONS, UNITS)).astype(np.float32),), rng.normal(size=(batch, UNITS)).astype(np.float32)
+    return ((rng.normal(size=(batch, LOCATIONS, UNITS)).astype(np.float32),),
+            rng.normal(size=(batch, UNITS)).astype(np.float32))
 
 
 def _search(calls, **kwargs):

@@ -113,7 +113,8 @@ AGREEMENT_CASES = {  # caption: a count before a singular noun?
     "two green glasses": False,  # "green" has a plural ("greens") but modifies the head noun
     "a group of dog walker": True,  # the head, "walker", is singular
     "a group of dog walkers": False,
-    "a group of a young man": True,  # an article after the count  # "grass": no plural in the vocabulary, so neither form
+    "a group of a young man": True,  # an article after the count
+    # "grass": no plural in the vocabulary, so neither form
 }
 
 
@@ -160,7 +161,8 @@ def test_caption_guards_report_quantified_singulars_with_the_vocabulary():
 
 
 def test_stems_let_a_word_match_its_references_other_forms():
-    for forms in ("sits sitting sit", "rides riding ride", "dogs dog", "buses bus", "glasses glass", "runs running run"):
+    for forms in ("sits sitting sit", "rides riding ride", "dogs dog", "buses bus",
+                  "glasses glass", "runs running run"):
         assert len({stem(w) for w in forms.split()}) == 1, forms
     assert stem("air") == "air" and stem("is") == "is"  # short words stay whole
     assert stem("grass") != stem("glass")

@@ -66,7 +66,8 @@ def test_bleu4_fast_edge_cases():
 
 
 def test_bleu4_fast_takes_vocabulary_ids():
-    words = bleu4_fast([[["a", "dog", "runs", "on", "grass"], ["a", "dog", "is", "here"]]], [["a", "dog", "runs", "here"]])
+    words = bleu4_fast([[["a", "dog", "runs", "on", "grass"], ["a", "dog", "is", "here"]]],
+                       [["a", "dog", "runs", "here"]])
     ids = bleu4_fast([[[4, 5, 6, 7, 8], [4, 5, 9, 10]]], [[4, 5, 6, 10]])
     assert ids == words
 

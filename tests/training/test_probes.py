@@ -188,7 +188,7 @@ def test_refit_stopped_before_its_config_leaves_the_bundle_loadable(tiny_flickr,
     assert (bundle_dir / "config.json").read_bytes() == config_before
     bundle = load_bundle(bundle_dir)  # before the fix: "classifier.npz: checksum mismatch"
     assert set(bundle.probes) == set(probes_before)
-    for name, (kernel, bias) in probes_before.items():
+    for name, (kernel, _bias) in probes_before.items():
         np.testing.assert_array_equal(bundle.probes[name][0], kernel)
     assert len(list(bundle_dir.glob("classifier*.npz"))) == 2  # the old file and the stray new one
 

@@ -357,8 +357,8 @@ def test_the_rewards_concept_terms_price_hallucinations_and_pay_for_present_conc
     cider = CiderD(references)
     lengths_ref = np.asarray([4.6, 4.6])
     plain = Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out=""))
-    priced = Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", hallucination_penalty=0.5, concept_bonus=0.2),
-                    references)
+    priced = Reward(vocab, cider, lengths_ref,
+                    SCSTConfig(data="", out="", hallucination_penalty=0.5, concept_bonus=0.2), references)
     base, base_cider, _ = plain(photos, tokens, lengths, finished)
     reward, reward_cider, parts = priced(photos, tokens, lengths, finished)
     np.testing.assert_allclose(reward_cider, base_cider)
