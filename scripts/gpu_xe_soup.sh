@@ -16,8 +16,9 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .gpu/wheels \
 #       keras==3.15.1 namex==0.1.0 optree==0.20.0 platformdirs==4.14.8
 # There (device run, carry [".gpu"], timeout_s 590):  BUDGET=520 bash scripts/gpu_xe_soup.sh
-# LOCAL=1 PY=.venv/bin/python D=tiny-folder NF=2 NS=2 BASE_EP=1 FORK_EP=1 XE_EXTRA="--text-limit 300"
-# SCST_EXTRA="--max-steps 1 --batch-size 20" runs it here in a few minutes, as a check.
+# LOCAL=1 PY=.venv/bin/python D=.gpu/flickr8k NF=2 NS=2 BASE_EP=1 FORK_EP=1 XE_EXTRA="--text-limit 300
+# --batch-size 4" SCST_EXTRA="--max-steps 1 --batch-size 4" runs it here on a tiny pack in about a minute,
+# as tests/training/test_gpu_script.py does (the batches must fit the pack's photos).
 set -u
 T0=$(date +%s); BUDGET=${BUDGET:-520}; NF=${NF:-8}; NS=${NS:-5}; BASE_EP=${BASE_EP:-2}; FORK_EP=${FORK_EP:-6}
 OUT=${OUT:-/tmp/out}; R=${R:-/tmp/runs}; PY=${PY:-python3}; LOCAL=${LOCAL:-}
@@ -29,7 +30,7 @@ if [ -z "$LOCAL" ]; then
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
-export IMGCAP_CACHE_DIR=/tmp/imgcap-cache
+export IMGCAP_CACHE_DIR=${IMGCAP_CACHE_DIR:-/tmp/imgcap-cache}
 $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices())" || exit 1
 $PY -m training.devicepack unpack .gpu || exit 1
 D=${D:-.gpu/flickr8k}; C=/tmp/grids; TEXT=.gpu/text.token.txt
@@ -61,8 +62,13 @@ if [ $LEFT -gt 100 ] && [ $NS -gt 0 ]; then
       $SCST_EXTRA > $R/s$i.log 2>&1 &
   done
   wait
-  ls $R/s*/epoch01.weights.npz && $PY -m training.average --out $OUT/scstsoup1.weights.npz $R/s*/epoch01.weights.npz
+  if ls $R/s*/epoch01.weights.npz; then
+    $PY -m training.average --out $OUT/scstsoup1.weights.npz $R/s*/epoch01.weights.npz || exit 1
+  else
+    tail -30 $R/s1.log; echo "no SCST run finished an epoch"; STATUS=1
+  fi
 fi
 elapsed done
 tar czf $OUT/logs.tgz -C $R $(cd $R && ls *.log */history.json 2>/dev/null)
 ls -la $OUT
+exit ${STATUS:-0}

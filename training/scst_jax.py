@@ -129,6 +129,20 @@ class PlainSearch:
         return self.search.beam(memory, hidden, beam_size)
 
 
+def check_settings(config: SCSTConfig) -> None:
+    """Refuse the settings this trainer cannot run, before any data is read.
+
+    Raises:
+        ValueError: an unknown baseline, sampled candidates, or the mean baseline with one sample.
+    """
+    if config.baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {config.baseline!r}")
+    if config.candidates == "sample":
+        raise ValueError("the JAX trainer scores beam candidates (beam or guarded); sampling is in training.scst")
+    if config.samples < 2 and config.baseline == "mean":
+        raise ValueError("the mean-of-other-samples baseline needs at least 2 samples per photo")
+
+
 class JaxSCST:
     """The policy-gradient update, and the candidates' search, around a :class:`~training.train_jax.JaxTrainer`."""
 
@@ -137,12 +151,7 @@ class JaxSCST:
         import jax.numpy as jnp
         import keras
 
-        if config.baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {BASELINES}, got {config.baseline!r}")
-        if config.candidates == "sample":
-            raise ValueError("the JAX trainer scores beam candidates (beam or guarded); sampling is in training.scst")
-        if config.samples < 2 and config.baseline == "mean":
-            raise ValueError("the mean-of-other-samples baseline needs at least 2 samples per photo")
+        check_settings(config)
         self.trainer, self.vocab, self.reward, self.config, self.search = trainer, vocab, reward, config, search
         self.max_length = trainer.config.max_words
         decoder, optimizer, k, pad = trainer.decoder, trainer.optimizer, config.samples, vocab.pad_id
@@ -240,6 +249,7 @@ def run_scst_jax(config: SCSTConfig, *, watch=()) -> dict:
     from training.metrics import bleu4_fast
     from training.train_jax import JaxTrainer, _batches, _padded
 
+    check_settings(config)
     out = Path(config.out)
     run = prepare_scst_run(config)
     train_config, vocab, tag_map, train_data = run.train_config, run.vocab, run.tag_map, run.train_data

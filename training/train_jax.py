@@ -322,6 +322,9 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
         log.info("text-only sentences: %d", len(sentences))
 
     steps = len(pairs) // config.batch_size
+    if steps == 0:  # every step takes a whole batch (one compiled shape): the epochs would train nothing
+        raise ValueError(f"{len(pairs)} training captions do not fill one batch of {config.batch_size}: "
+                         f"lower --batch-size")
     trainer = JaxTrainer(config, vocab, train_data.features.shape[-1], tag_words, steps)
     if init_weights is not None:
         trainer.load_weights(init_weights)

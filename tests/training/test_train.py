@@ -227,6 +227,21 @@ def test_jax_trainer_fine_tunes_from_an_epoch_with_a_share_of_the_text(tiny_flic
         assert any(not np.array_equal(before[k], after[k]) for k in before.files)  # it trained
 
 
+def test_jax_trainer_refuses_a_batch_larger_than_the_training_captions(tiny_flickr, tmp_path):
+    """Every JAX step takes a whole batch: 25 training captions and batches of 64 make no step. It used to
+    train nothing and report a NaN loss for each epoch."""
+    pytest.importorskip("jax")
+    env = os.environ | {"KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "training.train_jax", "--data", str(tiny_flickr.root), "--encoder",
+                           "tiny_test", "--cache", str(tmp_path / "cache"), "--out", str(out), "--epochs", "1",
+                           "--batch-size", "64", "--min-count", "1"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "25 training captions do not fill one batch of 64: lower --batch-size" in done.stderr
+    assert not list(out.glob("epoch*.weights.npz"))
+
+
 def test_scheduled_word_dropout_rises_and_changes_the_inputs(tmp_path):
     """``--word-dropout``: the rate rises linearly to its setting over the first half of the epochs,
     and a step at rate 1 (every input word after ``<start>`` is ``<unk>``) has another loss than at
