@@ -155,6 +155,8 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
         print(f"imgcap: {problem}", file=sys.stderr)
     if problems and not photos and len(problems) == len(args.paths):
         return EXIT_USAGE  # nothing that was given exists: a mistyped path, not a failed photo
+    if not photos:
+        print(f"imgcap: {_no_photos_note(args.paths, args.recursive)}", file=sys.stderr)
     session = CaptionSession(sidecar_style=args.sidecar_style, auto_write=args.write_sidecars)
     session.open(photos)
     session.read_stored(check_photos=False)  # the engine reports unreadable photos itself
@@ -192,6 +194,22 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_SOME_FAILED
     failed = problems or any(s.status == "failed" for s in statuses)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _no_photos_note(paths: list[Path], recursive: bool) -> str:
+    """What to tell a user whose folders hold no photo imgcap reads (instead of printing nothing)."""
+    from model.images import SUPPORTED_EXTENSIONS
+
+    folders = [path for path in paths if path.is_dir()]
+    where = ", ".join(printable(path) for path in folders) or "the paths given"
+    note = f"no photos in {where} (imgcap reads {' '.join(sorted(SUPPORTED_EXTENSIONS))})"
+    subfolders: list[Path] = []
+    for folder in folders if not recursive else ():
+        try:
+            scan_folder(folder, subfolders=subfolders)
+        except OSError:
+            continue
+    return note + ("; --recursive also reads the subfolders" if subfolders else "")
 
 
 def _csv_root(csv_file: Path, photos: list[Path]) -> Path:

@@ -123,8 +123,10 @@ class MainWindow(QMainWindow):
         """Show a folder's photos; their stored captions are read in the background."""
         folder = Path(folder).expanduser()
         unlisted: list[str] = []
+        subfolders: list[Path] = []
         try:
-            photos = scan_folder(folder, recursive=self.settings.include_subfolders, problems=unlisted)
+            photos = scan_folder(folder, recursive=self.settings.include_subfolders, problems=unlisted,
+                                 subfolders=subfolders)
         except OSError as exc:
             self.statusBar().showMessage(f"Cannot open {folder}: {exc}", 8000)
             return False
@@ -143,6 +145,9 @@ class MainWindow(QMainWindow):
             more = f" (and {count(len(unlisted) - 1, 'other subfolder')})" if len(unlisted) > 1 else ""
             self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}. Left out: {unlisted[0]}{more}",
                                          15000)
+        elif not photos and subfolders:
+            self.statusBar().showMessage(f"No photos in {folder}; File > Include Subfolders shows those of its "
+                                         f"subfolders", 15000)
         else:
             self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}", 5000)
         if photos:

@@ -32,7 +32,8 @@ def is_photo(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
 
 
-def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[str] | None = None) -> list[Path]:
+def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[str] | None = None,
+                subfolders: list[Path] | None = None) -> list[Path]:
     """The photos in a folder, sorted naturally.
 
     Hidden files and folders (a leading dot, or the hidden attribute on Windows) are skipped, and so
@@ -46,6 +47,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
         recursive: also look in subfolders.
         problems: when given, a line is appended for each subfolder that cannot be listed (its
             photos are missing from the result), so the caller can say so.
+        subfolders: when given (and not ``recursive``), the subfolders not looked in are appended,
+            so a caller that finds no photos can say where they might be.
 
     Returns:
         Paths under ``folder`` (as given, not resolved), sorted by :func:`natural_key` of the path
@@ -78,6 +81,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
                 if entry.is_dir(follow_symlinks=False):
                     if recursive:
                         pending.append(Path(entry.path))
+                    elif subfolders is not None:
+                        subfolders.append(Path(entry.path))
                 elif is_photo(entry.name) and (entry.is_file() or _is_broken_link(entry)):
                     found.append(Path(entry.path))
             except OSError:

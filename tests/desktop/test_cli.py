@@ -93,6 +93,23 @@ def test_folders_and_recursive(bundle, photos):
         [str(photos / "a.jpg"), str(photos / "b.png"), str(photos / "sub" / "c.jpg")])
 
 
+def test_a_folder_without_photos_says_so(bundle, photos, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a photo")
+    code, lines = _run(empty, "--bundle", bundle)
+    assert (code, lines) == (EXIT_OK, [])  # nothing failed; it used to print nothing at all
+    assert f"imgcap: no photos in {empty} (imgcap reads .bmp .gif .heic" in capsys.readouterr().err
+
+    for photo in photos.glob("*.*"):
+        photo.unlink()  # top/ keeps only sub/c.jpg
+    code, lines = _run(photos, "--bundle", bundle)
+    assert (code, lines) == (EXIT_OK, [])
+    assert capsys.readouterr().err.rstrip().endswith("; --recursive also reads the subfolders")
+    code, lines = _run(photos, "--recursive", "--bundle", bundle, "--beam", 1)
+    assert code == EXIT_OK and len(lines) == 1 and "no photos" not in capsys.readouterr().err
+
+
 def test_same_captions_as_the_engine(bundle, photos):
     from model.captioner import Captioner
 

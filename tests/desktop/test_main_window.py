@@ -306,6 +306,19 @@ def test_subfolders_option(qtbot, window, photo_folder):
     assert window.settings.include_subfolders
 
 
+def test_a_folder_whose_photos_are_all_in_subfolders_says_where_they_are(qtbot, window, tmp_path):
+    from tests.desktop.conftest import make_photos
+
+    make_photos(tmp_path / "trip" / "day1", count=2, corrupt=False)
+    assert window.open_folder(tmp_path / "trip")
+    assert window.photos.rowCount() == 0
+    assert window.statusBar().currentMessage() == (f"No photos in {tmp_path / 'trip'}; File > Include Subfolders "
+                                                   f"shows those of its subfolders")  # it used to say "0 photos"
+    (tmp_path / "empty").mkdir()
+    assert window.open_folder(tmp_path / "empty")
+    assert window.statusBar().currentMessage() == f"0 photos in {tmp_path / 'empty'}"
+
+
 def test_a_subfolder_that_cannot_be_read_is_named_in_the_status_bar(qtbot, window, photo_folder, monkeypatch):
     from tests.desktop.conftest import make_photos
     from tests.desktop.conftest_metadata import refuse_listing
