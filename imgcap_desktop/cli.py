@@ -31,6 +31,7 @@ from typing import TextIO
 from imgcap_desktop.archive.commands import add_archive_command, run_archive_command  # no Ray until run
 from imgcap_desktop.metadata.apply import PhotoStatus
 from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv_command, run_import_csv
+from imgcap_desktop.metadata.csvio import refuse_as_csv_target
 from imgcap_desktop.metadata.folder import scan_folder
 from imgcap_desktop.metadata.printable import printable
 from imgcap_desktop.session import CaptionSession, OverwritePolicy
@@ -150,6 +151,12 @@ def caption_policy(args: argparse.Namespace) -> OverwritePolicy:
 
 
 def run_caption(args: argparse.Namespace, out: TextIO) -> int:
+    if args.csv:
+        try:  # before the photos are captioned, not after
+            refuse_as_csv_target(args.csv.resolve() if args.csv.is_symlink() else args.csv)
+        except OSError as exc:
+            print(f"imgcap: --csv: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     photos, problems = collect_photos(args.paths, args.recursive)
     for problem in problems:
         print(f"imgcap: {problem}", file=sys.stderr)

@@ -26,7 +26,7 @@ from imgcap_desktop.metadata.sidecar import (
     read_caption,
     write_caption,
 )
-from model.images import is_regular_file
+from model.images import SUPPORTED_EXTENSIONS, is_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +187,28 @@ def write_csv(path: str | Path, rows: list[CsvRow] | tuple[CsvRow, ...], *, exce
         excel_bom: start with a UTF-8 byte-order mark, which Excel needs to recognise UTF-8.
 
     Raises:
-        OSError: the file cannot be written (read-only folder, full disk); an old file is unchanged.
+        OSError: the file cannot be written (read-only folder, full disk, a missing folder), or
+            ``path`` is a photo, a sidecar, a folder or anything but a regular file (a device, a FIFO):
+            nothing is written over those. An old CSV is unchanged. A symbolic link is written through.
     """
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()  # the link stays a link; its target gets the new CSV
+    refuse_as_csv_target(path)
     # surrogateescape: a file name that is not UTF-8 keeps its own bytes, and import finds it again.
     data = format_rows(rows).encode("utf-8-sig" if excel_bom else "utf-8", "surrogateescape")
     replace_atomically(path, data)
+
+
+def refuse_as_csv_target(path: Path) -> None:
+    """Raise :class:`OSError` when a CSV must not be written at ``path`` (see :func:`write_csv`)."""
+    if path.suffix.lower() in SUPPORTED_EXTENSIONS or path.suffix.lower() == ".xmp":
+        raise OSError(f"{path} is named like a photo or a sidecar: the CSV is not written over it")
+    if path.exists() and not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file"
+        raise OSError(f"{path} is {what}: the CSV is not written over it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent} does not exist: the CSV cannot be written there")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -110,6 +110,14 @@ def test_a_folder_without_photos_says_so(bundle, photos, tmp_path, capsys):
     assert code == EXIT_OK and len(lines) == 1 and "no photos" not in capsys.readouterr().err
 
 
+def test_csv_onto_a_photo_is_a_usage_error_before_anything_is_captioned(bundle, photos, capsys):
+    photo = photos / "a.jpg"
+    before = photo.read_bytes()
+    code, lines = _run(photos, "--bundle", bundle, "--csv", photo)
+    assert (code, lines) == (EXIT_USAGE, [])  # it used to caption, then write the CSV over the photo
+    assert "--csv:" in capsys.readouterr().err and photo.read_bytes() == before
+
+
 def test_same_captions_as_the_engine(bundle, photos):
     from model.captioner import Captioner
 

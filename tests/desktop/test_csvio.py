@@ -126,6 +126,34 @@ def test_unwritable_csv_raises_oserror_and_keeps_the_old_file(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
 
 
+def test_a_csv_is_never_written_over_a_photo_a_sidecar_or_a_special_file(tmp_path):
+    """``--csv photo.jpg`` used to replace the photo with CSV text, and ``--csv /dev/null`` (as root)
+    the device with a regular file."""
+    import os
+
+    rows = [CsvRow("a.jpg", "a.jpg", "a caption")]
+    photo = make_photo(tmp_path / "a.jpg")
+    sidecar = tmp_path / "a.jpg.xmp"
+    sidecar.write_text('<x:xmpmeta xmlns:x="adobe:ns:meta/"/>\n')  # another tool's sidecar
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.csv").mkdir()
+    kept = {p: p.read_bytes() for p in (photo, sidecar)}
+    for target, message in ((photo, "named like a photo or a sidecar"), (sidecar, "named like a photo or a sidecar"),
+                            (tmp_path / "new.PNG", "named like a photo or a sidecar"),
+                            (fifo, "is not a regular file"), (tmp_path / "folder.csv", "is a folder"),
+                            (tmp_path / "missing" / "c.csv", "does not exist")):
+        with pytest.raises(OSError, match=message):
+            write_csv(target, rows)
+    assert all(p.read_bytes() == data for p, data in kept.items())
+    assert fifo.is_fifo() and not (tmp_path / "new.PNG").exists()
+
+    real = tmp_path / "real.csv"
+    (tmp_path / "link.csv").symlink_to(real)
+    write_csv(tmp_path / "link.csv", rows)  # written through: the link stays a link
+    assert (tmp_path / "link.csv").is_symlink() and "a caption" in real.read_text()
+
+
 def test_excel_bom_is_optional_and_accepted_on_import(tmp_path):
     rows = [CsvRow("a.jpg", "a.jpg", "x")]
     write_csv(tmp_path / "c.csv", rows, excel_bom=True)
