@@ -537,23 +537,14 @@ def _rdf(data: bytes, path: Path) -> xmp_edit.Node:
     return rdf
 
 
-def _descriptions(root: ET.Element) -> dict[str, str]:
-    """Every language of the first ``dc:description``, in document order."""
-    element = root.find(f".//{{{_DC}}}description")
-    if element is None:
-        return {}
-    languages: dict[str, str] = {}
-    for item in element.iter(f"{{{_RDF}}}li"):
-        languages.setdefault(item.get(_XML_LANG, _X_DEFAULT), item.text or "")
-    return languages
-
-
 def _languages(rdf: xmp_edit.Node) -> dict[str, str]:
     """Every language of the top-level ``dc:description``, in document order."""
     for prop in xmp_edit.properties(rdf):
         if (prop.uri, prop.local) == (_DC, "description"):
             if prop.element is None:
                 return {_X_DEFAULT: prop.value}
+            if not prop.element.children:  # <dc:description>text</dc:description>: exiftool reads it too
+                return {_X_DEFAULT: prop.element.text} if prop.element.text.strip() else {}
             languages: dict[str, str] = {}
             for li in xmp_edit.items(prop.element):
                 languages.setdefault(xmp_edit.lang_of(li), li.text)

@@ -111,7 +111,7 @@ def test_other_languages_and_properties_survive(photo):
 
     write_caption(photo, AUTO)
 
-    languages = sidecar_module._descriptions(sidecar_module._parse_packet(path.read_bytes(), path))
+    languages = sidecar_module._languages(sidecar_module._rdf(path.read_bytes(), path))
     assert languages == {"x-default": AUTO.text, "de": "Ein Hund"}
     assert "<rdf:li>beach</rdf:li>" in path.read_text(encoding="utf-8")
     assert 'xmp:Rating="3"' in path.read_text(encoding="utf-8")
