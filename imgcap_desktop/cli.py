@@ -30,7 +30,8 @@ from typing import TextIO
 
 from imgcap_desktop.archive.commands import add_archive_command, run_archive_command  # no Ray until run
 from imgcap_desktop.metadata.apply import PhotoStatus
-from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv_command, run_import_csv
+from imgcap_desktop.metadata.commands import (BEAM_HELP, add_caption_options, add_import_csv_command, beam_option,
+                                               run_import_csv)
 from imgcap_desktop.metadata.csvio import refuse_as_csv_target
 from imgcap_desktop.metadata.folder import scan_folder
 from imgcap_desktop.metadata.printable import printable
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos and folders of photos")
     caption.add_argument("-r", "--recursive", action="store_true", help="include photos in subfolders")
     caption.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped model)")
-    caption.add_argument("--beam", type=_positive, default=3, metavar="N", help="beam size (1 = greedy; default 3)")
+    caption.add_argument("--beam", type=beam_option, default=3, metavar="N", help=BEAM_HELP)
     caption.add_argument("--batch-size", type=_positive, default=8, metavar="N", help="photos per batch (default 8)")
     caption.add_argument("--device", choices=("auto", "cpu"), default="auto",
                          help="auto: the best GPU provider onnxruntime has (CUDA, DirectML, CoreML), else the CPU")

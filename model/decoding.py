@@ -49,9 +49,9 @@ class SearchDecoder:
         return self._run("greedy", 1, features, tags)
 
     def beam(self, features, beam_size: int, tags=None) -> DecodedBatch:
-        if beam_size < 1:
-            raise ValueError("beam_size must be at least 1")
-        return self._run("beam", beam_size, features, tags)
+        from model.search import check_beam_size
+
+        return self._run("beam", check_beam_size(beam_size), features, tags)
 
     def _run(self, kind: str, beam_size: int, features, tags) -> DecodedBatch:
         """``tags (batch, num_tags)``: the photos' tag vectors, for a tag-aware decoder (None: zeros)."""

@@ -25,6 +25,20 @@ import numpy as np
 StepFunction = Callable[[np.ndarray, np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 NEG_INF = np.float32(-1e9)
+# Wider beams stop paying long before this (the model card measures 3 and 5), and memory grows with
+# the width times the vocabulary: 100,000 took 22 GB before the kernel killed it.
+MAX_BEAM_SIZE = 100
+
+
+def check_beam_size(beam_size: int) -> int:
+    """``beam_size`` when it is from 1 to :data:`MAX_BEAM_SIZE`.
+
+    Raises:
+        ValueError: it is not.
+    """
+    if not 1 <= beam_size <= MAX_BEAM_SIZE:
+        raise ValueError(f"the beam size must be from 1 to {MAX_BEAM_SIZE}, not {beam_size}")
+    return beam_size
 
 
 @dataclass(frozen=True)
@@ -188,8 +202,7 @@ class Search:
         have not named one yet besides the ``beam_size`` that have; a hypothesis moves over by emitting
         a ``must`` word. Those that have come back first, so a photo whose search never meets the
         constraint gets its unmet captions; a photo without ``must`` words gets plain beam search."""
-        if beam_size < 1:
-            raise ValueError("beam_size must be at least 1")
+        check_beam_size(beam_size)
         k, vocab, batch = beam_size, self.vocab_size, hidden.shape[0]
         if must is None or not must.any():
             start = np.full((batch, k), NEG_INF, np.float32)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from imgcap_desktop.archive import INSTALL_HINT
+from imgcap_desktop.metadata.commands import BEAM_HELP, beam_option
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -53,7 +54,7 @@ def add_archive_command(subparsers) -> argparse.ArgumentParser:
                               "--workers, or 1)")
     caption.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
                          help="photos per model batch (default 8)")
-    caption.add_argument("--beam", type=_positive_int, default=3, metavar="N", help="beam size (1 = greedy; default 3)")
+    caption.add_argument("--beam", type=beam_option, default=3, metavar="N", help=BEAM_HELP)
     caption.add_argument("--bundle", type=Path, default=None, help="model bundle folder (default: the shipped model)")
     caption.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
                          help="auto: ONNX Runtime when the bundle has its graphs, else TensorFlow")

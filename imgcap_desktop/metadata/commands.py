@@ -14,6 +14,21 @@ from typing import TextIO
 
 from imgcap_desktop.metadata.csvio import CsvFormatError, import_csv
 from imgcap_desktop.metadata.printable import printable
+from model.search import MAX_BEAM_SIZE
+
+
+BEAM_HELP = f"beam size (1 = greedy; default 3; at most {MAX_BEAM_SIZE})"
+
+
+def beam_option(text: str) -> int:
+    """The ``--beam`` of ``imgcap caption`` and ``imgcap archive caption``: 1 (greedy) to the engine's
+    :data:`~model.search.MAX_BEAM_SIZE`."""
+    from model.search import check_beam_size
+
+    try:
+        return check_beam_size(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc) if text.strip().lstrip("-").isdigit() else "not a number") from None
 
 
 def add_caption_options(parser: argparse.ArgumentParser) -> None:

@@ -132,6 +132,7 @@ def test_same_captions_as_the_engine(bundle, photos):
 @pytest.mark.parametrize("argv", [
     ["--beam", "0"],
     ["--beam", "-2"],
+    ["--beam", "100000"],  # it used to search on until the kernel killed it for memory (22 GB)
     ["--batch-size", "0"],
     ["--beam", "three"],
     ["--device", "tpu"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.search import Search, log_softmax, top_k
+from model.search import MAX_BEAM_SIZE, Search, log_softmax, top_k
 
 VOCAB, CHANNELS, LOCATIONS = 24, 12, 6
 START, END, PAD = 1, 2, 0
@@ -127,7 +127,8 @@ def test_log_softmax_matches_tensorflow():
     np.testing.assert_allclose(log_softmax(x), tf.nn.log_softmax(x).numpy(), atol=1e-5)
 
 
-def test_beam_size_must_be_positive():
+@pytest.mark.parametrize("beam_size", [0, MAX_BEAM_SIZE + 1])
+def test_beam_size_must_be_from_1_to_the_limit(beam_size):
     search = Search(lambda *a: None, vocab_size=VOCAB, start_id=START, end_id=END)
-    with pytest.raises(ValueError, match="beam_size"):
-        search.beam((), np.zeros((1, 4), np.float32), 0)
+    with pytest.raises(ValueError, match=f"the beam size must be from 1 to {MAX_BEAM_SIZE}, not {beam_size}"):
+        search.beam((), np.zeros((1, 4), np.float32), beam_size)
