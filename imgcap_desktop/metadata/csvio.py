@@ -233,17 +233,25 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
     """
     if text.startswith("\ufeff"):
         text = text[1:]
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = [name.strip().lower() for name in next(reader)]
     except StopIteration:
         raise CsvFormatError("the CSV file is empty") from None
+    except csv.Error as exc:
+        raise CsvFormatError(f"line 1: {exc}") from None
     missing = [name for name in ("relative path", "caption") if name not in header]
     if missing:
         raise CsvFormatError(f"the CSV has no {' or '.join(repr(m) for m in missing)} column")
     index = {name: header.index(name) for name in COLUMNS if name in header}
     rows = []
-    for cells in reader:
+    while True:
+        try:  # strict: a quote left open (the rows after it would be swallowed into one cell) is refused
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise CsvFormatError(f"line {reader.line_num}: {exc} (a quote left open?)") from None
         if not any(cells):
             continue
 
@@ -255,12 +263,9 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
         for name in ("caption", "source", "model", "score", "width", "height", "time captioned", "keywords"):
             if _SURROGATE.search(cell(name)):
                 raise CsvFormatError(f"line {line}: the {name} column is not UTF-8 text")
-        try:
-            score = float(cell("score")) if cell("score").strip() else None
-            width = int(cell("width")) if cell("width").strip() else None
-            height = int(cell("height")) if cell("height").strip() else None
-        except ValueError as exc:
-            raise CsvFormatError(f"line {line}: {exc}") from None
+        # Read for the record only (an import writes captions and keywords): a spreadsheet's "-3,27"
+        # or "451.0" becomes no value rather than stopping the import.
+        score, width, height = _number(cell("score"), float), _number(cell("width"), int), _number(cell("height"), int)
         rows.append(
             (
                 line,
@@ -281,6 +286,13 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
             )
         )
     return rows
+
+
+def _number(text: str, kind: type):
+    try:
+        return kind(text) if text.strip() else None
+    except ValueError:
+        return None
 
 
 def read_csv(path: str | Path) -> list[tuple[int, CsvRow]]:
@@ -351,16 +363,21 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             continue
         if not photo.is_file():
             if photo.exists():
-                report.errors.append((photo, f"{photo.name}: not a regular file"))
+                report.errors.append((photo, f"line {line}: {row.relative_path}: not a regular file"))
             else:
                 report.missing.append((line, row.relative_path))
             continue
+        if photo.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            report.errors.append((photo, f"line {line}: {row.relative_path}: not a photo imgcap reads; no sidecar "
+                                         f"written"))
+            continue
+        text = row.caption.strip()  # a space a spreadsheet added is no edit; a blank cell is an empty one
         try:
             current = read_caption(photo)
-            if not row.caption:
+            if not text:
                 report.unchanged.append(photo)
                 continue
-            text_changed = current is None or current.text != row.caption
+            text_changed = current is None or current.text.strip() != text
             current_keywords = tuple(current.keywords or ()) if current is not None else ()
             keywords_changed = row.keywords is not None and tuple(row.keywords) != current_keywords
             if not text_changed and not keywords_changed:
@@ -368,7 +385,8 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                 continue
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
             caption = StoredCaption(
-                text=row.caption, source="human", captioned_at=now, keywords=row.keywords if keywords_changed else None
+                text=text if text_changed else current.text, source="human", captioned_at=now,
+                keywords=row.keywords if keywords_changed else None,
             )
             write_caption(photo, caption, style=style)
             report.applied.append(photo)

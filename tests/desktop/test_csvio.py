@@ -200,12 +200,21 @@ def test_spreadsheet_may_reorder_and_add_columns():
     assert (line, row.relative_path, row.caption) == (2, "a.jpg", "=edited")
 
 
-@pytest.mark.parametrize(
-    "text", ["", "file,text\r\na,b\r\n", "relative path,caption,score\r\na.jpg,x,not a number\r\n"]
-)
-def test_foreign_csv_is_refused_with_a_message(text):
-    with pytest.raises(CsvFormatError):
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "empty"),
+    ("file,text\r\na,b\r\n", "no 'relative path' or 'caption' column"),
+    # a quote left open used to swallow every row after it into one caption, silently
+    ('relative path,caption\r\na.jpg,"An astronaut\r\nb.jpg,A cat\r\n', "line 3: unexpected end of data"),
+])
+def test_foreign_csv_is_refused_with_a_message(text, message):
+    with pytest.raises(CsvFormatError, match=message):
         parse_rows(text)
+
+
+def test_numbers_a_spreadsheet_wrote_its_own_way_do_not_stop_an_import():
+    """score, width and height are for the record: "-3,27" or "451.0" used to refuse the whole file."""
+    ((_, row),) = parse_rows("relative path,caption,score,width,height\r\na.jpg,x,\"-3,27\",451.0,12\r\n")
+    assert (row.caption, row.score, row.width, row.height) == ("x", None, None, 12)
 
 
 # --- importing edits back -----------------------------------------------------------------------
@@ -242,6 +251,30 @@ def test_import_applies_edited_captions_as_human(tmp_path):
     untouched.assert_unchanged()
 
 
+def test_blank_or_padded_cells_are_no_edit_and_rows_that_are_no_photo_get_no_sidecar(tmp_path):
+    """A cell of spaces used to become a blank human caption, a space a spreadsheet added turned the
+    model's caption into a person's, and a row naming notes.txt made notes.txt.xmp."""
+    photos = [make_photo(tmp_path / n) for n in ("a.jpg", "b.jpg")]
+    for p in photos:
+        write_caption(p, AUTO)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    csv_file = _export(tmp_path, photos)
+    rows = [row for _, row in read_csv(csv_file)]
+    write_csv(csv_file, [CsvRow(**{**rows[0].__dict__, "caption": "   "}),
+                         CsvRow(**{**rows[1].__dict__, "caption": f" {AUTO.text} "}),
+                         CsvRow("notes.txt", "notes.txt", "a caption")])
+    untouched = Snapshot([*map(sidecar_path, photos), *photos, notes])
+
+    report = import_csv(csv_file)
+
+    assert report.applied == [] and report.unchanged == photos
+    assert [(p, m) for p, m in report.errors] == [(notes, "line 4: notes.txt: not a photo imgcap reads; "
+                                                          "no sidecar written")]
+    assert not (tmp_path / "notes.txt.xmp").exists()
+    untouched.assert_unchanged()
+
+
 @settings(max_examples=25, deadline=None)
 @given(text=xmp_text)
 def test_any_caption_round_trips_through_csv_into_the_sidecar(tmp_path_factory, text):
@@ -252,7 +285,8 @@ def test_any_caption_round_trips_through_csv_into_the_sidecar(tmp_path_factory, 
 
     import_csv(csv_file)
 
-    assert read_caption(p).text == text
+    stored = read_caption(p)  # the cell's text, less the spaces around it; a blank cell writes nothing
+    assert (stored.text if stored else "") == text.strip()
 
 
 def test_missing_photos_and_escapes_are_reported_not_written(tmp_path):
