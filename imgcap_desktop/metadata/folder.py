@@ -86,6 +86,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
                 elif is_photo(entry.name) and (entry.is_file() or _is_broken_link(entry)):
                     found.append(Path(entry.path))
             except OSError:
+                if is_photo(entry.name) and entry.is_symlink():  # a link loop: listed, so reading it says so
+                    found.append(Path(entry.path))
                 continue
     found.sort(key=lambda p: natural_key(p.relative_to(folder)))
     return found

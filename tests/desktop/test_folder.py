@@ -69,6 +69,18 @@ def test_broken_links_to_photos_are_listed_so_they_can_be_reported(tmp_path):
     assert _names(scan_folder(tmp_path), tmp_path) == ["a.jpg", "b.jpg"]
 
 
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_links_to_photos_that_loop_are_listed_so_they_can_be_reported(tmp_path):
+    # They used to vanish without a word: testing them for a file raises ELOOP.
+    from model.images import broken_link_reason
+
+    _touch(tmp_path, "a.jpg")
+    os.symlink(tmp_path / "c.jpg", tmp_path / "b.jpg")
+    os.symlink(tmp_path / "b.jpg", tmp_path / "c.jpg")
+    assert _names(scan_folder(tmp_path), tmp_path) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert broken_link_reason(tmp_path / "b.jpg") == "symbolic link loop"
+
+
 def test_a_subfolder_that_cannot_be_listed_is_named_in_problems(tmp_path, monkeypatch):
     _touch(tmp_path, "top.jpg", "locked/a.jpg", "open/b.jpg")
     refuse_listing(monkeypatch, "locked")
