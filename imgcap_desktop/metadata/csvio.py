@@ -334,7 +334,9 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
     """Apply the captions and keywords of a CSV to the photos' sidecars, as a person's edits.
 
     Only captions that differ from the stored one are written; an empty caption cell leaves the
-    photo alone (clearing a cell never deletes a caption). Where the CSV has a ``keywords`` column,
+    photo alone (clearing a cell never deletes a caption). A person's caption stored after the CSV
+    was written (typed in another tool, say) is never replaced: the row's ``time captioned`` tells,
+    and such a row is reported in ``errors``. Where the CSV has a ``keywords`` column,
     a cell that differs from imgcap's stored keywords replaces them: a keyword taken out is a
     person's removal (never added back automatically); other tools' keywords are never touched.
     A sidecar is only ever written inside ``root``: rows that lead outside it are reported.
@@ -383,6 +385,11 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             if not text_changed and not keywords_changed:
                 report.unchanged.append(photo)
                 continue
+            if current is not None and current.source == "human" and _changed_since(current, row):
+                report.errors.append((photo, f"line {line}: {row.relative_path}: its sidecar holds a person's "
+                                             f"caption this row was not exported with; left as it is (export "
+                                             f"again to edit it)"))
+                continue
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
             caption = StoredCaption(
                 text=text if text_changed else current.text, source="human", captioned_at=now,
@@ -393,6 +400,13 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
         except SidecarError as exc:
             report.errors.append((photo, str(exc)))
     return report
+
+
+def _changed_since(current: StoredCaption, row: CsvRow) -> bool:
+    """Whether the stored caption is not the one the row was exported with, by its time captioned (a
+    caption edited in another tool has none; one imgcap stores gets a new one). A CSV without times
+    (made by hand) cannot tell: False."""
+    return bool(row.captioned_at.strip()) and (current.captioned_at or "") != row.captioned_at.strip()
 
 
 def _inside(photo: Path, root: Path, resolved_root: Path) -> bool:

@@ -251,6 +251,34 @@ def test_import_applies_edited_captions_as_human(tmp_path):
     untouched.assert_unchanged()
 
 
+def test_a_caption_typed_in_another_tool_after_the_export_is_not_undone_by_the_csv(tmp_path):
+    """The CSV's rows were exported before Jane typed her caption in another tool: importing the CSV
+    used to put the old caption back over hers (as a person's), row unedited or not."""
+    photos = [make_photo(tmp_path / n) for n in ("a.jpg", "b.jpg")]
+    for p in photos:
+        write_caption(p, AUTO)
+    csv_file = _export(tmp_path, photos)
+    sidecar = sidecar_path(photos[0])
+    sidecar.write_text(sidecar.read_text(encoding="utf-8").replace(AUTO.text, "Chelsea, by Jane"), encoding="utf-8")
+    assert read_caption(photos[0]).source == "human"  # another tool's edit
+    _edit(csv_file, {"b.jpg": "a dog on the beach"})
+    jane = Snapshot([sidecar])
+
+    report = import_csv(csv_file)
+
+    jane.assert_unchanged()
+    assert report.applied == [photos[1]] and read_caption(photos[1]).text == "a dog on the beach"
+    assert report.errors == [(photos[0], "line 2: a.jpg: its sidecar holds a person's caption this row was not "
+                                         "exported with; left as it is (export again to edit it)")]
+
+    # Exported again, the person's captions are the CSV's to edit, and an edit is applied.
+    csv_file = _export(tmp_path, photos)
+    _edit(csv_file, {"a.jpg": "Chelsea the cat, by Jane", "b.jpg": "a dog on a beach"})
+    report = import_csv(csv_file)
+    assert report.applied == photos and report.errors == []
+    assert [read_caption(p).text for p in photos] == ["Chelsea the cat, by Jane", "a dog on a beach"]
+
+
 def test_blank_or_padded_cells_are_no_edit_and_rows_that_are_no_photo_get_no_sidecar(tmp_path):
     """A cell of spaces used to become a blank human caption, a space a spreadsheet added turned the
     model's caption into a person's, and a row naming notes.txt made notes.txt.xmp."""
