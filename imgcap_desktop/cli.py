@@ -40,6 +40,7 @@ from model.images import broken_link_reason
 from model.results import CaptionOutcome
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports a program that Ctrl-C stopped
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,14 +187,21 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
         except (BundleError, EncoderWeightsError, EncoderGraphMissing, RuntimeUnavailable) as exc:
             print(f"imgcap: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        with tqdm(total=len(plan.photos), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
-            for batch in captioner.caption_batches(list(plan.photos), beam_size=args.beam, batch_size=args.batch_size):
-                for outcome, status in zip(batch, session.apply_outcomes(plan, batch, model_name=captioner.name),
-                                           strict=True):
-                    _emit(status, outcome, args.json, out, captioner)
-                    statuses.append(status)
-                out.flush()
-                bar.update(len(batch))
+        try:
+            with tqdm(total=len(plan.photos), unit="photo", disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+                for batch in captioner.caption_batches(list(plan.photos), beam_size=args.beam,
+                                                       batch_size=args.batch_size):
+                    for outcome, status in zip(batch, session.apply_outcomes(plan, batch, model_name=captioner.name),
+                                               strict=True):
+                        _emit(status, outcome, args.json, out, captioner)
+                        statuses.append(status)
+                    out.flush()
+                    bar.update(len(batch))
+        except KeyboardInterrupt:  # Ctrl-C: the CSV still gets the photos done (the others' cells blank)
+            if args.csv:
+                with contextlib.suppress(OSError):
+                    session.export_csv(args.csv, root=_csv_root(args.csv, photos))
+            raise
     if args.csv:
         try:
             session.export_csv(args.csv, root=_csv_root(args.csv, photos))
@@ -257,6 +265,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except BrokenPipeError:  # ``imgcap caption ... | head``: the reader left; what was stored stays
         _silence_stdout()
         return EXIT_SOME_FAILED
+    except KeyboardInterrupt:
+        print("imgcap: interrupted; what was written stays written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _silence_stdout() -> None:

@@ -118,6 +118,25 @@ def test_csv_onto_a_photo_is_a_usage_error_before_anything_is_captioned(bundle, 
     assert "--csv:" in capsys.readouterr().err and photo.read_bytes() == before
 
 
+def test_ctrl_c_says_so_and_the_csv_keeps_the_photos_done(bundle, photos, monkeypatch, capsys):
+    """It used to end in a 40-line KeyboardInterrupt traceback, and no CSV."""
+    from imgcap_desktop.metadata.csvio import read_csv
+    from model.captioner import Captioner
+
+    caption_batches = Captioner.caption_batches
+
+    def stopped_after_one_batch(self, *args, **kwargs):
+        yield next(caption_batches(self, *args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Captioner, "caption_batches", stopped_after_one_batch)
+    code, lines = _run(photos, "--bundle", bundle, "--beam", 1, "--batch-size", 1, "--csv", photos / "out.csv")
+    assert (code, len(lines)) == (130, 1)
+    assert capsys.readouterr().err.strip().endswith("imgcap: interrupted; what was written stays written")
+    captions = {row.relative_path: row.caption for _, row in read_csv(photos / "out.csv")}
+    assert set(captions) == {"a.jpg", "b.png"} and sorted(bool(c) for c in captions.values()) == [False, True]
+
+
 def test_same_captions_as_the_engine(bundle, photos):
     from model.captioner import Captioner
 
