@@ -99,7 +99,11 @@ def collect_photos(paths: list[Path], recursive: bool) -> tuple[list[Path], list
             photos.append(path)
         else:
             problems.append(f"{printable(path)}: not a regular file")
-    return list(dict.fromkeys(photos)), problems
+    # One photo given twice (a.jpg, ./a.jpg, /abs/a.jpg, or in a folder given too) is captioned once.
+    unique: dict[str, Path] = {}
+    for photo in photos:
+        unique.setdefault(os.path.normcase(os.path.abspath(photo)), photo)
+    return list(unique.values()), problems
 
 
 def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, out: TextIO,

@@ -390,7 +390,7 @@ def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: 
     alt = _container(element)
     if alt is None:
         if element.children:
-            raise XmpError("dc:description is not a language alternative; left as it is")
+            raise XmpError("dc:description is not a language alternative")
         new = f'<rdf:Alt xmlns:rdf="{RDF}"><rdf:li xml:lang="x-default">{escape(caption)}</rdf:li></rdf:Alt>'
         if not caption:
             edits.append((_leading_space(data, element.start), element.end, b""))
@@ -435,7 +435,7 @@ def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block:
     element = prop.element
     bag = _container(element) if element is not None else None
     if element is None or bag is None or bag.local == "Alt" or any(li.children for li in items(element)):
-        raise XmpError("dc:subject is not a list of keywords; left as it is")
+        raise XmpError("dc:subject is not a list of keywords")
     lis = [li for li in bag.children if li.is_(RDF, "li")]
     present = [li.text for li in lis]
     if wanted == present:

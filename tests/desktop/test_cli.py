@@ -137,6 +137,12 @@ def test_ctrl_c_says_so_and_the_csv_keeps_the_photos_done(bundle, photos, monkey
     assert set(captions) == {"a.jpg", "b.png"} and sorted(bool(c) for c in captions.values()) == [False, True]
 
 
+def test_one_photo_named_three_ways_is_captioned_once(bundle, photos, monkeypatch):
+    monkeypatch.chdir(photos)
+    code, lines = _run("a.jpg", photos / "a.jpg", photos / "sub" / ".." / "a.jpg", "--bundle", bundle, "--beam", 1)
+    assert code == EXIT_OK and [line.split("\t")[0] for line in lines] == ["a.jpg"]  # it was captioned 3 times
+
+
 def test_same_captions_as_the_engine(bundle, photos):
     from model.captioner import Captioner
 

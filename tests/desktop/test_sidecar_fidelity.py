@@ -240,3 +240,21 @@ def test_a_plain_string_description_beside_old_imgcap_attributes(tmp_path):
     assert read_caption(photo) == FIRST
     text = path.read_text(encoding="utf-8")
     assert 'xmp:Rating="2"' in text and "dc:description=" not in text and "imgcap:source=" not in text
+
+
+def test_a_keyword_field_that_is_no_list_is_refused_in_one_clear_sentence(tmp_path):
+    from imgcap_desktop.metadata.sidecar import SidecarError
+
+    photo = make_photo(tmp_path / "s.jpg")
+    path = sidecar_path(photo)
+    path.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:subject="coffee"/>'
+        "</rdf:RDF></x:xmpmeta>",
+        encoding="utf-8",
+    )
+    before = path.read_bytes()
+    with pytest.raises(SidecarError) as raised:
+        write_caption(photo, FIRST)
+    assert str(raised.value).endswith("dc:subject is not a list of keywords; left as it is")  # it said so twice
+    assert str(raised.value).count("left as it is") == 1 and path.read_bytes() == before
