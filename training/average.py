@@ -34,13 +34,14 @@ def average_weights(inputs: Sequence[tuple[Path, float]]) -> dict[str, np.ndarra
     """The weighted mean (float32) of the weight files ``inputs``.
 
     Raises:
-        ValueError: no input, a weight below 0 or all zero, or files whose variables differ.
+        ValueError: no input, a weight that is below 0 or not finite, all weights 0, files whose
+            variables differ, or a value that is not finite in the result.
     """
     if not inputs:
         raise ValueError("nothing to average")
     weights = np.asarray([w for _, w in inputs], np.float64)
-    if (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"weights must be >= 0 and not all 0, got {weights.tolist()}")
+    if not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0 or not np.isfinite(weights.sum()):
+        raise ValueError(f"weights must be finite, >= 0 and not all 0, got {weights.tolist()}")
     weights = weights / weights.sum()
     total: dict[str, np.ndarray] = {}
     for (path, _), share in zip(inputs, weights):
@@ -50,6 +51,9 @@ def average_weights(inputs: Sequence[tuple[Path, float]]) -> dict[str, np.ndarra
             raise ValueError(f"{path} and {inputs[0][0]} hold different variables: not the same decoder")
         for name, array in arrays.items():
             total[name] = total.get(name, 0.0) + share * array
+    broken = [name for name, array in total.items() if not np.isfinite(array).all()]
+    if broken:
+        raise ValueError(f"the mean is not finite in {', '.join(broken[:3])}: an input holds NaN or inf")
     return {name: array.astype(np.float32) for name, array in total.items()}
 
 
@@ -63,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         averaged = average_weights(inputs)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
+    too_big = [name for name, array in averaged.items() if np.abs(array).max(initial=0) > np.finfo(np.float16).max]
+    if too_big:
+        parser.error(f"{', '.join(too_big[:3])}: values beyond float16's range, which the result is written in")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **{name: array.astype(np.float16) for name, array in averaged.items()})
     print(f"{args.out}: {len(averaged)} arrays, the mean of " + ", ".join(f"{p} x{w:g}" for p, w in inputs))

@@ -253,20 +253,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no captioned photos to score", file=sys.stderr)
         return 1
 
-    captioner = None
-    if args.weights or args.ensemble_weights or args.decoding:
-        from model.bundle import BundleError
-        from training.run_weights import captioner_to_score
-        from training.sweep_decoding import patched
+    if args.json is not None and not args.json.parent.is_dir():  # found out now, not after the captioning
+        print(f"error: --json: {args.json.parent} is not a folder", file=sys.stderr)
+        return 1
+    from model.bundle import BundleError
+    from model.captioner import Captioner
+    from model.encoder_graphs import EncoderGraphMissing
+    from model.encoders import EncoderWeightsError
+    from model.runtime import RuntimeUnavailable
 
-        try:
+    try:
+        if args.weights or args.ensemble_weights or args.decoding:
+            from training.run_weights import captioner_to_score
+            from training.sweep_decoding import patched
+
             captioner = captioner_to_score(args.bundle, args.weights, args.ensemble_weights or (),
                                            device=args.device, runtime=args.runtime)
-        except BundleError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        if args.decoding:
-            captioner.set_decoding(patched(captioner.bundle.config.get("decoding", {}), args.decoding))
+            if args.decoding:
+                captioner.set_decoding(patched(captioner.bundle.config.get("decoding", {}), args.decoding))
+        else:
+            captioner = Captioner.from_bundle(args.bundle, device=args.device, runtime=args.runtime)
+    except (BundleError, RuntimeUnavailable, EncoderWeightsError, EncoderGraphMissing) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     report = evaluate_bundle(
         args.bundle, items, beam=args.beam, batch_size=args.batch_size, device=args.device, runtime=args.runtime,
         captioner=captioner, progress=True, use_java=not args.no_java,

@@ -109,12 +109,19 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.features", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="Flickr8k-layout folder (with images/)")
     parser.add_argument("--encoder", default="efficientnet_lite2")
     parser.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {default_cache_dir()})")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=_positive, default=32)
     parser.add_argument("--splits", nargs="*", default=None,
                         help="split list files under --data to restrict to (default: every image)")
     args = parser.parse_args(argv)

@@ -90,9 +90,19 @@ def concept_words(concept: str) -> list[str]:
 def train_probes(pooled: np.ndarray, captions: Sequence[Sequence[str]],
                  recipes: Mapping[str, ProbeRecipe] = PROBES) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each recipe's probe (name -> ``(kernel, bias)``) from training photos' pooled grids
-    ``(photos, channels)`` and their captions."""
-    return {concept: train_probe(pooled, concept_labels(captions, concept, recipe.min_references), l2=recipe.l2)
-            for concept, recipe in recipes.items()}
+    ``(photos, channels)`` and their captions.
+
+    Raises:
+        ValueError: no training photo's captions name a concept: its probe would say "absent" of every
+            photo, and its rule would ban the concept's words everywhere.
+    """
+    probes = {}
+    for concept, recipe in recipes.items():
+        labels = concept_labels(captions, concept, recipe.min_references)
+        if not labels.any():
+            raise ValueError(f"no training photo's captions name {concept!r}: nothing to train its probe on")
+        probes[concept] = train_probe(pooled, labels, l2=recipe.l2)
+    return probes
 
 
 def fit_probes(data: str | Path, encoder: str, cache: str | Path | None = None,

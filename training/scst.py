@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -859,3 +860,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_scst(SCSTConfig(**args))
     print(json.dumps({"best_dev_cider": result["best_cider"]}))
     return 0
+
+
+if __name__ == "__main__":  # python -m training.scst ... is python -m training.train --scst ...
+    raise SystemExit(main(None if "--scst" in sys.argv else [*sys.argv[1:], "--scst"]))

@@ -45,3 +45,20 @@ def test_different_decoders_and_bad_weights_are_refused(tmp_path):
         average_weights([])
     with pytest.raises(SystemExit):
         main([str(a), str(b), "--out", str(tmp_path / "x.npz")])
+
+
+def test_weights_or_values_that_are_not_finite_are_refused(tmp_path, capsys):
+    """``a:nan b:1`` and a file holding NaN used to write all-NaN weights and exit 0."""
+    a = _save(tmp_path / "a.npz", kernel=[[0.0, 2.0]])
+    nan = _save(tmp_path / "nan.npz", kernel=[[np.nan, 2.0]])
+    for weight in ("nan", "inf"):
+        with pytest.raises(ValueError, match="must be finite"):
+            average_weights([(a, float(weight)), (a, 1.0)])
+    with pytest.raises(ValueError, match="the mean is not finite in kernel"):
+        average_weights([(a, 1.0), (nan, 1.0)])
+    big = tmp_path / "big.npz"
+    np.savez(big, kernel=np.asarray([[1e6, 2.0]], np.float32))
+    with pytest.raises(SystemExit):
+        main([str(big), "--out", str(tmp_path / "x.npz")])
+    assert "beyond float16's range" in capsys.readouterr().err and not (tmp_path / "x.npz").exists()
+

@@ -135,6 +135,14 @@ def test_cli_reports_a_missing_split_list(tiny_flickr, fake_captioner, capsys):
     assert fake_captioner.loaded == []
 
 
+def test_cli_reports_a_bundle_it_cannot_use_and_a_json_folder_that_is_missing(tiny_flickr, tmp_path, capsys):
+    """Both used to end in a traceback, the second after every photo was captioned."""
+    rc = evaluate.main(["--bundle", str(tmp_path / "nothing"), "--data", str(tiny_flickr.root), "--no-java"])
+    assert rc == 1 and capsys.readouterr().err.startswith("error: model bundle not found: ")
+    rc = evaluate.main(["--data", str(tiny_flickr.root), "--no-java", "--json", str(tmp_path / "no" / "r.json")])
+    assert rc == 1 and capsys.readouterr().err == f"error: --json: {tmp_path / 'no'} is not a folder\n"
+
+
 def test_cli_end_to_end_with_a_tiny_random_bundle(tiny_flickr, tmp_path, capsys):
     testing = pytest.importorskip("model.testing", reason="model.testing (make_tiny_bundle) not available yet")
     bundle = testing.make_tiny_bundle(tmp_path / "bundle")

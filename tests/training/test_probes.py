@@ -217,3 +217,13 @@ def test_refit_refuses_a_bundle_without_a_probe_rule(tiny_flickr, tmp_path, caps
     assert main(["--bundle", str(bundle_dir), "--data", str(tiny_flickr.root), "--cache", str(tmp_path / "c")]) == 2
     assert "no probes to train" in capsys.readouterr().err
     assert (bundle_dir / "config.json").read_bytes() == config_before
+
+
+def test_a_probe_with_nothing_to_learn_from_is_refused():
+    """Captions that never name a person used to give a probe near 0 for every photo, exit 0, and a
+    rule that banned the person words everywhere."""
+    from training.probes import train_probes
+
+    pooled = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="no training photo's captions name 'person'"):
+        train_probes(pooled, [["a dog runs on the grass"] * 5] * 6)

@@ -406,3 +406,13 @@ def test_the_rewards_tag_bonus_pays_for_naming_the_classifiers_confident_tags():
     np.testing.assert_allclose(strict(photos, tokens, lengths, finished)[0], base)
     with pytest.raises(ValueError, match="tag-aware"):
         Reward(vocab, cider, lengths_ref, SCSTConfig(data="", out="", tag_bonus=0.3))
+
+
+def test_the_module_runs_as_the_scst_command():
+    """``python -m training.scst`` printed nothing and did nothing: the module had no entry point."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "training.scst", "--help"], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0 and "--init" in done.stdout and "--freeze" in done.stdout
