@@ -404,9 +404,22 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
 
 def _changed_since(current: StoredCaption, row: CsvRow) -> bool:
     """Whether the stored caption is not the one the row was exported with, by its time captioned (a
-    caption edited in another tool has none; one imgcap stores gets a new one). A CSV without times
-    (made by hand) cannot tell: False."""
-    return bool(row.captioned_at.strip()) and (current.captioned_at or "") != row.captioned_at.strip()
+    caption edited in another tool has none; one imgcap stores gets a new one). A row without a time
+    it can read (a CSV made by hand, or a spreadsheet that rewrote the dates its own way) cannot
+    tell: False. A spreadsheet that only dropped the "T" or the UTC offset still matches."""
+    exported = _utc(row.captioned_at)
+    if exported is None:
+        return False
+    return _utc(current.captioned_at or "") != exported
+
+
+def _utc(text: str) -> datetime | None:
+    """An ISO 8601 time as a naive UTC datetime (one without an offset is taken as UTC), or None."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _inside(photo: Path, root: Path, resolved_root: Path) -> bool:

@@ -271,8 +271,12 @@ def test_a_caption_typed_in_another_tool_after_the_export_is_not_undone_by_the_c
     assert report.errors == [(photos[0], "line 2: a.jpg: its sidecar holds a person's caption this row was not "
                                          "exported with; left as it is (export again to edit it)")]
 
-    # Exported again, the person's captions are the CSV's to edit, and an edit is applied.
+    # Exported again, the person's captions are the CSV's to edit, and an edit is applied, also where
+    # a spreadsheet wrote the times its own way ("2026-11-30 13:04:18" for "2026-11-30T13:04:18+00:00").
     csv_file = _export(tmp_path, photos)
+    rows = [row for _, row in read_csv(csv_file)]
+    write_csv(csv_file, [CsvRow(**{**row.__dict__, "captioned_at": row.captioned_at.replace("T", " ")[:19]})
+                         for row in rows])
     _edit(csv_file, {"a.jpg": "Chelsea the cat, by Jane", "b.jpg": "a dog on a beach"})
     report = import_csv(csv_file)
     assert report.applied == photos and report.errors == []
@@ -356,3 +360,20 @@ def test_import_with_another_root_and_base_style(tmp_path):
     report = import_csv(tmp_path / "c.csv", root, style="base")
 
     assert report.applied == [p] and (root / "a.xmp").is_file()
+
+
+@pytest.mark.parametrize(("exported", "readable", "changed"), [
+    ("2026-11-30T13:04:18+00:00", True, False),
+    ("2026-11-30 13:04:18", True, False),  # a spreadsheet dropped the "T" and the offset
+    ("2026-11-30T14:04:18+01:00", True, False),  # the same moment
+    ("2026-11-29T09:00:00+00:00", True, True),
+    ("2026-11-29 09:00:00", True, True),
+    ("", False, False),  # a CSV made by hand: cannot tell
+    ("30/11/2026 13:04", False, False),  # a date written a spreadsheet's own way: cannot tell
+])
+def test_a_rows_time_captioned_tells_whether_a_persons_caption_changed_since(exported, readable, changed):
+    from imgcap_desktop.metadata.csvio import _changed_since
+
+    row = CsvRow("a.jpg", "a.jpg", "x", captioned_at=exported)
+    assert _changed_since(StoredCaption("by imgcap", "human", captioned_at="2026-11-30T13:04:18+00:00"), row) is changed
+    assert _changed_since(StoredCaption("typed in another tool", "human"), row) is readable  # it has no time
