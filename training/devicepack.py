@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import SPLIT_FILES, TOKEN_FILE, find_images_dir, load_split
+from training.data import SPLIT_FILES, TOKEN_FILE, find_images_dir, load_captions, load_split
 
 TRAIN_LIST, DEV_LIST = SPLIT_FILES["train"], SPLIT_FILES["dev"]
 
@@ -71,9 +71,13 @@ def pack_photos(data: Path, out: Path, *, size: int, quality: int = 52, dev_phot
             photo_bytes += len(buffer.getvalue())
             kept[listing].append(name)
         (out / listing).write_text("".join(f"{name}\n" for name in kept[listing]), encoding="utf-8")
-    wanted = set(kept[TRAIN_LIST]) | set(kept[DEV_LIST])
-    with open(data / TOKEN_FILE, encoding="utf-8") as lines, open(out / TOKEN_FILE, "w", encoding="utf-8") as copy:
-        copy.writelines(line for line in lines if line.split("#", 1)[0] in wanted)
+    # Read as training reads them (a byte-order mark, ids without "#N", spaces for the tab), written plainly.
+    captions = load_captions(data / TOKEN_FILE)
+    packed = {name: captions[name] for name in (*kept[TRAIN_LIST], *kept[DEV_LIST]) if name in captions}
+    if kept[TRAIN_LIST] and not any(name in packed for name in kept[TRAIN_LIST]):
+        raise ValueError(f"{data / TOKEN_FILE}: no caption for any of the {len(kept[TRAIN_LIST])} train photos")
+    (out / TOKEN_FILE).write_text("".join(f"{name}#{i}\t{caption}\n" for name, texts in packed.items()
+                                          for i, caption in enumerate(texts)), encoding="utf-8")
     return {"train": len(kept[TRAIN_LIST]), "dev": len(kept[DEV_LIST]), "skipped": skipped, "bytes": photo_bytes}
 
 
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pack_encoder(args.encoder, args.out / "encoder.npz")
         if args.text_captions is not None:
             shutil.copyfile(args.text_captions, args.out / "text.token.txt")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     total = sum(path.stat().st_size for path in args.out.rglob("*") if path.is_file())

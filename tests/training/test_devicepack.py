@@ -79,3 +79,23 @@ def test_what_unpack_writes_into_a_checkout_is_ignored_by_git():
     for name in ("efficientnet_lite2.weights.h5", "efficientnet_lite2.classifier.npz"):
         ignored = subprocess.run(["git", "check-ignore", "-q", f"resources/encoders/{name}"], cwd=root)
         assert ignored.returncode == 0, name
+
+
+def test_the_packed_captions_are_read_as_training_reads_them(tiny_flickr, tmp_path):
+    """A token file with a byte-order mark lost its first caption in the pack, and one whose ids have
+    no "#N" gave a pack with no caption at all, both with exit status 0."""
+    token_file = tiny_flickr.root / "Flickr8k.token.txt"
+    lines = token_file.read_text(encoding="utf-8").splitlines()
+    token_file.write_text("\ufeff" + "".join(line.replace("#0\t", "\t", 1) + "\n" for line in lines), encoding="utf-8")
+    out = tmp_path / "pack"
+
+    counts = devicepack.pack_photos(tiny_flickr.root, out, size=20, quality=60, dev_photos=2)
+
+    items, _ = load_dataset(out, "train")
+    assert len(items) == counts["train"]
+    assert {path.name: captions for path, captions in items} == {
+        name: tiny_flickr.captions[name] for name in (out / devicepack.TRAIN_LIST).read_text().split()}
+
+    token_file.write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="no caption for any of the"):
+        devicepack.pack_photos(tiny_flickr.root, tmp_path / "pack2", size=20, quality=60, dev_photos=2)
