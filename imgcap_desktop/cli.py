@@ -111,7 +111,7 @@ def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, ou
     path = str(status.photo)
     if status.status == "failed":
         if as_json:
-            print(_json({"path": path, "error": status.message}), file=out)
+            print(_json({"path": path, "status": "failed", "error": status.message}), file=out)
         print(f"imgcap: {printable(status.message)}", file=sys.stderr)
         return
     caption = status.caption.text if status.caption else ""

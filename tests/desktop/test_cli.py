@@ -70,7 +70,7 @@ def test_json_lines_and_a_failed_photo(bundle, photos, capsys):
         assert {"caption", "score"} <= set(record["alternatives"][0])
         assert "error" not in record
     failed = records[1]
-    assert set(failed) == {"path", "error"}
+    assert set(failed) == {"path", "status", "error"} and failed["status"] == "failed"  # as every record has
     assert "corrupt.jpg" in failed["error"]
     assert "corrupt.jpg" in capsys.readouterr().err
 
