@@ -327,9 +327,15 @@ class MainWindow(QMainWindow):
         except (CsvFormatError, OSError) as exc:
             QMessageBox.warning(self, "Import failed", f"{Path(csv_file).name} could not be imported: {exc}")
             return False
-        problems = len(report.missing) + len(report.outside) + len(report.errors)
+        problems = [*(f"line {line}: photo not found: {path}" for line, path in report.missing),
+                    *(f"line {line}: outside the folder: {path}" for line, path in report.outside),
+                    *(message for _, message in report.errors)]
         message = f"Applied {count(len(report.applied), 'caption')}, {len(report.unchanged)} unchanged"
-        self.statusBar().showMessage(message + (f", {count(problems, 'row')} not applied" if problems else ""), 10000)
+        if problems:  # the first reason in the status bar, all of them in the log
+            log.warning("importing %s: %s", csv_file, "; ".join(problems))
+            message += f", {count(len(problems), 'row')} not applied ({problems[0]}"
+            message += f"; and {len(problems) - 1} more)" if len(problems) > 1 else ")"
+        self.statusBar().showMessage(message, 20000 if problems else 10000)
         return True
 
     def _on_import_action_triggered(self) -> None:

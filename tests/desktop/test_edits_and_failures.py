@@ -306,3 +306,10 @@ def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder
     photo = window.photos.item_at(photo_folder / "photo1.jpg")
     assert (photo.text, photo.state.value) == ("edited in a spreadsheet", "human")
     assert "Applied 1 caption" in window.statusBar().currentMessage()
+
+    write_csv(photo_folder / "again.csv", [CsvRow("photo1.jpg", "photo1.jpg", "edited again"),
+                                           CsvRow("gone.jpg", "gone.jpg", "a caption")])
+    assert window.import_csv(photo_folder / "again.csv")
+    # Why a row was not applied is said, not only how many: it used to be "1 row not applied".
+    assert window.statusBar().currentMessage() == ("Applied 1 caption, 0 unchanged, 1 row not applied "
+                                                   "(line 3: photo not found: gone.jpg)")
