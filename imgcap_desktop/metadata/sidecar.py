@@ -310,6 +310,9 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         packet = _new_packet()
     else:
         packet = _read_limited(target, photo)
+        if not os.stat(target).st_mode & 0o222:  # the bits, not os.access: root may write anything
+            # Made read-only on purpose (a locked edit, an archive copy): a rename could replace it.
+            raise SidecarError(target, "read-only; left as it is")
     _check_packet(packet, target)
     remove_stale_temp_files(target.parent)
 

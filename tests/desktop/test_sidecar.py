@@ -324,6 +324,20 @@ def test_really_read_only_folder_is_a_per_photo_error(photo):
         photo.parent.chmod(0o755)
 
 
+def test_a_sidecar_made_read_only_is_left_as_it_is(photo):
+    """A rename needs only the folder's permission: a sidecar someone locked (chmod 444) used to be
+    replaced all the same, even for a user without root."""
+    path = write_caption(photo, AUTO)
+    path.chmod(0o444)
+    before = path.read_bytes()
+    try:
+        with pytest.raises(SidecarError, match="read-only; left as it is"):
+            write_caption(photo, StoredCaption("a new caption", "automatic"))
+        assert path.read_bytes() == before and read_caption(photo) == AUTO
+    finally:
+        path.chmod(0o644)
+
+
 def test_writer_killed_mid_batch_leaves_every_sidecar_old_or_new(tmp_path):
     photos = [make_photo(tmp_path / f"k{i}.jpg", size=(4, 4)) for i in range(12)]
     # Large sidecars make each write slow enough for the kill to land inside one.
