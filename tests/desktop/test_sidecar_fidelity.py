@@ -205,18 +205,22 @@ def test_any_caption_and_keywords_round_trip_in_any_sidecar(tmp_path_factory, co
     assert raw_values(path.read_bytes()) == raw_values(original.encode("utf-8"))
 
 
+def _photo_with_sidecar(tmp_path, description: str):
+    """A photo and its sidecar, an XMP packet holding the one ``rdf:Description`` given."""
+    photo = make_photo(tmp_path / "s.jpg")
+    path = sidecar_path(photo)
+    path.write_text('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                    f"{description}</rdf:RDF></x:xmpmeta>", encoding="utf-8")
+    return photo, path
+
+
 def test_a_description_element_holding_plain_text_is_a_persons_caption(tmp_path):
     """``<dc:description>text</dc:description>`` (no language alternative), which exiftool reads as
     the description, used to count as no caption at all: the next run wrote over it."""
-    photo = make_photo(tmp_path / "s.jpg")
-    path = sidecar_path(photo)
-    path.write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"'
-        ' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4">'
-        "<dc:description>My own words</dc:description></rdf:Description></rdf:RDF></x:xmpmeta>",
-        encoding="utf-8",
-    )
+    photo, path = _photo_with_sidecar(
+        tmp_path, '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+                  ' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4">'
+                  "<dc:description>My own words</dc:description></rdf:Description>")
     assert read_caption(photo) == StoredCaption("My own words", "human")
     write_caption(photo, FIRST)  # asked to replace it (--overwrite-human): a language alternative now
     assert read_caption(photo) == FIRST
@@ -225,16 +229,10 @@ def test_a_description_element_holding_plain_text_is_a_persons_caption(tmp_path)
 
 
 def test_a_plain_string_description_beside_old_imgcap_attributes(tmp_path):
-    photo = make_photo(tmp_path / "s.jpg")
-    path = sidecar_path(photo)
-    path.write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:imgcap="http://ns.imgcap.app/1.0/"'
-        ' xmlns:xmp="http://ns.adobe.com/xap/1.0/" dc:description="typed somewhere"'
-        ' imgcap:source="automatic" xmp:Rating="2"/>'
-        "</rdf:RDF></x:xmpmeta>",
-        encoding="utf-8",
-    )
+    photo, path = _photo_with_sidecar(
+        tmp_path, '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+                  ' xmlns:imgcap="http://ns.imgcap.app/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/"'
+                  ' dc:description="typed somewhere" imgcap:source="automatic" xmp:Rating="2"/>')
     assert read_caption(photo).text == "typed somewhere"
     write_caption(photo, FIRST)
     assert read_caption(photo) == FIRST
@@ -245,14 +243,8 @@ def test_a_plain_string_description_beside_old_imgcap_attributes(tmp_path):
 def test_a_keyword_field_that_is_no_list_is_refused_in_one_clear_sentence(tmp_path):
     from imgcap_desktop.metadata.sidecar import SidecarError
 
-    photo = make_photo(tmp_path / "s.jpg")
-    path = sidecar_path(photo)
-    path.write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:subject="coffee"/>'
-        "</rdf:RDF></x:xmpmeta>",
-        encoding="utf-8",
-    )
+    photo, path = _photo_with_sidecar(
+        tmp_path, '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:subject="coffee"/>')
     before = path.read_bytes()
     with pytest.raises(SidecarError) as raised:
         write_caption(photo, FIRST)
