@@ -45,10 +45,11 @@ def add_caption_options(parser: argparse.ArgumentParser) -> None:
         default="ext",
         help="name new sidecars photo.jpg.xmp (ext, default; digiKam, darktable) or photo.xmp (base; Lightroom)",
     )
-    group.add_argument(
+    keep_or_replace = group.add_mutually_exclusive_group()  # skipping every caption replaces none
+    keep_or_replace.add_argument(
         "--skip-captioned", action="store_true", help="skip photos whose sidecar already holds a caption"
     )
-    group.add_argument(
+    keep_or_replace.add_argument(
         "--overwrite-human",
         action="store_true",
         help="replace captions a person wrote or edited, or embedded in the photo (kept by default)",

@@ -161,6 +161,7 @@ def test_same_captions_as_the_engine(bundle, photos):
     ["--batch-size", "0"],
     ["--beam", "three"],
     ["--device", "tpu"],
+    ["--skip-captioned", "--overwrite-human"],  # the second was silently ignored
     ["--no-such-option"],
 ])
 def test_usage_errors_exit_2(photos, argv, capsys):

@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def test_caption_options_map_to_the_overwrite_policy():
     args = _parser().parse_args(["caption", "--write-sidecars", "--sidecar-style", "base", "--skip-captioned",
-                                 "--overwrite-human", "--csv", "out.csv"])  # fmt: skip
+                                 "--csv", "out.csv"])  # with --overwrite-human: a usage error (test_cli)
     assert (args.write_sidecars, args.sidecar_style, args.csv) == (True, "base", Path("out.csv"))
     assert caption_policy(args) == "skip"
     assert caption_policy(_parser().parse_args(["caption", "--write-sidecars"])) == "replace_automatic"
