@@ -315,9 +315,12 @@ class CaptionSession:
         if write and self.sidecar_style == "base":
             for sidecar, members in base_style_collisions(asked).items():
                 names = ", ".join(p.name for p in members)
+                message = f"{names} would share the sidecar {sidecar.name}; use the ext style"
                 for photo in members:
-                    settled[photo] = PhotoStatus(
-                        photo, "failed", message=f"{names} would share the sidecar {sidecar.name}; use the ext style")
+                    settled[photo] = PhotoStatus(photo, "failed", message=message)
+                    self._update(photo, error=message)  # shown (badge, CSV error column), not only returned
+            if settled:
+                self.changed.emit(tuple(settled))
         chosen, human = [], 0
         for photo in photos:
             if photo.path in settled:

@@ -164,6 +164,11 @@ def test_base_style_collisions_fail_at_once(tmp_path):
     assert plan.photos == (y,)
     assert [(s.photo, s.status) for s in plan.settled] == [(x_jpg, "failed"), (x_png, "failed")]
     assert "x.xmp" in plan.settled[0].message
+    # The photos show it (the app's error badge, the CSV's error column): it used to live in the plan only,
+    # which the window never reads, so the two photos were silently left uncaptioned.
+    assert session.photo(x_jpg).state is CaptionState.ERROR and "x.xmp" in session.photo(x_png).error
+    rows = {row.file_name: row.error for row in session.export_rows()}
+    assert "x.xmp" in rows["x.jpg"] and rows["y.jpg"] == ""
 
 
 # -- defect 1: the user's edit beats a result planned before it ------------------------------------
