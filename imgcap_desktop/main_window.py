@@ -206,7 +206,9 @@ class MainWindow(QMainWindow):
         if plan.overwrite_human and plan.human_count and not self._confirm_replace_human(plan.human_count):
             plan = self.session.without_human(plan)
         if not plan.photos:
-            self.statusBar().showMessage("Every photo already has a caption (see Settings: existing captions)", 6000)
+            failed = [status for status in plan.settled if status.status == "failed"]
+            self.statusBar().showMessage(failed[0].message if failed else
+                                         "Every photo already has a caption (see Settings: existing captions)", 8000)
             return False
         job = CaptionJob(plan.photos, beam_size=self.settings.beam_size, batch_size=self.settings.batch_size,
                          device=self.settings.device, store=partial(self.session.apply_outcomes, plan))

@@ -319,6 +319,20 @@ def test_a_folder_whose_photos_are_all_in_subfolders_says_where_they_are(qtbot, 
     assert window.statusBar().currentMessage() == f"0 photos in {tmp_path / 'empty'}"
 
 
+def test_photos_that_would_share_a_base_style_sidecar_are_shown_failed(qtbot, window, tmp_path):
+    from tests.desktop.conftest_metadata import make_photo
+
+    folder = tmp_path / "pair"
+    make_photo(folder / "x.jpg")
+    make_photo(folder / "x.png")
+    window.apply_settings(replace(window.settings, sidecar_style="base"))
+    open_and_wait(qtbot, window, folder)
+    window.caption_all_action.trigger()
+    # It said "Every photo already has a caption" and showed nothing on the photos.
+    assert window.statusBar().currentMessage() == "x.jpg, x.png would share the sidecar x.xmp; use the ext style"
+    assert {name: state.value for name, state in states(window).items()} == {"x.jpg": "error", "x.png": "error"}
+
+
 def test_a_subfolder_that_cannot_be_read_is_named_in_the_status_bar(qtbot, window, photo_folder, monkeypatch):
     from tests.desktop.conftest import make_photos
     from tests.desktop.conftest_metadata import refuse_listing
