@@ -74,9 +74,11 @@ def _positive(text: str) -> int:
     return value
 
 
-def collect_photos(paths: list[Path], recursive: bool) -> tuple[list[Path], list[str]]:
+def collect_photos(paths: list[Path], recursive: bool,
+                   subfolders: list[Path] | None = None) -> tuple[list[Path], list[str]]:
     """Expand folders into their photos; returns ``(photos, problems)`` for paths that do not exist
-    or are neither a folder nor a regular file (a FIFO would block the first reader forever)."""
+    or are neither a folder nor a regular file (a FIFO would block the first reader forever).
+    ``subfolders``: when given, the subfolders not looked in (see :func:`scan_folder`) are appended."""
     photos: list[Path] = []
     problems: list[str] = []
     for path in paths:
@@ -91,7 +93,7 @@ def collect_photos(paths: list[Path], recursive: bool) -> tuple[list[Path], list
         if stat.S_ISDIR(mode):
             try:
                 skipped: list[str] = []
-                photos += scan_folder(path, recursive=recursive, problems=skipped)
+                photos += scan_folder(path, recursive=recursive, problems=skipped, subfolders=subfolders)
                 problems += map(printable, skipped)
             except OSError as exc:
                 problems.append(f"{printable(path)}: {exc.strerror or exc}")
@@ -159,17 +161,18 @@ def caption_policy(args: argparse.Namespace) -> OverwritePolicy:
 def run_caption(args: argparse.Namespace, out: TextIO) -> int:
     if args.csv:
         try:  # before the photos are captioned, not after
-            refuse_as_csv_target(args.csv.resolve() if args.csv.is_symlink() else args.csv)
+            refuse_as_csv_target(args.csv)
         except OSError as exc:
             print(f"imgcap: --csv: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    photos, problems = collect_photos(args.paths, args.recursive)
+    subfolders: list[Path] = []
+    photos, problems = collect_photos(args.paths, args.recursive, subfolders)
     for problem in problems:
         print(f"imgcap: {problem}", file=sys.stderr)
     if problems and not photos and len(problems) == len(args.paths):
         return EXIT_USAGE  # nothing that was given exists: a mistyped path, not a failed photo
     if not photos:
-        print(f"imgcap: {_no_photos_note(args.paths, args.recursive)}", file=sys.stderr)
+        print(f"imgcap: {_no_photos_note(args.paths, subfolders)}", file=sys.stderr)
     session = CaptionSession(sidecar_style=args.sidecar_style, auto_write=args.write_sidecars)
     session.open(photos)
     session.read_stored(check_photos=False)  # the engine reports unreadable photos itself
@@ -216,19 +219,13 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-def _no_photos_note(paths: list[Path], recursive: bool) -> str:
-    """What to tell a user whose folders hold no photo imgcap reads (instead of printing nothing)."""
+def _no_photos_note(paths: list[Path], subfolders: list[Path]) -> str:
+    """What to tell a user whose folders hold no photo imgcap reads (instead of printing nothing);
+    ``subfolders``: those the scan did not look in."""
     from model.images import SUPPORTED_EXTENSIONS
 
-    folders = [path for path in paths if path.is_dir()]
-    where = ", ".join(printable(path) for path in folders) or "the paths given"
+    where = ", ".join(printable(path) for path in paths if path.is_dir()) or "the paths given"
     note = f"no photos in {where} (imgcap reads {' '.join(sorted(SUPPORTED_EXTENSIONS))})"
-    subfolders: list[Path] = []
-    for folder in folders if not recursive else ():
-        try:
-            scan_folder(folder, subfolders=subfolders)
-        except OSError:
-            continue
     return note + ("; --recursive also reads the subfolders" if subfolders else "")
 
 

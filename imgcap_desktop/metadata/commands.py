@@ -26,9 +26,13 @@ def beam_option(text: str) -> int:
     from model.search import check_beam_size
 
     try:
-        return check_beam_size(int(text))
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a number") from None
+    try:
+        return check_beam_size(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc) if text.strip().lstrip("-").isdigit() else "not a number") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_caption_options(parser: argparse.ArgumentParser) -> None:

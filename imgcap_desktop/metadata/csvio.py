@@ -191,17 +191,21 @@ def write_csv(path: str | Path, rows: list[CsvRow] | tuple[CsvRow, ...], *, exce
             ``path`` is a photo, a sidecar, a folder or anything but a regular file (a device, a FIFO):
             nothing is written over those. An old CSV is unchanged. A symbolic link is written through.
     """
-    path = Path(path)
-    if path.is_symlink():
-        path = path.resolve()  # the link stays a link; its target gets the new CSV
-    refuse_as_csv_target(path)
+    path = refuse_as_csv_target(path)
     # surrogateescape: a file name that is not UTF-8 keeps its own bytes, and import finds it again.
     data = format_rows(rows).encode("utf-8-sig" if excel_bom else "utf-8", "surrogateescape")
     replace_atomically(path, data)
 
 
-def refuse_as_csv_target(path: Path) -> None:
-    """Raise :class:`OSError` when a CSV must not be written at ``path`` (see :func:`write_csv`)."""
+def refuse_as_csv_target(path: str | Path) -> Path:
+    """Where a CSV for ``path`` goes: the path, or a symbolic link's target (the link stays a link).
+
+    Raises:
+        OSError: a CSV must not be written there (see :func:`write_csv`).
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
     if path.suffix.lower() in SUPPORTED_EXTENSIONS or path.suffix.lower() == ".xmp":
         raise OSError(f"{path} is named like a photo or a sidecar: the CSV is not written over it")
     if path.exists() and not path.is_file():
@@ -209,6 +213,7 @@ def refuse_as_csv_target(path: Path) -> None:
         raise OSError(f"{path} is {what}: the CSV is not written over it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent} does not exist: the CSV cannot be written there")
+    return path
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
