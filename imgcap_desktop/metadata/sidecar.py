@@ -3,7 +3,7 @@
 The caption is ``dc:description`` (lang-alt, ``x-default``); imgcap's keywords are entries of
 ``dc:subject``. Provenance lives in the ``imgcap`` namespace (model name, score, automatic or human,
 time captioned, a digest of the text we wrote, so a caption edited later in another tool reads back
-as human, and which keywords are ours).
+as human, and which keywords are ours, and which of those a person added).
 
 The sidecar is edited, not rewritten: :mod:`imgcap_desktop.metadata.xmp_edit` splices our values
 into the bytes and copies every other byte through, so other tools' values, prefixes and layout stay
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 from xml.etree import ElementTree as ET
 
 from defusedxml import DefusedXmlException
@@ -319,13 +319,15 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     before = _rdf(packet, target)
     old_ours = _as_list(xmp_edit.imgcap_value(before, "keywords"))
     old_rejected = _as_list(xmp_edit.imgcap_value(before, "rejectedKeywords"))
+    old_person = _as_list(xmp_edit.imgcap_value(before, "personKeywords"))
     subject = xmp_edit.subject(before)
     if caption.keywords is None:
-        new_subject, ours, rejected = None, old_ours, old_rejected
+        new_subject, ours, rejected, person = None, old_ours, old_rejected, old_person
     else:
-        new_subject, ours, rejected = merge_keywords(
+        new_subject, ours, rejected, person = merge_keywords(
             subject, old_ours or [], old_rejected or [], caption.keywords,
             human=caption.source == "human" if keywords_by_person is None else keywords_by_person,
+            person=old_person or [],
         )
         rejected = list(dict.fromkeys([*rejected, *(k for k in rejected_keywords if k not in caption.keywords)]))
     changes = xmp_edit.Changes(
@@ -338,6 +340,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             ("textDigest", _digest(caption.text) if caption.text else None),
             ("keywords", ours),
             ("rejectedKeywords", rejected or None),
+            ("personKeywords", person or None),
         ],
         subject=new_subject,
     )
@@ -371,9 +374,19 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     return target
 
 
+class KeywordMerge(NamedTuple):
+    """``dc:subject`` and imgcap's keyword records after :func:`merge_keywords`."""
+
+    subject: list[str]
+    ours: list[str]
+    rejected: list[str]
+    person: list[str]
+
+
 def merge_keywords(
-    subject: Sequence[str], ours: Sequence[str], rejected: Sequence[str], wanted: Sequence[str], *, human: bool
-) -> tuple[list[str], list[str], list[str]]:
+    subject: Sequence[str], ours: Sequence[str], rejected: Sequence[str], wanted: Sequence[str], *, human: bool,
+    person: Sequence[str] = (),
+) -> KeywordMerge:
     """Merge imgcap's keywords into a ``dc:subject`` list without disturbing anyone else's.
 
     Args:
@@ -382,15 +395,21 @@ def merge_keywords(
         rejected: keywords of ours that a person removed earlier.
         wanted: what imgcap's keywords should be now.
         human: the change is a person's: keywords of ours left out of ``wanted`` are rejected
-            (never added again automatically), and a rejected keyword in ``wanted`` is allowed again.
+            (never added again automatically), a rejected keyword in ``wanted`` is allowed again,
+            and one ``wanted`` adds is the person's.
+        person: keywords of ours that a person added (through imgcap): an automatic change keeps
+            them, as it keeps another tool's; only a person's change removes one.
 
     Returns:
-        ``(subject, ours, rejected)`` after the merge: other tools' keywords keep their place and
-        order, ours that are no longer wanted are gone, new ones are appended.
+        After the merge: other tools' keywords keep their place and order, ours that are no longer
+        wanted are gone (a person's stay unless the change is a person's), new ones are appended.
     """
     present = set(subject)
     ours_present = [k for k in dict.fromkeys(ours) if k in present]
+    person_present = [k for k in dict.fromkeys(person) if k in set(ours_present)]
     wanted = list(dict.fromkeys(wanted))
+    if not human:
+        wanted += [k for k in person_present if k not in wanted]
     # Ours that are gone from the sidecar were removed by a person, in this or another tool.
     rejected = list(dict.fromkeys([*rejected, *(k for k in ours if k not in present)]))
     if human:
@@ -401,7 +420,8 @@ def merge_keywords(
     new_subject = [k for k in subject if k not in drop] + added
     owned = (set(ours_present) - drop) | set(added)
     new_ours = [k for k in dict.fromkeys(new_subject) if k in owned]
-    return new_subject, new_ours, rejected
+    persons = set(person_present) | (set(added) if human else set())
+    return KeywordMerge(new_subject, new_ours, rejected, [k for k in new_ours if k in persons])
 
 
 def _keywords_changed(before: list[str], old_ours: list[str] | None, after: list[str],

@@ -113,18 +113,42 @@ def test_keywords_none_leaves_every_keyword_alone(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("subject", "ours", "rejected", "wanted", "human", "expected"),
+    ("subject", "ours", "rejected", "wanted", "human", "person", "expected"),
     [
-        (["a", "b"], [], [], ["c", "a"], False, (["a", "b", "c"], ["c"], [])),
-        (["a", "c", "b"], ["c"], [], ["d"], False, (["a", "b", "d"], ["d"], [])),
-        (["a"], ["c"], [], ["c", "d"], False, (["a", "d"], ["d"], ["c"])),  # "c" was removed by a person
-        (["a", "c"], ["c"], [], [], True, (["a"], [], ["c"])),  # a person removes "c" here
-        (["a"], [], ["c"], ["c"], True, (["a", "c"], ["c"], [])),  # and adds it back
-        (["a"], [], ["c"], ["c"], False, (["a"], [], ["c"])),
+        (["a", "b"], [], [], ["c", "a"], False, [], (["a", "b", "c"], ["c"], [], [])),
+        (["a", "c", "b"], ["c"], [], ["d"], False, [], (["a", "b", "d"], ["d"], [], [])),
+        (["a"], ["c"], [], ["c", "d"], False, [], (["a", "d"], ["d"], ["c"], [])),  # "c" was removed by a person
+        (["a", "c"], ["c"], [], [], True, [], (["a"], [], ["c"], [])),  # a person removes "c" here
+        (["a"], [], ["c"], ["c"], True, [], (["a", "c"], ["c"], [], ["c"])),  # and adds it back: theirs now
+        (["a"], [], ["c"], ["c"], False, [], (["a"], [], ["c"], [])),
+        # A keyword a person added survives an automatic run that does not give it...
+        (["a", "p", "c"], ["p", "c"], [], ["d"], False, ["p"], (["a", "p", "d"], ["p", "d"], [], ["p"])),
+        # ... and a person's change removes it (rejected like any of ours).
+        (["a", "p", "c"], ["p", "c"], [], ["c"], True, ["p"], (["a", "c"], ["c"], ["p"], [])),
+        # A model keyword the person kept stays the model's; one they added is theirs.
+        (["c"], ["c"], [], ["c", "q"], True, [], (["c", "q"], ["c", "q"], [], ["q"])),
+        # A person's keyword removed in another tool is rejected, not put back.
+        (["a"], ["p"], [], ["d"], False, ["p"], (["a", "d"], ["d"], ["p"], [])),
     ],
 )
-def test_merge_keywords(subject, ours, rejected, wanted, human, expected):
-    assert merge_keywords(subject, ours, rejected, wanted, human=human) == expected
+def test_merge_keywords(subject, ours, rejected, wanted, human, person, expected):
+    assert tuple(merge_keywords(subject, ours, rejected, wanted, human=human, person=person)) == expected
+
+
+def test_overwrite_human_keeps_keywords_a_person_added(tmp_path, capsys):
+    """A keyword a person added (import-csv) is theirs: a later automatic caption, even one that
+    replaces their caption, keeps it; before, it became one of imgcap's and was replaced."""
+    photo = make_photo(tmp_path / "k.jpg")
+    write_caption(photo, FIRST)  # the model's keywords: dog, grass
+    person = StoredCaption("my dog on the lawn", "human", captioned_at="2026-01-01T00:00:00+00:00",
+                           keywords=("dog", "grass", "Rex"))
+    write_caption(photo, person)
+    write_caption(photo, StoredCaption("a cat on a sofa", "automatic", "m", -1.0, None, ("cat", "sofa")))
+    assert read_caption(photo).keywords == ("Rex", "cat", "sofa")
+    # A person's edit that leaves it out removes it (and "sofa"), and neither is added back.
+    write_caption(photo, StoredCaption("a cat", "human", keywords=("cat",)))
+    write_caption(photo, StoredCaption("a cat on a sofa", "automatic", "m", -1.0, None, ("cat", "sofa", "Rex")))
+    assert read_caption(photo).keywords == ("cat",)
 
 
 # What imgcap's earlier writer (Exiv2) left: our properties as attributes of the one rdf:Description.
