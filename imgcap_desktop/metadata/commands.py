@@ -86,7 +86,10 @@ def add_import_csv_command(subparsers) -> argparse.ArgumentParser:
 
 
 def run_import_csv(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Run ``import-csv``; returns the exit status (0 when every row was applied or unchanged)."""
+    """Run ``import-csv``; returns the exit status (0 when every row was applied or unchanged).
+
+    The rows that were not applied are reported on stderr, as the caption command reports its
+    failures; the summary goes to ``out``."""
     out = out or sys.stdout
     try:
         report = import_csv(args.csv_file, args.root, style=args.sidecar_style)
@@ -95,11 +98,12 @@ def run_import_csv(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 2
     root = args.root if args.root is not None else args.csv_file.parent
     for line, relative in report.missing:
-        print(f"line {line}: photo not found: {printable(relative)}", file=out)
+        print(f"imgcap: line {line}: photo not found: {printable(relative)}", file=sys.stderr)
     for line, relative in report.outside:
-        print(f"line {line}: outside the folder {printable(root)}, not written: {printable(relative)}", file=out)
+        print(f"imgcap: line {line}: outside the folder {printable(root)}, not written: {printable(relative)}",
+              file=sys.stderr)
     for _, message in report.errors:
-        print(f"error: {printable(message)}", file=out)
+        print(f"imgcap: {printable(message)}", file=sys.stderr)
     print(
         f"{len(report.applied)} captions applied, {len(report.unchanged)} unchanged, "
         f"{len(report.missing)} photos missing, {len(report.outside)} outside the folder, {len(report.errors)} errors",

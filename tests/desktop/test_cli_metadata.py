@@ -38,9 +38,10 @@ def test_import_csv_command_applies_and_reports(tmp_path, capsys):
 
     status = run_import_csv(_parser().parse_args(["import-csv", str(tmp_path / "c.csv")]))
 
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
     assert status == 1
-    assert "line 3: photo not found: gone.jpg" in out and "1 captions applied" in out
+    assert printed.err == "imgcap: line 3: photo not found: gone.jpg\n"  # problems on stderr, as caption's
+    assert printed.out.startswith("1 captions applied")
     assert read_caption(a) == StoredCaption("edited", "human", captioned_at=read_caption(a).captioned_at)
 
 
@@ -94,7 +95,7 @@ def test_cli_writes_sidecars_and_csv_keeps_human_captions_and_imports_edits(tmp_
     rows["a.jpg"] = CsvRow(**{**rows["a.jpg"].__dict__, "caption": edited})
     write_csv(csv_file, list(rows.values()))
     assert main(["import-csv", str(csv_file)]) == 1  # broken.jpg is reported missing
-    assert "photo not found: broken.jpg" in capsys.readouterr().out
+    assert "photo not found: broken.jpg" in capsys.readouterr().err
     assert (read_caption(auto).text, read_caption(auto).source) == (edited, "human")
 
     assert main(["caption", str(folder), "--write-sidecars", "--sidecar-style", "base", "--overwrite-human"]) == 0

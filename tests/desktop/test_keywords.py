@@ -113,10 +113,11 @@ def test_cli_keywords_csv_round_trip_and_person_edits(tmp_path, engine, capsys):
     assert (stored.keywords, stored.source, stored.text) == (("cat", "tabby"), "human", "a cat on a sofa")
     assert read_caption(b).keywords == ("dog",)
 
-    # A person's removal sticks: even --overwrite-human does not bring "sofa" back.
+    # A person's removal sticks: even --overwrite-human does not bring "sofa" back; and the keyword
+    # they added stays theirs (the model does not give "tabby").
     assert main(["caption", str(a), "--write-sidecars", "--overwrite-human"]) == 0
-    assert read_caption(a).keywords == ("cat",)
-    assert subject_of(sidecar_path(a).read_bytes()) == ["cat"]
+    assert read_caption(a).keywords == ("cat", "tabby")
+    assert subject_of(sidecar_path(a).read_bytes()) == ["cat", "tabby"]
 
 
 def test_no_keywords_flag(tmp_path, engine):
