@@ -25,6 +25,7 @@ import logging
 import os
 import stat
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
@@ -215,8 +216,25 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
         except OSError as exc:
             print(f"imgcap: cannot write {printable(args.csv)}: {exc}", file=sys.stderr)
             return EXIT_SOME_FAILED
+    for note in _kept_notes(plan.settled):
+        print(f"imgcap: {note}", file=sys.stderr)
     failed = problems or any(s.status == "failed" for s in statuses)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _kept_notes(settled) -> list[str]:
+    """What to tell the user about the photos printed with their stored caption, not a new one
+    (their lines look like the others, and come first)."""
+    counts = Counter(status.status for status in settled)
+    notes = []
+    if counts["kept_human"]:
+        n = counts["kept_human"]
+        notes.append(f"kept {n} caption{'s' * (n != 1)} a person wrote or edited, printed as stored "
+                     f"(--overwrite-human replaces them)")
+    if counts["skipped"]:
+        n = counts["skipped"]
+        notes.append(f"skipped {n} photo{'s' * (n != 1)} already captioned, printed as stored (--skip-captioned)")
+    return notes
 
 
 def _no_photos_note(paths: list[Path], subfolders: list[Path]) -> str:

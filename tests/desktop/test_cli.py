@@ -181,3 +181,24 @@ def test_missing_bundle_is_a_usage_error(photos, tmp_path, capsys):
     assert code == EXIT_USAGE
     assert lines == []
     assert "model bundle not found" in capsys.readouterr().err
+
+
+def test_kept_captions_are_said_to_be_kept(bundle, photos, capsys):
+    """A person's caption (and, with --skip-captioned, any stored one) prints as stored, like a fresh
+    result: stderr says which were kept and how to replace them (it used to say nothing)."""
+    from imgcap_desktop.metadata.sidecar import StoredCaption, write_caption
+
+    a, b = photos / "a.jpg", photos / "b.png"
+    write_caption(a, StoredCaption("my own words", "human"))
+    code, lines = _run(a, b, "--bundle", bundle, "--write-sidecars")
+    assert code == EXIT_OK and lines[0] == f"{a}\tmy own words"
+    assert capsys.readouterr().err == ("imgcap: kept 1 caption a person wrote or edited, printed as stored "
+                                       "(--overwrite-human replaces them)\n")
+
+    code, lines = _run(a, b, "--bundle", bundle, "--write-sidecars", "--skip-captioned")
+    assert code == EXIT_OK and len(lines) == 2
+    assert capsys.readouterr().err == ("imgcap: skipped 2 photos already captioned, printed as stored "
+                                       "(--skip-captioned)\n")
+
+    code, _ = _run(a, b, "--bundle", bundle, "--write-sidecars", "--overwrite-human")
+    assert code == EXIT_OK and capsys.readouterr().err == ""
