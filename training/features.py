@@ -5,6 +5,9 @@ Each photo's grid is stored as float16 ``.npy`` ``(locations, channels)`` under
 interrupted run leaves only complete files behind, and a rerun skips what is already there.
 
     python -m training.features --data ../shared/data/flickr8k --encoder efficientnet_lite2
+
+The encoder runs in TensorFlow: the command sets Keras' backend to TensorFlow for itself, so a shell
+that exports ``KERAS_BACKEND=jax`` for the JAX trainers can run it too.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -117,6 +121,8 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if "keras" not in sys.modules:  # as a command: the encoder is a TensorFlow graph (tf.function)
+        os.environ["KERAS_BACKEND"] = "tensorflow"
     parser = argparse.ArgumentParser(prog="python -m training.features", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="Flickr8k-layout folder (with images/)")
     parser.add_argument("--encoder", default="efficientnet_lite2")

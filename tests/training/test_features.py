@@ -13,3 +13,23 @@ def test_the_feature_command_refuses_a_batch_size_below_1(size, tmp_path, capsys
     with pytest.raises(SystemExit) as done:
         features_main(["--data", str(tmp_path), "--batch-size", size])
     assert done.value.code == 2 and "--batch-size: must be at least 1" in capsys.readouterr().err
+
+
+def test_the_feature_command_runs_under_the_jax_backend(tmp_path):
+    """The encoder is a TensorFlow graph: with ``KERAS_BACKEND=jax`` exported for the JAX trainers the
+    command died in a NotImplementedError traceback deep in autograph; it now sets its own backend."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(
+        tmp_path / "images" / "a.jpg")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-m", "training.features", "--data", str(tmp_path), "--encoder",
+                           "tiny_test", "--cache", str(tmp_path / "cache")], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert np.load(tmp_path / "cache" / "tiny_test" / "a.npy").ndim == 2
