@@ -2,7 +2,7 @@
 # Create .venv and install imgcap into it (idempotent). Debian packages that the tests and the
 # frozen build need are installed too when we are root with apt-get (CI, containers).
 #   scripts/setup.sh          the app and CLI
-#   scripts/setup.sh test     + test tools, Ray (the cluster extra), exiftool, Java (METEOR), Qt's system libraries
+#   scripts/setup.sh test     + test tools, Ray (the cluster extra), exiftool, exiv2 (darktable and digiKam's XMP reader), Java (METEOR), Qt's system libraries
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
@@ -12,7 +12,7 @@ if [ "${1:-}" = test ]; then
         export DEBIAN_FRONTEND=noninteractive
         apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
         apt_get update -qq || echo "setup: apt-get update failed; trying with the lists we have" >&2
-        wanted="libimage-exiftool-perl default-jre-headless xvfb binutils xz-utils libegl1 libgl1 libopengl0 libxkbcommon0
+        wanted="libimage-exiftool-perl exiv2 default-jre-headless xvfb binutils xz-utils libegl1 libgl1 libopengl0 libxkbcommon0
                 libfontconfig1 libfreetype6 libdbus-1-3 libx11-6 libxcb1 libpng16-16 fonts-dejavu-core
                 libglib2.0-0 libglib2.0-0t64"
         # Names differ between Debian releases (libglib2.0-0t64 on trixie): take those this one has.

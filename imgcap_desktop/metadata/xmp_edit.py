@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import xml.parsers.expat as expat
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 DC = "http://purl.org/dc/elements/1.1/"
@@ -299,6 +299,53 @@ class Changes:
     subject: Sequence[str] | None = None
 
 
+@dataclass(frozen=True)
+class _Names:
+    """The prefixes the packet already gives RDF, Dublin Core and imgcap's namespace (or free ones).
+
+    Adobe's XMP Toolkit, which Exiv2 (and so darktable and digiKam) parses with, refuses a whole
+    packet in which one namespace has two prefixes ("Schema namespace URI and prefix mismatch"):
+    what imgcap adds must use the packet's own prefix for each (``d:subject``, a default ``xmlns``).
+    """
+
+    rdf: str
+    dc: str
+    imgcap: str
+
+    @classmethod
+    def of(cls, root: Node) -> _Names:
+        by_uri: dict[str, str] = {}
+        taken: set[str] = set()
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            for prefix, uri in node.namespaces.items():
+                by_uri.setdefault(uri, prefix)
+                taken.add(prefix)
+            stack.extend(reversed(node.children))
+
+        def pick(uri: str, wanted: str, *, default_ok: bool) -> str:
+            prefix = by_uri.get(uri)
+            if prefix is not None and (prefix or default_ok):
+                return prefix
+            free = wanted
+            while free in taken:  # "dc" bound to another namespace in this packet
+                free = f"{wanted}{len(free) - len(wanted) + 1}"
+            return free
+
+        # RDF's attributes (rdf:about) need a prefix; imgcap's own elements are found by prefix.
+        return cls(pick(RDF, "rdf", default_ok=False), pick(DC, "dc", default_ok=True),
+                   pick(IMGCAP, "imgcap", default_ok=False))
+
+    @staticmethod
+    def q(prefix: str, local: str) -> str:
+        return f"{prefix}:{local}" if prefix else local
+
+    @staticmethod
+    def xmlns(prefix: str, uri: str) -> str:
+        return f' xmlns:{prefix}="{uri}"' if prefix else f' xmlns="{uri}"'
+
+
 def apply_changes(data: bytes, changes: Changes) -> bytes:
     """The packet with ``changes`` made and every other byte as it was.
 
@@ -312,6 +359,7 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
         raise XmpError("XML but not XMP (no rdf:RDF)")
     descs = descriptions(rdf)
     about = descs[0].attr(RDF, "about") if descs else ""
+    names = _Names.of(root)
     edits: list[tuple[int, int, bytes]] = []
     block: list[str] = []  # elements that go into a new rdf:Description of our own
     dropped: dict[int, tuple[Node, list]] = {}  # attributes to remove, per start tag (one edit each)
@@ -330,21 +378,23 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
                 edits.append((_leading_space(data, child.start), child.end, b""))
     if home is not None:
         prefix = next(c.prefix for c in home.children if c.uri == IMGCAP and c.prefix)
-        declare = not (home.declares(prefix, IMGCAP) and home.declares("rdf", RDF))
-        ours = _imgcap_elements(changes.imgcap, prefix, declare=declare)
+        names = replace(names, imgcap=prefix)
+        declare = not (home.declares(prefix, IMGCAP) and home.declares(names.rdf, RDF))
+        ours = _imgcap_elements(changes.imgcap, names, declare=declare)
         edits.append((home_at, home_at, "".join(f"\n   {e}" for e in ours).encode()))
     else:
-        block.extend(_imgcap_elements(changes.imgcap, "imgcap", declare=False))
+        block.extend(_imgcap_elements(changes.imgcap, names, declare=False))
 
-    _edit_description(data, rdf, changes.caption, edits, block, dropped)
+    _edit_description(data, rdf, changes.caption, edits, block, dropped, names)
     if changes.subject is not None:
-        _edit_subject(data, rdf, list(changes.subject), edits, block)
+        _edit_subject(data, rdf, list(changes.subject), edits, block, names)
 
     if block:
         body = "".join(f"\n   {e}" for e in block)
+        description = names.q(names.rdf, "Description")
         new = (
-            f'<rdf:Description rdf:about="{escape(about or "")}" xmlns:rdf="{RDF}" xmlns:dc="{DC}" '
-            f'xmlns:imgcap="{IMGCAP}">{body}\n  </rdf:Description>\n '
+            f'<{description} {names.q(names.rdf, "about")}="{escape(about or "")}"{names.xmlns(names.rdf, RDF)}'
+            f'{names.xmlns(names.dc, DC)}{names.xmlns(names.imgcap, IMGCAP)}>{body}\n  </{description}>\n '
         ).encode()
         if rdf.empty:
             open_tag = data[rdf.start:rdf.content].rstrip(b">").rstrip(b"/").rstrip()
@@ -355,25 +405,35 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
     return _splice(data, edits)
 
 
-def _imgcap_elements(values: Iterable[tuple[str, str | list[str] | None]], prefix: str, *, declare: bool) -> list[str]:
+def _imgcap_elements(values: Iterable[tuple[str, str | list[str] | None]], names: _Names, *,
+                     declare: bool) -> list[str]:
     # Inside another rdf:Description the prefixes may not be in scope once the old elements are
     # gone, so each element then declares what it uses.
-    ns = f' xmlns:{prefix}="{IMGCAP}"' if declare else ""
-    rdf_ns = f' xmlns:rdf="{RDF}"' if declare else ""
+    ns = names.xmlns(names.imgcap, IMGCAP) if declare else ""
+    rdf_ns = names.xmlns(names.rdf, RDF) if declare else ""
+    bag, li = names.q(names.rdf, "Bag"), names.q(names.rdf, "li")
     elements = []
     for local, value in values:
         if value is None:
             continue
-        name = f"{prefix}:{local}"
+        name = names.q(names.imgcap, local)
         if isinstance(value, str):
             elements.append(f"<{name}{ns}>{escape(value)}</{name}>")
         else:
-            lis = "".join(f"<rdf:li>{escape(v)}</rdf:li>" for v in value)
-            elements.append(f"<{name}{ns}><rdf:Bag{rdf_ns}>{lis}</rdf:Bag></{name}>")
+            lis = "".join(f"<{li}>{escape(v)}</{li}>" for v in value)
+            elements.append(f"<{name}{ns}><{bag}{rdf_ns}>{lis}</{bag}></{name}>")
     return elements
 
 
-def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: list[str], dropped: dict) -> None:
+def _lang_alt(caption: str, names: _Names) -> str:
+    """A new ``rdf:Alt`` holding the caption as its ``x-default`` item."""
+    alt, li = names.q(names.rdf, "Alt"), names.q(names.rdf, "li")
+    return (f'<{alt}{names.xmlns(names.rdf, RDF)}><{li} xml:lang="x-default">{escape(caption)}</{li}>'
+            f'</{alt}>')
+
+
+def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: list[str], dropped: dict,
+                      names: _Names) -> None:
     prop = next((p for p in properties(rdf) if (p.uri, p.local) == (DC, "description")), None)
     if prop is not None and prop.element is None:  # a plain string where a lang-alt belongs
         desc = prop.description
@@ -381,17 +441,15 @@ def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: 
         prop = None
     if prop is None:
         if caption:
-            block.append(
-                f'<dc:description xmlns:dc="{DC}"><rdf:Alt xmlns:rdf="{RDF}">'
-                f'<rdf:li xml:lang="x-default">{escape(caption)}</rdf:li></rdf:Alt></dc:description>'
-            )
+            name = names.q(names.dc, "description")
+            block.append(f"<{name}{names.xmlns(names.dc, DC)}>{_lang_alt(caption, names)}</{name}>")
         return
     element = prop.element
     alt = _container(element)
     if alt is None:
         if element.children:
             raise XmpError("dc:description is not a language alternative")
-        new = f'<rdf:Alt xmlns:rdf="{RDF}"><rdf:li xml:lang="x-default">{escape(caption)}</rdf:li></rdf:Alt>'
+        new = _lang_alt(caption, names)
         if not caption:
             edits.append((_leading_space(data, element.start), element.end, b""))
         elif element.empty:
@@ -425,12 +483,14 @@ def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: 
         edits.append((default.content, default.content_end, escape(caption).encode()))
 
 
-def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block: list[str]) -> None:
+def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block: list[str], names: _Names) -> None:
     prop = next((p for p in properties(rdf) if (p.uri, p.local) == (DC, "subject")), None)
     if prop is None:
         if wanted:
-            lis = "".join(f"<rdf:li>{escape(w)}</rdf:li>" for w in wanted)
-            block.append(f'<dc:subject xmlns:dc="{DC}"><rdf:Bag xmlns:rdf="{RDF}">{lis}</rdf:Bag></dc:subject>')
+            name, bag, li = names.q(names.dc, "subject"), names.q(names.rdf, "Bag"), names.q(names.rdf, "li")
+            lis = "".join(f"<{li}>{escape(w)}</{li}>" for w in wanted)
+            block.append(f"<{name}{names.xmlns(names.dc, DC)}><{bag}{names.xmlns(names.rdf, RDF)}>{lis}</{bag}>"
+                         f"</{name}>")
         return
     element = prop.element
     bag = _container(element) if element is not None else None

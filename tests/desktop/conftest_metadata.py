@@ -31,6 +31,17 @@ xmp_text = st.text(
 )
 
 
+needs_exiv2 = pytest.mark.skipif(shutil.which("exiv2") is None, reason="needs exiv2 (apt-get install exiv2)")
+
+
+def exiv2_reads(sidecar: Path) -> str:
+    """What Exiv2 (the library darktable and digiKam read XMP with) prints for a sidecar's XMP, or
+    raises AssertionError when it cannot decode it."""
+    done = subprocess.run(["exiv2", "-px", str(sidecar)], capture_output=True, text=True, timeout=60)
+    assert "Failed to decode XMP" not in done.stderr and "XMP Toolkit error" not in done.stderr, done.stderr
+    return done.stdout
+
+
 def refuse_listing(monkeypatch, name: str) -> None:
     """Make every folder called ``name`` unlistable (``PermissionError``), as a folder without read
     permission is for a user who is not root (tests here often run as root, which reads anything)."""

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, merge_keywords, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import exiftool, exiftool_tags, make_photo, needs_exiftool, xmp_text
+from tests.desktop.conftest_metadata import (exiftool, exiftool_tags, exiv2_reads, make_photo, needs_exiftool,
+                                             needs_exiv2, xmp_text)
 from tests.desktop.xmp_corpus import EXIFTOOL, EXIFTOOL_SIDECARS, HAND_WRITTEN, make_corpus, raw_values, subject_of
 
 FIRST = StoredCaption("a dog runs on the grass", "automatic", "m", -0.5, "2026-11-28T08:00:00+00:00", ("dog", "grass"))
@@ -274,3 +275,68 @@ def test_a_keyword_field_that_is_no_list_is_refused_in_one_clear_sentence(tmp_pa
         write_caption(photo, FIRST)
     assert str(raised.value).endswith("dc:subject is not a list of keywords; left as it is")  # it said so twice
     assert str(raised.value).count("left as it is") == 1 and path.read_bytes() == before
+
+
+def _packet(description: str) -> str:
+    return ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+            f"{description}\n</rdf:RDF></x:xmpmeta>\n")
+
+
+OTHER_PREFIXES = {
+    "dc as d": _packet(
+        '  <rdf:Description rdf:about="" xmlns:d="http://purl.org/dc/elements/1.1/" '
+        'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="2">\n'
+        "   <d:subject><rdf:Bag><rdf:li>dog</rdf:li></rdf:Bag></d:subject>\n  </rdf:Description>"),
+    "dc as the default namespace": _packet(
+        '  <rdf:Description rdf:about="" xmlns="http://purl.org/dc/elements/1.1/">\n'
+        "   <subject><rdf:Bag><rdf:li>dog</rdf:li></rdf:Bag></subject>\n  </rdf:Description>"),
+    "dc as dc11, dc taken": _packet(
+        '  <rdf:Description rdf:about="" xmlns:dc11="http://purl.org/dc/elements/1.1/" '
+        'xmlns:dc="http://example.com/notdc/">\n'
+        "   <dc:title>not the DC one</dc:title>\n"
+        "   <dc11:subject><rdf:Bag><rdf:li>dog</rdf:li></rdf:Bag></dc11:subject>\n  </rdf:Description>"),
+    "imgcap as ic": _packet(
+        '  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:ic="http://ns.imgcap.app/1.0/">\n'
+        "   <dc:subject><rdf:Bag><rdf:li>dog</rdf:li></rdf:Bag></dc:subject>\n"
+        "   <ic:source>automatic</ic:source>\n  </rdf:Description>"),
+}
+
+
+def _prefixes_by_namespace(data: bytes) -> dict[str, set[str]]:
+    import xml.parsers.expat
+
+    seen: dict[str, set[str]] = {}
+    parser = xml.parsers.expat.ParserCreate(namespace_separator=" ")
+    parser.StartNamespaceDeclHandler = lambda prefix, uri: seen.setdefault(uri, set()).add(prefix or "")
+    parser.Parse(data, True)
+    return seen
+
+
+@pytest.mark.parametrize("packet", OTHER_PREFIXES.values(), ids=OTHER_PREFIXES.keys())
+def test_new_properties_use_the_packets_own_prefixes(tmp_path, packet):
+    """Adobe's XMP Toolkit (Exiv2's parser: darktable, digiKam) refuses a whole packet in which one
+    namespace has two prefixes; imgcap's new Description declared ``xmlns:dc`` and ``xmlns:imgcap``
+    whatever the packet used, so after its first write those tools read nothing in the sidecar."""
+    photo = make_photo(tmp_path / "p.jpg")
+    sidecar_path(photo).write_text(packet, encoding="utf-8")
+    write_caption(photo, SECOND)
+    data = sidecar_path(photo).read_bytes()
+    clashes = {uri: prefixes for uri, prefixes in _prefixes_by_namespace(data).items() if len(prefixes) > 1}
+    assert clashes == {}
+    stored = read_caption(photo)
+    assert (stored.text, stored.keywords) == (SECOND.text, ("cat", "sofa", "bench"))
+    assert subject_of(data)[0] == "dog"
+    write_caption(photo, StoredCaption("", "human"))  # and removing it again
+    assert read_caption(photo) is None or read_caption(photo).text == ""
+
+
+@needs_exiv2
+@pytest.mark.parametrize("packet", OTHER_PREFIXES.values(), ids=OTHER_PREFIXES.keys())
+def test_exiv2_reads_what_imgcap_wrote_in_a_packet_with_other_prefixes(tmp_path, packet):
+    photo = make_photo(tmp_path / "p.jpg")
+    sidecar_path(photo).write_text(packet, encoding="utf-8")
+    exiv2_reads(sidecar_path(photo))  # it could before
+    write_caption(photo, SECOND)
+    shown = exiv2_reads(sidecar_path(photo))
+    assert SECOND.text in shown and "bench" in shown
