@@ -14,7 +14,7 @@ import io
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -343,7 +343,9 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
     was written (typed in another tool, say) is never replaced: the row's ``time captioned`` tells,
     and such a row is reported in ``errors``. Where the CSV has a ``keywords`` column,
     a cell that differs from imgcap's stored keywords replaces them: a keyword taken out is a
-    person's removal (never added back automatically); other tools' keywords are never touched.
+    person's removal (never added back automatically), one added is the person's (an automatic run
+    keeps it); other tools' keywords are never touched. A row whose only edit is its keywords
+    leaves the caption whose it was (a model's stays the model's, as in the app).
     A sidecar is only ever written inside ``root``: rows that lead outside it are reported.
 
     Args:
@@ -395,12 +397,13 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                                              f"caption this row was not exported with; left as it is (export "
                                              f"again to edit it)"))
                 continue
-            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            caption = StoredCaption(
-                text=text if text_changed else current.text, source="human", captioned_at=now,
-                keywords=row.keywords if keywords_changed else None,
-            )
-            write_caption(photo, caption, style=style)
+            if text_changed or current.source not in ("automatic", "human"):  # an embedded caption: now a sidecar's
+                now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                caption = StoredCaption(text=text if text_changed else current.text, source="human", captioned_at=now,
+                                        keywords=row.keywords if keywords_changed else None)
+            else:  # only the keywords: a person's choice of them; the caption stays whose it was
+                caption = replace(current, keywords=row.keywords)
+            write_caption(photo, caption, style=style, keywords_by_person=True)
             report.applied.append(photo)
         except SidecarError as exc:
             report.errors.append((photo, str(exc)))

@@ -25,7 +25,7 @@ from imgcap_desktop.metadata.csvio import (
     write_csv,
 )
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import Snapshot, make_photo, xmp_text
+from tests.desktop.conftest_metadata import Snapshot, exiftool, make_photo, needs_exiftool, xmp_text
 
 AUTO = StoredCaption("a dog runs", "automatic", "sat-flickr8k", -0.75, "2026-11-27T01:00:00+00:00")
 
@@ -377,3 +377,19 @@ def test_a_rows_time_captioned_tells_whether_a_persons_caption_changed_since(exp
     row = CsvRow("a.jpg", "a.jpg", "x", captioned_at=exported)
     assert _changed_since(StoredCaption("by imgcap", "human", captioned_at="2026-11-30T13:04:18+00:00"), row) is changed
     assert _changed_since(StoredCaption("typed in another tool", "human"), row) is readable  # it has no time
+
+
+@needs_exiftool
+def test_a_keywords_only_edit_of_an_embedded_caption_stores_it_as_a_persons(tmp_path):
+    """An embedded caption cannot stay "embedded" in a sidecar: a keywords-only row stores its text
+    as a person's, with the keywords (the caption's source must never reach the writer as is)."""
+    from imgcap_desktop.metadata.csvio import import_csv
+
+    photo = make_photo(tmp_path / "e.jpg")
+    exiftool("-q", "-overwrite_original", "-XMP-dc:Description=from the camera", photo)
+    (tmp_path / "c.csv").write_text("relative path,caption,keywords\r\ne.jpg,from the camera,beach\r\n",
+                                    encoding="utf-8")
+    report = import_csv(tmp_path / "c.csv")
+    assert report.applied == [photo] and report.errors == []
+    stored = read_caption(photo, embedded=False)
+    assert (stored.text, stored.source, stored.keywords) == ("from the camera", "human", ("beach",))

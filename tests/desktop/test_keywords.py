@@ -110,7 +110,9 @@ def test_cli_keywords_csv_round_trip_and_person_edits(tmp_path, engine, capsys):
     assert main(["import-csv", str(csv_file)]) == 0
     assert "1 captions applied, 1 unchanged" in capsys.readouterr().out
     stored = read_caption(a)
-    assert (stored.keywords, stored.source, stored.text) == (("cat", "tabby"), "human", "a cat on a sofa")
+    # Only the keywords were edited: the caption stays the model's (it used to become a person's).
+    assert (stored.keywords, stored.source, stored.text) == (("cat", "tabby"), "automatic", "a cat on a sofa")
+    assert stored.model == "fake-tagger" and stored.score is not None
     assert read_caption(b).keywords == ("dog",)
 
     # A person's removal sticks: even --overwrite-human does not bring "sofa" back; and the keyword
