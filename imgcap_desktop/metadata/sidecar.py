@@ -170,7 +170,8 @@ def _identity(path: Path) -> tuple[int, int]:
 
 
 def find_sidecar(photo: str | Path) -> Path | None:
-    """The existing sidecar of a photo: ``photo.jpg.xmp`` if there is one, else ``photo.xmp``.
+    """The existing sidecar of a photo: ``photo.jpg.xmp`` if there is one, else ``photo.xmp`` (either
+    also spelled with its extensions in other cases, ``PHOTO.JPG.XMP``).
 
     Raises:
         SidecarCollisionError: only ``photo.xmp`` exists and another photo shares its name stem, so
@@ -179,18 +180,46 @@ def find_sidecar(photo: str | Path) -> Path | None:
             a regular file (a folder, a FIFO, a symbolic link) has the sidecar's name.
     """
     photo = Path(photo)
-    ext_style = sidecar_path(photo, "ext")
-    try:
-        if _sidecar_exists(ext_style, photo):
-            return ext_style
-    except _NameTooLong:
-        pass  # it cannot exist; photo.xmp may
+    for ext_style in _spellings(photo, "ext"):
+        try:
+            if _sidecar_exists(ext_style, photo):
+                return ext_style
+        except _NameTooLong:
+            break  # it cannot exist; photo.xmp may
 
-    base_style = sidecar_path(photo, "base")
-    if base_style != photo and _sidecar_exists(base_style, photo):
-        _refuse_shared(photo, base_style)
-        return base_style
+    for base_style in _spellings(photo, "base"):
+        if base_style != photo and _sidecar_exists(base_style, photo):
+            _refuse_shared(photo, base_style)
+            return base_style
     return None
+
+
+def _spellings(photo: Path, style: SidecarStyle) -> list[Path]:
+    """The names a photo's sidecar may have in a naming style: imgcap's own first, then the
+    extensions' other cases that cameras and other systems write (``IMG_1.JPG.XMP``, ``IMG_1.XMP``,
+    or ``img_1.JPG.xmp`` for ``img_1.jpg`` from a case-insensitive disk). On a case-sensitive disk
+    these are other files; a spelling that names another photo's sidecar (``a.JPG.xmp`` where
+    ``a.JPG`` is there too) is left to that photo."""
+    own = sidecar_path(photo, style)
+    suffixes = dict.fromkeys([photo.suffix, photo.suffix.lower(), photo.suffix.upper()])
+    names = [f"{photo.stem}{suffix}" for suffix in suffixes] if style == "ext" else [photo.stem]
+    spellings = [own]
+    for name in names:
+        if name != photo.name and _another_file(photo.with_name(name), photo):
+            continue  # another photo's (a case-sensitive disk with both a.jpg and a.JPG)
+        for xmp in (".xmp", ".XMP", ".Xmp"):
+            candidate = photo.with_name(name + xmp)
+            if candidate not in spellings:
+                spellings.append(candidate)
+    return spellings
+
+
+def _another_file(path: Path, photo: Path) -> bool:
+    """Whether ``path`` is there and is not ``photo`` itself (on a case-insensitive disk it is)."""
+    try:
+        return not os.path.samefile(path, photo)
+    except OSError:  # not there (or the photo is not: then it cannot be told, and it is not ours)
+        return path.exists() or path.is_symlink()
 
 
 def _sidecar_exists(path: Path, photo: Path) -> bool:

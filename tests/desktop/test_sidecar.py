@@ -521,3 +521,33 @@ def test_digikam_sidecar_with_tags_and_face_regions_survives(tmp_path):
     names = [r["Name"] for r in after["XMP-mwg-rs:RegionInfo"]["RegionList"]]
     assert names == ["Alice", "Bob"]
     assert after["XMP-digiKam:TagsList"] == ["People/Alice", "Places/Beach"]
+
+
+@pytest.mark.parametrize("name", ["p.jpg.XMP", "p.JPG.xmp", "p.JPG.XMP", "p.XMP"])
+def test_a_sidecar_spelled_in_other_cases_is_the_photos(tmp_path, name):
+    """Cameras and case-insensitive disks spell sidecars ``P.JPG.XMP``, ``P.XMP``: on a case-sensitive
+    disk imgcap did not see them, so --skip-captioned captioned the photo anyway and a second sidecar
+    (``p.jpg.xmp``) shadowed the person's caption; copied back to a case-insensitive disk, one of
+    the two overwrote the other."""
+    photo = make_photo(tmp_path / "p.jpg")
+    style = "base" if name == "p.XMP" else "ext"
+    write_caption(photo, StoredCaption("typed elsewhere", "human"))
+    os.rename(sidecar_path(photo), tmp_path / name)
+    if sidecar_path(photo).exists():
+        pytest.skip("case-insensitive file system: the spellings are one name")
+    assert find_sidecar(photo) == tmp_path / name and read_caption(photo).text == "typed elsewhere"
+    write_caption(photo, StoredCaption("a cat", "automatic", "m", -1.0), style=style)  # updates that file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["p.jpg", name])
+    assert read_caption(photo).text == "a cat"
+
+
+def test_another_photos_sidecar_in_another_case_is_left_to_it(tmp_path):
+    """With both ``a.jpg`` and ``a.JPG`` (a case-sensitive disk), ``a.JPG.xmp`` is ``a.JPG``'s."""
+    lower, upper = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "a.JPG")
+    if lower.samefile(upper):
+        pytest.skip("case-insensitive file system")
+    write_caption(upper, StoredCaption("the upper one", "human"))
+    assert read_caption(lower) is None
+    write_caption(lower, StoredCaption("the lower one", "human"))
+    assert (read_caption(lower).text, read_caption(upper).text) == ("the lower one", "the upper one")
+    assert sidecar_path(lower).name == "a.jpg.xmp"
