@@ -445,7 +445,9 @@ def merge_keywords(
         rejected = [k for k in dict.fromkeys([*rejected, *(k for k in ours_present if k not in wanted)])
                     if k not in wanted]
     drop = {k for k in ours_present if k not in wanted}
-    added = [k for k in wanted if k not in present and k not in rejected]
+    # A keyword another tool has in another case ("Cat") is there already: not added twice.
+    theirs = {k.casefold() for k in subject if k not in set(ours_present)}
+    added = [k for k in wanted if k not in present and k.casefold() not in theirs and k not in rejected]
     new_subject = [k for k in subject if k not in drop] + added
     owned = (set(ours_present) - drop) | set(added)
     new_ours = [k for k in dict.fromkeys(new_subject) if k in owned]

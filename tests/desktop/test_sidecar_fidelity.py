@@ -128,6 +128,8 @@ def test_keywords_none_leaves_every_keyword_alone(tmp_path):
         (["a", "p", "c"], ["p", "c"], [], ["c"], True, ["p"], (["a", "c"], ["c"], ["p"], [])),
         # A model keyword the person kept stays the model's; one they added is theirs.
         (["c"], ["c"], [], ["c", "q"], True, [], (["c", "q"], ["c", "q"], [], ["q"])),
+        # Another tool's "Cat" is the model's "cat": not added twice (digiKam showed both).
+        (["Cat", "b"], [], [], ["cat", "sofa"], False, [], (["Cat", "b", "sofa"], ["sofa"], [], [])),
         # A person's keyword removed in another tool is rejected, not put back.
         (["a"], ["p"], [], ["d"], False, ["p"], (["a", "d"], ["d"], ["p"], [])),
     ],
