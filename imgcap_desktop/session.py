@@ -442,7 +442,7 @@ class CaptionSession:
                        "removed_keywords": ()}
             if self.auto_write:
                 try:
-                    write_caption(path, caption or StoredCaption("", "human"), style=self.sidecar_style,
+                    write_caption(path, _as_stored(caption), style=self.sidecar_style,
                                   keywords_by_person=True if removed_keywords is not None or removed else None,
                                   rejected_keywords=removed)
                 except (SidecarError, ValueError) as exc:
@@ -480,11 +480,12 @@ class CaptionSession:
                 if current is None or not current.held or current.caption is None:
                     continue
                 try:
-                    sidecar = write_caption(current.path, current.caption, style=self.sidecar_style,
+                    sidecar = write_caption(current.path, _as_stored(current.caption), style=self.sidecar_style,
                                             keywords_by_person=bool(current.removed_keywords) or None,
                                             rejected_keywords=current.removed_keywords)
-                except SidecarError as exc:
-                    self._update(current.path, write_error=exc.reason)
+                except (SidecarError, ValueError) as exc:  # one photo's failure never stops the others
+                    reason = getattr(exc, "reason", str(exc))
+                    self._update(current.path, write_error=reason)
                     failures.append(PhotoStatus(current.path, "failed", current.caption, message=str(exc)))
                 else:
                     self._update(current.path, held=False, write_error="", removed_keywords=())
@@ -575,6 +576,15 @@ def caption_for(photo: Photo, text: str, source: str = "human") -> StoredCaption
         if photo.result is not None:
             score = next((a.score for a in photo.result.alternatives if a.text == text), None)
     return StoredCaption(text, source, model, score, now())
+
+
+def _as_stored(caption: StoredCaption | None) -> StoredCaption:
+    """What the sidecar stores for a caption set by the user: none (None) takes the sidecar's out, and
+    so does a caption embedded in the photo (an edit undone back to it): the photo keeps it, and it
+    shows again once the sidecar holds none."""
+    if caption is None or caption.source not in ("automatic", "human"):
+        return StoredCaption("", "human")
+    return caption
 
 
 def _sidecar_or_none(photo: Path) -> Path | None:

@@ -75,6 +75,7 @@ def _creator_tool() -> str:
 
 
 CREATOR_TOOL = _creator_tool()
+_XMP = "http://ns.adobe.com/xap/1.0/"
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,8 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
 
     target = find_sidecar(photo)
     existed = target is not None
+    if target is None and not caption.text and not caption.keywords and not rejected_keywords:
+        return sidecar_path(photo, style)  # nothing to store, and no sidecar to take a caption out of
     if target is None:
         target = sidecar_path(photo, style)
         if style == "base":
@@ -359,14 +362,15 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             person=old_person or [],
         )
         rejected = list(dict.fromkeys([*rejected, *(k for k in rejected_keywords if k not in caption.keywords)]))
+    told = bool(caption.text)  # provenance is a caption's: none is left with a caption taken out
     changes = xmp_edit.Changes(
         caption=caption.text,
         imgcap=[
-            ("source", caption.source),
-            ("model", caption.model or None),
-            ("score", repr(float(caption.score)) if caption.score is not None else None),
-            ("captionedAt", caption.captioned_at or None),
-            ("textDigest", _digest(caption.text) if caption.text else None),
+            ("source", caption.source if told else None),
+            ("model", caption.model or None if told else None),
+            ("score", repr(float(caption.score)) if caption.score is not None and told else None),
+            ("captionedAt", caption.captioned_at or None if told else None),
+            ("textDigest", _digest(caption.text) if told else None),
             ("keywords", ours),
             ("rejectedKeywords", rejected or None),
             ("personKeywords", person or None),
@@ -399,8 +403,27 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             changed = _keywords_changed(subject, old_ours, xmp_edit.subject(after), new_subject)
         if changed is not None:
             raise SidecarError(photo, f"writing would change {changed} in {target.name}; left as it is")
+        if not caption.text and _only_our_creator_tool(after):
+            # Nothing anyone stored is left (a caption typed here and undone): no sidecar, as before.
+            _remove(target, photo)
+            return target
     _replace_atomically(target, updated, photo)
     return target
+
+
+def _only_our_creator_tool(rdf: xmp_edit.Node) -> bool:
+    """Whether a packet holds no property but the ``xmp:CreatorTool`` imgcap gives a sidecar it creates."""
+    return all((p.uri, p.local) == (_XMP, "CreatorTool") and re.fullmatch(r"imgcap( \S+)?", p.value or "")
+               for p in xmp_edit.properties(rdf))
+
+
+def _remove(target: Path, photo: Path) -> None:
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise SidecarError(photo, f"cannot remove {target.name}: {exc.strerror or exc}") from None
 
 
 class KeywordMerge(NamedTuple):

@@ -17,7 +17,7 @@ from imgcap_desktop.metadata.csvio import CsvRow, read_csv, write_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from imgcap_desktop.session import CaptionSession, CaptionState, PhotoStatus, remove_stale_temp_files
 from model.results import Alternative, CaptionFailure, CaptionResult
-from tests.desktop.conftest_metadata import Snapshot, make_photo
+from tests.desktop.conftest_metadata import Snapshot, exiftool, make_photo, needs_exiftool
 
 NOW = "2026-11-27T02:00:00+00:00"
 ROOT = Path(__file__).resolve().parents[2]
@@ -323,3 +323,46 @@ def test_stale_temporary_files_are_removed_on_open_and_plan(tmp_path):
     session.open([a])
     assert not fresh.exists()
     assert remove_stale_temp_files([a]) == []
+
+
+@needs_exiftool
+@pytest.mark.parametrize("auto_write", [True, False])
+def test_an_edit_undone_back_to_an_embedded_caption(tmp_path, auto_write):
+    """Undo of an edit on a photo with an embedded description set the embedded caption again, which
+    the writer refuses (ValueError): in auto-write mode the typed caption stayed in the sidecar; held,
+    Accept Held (and Quit, Save) raised out of the window and wrote none of the others."""
+    photo, other = make_photo(tmp_path / "e.jpg"), make_photo(tmp_path / "f.jpg")
+    exiftool("-q", "-overwrite_original", "-EXIF:ImageDescription=Eileen Collins", photo)
+    session = _session([photo, other], auto_write=auto_write)
+    embedded = session.photo(photo).caption
+    assert embedded == StoredCaption("Eileen Collins", "embedded")
+
+    session.set_caption(photo, StoredCaption("my typed caption", "human"))
+    session.set_caption(photo, embedded)  # Undo
+    session.set_caption(other, StoredCaption("another typed caption", "human"))
+    written, failures = session.accept_held()
+    assert failures == [] and written == (0 if auto_write else 2)
+    assert session.photo(photo).state == CaptionState.EMBEDDED and not session.photo(photo).write_error
+    assert read_caption(photo) == embedded  # the sidecar holds no caption of its own any more
+    assert not sidecar_path(photo).exists()  # nothing anyone stored was in it
+    assert read_caption(other).text == "another typed caption"
+
+
+def test_a_caption_taken_out_leaves_no_provenance_and_no_stub_sidecar(tmp_path):
+    """A caption typed and undone on an uncaptioned photo left a sidecar holding only imgcap's
+    CreatorTool and "source: human"; one another tool wrote to keeps its values."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b])
+    session.set_caption(a, StoredCaption("typed", "human"))
+    assert sidecar_path(a).exists()
+    session.set_caption(a, None)
+    assert not sidecar_path(a).exists()
+
+    sidecar_path(b).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="3"/>'
+        "</rdf:RDF></x:xmpmeta>", encoding="utf-8")
+    write_caption(b, StoredCaption("typed", "human"))
+    write_caption(b, StoredCaption("", "human"))
+    data = sidecar_path(b).read_text(encoding="utf-8")
+    assert 'xmp:Rating="3"' in data and "imgcap:source" not in data and read_caption(b) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from dataclasses import replace
 import signal
 import subprocess
 import sys
@@ -118,12 +119,12 @@ def test_other_languages_and_properties_survive(photo):
 
 
 def test_empty_caption_removes_the_field_instead_of_writing_an_empty_list(photo):
-    write_caption(photo, AUTO)
+    write_caption(photo, replace(AUTO, keywords=("cat",)))
     write_caption(photo, StoredCaption("", "human"))
 
     text = sidecar_path(photo).read_text(encoding="utf-8")
-    assert "dc:description" not in text
-    assert read_caption(photo) is None
+    assert "dc:description" not in text and "cat" in text  # imgcap's keyword stays
+    assert read_caption(photo) is None and "imgcap:source" not in text  # a caption's provenance goes with it
 
 
 def test_caption_edited_in_another_tool_reads_as_human(photo):
