@@ -21,12 +21,13 @@ def confirm_replace_human(parent: QWidget, count: int) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
-def ask_about_held(parent: QWidget, count: int) -> QMessageBox.StandardButton:
-    """Save, Discard or Cancel: what to do with captions held for review when the window closes."""
+def ask_about_held(parent: QWidget, count: int, before: str = "closing") -> QMessageBox.StandardButton:
+    """Save, Discard or Cancel: what to do with captions held for review (or held because they could
+    not be written) before the window closes or shows another folder (``before``: "closing")."""
     return QMessageBox.question(
         parent, "Write held captions?",
         f"{_count(count, 'caption')} held for review {'is' if count == 1 else 'are'} not written to "
-        "the sidecars yet. Write them before closing?",
+        f"the sidecars yet. Write them before {before}?",
         QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
         QMessageBox.StandardButton.Save,
     )

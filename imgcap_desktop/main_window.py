@@ -11,7 +11,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, Qt, QUrl, Signal
+from PySide6.QtCore import QModelIndex, QSignalBlocker, Qt, QUrl, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QUndoStack
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QSplitter
 
@@ -122,6 +122,9 @@ class MainWindow(QMainWindow):
     def open_folder(self, folder: str | Path) -> bool:
         """Show a folder's photos; their stored captions are read in the background."""
         folder = Path(folder).expanduser()
+        again = self.session.folder is not None and self.session.folder == folder
+        if not self._settle_held("reading the folder again" if again else "opening another folder"):
+            return False
         unlisted: list[str] = []
         subfolders: list[Path] = []
         try:
@@ -164,10 +167,13 @@ class MainWindow(QMainWindow):
             self.open_folder(folder)
 
     def _on_subfolders_action_toggled(self) -> None:
+        before = self.settings
         self.settings = replace(self.settings, include_subfolders=self.subfolders_action.isChecked())
+        if self.folder is not None and not self.open_folder(self.folder):  # held captions kept: as it was
+            self.settings = before
+            with QSignalBlocker(self.subfolders_action):
+                self.subfolders_action.setChecked(before.include_subfolders)
         self._save_settings()
-        if self.folder is not None:
-            self.open_folder(self.folder)
 
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -393,18 +399,33 @@ class MainWindow(QMainWindow):
         self.export_action.setEnabled(has_folder)
         self.import_action.setEnabled(has_folder)
 
-    def _ask_about_held(self, count: int) -> QMessageBox.StandardButton:
-        return dialogs.ask_about_held(self, count)
+    def _ask_about_held(self, count: int, before: str = "closing") -> QMessageBox.StandardButton:
+        return dialogs.ask_about_held(self, count, before)
+
+    def _settle_held(self, before: str) -> bool:
+        """Ask what becomes of the held captions before they would be dropped (``before``: "closing"):
+        True to go on. Cancel, or a Save that could not write them all, keeps them (and the window)."""
+        held = len(self.session.held())
+        if not held:
+            return True
+        answer = self._ask_about_held(held, before)
+        if answer == QMessageBox.StandardButton.Cancel:
+            return False
+        if answer == QMessageBox.StandardButton.Save:
+            self.accept_held()
+            left = self.session.held()
+            if left:
+                reason, one = left[0].write_error or "not written", len(left) == 1
+                self.statusBar().showMessage(
+                    f"{count(len(left), 'caption')} could not be written ({reason}) and {'is' if one else 'are'} "
+                    f"still held; Discard drops {'it' if one else 'them'}", 20000)
+                return False
+        return True
 
     def closeEvent(self, event) -> None:
-        held = len(self.session.held())
-        if held:
-            answer = self._ask_about_held(held)
-            if answer == QMessageBox.StandardButton.Cancel:
-                event.ignore()
-                return
-            if answer == QMessageBox.StandardButton.Save:
-                self.accept_held()
+        if not self._settle_held("closing"):
+            event.ignore()
+            return
         self.reader.stop()
         self._save_settings()
         save_window_state(self.saveGeometry(), self.splitter.saveState())

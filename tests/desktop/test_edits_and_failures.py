@@ -202,7 +202,7 @@ def test_quitting_with_held_captions_asks_write_discard_or_cancel(qtbot, window,
     window.edit_caption("held for review", path)
     answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save]
     asked = []
-    window._ask_about_held = lambda count: asked.append(count) or answers.pop(0)
+    window._ask_about_held = lambda count, before: asked.append(count) or answers.pop(0)
     window.close()
     assert window.isVisible() and asked == [1]  # cancelled: still open, nothing written
     assert not sidecar_path(path).exists()
@@ -313,3 +313,43 @@ def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder
     # Why a row was not applied is said, not only how many: it used to be "1 row not applied".
     assert window.statusBar().currentMessage() == ("Applied 1 caption, 0 unchanged, 1 row not applied "
                                                    "(line 3: photo not found: gone.jpg)")
+
+
+def test_opening_another_folder_asks_about_held_captions(qtbot, window, photo_folder, tmp_path):
+    """Held captions were dropped without a word when another folder was opened (or Include
+    Subfolders re-read this one): now Save, Discard or Cancel is asked, as on quitting."""
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    path = photo_folder / "photo1.jpg"
+    window.edit_caption("held for review", path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    answers = [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save]
+    asked = []
+    window._ask_about_held = lambda count, before: asked.append((count, before)) or answers.pop(0)
+
+    assert not window.open_folder(elsewhere)  # cancelled: the folder and its held caption stay
+    assert window.folder == photo_folder and window.photos.item_at(path).held
+    subfolders = window.settings.include_subfolders
+    window.subfolders_action.trigger()  # re-reads this folder: asked too, and cancelled
+    assert window.settings.include_subfolders == subfolders == window.subfolders_action.isChecked()
+    assert asked == [(1, "opening another folder"), (1, "reading the folder again")]
+    assert window.open_folder(elsewhere)  # Save: written first
+    assert read_caption(path).text == "held for review" and window.folder == elsewhere
+
+
+def test_a_save_that_fails_keeps_the_window_open(qtbot, window, photo_folder, monkeypatch):
+    """Quit, Save with a sidecar that cannot be written closed the window anyway: the typed caption
+    was lost with only a status-bar message."""
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    path = photo_folder / "photo1.jpg"
+    window.edit_caption("held for review", path)
+    sidecar_path(path).mkdir()  # a folder where the sidecar goes: it cannot be written
+    answers = [QMessageBox.StandardButton.Save, QMessageBox.StandardButton.Discard]
+    window._ask_about_held = lambda count, before: answers.pop(0)
+    window.close()
+    assert window.isVisible() and window.photos.item_at(path).held
+    assert "still held" in window.statusBar().currentMessage()
+    window.close()  # Discard
+    assert not window.isVisible()
