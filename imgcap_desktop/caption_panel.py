@@ -3,6 +3,8 @@ beam's alternatives."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QImage, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
@@ -75,6 +77,7 @@ class CaptionPanel(QWidget):
         layout.addWidget(self.alternatives)
         self.shown_text = ""
         self.shown_state = ""
+        self._shown_path: Path | None = None
 
     def show_photo(self, photo: Photo | None, image: QImage | None = None, failure: str | None = None) -> None:
         """Show a photo's preview (None while it decodes) and its caption."""
@@ -85,6 +88,7 @@ class CaptionPanel(QWidget):
             self.keywords.set_keywords((), None)
             self.caption_edit.clear()
             self.caption_edit.committed_text = ""
+            self._shown_path = None
             self.state_label.clear()
             self.recompute_button.setVisible(False)
             self.shown_text, self.shown_state = "", ""
@@ -103,8 +107,13 @@ class CaptionPanel(QWidget):
             {i: chips[w].tag.cam for i, w in enumerate(self.view.words) if w in chips and chips[w].has_map},
             tip="“{word}” is also a keyword: click it again to see where the classifier sees it")
         self.recompute_button.setVisible(photo.recomputable)
-        self.caption_edit.setText(photo.text)
+        # Text being typed for this photo stays (a result or its preview arriving re-shows it);
+        # Return commits it as the person's edit, which beats the model's result.
+        typing = photo.path == self._shown_path and self.caption_edit.text() != self.caption_edit.committed_text
+        if not typing:
+            self.caption_edit.setText(photo.text)
         self.caption_edit.committed_text = photo.text
+        self._shown_path = photo.path
         self.shown_text, self.shown_state = photo.text, _shown_state(photo)
         self.state_label.setText(describe(photo))
         if photo.result is not None:

@@ -18,7 +18,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest import WORDS
+from tests.desktop.conftest import WORDS, fake_result
 
 WAIT = 10_000
 ROOT = Path(__file__).resolve().parents[2]
@@ -353,3 +353,23 @@ def test_a_save_that_fails_keeps_the_window_open(qtbot, window, photo_folder, mo
     assert "still held" in window.statusBar().currentMessage()
     window.close()  # Discard
     assert not window.isVisible()
+
+
+def test_text_being_typed_survives_a_result_arriving_for_that_photo(qtbot, window, photo_folder):
+    """A caption typed (not yet committed) was replaced by the model's when the photo's result, or
+    its preview, arrived and the panel showed the photo again; Return then committed nothing."""
+    open_and_wait(qtbot, window, photo_folder)
+    path = photo_folder / "photo1.jpg"
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    window.caption_edit.setFocus()
+    window.caption_edit.selectAll()
+    qtbot.keyClicks(window.caption_edit, "the Saturn V rolling out")
+    result = fake_result(str(path))
+    window.session.apply_outcomes(window.session.plan([path], "replace_all"), [result], model_name="m")
+    assert window.photos.item_at(path).text == " ".join(result.words)
+    assert window.caption_edit.text() == "the Saturn V rolling out"
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert window.photos.item_at(path).text == "the Saturn V rolling out"
+    other = photo_folder / "photo2.jpg"  # another photo shows its own caption, as before
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(other))))
+    assert window.caption_edit.text() == window.photos.item_at(other).text
