@@ -392,16 +392,21 @@ class CaptionSession:
         # No tags at all (a bundle whose encoder has no classifier): leave the keywords alone.
         tagged = plan.keywords and getattr(outcome, "tags", ())
         keywords = tuple(getattr(outcome, "keywords", ())) if tagged else None
+        # Keywords a person removed from a held caption stay removed (and become rejected when written).
+        removed = current.removed_keywords if current is not None and current.held else ()
+        if keywords is not None:
+            keywords = tuple(k for k in keywords if k not in removed)
         caption = StoredCaption(outcome.text, "automatic", model_name, outcome.score, captioned_at, keywords)
         options = StoreOptions(write_sidecars=plan.write, sidecar_style=self.sidecar_style,
                                overwrite_human=plan.overwrite_human, keywords=plan.keywords)
-        status = store_caption(path, caption, options)
+        status = store_caption(path, caption, options, rejected_keywords=removed)
         if status.status == "failed":
             return status, {"error": status.message.removeprefix(f"{path.name}: ")}
         if status.status == "kept_human":
             return status, {"caption": status.caption, "error": "", "result": None, "held": False}
+        held = status.status == "held"
         return status, {"caption": status.caption, "error": "", "result": outcome, "write_error": "",
-                        "held": status.status == "held", "removed_keywords": ()}
+                        "held": held, "removed_keywords": removed if held else ()}
 
     # -- the user's changes --------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ a person's caption mean the same thing everywhere. Which photos to caption is th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -102,13 +102,16 @@ def store_outcomes(
     return statuses
 
 
-def store_caption(photo: str | Path, caption: StoredCaption, options: StoreOptions) -> PhotoStatus:
+def store_caption(photo: str | Path, caption: StoredCaption, options: StoreOptions, *,
+                  rejected_keywords: Sequence[str] = ()) -> PhotoStatus:
     """Store one caption as the options ask: the rule :func:`store_outcomes` applies to each photo
-    (``imgcap archive export --apply-sidecars`` stores captions computed earlier with it)."""
-    return _store(Path(photo), caption, options)
+    (``imgcap archive export --apply-sidecars`` stores captions computed earlier with it).
+    ``rejected_keywords``: keywords a person removed before (see :func:`write_caption`)."""
+    return _store(Path(photo), caption, options, rejected_keywords)
 
 
-def _store(photo: Path, caption: StoredCaption, options: StoreOptions) -> PhotoStatus:
+def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
+           rejected_keywords: Sequence[str] = ()) -> PhotoStatus:
     if options.write_sidecars:
         try:
             stored = read_caption(photo)
@@ -127,7 +130,7 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions) -> PhotoS
     if not options.write_sidecars:
         return PhotoStatus(photo, "held", caption, _sidecar_or_none(photo))
     try:
-        sidecar = write_caption(photo, caption, style=options.sidecar_style)
+        sidecar = write_caption(photo, caption, style=options.sidecar_style, rejected_keywords=rejected_keywords)
         # What is stored now: the keywords that are ours after the merge (not another tool's, not
         # one a person removed), so the CSV shows them and imports back as unchanged.
         caption = read_caption(photo, embedded=False) or caption

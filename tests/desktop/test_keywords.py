@@ -175,3 +175,27 @@ def test_csv_shows_the_keywords_stored_so_an_unedited_csv_imports_as_unchanged(t
     assert main(["import-csv", str(csv_file)]) == 0
     assert "0 captions applied, 1 unchanged" in capsys.readouterr().out
     assert read_caption(a).source == "automatic"
+
+
+def test_a_keyword_removed_from_a_held_caption_stays_removed_through_a_new_run(tmp_path):
+    """Held for review: a removed keyword came back with the next run's result (and, accepted, in
+    the sidecar); in auto-write mode it was already rejected."""
+    a = make_photo(tmp_path / "a.jpg")
+    session = CaptionSession(auto_write=False)
+    session.open([a])
+    session.read_stored(check_photos=False)
+
+    def run():
+        plan = session.plan(None, "replace_automatic", keywords=True)
+        session.apply_outcomes(plan, [tagged(a, "a cat on a sofa", {"cat": 0.8, "sofa": 0.4})], model_name="m")
+
+    run()
+    assert session.photo(a).keywords == ("cat", "sofa")
+    session.set_keywords(a, ("sofa",))
+    run()
+    assert session.photo(a).keywords == ("sofa",) and session.photo(a).held
+    assert session.accept_held() == (1, [])
+    assert read_caption(a).keywords == ("sofa",)
+    session.auto_write = True
+    run()  # written now: "cat" was recorded as rejected
+    assert read_caption(a).keywords == ("sofa",)
