@@ -549,7 +549,9 @@ class CaptionSession:
             # worker holds one photo's lock at a time, so taking them all in turn cannot deadlock.)
             for path in sorted(self._order):
                 held.enter_context(self._write_lock(path))
-            report = import_csv(csv_file, root if root is not None else self.folder, style=self.sidecar_style)
+            holding = {os.path.abspath(p.path): p.caption for p in self.held()}
+            report = import_csv(csv_file, root if root is not None else self.folder, style=self.sidecar_style,
+                                held=lambda photo: holding.get(os.path.abspath(photo)))
             refreshed = []
             for path in (Path(p) for p in report.applied):
                 current = self.photo(path)

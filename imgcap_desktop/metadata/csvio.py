@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -335,7 +336,8 @@ class ImportReport:
     errors: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: SidecarStyle = "ext") -> ImportReport:
+def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: SidecarStyle = "ext",
+               held: Callable[[Path], StoredCaption | None] | None = None) -> ImportReport:
     """Apply the captions and keywords of a CSV to the photos' sidecars, as a person's edits.
 
     Only captions that differ from the stored one are written; an empty caption cell leaves the
@@ -352,6 +354,9 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
         csv_file: the CSV (as :func:`write_csv` wrote it, possibly edited in a spreadsheet).
         root: the folder the relative paths start from; by default the CSV's own folder.
         style: naming style for sidecars that do not exist yet.
+        held: the caption the app holds for a photo, not written yet (None: none): a row is
+            compared with it instead of the sidecar's, so a CSV exported while captions were held
+            imports as unchanged, and an edit of the keywords alone keeps the held caption's source.
 
     Raises:
         CsvFormatError: the file is not a caption CSV.
@@ -382,7 +387,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             continue
         text = row.caption.strip()  # a space a spreadsheet added is no edit; a blank cell is an empty one
         try:
-            current = read_caption(photo)
+            current = (held(photo) if held is not None else None) or read_caption(photo)
             if not text:
                 report.unchanged.append(photo)
                 continue

@@ -300,6 +300,25 @@ def test_import_csv_updates_the_photos(tmp_path):
     assert session.photo(a).text == "edited in a spreadsheet" and session.photo(a).state is CaptionState.HUMAN
 
 
+def test_a_csv_exported_while_captions_are_held_imports_as_unchanged(tmp_path):
+    """The export shows the held captions, the import compared rows with the (empty) sidecars: an
+    untouched CSV turned the model's held captions into a person's, written."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b], auto_write=False)
+    _run(session, None, [_result(a, "a cat on a sofa"), _result(b, "a dog on the grass")])
+    session.export_csv(tmp_path / "c.csv")
+    report = session.import_csv(tmp_path / "c.csv")
+    assert report.applied == [] and sorted(report.unchanged) == [a, b]
+    assert all(p.held and p.state is CaptionState.AUTOMATIC for p in session.photos())
+    assert not sidecar_path(a).exists()
+
+    rows = [row for _, row in read_csv(tmp_path / "c.csv")]
+    rows[0] = CsvRow(**{**rows[0].__dict__, "caption": "my cat"})
+    write_csv(tmp_path / "c.csv", rows)
+    report = session.import_csv(tmp_path / "c.csv")  # an edited row is a person's edit, written
+    assert report.applied == [a] and read_caption(a).text == "my cat" and not session.photo(a).held
+
+
 # -- defect 9: stale temporary files of a killed writer ----------------------------------------------
 
 def test_stale_temporary_files_are_removed_on_open_and_plan(tmp_path):
