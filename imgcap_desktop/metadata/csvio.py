@@ -408,7 +408,8 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                                         keywords=row.keywords if keywords_changed else None)
             else:  # only the keywords: a person's choice of them; the caption stays whose it was
                 caption = replace(current, keywords=row.keywords)
-            write_caption(photo, caption, style=style, keywords_by_person=True)
+            added = [k for k in row.keywords or () if k not in current_keywords] if keywords_changed else []
+            write_caption(photo, caption, style=style, keywords_by_person=True, added_by_person=added)
             report.applied.append(photo)
         except SidecarError as exc:
             report.errors.append((photo, str(exc)))

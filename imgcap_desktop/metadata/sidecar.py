@@ -289,7 +289,8 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
 
 
 def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext",
-                  keywords_by_person: bool | None = None, rejected_keywords: Sequence[str] = ()) -> Path:
+                  keywords_by_person: bool | None = None, rejected_keywords: Sequence[str] = (),
+                  added_by_person: Sequence[str] = ()) -> Path:
     """Store a caption (and imgcap's keywords) in the photo's sidecar, changing nothing else there.
 
     An existing sidecar (of either naming style) is updated; otherwise one is created in ``style``.
@@ -310,6 +311,8 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             default: when the caption is a person's.
         rejected_keywords: keywords a person removed before this sidecar held them (a caption held
             for review): recorded as rejected too, unless ``caption.keywords`` holds them.
+        added_by_person: keywords of ``caption.keywords`` that a person added (not the model):
+            recorded in ``imgcap:personKeywords``, so that an automatic run keeps them.
 
     Returns:
         The sidecar's path.
@@ -359,7 +362,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         new_subject, ours, rejected, person = merge_keywords(
             subject, old_ours or [], old_rejected or [], caption.keywords,
             human=caption.source == "human" if keywords_by_person is None else keywords_by_person,
-            person=old_person or [],
+            person=old_person or [], added_by_person=added_by_person,
         )
         rejected = list(dict.fromkeys([*rejected, *(k for k in rejected_keywords if k not in caption.keywords)]))
     told = bool(caption.text)  # provenance is a caption's: none is left with a caption taken out
@@ -437,7 +440,7 @@ class KeywordMerge(NamedTuple):
 
 def merge_keywords(
     subject: Sequence[str], ours: Sequence[str], rejected: Sequence[str], wanted: Sequence[str], *, human: bool,
-    person: Sequence[str] = (),
+    person: Sequence[str] = (), added_by_person: Sequence[str] = (),
 ) -> KeywordMerge:
     """Merge imgcap's keywords into a ``dc:subject`` list without disturbing anyone else's.
 
@@ -447,10 +450,11 @@ def merge_keywords(
         rejected: keywords of ours that a person removed earlier.
         wanted: what imgcap's keywords should be now.
         human: the change is a person's: keywords of ours left out of ``wanted`` are rejected
-            (never added again automatically), a rejected keyword in ``wanted`` is allowed again,
-            and one ``wanted`` adds is the person's.
+            (never added again automatically), and a rejected keyword in ``wanted`` is allowed again.
         person: keywords of ours that a person added (through imgcap): an automatic change keeps
             them, as it keeps another tool's; only a person's change removes one.
+        added_by_person: keywords of ``wanted`` that a person adds now (an edited CSV cell): they
+            join ``person``. (The model's keywords a person kept, or put back, stay the model's.)
 
     Returns:
         After the merge: other tools' keywords keep their place and order, ours that are no longer
@@ -474,7 +478,7 @@ def merge_keywords(
     new_subject = [k for k in subject if k not in drop] + added
     owned = (set(ours_present) - drop) | set(added)
     new_ours = [k for k in dict.fromkeys(new_subject) if k in owned]
-    persons = set(person_present) | (set(added) if human else set())
+    persons = set(person_present) | set(added_by_person)
     return KeywordMerge(new_subject, new_ours, rejected, [k for k in new_ours if k in persons])
 
 

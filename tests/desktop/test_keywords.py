@@ -199,3 +199,25 @@ def test_a_keyword_removed_from_a_held_caption_stays_removed_through_a_new_run(t
     session.auto_write = True
     run()  # written now: "cat" was recorded as rejected
     assert read_caption(a).keywords == ("sofa",)
+
+
+@pytest.mark.parametrize("auto_write", [True, False])
+def test_the_models_keywords_stay_the_models_through_a_persons_edits(tmp_path, auto_write):
+    """Only a keyword a person adds (a CSV cell) is theirs: one put back by Undo, or kept under a
+    caption typed while the model's was held, was recorded as a person's, never dropped again."""
+    from imgcap_desktop.metadata import xmp_edit
+    from imgcap_desktop.metadata.sidecar import _rdf
+
+    a = make_photo(tmp_path / "a.jpg")
+    session = CaptionSession(auto_write=auto_write)
+    session.open([a])
+    session.read_stored(check_photos=False)
+    plan = session.plan(None, "replace_automatic", keywords=True)
+    session.apply_outcomes(plan, [tagged(a, "a cup of coffee", {"coffee": 0.8, "cup": 0.6})], model_name="m")
+    session.edit(a, "my espresso")
+    session.set_keywords(a, ("cup",))
+    session.set_keywords(a, ("cup", "coffee"))  # Undo
+    session.accept_held()
+    rdf = _rdf(sidecar_path(a).read_bytes(), sidecar_path(a))
+    assert read_caption(a).keywords == ("cup", "coffee") or read_caption(a).keywords == ("coffee", "cup")
+    assert xmp_edit.imgcap_value(rdf, "personKeywords") is None

@@ -114,28 +114,29 @@ def test_keywords_none_leaves_every_keyword_alone(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("subject", "ours", "rejected", "wanted", "human", "person", "expected"),
+    ("subject", "ours", "rejected", "wanted", "human", "person", "added", "expected"),
     [
-        (["a", "b"], [], [], ["c", "a"], False, [], (["a", "b", "c"], ["c"], [], [])),
-        (["a", "c", "b"], ["c"], [], ["d"], False, [], (["a", "b", "d"], ["d"], [], [])),
-        (["a"], ["c"], [], ["c", "d"], False, [], (["a", "d"], ["d"], ["c"], [])),  # "c" was removed by a person
-        (["a", "c"], ["c"], [], [], True, [], (["a"], [], ["c"], [])),  # a person removes "c" here
-        (["a"], [], ["c"], ["c"], True, [], (["a", "c"], ["c"], [], ["c"])),  # and adds it back: theirs now
-        (["a"], [], ["c"], ["c"], False, [], (["a"], [], ["c"], [])),
+        (["a", "b"], [], [], ["c", "a"], False, [], [], (["a", "b", "c"], ["c"], [], [])),
+        (["a", "c", "b"], ["c"], [], ["d"], False, [], [], (["a", "b", "d"], ["d"], [], [])),
+        (["a"], ["c"], [], ["c", "d"], False, [], [], (["a", "d"], ["d"], ["c"], [])),  # "c" was removed by a person
+        (["a", "c"], ["c"], [], [], True, [], [], (["a"], [], ["c"], [])),  # a person removes "c" here
+        (["a"], [], ["c"], ["c"], True, [], [], (["a", "c"], ["c"], [], [])),  # and puts it back: the model's again
+        (["a"], [], ["c"], ["c"], False, [], [], (["a"], [], ["c"], [])),
         # A keyword a person added survives an automatic run that does not give it...
-        (["a", "p", "c"], ["p", "c"], [], ["d"], False, ["p"], (["a", "p", "d"], ["p", "d"], [], ["p"])),
+        (["a", "p", "c"], ["p", "c"], [], ["d"], False, ["p"], [], (["a", "p", "d"], ["p", "d"], [], ["p"])),
         # ... and a person's change removes it (rejected like any of ours).
-        (["a", "p", "c"], ["p", "c"], [], ["c"], True, ["p"], (["a", "c"], ["c"], ["p"], [])),
+        (["a", "p", "c"], ["p", "c"], [], ["c"], True, ["p"], [], (["a", "c"], ["c"], ["p"], [])),
         # A model keyword the person kept stays the model's; one they added is theirs.
-        (["c"], ["c"], [], ["c", "q"], True, [], (["c", "q"], ["c", "q"], [], ["q"])),
+        (["c"], ["c"], [], ["c", "q"], True, [], ["q"], (["c", "q"], ["c", "q"], [], ["q"])),
         # Another tool's "Cat" is the model's "cat": not added twice (digiKam showed both).
-        (["Cat", "b"], [], [], ["cat", "sofa"], False, [], (["Cat", "b", "sofa"], ["sofa"], [], [])),
+        (["Cat", "b"], [], [], ["cat", "sofa"], False, [], [], (["Cat", "b", "sofa"], ["sofa"], [], [])),
         # A person's keyword removed in another tool is rejected, not put back.
-        (["a"], ["p"], [], ["d"], False, ["p"], (["a", "d"], ["d"], ["p"], [])),
+        (["a"], ["p"], [], ["d"], False, ["p"], [], (["a", "d"], ["d"], ["p"], [])),
     ],
 )
-def test_merge_keywords(subject, ours, rejected, wanted, human, person, expected):
-    assert tuple(merge_keywords(subject, ours, rejected, wanted, human=human, person=person)) == expected
+def test_merge_keywords(subject, ours, rejected, wanted, human, person, added, expected):
+    merged = merge_keywords(subject, ours, rejected, wanted, human=human, person=person, added_by_person=added)
+    assert tuple(merged) == expected
 
 
 def test_overwrite_human_keeps_keywords_a_person_added(tmp_path, capsys):
@@ -145,7 +146,7 @@ def test_overwrite_human_keeps_keywords_a_person_added(tmp_path, capsys):
     write_caption(photo, FIRST)  # the model's keywords: dog, grass
     person = StoredCaption("my dog on the lawn", "human", captioned_at="2026-01-01T00:00:00+00:00",
                            keywords=("dog", "grass", "Rex"))
-    write_caption(photo, person)
+    write_caption(photo, person, added_by_person=["Rex"])
     write_caption(photo, StoredCaption("a cat on a sofa", "automatic", "m", -1.0, None, ("cat", "sofa")))
     assert read_caption(photo).keywords == ("Rex", "cat", "sofa")
     # A person's edit that leaves it out removes it (and "sofa"), and neither is added back.
