@@ -401,7 +401,11 @@ class CaptionSession:
                                overwrite_human=plan.overwrite_human, keywords=plan.keywords)
         status = store_caption(path, caption, options, rejected_keywords=removed)
         if status.status == "failed":
-            return status, {"error": status.message.removeprefix(f"{path.name}: ")}
+            reason = status.message.removeprefix(f"{path.name}: ")
+            if status.caption is not None:  # the sidecar could not be written: held, as a typed caption is
+                return status, {"caption": status.caption, "error": "", "result": outcome, "write_error": reason,
+                                "held": True, "removed_keywords": removed}
+            return status, {"error": reason}
         if status.status == "kept_human":
             return status, {"caption": status.caption, "error": "", "result": None, "held": False}
         held = status.status == "held"

@@ -61,7 +61,8 @@ class PhotoStatus:
             no sidecars asked for, or held for review), ``"skipped"`` (already captioned, not
             captioned again), ``"kept_human"`` (a person's caption was kept), ``"kept_edit"`` (the
             user edited the caption while it was being captioned), ``"failed"`` (see ``message``).
-        caption: the caption now stored for the photo, or the new one where nothing is stored.
+        caption: the caption now stored for the photo, or the new one where nothing is stored (for a
+            sidecar that could not be written, the caption it did not take).
         sidecar: the photo's sidecar, where it has one.
         message: why it failed or was skipped, fit to show the user.
     """
@@ -134,8 +135,8 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
         # What is stored now: the keywords that are ours after the merge (not another tool's, not
         # one a person removed), so the CSV shows them and imports back as unchanged.
         caption = read_caption(photo, embedded=False) or caption
-    except SidecarError as exc:
-        return PhotoStatus(photo, "failed", message=str(exc))
+    except SidecarError as exc:  # the caption exists: only the sidecar did not take it
+        return PhotoStatus(photo, "failed", caption, message=str(exc))
     return PhotoStatus(photo, "written", caption, sidecar)
 
 

@@ -385,3 +385,28 @@ def test_a_caption_taken_out_leaves_no_provenance_and_no_stub_sidecar(tmp_path):
     write_caption(b, StoredCaption("", "human"))
     data = sidecar_path(b).read_text(encoding="utf-8")
     assert 'xmp:Rating="3"' in data and "imgcap:source" not in data and read_caption(b) is None
+
+
+def test_a_result_the_sidecar_cannot_take_is_held_not_lost(tmp_path, monkeypatch):
+    """A read-only folder: each photo became "error: cannot write" and the model's caption was gone
+    (not in the app, not in a CSV), while a typed caption in the same place was held."""
+    import imgcap_desktop.metadata.sidecar as sidecar
+    from imgcap_desktop.metadata.sidecar import SidecarError
+
+    a = make_photo(tmp_path / "a.jpg")
+
+    def refuse(target, data, photo):
+        raise SidecarError(photo, "cannot write a.jpg.xmp: Read-only file system")
+
+    monkeypatch.setattr(sidecar, "_replace_atomically", refuse)
+    session = _session([a])
+    _, statuses = _run(session, None, [_result(a, "a cat on a sofa")])
+    assert [s.status for s in statuses] == ["failed"]  # still reported as a failure
+    photo = session.photo(a)
+    assert (photo.text, photo.held, photo.error) == ("a cat on a sofa", True, "")
+    assert "Read-only file system" in photo.write_error
+    session.export_csv(tmp_path / "c.csv")
+    [(_, row)] = read_csv(tmp_path / "c.csv")
+    assert row.caption == "a cat on a sofa" and "Read-only" in row.error
+    monkeypatch.undo()
+    assert session.accept_held() == (1, []) and read_caption(a).text == "a cat on a sofa"
