@@ -366,7 +366,8 @@ class CaptionSession:
         lock. A photo the user edited after ``plan`` was made keeps the edit (``"kept_edit"``);
         a person's caption in the sidecar is kept unless the plan overwrites human captions; an
         empty caption is never stored. Results for photos of a folder opened since are written
-        (the run was asked for) but change no state.
+        (the run was asked for); where that folder is open again, its photos show what was written
+        (its reader may have read the sidecar before), unless a caption is held there.
         """
         captioned_at = captioned_at or now()
         statuses, changed = [], []
@@ -376,6 +377,13 @@ class CaptionSession:
                 status, changes = self._store_one(plan, outcome, model_name, captioned_at)
                 if changes is not None and self._update(path, plan.generation, **changes) is not None:
                     changed.append(path)
+                elif status.status == "written" and plan.generation != self._generation:
+                    with self._lock:
+                        current = self._photos.get(path)
+                        if current is not None and not current.held:
+                            self._photos[path] = replace(current, caption=status.caption, error="", result=outcome,
+                                                         write_error="")
+                            changed.append(path)
             statuses.append(status)
         if changed:
             self.changed.emit(tuple(changed))

@@ -410,3 +410,16 @@ def test_a_result_the_sidecar_cannot_take_is_held_not_lost(tmp_path, monkeypatch
     assert row.caption == "a cat on a sofa" and "Read-only" in row.error
     monkeypatch.undo()
     assert session.accept_held() == (1, []) and read_caption(a).text == "a cat on a sofa"
+
+
+def test_a_run_of_the_folder_before_it_was_opened_again_shows_what_it_wrote(tmp_path):
+    """Include Subfolders (or Open Recent) during a run re-reads the folder while the batch in flight
+    is still being written: the photos then showed no caption, though their sidecars held one."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b])
+    plan = session.plan(None, "replace_automatic")
+    session.open([a, b], tmp_path)  # opened again: the reader read the sidecars before the write
+    session.read_stored()
+    session.apply_outcomes(plan, [_result(a, "a cat on a sofa"), _result(b, "a dog on the grass")], model_name="m")
+    assert [p.text for p in session.photos()] == ["a cat on a sofa", "a dog on the grass"]
+    assert session.photo(a).state is CaptionState.AUTOMATIC and session.photo(a).attention_matches
