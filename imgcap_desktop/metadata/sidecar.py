@@ -318,7 +318,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         The sidecar's path.
 
     Raises:
-        SidecarError: the existing sidecar cannot be parsed (it is left untouched), the new one
+        SidecarError: the photo is not there, the existing sidecar cannot be parsed (it is left untouched), the new one
             would change another tool's value, the caption holds characters XML cannot store, or
             the folder is read-only or the disk is full.
         SidecarCollisionError: in base style another photo would share the sidecar.
@@ -333,6 +333,8 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             code = f"U+{ord(bad.group()):04X}"
             raise SidecarError(photo, f"the caption holds a control character ({code}) that XMP cannot store")
 
+    if not os.path.lexists(photo):  # moved or deleted since it was listed: no orphan sidecar
+        raise SidecarError(photo, "the photo is not there any more (moved or deleted); no sidecar written")
     target = find_sidecar(photo)
     existed = target is not None
     if target is None and not caption.text and not caption.keywords and not rejected_keywords:

@@ -423,3 +423,13 @@ def test_a_run_of_the_folder_before_it_was_opened_again_shows_what_it_wrote(tmp_
     session.apply_outcomes(plan, [_result(a, "a cat on a sofa"), _result(b, "a dog on the grass")], model_name="m")
     assert [p.text for p in session.photos()] == ["a cat on a sofa", "a dog on the grass"]
     assert session.photo(a).state is CaptionState.AUTOMATIC and session.photo(a).attention_matches
+
+
+def test_no_orphan_sidecar_for_a_photo_deleted_after_it_was_listed(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    a.unlink()
+    session.set_caption(a, StoredCaption("typed for a photo now gone", "human"))
+    assert not sidecar_path(a).exists()  # it used to be created beside nothing
+    photo = session.photo(a)
+    assert photo.held and "not there any more" in photo.write_error
