@@ -45,11 +45,18 @@ class _Task(QRunnable):
             result = self._fn(*self._args, **self._kwargs)
         except Exception as exc:  # noqa: BLE001 - handed to the caller as the exception object
             log.debug("background task %s raised", getattr(self._fn, "__name__", self._fn), exc_info=True)
-            self.signals.errored.emit(exc)
+            _emit(self.signals.errored, exc)
         else:
-            self.signals.returned.emit(result)
+            _emit(self.signals.returned, result)
         finally:
-            self.signals.finished.emit()
+            _emit(self.signals.finished)
+
+
+def _emit(signal, *args) -> None:
+    try:
+        signal.emit(*args)
+    except RuntimeError:  # "Signal source has been deleted": the app is closing, no one is left to tell
+        log.debug("a background task ended after its signals were deleted")
 
 
 def run_in_background(fn: Callable, *args, pool: QThreadPool | None = None,
