@@ -27,6 +27,7 @@ IMGCAP = "http://ns.imgcap.app/1.0/"
 X_DEFAULT = "x-default"
 
 _START_TAG = re.compile(rb"""<[^\s/>]+(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*(/?)>""")
+_ATTRIBUTE = re.compile(rb"""\s+(?P<name>[^\s=/>]+)\s*=\s*(?:"[^"]*"|'[^']*')""")
 _SPACE = b" \t\r\n"
 
 
@@ -523,11 +524,20 @@ def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block:
 
 
 def _without_attributes(data: bytes, node: Node, attrs: list) -> tuple[int, int, bytes]:
+    """The start tag without ``attrs``: read attribute by attribute, so that a name inside another
+    attribute's value (``xmp:Label='see dc:description="x"'``) is never taken for one."""
     tag = data[node.start:node.content]
-    for _, local, prefix, _ in attrs:
-        name = re.escape(f"{prefix}:{local}" if prefix else local).encode()
-        tag = re.sub(rb"\s+" + name + rb"""\s*=\s*(?:"[^"]*"|'[^']*')""", b"", tag, count=1)
-    return node.start, node.content, tag
+    names = {(f"{prefix}:{local}" if prefix else local).encode() for _, local, prefix, _ in attrs}
+    name_end = re.match(rb"<[^\s/>]+", tag).end()
+    kept, at = [tag[:name_end]], name_end
+    for attribute in _ATTRIBUTE.finditer(tag, name_end):
+        if attribute.start() != at:
+            break  # the end of the attributes
+        if attribute["name"] not in names:
+            kept.append(attribute.group())
+        at = attribute.end()
+    kept.append(tag[at:])
+    return node.start, node.content, b"".join(kept)
 
 
 def _leading_space(data: bytes, offset: int) -> int:

@@ -343,3 +343,18 @@ def test_exiv2_reads_what_imgcap_wrote_in_a_packet_with_other_prefixes(tmp_path,
     write_caption(photo, SECOND)
     shown = exiv2_reads(sidecar_path(photo))
     assert SECOND.text in shown and "bench" in shown
+
+
+def test_an_attribute_named_inside_another_attributes_value_is_not_removed_from_there(tmp_path):
+    """The attribute form of dc:description is taken out by name: the name inside xmp:Label's value
+    was matched first, the write refused ("did not survive the XMP round trip")."""
+    photo = make_photo(tmp_path / "p.jpg")
+    sidecar_path(photo).write_text(_packet(
+        '  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Label=\'note dc:description="fake"\' '
+        'dc:description="Attr caption"/>'), encoding="utf-8")
+    assert read_caption(photo).text == "Attr caption"
+    write_caption(photo, SECOND)
+    data = sidecar_path(photo).read_text(encoding="utf-8")
+    assert "xmp:Label='note dc:description=\"fake\"'" in data and 'dc:description="Attr caption"' not in data
+    assert read_caption(photo).text == SECOND.text
