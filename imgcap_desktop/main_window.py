@@ -220,7 +220,7 @@ class MainWindow(QMainWindow):
                          device=self.settings.device, store=partial(self.session.apply_outcomes, plan))
         if not self.service.caption(job):
             return False
-        self.run_status.start(len(plan.photos))
+        self.run_status.start(len(plan.photos), [s.message for s in plan.settled if s.status == "failed"])
         self._update_actions()
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
@@ -41,9 +42,10 @@ class RunStatus(QObject):
         service.batch_failed.connect(self._on_service_batch_failed)
         service.finished.connect(self._on_service_finished)
 
-    def start(self, total: int) -> None:
-        """A run of ``total`` photos has started."""
-        self._run = {"total": total, "done": 0, "failed": 0, "error": None}
+    def start(self, total: int, left_out: Sequence[str] = ()) -> None:
+        """A run of ``total`` photos has started; ``left_out``: why each photo that could not be
+        captioned at all was left out (two photos that would share a base-style sidecar)."""
+        self._run = {"total": total, "done": 0, "failed": 0, "error": None, "left_out": list(left_out)}
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(True)
@@ -88,6 +90,9 @@ def run_summary(run: dict, cancelled: bool) -> str:
     text = f"{verb} {done - failed} of {count(total, 'photo')}"
     if failed:
         text += f", {failed} failed"
+    if run.get("left_out"):
+        left_out = run["left_out"]
+        text += f"; {count(len(left_out), 'other')} left out: {left_out[0]}"
     if run.get("error"):
         text += f" — {run['error'][0].upper()}{run['error'][1:]}"
     return text

@@ -346,3 +346,20 @@ def test_a_subfolder_that_cannot_be_read_is_named_in_the_status_bar(qtbot, windo
     message = window.statusBar().currentMessage()
     assert message.startswith("7 photos in ")
     assert f"Left out: {photo_folder / 'locked'}: cannot list the folder (Permission denied)" in message
+
+
+def test_a_run_says_how_many_photos_it_left_out(qtbot, window, tmp_path):
+    """With a pair that would share a base-style sidecar beside another photo, the run ended with
+    "Captioned 1 of 1 photo", not a word of the pair left out (their badges alone said so)."""
+    from tests.desktop.conftest_metadata import make_photo
+
+    folder = tmp_path / "pair"
+    make_photo(folder / "x.jpg")
+    make_photo(folder / "x.png")
+    make_photo(folder / "y.jpg")
+    window.apply_settings(replace(window.settings, sidecar_style="base"))
+    open_and_wait(qtbot, window, folder)
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        window.caption_all_action.trigger()
+    assert window.statusBar().currentMessage() == ("Captioned 1 of 1 photo; 2 others left out: x.jpg, x.png would "
+                                                   "share the sidecar x.xmp; use the ext style")
