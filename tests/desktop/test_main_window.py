@@ -363,3 +363,22 @@ def test_a_run_says_how_many_photos_it_left_out(qtbot, window, tmp_path):
         window.caption_all_action.trigger()
     assert window.statusBar().currentMessage() == ("Captioned 1 of 1 photo; 2 others left out: x.jpg, x.png would "
                                                    "share the sidecar x.xmp; use the ext style")
+
+
+def test_closing_mid_run_in_hold_mode_asks_about_the_last_batch_too(qtbot, window, photo_folder, fake_captioner):
+    """The batch under way ended after the held-captions question: its captions, held, were dropped
+    with the window without being asked about."""
+    from PySide6.QtWidgets import QMessageBox
+
+    fake_captioner.delay = 0.3
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    with qtbot.waitSignal(window.service.caption_generated, timeout=WAIT):
+        window.caption_all()  # the first batch of two is held; the second is under way
+    asked = []
+    window._ask_about_held = lambda count, before: asked.append(count) or QMessageBox.StandardButton.Save
+    window.close()
+    assert not window.isVisible()
+    captioned = [p for p in window.session.photos() if p.caption is not None]
+    assert asked == [len(captioned)]
+    assert all(read_caption(p.path) is not None for p in captioned)  # all of them written
