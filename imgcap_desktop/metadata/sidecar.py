@@ -526,7 +526,9 @@ def _readable(path: str) -> str:
 def _as_list(value: str | list[str] | None) -> list[str] | None:
     if value is None:
         return None
-    return [value] if isinstance(value, str) else list(value)
+    if isinstance(value, str):  # "" is how an empty list is written (<imgcap:keywords/>)
+        return [value] if value else []
+    return list(value)
 
 
 def _new_packet() -> bytes:

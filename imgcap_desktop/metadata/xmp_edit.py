@@ -420,6 +420,8 @@ def _imgcap_elements(values: Iterable[tuple[str, str | list[str] | None]], names
         name = names.q(names.imgcap, local)
         if isinstance(value, str):
             elements.append(f"<{name}{ns}>{escape(value)}</{name}>")
+        elif not value:  # none: an empty value, which readers take as such (an empty rdf:Bag is warned about)
+            elements.append(f"<{name}{ns}/>")
         else:
             lis = "".join(f"<{li}>{escape(v)}</{li}>" for v in value)
             elements.append(f"<{name}{ns}><{bag}{rdf_ns}>{lis}</{bag}></{name}>")

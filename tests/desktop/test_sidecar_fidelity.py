@@ -358,3 +358,14 @@ def test_an_attribute_named_inside_another_attributes_value_is_not_removed_from_
     data = sidecar_path(photo).read_text(encoding="utf-8")
     assert "xmp:Label='note dc:description=\"fake\"'" in data and 'dc:description="Attr caption"' not in data
     assert read_caption(photo).text == SECOND.text
+
+
+@needs_exiftool
+def test_no_keywords_are_written_so_that_exiftool_does_not_warn(tmp_path):
+    """imgcap wrote an empty <imgcap:keywords><rdf:Bag/>, which exiftool -validate warns about."""
+    photo = make_photo(tmp_path / "p.jpg")
+    write_caption(photo, StoredCaption("a cup", "automatic", "m", -1.0, None, ()))
+    assert read_caption(photo).keywords == ()  # written, and none (not "never written": None)
+    assert "Warning" not in exiftool("-validate", "-warning", "-a", sidecar_path(photo))
+    write_caption(photo, StoredCaption("a cup", "automatic", "m", -1.0, None, ("cup",)))
+    assert read_caption(photo).keywords == ("cup",)
