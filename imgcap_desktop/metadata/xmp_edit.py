@@ -403,6 +403,8 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
         else:
             edits.append((rdf.content_end, rdf.content_end, b" " + new))
     edits += [_without_attributes(data, node, attrs) for node, attrs in dropped.values()]
+    if b"\r\n" in data and data.count(b"\r\n") == data.count(b"\n"):  # a Windows tool's file: its line ends
+        edits = [(start, end, new.replace(b"\n", b"\r\n")) for start, end, new in edits]
     return _splice(data, edits)
 
 

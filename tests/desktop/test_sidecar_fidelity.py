@@ -369,3 +369,14 @@ def test_no_keywords_are_written_so_that_exiftool_does_not_warn(tmp_path):
     assert "Warning" not in exiftool("-validate", "-warning", "-a", sidecar_path(photo))
     write_caption(photo, StoredCaption("a cup", "automatic", "m", -1.0, None, ("cup",)))
     assert read_caption(photo).keywords == ("cup",)
+
+
+def test_a_crlf_sidecar_keeps_crlf_line_ends(tmp_path):
+    """imgcap's block in a sidecar a Windows tool wrote used LF, mixing line ends in the file."""
+    photo = make_photo(tmp_path / "p.jpg")
+    packet = _packet('  <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="2"/>')
+    sidecar_path(photo).write_bytes(packet.replace("\n", "\r\n").encode())
+    write_caption(photo, StoredCaption("a cat\non a sofa", "automatic", "m", -1.0, None, ("cat",)))
+    data = sidecar_path(photo).read_bytes()
+    assert data.count(b"\n") == data.count(b"\r\n") > 3
+    assert read_caption(photo).text == "a cat\non a sofa"
