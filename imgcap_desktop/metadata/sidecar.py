@@ -30,10 +30,7 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Literal, NamedTuple
-from xml.etree import ElementTree as ET
 
-from defusedxml import DefusedXmlException
-from defusedxml import ElementTree as SafeET
 
 from imgcap_desktop.metadata import xmp_edit
 from model.images import SUPPORTED_EXTENSIONS
@@ -53,7 +50,6 @@ STALE_TEMP_SECONDS = 60
 SidecarStyle = Literal["ext", "base"]
 CaptionSource = Literal["automatic", "human", "embedded"]
 
-_RDF = xmp_edit.RDF
 _DC = xmp_edit.DC
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _X_DEFAULT = xmp_edit.X_DEFAULT
@@ -594,21 +590,6 @@ def _check_packet(data: bytes, path: Path) -> None:
         raise SidecarError(path, "not UTF-8 text; left as it is") from None
     if _DECLARATION.search(data):
         raise SidecarError(path, "declares a DOCTYPE or entities, which imgcap refuses to read; left as it is")
-
-
-def _parse_packet(data: bytes, path: Path) -> ET.Element:
-    """Check a sidecar's bytes and parse them (defusedxml), refusing anything that is not plain, safe XMP."""
-    _check_packet(data, path)
-    try:
-        root = SafeET.fromstring(data, forbid_dtd=True)
-    except ET.ParseError as exc:
-        raise SidecarError(path, f"not well-formed XML ({exc}); left as it is") from None
-    except DefusedXmlException:
-        raise SidecarError(path, "declares a DOCTYPE or entities, which imgcap refuses to read; "
-                                 "left as it is") from None
-    if root.tag != f"{{{_RDF}}}RDF" and root.find(f".//{{{_RDF}}}RDF") is None:
-        raise SidecarError(path, "XML but not XMP (no rdf:RDF); left as it is")
-    return root
 
 
 def _rdf(data: bytes, path: Path) -> xmp_edit.Node:
