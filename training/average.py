@@ -45,7 +45,10 @@ def average_weights(inputs: Sequence[tuple[Path, float]]) -> dict[str, np.ndarra
     weights = weights / weights.sum()
     total: dict[str, np.ndarray] = {}
     for (path, _), share in zip(inputs, weights):
-        with np.load(path) as stored:
+        stored = np.load(path)
+        if not isinstance(stored, np.lib.npyio.NpzFile):  # one .npy array: not a run's weights
+            raise ValueError(f"{path} holds one array, not a decoder's weights (.npz, as the runs write them)")
+        with stored:
             arrays = {name: stored[name].astype(np.float64) for name in stored.files}
         if total and {n: a.shape for n, a in arrays.items()} != {n: a.shape for n, a in total.items()}:
             raise ValueError(f"{path} and {inputs[0][0]} hold different variables: not the same decoder")

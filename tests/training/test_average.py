@@ -62,3 +62,15 @@ def test_weights_or_values_that_are_not_finite_are_refused(tmp_path, capsys):
         main([str(big), "--out", str(tmp_path / "x.npz")])
     assert "beyond float16's range" in capsys.readouterr().err and not (tmp_path / "x.npz").exists()
 
+
+
+def test_an_npy_file_is_refused_with_a_message(tmp_path, capsys):
+    """One .npy array (a feature grid, say) died in a TypeError traceback."""
+    import numpy as np
+
+    from training.average import main
+
+    np.save(tmp_path / "grid.npy", np.zeros(3, np.float32))
+    with pytest.raises(SystemExit) as done:
+        main(["--out", str(tmp_path / "mean.npz"), str(tmp_path / "grid.npy")])
+    assert done.value.code == 2 and "holds one array, not a decoder's weights" in capsys.readouterr().err
