@@ -31,7 +31,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-
 from imgcap_desktop.metadata import xmp_edit
 from model.images import SUPPORTED_EXTENSIONS
 
@@ -314,9 +313,9 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         The sidecar's path.
 
     Raises:
-        SidecarError: the photo is not there, the existing sidecar cannot be parsed (it is left untouched), the new one
-            would change another tool's value, the caption holds characters XML cannot store, or
-            the folder is read-only or the disk is full.
+        SidecarError: the photo is not there, the existing sidecar cannot be parsed (it is left
+            untouched), the new one would change another tool's value, the caption holds
+            characters XML cannot store, or the folder is read-only or the disk is full.
         SidecarCollisionError: in base style another photo would share the sidecar.
         ValueError: ``caption.source`` is not ``"automatic"`` or ``"human"``.
     """
@@ -460,7 +459,7 @@ def merge_keywords(
     """
     present = set(subject)
     ours_present = [k for k in dict.fromkeys(ours) if k in present]
-    person_present = [k for k in dict.fromkeys(person) if k in set(ours_present)]
+    person_present = [k for k in dict.fromkeys(person) if k in ours_present]
     wanted = list(dict.fromkeys(wanted))
     if not human:
         wanted += [k for k in person_present if k not in wanted]
@@ -471,7 +470,7 @@ def merge_keywords(
                     if k not in wanted]
     drop = {k for k in ours_present if k not in wanted}
     # A keyword another tool has in another case ("Cat") is there already: not added twice.
-    theirs = {k.casefold() for k in subject if k not in set(ours_present)}
+    theirs = {k.casefold() for k in subject if k not in ours_present}
     added = [k for k in wanted if k not in present and k.casefold() not in theirs and k not in rejected]
     new_subject = [k for k in subject if k not in drop] + added
     owned = (set(ours_present) - drop) | set(added)
