@@ -49,6 +49,7 @@ STALE_TEMP_SECONDS = 60
 SidecarStyle = Literal["ext", "base"]
 CaptionSource = Literal["automatic", "human", "embedded"]
 
+_RDF = xmp_edit.RDF
 _DC = xmp_edit.DC
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _X_DEFAULT = xmp_edit.X_DEFAULT
@@ -403,7 +404,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             changed = _keywords_changed(subject, old_ours, xmp_edit.subject(after), new_subject)
         if changed is not None:
             raise SidecarError(photo, f"writing would change {changed} in {target.name}; left as it is")
-        if not caption.text and _only_our_creator_tool(after):
+        if not caption.text and _only_our_stub(updated):
             # Nothing anyone stored is left (a caption typed here and undone): no sidecar, as before.
             _remove(target, photo)
             return target
@@ -411,10 +412,28 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     return target
 
 
-def _only_our_creator_tool(rdf: xmp_edit.Node) -> bool:
-    """Whether a packet holds no property but the ``xmp:CreatorTool`` imgcap gives a sidecar it creates."""
-    return all((p.uri, p.local) == (_XMP, "CreatorTool") and re.fullmatch(r"imgcap( \S+)?", p.value or "")
-               for p in xmp_edit.properties(rdf))
+def _only_our_stub(data: bytes) -> bool:
+    """Whether a packet is nothing but what imgcap puts in a sidecar it creates: ``x:xmpmeta``,
+    ``rdf:RDF`` and empty ``rdf:Description`` elements, one of them with imgcap's ``xmp:CreatorTool``;
+    no other element, attribute, text, comment or processing instruction anywhere."""
+    if b"<!--" in data or re.search(rb"<\?(?!xpacket)", data):
+        return False
+    root = xmp_edit.parse(data)
+    rdf = xmp_edit.rdf_root(root)
+    if rdf is None or (root is not rdf and (root.attrs or root.children != [rdf] or root.text.strip())):
+        return False
+    if rdf.attrs or rdf.text.strip() or any(not c.is_(_RDF, "Description") for c in rdf.children):
+        return False
+    creator = 0
+    for desc in rdf.children:
+        if desc.children or desc.text.strip():
+            return False
+        for uri, local, _, value in desc.attrs:
+            if (uri, local) == (_XMP, "CreatorTool") and re.fullmatch(r"imgcap( \S+)?", value):
+                creator += 1
+            elif (uri, local) != (_RDF, "about") or value:
+                return False
+    return creator == 1
 
 
 def _remove(target: Path, photo: Path) -> None:

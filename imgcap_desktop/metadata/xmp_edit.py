@@ -405,7 +405,24 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
     edits += [_without_attributes(data, node, attrs) for node, attrs in dropped.values()]
     if b"\r\n" in data and data.count(b"\r\n") == data.count(b"\n"):  # a Windows tool's file: its line ends
         edits = [(start, end, new.replace(b"\n", b"\r\n")) for start, end, new in edits]
-    return _splice(data, edits)
+    return _without_emptied_descriptions(descs, _splice(data, edits))
+
+
+def _without_emptied_descriptions(before: list[Node], data: bytes) -> bytes:
+    """``data`` without the ``rdf:Description`` elements that held something in ``before`` and hold
+    nothing now (imgcap's own, its caption taken out): else each caption typed and taken out again
+    would leave one more empty element behind. Descriptions keep their order (a new one is only
+    ever appended), so the i-th before is the i-th now."""
+    rdf = rdf_root(parse(data))
+    now = descriptions(rdf) if rdf is not None else []
+    gone = [(_leading_space(data, desc.start), desc.end, b"") for old, desc in zip(before, now)
+            if not _empty(old) and _empty(desc)]
+    return _splice(data, gone) if gone else data
+
+
+def _empty(desc: Node) -> bool:
+    return not desc.children and not desc.text.strip() and all(
+        (uri, local) == (RDF, "about") for uri, local, _, _ in desc.attrs)
 
 
 def _imgcap_elements(values: Iterable[tuple[str, str | list[str] | None]], names: _Names, *,

@@ -433,3 +433,34 @@ def test_no_orphan_sidecar_for_a_photo_deleted_after_it_was_listed(tmp_path):
     assert not sidecar_path(a).exists()  # it used to be created beside nothing
     photo = session.photo(a)
     assert photo.held and "not there any more" in photo.write_error
+
+
+@pytest.mark.parametrize("extra", [
+    "<!-- kept by hand -->",
+    '<foo:Thing xmlns:foo="http://example.com/foo/" rdf:about=""><foo:val>important</foo:val></foo:Thing>',
+])
+def test_a_sidecar_with_anything_else_in_it_is_not_taken_for_a_stub(tmp_path, extra):
+    """Only a packet that is exactly imgcap's new-sidecar stub is removed once its caption is taken
+    out: a comment, or a typed node beside the Descriptions, was deleted with it."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("typed", "human"))
+    data = sidecar_path(a).read_text(encoding="utf-8")
+    sidecar_path(a).write_text(data.replace("</rdf:RDF>", f"{extra}</rdf:RDF>"), encoding="utf-8")
+    write_caption(a, StoredCaption("", "human"))
+    assert extra in sidecar_path(a).read_text(encoding="utf-8")
+
+
+def test_a_caption_typed_and_taken_out_again_leaves_another_tools_sidecar_as_it_was(tmp_path):
+    """Each cycle left one more empty rdf:Description of imgcap's behind (the file grew every time)."""
+    a = make_photo(tmp_path / "a.jpg")
+    original = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+                ' <rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="3"/>\n'
+                "</rdf:RDF></x:xmpmeta>\n")
+    sidecar_path(a).write_text(original, encoding="utf-8")
+    sizes = []
+    for _ in range(3):
+        write_caption(a, StoredCaption("typed", "human"))
+        write_caption(a, StoredCaption("", "human"))
+        sizes.append(len(sidecar_path(a).read_bytes()))
+    assert sizes[0] == sizes[1] == sizes[2] <= len(original.encode()) + 1
+    assert "Description" not in sidecar_path(a).read_text(encoding="utf-8").split("xmp:Rating")[1]
