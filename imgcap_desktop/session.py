@@ -561,7 +561,7 @@ class CaptionSession:
             # worker holds one photo's lock at a time, so taking them all in turn cannot deadlock.)
             for path in sorted(self._order):
                 held.enter_context(self._write_lock(path))
-            holding = {os.path.abspath(p.path): p.caption for p in self.held()}
+            holding = {os.path.abspath(p.path): (p.caption, p.removed_keywords) for p in self.held()}
             report = import_csv(csv_file, root if root is not None else self.folder, style=self.sidecar_style,
                                 held=lambda photo: holding.get(os.path.abspath(photo)))
             refreshed = []
@@ -571,7 +571,7 @@ class CaptionSession:
                     continue
                 try:  # a person's edit: it beats any result still to come, as one typed here does
                     self._update(path, caption=read_caption(path), error="", held=False, result=None,
-                                 edits=current.edits + 1)
+                                 edits=current.edits + 1, removed_keywords=())
                 except SidecarError as exc:
                     self._update(path, error=exc.reason)
                 refreshed.append(path)

@@ -14,7 +14,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +23,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
     StoredCaption,
+    other_tools_keywords,
     replace_atomically,
     read_caption,
     write_caption,
@@ -337,7 +338,7 @@ class ImportReport:
 
 
 def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: SidecarStyle = "ext",
-               held: Callable[[Path], StoredCaption | None] | None = None) -> ImportReport:
+               held: Callable[[Path], tuple[StoredCaption, Sequence[str]] | None] | None = None) -> ImportReport:
     """Apply the captions and keywords of a CSV to the photos' sidecars, as a person's edits.
 
     Only captions that differ from the stored one are written; an empty caption cell leaves the
@@ -354,9 +355,10 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
         csv_file: the CSV (as :func:`write_csv` wrote it, possibly edited in a spreadsheet).
         root: the folder the relative paths start from; by default the CSV's own folder.
         style: naming style for sidecars that do not exist yet.
-        held: the caption the app holds for a photo, not written yet (None: none): a row is
-            compared with it instead of the sidecar's, so a CSV exported while captions were held
-            imports as unchanged, and an edit of the keywords alone keeps the held caption's source.
+        held: the caption the app holds for a photo, not written yet, and the keywords a person
+            removed from it (None: none): a row is compared with it instead of the sidecar's, so a
+            CSV exported while captions were held imports as unchanged, an edit of the keywords
+            alone keeps the held caption's source, and the removals are recorded as rejected.
 
     Raises:
         CsvFormatError: the file is not a caption CSV.
@@ -387,13 +389,15 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             continue
         text = row.caption.strip()  # a space a spreadsheet added is no edit; a blank cell is an empty one
         try:
-            current = (held(photo) if held is not None else None) or read_caption(photo)
+            holding = held(photo) if held is not None else None
+            current, removed = holding if holding is not None else (read_caption(photo), ())
             if not text:
                 report.unchanged.append(photo)
                 continue
             text_changed = current is None or current.text.strip() != text
             current_keywords = tuple(current.keywords or ()) if current is not None else ()
-            keywords_changed = row.keywords is not None and tuple(row.keywords) != current_keywords
+            wanted = _keywords_to_store(row.keywords or (), other_tools_keywords(photo))
+            keywords_changed = row.keywords is not None and wanted != current_keywords
             if not text_changed and not keywords_changed:
                 report.unchanged.append(photo)
                 continue
@@ -405,15 +409,28 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             if text_changed or current.source not in ("automatic", "human"):  # an embedded caption: now a sidecar's
                 now = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 caption = StoredCaption(text=text if text_changed else current.text, source="human", captioned_at=now,
-                                        keywords=row.keywords if keywords_changed else None)
+                                        keywords=wanted if keywords_changed else None)
             else:  # only the keywords: a person's choice of them; the caption stays whose it was
-                caption = replace(current, keywords=row.keywords)
-            added = [k for k in row.keywords or () if k not in current_keywords] if keywords_changed else []
-            write_caption(photo, caption, style=style, keywords_by_person=True, added_by_person=added)
+                caption = replace(current, keywords=wanted)
+            added = [k for k in wanted if k not in current_keywords] if keywords_changed else []
+            write_caption(photo, caption, style=style, keywords_by_person=True, added_by_person=added,
+                          rejected_keywords=removed)
             report.applied.append(photo)
         except SidecarError as exc:
             report.errors.append((photo, str(exc)))
     return report
+
+
+def _keywords_to_store(cell: Sequence[str], theirs: Sequence[str]) -> tuple[str, ...]:
+    """A keywords cell as imgcap's keywords: one another tool has (in any case) is not imgcap's to
+    add, and one spelled twice ("whiskers; Whiskers") is one, as first spelled."""
+    seen = {k.casefold() for k in theirs}
+    kept = []
+    for keyword in cell:
+        if keyword.casefold() not in seen:
+            seen.add(keyword.casefold())
+            kept.append(keyword)
+    return tuple(kept)
 
 
 def _changed_since(current: StoredCaption, row: CsvRow) -> bool:

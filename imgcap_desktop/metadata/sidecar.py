@@ -284,6 +284,23 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
     return None
 
 
+def other_tools_keywords(photo: str | Path) -> list[str]:
+    """The keywords of the photo's sidecar (``dc:subject``) that are not imgcap's; [] without one.
+
+    Raises:
+        SidecarError: the sidecar cannot be read.
+    """
+    photo = Path(photo)
+    target = find_sidecar(photo)
+    if target is None:
+        return []
+    packet = _read_limited(target, photo)
+    _check_packet(packet, target)
+    rdf = _rdf(packet, target)
+    ours = set(_as_list(xmp_edit.imgcap_value(rdf, "keywords")) or ())
+    return [k for k in xmp_edit.subject(rdf) if k not in ours]
+
+
 def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext",
                   keywords_by_person: bool | None = None, rejected_keywords: Sequence[str] = (),
                   added_by_person: Sequence[str] = ()) -> Path:

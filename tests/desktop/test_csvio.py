@@ -393,3 +393,26 @@ def test_a_keywords_only_edit_of_an_embedded_caption_stores_it_as_a_persons(tmp_
     assert report.applied == [photo] and report.errors == []
     stored = read_caption(photo, embedded=False)
     assert (stored.text, stored.source, stored.keywords) == ("from the camera", "human", ("beach",))
+
+
+def test_a_keyword_another_tool_has_is_no_edit_and_case_twins_are_one(tmp_path):
+    """A keywords cell naming another tool's keyword ("pet", or "cat" beside its "Cat") was applied
+    on every import, rewriting the sidecar with nothing changed; "whiskers; Whiskers" stored both."""
+    from imgcap_desktop.metadata.csvio import import_csv
+
+    photo = make_photo(tmp_path / "p.jpg")
+    sidecar_path(photo).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:subject><rdf:Bag>'
+        "<rdf:li>Cat</rdf:li><rdf:li>pet</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>",
+        encoding="utf-8")
+    write_caption(photo, StoredCaption("a cat", "automatic", "m", -1.0, None, ("sofa",)))
+    (tmp_path / "c.csv").write_text("relative path,caption,keywords\r\np.jpg,a cat,sofa; cat; pet\r\n",
+                                    encoding="utf-8")
+    report = import_csv(tmp_path / "c.csv")
+    assert report.unchanged == [photo] and report.applied == []
+    (tmp_path / "c.csv").write_text("relative path,caption,keywords\r\np.jpg,a cat,sofa; whiskers; Whiskers\r\n",
+                                    encoding="utf-8")
+    assert import_csv(tmp_path / "c.csv").applied == [photo]
+    assert read_caption(photo).keywords == ("sofa", "whiskers")
+    assert import_csv(tmp_path / "c.csv").unchanged == [photo]

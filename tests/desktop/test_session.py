@@ -16,7 +16,7 @@ import pytest
 from imgcap_desktop.metadata.csvio import CsvRow, read_csv, write_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from imgcap_desktop.session import CaptionSession, CaptionState, PhotoStatus, remove_stale_temp_files
-from model.results import Alternative, CaptionFailure, CaptionResult
+from model.results import Alternative, CaptionFailure, CaptionResult, Tag
 from tests.desktop.conftest_metadata import Snapshot, exiftool, make_photo, needs_exiftool
 
 NOW = "2026-11-27T02:00:00+00:00"
@@ -464,3 +464,21 @@ def test_a_caption_typed_and_taken_out_again_leaves_another_tools_sidecar_as_it_
         sizes.append(len(sidecar_path(a).read_bytes()))
     assert sizes[0] == sizes[1] == sizes[2] <= len(original.encode()) + 1
     assert "Description" not in sidecar_path(a).read_text(encoding="utf-8").split("xmp:Rating")[1]
+
+
+def test_an_import_over_a_held_caption_keeps_its_keyword_removals(tmp_path):
+    """Held: "cat" removed, then a CSV edit of the keywords wrote the held caption without recording
+    the removal, and the next run added "cat" back."""
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a], auto_write=False)
+    result = CaptionResult(str(a), ("a", "cat"), (1, 2), -0.5, np.zeros((2, 2, 2), np.float32), (),
+                           (Tag("cat", 0.9, (0,)), Tag("sofa", 0.6, (1,))), ("cat", "sofa"))
+    _run(session, None, [result])
+    session.set_keywords(a, ("sofa",))
+    session.export_csv(tmp_path / "c.csv")
+    rows = [row for _, row in read_csv(tmp_path / "c.csv")]
+    write_csv(tmp_path / "c.csv", [CsvRow(**{**rows[0].__dict__, "keywords": ("sofa", "whiskers")})])
+    assert session.import_csv(tmp_path / "c.csv").applied == [a]
+    session.auto_write = True
+    _run(session, None, [result])
+    assert read_caption(a).keywords == ("sofa", "whiskers")  # "cat" stays out
