@@ -366,8 +366,9 @@ class CaptionSession:
         lock. A photo the user edited after ``plan`` was made keeps the edit (``"kept_edit"``);
         a person's caption in the sidecar is kept unless the plan overwrites human captions; an
         empty caption is never stored. Results for photos of a folder opened since are written
-        (the run was asked for); where that folder is open again, its photos show what was written
-        (its reader may have read the sidecar before), unless a caption is held there.
+        (the run was asked for); where that folder is open again, its photos show what was written,
+        or hold what was not (its reader may have read the sidecar before), unless a caption is
+        held there already.
         """
         captioned_at = captioned_at or now()
         statuses, changed = [], []
@@ -377,12 +378,12 @@ class CaptionSession:
                 status, changes = self._store_one(plan, outcome, model_name, captioned_at)
                 if changes is not None and self._update(path, plan.generation, **changes) is not None:
                     changed.append(path)
-                elif status.status == "written" and plan.generation != self._generation:
+                elif status.status in ("written", "held") and plan.generation != self._generation:
                     with self._lock:
                         current = self._photos.get(path)
                         if current is not None and not current.held:
                             self._photos[path] = replace(current, caption=status.caption, error="", result=outcome,
-                                                         write_error="")
+                                                         write_error="", held=status.status == "held")
                             changed.append(path)
             statuses.append(status)
         if changed:
@@ -465,8 +466,8 @@ class CaptionSession:
                 except (SidecarError, ValueError) as exc:
                     reason = getattr(exc, "reason", str(exc))
                     changes |= {"held": caption is not None, "write_error": reason}
-            else:
-                changes["held"] = caption is not None
+            else:  # held, unless it is what is stored already (an edit undone back to it)
+                changes["held"] = caption is not None and (bool(removed) or not _stored_is(path, caption))
             if changes["held"]:  # written later (accept_held)
                 changes["removed_keywords"] = removed
             photo = self._update(path, **changes)
@@ -595,6 +596,16 @@ def caption_for(photo: Photo, text: str, source: str = "human") -> StoredCaption
         if photo.result is not None:
             score = next((a.score for a in photo.result.alternatives if a.text == text), None)
     return StoredCaption(text, source, model, score, now())
+
+
+def _stored_is(path: Path, caption: StoredCaption) -> bool:
+    """Whether the photo's stored caption (sidecar, else embedded) is ``caption``."""
+    try:
+        stored = read_caption(path)
+    except SidecarError:
+        return False
+    return stored is not None and (stored.text, stored.source, stored.keywords) == (
+        caption.text, caption.source, caption.keywords)
 
 
 def _as_stored(caption: StoredCaption | None) -> StoredCaption:

@@ -425,6 +425,21 @@ def test_a_run_of_the_folder_before_it_was_opened_again_shows_what_it_wrote(tmp_
     assert session.photo(a).state is CaptionState.AUTOMATIC and session.photo(a).attention_matches
 
 
+def test_a_run_held_for_review_shows_its_late_batch_in_the_folder_opened_again(tmp_path):
+    """Hold mode, the same folder opened again (Save answered) while a batch was under way: its
+    captions were dropped without a word, though the run's status counted them."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b], auto_write=False)
+    plan = session.plan(None, "replace_automatic")
+    session.open([a, b], tmp_path)
+    session.read_stored()
+    session.set_caption(b, StoredCaption("typed after reopening", "human"))  # held: it stays
+    session.apply_outcomes(plan, [_result(a, "a cat on a sofa"), _result(b, "a dog on the grass")], model_name="m")
+    assert (session.photo(a).text, session.photo(a).held) == ("a cat on a sofa", True)
+    assert session.photo(b).text == "typed after reopening"
+    assert not sidecar_path(a).exists()
+
+
 def test_no_orphan_sidecar_for_a_photo_deleted_after_it_was_listed(tmp_path):
     a = make_photo(tmp_path / "a.jpg")
     session = _session([a])
@@ -482,3 +497,20 @@ def test_an_import_over_a_held_caption_keeps_its_keyword_removals(tmp_path):
     session.auto_write = True
     _run(session, None, [result])
     assert read_caption(a).keywords == ("sofa", "whiskers")  # "cat" stays out
+
+
+@needs_exiftool
+def test_held_edits_undone_back_to_what_is_stored_are_not_held(tmp_path):
+    """Hold mode: edits undone all the way back still counted as held ("Wrote 2 captions" on Accept,
+    and a question on closing), though nothing was left to write."""
+    photo, other = make_photo(tmp_path / "e.jpg"), make_photo(tmp_path / "f.jpg")
+    exiftool("-q", "-overwrite_original", "-EXIF:ImageDescription=Eileen Collins", photo)
+    write_caption(other, StoredCaption("stored", "human"))
+    session = _session([photo, other], auto_write=False)
+    for path in (photo, other):
+        before = session.photo(path).caption
+        session.set_caption(path, StoredCaption("typed", "human"))
+        assert session.photo(path).held
+        session.set_caption(path, before)  # Undo
+        assert not session.photo(path).held
+    assert session.held() == [] and session.accept_held() == (0, [])
