@@ -119,11 +119,12 @@ class MainWindow(QMainWindow):
 
     # -- folders ------------------------------------------------------------------------------
 
-    def open_folder(self, folder: str | Path) -> bool:
-        """Show a folder's photos; their stored captions are read in the background."""
+    def open_folder(self, folder: str | Path, *, before: str | None = None) -> bool:
+        """Show a folder's photos; their stored captions are read in the background. Held captions
+        are asked about first (``before``: what is about to happen, for the question)."""
         folder = Path(folder).expanduser()
         again = self.session.folder is not None and self.session.folder == folder
-        if not self._settle_held("reading the folder again" if again else "opening another folder"):
+        if not self._settle_held(before or ("reading the folder again" if again else "opening another folder")):
             return False
         unlisted: list[str] = []
         subfolders: list[Path] = []
@@ -169,7 +170,9 @@ class MainWindow(QMainWindow):
     def _on_subfolders_action_toggled(self) -> None:
         before = self.settings
         self.settings = replace(self.settings, include_subfolders=self.subfolders_action.isChecked())
-        if self.folder is not None and not self.open_folder(self.folder):  # held captions kept: as it was
+        shown = ("showing the subfolders' photos too" if self.settings.include_subfolders
+                 else "leaving out the subfolders")
+        if self.folder is not None and not self.open_folder(self.folder, before=shown):  # held kept: as it was
             self.settings = before
             with QSignalBlocker(self.subfolders_action):
                 self.subfolders_action.setChecked(before.include_subfolders)

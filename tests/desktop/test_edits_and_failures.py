@@ -333,7 +333,8 @@ def test_opening_another_folder_asks_about_held_captions(qtbot, window, photo_fo
     subfolders = window.settings.include_subfolders
     window.subfolders_action.trigger()  # re-reads this folder: asked too, and cancelled
     assert window.settings.include_subfolders == subfolders == window.subfolders_action.isChecked()
-    assert asked == [(1, "opening another folder"), (1, "reading the folder again")]
+    shown = "leaving out the subfolders" if subfolders else "showing the subfolders' photos too"
+    assert asked == [(1, "opening another folder"), (1, shown)]
     assert window.open_folder(elsewhere)  # Save: written first
     assert read_caption(path).text == "held for review" and window.folder == elsewhere
 
