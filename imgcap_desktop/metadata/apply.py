@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -20,6 +20,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarStyle,
     StoredCaption,
     find_sidecar,
+    keywords_as_written,
     read_caption,
     write_caption,
 )
@@ -129,6 +130,9 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
         # Never store it: an empty caption would erase the description already there.
         return PhotoStatus(photo, "failed", message=f"{photo.name}: the model gave an empty caption")
     if not options.write_sidecars:
+        if caption.keywords is not None:  # shown as they will be written (a person's removal stays out)
+            kept = [k for k in keywords_as_written(photo, caption.keywords) if k not in rejected_keywords]
+            caption = replace(caption, keywords=tuple(kept))
         return PhotoStatus(photo, "held", caption, _sidecar_or_none(photo))
     try:
         sidecar = write_caption(photo, caption, style=options.sidecar_style, rejected_keywords=rejected_keywords)

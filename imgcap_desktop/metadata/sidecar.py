@@ -284,6 +284,29 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
     return None
 
 
+def keywords_as_written(photo: str | Path, keywords: Sequence[str]) -> tuple[str, ...]:
+    """imgcap's keywords for the photo once an automatic caption with ``keywords`` is written: the
+    merge with its sidecar's (a keyword a person removed stays out, one they added stays in, one
+    another tool has is not imgcap's). What a caption held for review shows, so that Accept writes
+    what was shown. Without a sidecar, or one that cannot be read: ``keywords``.
+    """
+    photo = Path(photo)
+    try:
+        target = find_sidecar(photo)
+        if target is None:
+            return tuple(dict.fromkeys(keywords))
+        packet = _read_limited(target, photo)
+        _check_packet(packet, target)
+        rdf = _rdf(packet, target)
+    except SidecarError:
+        return tuple(dict.fromkeys(keywords))
+    merged = merge_keywords(
+        xmp_edit.subject(rdf), _as_list(xmp_edit.imgcap_value(rdf, "keywords")) or [],
+        _as_list(xmp_edit.imgcap_value(rdf, "rejectedKeywords")) or [], keywords, human=False,
+        person=_as_list(xmp_edit.imgcap_value(rdf, "personKeywords")) or [])
+    return tuple(merged.ours)
+
+
 def other_tools_keywords(photo: str | Path) -> list[str]:
     """The keywords of the photo's sidecar (``dc:subject``) that are not imgcap's; [] without one.
 

@@ -221,3 +221,20 @@ def test_the_models_keywords_stay_the_models_through_a_persons_edits(tmp_path, a
     rdf = _rdf(sidecar_path(a).read_bytes(), sidecar_path(a))
     assert read_caption(a).keywords == ("cup", "coffee") or read_caption(a).keywords == ("coffee", "cup")
     assert xmp_edit.imgcap_value(rdf, "personKeywords") is None
+
+
+def test_a_held_caption_shows_the_keywords_accept_will_write(tmp_path):
+    """Held for review, a caption showed the model's keywords as they came (a keyword a person had
+    rejected, and not one they had added), while Accept wrote the merge with the sidecar's."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("a cat", "automatic", "m", -1.0, None, ("cat", "sofa")))
+    write_caption(a, StoredCaption("a cat", "automatic", "m", -1.0, None, ("sofa", "whiskers")),
+                  keywords_by_person=True, added_by_person=["whiskers"])  # "cat" rejected, "whiskers" theirs
+    session = CaptionSession(auto_write=False)
+    session.open([a])
+    session.read_stored(check_photos=False)
+    plan = session.plan(None, "replace_automatic", keywords=True)
+    session.apply_outcomes(plan, [tagged(a, "a cat on a sofa", {"cat": 0.8, "sofa": 0.4})], model_name="m")
+    shown = session.photo(a).keywords
+    session.accept_held()
+    assert shown == read_caption(a).keywords == ("sofa", "whiskers")
