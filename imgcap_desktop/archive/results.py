@@ -123,7 +123,7 @@ def latest_rows(table: pa.Table) -> pa.Table:
         return table
     numbered = table.select(list(KEY)).append_column("_row", pa.array(range(table.num_rows), pa.int64()))
     last = numbered.group_by(list(KEY), use_threads=False).aggregate([("_row", "max")])["_row_max"]
-    return table.take(pc.sort_indices(last))
+    return table.take(last.take(pc.sort_indices(last)))  # the row numbers themselves, ascending
 
 
 class ResultsWriter:
