@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgcap_desktop.metadata.folder import is_photo, scan_folder
+from imgcap_desktop.metadata.printable import printable
 from model.images import broken_link_reason
 
 
@@ -35,8 +36,9 @@ def collect_inputs(roots: list[str | Path]) -> Inputs:
     """Expand roots into photos and read each one's size and modification time.
 
     A root is a folder (every photo under it, subfolders included, hidden ones skipped), a photo, or
-    a text file listing paths, one per line (UTF-8; blank lines and lines starting with ``#`` are
-    skipped; relative paths start from the list's own folder; a listed folder is scanned too).
+    a text file listing paths, one per line (UTF-8, with or without a byte-order mark; blank lines
+    and lines starting with ``#`` are skipped; relative paths start from the list's own folder; a
+    listed folder is scanned too). A photo whose name is not UTF-8 is a problem, not an input.
 
     Never raises for a bad root or path: each becomes a line in ``problems``.
     """
@@ -46,6 +48,12 @@ def collect_inputs(roots: list[str | Path]) -> Inputs:
         _expand(Path(root), found, problems, listed_in=None)
     inputs = Inputs(problems=problems)
     for path in found:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:  # a name from another system's encoding: Parquet stores UTF-8 only
+            problems.append(f"{printable(path)}: the file name is not UTF-8, which the results cannot record; "
+                            f"rename it to caption it")
+            continue
         try:
             status = os.stat(path)
         except OSError as exc:
@@ -76,7 +84,9 @@ def _expand(path: Path, found: dict[str, None], problems: list[str], listed_in: 
 
 def _read_list(list_file: Path, found: dict[str, None], problems: list[str]) -> None:
     try:
-        text = list_file.read_text(encoding="utf-8")
+        # A byte-order mark (Notepad, Excel) is no part of the first path; a line in another
+        # encoding is one problem of its own (above), not the whole list's.
+        text = list_file.read_text(encoding="utf-8-sig", errors="surrogateescape")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{list_file}: cannot read the list of paths ({exc})")
         return

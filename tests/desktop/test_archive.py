@@ -405,6 +405,28 @@ def test_a_list_of_paths_is_an_input(tmp_path):
     assert len(inputs.problems) == 1 and "missing.jpg" in inputs.problems[0]
 
 
+def test_a_list_with_a_byte_order_mark_keeps_its_first_path(tmp_path):
+    """Notepad and Excel start a UTF-8 file with a BOM: the first entry was "\ufeffp/a.jpg", not found."""
+    photos = make_photos(tmp_path / "p", count=1, corrupt=False)
+    (tmp_path / "list.txt").write_text(f"p/{photos[0].name}\r\n", encoding="utf-8-sig")
+    inputs = collect_inputs([tmp_path / "list.txt"])
+    assert inputs.paths == [str(photos[0])] and inputs.problems == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes on Linux")
+def test_a_file_name_that_is_not_utf8_is_a_problem_not_the_end_of_the_run(tmp_path):
+    """One Latin-1 name (caf\xe9.jpg) stopped the whole run with a UnicodeEncodeError that named no file;
+    in a list of paths, it made the whole list unreadable."""
+    photos = make_photos(tmp_path / "p", count=1, corrupt=False)
+    latin1 = os.fsdecode(os.fsencode(str(tmp_path / "p")) + b"/caf\xe9.jpg")
+    Path(latin1).write_bytes(photos[0].read_bytes())
+    (tmp_path / "list.txt").write_bytes(b"p/caf\xe9.jpg\np/" + photos[0].name.encode() + b"\n")
+    for root, expected in ((tmp_path / "p", photos), (tmp_path / "list.txt", photos[:1])):
+        inputs = collect_inputs([root])
+        assert sorted(inputs.paths) == sorted(str(p) for p in expected)
+        assert len(inputs.problems) == 1 and "caf\\xe9.jpg: the file name is not UTF-8" in inputs.problems[0]
+
+
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
 def test_a_broken_link_in_an_archive_folder_is_a_problem_naming_its_target(tmp_path):
     photos = make_photos(tmp_path / "p", count=1, corrupt=False)
@@ -451,3 +473,18 @@ def test_ray_is_needed_by_nothing_but_the_archive(tmp_path, tiny_bundle):
                           env=os.environ | {"QT_QPA_PLATFORM": "offscreen"})
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
     assert "pip install 'imgcap[cluster]'" in done.stderr
+
+
+def test_latest_rows_keeps_the_newest_row_of_each_photo():
+    """After a --retry-failed the rows [A failed, A ok, B] read back as [A failed, A ok]: B vanished
+    (and A still counted as failed), because the row numbers were taken as positions."""
+    from imgcap_desktop.archive.results import latest_rows
+
+    table = pa.table({"path": ["A", "A", "B"], "size": [1, 1, 2], "mtime_ns": [5, 5, 6], "model_sha": ["m"] * 3,
+                      "beam": [3, 3, 3], "status": ["failed", "ok", "ok"]})
+    latest = latest_rows(table)
+    assert latest.column("path").to_pylist() == ["A", "B"]
+    assert latest.column("status").to_pylist() == ["ok", "ok"]
+    shuffled = table.take([2, 0, 1])  # B, A failed, A ok
+    assert latest_rows(shuffled).column("status").to_pylist() == ["ok", "ok"]
+    assert latest_rows(shuffled).column("path").to_pylist() == ["B", "A"]
