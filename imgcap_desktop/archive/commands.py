@@ -154,7 +154,8 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
     for problem in report.problems:
         print(f"imgcap archive: {problem}", file=sys.stderr)
     rate = f", {report.steady_rate:.1f} photos/s once started" if report.steady_rate else ""
-    print(f"{report.captioned} captioned, {report.failed} failed, {report.skipped} already done, "
+    sidecars = f", {report.sidecars_failed} sidecars not written" if report.sidecars_failed else ""
+    print(f"{report.captioned} captioned, {report.failed} failed{sidecars}, {report.skipped} already done, "
           f"{len(report.problems)} not found, in {report.seconds:.1f} s{rate}; results in {args.out}", file=out)
     return EXIT_OK if report.ok else EXIT_SOME_FAILED
 

@@ -90,6 +90,7 @@ class ArchiveReport:
     skipped_failed: int = 0
     captioned: int = 0
     failed: int = 0
+    sidecars_failed: int = 0  # captioned, but the sidecar could not be written (--write-sidecars)
     duplicates_dropped: int = 0
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -99,7 +100,7 @@ class ArchiveReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.problems and not self.interrupted
+        return not self.failed and not self.sidecars_failed and not self.problems and not self.interrupted
 
     @property
     def steady_rate(self) -> float | None:
@@ -231,6 +232,11 @@ def _count(table: pa.Table, report: ArchiveReport, progress: _Progress) -> None:
             progress.note(message)
     report.failed += failed
     report.captioned += table.num_rows - failed
+    if "sidecar_status" in table.column_names:  # captioned, and the sidecar refused: said, and counted
+        refused = table.filter(pc.equal(table["sidecar_status"], "failed"))
+        for message in refused["sidecar_message"].to_pylist():
+            progress.note(f"sidecar not written: {message}")
+        report.sidecars_failed += refused.num_rows
     progress.update(table.num_rows, failed)
 
 

@@ -488,3 +488,16 @@ def test_latest_rows_keeps_the_newest_row_of_each_photo():
     shuffled = table.take([2, 0, 1])  # B, A failed, A ok
     assert latest_rows(shuffled).column("status").to_pylist() == ["ok", "ok"]
     assert latest_rows(shuffled).column("path").to_pylist() == ["B", "A"]
+
+
+def test_a_sidecar_that_is_not_written_is_said_and_counted(ray_cluster, tiny_bundle, tmp_path, capsys):
+    """--write-sidecars: a sidecar refused (here a folder where it goes) was only in the results'
+    columns; the run said "2 captioned, 0 failed" and exited 0, and a rerun skipped the photo."""
+    from imgcap_desktop.metadata.apply import StoreOptions
+
+    photos = make_photos(tmp_path / "p", count=2, corrupt=False)[:2]
+    sidecar_path(photos[0]).mkdir()
+    report = run_archive(_options(tmp_path / "p", tmp_path / "r", tiny_bundle,
+                                  store=StoreOptions(write_sidecars=True)))
+    assert report.sidecars_failed == 1 and not report.ok
+    assert f"sidecar not written: {photos[0].name}" in capsys.readouterr().err
