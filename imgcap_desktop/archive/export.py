@@ -23,7 +23,8 @@ from imgcap_desktop.archive.results import latest_results
 from imgcap_desktop.metadata.apply import StoreOptions, store_caption
 from imgcap_desktop.metadata.csvio import make_row, write_csv
 from imgcap_desktop.metadata.folder import natural_key
-from imgcap_desktop.metadata.sidecar import SidecarError, SidecarStyle, StoredCaption, find_sidecar, read_caption
+from imgcap_desktop.metadata.sidecar import (SidecarError, SidecarStyle, StoredCaption, find_sidecar,
+                                             keywords_as_written, read_caption)
 
 _COLUMNS = ["model", "caption", "score", "tags", "keywords", "error", "captioned_at", "sidecar"]
 
@@ -143,7 +144,7 @@ def apply_sidecars(folder: str | Path, *, style: SidecarStyle = "ext", overwrite
             continue
         caption = _caption(row, keywords)
         try:
-            if _holds(read_caption(photo, embedded=False), caption):
+            if _holds(photo, read_caption(photo, embedded=False), caption):
                 report.unchanged.append(photo)
                 continue
         except SidecarError:
@@ -159,8 +160,9 @@ def apply_sidecars(folder: str | Path, *, style: SidecarStyle = "ext", overwrite
     return report
 
 
-def _holds(stored: StoredCaption | None, caption: StoredCaption) -> bool:
-    """Whether the sidecar already holds this automatic caption (and these keywords, where given)."""
+def _holds(photo: Path, stored: StoredCaption | None, caption: StoredCaption) -> bool:
+    """Whether the sidecar already holds this automatic caption (and these keywords, where given, as
+    they would be written: one a person removed stays out, one they added stays in)."""
     if stored is None or (stored.text, stored.source, stored.model) != (caption.text, caption.source, caption.model):
         return False
-    return caption.keywords is None or set(stored.keywords or ()) == set(caption.keywords)
+    return caption.keywords is None or set(stored.keywords or ()) == set(keywords_as_written(photo, caption.keywords))

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -501,3 +502,16 @@ def test_a_sidecar_that_is_not_written_is_said_and_counted(ray_cluster, tiny_bun
                                   store=StoreOptions(write_sidecars=True)))
     assert report.sidecars_failed == 1 and not report.ok
     assert f"sidecar not written: {photos[0].name}" in capsys.readouterr().err
+
+
+def test_apply_sidecars_counts_a_sidecar_with_a_persons_keyword_removal_as_unchanged(tmp_path):
+    """A keyword of imgcap's a person removed stays out of dc:subject, so the stored keywords never
+    equalled the row's: every --apply-sidecars rewrote the sidecar and said "1 sidecars written"."""
+    from imgcap_desktop.archive.export import _holds
+
+    photo = make_photos(tmp_path / "p", count=1, corrupt=False)[0]
+    caption = StoredCaption("a cat on a sofa", "automatic", "m", -1.0, None, ("cat", "sofa"))
+    write_caption(photo, caption)
+    write_caption(photo, replace(caption, keywords=("sofa",)), keywords_by_person=True)  # "cat" removed
+    assert _holds(photo, read_caption(photo, embedded=False), caption)
+    assert not _holds(photo, read_caption(photo, embedded=False), replace(caption, text="a dog"))
