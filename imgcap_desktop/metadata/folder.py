@@ -45,8 +45,9 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
     Args:
         folder: where to look.
         recursive: also look in subfolders.
-        problems: when given, a line is appended for each subfolder that cannot be listed (its
-            photos are missing from the result), so the caller can say so.
+        problems: when given, a line is appended for each subfolder that cannot be listed, and (with
+            ``recursive``) each link to a folder (their photos are missing from the result), so the
+            caller can say so.
         subfolders: when given (and not ``recursive``), the subfolders not looked in are appended,
             so a caller that finds no photos can say where they might be.
 
@@ -83,6 +84,9 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
                         pending.append(Path(entry.path))
                     elif subfolders is not None:
                         subfolders.append(Path(entry.path))
+                elif recursive and problems is not None and entry.is_symlink() and entry.is_dir():
+                    problems.append(f"{entry.path}: a link to a folder, not followed (give "
+                                    f"{os.path.realpath(entry.path)} itself to include its photos)")
                 elif is_photo(entry.name) and (entry.is_file() or _is_broken_link(entry)):
                     found.append(Path(entry.path))
             except OSError:

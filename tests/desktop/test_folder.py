@@ -107,3 +107,19 @@ def test_natural_key_compares_numbers_as_numbers():
 def test_base_style_collisions_are_listed(tmp_path):
     photos = [tmp_path / n for n in ("a.jpg", "a.png", "b.jpg", "sub/a.jpg")]
     assert base_style_collisions(photos) == {tmp_path / "a.xmp": [tmp_path / "a.jpg", tmp_path / "a.png"]}
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")
+def test_a_link_to_a_folder_is_named_not_silently_skipped(tmp_path):
+    """Recursive scans (Include Subfolders, imgcap archive) do not follow links to folders, so a loop
+    cannot hang them; the linked folder's photos were left out without a word."""
+    from imgcap_desktop.metadata.folder import scan_folder
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "root" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    problems: list[str] = []
+    assert scan_folder(tmp_path / "root", recursive=True, problems=problems) == []
+    assert problems == [f"{tmp_path / 'root' / 'linked'}: a link to a folder, not followed (give "
+                        f"{tmp_path / 'elsewhere'} itself to include its photos)"]
