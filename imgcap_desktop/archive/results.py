@@ -178,6 +178,11 @@ class ResultsWriter:
                 os.fsync(handle.fileno())
             os.replace(temporary, self.folder / name)
             _fsync_folder(self.folder)
+        except OSError as exc:  # a full disk, storage gone read-only: said, not a traceback
+            temporary.unlink(missing_ok=True)
+            raise ResultsError(f"{self.folder}: cannot write results ({exc.strerror or exc}); the "
+                               f"{self.rows_written} rows committed before are kept: make room and run "
+                               f"again to go on") from None
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
@@ -207,7 +212,10 @@ def _lock(path: Path):
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: one run at a time is the user's business
         return None
-    handle = open(path, "a+")
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:  # read-only storage: say so before any photo is captioned
+        raise ResultsError(f"{path.parent}: cannot write results there ({exc.strerror or exc})") from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -515,3 +515,28 @@ def test_apply_sidecars_counts_a_sidecar_with_a_persons_keyword_removal_as_uncha
     write_caption(photo, replace(caption, keywords=("sofa",)), keywords_by_person=True)  # "cat" removed
     assert _holds(photo, read_caption(photo, embedded=False), caption)
     assert not _holds(photo, read_caption(photo, embedded=False), replace(caption, text="a dog"))
+
+
+def test_results_that_cannot_be_written_are_a_message_not_a_traceback(tmp_path, monkeypatch):
+    """A read-only results folder failed in the lock's open(), a full disk in pq.write_table: both
+    tracebacks (the second with exit 1, as if photos had failed)."""
+    import errno
+
+    from imgcap_desktop.archive import results as results_module
+
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / results_module._LOCK_NAME).mkdir()  # open(..., "a+") fails as on read-only storage
+    with pytest.raises(ResultsError, match="cannot write results there"):
+        ResultsWriter(tmp_path / "ro")
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer = ResultsWriter(tmp_path / "full")
+    monkeypatch.setattr(results_module.pq, "write_table", full)
+    writer._pending.append(pa.table({"x": [1]}))
+    with pytest.raises(ResultsError, match="No space left on device"):
+        writer.commit()
+    assert [p.name for p in (tmp_path / "full").iterdir() if not p.name.startswith(".")] == []
+    writer._pending.clear()
+    writer.close()
