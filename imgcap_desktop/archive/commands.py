@@ -15,6 +15,7 @@ This module imports neither Ray nor pyarrow: the CLI builds its parser with it w
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -99,8 +100,8 @@ def _positive_int(text: str) -> int:
 
 def _fraction(text: str) -> float:
     value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError("must be a number, 0 or more")
     return value
 
 

@@ -271,6 +271,8 @@ def _pool_size(options: ArchiveOptions, resources: dict) -> tuple[int, float, fl
     else:
         cpus = options.cpus_per_worker or 1.0
         workers = max(1, int(total_cpus / cpus))
+    if cpus > total_cpus:  # Ray would wait for such a node for ever
+        raise ValueError(f"--cpus-per-worker {cpus:g}, but the cluster has {total_cpus:g} CPUs")
     return workers, cpus, gpus
 
 

@@ -540,3 +540,10 @@ def test_results_that_cannot_be_written_are_a_message_not_a_traceback(tmp_path, 
     assert [p.name for p in (tmp_path / "full").iterdir() if not p.name.startswith(".")] == []
     writer._pending.clear()
     writer.close()
+
+
+def test_more_cpus_per_worker_than_the_cluster_has_is_a_usage_error():
+    """--cpus-per-worker 4 on a 2-CPU machine waited for ever for such a node; inf was an OverflowError."""
+    with pytest.raises(ValueError, match="has 2 CPUs"):
+        _pool_size(ArchiveOptions(roots=[], out=Path("r"), cpus_per_worker=4), {"CPU": 2.0})
+    assert main(["archive", "caption", "x", "--out", "r", "--cpus-per-worker", "inf"], io.StringIO()) == 2
