@@ -28,6 +28,7 @@ from imgcap_desktop.archive.inputs import Inputs, collect_inputs
 from imgcap_desktop.archive.results import KEY, ResultsWriter, bundle_sha, latest_results
 from imgcap_desktop.archive.worker import CaptionWorker
 from imgcap_desktop.metadata.apply import StoreOptions
+from imgcap_desktop.metadata.printable import printable
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +229,22 @@ def _count(table: pa.Table, report: ArchiveReport, progress: _Progress) -> None:
     report.work_finished = max(ended, report.work_finished or ended)
     failed = table.num_rows - table["error"].null_count
     if failed:
-        for message in table.filter(pc.is_valid(table["error"]))["error"].to_pylist():
-            progress.note(message)
+        failures = table.filter(pc.is_valid(table["error"]))
+        for path, message in zip(failures["path"].to_pylist(), failures["error"].to_pylist()):
+            progress.note(_where(path, message))
     report.failed += failed
     report.captioned += table.num_rows - failed
     if "sidecar_status" in table.column_names:  # captioned, and the sidecar refused: said, and counted
         refused = table.filter(pc.equal(table["sidecar_status"], "failed"))
-        for message in refused["sidecar_message"].to_pylist():
-            progress.note(f"sidecar not written: {message}")
+        for path, message in zip(refused["path"].to_pylist(), refused["sidecar_message"].to_pylist()):
+            progress.note(f"sidecar not written: {_where(path, message or '')}")
         report.sidecars_failed += refused.num_rows
     progress.update(table.num_rows, failed)
+
+
+def _where(path: str, message: str) -> str:
+    """A photo's message with its whole path: in an archive many folders hold an ``IMG_0001.JPG``."""
+    return f"{printable(path)}: {message.removeprefix(f'{Path(path).name}: ')}"
 
 
 def _init_ray(address: str | None) -> bool:

@@ -501,7 +501,7 @@ def test_a_sidecar_that_is_not_written_is_said_and_counted(ray_cluster, tiny_bun
     report = run_archive(_options(tmp_path / "p", tmp_path / "r", tiny_bundle,
                                   store=StoreOptions(write_sidecars=True)))
     assert report.sidecars_failed == 1 and not report.ok
-    assert f"sidecar not written: {photos[0].name}" in capsys.readouterr().err
+    assert f"sidecar not written: {photos[0]}: " in capsys.readouterr().err  # the whole path
 
 
 def test_apply_sidecars_counts_a_sidecar_with_a_persons_keyword_removal_as_unchanged(tmp_path):
