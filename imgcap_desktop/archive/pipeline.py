@@ -12,9 +12,11 @@ so nothing is recorded twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -185,6 +187,8 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
     import ray
 
     started_ray = _init_ray(options.address)
+    stack = contextlib.ExitStack()
+    stack.enter_context(_terminate_as_interrupt())  # after Ray's own handler: ours is the one that runs
     try:
         workers, cpus, gpus = _pool_size(options, ray.cluster_resources())
         call_rows = options.batch_size * BATCHES_PER_CALL
@@ -207,8 +211,29 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
                 cause = next((line for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
                 raise ArchiveError(f"the workers stopped: {cause.strip()}") from None
     finally:
+        stack.close()
         if started_ray:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (what a job scheduler sends at the end of a slot) stops the run as Ctrl-C does: the
+    rows that came back are committed and the summary says how to go on. Only the main thread can
+    set a handler; elsewhere nothing changes."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
 
 
 def _new_rows(table: pa.Table, stored: bytearray, report: ArchiveReport) -> pa.Table:

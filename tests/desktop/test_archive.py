@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -547,3 +548,15 @@ def test_more_cpus_per_worker_than_the_cluster_has_is_a_usage_error():
     with pytest.raises(ValueError, match="has 2 CPUs"):
         _pool_size(ArchiveOptions(roots=[], out=Path("r"), cpus_per_worker=4), {"CPU": 2.0})
     assert main(["archive", "caption", "x", "--out", "r", "--cpus-per-worker", "inf"], io.StringIO()) == 2
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_stops_a_run_as_ctrl_c_does():
+    """A job scheduler's SIGTERM killed the driver (Ray printed a stack dump, exit 15) and the rows
+    not committed yet were lost; it now goes the way of Ctrl-C (commit, summary, exit 1)."""
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with pipeline._terminate_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) == before
