@@ -404,7 +404,7 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
             edits.append((rdf.content_end, rdf.content_end, b" " + new))
     edits += [_without_attributes(data, node, attrs) for node, attrs in dropped.values()]
     if b"\r\n" in data and data.count(b"\r\n") == data.count(b"\n"):  # a Windows tool's file: its line ends
-        edits = [(start, end, new.replace(b"\n", b"\r\n")) for start, end, new in edits]
+        edits = [(start, end, re.sub(rb"(?<!\r)\n", b"\r\n", new)) for start, end, new in edits]
     return _without_emptied_descriptions(descs, _splice(data, edits))
 
 

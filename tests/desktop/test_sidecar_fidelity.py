@@ -380,3 +380,17 @@ def test_a_crlf_sidecar_keeps_crlf_line_ends(tmp_path):
     data = sidecar_path(photo).read_bytes()
     assert data.count(b"\n") == data.count(b"\r\n") > 3
     assert read_caption(photo).text == "a cat\non a sofa"
+
+
+def test_a_crlf_sidecars_own_lines_are_not_given_a_second_cr(tmp_path):
+    """Lines copied from the file (the indent before a new keyword) already end in CRLF: the CRLF pass
+    made them \\r\\r\\n."""
+    photo = make_photo(tmp_path / "p.jpg")
+    packet = _packet('  <rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">\n'
+                     "   <dc:subject>\n    <rdf:Bag>\n     <rdf:li>Holiday</rdf:li>\n    </rdf:Bag>\n"
+                     "   </dc:subject>\n  </rdf:Description>")
+    sidecar_path(photo).write_bytes(packet.replace("\n", "\r\n").encode())
+    write_caption(photo, StoredCaption("a cat", "automatic", "m", -1.0, None, ("cat", "pet")))
+    data = sidecar_path(photo).read_bytes()
+    assert b"\r\r" not in data and data.count(b"\n") == data.count(b"\r\n")
+    assert subject_of(data) == ["Holiday", "cat", "pet"]
