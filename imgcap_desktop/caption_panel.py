@@ -109,7 +109,8 @@ class CaptionPanel(QWidget):
         self.recompute_button.setVisible(photo.recomputable)
         # Text being typed for this photo stays (a result or its preview arriving re-shows it);
         # Return commits it as the person's edit, which beats the model's result.
-        typing = photo.path == self._shown_path and self.caption_edit.text() != self.caption_edit.committed_text
+        typed = " ".join(self.caption_edit.text().split())  # as a commit stores it (caption_for)
+        typing = photo.path == self._shown_path and typed != self.caption_edit.committed_text
         if not typing:
             self.caption_edit.setText(photo.text)
         self.caption_edit.committed_text = photo.text

@@ -374,3 +374,18 @@ def test_text_being_typed_survives_a_result_arriving_for_that_photo(qtbot, windo
     other = photo_folder / "photo2.jpg"  # another photo shows its own caption, as before
     window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(other))))
     assert window.caption_edit.text() == window.photos.item_at(other).text
+
+
+def test_undo_shows_the_caption_undone_to_after_a_commit_with_extra_spaces(qtbot, window, photo_folder):
+    """A commit stores the text with its spaces collapsed, so "a new caption " never equalled it: the
+    panel took the box for one still being typed, and after Undo showed the undone text."""
+    open_and_wait(qtbot, window, photo_folder)
+    path = photo_folder / "photo1.jpg"
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    window.caption_edit.setFocus()
+    window.caption_edit.selectAll()
+    qtbot.keyClicks(window.caption_edit, "a new  caption ")
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert window.photos.item_at(path).text == "a new caption"
+    window.undo_stack.undo()
+    assert window.caption_edit.text() == window.photos.item_at(path).text != "a new caption"
