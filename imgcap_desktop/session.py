@@ -378,12 +378,14 @@ class CaptionSession:
                 status, changes = self._store_one(plan, outcome, model_name, captioned_at)
                 if changes is not None and self._update(path, plan.generation, **changes) is not None:
                     changed.append(path)
-                elif status.status in ("written", "held") and plan.generation != self._generation:
+                elif plan.generation != self._generation and status.caption is not None and status.status in (
+                        "written", "held", "failed"):  # failed with a caption: the sidecar did not take it
                     with self._lock:
                         current = self._photos.get(path)
                         if current is not None and not current.held:
+                            refused = status.message.removeprefix(f"{path.name}: ") if status.status == "failed" else ""
                             self._photos[path] = replace(current, caption=status.caption, error="", result=outcome,
-                                                         write_error="", held=status.status == "held")
+                                                         write_error=refused, held=status.status != "written")
                             changed.append(path)
             statuses.append(status)
         if changed:
@@ -395,6 +397,9 @@ class CaptionSession:
         current = self.photo(path) if plan.generation == self._generation else None
         if current is not None and current.edits != plan.edits.get(path, current.edits):
             return PhotoStatus(path, "kept_edit", current.caption, None, "edited while it was being captioned"), None
+        reopened = self.photo(path) if current is None else None  # the folder opened again since the plan
+        if reopened is not None and (reopened.edits or reopened.held):
+            return PhotoStatus(path, "kept_edit", reopened.caption, None, "edited while it was being captioned"), None
         if not outcome.ok:
             message = f"{path.name}: {outcome.reason}"
             return PhotoStatus(path, "failed", message=message), {"error": outcome.reason, "result": None}
@@ -498,8 +503,11 @@ class CaptionSession:
                 if current is None or not current.held or current.caption is None:
                     continue
                 try:
+                    # A held model caption's keywords merge as the model's (one the new result no
+                    # longer gives is not a person's rejection); only what the person removed is.
+                    automatic = current.caption.source == "automatic"
                     sidecar = write_caption(current.path, _as_stored(current.caption), style=self.sidecar_style,
-                                            keywords_by_person=bool(current.removed_keywords) or None,
+                                            keywords_by_person=False if automatic else None,
                                             rejected_keywords=current.removed_keywords)
                 except (SidecarError, ValueError) as exc:  # one photo's failure never stops the others
                     reason = getattr(exc, "reason", str(exc))

@@ -397,7 +397,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             text_changed = current is None or current.text.strip() != text
             current_keywords = tuple(current.keywords or ()) if current is not None else ()
             wanted = _keywords_to_store(row.keywords or (), other_tools_keywords(photo))
-            keywords_changed = row.keywords is not None and wanted != current_keywords
+            keywords_changed = row.keywords is not None and set(wanted) != set(current_keywords)  # order: no edit
             if not text_changed and not keywords_changed:
                 report.unchanged.append(photo)
                 continue
@@ -406,15 +406,23 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                                              f"caption this row was not exported with; left as it is (export "
                                              f"again to edit it)"))
                 continue
+            if holding is not None:
+                # A held caption's keywords are not in the sidecar yet: they go with it (as the row
+                # leaves them), merged as the model's are; what the person took out is rejected.
+                keywords = wanted if row.keywords is not None else current.keywords
+                rejected = [*removed, *(k for k in current_keywords if k not in (keywords or ()))]
+                by_person = False
+            else:  # the row's keywords are the person's whole choice against the stored ones
+                keywords, rejected, by_person = (wanted if keywords_changed else None), [], True
             if text_changed or current.source not in ("automatic", "human"):  # an embedded caption: now a sidecar's
                 now = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 caption = StoredCaption(text=text if text_changed else current.text, source="human", captioned_at=now,
-                                        keywords=wanted if keywords_changed else None)
+                                        keywords=keywords)
             else:  # only the keywords: a person's choice of them; the caption stays whose it was
-                caption = replace(current, keywords=wanted)
+                caption = replace(current, keywords=keywords)
             added = [k for k in wanted if k not in current_keywords] if keywords_changed else []
-            write_caption(photo, caption, style=style, keywords_by_person=True, added_by_person=added,
-                          rejected_keywords=removed)
+            write_caption(photo, caption, style=style, keywords_by_person=by_person, added_by_person=added,
+                          rejected_keywords=rejected)
             report.applied.append(photo)
         except SidecarError as exc:
             report.errors.append((photo, str(exc)))

@@ -514,3 +514,72 @@ def test_held_edits_undone_back_to_what_is_stored_are_not_held(tmp_path):
         session.set_caption(path, before)  # Undo
         assert not session.photo(path).held
     assert session.held() == [] and session.accept_held() == (0, [])
+
+
+def _tagged(photo: Path, text: str, keywords: tuple[str, ...]) -> CaptionResult:
+    words = tuple(text.split())
+    tags = tuple(Tag(w, 0.9, (i,)) for i, w in enumerate(keywords))
+    return CaptionResult(str(photo), words, tuple(range(len(words))), -0.5, np.zeros((len(words), 2, 2), np.float32),
+                         (), tags, keywords)
+
+
+def test_a_csv_over_held_captions_writes_their_keywords_and_the_persons_removals(tmp_path):
+    """Held: a CSV editing only the caption wrote no keywords (the held ones were never in the sidecar),
+    and one taking a keyword out did not reject it, so the next run added it back."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b], auto_write=False)
+    _run(session, None, [_tagged(a, "a cat on a sofa", ("cat", "sofa")), _tagged(b, "a dog", ("dog", "grass"))])
+    session.export_csv(tmp_path / "c.csv")
+    rows = {row.relative_path: row for _, row in read_csv(tmp_path / "c.csv")}
+    rows["a.jpg"] = CsvRow(**{**rows["a.jpg"].__dict__, "caption": "a black cat on a sofa"})
+    rows["b.jpg"] = CsvRow(**{**rows["b.jpg"].__dict__, "keywords": ("dog",)})
+    write_csv(tmp_path / "c.csv", list(rows.values()))
+    assert sorted(session.import_csv(tmp_path / "c.csv").applied) == [a, b]
+    assert read_caption(a).keywords == ("cat", "sofa") and read_caption(b).keywords == ("dog",)
+    again = _session([a, b])
+    _run(again, None, [_tagged(b, "a dog", ("dog", "grass"))])
+    assert read_caption(b).keywords == ("dog",)
+
+
+def test_accepting_a_held_caption_rejects_only_what_the_person_removed(tmp_path):
+    """The model's new result no longer gave "lamp": accepting the held caption (a keyword removed by
+    the person) recorded "lamp" as a person's rejection too, and no later run added it back."""
+    a = make_photo(tmp_path / "a.jpg")
+    _run(_session([a]), None, [_tagged(a, "a cat by a lamp", ("cat", "lamp"))])
+    session = _session([a], auto_write=False)
+    _run(session, None, [_tagged(a, "a cat on a sofa", ("cat", "sofa", "rug"))])
+    session.set_keywords(a, ("cat", "rug"))  # the person removes "sofa" only
+    session.accept_held()
+    _run(_session([a]), None, [_tagged(a, "a cat by a lamp", ("cat", "lamp", "sofa"))])
+    assert read_caption(a).keywords == ("cat", "lamp")
+
+
+def test_a_late_result_for_a_folder_opened_again_never_replaces_an_edit_made_there(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    plan = session.plan([a], "replace_all")
+    session.open([a], tmp_path)
+    session.read_stored()
+    session.edit(a, "my own words")
+    [status] = session.apply_outcomes(plan, [_result(a, "a cat on a sofa")], model_name="m")
+    assert status.status == "kept_edit"
+    assert read_caption(a).text == session.photo(a).text == "my own words"
+
+
+def test_a_late_result_the_sidecar_refuses_is_held_in_the_folder_opened_again(tmp_path, monkeypatch):
+    import imgcap_desktop.metadata.sidecar as sidecar
+    from imgcap_desktop.metadata.sidecar import SidecarError
+
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    plan = session.plan([a], "replace_automatic")
+    session.open([a], tmp_path)
+    session.read_stored()
+
+    def refuse(target, data, photo):
+        raise SidecarError(photo, "read-only; left as it is")
+
+    monkeypatch.setattr(sidecar, "_replace_atomically", refuse)
+    session.apply_outcomes(plan, [_result(a, "a cat on a sofa")], model_name="m")
+    photo = session.photo(a)
+    assert (photo.text, photo.held, photo.write_error) == ("a cat on a sofa", True, "read-only; left as it is")
