@@ -19,6 +19,7 @@ is already stored, so a changed photo or a new model is captioned again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -179,7 +180,8 @@ class ResultsWriter:
             os.replace(temporary, self.folder / name)
             _fsync_folder(self.folder)
         except OSError as exc:  # a full disk, storage gone read-only: said, not a traceback
-            temporary.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # on storage gone read-only this fails too
+                temporary.unlink(missing_ok=True)
             raise ResultsError(f"{self.folder}: cannot write results ({exc.strerror or exc}); the "
                                f"{self.rows_written} rows committed before are kept: make room and run "
                                f"again to go on") from None
