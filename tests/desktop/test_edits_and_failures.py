@@ -356,15 +356,20 @@ def test_a_save_that_fails_keeps_the_window_open(qtbot, window, photo_folder, mo
     assert not window.isVisible()
 
 
-def test_text_being_typed_survives_a_result_arriving_for_that_photo(qtbot, window, photo_folder):
-    """A caption typed (not yet committed) was replaced by the model's when the photo's result, or
-    its preview, arrived and the panel showed the photo again; Return then committed nothing."""
+def _type_in_the_caption_box(qtbot, window, photo_folder, path, text):
+    """Open the folder, select ``path`` and type ``text`` over its caption (not committed)."""
     open_and_wait(qtbot, window, photo_folder)
-    path = photo_folder / "photo1.jpg"
     window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
     window.caption_edit.setFocus()
     window.caption_edit.selectAll()
-    qtbot.keyClicks(window.caption_edit, "the Saturn V rolling out")
+    qtbot.keyClicks(window.caption_edit, text)
+
+
+def test_text_being_typed_survives_a_result_arriving_for_that_photo(qtbot, window, photo_folder):
+    """A caption typed (not yet committed) was replaced by the model's when the photo's result, or
+    its preview, arrived and the panel showed the photo again; Return then committed nothing."""
+    path = photo_folder / "photo1.jpg"
+    _type_in_the_caption_box(qtbot, window, photo_folder, path, "the Saturn V rolling out")
     result = fake_result(str(path))
     window.session.apply_outcomes(window.session.plan([path], "replace_all"), [result], model_name="m")
     assert window.photos.item_at(path).text == " ".join(result.words)
@@ -379,12 +384,8 @@ def test_text_being_typed_survives_a_result_arriving_for_that_photo(qtbot, windo
 def test_undo_shows_the_caption_undone_to_after_a_commit_with_extra_spaces(qtbot, window, photo_folder):
     """A commit stores the text with its spaces collapsed, so "a new caption " never equalled it: the
     panel took the box for one still being typed, and after Undo showed the undone text."""
-    open_and_wait(qtbot, window, photo_folder)
     path = photo_folder / "photo1.jpg"
-    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
-    window.caption_edit.setFocus()
-    window.caption_edit.selectAll()
-    qtbot.keyClicks(window.caption_edit, "a new  caption ")
+    _type_in_the_caption_box(qtbot, window, photo_folder, path, "a new  caption ")
     qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
     assert window.photos.item_at(path).text == "a new caption"
     window.undo_stack.undo()
