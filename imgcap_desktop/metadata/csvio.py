@@ -396,7 +396,8 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                 continue
             text_changed = current is None or current.text.strip() != text
             current_keywords = tuple(current.keywords or ()) if current is not None else ()
-            wanted = _keywords_to_store(row.keywords or (), other_tools_keywords(photo))
+            # The sidecar is read again only for a row that has keywords to compare.
+            wanted = _keywords_to_store(row.keywords, other_tools_keywords(photo)) if row.keywords else ()
             keywords_changed = row.keywords is not None and set(wanted) != set(current_keywords)  # order: no edit
             if not text_changed and not keywords_changed:
                 report.unchanged.append(photo)

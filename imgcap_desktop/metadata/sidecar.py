@@ -284,21 +284,31 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
     return None
 
 
+def _sidecar_rdf(photo: Path) -> xmp_edit.Node | None:
+    """The ``rdf:RDF`` of the photo's sidecar, None without one.
+
+    Raises:
+        SidecarError: the sidecar cannot be read, or is not safe, well-formed XMP.
+    """
+    target = find_sidecar(photo)
+    if target is None:
+        return None
+    packet = _read_limited(target, photo)
+    _check_packet(packet, target)
+    return _rdf(packet, target)
+
+
 def keywords_as_written(photo: str | Path, keywords: Sequence[str]) -> tuple[str, ...]:
     """imgcap's keywords for the photo once an automatic caption with ``keywords`` is written: the
     merge with its sidecar's (a keyword a person removed stays out, one they added stays in, one
     another tool has is not imgcap's). What a caption held for review shows, so that Accept writes
     what was shown. Without a sidecar, or one that cannot be read: ``keywords``.
     """
-    photo = Path(photo)
     try:
-        target = find_sidecar(photo)
-        if target is None:
-            return tuple(dict.fromkeys(keywords))
-        packet = _read_limited(target, photo)
-        _check_packet(packet, target)
-        rdf = _rdf(packet, target)
+        rdf = _sidecar_rdf(Path(photo))
     except SidecarError:
+        rdf = None
+    if rdf is None:
         return tuple(dict.fromkeys(keywords))
     merged = merge_keywords(
         xmp_edit.subject(rdf), _as_list(xmp_edit.imgcap_value(rdf, "keywords")) or [],
@@ -313,13 +323,9 @@ def other_tools_keywords(photo: str | Path) -> list[str]:
     Raises:
         SidecarError: the sidecar cannot be read.
     """
-    photo = Path(photo)
-    target = find_sidecar(photo)
-    if target is None:
+    rdf = _sidecar_rdf(Path(photo))
+    if rdf is None:
         return []
-    packet = _read_limited(target, photo)
-    _check_packet(packet, target)
-    rdf = _rdf(packet, target)
     ours = set(_as_list(xmp_edit.imgcap_value(rdf, "keywords")) or ())
     return [k for k in xmp_edit.subject(rdf) if k not in ours]
 
