@@ -2,68 +2,81 @@
 # A prepared run for a lent GPU machine (the device tool; JAX, no TensorFlow): the feature grids of the
 # packed photos, a cross-entropy base (the shipped no-deep-output recipe, BASE_EP epochs), NF forks of it
 # (FORK_EP more epochs each, other seeds, the learning rate where the base left it), their mean (a
-# "soup", training.average), then NS one-epoch stage-1 SCST runs from the soup and their mean, as long
-# as BUDGET seconds allow. What lands in $OUT: xesoup.weights.npz, xefork1.weights.npz (one fork, the
-# soup's control), scstsoup1.weights.npz, the run's train_config.json and vocab.json, logs.tgz. Score
-# them here on the originals' grids: training.evaluate --weights (a run folder: the two json beside).
+# "soup", training.average), then NS stage-1 SCST runs of SCST_EP epochs from the soup and their mean,
+# as long as BUDGET seconds allow. What lands in $OUT: xesoup.weights.npz, xefork1.weights.npz (one fork,
+# the soup's control), scstsoup.weights.npz (the mean of every SCST epoch), the run's train_config.json
+# and vocab.json, logs.tgz. Score them here on the originals' grids: training.evaluate --weights (a run
+# folder: the two json beside).
+#
+# Measured in the twenty-fourth round (H200, the defaults): unpack and features 23 s, the base 107 s,
+# eight forks side by side 323 s; then 27 s were left of BUDGET 510, so SCST did not start. The machine
+# stays warm for 30 s after a call and keeps /tmp: a second call at once with SCST_ONLY=1 runs the SCST
+# stage from the first call's soup (three runs side by side: about 50 s of start and 112-132 s an epoch).
 #
 # Here, once (the checkout and .gpu travel together, 64 MiB at most; move the shipped bundle's
-# decoder.weights.npz and two .onnx graphs out of the tree for the call, git restores them after):
+# decoder.weights.npz, classifier.npz and two .onnx graphs out of the tree for the call, git restores
+# them after):
 #   echo /.gpu/ >> .git/info/exclude
 #   python -m training.devicepack pack --data ../shared/data/flickr8k --out .gpu \
 #       --text-captions ../shared/data/coco-captions-text/captions_val2017_text.token.txt
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .gpu/wheels \
 #       keras==3.15.1 namex==0.1.0 optree==0.20.0 platformdirs==4.14.8
-# There (device run, carry [".gpu"], timeout_s 590):  BUDGET=520 bash scripts/gpu_xe_soup.sh
+# There (device run, carry [".gpu"], timeout_s 580):  BUDGET=510 bash scripts/gpu_xe_soup.sh
+# then at once (carry [".gpu"], timeout_s 345):  SCST_ONLY=1 NS=3 SCST_EP=2 BUDGET=320 bash scripts/gpu_xe_soup.sh
 # LOCAL=1 PY=.venv/bin/python D=.gpu/flickr8k NF=2 NS=2 BASE_EP=1 FORK_EP=1 XE_EXTRA="--text-limit 300
 # --batch-size 4" SCST_EXTRA="--max-steps 1 --batch-size 4" runs it here on a tiny pack in about a minute,
 # as tests/training/test_gpu_script.py does (the batches must fit the pack's photos).
 set -u
 T0=$(date +%s); BUDGET=${BUDGET:-520}; NF=${NF:-8}; NS=${NS:-5}; BASE_EP=${BASE_EP:-2}; FORK_EP=${FORK_EP:-6}
 OUT=${OUT:-/tmp/out}; R=${R:-/tmp/runs}; PY=${PY:-python3}; LOCAL=${LOCAL:-}
-XE_EXTRA=${XE_EXTRA:-}; SCST_EXTRA=${SCST_EXTRA:-}
+XE_EXTRA=${XE_EXTRA:-}; SCST_EXTRA=${SCST_EXTRA:-}; SCST_ONLY=${SCST_ONLY:-}; SCST_EP=${SCST_EP:-1}
 mkdir -p "$OUT" "$R"
 elapsed() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 if [ -z "$LOCAL" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/wheels/*.whl || exit 1
+  [ -n "$SCST_ONLY" ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    .gpu/wheels/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 export IMGCAP_CACHE_DIR=${IMGCAP_CACHE_DIR:-/tmp/imgcap-cache}
 $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices())" || exit 1
-$PY -m training.devicepack unpack .gpu || exit 1
+[ -n "$SCST_ONLY" ] || $PY -m training.devicepack unpack .gpu || exit 1
 D=${D:-.gpu/flickr8k}; C=/tmp/grids; TEXT=.gpu/text.token.txt
 COMMON="--data $D --cache $C --tags --text-captions $TEXT --feature-dim 512 --lr-decay 0.88 --label-smoothing 0.1 --no-deep-output $XE_EXTRA"
-elapsed base
-$PY -m training.train_jax $COMMON --out $R/base --learning-rate 5e-4 --epochs $BASE_EP --seed 2001 \
-  > $R/base.log 2>&1 || { tail -30 $R/base.log; exit 1; }
-tail -2 $R/base.log
-LR=$($PY -c "print(5e-4 * 0.88 ** $BASE_EP)")
-elapsed "$NF forks, learning rate $LR"
-for i in $(seq 1 $NF); do
-  $PY -m training.train_jax $COMMON --out $R/f$i --learning-rate $LR --epochs $FORK_EP --seed $((2100 + i)) \
-    --init-weights $R/base/epoch$(printf %02d $BASE_EP).weights.npz > $R/f$i.log 2>&1 &
-done
-wait
-LAST=epoch$(printf %02d $FORK_EP).weights.npz
-mkdir -p $R/xesoup
-$PY -m training.average --out $R/xesoup/best.weights.npz $R/f*/$LAST || exit 1
-cp $R/f1/train_config.json $R/f1/vocab.json $R/xesoup/
-cp $R/xesoup/best.weights.npz $OUT/xesoup.weights.npz
-cp $R/f1/$LAST $OUT/xefork1.weights.npz
-cp $R/f1/train_config.json $R/f1/vocab.json $OUT/
+if [ -z "$SCST_ONLY" ]; then
+  elapsed base
+  $PY -m training.train_jax $COMMON --out $R/base --learning-rate 5e-4 --epochs $BASE_EP --seed 2001 \
+    > $R/base.log 2>&1 || { tail -30 $R/base.log; exit 1; }
+  tail -2 $R/base.log
+  LR=$($PY -c "print(5e-4 * 0.88 ** $BASE_EP)")
+  elapsed "$NF forks, learning rate $LR"
+  for i in $(seq 1 $NF); do
+    $PY -m training.train_jax $COMMON --out $R/f$i --learning-rate $LR --epochs $FORK_EP --seed $((2100 + i)) \
+      --init-weights $R/base/epoch$(printf %02d $BASE_EP).weights.npz > $R/f$i.log 2>&1 &
+  done
+  wait
+  LAST=epoch$(printf %02d $FORK_EP).weights.npz
+  mkdir -p $R/xesoup
+  $PY -m training.average --out $R/xesoup/best.weights.npz $R/f*/$LAST || exit 1
+  cp $R/f1/train_config.json $R/f1/vocab.json $R/xesoup/
+  cp $R/xesoup/best.weights.npz $OUT/xesoup.weights.npz
+  cp $R/f1/$LAST $OUT/xefork1.weights.npz
+  cp $R/f1/train_config.json $R/f1/vocab.json $OUT/
+elif [ ! -f $R/xesoup/best.weights.npz ]; then
+  echo "SCST_ONLY: no $R/xesoup from an earlier call on this machine"; exit 1
+fi
 LEFT=$(( BUDGET - ($(date +%s) - T0) - 30 ))
 elapsed "SCST with $LEFT s left"
 if [ $LEFT -gt 100 ] && [ $NS -gt 0 ]; then
   for i in $(seq 1 $NS); do
     timeout $LEFT $PY -m training.scst_jax --data $D --cache $C --out $R/s$i --init $R/xesoup \
-      --scst-candidates guarded --batch-size 50 --epochs 1 --agreement-penalty 0.5 --seed $((3000 + i)) --no-java \
+      --scst-candidates guarded --batch-size 50 --epochs $SCST_EP --agreement-penalty 0.5 --seed $((3000 + i)) --no-java \
       $SCST_EXTRA > $R/s$i.log 2>&1 &
   done
   wait
   if ls $R/s*/epoch01.weights.npz; then
-    $PY -m training.average --out $OUT/scstsoup1.weights.npz $R/s*/epoch01.weights.npz || exit 1
+    $PY -m training.average --out $OUT/scstsoup.weights.npz $R/s*/epoch??.weights.npz || exit 1
   else
     tail -30 $R/s1.log; echo "no SCST run finished an epoch"; STATUS=1
   fi

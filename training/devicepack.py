@@ -17,14 +17,17 @@ are the packed photos'; score a run's weights here, on the originals' grids (``t
 ``pack`` writes into OUT:
 
 - ``flickr8k/``: the train split's photos and the first ``--dev`` dev photos, their caption lines and
-  the two split files, a Flickr8k-layout folder for ``--data``;
+  the two split files, a Flickr8k-layout folder for ``--data`` once ``unpack`` has taken the photos out
+  of ``images.tgz``: the device tool counts a folder of 6,000 small files as more than 64 MiB where
+  the same bytes in one archive pass (a call was refused so in the twenty-fourth round);
 - ``encoder.npz``: the encoder's converted weights (float16, in the order of ``Model.weights``) and its
   ImageNet classifier (``fc_kernel``, ``fc_bias``);
 - ``text.token.txt``: a copy of ``--text-captions``, when given.
 
-``unpack`` writes the encoder's weights where :func:`model.encoders.build_encoder` looks first
-(``resources/encoders/NAME.weights.h5``) and its classifier where :func:`model.encoders.classifier_head`
-looks when the weight package is missing (``resources/encoders/NAME.classifier.npz``).
+``unpack`` takes the photos out of ``flickr8k/images.tgz`` and writes the encoder's weights where
+:func:`model.encoders.build_encoder` looks first (``resources/encoders/NAME.weights.h5``) and its
+classifier where :func:`model.encoders.classifier_head` looks when the weight package is missing
+(``resources/encoders/NAME.classifier.npz``).
 ``scripts/gpu_xe_soup.sh`` is a run that uses both.
 """
 
@@ -34,6 +37,7 @@ import argparse
 import io
 import shutil
 import sys
+import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +46,7 @@ import numpy as np
 from training.data import SPLIT_FILES, TOKEN_FILE, find_images_dir, load_captions, load_split
 
 TRAIN_LIST, DEV_LIST = SPLIT_FILES["train"], SPLIT_FILES["dev"]
+PHOTO_ARCHIVE = "images.tgz"
 
 
 def pack_photos(data: Path, out: Path, *, size: int, quality: int = 52, dev_photos: int = 50) -> dict:
@@ -79,6 +84,23 @@ def pack_photos(data: Path, out: Path, *, size: int, quality: int = 52, dev_phot
     (out / TOKEN_FILE).write_text("".join(f"{name}#{i}\t{caption}\n" for name, texts in packed.items()
                                           for i, caption in enumerate(texts)), encoding="utf-8")
     return {"train": len(kept[TRAIN_LIST]), "dev": len(kept[DEV_LIST]), "skipped": skipped, "bytes": photo_bytes}
+
+
+def archive_photos(folder: Path) -> Path:
+    """Replace the photo folder ``folder`` (``pack_photos``'s ``images/``) by one archive beside it,
+    ``images.tgz``; gzip's fastest level only squeezes out tar's padding (WebP does not compress)."""
+    archive = folder.with_name(PHOTO_ARCHIVE)
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(folder, arcname=folder.name)
+    shutil.rmtree(folder)
+    return archive
+
+
+def unarchive_photos(archive: Path) -> Path:
+    """Take the photos out of ``archive`` (from :func:`archive_photos`) into its folder; the photo folder."""
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(archive.parent, filter="data")
+    return archive.parent / "images"
 
 
 def pack_encoder(name: str, destination: Path) -> Path:
@@ -121,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pack.add_argument("--quality", type=int, default=52, help="WebP quality (1-100)")
     pack.add_argument("--dev", type=int, default=50, help="dev photos to take (the machine's own dev figures)")
     pack.add_argument("--text-captions", type=Path, default=None, help="token file of captions without photos")
-    unpack = verbs.add_parser("unpack", help="on the GPU machine: put the encoder where it is looked for")
+    unpack = verbs.add_parser("unpack", help="on the GPU machine: take the photos out of their archive and put "
+                                             "the encoder where it is looked for")
     unpack.add_argument("pack", type=Path)
     unpack.add_argument("--encoder", default="efficientnet_lite2")
     args = parser.parse_args(argv)
@@ -131,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.encoder.startswith("efficientnet_lite"):
         parser.error("only the EfficientNet-Lite encoders are packed")
     if args.verb == "unpack":
+        archive = args.pack / "flickr8k" / PHOTO_ARCHIVE
+        if archive.is_file():
+            print(f"unpacked {unarchive_photos(archive)}")
         for path in unpack_encoder(args.encoder, args.pack / "encoder.npz"):
             print(f"wrote {path}")
         return 0
@@ -139,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         counts = pack_photos(args.data, args.out / "flickr8k", size=get_encoder_spec(args.encoder).input_size,
                              quality=args.quality, dev_photos=args.dev)
+        archive_photos(args.out / "flickr8k" / "images")
         pack_encoder(args.encoder, args.out / "encoder.npz")
         if args.text_captions is not None:
             shutil.copyfile(args.text_captions, args.out / "text.token.txt")

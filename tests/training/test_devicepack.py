@@ -99,3 +99,17 @@ def test_the_packed_captions_are_read_as_training_reads_them(tiny_flickr, tmp_pa
     token_file.write_text("", encoding="utf-8")
     with pytest.raises(ValueError, match="no caption for any of the"):
         devicepack.pack_photos(tiny_flickr.root, tmp_path / "pack2", size=20, quality=60, dev_photos=2)
+
+
+def test_the_photos_travel_as_one_archive_and_unpack_as_they_were(tiny_flickr, tmp_path):
+    # The device tool refused a pack of 6,000 photo files that fit its 64 MiB as one archive.
+    out = tmp_path / "pack"
+    devicepack.pack_photos(tiny_flickr.root, out, size=20, quality=60, dev_photos=2)
+    before = {p.name: p.read_bytes() for p in (out / "images").iterdir()}
+
+    archive = devicepack.archive_photos(out / "images")
+
+    assert archive == out / devicepack.PHOTO_ARCHIVE and not (out / "images").exists()
+    assert devicepack.unarchive_photos(archive) == out / "images"
+    assert {p.name: p.read_bytes() for p in (out / "images").iterdir()} == before
+    assert len(load_dataset(out, "train")[0]) == len(before) - 2

@@ -50,16 +50,26 @@ def test_the_gpu_script_trains_a_soup_and_scst_from_a_tiny_pack(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
-    assert {"xesoup.weights.npz", "xefork1.weights.npz", "scstsoup1.weights.npz", "train_config.json",
+    assert {"xesoup.weights.npz", "xefork1.weights.npz", "scstsoup.weights.npz", "train_config.json",
             "vocab.json", "logs.tgz"} <= {p.name for p in out.iterdir()}
     assert (resources / "encoders").is_dir()  # unpacked where IMGCAP_RESOURCES says
     for run in ("base", "f1", "f2"):  # each cross-entropy run took steps (a batch too big for the pack: none)
         history = json.loads((tmp_path / "runs" / run / "history.json").read_text())
         assert math.isfinite(history[-1]["train_loss"]) and history[-1]["train_seconds"] > 0
     with (np.load(out / "xesoup.weights.npz") as soup, np.load(out / "xefork1.weights.npz") as fork,
-          np.load(out / "scstsoup1.weights.npz") as scst):
+          np.load(out / "scstsoup.weights.npz") as scst):
         assert set(soup.files) == set(fork.files) == set(scst.files)
         assert "deep_output/kernel" not in soup.files  # the no-deep-output recipe
         assert all(np.isfinite(soup[k]).all() and np.isfinite(scst[k]).all() for k in soup.files)
         assert any(not np.array_equal(soup[k], fork[k]) for k in soup.files)  # a mean of two forks, not one
         assert any(not np.array_equal(soup[k], scst[k]) for k in soup.files)  # SCST moved the soup
+
+    # A second call on the still-warm machine: SCST only, from the first call's soup, two epochs each.
+    again = tmp_path / "out2"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_xe_soup.sh")], cwd=work,
+                          env=env | settings | {"OUT": str(again), "SCST_ONLY": "1", "NS": "1", "SCST_EP": "2"},
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "base" not in done.stdout.split("SCST with")[0]  # no cross-entropy this time
+    assert {p.name for p in again.iterdir()} == {"scstsoup.weights.npz", "logs.tgz"}
+    assert (tmp_path / "runs" / "s1" / "epoch02.weights.npz").is_file()
