@@ -4,12 +4,19 @@ UTF-8, RFC 4180 quoting (the csv module), and every text cell that a spreadsheet
 formula gets a leading apostrophe; import removes exactly those apostrophes, so a round trip gives
 back every caption unchanged. A file name that is not valid UTF-8 (possible on Linux) is written
 with its original bytes (Python's surrogate escapes), which import maps back to the same file.
-Keywords are one cell, separated by ``"; "``.
+Keywords are one cell, separated by ``"; "``. The last column, ``check``, is a fingerprint of the
+caption and keywords cells as exported: import tells an edited cell from one left as it was by it,
+so a row nobody edited never writes anything, whatever was stored since.
+
+Import reads what spreadsheets save: UTF-8 with or without a byte-order mark, UTF-16 with one
+(Excel's "Unicode Text"), and commas, semicolons (Excel where the decimal mark is a comma) or tabs
+between the cells, told by the header line.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -45,6 +52,7 @@ COLUMNS = (
     "time captioned",
     "keywords",
     "error",
+    "check",
 )
 KEYWORD_SEPARATOR = "; "
 
@@ -54,6 +62,10 @@ _EXIF_ORIENTATION = 0x0112
 _FORMULA_START = "=+-@\t\r"
 _NEEDS_APOSTROPHE = re.compile(f"^'*[{re.escape(_FORMULA_START)}]")
 _HAS_APOSTROPHE = re.compile(f"^'+[{re.escape(_FORMULA_START)}]")
+
+# The longest cell import reads (the csv module's default is 128 KiB): a sidecar takes 8 MiB.
+_LONGEST_CELL = 16 * 2**20
+_DELIMITERS = (",", ";", "\t")
 
 
 def neutralise(cell: str) -> str:
@@ -86,6 +98,20 @@ class CsvRow:
     captioned_at: str = ""
     keywords: tuple[str, ...] | None = ()  # imgcap's keywords; None: read from a CSV without that column
     error: str = ""  # why the photo could not be read or captioned
+    # Read from a CSV: the fingerprint of the caption and keywords cells as exported (written: computed
+    # from the row). Not part of a row's value: two rows with the same cells are equal.
+    check: str = field(default="", compare=False)
+
+
+def fingerprint(caption: str, keywords: Sequence[str] | None) -> str:
+    """The ``check`` cell for a row: ``c`` and 10 hex digits of the caption (spaces at its ends
+    ignored, as import ignores them), ``k`` and 10 of the keywords as import reads them back (the
+    letters keep a spreadsheet from taking it for a number)."""
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+
+    cell = _keywords(KEYWORD_SEPARATOR.join(keywords or ()))
+    return f"c{digest(caption.strip())}k{digest(chr(10).join(cell))}"
 
 
 def make_row(
@@ -175,6 +201,7 @@ def format_rows(rows: list[CsvRow] | tuple[CsvRow, ...]) -> str:
                 neutralise(row.captioned_at),
                 neutralise(KEYWORD_SEPARATOR.join(row.keywords or ())),
                 neutralise(row.error),
+                fingerprint(row.caption, row.keywords),
             ]
         )
     return buffer.getvalue()
@@ -240,7 +267,9 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
     """
     if text.startswith("\ufeff"):
         text = text[1:]
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    if csv.field_size_limit() < _LONGEST_CELL:
+        csv.field_size_limit(_LONGEST_CELL)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=_delimiter(text))
     try:
         header = [name.strip().lower() for name in next(reader)]
     except StopIteration:
@@ -258,13 +287,17 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
         except StopIteration:
             break
         except csv.Error as exc:
-            raise CsvFormatError(f"line {reader.line_num}: {exc} (a quote left open?)") from None
+            hint = "" if "field larger" in str(exc) else " (a quote left open?)"
+            raise CsvFormatError(f"line {reader.line_num}: {exc}{hint}") from None
         if not any(cells):
             continue
 
         def cell(name: str, cells: list[str] = cells) -> str:
             i = index.get(name)
             return cells[i] if i is not None and i < len(cells) else ""
+
+        # A row cut short before its keywords cell says nothing about them (an empty cell removes them).
+        has_keywords = "keywords" in index and index["keywords"] < len(cells)
 
         line = reader.line_num
         for name in ("caption", "source", "model", "score", "width", "height", "time captioned", "keywords"):
@@ -287,12 +320,24 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
                     height=height,
                     sidecar_path=restore(cell("sidecar path")),
                     captioned_at=restore(cell("time captioned")),
-                    keywords=_keywords(restore(cell("keywords"))) if "keywords" in index else None,
+                    keywords=_keywords(restore(cell("keywords"))) if has_keywords else None,
                     error=restore(cell("error")),
+                    check=cell("check").strip(),
                 ),
             )
         )
     return rows
+
+
+def _delimiter(text: str) -> str:
+    """The cell separator of a caption CSV, told by its header line: the first of comma, semicolon
+    and tab that splits out both required columns (a comma where none does, for the error message)."""
+    header = text.split("\n", 1)[0]
+    for delimiter in _DELIMITERS:
+        names = {name.strip().strip('"').strip().lower() for name in header.split(delimiter)}
+        if {"relative path", "caption"} <= names:
+            return delimiter
+    return ","
 
 
 def _number(text: str, kind: type):
@@ -312,6 +357,11 @@ def read_csv(path: str | Path) -> list[tuple[int, CsvRow]]:
     if Path(path).exists() and not is_regular_file(path):
         raise CsvFormatError("not a regular file")
     data = Path(path).read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 (Excel's "Unicode Text"), told by its mark
+        try:
+            return parse_rows(data.decode("utf-16"))
+        except UnicodeDecodeError as exc:
+            raise CsvFormatError(f"not UTF-16 text after its byte-order mark: {exc.reason}") from None
     # Path cells may hold a file name's own non-UTF-8 bytes (see write_csv); any other cell may not.
     return parse_rows(data.decode("utf-8", "surrogateescape"))
 
@@ -394,15 +444,22 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             if not text:
                 report.unchanged.append(photo)
                 continue
+            edits = _edits(row)  # None: a row without its check (a CSV made by hand, or an older imgcap's)
             text_changed = current is None or current.text.strip() != text
             current_keywords = tuple(current.keywords or ()) if current is not None else ()
             # The sidecar is read again only for a row that has keywords to compare.
             wanted = _keywords_to_store(row.keywords, other_tools_keywords(photo)) if row.keywords else ()
             keywords_changed = row.keywords is not None and set(wanted) != set(current_keywords)  # order: no edit
+            if edits is not None:  # a cell left as exported is no edit, whatever is stored now
+                text_changed, keywords_changed = text_changed and edits[0], keywords_changed and edits[1]
             if not text_changed and not keywords_changed:
                 report.unchanged.append(photo)
                 continue
-            if current is not None and current.source == "human" and _changed_since(current, row):
+            if current is None and not text_changed:
+                report.errors.append((photo, f"line {line}: {row.relative_path}: its caption was taken out after "
+                                             f"the CSV was written; its keywords are left as they are"))
+                continue
+            if text_changed and _stored_since(current, row, edits):
                 report.errors.append((photo, f"line {line}: {row.relative_path}: its sidecar holds a person's "
                                              f"caption this row was not exported with; left as it is (export "
                                              f"again to edit it)"))
@@ -440,6 +497,31 @@ def _keywords_to_store(cell: Sequence[str], theirs: Sequence[str]) -> tuple[str,
             seen.add(keyword.casefold())
             kept.append(keyword)
     return tuple(kept)
+
+
+_CHECK = re.compile(r"^c([0-9a-f]{10})k([0-9a-f]{10})$")
+
+
+def _edits(row: CsvRow) -> tuple[bool, bool] | None:
+    """Whether the row's caption cell and its keywords cell differ from what was exported, by its
+    ``check``; None for a row without a check this module wrote."""
+    exported = _CHECK.match(row.check)
+    if exported is None:
+        return None
+    now = _CHECK.match(fingerprint(row.caption, row.keywords))
+    assert now is not None
+    return now[1] != exported[1], row.keywords is not None and now[2] != exported[2]
+
+
+def _stored_since(current: StoredCaption | None, row: CsvRow, edits: tuple[bool, bool] | None) -> bool:
+    """Whether ``current``, a person's caption (here or in another tool), was stored after the row
+    was exported, so that the row's edit was made on another caption: by the row's check where it
+    has one, else by its time captioned. A model's caption is replaced by a person's edit anyway."""
+    if current is None or current.source == "automatic":
+        return False
+    if edits is None:
+        return current.source == "human" and _changed_since(current, row)
+    return fingerprint(current.text, ())[:11] != row.check[:11]
 
 
 def _changed_since(current: StoredCaption, row: CsvRow) -> bool:

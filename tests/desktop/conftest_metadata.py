@@ -88,3 +88,38 @@ def exiftool(*args: str | Path) -> str:
 def exiftool_tags(path: Path) -> dict:
     """Every XMP tag exiftool sees in a file, by group and name."""
     return json.loads(exiftool("-j", "-G1", "-struct", "-XMP:all", path))[0]
+
+
+def write_hand_made_csv(path: Path, rows) -> None:
+    """A caption CSV as a person or another program made it: the rows' cells without imgcap's
+    ``check`` column, so that import takes every cell that differs from what is stored as an edit."""
+    import csv
+    import io
+
+    from imgcap_desktop.metadata.csvio import format_rows
+
+    table = list(csv.reader(io.StringIO(format_rows(rows), newline="")))
+    drop = table[0].index("check")
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="\r\n").writerows([cells[:drop] + cells[drop + 1:] for cells in table])
+    Path(path).write_bytes(buffer.getvalue().encode("utf-8", "surrogateescape"))
+
+
+def edit_csv_cells(path: Path, edits: dict[str, dict[str, str]]) -> None:
+    """Change cells of an exported caption CSV as a spreadsheet would, the rest (its ``check`` column
+    too) left as exported: ``{relative path: {column: new text}}``."""
+    import csv
+    import io
+
+    from imgcap_desktop.metadata.csvio import neutralise
+
+    raw = Path(path).read_bytes()
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    table = list(csv.reader(io.StringIO(raw.decode("utf-8-sig", "surrogateescape"), newline="")))
+    header = table[0]
+    for cells in table[1:]:
+        for column, text in edits.get(cells[header.index("relative path")], {}).items():
+            cells[header.index(column)] = neutralise(text)
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator="\r\n").writerows(table)
+    Path(path).write_bytes(("\ufeff" if bom else "").encode() + buffer.getvalue().encode("utf-8", "surrogateescape"))

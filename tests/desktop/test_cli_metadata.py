@@ -9,9 +9,9 @@ import pytest
 
 from imgcap_desktop.cli import caption_policy
 from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv_command, run_import_csv
-from imgcap_desktop.metadata.csvio import CsvRow, read_csv, write_csv
+from imgcap_desktop.metadata.csvio import CsvRow, read_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import Snapshot, make_photo
+from tests.desktop.conftest_metadata import Snapshot, make_photo, write_hand_made_csv
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def test_caption_options_map_to_the_overwrite_policy():
 
 def test_import_csv_command_applies_and_reports(tmp_path, capsys):
     a = make_photo(tmp_path / "a.jpg")
-    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "edited"), CsvRow("gone.jpg", "gone.jpg", "x")])
+    write_hand_made_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "edited"), CsvRow("gone.jpg", "gone.jpg", "x")])
 
     status = run_import_csv(_parser().parse_args(["import-csv", str(tmp_path / "c.csv")]))
 
@@ -93,7 +93,7 @@ def test_cli_writes_sidecars_and_csv_keeps_human_captions_and_imports_edits(tmp_
 
     edited = '=edited, "by hand"\nline two'
     rows["a.jpg"] = CsvRow(**{**rows["a.jpg"].__dict__, "caption": edited})
-    write_csv(csv_file, list(rows.values()))
+    write_hand_made_csv(csv_file, list(rows.values()))
     assert main(["import-csv", str(csv_file)]) == 1  # broken.jpg is reported missing
     assert "photo not found: broken.jpg" in capsys.readouterr().err
     assert (read_caption(auto).text, read_caption(auto).source) == (edited, "human")

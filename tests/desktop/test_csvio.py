@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,15 @@ from imgcap_desktop.metadata.csvio import (
     write_csv,
 )
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import Snapshot, exiftool, make_photo, needs_exiftool, xmp_text
+from tests.desktop.conftest_metadata import (
+    Snapshot,
+    edit_csv_cells,
+    exiftool,
+    make_photo,
+    needs_exiftool,
+    write_hand_made_csv,
+    xmp_text,
+)
 
 AUTO = StoredCaption("a dog runs", "automatic", "sat-flickr8k", -0.75, "2026-11-27T01:00:00+00:00")
 
@@ -33,9 +43,10 @@ AUTO = StoredCaption("a dog runs", "automatic", "sat-flickr8k", -0.75, "2026-11-
 def test_header_is_exactly_the_documented_columns():
     header = format_rows([]).splitlines()[0]
     assert header == (
-        "relative path,file name,caption,source,model,score,width,height,sidecar path,time captioned,keywords,error"
+        "relative path,file name,caption,source,model,score,width,height,sidecar path,time captioned,keywords,error,"
+        "check"
     )
-    assert len(COLUMNS) == 12
+    assert len(COLUMNS) == 13
 
 
 def test_make_row_reads_size_and_relative_paths(tmp_path):
@@ -104,7 +115,8 @@ def test_exported_cells_cannot_run_as_formulas(tmp_path):
 def test_file_is_utf8_with_rfc4180_quoting(tmp_path):
     write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", 'say "hi",\nthen ünïcode')])
     raw = (tmp_path / "c.csv").read_bytes()
-    assert raw.endswith(b'a.jpg,a.jpg,"say ""hi"",\nthen \xc3\xbcn\xc3\xafcode",,,,,,,,,\r\n')
+    row = rb'a\.jpg,a\.jpg,"say ""hi"",\nthen \xc3\xbcn\xc3\xafcode",,,,,,,,,,c[0-9a-f]{10}k[0-9a-f]{10}'
+    assert re.search(rb"\r\n" + row + rb"\r\n\Z", raw)
     assert not raw.startswith(b"\xef\xbb\xbf")
 
 
@@ -227,9 +239,7 @@ def _export(root: Path, photos: list[Path]) -> Path:
 
 
 def _edit(csv_file: Path, captions: dict[str, str]) -> None:
-    rows = [row for _, row in read_csv(csv_file)]
-    rows = [CsvRow(**{**row.__dict__, "caption": captions.get(row.relative_path, row.caption)}) for row in rows]
-    write_csv(csv_file, rows)
+    edit_csv_cells(csv_file, {path: {"caption": text} for path, text in captions.items()})
 
 
 def test_import_applies_edited_captions_as_human(tmp_path):
@@ -264,10 +274,15 @@ def test_a_caption_typed_in_another_tool_after_the_export_is_not_undone_by_the_c
     _edit(csv_file, {"b.jpg": "a dog on the beach"})
     jane = Snapshot([sidecar])
 
-    report = import_csv(csv_file)
+    report = import_csv(csv_file)  # a.jpg's row as exported: no edit of Jane's caption
 
     jane.assert_unchanged()
     assert report.applied == [photos[1]] and read_caption(photos[1]).text == "a dog on the beach"
+    assert report.unchanged == [photos[0]] and report.errors == []
+
+    _edit(csv_file, {"a.jpg": "a cat on a sofa"})  # an edit of the caption she has since replaced
+    report = import_csv(csv_file)
+    jane.assert_unchanged()
     assert report.errors == [(photos[0], "line 2: a.jpg: its sidecar holds a person's caption this row was not "
                                          "exported with; left as it is (export again to edit it)")]
 
@@ -330,7 +345,7 @@ def test_missing_photos_and_escapes_are_reported_not_written(tmp_path):
         CsvRow(f"../{outside.name}", outside.name, "x"),
         CsvRow(str(outside), outside.name, "x"),
     ]
-    write_csv(tmp_path / "c.csv", rows)
+    write_hand_made_csv(tmp_path / "c.csv", rows)
 
     report = import_csv(tmp_path / "c.csv")
 
@@ -343,7 +358,7 @@ def test_missing_photos_and_escapes_are_reported_not_written(tmp_path):
 def test_import_reports_a_broken_sidecar_and_goes_on(tmp_path):
     a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
     sidecar_path(a).write_bytes(b"<not xml")
-    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "x"), CsvRow("b.jpg", "b.jpg", "y")])
+    write_hand_made_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "x"), CsvRow("b.jpg", "b.jpg", "y")])
 
     report = import_csv(tmp_path / "c.csv")
 
@@ -355,7 +370,7 @@ def test_import_reports_a_broken_sidecar_and_goes_on(tmp_path):
 def test_import_with_another_root_and_base_style(tmp_path):
     root = tmp_path / "photos"
     p = make_photo(root / "a.jpg")
-    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "x")])
+    write_hand_made_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "x")])
 
     report = import_csv(tmp_path / "c.csv", root, style="base")
 
@@ -416,3 +431,132 @@ def test_a_keyword_another_tool_has_is_no_edit_and_case_twins_are_one(tmp_path):
     assert import_csv(tmp_path / "c.csv").applied == [photo]
     assert read_caption(photo).keywords == ("sofa", "whiskers")
     assert import_csv(tmp_path / "c.csv").unchanged == [photo]
+
+
+# --- what a tester found importing CSVs (twenty-fourth session) ---------------------------------
+
+
+def _sidecar_by_another_tool(photo: Path, description: str, subjects: tuple[str, ...] = ()) -> None:
+    bag = "".join(f"<rdf:li>{s}</rdf:li>" for s in subjects)
+    sidecar_path(photo).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{description}</rdf:li></rdf:Alt></dc:description>'
+        + (f"<dc:subject><rdf:Bag>{bag}</rdf:Bag></dc:subject>" if subjects else "")
+        + "</rdf:Description></rdf:RDF></x:xmpmeta>",
+        encoding="utf-8",
+    )
+
+
+def test_an_unedited_row_never_undoes_a_caption_another_tool_wrote_after_the_export(tmp_path):
+    """Another tool's caption has no time captioned, so the row's time could not tell: the unedited
+    row put the old caption back over the newer one, as a person's, and reported it as applied."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    _sidecar_by_another_tool(a, "Old caption typed in digiKam")
+    write_caption(b, AUTO)
+    csv_file = _export(tmp_path, [a, b])
+    _sidecar_by_another_tool(a, "NEW caption a person typed later")
+    _edit(csv_file, {"b.jpg": "a dog on the sand"})
+    newer = Snapshot([sidecar_path(a)])
+
+    report = import_csv(csv_file)
+
+    newer.assert_unchanged()
+    assert report.applied == [b] and report.unchanged == [a] and report.errors == []
+
+    _edit(csv_file, {"a.jpg": "an edit of the old caption"})  # edited: reported, still not written
+    report = import_csv(csv_file)
+    newer.assert_unchanged()
+    assert [p for p, _ in report.errors] == [a] and "not exported with" in report.errors[0][1]
+
+
+def test_an_unedited_row_never_replaces_a_newer_model_caption(tmp_path):
+    """A later run's caption used to be replaced by the row's older one, marked as a person's."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, AUTO)
+    csv_file = _export(tmp_path, [a])
+    later = StoredCaption("a dog runs on grass", "automatic", "sat-flickr8k", -0.5, "2026-11-28T01:00:00+00:00")
+    write_caption(a, later)
+    before = Snapshot([sidecar_path(a)])
+
+    report = import_csv(csv_file)
+
+    before.assert_unchanged()
+    assert report.unchanged == [a] and read_caption(a).source == "automatic"
+
+    _edit(csv_file, {"a.jpg": "my dog Rex"})  # a person's edit wins over a model's caption
+    assert import_csv(csv_file).applied == [a]
+    assert (read_caption(a).text, read_caption(a).source) == ("my dog Rex", "human")
+
+
+def test_an_export_without_keywords_imports_without_touching_the_stored_ones(tmp_path):
+    """`caption --no-keywords --csv` wrote an empty keywords cell, and importing that CSV unedited
+    removed the stored keywords and recorded them as rejected."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption(AUTO.text, "automatic", "m", -1.0, AUTO.captioned_at, ("cat",)))
+    stored = read_caption(a)
+    write_csv(tmp_path / "c.csv", [make_row(a, tmp_path, replace(stored, keywords=None))])
+    before = Snapshot([sidecar_path(a)])
+
+    report = import_csv(tmp_path / "c.csv")
+
+    before.assert_unchanged()
+    assert report.unchanged == [a] and read_caption(a).keywords == ("cat",)
+
+
+def test_export_then_import_is_no_edit_when_another_tool_has_our_keyword_in_another_case(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption(AUTO.text, "automatic", "m", -1.0, AUTO.captioned_at, ("cat",)))
+    sidecar = sidecar_path(a)
+    sidecar.write_text(sidecar.read_text(encoding="utf-8").replace("<rdf:li>cat</rdf:li>",
+                                                                   "<rdf:li>cat</rdf:li><rdf:li>Cat</rdf:li>"),
+                       encoding="utf-8")
+    csv_file = _export(tmp_path, [a])
+    before = Snapshot([sidecar])
+
+    report = import_csv(csv_file)
+
+    before.assert_unchanged()
+    assert report.unchanged == [a] and report.applied == []
+
+
+def test_a_row_cut_short_before_its_keywords_leaves_them_alone(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption(AUTO.text, "automatic", "m", -1.0, AUTO.captioned_at, ("cat",)))
+    (tmp_path / "c.csv").write_text("relative path,file name,caption,keywords\r\na.jpg,a.jpg,new words\r\n",
+                                    encoding="utf-8")
+
+    assert import_csv(tmp_path / "c.csv").applied == [a]
+    assert (read_caption(a).text, read_caption(a).keywords) == ("new words", ("cat",))
+
+
+def test_a_caption_longer_than_the_csv_modules_cell_limit_round_trips(tmp_path):
+    """One caption over 128 KiB made the whole CSV refused ("field larger than field limit")."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    write_caption(a, replace(AUTO, text="x" * 140_000))
+    write_caption(b, AUTO)
+    csv_file = _export(tmp_path, [a, b])
+    _edit(csv_file, {"b.jpg": "a dog on the sand"})
+
+    report = import_csv(csv_file)
+
+    assert report.applied == [b] and report.unchanged == [a]
+    assert [row.caption for _, row in read_csv(csv_file)][0] == "x" * 140_000
+
+
+@pytest.mark.parametrize(("delimiter", "encoding"), [(";", "utf-8-sig"), ("\t", "utf-8"), ("\t", "utf-16")])
+def test_csvs_that_excel_saves_in_other_layouts_are_read(tmp_path, delimiter, encoding):
+    """European Excel's "CSV UTF-8" (semicolons), tab-separated text and Excel's "Unicode Text"
+    (UTF-16) were refused as having "no 'relative path' or 'caption' column"."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption(AUTO.text, "automatic", "m", -1.0, AUTO.captioned_at, ("cat",)))
+    table = list(csv.reader(io.StringIO(format_rows([make_row(a, tmp_path, read_caption(a))]), newline="")))
+    table[1][COLUMNS.index("caption")] = "a cat; on a sofa"
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerows(table)
+    (tmp_path / "c.csv").write_bytes(buffer.getvalue().encode(encoding))
+
+    report = import_csv(tmp_path / "c.csv")
+
+    assert report.applied == [a]
+    assert (read_caption(a).text, read_caption(a).keywords) == ("a cat; on a sofa", ("cat",))

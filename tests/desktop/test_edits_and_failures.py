@@ -298,16 +298,17 @@ def test_a_stored_automatic_caption_offers_to_recompute_its_attention(qtbot, win
 
 
 def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):
-    from imgcap_desktop.metadata.csvio import CsvRow, write_csv
+    from imgcap_desktop.metadata.csvio import CsvRow
+    from tests.desktop.conftest_metadata import write_hand_made_csv
 
     open_and_wait(qtbot, window, photo_folder)
-    write_csv(photo_folder / "edited.csv", [CsvRow("photo1.jpg", "photo1.jpg", "edited in a spreadsheet")])
+    write_hand_made_csv(photo_folder / "edited.csv", [CsvRow("photo1.jpg", "photo1.jpg", "edited in a spreadsheet")])
     assert window.import_csv(photo_folder / "edited.csv")
     photo = window.photos.item_at(photo_folder / "photo1.jpg")
     assert (photo.text, photo.state.value) == ("edited in a spreadsheet", "human")
     assert "Applied 1 caption" in window.statusBar().currentMessage()
 
-    write_csv(photo_folder / "again.csv", [CsvRow("photo1.jpg", "photo1.jpg", "edited again"),
+    write_hand_made_csv(photo_folder / "again.csv", [CsvRow("photo1.jpg", "photo1.jpg", "edited again"),
                                            CsvRow("gone.jpg", "gone.jpg", "a caption")])
     assert window.import_csv(photo_folder / "again.csv")
     # Why a row was not applied is said, not only how many: it used to be "1 row not applied".

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from imgcap_desktop.session import CaptionSession
-from imgcap_desktop.metadata.csvio import read_csv, write_csv
+from imgcap_desktop.metadata.csvio import read_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from model.results import CaptionResult, Tag
-from tests.desktop.conftest_metadata import exiftool, exiftool_tags, make_photo, needs_exiftool
+from tests.desktop.conftest_metadata import exiftool, exiftool_tags, make_photo, needs_exiftool, write_hand_made_csv
 from tests.desktop.xmp_corpus import subject_of
 
 THRESHOLD = 0.3
@@ -105,7 +105,7 @@ def test_cli_keywords_csv_round_trip_and_person_edits(tmp_path, engine, capsys):
 
     # In the spreadsheet: "sofa" taken out, "tabby" added; b's row untouched.
     rows["a.jpg"] = dataclasses.replace(rows["a.jpg"], keywords=("cat", "tabby"))
-    write_csv(csv_file, list(rows.values()))
+    write_hand_made_csv(csv_file, list(rows.values()))
     capsys.readouterr()
     assert main(["import-csv", str(csv_file)]) == 0
     assert "1 captions applied, 1 unchanged" in capsys.readouterr().out

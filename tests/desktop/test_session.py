@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgcap_desktop.metadata.csvio import CsvRow, read_csv, write_csv
+from imgcap_desktop.metadata.csvio import CsvRow, read_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from imgcap_desktop.session import CaptionSession, CaptionState, PhotoStatus, remove_stale_temp_files
 from model.results import Alternative, CaptionFailure, CaptionResult, Tag
-from tests.desktop.conftest_metadata import Snapshot, exiftool, make_photo, needs_exiftool
+from tests.desktop.conftest_metadata import Snapshot, exiftool, make_photo, needs_exiftool, write_hand_made_csv
 
 NOW = "2026-11-27T02:00:00+00:00"
 ROOT = Path(__file__).resolve().parents[2]
@@ -294,7 +294,7 @@ def test_export_to_an_unwritable_place_raises_oserror(tmp_path):
 def test_import_csv_updates_the_photos(tmp_path):
     a = make_photo(tmp_path / "a.jpg")
     session = _session([a])
-    write_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "edited in a spreadsheet")])
+    write_hand_made_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "edited in a spreadsheet")])
     report = session.import_csv(tmp_path / "c.csv")
     assert report.applied == [a]
     assert session.photo(a).text == "edited in a spreadsheet" and session.photo(a).state is CaptionState.HUMAN
@@ -314,7 +314,7 @@ def test_a_csv_exported_while_captions_are_held_imports_as_unchanged(tmp_path):
 
     rows = [row for _, row in read_csv(tmp_path / "c.csv")]
     rows[0] = CsvRow(**{**rows[0].__dict__, "caption": "my cat"})
-    write_csv(tmp_path / "c.csv", rows)
+    write_hand_made_csv(tmp_path / "c.csv", rows)
     report = session.import_csv(tmp_path / "c.csv")  # an edited row is a person's edit, written
     assert report.applied == [a] and read_caption(a).text == "my cat" and not session.photo(a).held
 
@@ -492,7 +492,7 @@ def test_an_import_over_a_held_caption_keeps_its_keyword_removals(tmp_path):
     session.set_keywords(a, ("sofa",))
     session.export_csv(tmp_path / "c.csv")
     rows = [row for _, row in read_csv(tmp_path / "c.csv")]
-    write_csv(tmp_path / "c.csv", [CsvRow(**{**rows[0].__dict__, "keywords": ("sofa", "whiskers")})])
+    write_hand_made_csv(tmp_path / "c.csv", [CsvRow(**{**rows[0].__dict__, "keywords": ("sofa", "whiskers")})])
     assert session.import_csv(tmp_path / "c.csv").applied == [a]
     session.auto_write = True
     _run(session, None, [result])
@@ -533,7 +533,7 @@ def test_a_csv_over_held_captions_writes_their_keywords_and_the_persons_removals
     rows = {row.relative_path: row for _, row in read_csv(tmp_path / "c.csv")}
     rows["a.jpg"] = CsvRow(**{**rows["a.jpg"].__dict__, "caption": "a black cat on a sofa"})
     rows["b.jpg"] = CsvRow(**{**rows["b.jpg"].__dict__, "keywords": ("dog",)})
-    write_csv(tmp_path / "c.csv", list(rows.values()))
+    write_hand_made_csv(tmp_path / "c.csv", list(rows.values()))
     assert sorted(session.import_csv(tmp_path / "c.csv").applied) == [a, b]
     assert read_caption(a).keywords == ("cat", "sofa") and read_caption(b).keywords == ("dog",)
     again = _session([a, b])

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgcap_desktop.metadata.csvio import read_csv, write_csv
+from imgcap_desktop.metadata.csvio import read_csv
 from imgcap_desktop.metadata.sidecar import SidecarError, StoredCaption, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import Snapshot, make_photo, refuse_listing
+from tests.desktop.conftest_metadata import Snapshot, make_photo, refuse_listing, write_hand_made_csv
 
 REPO = Path(__file__).resolve().parents[2]
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file system features")
@@ -157,7 +157,7 @@ def test_non_utf8_name_survives_the_csv_round_trip(tmp_path, engine, capsys):
     rows = [row for _, row in read_csv(csv_file)]
     assert len(rows) == 2
     rows = [r.__class__(**{**r.__dict__, "caption": f"edited {len(r.file_name)}"}) for r in rows]
-    write_csv(csv_file, rows)
+    write_hand_made_csv(csv_file, rows)
     assert cli("import-csv", csv_file) == 0
     assert os.path.exists(raw + b".xmp")
     assert read_caption(os.fsdecode(raw)).text == "edited 8"
@@ -245,7 +245,7 @@ def test_symlinked_photo_is_recorded_as_reached_and_nothing_is_written_outside(t
     assert [row.relative_path for _, row in read_csv(csv_file)] == ["x.jpg", "y.jpg"]
     assert (inside / "x.jpg.xmp").is_file()  # beside the link the user chose
     rows = [r.__class__(**{**r.__dict__, "caption": "edited"}) for _, r in read_csv(csv_file)]
-    write_csv(csv_file, rows)
+    write_hand_made_csv(csv_file, rows)
     run_cli("import-csv", csv_file)
     assert sorted(p.name for p in outside.iterdir()) == ["secret.jpg"]
     assert not Path("/etc/passwd.xmp").exists()
