@@ -9,11 +9,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 try:  # HEIC/HEIF photos (every iPhone's default): pillow-heif is a dependency, but stay usable without it
     from pillow_heif import register_heif_opener
@@ -109,11 +110,13 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
                     img.draft("RGB", draft_size)
                 img.seek(0)  # animated GIF/WebP: the first frame
                 img.load()
+                orientation = _orientation(img)  # read here: a reduced copy has no EXIF of its own
                 small = _reduced(img, draft_size)
                 if small is not img:
                     img.close()  # frees the full-size pixels now, not when the with block ends
-                img = ImageOps.exif_transpose(small)
-                return _to_rgb(img)
+                if orientation in _UPRIGHT:
+                    small = small.transpose(_UPRIGHT[orientation])
+                return _to_rgb(small)
     except ImageLoadError:
         raise
     except FileNotFoundError:
@@ -132,8 +135,35 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
         if exc.errno == errno.ELOOP:
             raise ImageLoadError(path, "symbolic link loop") from None
         raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
-    except (SyntaxError, ValueError, EOFError) as exc:
-        raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
+    except (SyntaxError, ValueError, EOFError, *MALFORMED_IMAGE_ERRORS) as exc:
+        raise ImageLoadError(path, f"corrupt or truncated image ({exc or type(exc).__name__})") from None
+
+
+# What Pillow's parsers raise, beside OSError and ValueError, on a file whose tags hold values of the
+# wrong type (a rational where an offset goes, text in a number tag): only Pillow runs where these are
+# caught, so they are the file's fault, and one such photo must not stop a batch.
+MALFORMED_IMAGE_ERRORS = (struct.error, TypeError, IndexError, KeyError, ZeroDivisionError)
+
+# EXIF orientation -> the turn that makes the photo upright (as ImageOps.exif_transpose does it).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(img: Image.Image) -> int:
+    """The photo's EXIF orientation (1-8), or 1 where its EXIF cannot be read: the pixels are
+    still the photo's, shown as stored."""
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError, EOFError, *MALFORMED_IMAGE_ERRORS):
+        return 1
+    return value if isinstance(value, int) else 1
 
 
 def _reduced(img: Image.Image, draft_size: tuple[int, int] | None) -> Image.Image:

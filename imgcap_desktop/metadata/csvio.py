@@ -35,7 +35,7 @@ from imgcap_desktop.metadata.sidecar import (
     read_caption,
     write_caption,
 )
-from model.images import SUPPORTED_EXTENSIONS, is_regular_file
+from model.images import MALFORMED_IMAGE_ERRORS, SUPPORTED_EXTENSIONS, is_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def photo_size(photo: str | Path) -> tuple[int, int] | None:
             if img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):  # turned a quarter
                 return height, width
             return width, height
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, *MALFORMED_IMAGE_ERRORS):
         return None
 
 

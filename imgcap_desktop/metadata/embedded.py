@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image, IptcImagePlugin
 
 from imgcap_desktop.metadata.sidecar import SidecarError, StoredCaption, caption_from_packet
-from model.images import is_regular_file
+from model.images import MALFORMED_IMAGE_ERRORS, is_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _from_iptc(img: Image.Image) -> str | None:
 def _from_exif(img: Image.Image) -> str | None:
     try:
         value = img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, *MALFORMED_IMAGE_ERRORS):  # tags of the wrong type: none read
         return None
     if isinstance(value, bytes):
         return _clean(_decode_legacy(value))

@@ -306,3 +306,48 @@ def test_heic_is_a_supported_photo(tmp_path):
     assert ".heic" in images.SUPPORTED_EXTENSIONS
     pixels = images.load_image(path, 16)
     assert pixels.shape == (16, 16, 3) and pixels[..., 0].mean() > 150
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_a_photo_reduced_after_decoding_is_still_turned_upright(tmp_path, monkeypatch, fmt):
+    """A PNG or WebP over REDUCE_ABOVE_PIXELS lost its EXIF orientation in the reduced copy, so the
+    model saw it on its side."""
+    monkeypatch.setattr(images, "REDUCE_ABOVE_PIXELS", 100)  # a small photo takes the huge photo's path
+    path = tmp_path / f"rotated.{fmt.lower()}"
+    img = Image.new("RGB", (120, 120), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 20, 120))  # red on the left edge as stored: the top once upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(path, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+
+    out = open_oriented(path, draft_size=(10, 10))
+
+    assert out.size == (30, 30)  # reduced
+    arr = np.asarray(out).astype(int)
+    assert arr[1, out.width // 2, 0] > 200 and arr[-2, out.width // 2, 0] < 60
+
+
+def test_a_photo_whose_exif_tags_hold_the_wrong_types_loads_as_stored(tmp_path):
+    """One flipped bit in a tag id (text in a number tag) made ImageOps.exif_transpose raise
+    struct.error, and the whole batch stopped with a traceback."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010E] = "A description"
+    raw = exif.tobytes().replace(b"\x01\x0e\x00\x02", b"\x01\x20\x00\x02")  # ImageDescription -> a LONG tag
+    path = tmp_path / "bad_exif.jpg"
+    Image.new("RGB", (30, 20), (10, 200, 10)).save(path, exif=raw)
+
+    assert load_image(path).shape[2] == 3  # the pixels are the photo's: captioned, not refused
+
+
+def test_a_tiff_with_a_rational_where_an_offset_goes_is_refused_as_corrupt(tmp_path):
+    """Pillow raised TypeError from load(), which escaped the loader and stopped the batch."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, "TIFF")
+    data = buffer.getvalue()
+    assert data.count(b"\x11\x01\x04\x00") == 1  # StripOffsets, type LONG
+    path = tmp_path / "bad.tif"
+    path.write_bytes(data.replace(b"\x11\x01\x04\x00", b"\x11\x01\x05\x00"))  # now a RATIONAL
+
+    with pytest.raises(ImageLoadError, match="corrupt"):
+        load_image(path)
