@@ -113,9 +113,15 @@ def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, ou
           captioner=None) -> None:
     path = str(status.photo)
     if status.status == "failed":
+        message = _with_folder(status.message, status.photo)
         if as_json:
-            print(_json({"path": path, "status": "failed", "error": status.message}), file=out)
-        print(f"imgcap: {printable(status.message)}", file=sys.stderr)
+            record = {"path": path, "status": "failed", "error": message}
+            if status.caption is not None:  # captioned, but its sidecar could not take it
+                record["caption"] = status.caption.text
+            print(_json(record), file=out)
+        elif status.caption is not None:
+            print(f"{printable(path)}\t{printable(status.caption.text)}", file=out)
+        print(f"imgcap: {printable(message)}", file=sys.stderr)
         return
     caption = status.caption.text if status.caption else ""
     if not as_json:
@@ -135,6 +141,15 @@ def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, ou
     if captioner is not None:  # what ran the model: e.g. "CPU (ONNX Runtime)", "CPUExecutionProvider"
         record |= {"device": captioner.device, "provider": captioner.provider}
     print(_json(record), file=out)
+
+
+def _with_folder(message: str, photo: Path) -> str:
+    """A failure message that starts with a file's bare name (the photo's, its sidecar's) with the
+    path as given instead: with --recursive, many folders hold an IMG_0001.jpg."""
+    name, sep, reason = message.partition(": ")
+    if sep and "/" not in name and name.startswith(photo.stem):
+        return f"{photo.parent / name}: {reason}" if str(photo.parent) != "." else message
+    return message
 
 
 def _json(record: dict) -> str:
@@ -161,8 +176,12 @@ def caption_policy(args: argparse.Namespace) -> OverwritePolicy:
 
 def run_caption(args: argparse.Namespace, out: TextIO) -> int:
     if args.csv:
+        if str(args.csv) == "-":
+            print("imgcap: --csv -: give the CSV a file name (captions go to standard output without --csv)",
+                  file=sys.stderr)
+            return EXIT_USAGE
         try:  # before the photos are captioned, not after
-            refuse_as_csv_target(args.csv)
+            refuse_as_csv_target(args.csv, probe=True)
         except OSError as exc:
             print(f"imgcap: --csv: {exc}", file=sys.stderr)
             return EXIT_USAGE

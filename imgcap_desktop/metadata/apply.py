@@ -117,8 +117,8 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
     if options.write_sidecars:
         try:
             stored = read_caption(photo)
-        except SidecarError as exc:
-            return PhotoStatus(photo, "failed", message=str(exc))
+        except SidecarError as exc:  # captioned all the same: the caption goes with the error
+            return PhotoStatus(photo, "failed", caption if caption.text else None, message=str(exc))
         # A caption embedded in the photo is a person's too, unless our own provenance came with it.
         if stored is not None and stored.source in ("human", "embedded") and not options.overwrite_human:
             where = "embedded in the photo " if stored.source == "embedded" else ""

@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -226,11 +227,17 @@ def write_csv(path: str | Path, rows: list[CsvRow] | tuple[CsvRow, ...], *, exce
     replace_atomically(path, data)
 
 
-def refuse_as_csv_target(path: str | Path) -> Path:
+def refuse_as_csv_target(path: str | Path, *, probe: bool = False) -> Path:
     """Where a CSV for ``path`` goes: the path, or a symbolic link's target (the link stays a link).
 
+    Args:
+        path: where the CSV is to be written.
+        probe: also write and remove a small file in its folder, so that a read-only or full
+            storage is found before a long run, not after it (file modes alone cannot tell: root
+            writes through them, and a read-only mount refuses even root).
+
     Raises:
-        OSError: a CSV must not be written there (see :func:`write_csv`).
+        OSError: a CSV must not or cannot be written there (see :func:`write_csv`).
     """
     path = Path(path)
     if path.is_symlink():
@@ -242,6 +249,12 @@ def refuse_as_csv_target(path: str | Path) -> Path:
         raise OSError(f"{path} is {what}: the CSV is not written over it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent} does not exist: the CSV cannot be written there")
+    if probe:
+        try:
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".imgcap-probe-"):
+                pass
+        except OSError as exc:
+            raise OSError(f"{path.parent}: the CSV cannot be written there ({exc.strerror or exc})") from None
     return path
 
 

@@ -6,8 +6,10 @@ same checks as a sidecar before it is parsed, so a hostile photo cannot expand e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import warnings
 from pathlib import Path
 
 from PIL import Image, IptcImagePlugin
@@ -40,12 +42,13 @@ def read_embedded_caption(photo: str | Path) -> StoredCaption | None:
     if not is_regular_file(photo):
         return None
     try:
-        with Image.open(photo) as img:
+        with _quiet_about_size(), Image.open(photo) as img:
             caption = _caption_from_xmp(img, photo)
             if caption is not None:
                 return caption
             text = _from_iptc(img) or _from_exif(img)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+            *MALFORMED_IMAGE_ERRORS) as exc:
         log.debug("no embedded description read from %s: %s", photo, exc)
         return None
     return StoredCaption(text=text, source="embedded") if text else None
@@ -85,9 +88,10 @@ def read_embedded_description(photo: str | Path) -> str | None:
     if not is_regular_file(photo):
         return None
     try:
-        with Image.open(photo) as img:
+        with _quiet_about_size(), Image.open(photo) as img:
             return _from_xmp(img, photo) or _from_iptc(img) or _from_exif(img)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+            *MALFORMED_IMAGE_ERRORS) as exc:
         log.debug("no embedded description read from %s: %s", photo, exc)
         return None
 
@@ -143,3 +147,12 @@ def _clean(text: str | None) -> str | None:
     if not text.strip() or _CAMERA_PLACEHOLDER.match(text):
         return None
     return text
+
+
+@contextlib.contextmanager
+def _quiet_about_size():
+    """No DecompressionBombWarning on stderr while a description is read: the photo loader reports
+    a photo that large in its own words."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield

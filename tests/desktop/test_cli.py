@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +203,44 @@ def test_kept_captions_are_said_to_be_kept(bundle, photos, capsys):
 
     code, _ = _run(a, b, "--bundle", bundle, "--write-sidecars", "--overwrite-human")
     assert code == EXIT_OK and capsys.readouterr().err == ""
+
+
+def test_failures_name_the_photo_by_its_path_so_two_of_one_name_can_be_told_apart(bundle, photos, capsys):
+    """With --recursive, "imgcap: IMG_0001.jpg: corrupt ..." twice did not say which folder's."""
+    for folder in (photos, photos / "sub"):
+        (folder / "IMG_0001.jpg").write_bytes(b"not a photo")
+    code, _ = _run(photos, "--recursive", "--bundle", bundle, "--beam", 1)
+    err = capsys.readouterr().err
+    assert code == EXIT_SOME_FAILED
+    assert f"imgcap: {photos / 'IMG_0001.jpg'}: " in err and f"imgcap: {photos / 'sub' / 'IMG_0001.jpg'}: " in err
+
+
+def test_csv_to_a_dash_or_to_a_folder_that_cannot_be_written_is_refused_before_captioning(bundle, photos,
+                                                                                          monkeypatch, capsys):
+    """`--csv -` wrote a file named "-", and a read-only folder was found only after every photo was
+    captioned (the work lost, and the temporary file's name in the message)."""
+    import tempfile
+
+    assert _run(photos, "--bundle", bundle, "--csv", "-") == (EXIT_USAGE, [])
+    assert "--csv -" in capsys.readouterr().err and not Path("-").exists()
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", read_only)
+    assert _run(photos, "--bundle", bundle, "--csv", photos / "out.csv") == (EXIT_USAGE, [])
+    err = capsys.readouterr().err
+    assert "cannot be written there (Read-only file system)" in err and ".tmp" not in err
+
+
+def test_a_caption_its_sidecar_cannot_take_is_still_printed(bundle, photos, capsys):
+    """The photo was captioned, but only the write error was printed: the caption was lost."""
+    (photos / "a.jpg.xmp").mkdir()  # no sidecar can be written there
+    code, lines = _run(photos / "a.jpg", "--bundle", bundle, "--beam", 1, "--write-sidecars")
+    assert code == EXIT_SOME_FAILED
+    assert len(lines) == 1 and lines[0].startswith(f"{photos / 'a.jpg'}\t") and lines[0].split("\t")[1]
+    assert "a.jpg.xmp" in capsys.readouterr().err
+
+    code, lines = _run(photos / "a.jpg", "--bundle", bundle, "--beam", 1, "--write-sidecars", "--json")
+    (record,) = map(json.loads, lines)
+    assert record["status"] == "failed" and record["caption"] and record["error"]
