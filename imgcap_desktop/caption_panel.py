@@ -55,6 +55,7 @@ class CaptionPanel(QWidget):
         self.view.word_map_shown.connect(self._on_view_word_map_shown)
         self.caption_edit = CaptionEdit()
         self.caption_edit.setPlaceholderText("No caption — type one, or caption the photo")
+        self.caption_edit.setAccessibleName("Caption")
         self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
@@ -65,6 +66,7 @@ class CaptionPanel(QWidget):
         self.alternatives = QListWidget()
         self.alternatives.setMaximumHeight(80)
         self.alternatives.setToolTip("The beam's alternative captions; double-click one to use it")
+        self.alternatives.setAccessibleName("Alternative captions")
         self.alternatives.itemActivated.connect(self._on_alternatives_item_activated)
 
         layout = QVBoxLayout(self)
@@ -117,6 +119,7 @@ class CaptionPanel(QWidget):
         self._shown_path = photo.path
         self.shown_text, self.shown_state = photo.text, _shown_state(photo)
         self.state_label.setText(describe(photo))
+        self.caption_edit.setAccessibleDescription(self.state_label.text())  # read with the caption box
         if photo.result is not None:
             for alternative in photo.result.alternatives:
                 entry = QListWidgetItem(f"{alternative.text}    ({alternative.score:.2f})")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QIcon, QImage, QKeyEvent, QPainter, QPixmap
+from PySide6.QtGui import QAccessible, QAccessibleEvent, QIcon, QImage, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -130,6 +130,7 @@ class CaptionView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setAccessibleName("Caption words")
         self._photo: np.ndarray | None = None
         self._words: tuple[str, ...] = ()
         self._attention: np.ndarray | None = None
@@ -140,6 +141,7 @@ class CaptionView(QWidget):
 
         self.canvas = PhotoCanvas()
         self._word_bar, self._word_layout = flow_widget()  # words wrap: a long caption never widens the window
+        self._word_bar.setObjectName("wordBar")
         self._word_group = QButtonGroup(self)
         self._word_group.setExclusive(False)
         self._word_group.idClicked.connect(self._on_word_group_id_clicked)
@@ -150,9 +152,12 @@ class CaptionView(QWidget):
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(60)
         self.opacity_slider.setToolTip("Attention overlay opacity")
+        self.opacity_slider.setAccessibleName("Overlay opacity")
         self.opacity_slider.valueChanged.connect(self._on_opacity_slider_value_changed)
         opacity_row = QHBoxLayout()
-        opacity_row.addWidget(QLabel("Overlay"))
+        overlay_label = QLabel("Overlay")
+        overlay_label.setBuddy(self.opacity_slider)
+        opacity_row.addWidget(overlay_label)
         opacity_row.addWidget(self.opacity_slider)
 
         self._strip = QWidget()
@@ -214,8 +219,7 @@ class CaptionView(QWidget):
         self._word_maps = {}
         for button in self._word_group.buttons():
             self._word_group.removeButton(button)
-            button.setParent(None)
-            button.deleteLater()
+            _discard(button)
         while self._word_layout.count():
             self._word_layout.takeAt(0)
         for i, word in enumerate(self._words):
@@ -232,7 +236,10 @@ class CaptionView(QWidget):
         elif self._attention is None:
             self._word_hint.setText(hint)
         else:
-            self._word_hint.setText("Click a word (or use ←/→) to see where the model looked; Esc clears.")
+            self._word_hint.setText("Click a word (or use ←/→, Home, End) to see where the model looked; "
+                                    "Esc clears.")
+        self._word_hint.setWordWrap(True)
+        self.setAccessibleDescription(self._word_hint.text())
         self._refresh()
         self._rebuild_strip()
 
@@ -261,6 +268,7 @@ class CaptionView(QWidget):
             button.setChecked(i == index)
         for i, tile in enumerate(self.strip_tiles()):
             tile.setChecked(i == index)
+        self._announce(f"Word {index + 1} of {len(self._words)}: {self._words[index]}; its keyword's map is shown")
         self.word_map_shown.emit(index)
 
     def select_word(self, index: int) -> None:
@@ -274,6 +282,8 @@ class CaptionView(QWidget):
         for i, tile in enumerate(self.strip_tiles()):
             tile.setChecked(i == index)
         self._refresh()
+        self._announce(f"Word {index + 1} of {len(self._words)}: {self._words[index]}; where the model looked is "
+                       f"shown" if index >= 0 else self._word_hint.text())
         self.word_selected.emit(index)
 
     def clear_overlay(self) -> None:
@@ -300,10 +310,28 @@ class CaptionView(QWidget):
             self.select_word(min(self._current + 1, len(self._words) - 1))
         elif key == Qt.Key.Key_Left and self._attention is not None and self._words:
             self.select_word(max(self._current - 1, 0))
+        elif key in (Qt.Key.Key_Home, Qt.Key.Key_End) and self._attention is not None and self._words:
+            self.select_word(0 if key == Qt.Key.Key_Home else len(self._words) - 1)
+        elif key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter) and self._attention is not None \
+                and self._words:
+            self._on_word_group_id_clicked(max(self._current, 0))  # as a click on the word: again, its second map
         else:
             super().keyPressEvent(event)
             return
         event.accept()
+
+    def focusInEvent(self, event) -> None:
+        super().focusInEvent(event)
+        self._word_bar.setStyleSheet("QWidget#wordBar { border: 2px solid palette(highlight); border-radius: 4px; }")
+
+    def focusOutEvent(self, event) -> None:
+        super().focusOutEvent(event)
+        self._word_bar.setStyleSheet("")
+
+    def _announce(self, text: str) -> None:
+        """Say what the overlay shows now, where a screen reader reads it (the view's description)."""
+        self.setAccessibleDescription(text)
+        QAccessible.updateAccessibility(QAccessibleEvent(self, QAccessible.Event.DescriptionChanged))
 
     def _on_word_group_id_clicked(self, index: int) -> None:
         if index == self._current and self._map is None and index in self._word_maps:
@@ -336,8 +364,7 @@ class CaptionView(QWidget):
         while self._strip_layout.count():
             widget = self._strip_layout.takeAt(0).widget()
             if widget is not None:
-                widget.setParent(None)
-                widget.deleteLater()
+                _discard(widget)
         if self._photo is None or self._attention is None:
             self._strip_scroll.setVisible(False)
             return
@@ -374,3 +401,11 @@ class CaptionView(QWidget):
         height, width = self._photo.shape[:2]
         scale = self.STRIP_SIZE / max(height, width)
         return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _discard(widget: QWidget) -> None:
+    """Take a child widget out for good. Hidden first: a widget added and taken out before its
+    delayed show would otherwise be shown as a window of its own, and take the keyboard focus."""
+    widget.hide()
+    widget.setParent(None)
+    widget.deleteLater()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -15,7 +15,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imgcap_desktop.photo_model import BADGE_COLOURS, HELD_COLOUR, THUMBNAIL_SIZE, PhotoFilterModel, Roles
+from imgcap_desktop.photo_model import (
+    BADGE_COLOURS,
+    BADGE_LETTERS,
+    HELD_COLOUR,
+    HELD_LETTER,
+    THUMBNAIL_SIZE,
+    PhotoFilterModel,
+    Roles,
+)
 from imgcap_desktop.session import CaptionState
 
 
@@ -30,12 +38,21 @@ class BadgeDelegate(QStyledItemDelegate):
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(BADGE_COLOURS[state])
         rect = option.rect
-        painter.drawEllipse(QRect(rect.right() - 22, rect.top() + 6, 14, 14))
+        font = painter.font()
+        font.setBold(True)
+        font.setPixelSize(10)
+        painter.setFont(font)
+        badges = [(BADGE_COLOURS[state], BADGE_LETTERS[state])]
         if index.data(Roles.HELD):
-            painter.setBrush(HELD_COLOUR)
-            painter.drawEllipse(QRect(rect.right() - 40, rect.top() + 6, 14, 14))
+            badges.append((HELD_COLOUR, HELD_LETTER))
+        for i, (colour, letter) in enumerate(badges):  # a letter in each: not told by colour alone
+            circle = QRect(rect.right() - 22 - 18 * i, rect.top() + 6, 14, 14)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(colour)
+            painter.drawEllipse(circle)
+            painter.setPen(QColor("black") if letter == HELD_LETTER else QColor("white"))  # on yellow: black
+            painter.drawText(circle, Qt.AlignmentFlag.AlignCenter, letter)
         painter.restore()
 
 
@@ -57,24 +74,29 @@ class PhotoGrid(QWidget):
         self.grid.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.grid.setItemDelegate(BadgeDelegate(self.grid))
         self.grid.setModel(filtered)
+        self.grid.setAccessibleName("Photos")
 
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter by caption or file name… (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.textChanged.connect(filtered.set_filter_text)
+        self.filter_edit.setAccessibleName("Filter photos")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.filter_edit)
         layout.addWidget(self.grid)
+        QWidget.setTabOrder(self.filter_edit, self.grid)  # Tab goes as the eye does: the filter box is above
         layout.addWidget(badge_legend())
 
 
 def badge_legend() -> QLabel:
     names = {CaptionState.AUTOMATIC: "automatic", CaptionState.HUMAN: "edited", CaptionState.EMBEDDED: "embedded",
              CaptionState.ERROR: "error"}
-    parts = [f'<span style="color:{BADGE_COLOURS[state].name()}">●</span> {name}' for state, name in names.items()]
-    parts.append(f'<span style="color:{HELD_COLOUR.name()}">●</span> held for review')
-    legend = QLabel("&nbsp;&nbsp;".join(parts))
+    parts = [f'<b style="color:{BADGE_COLOURS[state].name()}">{BADGE_LETTERS[state]}</b> {name}'
+             for state, name in names.items()]
+    parts.append(f'<b style="color:{HELD_COLOUR.name()}">{HELD_LETTER}</b> held for review')
+    legend = QLabel(" &nbsp; ".join(parts))
+    legend.setWordWrap(True)  # a large font wraps it rather than widening the window
     legend.setObjectName("badgeLegend")
     return legend

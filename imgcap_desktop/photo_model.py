@@ -32,6 +32,15 @@ BADGE_COLOURS = {
     CaptionState.ERROR: QColor("#e53935"),
 }
 HELD_COLOUR = QColor("#fdd835")
+# The letter in each badge, so that a state is not told by colour alone (the legend has them too).
+BADGE_LETTERS = {
+    CaptionState.NONE: "",
+    CaptionState.AUTOMATIC: "A",
+    CaptionState.HUMAN: "E",
+    CaptionState.EMBEDDED: "P",
+    CaptionState.ERROR: "!",
+}
+HELD_LETTER = "H"
 
 
 class Roles(enum.IntEnum):
@@ -100,7 +109,9 @@ class PhotoListModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if item.error:
                 return f"{item.path.name}\nError: {item.error}"
-            return f"{item.path.name}\n{item.text}" if item.text else item.path.name
+            return f"{item.path.name} ({describe_state(item)})\n{item.text}" if item.text else item.path.name
+        if role == Qt.ItemDataRole.AccessibleDescriptionRole:  # what the badges show, for a screen reader
+            return describe_state(item)
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(item)
         if role == Roles.CAPTION:
@@ -199,3 +210,18 @@ class PhotoFilterModel(QSortFilterProxyModel):
         caption = (index.data(Roles.CAPTION) or "").casefold()
         name = (index.data(Qt.ItemDataRole.DisplayRole) or "").casefold()
         return self._needle in caption or self._needle in name
+
+
+_STATE_WORDS = {CaptionState.NONE: "no caption", CaptionState.AUTOMATIC: "automatic caption",
+                CaptionState.HUMAN: "edited caption", CaptionState.EMBEDDED: "caption embedded in the photo",
+                CaptionState.ERROR: "error"}
+
+
+def describe_state(item: Photo) -> str:
+    """A photo's badges in words (the badges are colours): "automatic caption, held for review"."""
+    words = _STATE_WORDS[item.state]
+    if item.state is CaptionState.ERROR:
+        return f"{words}: {item.error}"
+    if item.write_error:
+        return f"{words}, not written: {item.write_error}"
+    return f"{words}, held for review" if item.held else words

@@ -28,9 +28,11 @@ class RunStatus(QObject):
         self.progress_bar.setMaximumWidth(260)
         self.progress_bar.setFormat("%v / %m")
         self.progress_bar.setVisible(False)
+        self.progress_bar.setAccessibleName("Captioning progress")
         self.eta_label = QLabel()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setVisible(False)
+        self.cancel_button.setAccessibleName("Cancel captioning")
         self.cancel_button.clicked.connect(service.cancel)
         for widget in (self.progress_bar, self.eta_label, self.cancel_button, self.model_label):
             status_bar.addPermanentWidget(widget)
@@ -77,6 +79,10 @@ class RunStatus(QObject):
         self._run["error"] = f"captioning stopped: {describe_error(exc)}"
 
     def _on_service_finished(self, cancelled: bool) -> None:
+        if self.cancel_button.hasFocus():  # hidden, it would hand the focus to whatever comes next
+            grid = getattr(self.parent(), "grid", None)
+            if grid is not None:
+                grid.setFocus()
         self.progress_bar.setVisible(False)
         self.cancel_button.setVisible(False)
         self.eta_label.setText("")

@@ -122,3 +122,39 @@ def test_clicking_a_tile_of_the_all_words_strip_selects_its_word(qtbot):
     assert all(tile.text() == word for tile, word in zip(tiles, result.words, strict=True))
     tile = tiles[0]
     assert tile.sizeHint().height() <= view.strip_height()  # a portrait tile's label is not cut
+
+
+def test_a_new_photo_and_caption_never_show_the_old_words_as_windows_of_their_own(qtbot):
+    """The old strip tiles, added and taken out before their delayed show, were shown as top-level
+    windows for a moment on every photo change, and took the keyboard focus."""
+    from PySide6.QtWidgets import QApplication, QToolButton
+
+    view, _ = make_view(qtbot)
+    view.show()
+    qtbot.waitExposed(view)
+    for name in ("/photos/y.jpg", "/photos/z.jpg"):
+        image = QImage(80, 60, QImage.Format.Format_RGB888)
+        image.fill(Qt.GlobalColor.darkGray)
+        view.set_photo(image)  # the strip is rebuilt with the old words first, as the panel does
+        result = fake_result(name)
+        view.set_caption(result.words, result.attention)
+        QApplication.processEvents()
+        strays = [w for w in QApplication.topLevelWidgets() if isinstance(w, QToolButton) and w.isVisible()]
+        assert strays == []
+
+
+def test_the_words_can_be_used_by_keyboard_and_a_screen_reader_is_told_the_chosen_one(qtbot):
+    view, result = make_view(qtbot)
+    assert view.accessibleName() == "Caption words" and "←/→" in view.accessibleDescription()
+
+    qtbot.keyClick(view, Qt.Key.Key_End)
+    last = len(result.words) - 1
+    assert view.current_word == last
+    assert view.accessibleDescription().startswith(f"Word {last + 1} of {len(result.words)}: {result.words[last]}")
+    qtbot.keyClick(view, Qt.Key.Key_Home)
+    assert view.current_word == 0
+    view.set_word_maps({0: np.ones((4, 4), np.float32)})
+    qtbot.keyClick(view, Qt.Key.Key_Space)  # as a second click: the word's keyword map
+    assert view.current_word == 0 and "keyword's map" in view.accessibleDescription()
+    qtbot.keyClick(view, Qt.Key.Key_Return)  # and a third: the word's attention again, or clear
+    assert view.current_word in (-1, 0)

@@ -382,3 +382,25 @@ def test_closing_mid_run_in_hold_mode_asks_about_the_last_batch_too(qtbot, windo
     captioned = [p for p in window.session.photos() if p.caption is not None]
     assert asked == [len(captioned)]
     assert all(read_caption(p.path) is not None for p in captioned)  # all of them written
+
+
+def test_controls_have_names_and_the_focus_stays_in_the_window_when_cancel_goes(qtbot, window):
+    """Unnamed controls were read as "edit" or "list"; Tab reached the filter box last, though it is
+    above the grid; and Cancel, hidden at the end of a run while it had the focus, passed it on to
+    the filter box."""
+    names = {w.accessibleName() for w in (window.grid, window.filter_edit, window.caption_edit, window.alternatives,
+                                          window.view, window.view.opacity_slider, window.progress_bar)}
+    assert names == {"Photos", "Filter photos", "Caption", "Alternative captions", "Caption words",
+                     "Overlay opacity", "Captioning progress"}
+    following = window.filter_edit.nextInFocusChain()
+    while not following.focusPolicy() & Qt.FocusPolicy.TabFocus:  # the clear button inside the box takes none
+        following = following.nextInFocusChain()
+    assert following is window.grid
+
+    window.show()
+    qtbot.waitExposed(window)
+    window.cancel_button.setVisible(True)
+    window.cancel_button.setFocus()
+    qtbot.waitUntil(window.cancel_button.hasFocus, timeout=WAIT)
+    window.run_status._on_service_finished(True)
+    assert window.grid.hasFocus()

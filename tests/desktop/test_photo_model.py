@@ -80,3 +80,17 @@ def test_a_change_made_on_another_thread_reaches_the_model_on_the_gui_thread(qtb
         worker.join()
     assert seen == [(1, threading.main_thread())]
     assert model.index(1).data(Roles.CAPTION) == "typed"
+
+
+def test_a_photos_badges_are_told_in_words_to_a_screen_reader_and_in_the_tooltip(qapp, tmp_path):
+    """The state was shown by badge colours only: a screen reader read just the file name."""
+    path = tmp_path / "a.jpg"
+    session, model = filled_model([path])
+    index = model.index(0)
+    role = Qt.ItemDataRole.AccessibleDescriptionRole
+    assert index.data(role) == "no caption"
+    session._update(path, caption=StoredCaption("a dog", "automatic", "m", -0.3), held=True)
+    assert index.data(role) == "automatic caption, held for review"
+    assert index.data(Qt.ItemDataRole.ToolTipRole) == "a.jpg (automatic caption, held for review)\na dog"
+    session._update(path, caption=StoredCaption("my dog", "human"), held=True, write_error="read-only folder")
+    assert index.data(role) == "edited caption, not written: read-only folder"
