@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
 from imgcap_desktop.flow_layout import flow_widget
 
 #: The chosen word stands out: filled with the app's accent colour, bold.
-_WORD_STYLE = "QToolButton:checked { background-color: #1e88e5; color: white; font-weight: bold; border-radius: 3px; }"
+# The theme's own selection colours: a high-contrast theme keeps its contrast.
+_WORD_STYLE = ("QToolButton:checked { background-color: palette(highlight); color: palette(highlighted-text); "
+               "font-weight: bold; border-radius: 3px; }")
 
 # A perceptually ordered colour map (anchors of matplotlib's "inferno"), interpolated to 256 entries.
 _ANCHORS = np.array(

@@ -22,7 +22,9 @@ _CHIP_STYLE = """
 QFrame#keywordChip { border: 1px solid palette(mid); border-radius: 10px; }
 QFrame#keywordChip[mapless="true"] { border-style: dashed; }
 QToolButton { border: none; padding: 1px 3px; }
-QToolButton:checked { background-color: #1e88e5; color: white; font-weight: bold; border-radius: 8px; }
+QToolButton:checked {
+    background-color: palette(highlight); color: palette(highlighted-text); font-weight: bold; border-radius: 8px;
+}
 """
 
 
