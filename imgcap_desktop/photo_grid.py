@@ -30,6 +30,11 @@ from imgcap_desktop.session import CaptionState
 class BadgeDelegate(QStyledItemDelegate):
     """Draws each grid cell's caption-state badge (and a yellow one for a held caption) over the thumbnail."""
 
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        # Every cell as tall as a portrait thumbnail plus its name: the grid takes one size for all
+        # cells, and the first photo's (a landscape one, say) left a portrait photo's name cut off.
+        return QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE + option.fontMetrics.height() + 8)
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         super().paint(painter, option, index)
         state = CaptionState(index.data(Roles.STATE) or "none")
@@ -69,7 +74,7 @@ class PhotoGrid(QWidget):
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setBatchSize(200)
         self.grid.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        self.grid.setGridSize(QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 36))
+        self.grid.setGridSize(QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 20 + self.grid.fontMetrics().height()))
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.grid.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.grid.setItemDelegate(BadgeDelegate(self.grid))

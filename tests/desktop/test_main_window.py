@@ -404,3 +404,31 @@ def test_controls_have_names_and_the_focus_stays_in_the_window_when_cancel_goes(
     qtbot.waitUntil(window.cancel_button.hasFocus, timeout=WAIT)
     window.run_status._on_service_finished(True)
     assert window.grid.hasFocus()
+
+
+def test_every_grid_cell_has_room_for_a_portrait_thumbnail_and_its_name(qtbot, window, photo_folder):
+    """The grid gave every cell the first photo's size: after a landscape photo, a portrait photo's
+    name was cut off, and with it the sign that it was the one selected."""
+    from PIL import Image
+
+    from imgcap_desktop.photo_model import THUMBNAIL_SIZE
+
+    folder = photo_folder.parent / "shapes"
+    folder.mkdir()
+    Image.new("RGB", (300, 150), (200, 30, 30)).save(folder / "a_landscape.jpg")
+    Image.new("RGB", (150, 300), (30, 30, 200)).save(folder / "b_portrait.jpg")
+    open_and_wait(qtbot, window, folder)
+    window.show()
+    qtbot.waitExposed(window)
+    for row in range(2):  # the thumbnails in place of the square placeholders
+        qtbot.waitUntil(lambda row=row: window.filtered.index(row, 0).data(Qt.ItemDataRole.DecorationRole).width()
+                        != window.filtered.index(row, 0).data(Qt.ItemDataRole.DecorationRole).height(), timeout=WAIT)
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    option = QStyleOptionViewItem()
+    window.grid.initViewItemOption(option)
+    line = window.grid.fontMetrics().height()
+    for row in range(2):  # the grid sizes every cell by one of them: each must fit the tallest
+        hint = window.grid.itemDelegate().sizeHint(option, window.filtered.index(row, 0))
+        assert hint.height() >= THUMBNAIL_SIZE + line
+    assert window.grid.gridSize().height() >= THUMBNAIL_SIZE + line
