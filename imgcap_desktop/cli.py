@@ -113,15 +113,14 @@ def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, ou
           captioner=None) -> None:
     path = str(status.photo)
     if status.status == "failed":
-        message = _with_folder(status.message, status.photo)
-        if as_json:
-            record = {"path": path, "status": "failed", "error": message}
+        if as_json:  # the record has the path; the error reads as the archive's results do
+            record = {"path": path, "status": "failed", "error": status.message}
             if status.caption is not None:  # captioned, but its sidecar could not take it
                 record["caption"] = status.caption.text
             print(_json(record), file=out)
         elif status.caption is not None:
             print(f"{printable(path)}\t{printable(status.caption.text)}", file=out)
-        print(f"imgcap: {printable(message)}", file=sys.stderr)
+        print(f"imgcap: {printable(_with_folder(status.message, status.photo))}", file=sys.stderr)
         return
     caption = status.caption.text if status.caption else ""
     if not as_json:
