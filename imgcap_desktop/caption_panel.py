@@ -33,13 +33,14 @@ class CaptionPanel(QWidget):
     """Shows one :class:`~imgcap_desktop.session.Photo`; the user edits its caption here.
 
     Signals:
-        caption_edited(str text): the user committed a caption in the box (Return).
+        caption_edited(str text, Path path): the user committed a caption in the box for the photo
+            at ``path``: Return, or leaving the box (Tab, a click elsewhere) with typed text.
         alternative_chosen(str text): the user picked one of the beam's alternatives.
         recompute_requested(): the user asked to recompute a stored automatic caption's attention.
         keyword_removal_requested(str word): the user removed one of the photo's keywords.
     """
 
-    caption_edited = Signal(str)
+    caption_edited = Signal(str, object)
     alternative_chosen = Signal(str)
     recompute_requested = Signal()
     keyword_removal_requested = Signal(str)
@@ -51,12 +52,15 @@ class CaptionPanel(QWidget):
         self.view.add_under_caption(self.keywords)
         self.keywords.keyword_chosen.connect(self._on_keywords_keyword_chosen)
         self.keywords.keyword_removal_requested.connect(self.keyword_removal_requested)
+        self.keywords.focus_left.connect(self.view.setFocus)
         self.view.word_selected.connect(self._on_view_word_selected)
         self.view.word_map_shown.connect(self._on_view_word_map_shown)
         self.caption_edit = CaptionEdit()
         self.caption_edit.setPlaceholderText("No caption — type one, or caption the photo")
         self.caption_edit.setAccessibleName("Caption")
         self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
+        # Typed text is never dropped by moving on: leaving the box commits it, as Return does.
+        self.caption_edit.editingFinished.connect(self._on_caption_edit_editing_finished)
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
         self.recompute_button = QPushButton("Recompute attention maps")
@@ -104,6 +108,13 @@ class CaptionPanel(QWidget):
             self.view.set_caption(tuple(photo.text.split()), None, hint=hint)
         # A keyword's map belongs to the photo, not to the caption: an edited caption keeps it.
         self.keywords.set_keywords(photo.keywords, photo.result)
+        # Tab as the eye goes: the caption's words, then their keywords (made last, so last in the
+        # chain otherwise), then the overlay slider.
+        previous = self.view
+        for button in self.keywords.chip_buttons():
+            QWidget.setTabOrder(previous, button)
+            previous = button
+        QWidget.setTabOrder(previous, self.view.opacity_slider)
         chips = self.keywords.chips()
         self.view.set_word_maps(
             {i: chips[w].tag.cam for i, w in enumerate(self.view.words) if w in chips and chips[w].has_map},
@@ -141,7 +152,14 @@ class CaptionPanel(QWidget):
         self.keywords.set_current(self.view.words[index])
 
     def _on_caption_edit_return_pressed(self) -> None:
-        self.caption_edited.emit(self.caption_edit.text())
+        if self._shown_path is not None:
+            self.caption_edit.setModified(False)
+            self.caption_edited.emit(self.caption_edit.text(), self._shown_path)
+
+    def _on_caption_edit_editing_finished(self) -> None:
+        if self._shown_path is not None and self.caption_edit.isModified():  # typed, not set by the app
+            self.caption_edit.setModified(False)
+            self.caption_edited.emit(self.caption_edit.text(), self._shown_path)
 
     def _on_alternatives_item_activated(self, entry: QListWidgetItem) -> None:
         self.alternative_chosen.emit(entry.data(Qt.ItemDataRole.UserRole))

@@ -137,6 +137,7 @@ class CaptionView(QWidget):
         self._words: tuple[str, ...] = ()
         self._attention: np.ndarray | None = None
         self._current = -1
+        self._cursor = -1  # the word the keys move from: the last one chosen, also once the overlay is cleared
         self._map: np.ndarray | None = None  # a map shown instead of a word's (a keyword's CAM)
         self._word_maps: dict[int, np.ndarray] = {}  # a second map per word (its keyword's CAM)
         self.overlay_map: np.ndarray | None = None  # the upsampled map shown, for tests and exports
@@ -216,7 +217,7 @@ class CaptionView(QWidget):
         """
         self._words = tuple(words)
         self._attention = attention if attention is not None and len(attention) == len(self._words) else None
-        self._current = -1
+        self._current = self._cursor = -1
         self._map = None
         self._word_maps = {}
         for button in self._word_group.buttons():
@@ -238,8 +239,8 @@ class CaptionView(QWidget):
         elif self._attention is None:
             self._word_hint.setText(hint)
         else:
-            self._word_hint.setText("Click a word (or use ←/→, Home, End) to see where the model looked; "
-                                    "Esc clears.")
+            self._word_hint.setText("Click a word (or use ←/→, Home, End) to see where the model looked; Space "
+                                    "or Enter again shows its keyword's map where it has one; Esc clears.")
         self._word_hint.setWordWrap(True)
         self.setAccessibleDescription(self._word_hint.text())
         self._refresh()
@@ -278,6 +279,8 @@ class CaptionView(QWidget):
         if self._attention is None or not -1 <= index < len(self._words):
             index = -1
         self._current = index
+        if index >= 0:
+            self._cursor = index
         self._map = None
         for i, button in enumerate(self.word_buttons()):
             button.setChecked(i == index)
@@ -309,18 +312,22 @@ class CaptionView(QWidget):
         if key == Qt.Key.Key_Escape and (self._current >= 0 or self._map is not None):
             self.clear_overlay()
         elif key == Qt.Key.Key_Right and self._attention is not None and self._words:
-            self.select_word(min(self._current + 1, len(self._words) - 1))
+            self.select_word(min(self._here() + 1, len(self._words) - 1))
         elif key == Qt.Key.Key_Left and self._attention is not None and self._words:
-            self.select_word(max(self._current - 1, 0))
+            self.select_word(max(self._here() - 1, 0))
         elif key in (Qt.Key.Key_Home, Qt.Key.Key_End) and self._attention is not None and self._words:
             self.select_word(0 if key == Qt.Key.Key_Home else len(self._words) - 1)
         elif key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter) and self._attention is not None \
                 and self._words:
-            self._on_word_group_id_clicked(max(self._current, 0))  # as a click on the word: again, its second map
+            self._on_word_group_id_clicked(max(self._here(), 0))  # as a click on the word: again, its second map
         else:
             super().keyPressEvent(event)
             return
         event.accept()
+
+    def _here(self) -> int:
+        """The word the keys move from: the chosen one, else the last one chosen (-1: none yet)."""
+        return self._current if self._current >= 0 else self._cursor
 
     def focusInEvent(self, event) -> None:
         super().focusInEvent(event)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from imgcap_desktop.flow_layout import flow_widget
 from model.results import CaptionResult, Tag
@@ -88,10 +88,13 @@ class KeywordChips(QWidget):
     Signals:
         keyword_chosen(str word): the user chose a keyword with a map ("": the map was unchosen).
         keyword_removal_requested(str word): the user removed a keyword (its × or Delete).
+        focus_left(): the last chip went while it had the keyboard focus: whoever holds the chips
+            gives the focus a place (the caption's words), or it would go to the window's first box.
     """
 
     keyword_chosen = Signal(str)
     keyword_removal_requested = Signal(str)
+    focus_left = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -116,9 +119,13 @@ class KeywordChips(QWidget):
     def set_keywords(self, keywords: Sequence[str], result: CaptionResult | None) -> None:
         """Show ``keywords``; a keyword's map and probability come from ``result``'s tags (None: none at hand)."""
         self._current = ""
+        # The chip that has the keyboard focus (one just removed with Delete, say): its place is
+        # kept, so the focus goes to the chip now there, not out of the panel.
+        focused = [i for i, chip in enumerate(self._chips.values()) if chip.isAncestorOf(QApplication.focusWidget())]
         while self._flow.count():
             widget = self._flow.takeAt(0).widget()
             if widget is not None:
+                widget.hide()  # never shown as a window of its own on the way out
                 widget.setParent(None)
                 widget.deleteLater()
         self._chips = {}
@@ -137,6 +144,16 @@ class KeywordChips(QWidget):
             self._flow.addWidget(chip)
         self.setVisible(bool(keywords))
         self._bar.updateGeometry()
+        if focused:
+            chips = list(self._chips.values())
+            if chips:
+                chips[min(focused[0], len(chips) - 1)].button.setFocus()
+            else:
+                self.focus_left.emit()
+
+    def chip_buttons(self) -> list[QToolButton]:
+        """The chips' buttons (each takes the keyboard focus), in order."""
+        return [chip.button for chip in self._chips.values()]
 
     def set_current(self, word: str) -> None:
         """Mark ``word``'s chip as chosen ("" or a keyword without a map: none), without a signal."""

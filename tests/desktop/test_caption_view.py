@@ -158,3 +158,13 @@ def test_the_words_can_be_used_by_keyboard_and_a_screen_reader_is_told_the_chose
     assert view.current_word == 0 and "keyword's map" in view.accessibleDescription()
     qtbot.keyClick(view, Qt.Key.Key_Return)  # and a third: the word's attention again, or clear
     assert view.current_word in (-1, 0)
+
+
+def test_the_keys_move_on_from_the_last_word_chosen_after_the_overlay_is_cleared(qtbot):
+    view, result = make_view(qtbot)
+    for _ in range(3):
+        qtbot.keyClick(view, Qt.Key.Key_Right)
+    qtbot.keyClick(view, Qt.Key.Key_Escape)
+    assert view.current_word == -1
+    qtbot.keyClick(view, Qt.Key.Key_Right)  # on to the fourth word, not back to the first
+    assert view.current_word == 3

@@ -391,3 +391,26 @@ def test_undo_shows_the_caption_undone_to_after_a_commit_with_extra_spaces(qtbot
     assert window.photos.item_at(path).text == "a new caption"
     window.undo_stack.undo()
     assert window.caption_edit.text() == window.photos.item_at(path).text != "a new caption"
+
+
+def test_typed_text_is_committed_when_the_box_is_left_not_dropped(qtbot, window, photo_folder):
+    """Typing a caption and then Tab, Shift+Tab or a click on another photo left it uncommitted: the
+    next photo shown replaced it, and nothing said so."""
+    path = photo_folder / "photo1.jpg"
+    window.show()
+    qtbot.waitExposed(window)
+    _type_in_the_caption_box(qtbot, window, photo_folder, path, "a carefully typed caption")
+    qtbot.waitUntil(window.caption_edit.hasFocus, timeout=WAIT)
+    window.grid.setFocus()  # as Shift+Tab or a click on the grid does
+    assert window.photos.item_at(path).text == "a carefully typed caption"
+    assert window.photos.item_at(path).state.value == "human"
+    window.undo_stack.undo()  # one edit, undoable as a Return's is
+    assert window.photos.item_at(path).text != "a carefully typed caption"
+
+    other = photo_folder / "photo2.jpg"
+    before = window.photos.item_at(other).text
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(other))))
+    window.caption_edit.setFocus()
+    qtbot.waitUntil(window.caption_edit.hasFocus, timeout=WAIT)
+    window.grid.setFocus()  # left untouched: no edit
+    assert window.photos.item_at(other).text == before and window.undo_stack.index() == 0

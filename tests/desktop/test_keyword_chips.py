@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from imgcap_desktop.caption_panel import CaptionPanel
 from imgcap_desktop.caption_view import upsample_map
@@ -306,3 +307,28 @@ def test_a_keyword_removed_while_held_is_rejected_when_accepted(tmp_path):
     assert read_caption(photo).keywords == ("cat",) and session.photo(photo).removed_keywords == ()
     session.apply_outcomes(session.plan(None, "replace_all", write=True), [outcome], model_name="m")
     assert read_caption(photo).keywords == ("cat",)  # dog stays removed
+
+
+def test_the_keyboard_focus_stays_with_the_keywords_when_one_is_deleted(qtbot, window, photo_folder):
+    """Delete on a chip sent the focus to the filter box at the top of the window, where Ctrl+Z
+    undid nothing; and the chips came last in the Tab order, though they are under the words."""
+    write_caption(photo_folder / "photo3.jpg", StoredCaption("a cat on a sofa", "automatic", "m", -0.4, None,
+                                                             ("cat", "sofa")))
+    open_and_wait(qtbot, window, photo_folder)
+    window.show()
+    qtbot.waitExposed(window)
+    select(qtbot, window, "photo3.jpg")
+    qtbot.waitUntil(lambda: chip_words(window) == ["cat", "sofa"], timeout=WAIT)
+    buttons = window.panel.keywords.chip_buttons()
+    assert window.view.nextInFocusChain() is buttons[0] and buttons[0].nextInFocusChain() is buttons[1]
+
+    buttons[0].setFocus()
+    qtbot.waitUntil(buttons[0].hasFocus, timeout=WAIT)
+    qtbot.keyClick(buttons[0], Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: chip_words(window) == ["sofa"], timeout=WAIT)
+    assert QApplication.focusWidget() is window.panel.keywords.chip_buttons()[0]  # the chip now in its place
+    qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Delete)
+    qtbot.waitUntil(lambda: chip_words(window) == [], timeout=WAIT)
+    assert QApplication.focusWidget() is window.view  # the last one gone: the caption's words
+    qtbot.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: chip_words(window) == ["sofa"], timeout=WAIT)
