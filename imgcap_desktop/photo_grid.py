@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtCore import QEvent, QModelIndex, QRect, QSize, Qt
+from PySide6.QtGui import QColor, QKeyEvent, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QLabel,
@@ -61,6 +61,19 @@ class BadgeDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+class FilterEdit(QLineEdit):
+    """The filter box: Ctrl+Z / Ctrl+Shift+Z undo its own typing, and go to the window's undo stack
+    when it has none to undo (a focus that lands here must not swallow the user's undo)."""
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
+            if (event.matches(QKeySequence.StandardKey.Undo) and not self.isUndoAvailable()) or (
+                    event.matches(QKeySequence.StandardKey.Redo) and not self.isRedoAvailable()):
+                event.ignore()
+                return False
+        return super().event(event)
+
+
 class PhotoGrid(QWidget):
     """The filter box over the thumbnail grid (``grid``, showing ``filtered``) and the legend."""
 
@@ -81,7 +94,7 @@ class PhotoGrid(QWidget):
         self.grid.setModel(filtered)
         self.grid.setAccessibleName("Photos")
 
-        self.filter_edit = QLineEdit()
+        self.filter_edit = FilterEdit()
         self.filter_edit.setPlaceholderText("Filter by caption or file name… (Ctrl+F)")
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.textChanged.connect(filtered.set_filter_text)

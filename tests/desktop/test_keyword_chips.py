@@ -332,3 +332,17 @@ def test_the_keyboard_focus_stays_with_the_keywords_when_one_is_deleted(qtbot, w
     assert QApplication.focusWidget() is window.view  # the last one gone: the caption's words
     qtbot.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: chip_words(window) == ["sofa"], timeout=WAIT)
+
+
+def test_ctrl_z_in_the_empty_filter_box_undoes_the_last_edit(qtbot, window, photo_folder):
+    write_caption(photo_folder / "photo3.jpg", StoredCaption("a cat on a sofa", "automatic", "m", -0.4, None,
+                                                             ("cat", "sofa")))
+    open_and_wait(qtbot, window, photo_folder)
+    window.show()
+    qtbot.waitExposed(window)
+    select(qtbot, window, "photo3.jpg")
+    assert window.remove_keyword("cat")
+    window.filter_edit.setFocus()
+    qtbot.waitUntil(window.filter_edit.hasFocus, timeout=WAIT)
+    qtbot.keyClick(window.filter_edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.session.photo(photo_folder / "photo3.jpg").keywords == ("cat", "sofa")
