@@ -156,6 +156,10 @@ class CaptionPanel(QWidget):
             self.caption_edit.setModified(False)
             self.caption_edited.emit(self.caption_edit.text(), self._shown_path)
 
+    def commit_typing(self) -> None:
+        """Commit text typed in the box and not committed yet, as leaving the box does."""
+        self._on_caption_edit_editing_finished()
+
     def _on_caption_edit_editing_finished(self) -> None:
         if self._shown_path is not None and self.caption_edit.isModified():  # typed, not set by the app
             self.caption_edit.setModified(False)

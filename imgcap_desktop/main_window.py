@@ -407,7 +407,9 @@ class MainWindow(QMainWindow):
 
     def _settle_held(self, before: str) -> bool:
         """Ask what becomes of the held captions before they would be dropped (``before``: "closing"):
-        True to go on. Cancel, or a Save that could not write them all, keeps them (and the window)."""
+        True to go on. Cancel, or a Save that could not write them all, keeps them (and the window).
+        Text being typed in the caption box is committed first: it is part of the question."""
+        self.panel.commit_typing()
         held = len(self.session.held())
         if not held:
             return True

@@ -414,3 +414,17 @@ def test_typed_text_is_committed_when_the_box_is_left_not_dropped(qtbot, window,
     qtbot.waitUntil(window.caption_edit.hasFocus, timeout=WAIT)
     window.grid.setFocus()  # left untouched: no edit
     assert window.photos.item_at(other).text == before and window.undo_stack.index() == 0
+
+
+def test_text_being_typed_when_the_window_closes_is_part_of_the_held_question(qtbot, window, photo_folder):
+    """Typed text was committed only as the window went (the box losing the focus), after the
+    question about held captions: in hold mode it was then dropped without a word."""
+    window.apply_settings(replace(window.settings, auto_write=False))  # hold for review
+    path = photo_folder / "photo1.jpg"
+    _type_in_the_caption_box(qtbot, window, photo_folder, path, "typed as the window closes")
+    asked = []
+    window._ask_about_held = lambda count, before="closing": asked.append(count) or QMessageBox.StandardButton.Cancel
+    window.close()  # Cancel: the window stays, and so does the typed caption, held
+    assert asked == [1] and window.photos.item_at(path).text == "typed as the window closes"
+    assert window.photos.item_at(path).held
+    window._ask_about_held = lambda count, before="closing": QMessageBox.StandardButton.Discard
