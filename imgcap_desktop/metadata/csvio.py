@@ -293,6 +293,8 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
     if missing:
         raise CsvFormatError(f"the CSV has no {' or '.join(repr(m) for m in missing)} column")
     index = {name: header.index(name) for name in COLUMNS if name in header}
+    if "check" in index:  # imgcap's is the last one: a column of the user's own of that name comes before
+        index["check"] = len(header) - 1 - header[::-1].index("check")
     rows = []
     while True:
         try:  # strict: a quote left open (the rows after it would be swallowed into one cell) is refused
@@ -404,8 +406,13 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                held: Callable[[Path], tuple[StoredCaption, Sequence[str]] | None] | None = None) -> ImportReport:
     """Apply the captions and keywords of a CSV to the photos' sidecars, as a person's edits.
 
-    Only captions that differ from the stored one are written; an empty caption cell leaves the
-    photo alone (clearing a cell never deletes a caption). A person's caption stored after the CSV
+    Only captions that differ from the stored one are written, and where the row has its ``check``
+    only the cells a person edited count; an empty caption cell leaves the photo alone (clearing a
+    cell never deletes a caption). A row whose photo has no caption stored is written as it is (the
+    CSV holds the caption's only copy: captions not written, reviewed in a spreadsheet), the model's
+    where its caption cell is as exported. An edit of keywords that were stored after the export
+    is left out and reported, as an edit of a person's caption is; so is a row whose check cell
+    was changed. A person's caption stored after the CSV
     was written (typed in another tool, say) is never replaced: the row's ``time captioned`` tells,
     and such a row is reported in ``errors``. Where the CSV has a ``keywords`` column,
     a cell that differs from imgcap's stored keywords replaces them: a keyword taken out is a
@@ -457,21 +464,34 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             if not text:
                 report.unchanged.append(photo)
                 continue
+            if row.check and _CHECK.match(row.check) is None:
+                report.errors.append((photo, f"line {line}: {row.relative_path}: its check cell was changed, so "
+                                             f"its edits cannot be told; left as it is (export again to edit it)"))
+                continue
             edits = _edits(row)  # None: a row without its check (a CSV made by hand, or an older imgcap's)
-            text_changed = current is None or current.text.strip() != text
-            current_keywords = tuple(current.keywords or ()) if current is not None else ()
             # The sidecar is read again only for a row that has keywords to compare.
             wanted = _keywords_to_store(row.keywords, other_tools_keywords(photo)) if row.keywords else ()
+            if current is None:  # the row holds the caption's only copy: written, edited or not
+                write_caption(photo, _unstored(row, text, wanted, edits), style=style,
+                              added_by_person=list(wanted) if edits is None or edits[1] else [])
+                report.applied.append(photo)
+                continue
+            text_changed = current.text.strip() != text
+            current_keywords = tuple(current.keywords or ())
             keywords_changed = row.keywords is not None and set(wanted) != set(current_keywords)  # order: no edit
             if edits is not None:  # a cell left as exported is no edit, whatever is stored now
                 text_changed, keywords_changed = text_changed and edits[0], keywords_changed and edits[1]
             if not text_changed and not keywords_changed:
                 report.unchanged.append(photo)
                 continue
-            if current is None and not text_changed:
-                report.errors.append((photo, f"line {line}: {row.relative_path}: its caption was taken out after "
-                                             f"the CSV was written; its keywords are left as they are"))
-                continue
+            if keywords_changed and edits is not None and fingerprint("", current_keywords)[11:] != row.check[11:]:
+                # Keywords stored after the export (a later run's): the edit was made on others.
+                report.errors.append((photo, f"line {line}: {row.relative_path}: its keywords changed after the "
+                                             f"CSV was written; the row's keywords are left out (export again to "
+                                             f"edit them)"))
+                keywords_changed = False
+                if not text_changed:
+                    continue
             if text_changed and _stored_since(current, row, edits):
                 report.errors.append((photo, f"line {line}: {row.relative_path}: its sidecar holds a person's "
                                              f"caption this row was not exported with; left as it is (export "
@@ -498,6 +518,16 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
         except SidecarError as exc:
             report.errors.append((photo, str(exc)))
     return report
+
+
+def _unstored(row: CsvRow, text: str, keywords: tuple[str, ...], edits: tuple[bool, bool] | None) -> StoredCaption:
+    """The caption of a row whose photo has none stored (a CSV of captions not written, reviewed in a
+    spreadsheet): a person's where the cell was edited, else whose the row says it is."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    kept = keywords or None  # an empty cell: no keywords to write
+    if edits is not None and not edits[0] and row.source == "automatic" and row.model:
+        return StoredCaption(text, "automatic", row.model, row.score, row.captioned_at or now, kept)
+    return StoredCaption(text, "human", captioned_at=now, keywords=kept)
 
 
 def _keywords_to_store(cell: Sequence[str], theirs: Sequence[str]) -> tuple[str, ...]:

@@ -560,3 +560,60 @@ def test_csvs_that_excel_saves_in_other_layouts_are_read(tmp_path, delimiter, en
 
     assert report.applied == [a]
     assert (read_caption(a).text, read_caption(a).keywords) == ("a cat; on a sofa", ("cat",))
+
+
+def test_rows_of_captions_never_stored_are_written_with_their_keywords_edited_or_not(tmp_path):
+    """`caption --csv` without sidecars, reviewed in a spreadsheet: an edited caption lost the row's
+    keywords, and a row whose keywords alone were edited was refused with "its caption was taken
+    out", though none had ever been stored."""
+    a, b, c = (make_photo(tmp_path / n) for n in ("a.jpg", "b.jpg", "c.jpg"))
+    rows = [make_row(p, tmp_path, StoredCaption(f"caption {p.stem}", "automatic", "m", -0.5, AUTO.captioned_at,
+                                                (f"kw{p.stem}",))) for p in (a, b, c)]
+    write_csv(tmp_path / "c.csv", rows)
+    edit_csv_cells(tmp_path / "c.csv", {"a.jpg": {"caption": "a cat on a sofa"}, "b.jpg": {"keywords": "kwb; mug"}})
+
+    report = import_csv(tmp_path / "c.csv")
+
+    assert report.applied == [a, b, c] and report.errors == []
+    assert (read_caption(a).text, read_caption(a).source, read_caption(a).keywords) == ("a cat on a sofa", "human",
+                                                                                        ("kwa",))
+    assert read_caption(b).keywords == ("kwb", "mug")
+    assert (read_caption(c).source, read_caption(c).model, read_caption(c).keywords) == ("automatic", "m", ("kwc",))
+
+
+def test_a_keyword_edit_made_on_keywords_stored_since_is_left_out_and_reported(tmp_path):
+    """A later run's keyword ("sofa") was removed by the row's edit and recorded as rejected, though
+    the person never saw it; two rows of one photo: the second's keywords won silently."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, replace(AUTO, keywords=("cat",)))
+    csv_file = _export(tmp_path, [a])
+    write_caption(a, replace(AUTO, keywords=("cat", "sofa")))  # a later run
+    edit_csv_cells(csv_file, {"a.jpg": {"keywords": "cat; kitten"}})
+    stored = Snapshot([sidecar_path(a)])
+
+    report = import_csv(csv_file)
+
+    stored.assert_unchanged()
+    assert report.applied == [] and [p for p, _ in report.errors] == [a]
+    assert "keywords changed after the CSV was written" in report.errors[0][1]
+
+
+def test_a_damaged_check_cell_or_a_users_own_check_column_never_turns_the_protection_off(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, AUTO)
+    csv_file = _export(tmp_path, [a])
+    write_caption(a, replace(AUTO, text="a newer caption from a later run"))
+    stored = Snapshot([sidecar_path(a)])
+    table = list(csv.reader(io.StringIO(csv_file.read_text(encoding="utf-8"), newline="")))
+
+    def write(rows):
+        buffer = io.StringIO(newline="")
+        csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+        csv_file.write_text(buffer.getvalue(), encoding="utf-8")
+
+    write([["check", *table[0]], ["done", *table[1]]])  # the user's own "check" column, first
+    assert import_csv(csv_file).unchanged == [a]
+    write([table[0], [*table[1][:-1], table[1][-1][:-1]]])  # a spreadsheet cut the cell short
+    report = import_csv(csv_file)
+    assert report.applied == [] and "check cell was changed" in report.errors[0][1]
+    stored.assert_unchanged()
