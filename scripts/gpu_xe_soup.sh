@@ -41,8 +41,9 @@ fi
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 export IMGCAP_CACHE_DIR=${IMGCAP_CACHE_DIR:-/tmp/imgcap-cache}
 $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices())" || exit 1
-[ -n "$SCST_ONLY" ] || $PY -m training.devicepack unpack .gpu || exit 1
 D=${D:-.gpu/flickr8k}; C=/tmp/grids; TEXT=.gpu/text.token.txt
+# A second call re-sends .gpu, photo archive and all: its photos are taken out again.
+if [ -z "$SCST_ONLY" ] || [ ! -d $D/images ]; then $PY -m training.devicepack unpack .gpu || exit 1; fi
 COMMON="--data $D --cache $C --tags --text-captions $TEXT --feature-dim 512 --lr-decay 0.88 --label-smoothing 0.1 --no-deep-output $XE_EXTRA"
 if [ -z "$SCST_ONLY" ]; then
   elapsed base
@@ -69,6 +70,7 @@ fi
 LEFT=$(( BUDGET - ($(date +%s) - T0) - 30 ))
 elapsed "SCST with $LEFT s left"
 if [ $LEFT -gt 100 ] && [ $NS -gt 0 ]; then
+  rm -rf $R/s[0-9]*  # an earlier call's runs: only this call's epochs go into the mean
   for i in $(seq 1 $NS); do
     timeout $LEFT $PY -m training.scst_jax --data $D --cache $C --out $R/s$i --init $R/xesoup \
       --scst-candidates guarded --batch-size 50 --epochs $SCST_EP --agreement-penalty 0.5 --seed $((3000 + i)) --no-java \

@@ -65,6 +65,10 @@ def test_the_gpu_script_trains_a_soup_and_scst_from_a_tiny_pack(tmp_path):
         assert any(not np.array_equal(soup[k], scst[k]) for k in soup.files)  # SCST moved the soup
 
     # A second call on the still-warm machine: SCST only, from the first call's soup, two epochs each.
+    # The call re-sends .gpu, so the photos the first call unpacked are gone (the archive is back).
+    import shutil
+
+    shutil.rmtree(work / ".gpu" / "flickr8k" / "images")
     again = tmp_path / "out2"
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_xe_soup.sh")], cwd=work,
                           env=env | settings | {"OUT": str(again), "SCST_ONLY": "1", "NS": "1", "SCST_EP": "2"},
@@ -73,3 +77,4 @@ def test_the_gpu_script_trains_a_soup_and_scst_from_a_tiny_pack(tmp_path):
     assert "base" not in done.stdout.split("SCST with")[0]  # no cross-entropy this time
     assert {p.name for p in again.iterdir()} == {"scstsoup.weights.npz", "logs.tgz"}
     assert (tmp_path / "runs" / "s1" / "epoch02.weights.npz").is_file()
+    assert not (tmp_path / "runs" / "s2").exists()  # the first call's runs are not in this call's mean
