@@ -309,15 +309,20 @@ def test_a_keyword_removed_while_held_is_rejected_when_accepted(tmp_path):
     assert read_caption(photo).keywords == ("cat",)  # dog stays removed
 
 
-def test_the_keyboard_focus_stays_with_the_keywords_when_one_is_deleted(qtbot, window, photo_folder):
-    """Delete on a chip sent the focus to the filter box at the top of the window, where Ctrl+Z
-    undid nothing; and the chips came last in the Tab order, though they are under the words."""
+def _shown_with_keywords(qtbot, window, photo_folder) -> None:
+    """photo3.jpg, with the keywords cat and sofa, chosen in a window on screen."""
     write_caption(photo_folder / "photo3.jpg", StoredCaption("a cat on a sofa", "automatic", "m", -0.4, None,
                                                              ("cat", "sofa")))
     open_and_wait(qtbot, window, photo_folder)
     window.show()
     qtbot.waitExposed(window)
     select(qtbot, window, "photo3.jpg")
+
+
+def test_the_keyboard_focus_stays_with_the_keywords_when_one_is_deleted(qtbot, window, photo_folder):
+    """Delete on a chip sent the focus to the filter box at the top of the window, where Ctrl+Z
+    undid nothing; and the chips came last in the Tab order, though they are under the words."""
+    _shown_with_keywords(qtbot, window, photo_folder)
     qtbot.waitUntil(lambda: chip_words(window) == ["cat", "sofa"], timeout=WAIT)
     buttons = window.panel.keywords.chip_buttons()
     assert window.view.nextInFocusChain() is buttons[0] and buttons[0].nextInFocusChain() is buttons[1]
@@ -335,12 +340,7 @@ def test_the_keyboard_focus_stays_with_the_keywords_when_one_is_deleted(qtbot, w
 
 
 def test_ctrl_z_in_the_empty_filter_box_undoes_the_last_edit(qtbot, window, photo_folder):
-    write_caption(photo_folder / "photo3.jpg", StoredCaption("a cat on a sofa", "automatic", "m", -0.4, None,
-                                                             ("cat", "sofa")))
-    open_and_wait(qtbot, window, photo_folder)
-    window.show()
-    qtbot.waitExposed(window)
-    select(qtbot, window, "photo3.jpg")
+    _shown_with_keywords(qtbot, window, photo_folder)
     assert window.remove_keyword("cat")
     window.filter_edit.setFocus()
     qtbot.waitUntil(window.filter_edit.hasFocus, timeout=WAIT)
