@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QImage, QKeyEvent, QKeySequence
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QFocusEvent, QImage, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from imgcap_desktop.caption_view import CaptionView
@@ -19,6 +19,16 @@ class CaptionEdit(QLineEdit):
     window's undo stack, as from the menu; while typing they undo the typing."""
 
     committed_text = ""
+    # Focus leaving the box by the user's move (Tab, a click elsewhere, a shortcut): typed text is
+    # committed. Another window or a menu taking the focus is no such move: the typing goes on after.
+    left = Signal()
+    _LEAVING = (Qt.FocusReason.TabFocusReason, Qt.FocusReason.BacktabFocusReason, Qt.FocusReason.MouseFocusReason,
+                Qt.FocusReason.ShortcutFocusReason, Qt.FocusReason.OtherFocusReason)
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:
+        super().focusOutEvent(event)
+        if event.reason() in self._LEAVING:
+            self.left.emit()
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
@@ -60,7 +70,7 @@ class CaptionPanel(QWidget):
         self.caption_edit.setAccessibleName("Caption")
         self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
         # Typed text is never dropped by moving on: leaving the box commits it, as Return does.
-        self.caption_edit.editingFinished.connect(self._on_caption_edit_editing_finished)
+        self.caption_edit.left.connect(self._on_caption_edit_left)
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
         self.recompute_button = QPushButton("Recompute attention maps")
@@ -157,13 +167,19 @@ class CaptionPanel(QWidget):
             self.caption_edited.emit(self.caption_edit.text(), self._shown_path)
 
     def commit_typing(self) -> None:
-        """Commit text typed in the box and not committed yet, as leaving the box does."""
-        self._on_caption_edit_editing_finished()
-
-    def _on_caption_edit_editing_finished(self) -> None:
+        """Commit text typed in the box and not committed yet, now."""
         if self._shown_path is not None and self.caption_edit.isModified():  # typed, not set by the app
             self.caption_edit.setModified(False)
             self.caption_edited.emit(self.caption_edit.text(), self._shown_path)
+
+    def _on_caption_edit_left(self) -> None:
+        if self._shown_path is None or not self.caption_edit.isModified():
+            return
+        self.caption_edit.setModified(False)
+        text, path = self.caption_edit.text(), self._shown_path
+        # After the move that took the focus: a click on the grid lands on the photo it was aimed
+        # at before the commit can change the grid (a filter that no longer matches, say).
+        QTimer.singleShot(0, self, lambda: self.caption_edited.emit(text, path))
 
     def _on_alternatives_item_activated(self, entry: QListWidgetItem) -> None:
         self.alternative_chosen.emit(entry.data(Qt.ItemDataRole.UserRole))

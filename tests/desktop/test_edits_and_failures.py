@@ -14,8 +14,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QFocusEvent
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from tests.desktop.conftest import WORDS, fake_result
@@ -402,7 +403,7 @@ def test_typed_text_is_committed_when_the_box_is_left_not_dropped(qtbot, window,
     _type_in_the_caption_box(qtbot, window, photo_folder, path, "a carefully typed caption")
     qtbot.waitUntil(window.caption_edit.hasFocus, timeout=WAIT)
     window.grid.setFocus()  # as Shift+Tab or a click on the grid does
-    assert window.photos.item_at(path).text == "a carefully typed caption"
+    qtbot.waitUntil(lambda: window.photos.item_at(path).text == "a carefully typed caption", timeout=WAIT)
     assert window.photos.item_at(path).state.value == "human"
     window.undo_stack.undo()  # one edit, undoable as a Return's is
     assert window.photos.item_at(path).text != "a carefully typed caption"
@@ -413,7 +414,37 @@ def test_typed_text_is_committed_when_the_box_is_left_not_dropped(qtbot, window,
     window.caption_edit.setFocus()
     qtbot.waitUntil(window.caption_edit.hasFocus, timeout=WAIT)
     window.grid.setFocus()  # left untouched: no edit
+    QApplication.processEvents()
     assert window.photos.item_at(other).text == before and window.undo_stack.index() == 0
+
+    # Another window or a menu taking the focus is no leaving: the typing goes on after, as one edit.
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, " and more")
+    QApplication.sendEvent(window.caption_edit, QFocusEvent(QEvent.Type.FocusOut,
+                                                           Qt.FocusReason.ActiveWindowFocusReason))
+    QApplication.processEvents()
+    assert window.photos.item_at(other).text == before and window.caption_edit.text().endswith(" and more")
+
+
+def test_a_click_on_a_filtered_grid_lands_on_the_photo_aimed_at_while_the_typed_caption_is_committed(
+        qtbot, window, photo_folder):
+    """The commit ran as the box lost the focus to the mouse press: the edited photo left the
+    filtered grid before the press was handled, and the click chose the photo that moved up."""
+    open_and_wait(qtbot, window, photo_folder)
+    paths = [item.path for item in window.photos.items() if not item.error][:3]
+    for path in paths:
+        window.session._update(path, caption=StoredCaption(f"a zebra {path.stem}", "automatic", "m", -1.0))
+    window.filter_edit.setText("zebra")
+    first, second = paths[0], paths[1]
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(first))))
+    window.caption_edit.setFocus()
+    qtbot.waitUntil(window.caption_edit.hasFocus, timeout=WAIT)
+    window.caption_edit.selectAll()
+    qtbot.keyClicks(window.caption_edit, "a horse")
+    target = window.filtered.mapFromSource(window.photos.index(window.photos.row_of(second)))
+    qtbot.mouseClick(window.grid.viewport(), Qt.MouseButton.LeftButton, pos=window.grid.visualRect(target).center())
+    qtbot.waitUntil(lambda: window.photos.item_at(first).text == "a horse", timeout=WAIT)
+    assert window.current_item().path == second
 
 
 def test_text_being_typed_when_the_window_closes_is_part_of_the_held_question(qtbot, window, photo_folder):
