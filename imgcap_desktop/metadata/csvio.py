@@ -106,13 +106,13 @@ class CsvRow:
 
 def fingerprint(caption: str, keywords: Sequence[str] | None) -> str:
     """The ``check`` cell for a row: ``c`` and 10 hex digits of the caption (spaces at its ends
-    ignored, as import ignores them), ``k`` and 10 of the keywords as import reads them back (the
-    letters keep a spreadsheet from taking it for a number)."""
+    ignored, as import ignores them), ``k`` and 10 of the set of keywords as import reads them back
+    (the letters keep a spreadsheet from taking it for a number)."""
     def digest(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
-    cell = _keywords(KEYWORD_SEPARATOR.join(keywords or ()))
-    return f"c{digest(caption.strip())}k{digest(chr(10).join(cell))}"
+    cell = _keywords(KEYWORD_SEPARATOR.join(keywords or ()))  # in any order: reordering them is no edit
+    return f"c{digest(caption.strip())}k{digest(chr(10).join(sorted(cell)))}"
 
 
 def make_row(
@@ -293,9 +293,7 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
     if missing:
         raise CsvFormatError(f"the CSV has no {' or '.join(repr(m) for m in missing)} column")
     index = {name: header.index(name) for name in COLUMNS if name in header}
-    if "check" in index:  # imgcap's is the last one: a column of the user's own of that name comes before
-        index["check"] = len(header) - 1 - header[::-1].index("check")
-    rows = []
+    table = []
     while True:
         try:  # strict: a quote left open (the rows after it would be swallowed into one cell) is refused
             cells = next(reader)
@@ -304,8 +302,14 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
         except csv.Error as exc:
             hint = "" if "field larger" in str(exc) else " (a quote left open?)"
             raise CsvFormatError(f"line {reader.line_num}: {exc}{hint}") from None
-        if not any(cells):
-            continue
+        if any(cells):
+            table.append((reader.line_num, cells))
+    index.pop("check", None)
+    check = _check_column(header, [cells for _, cells in table])
+    if check is not None:
+        index["check"] = check
+    rows = []
+    for line, cells in table:
 
         def cell(name: str, cells: list[str] = cells) -> str:
             i = index.get(name)
@@ -313,8 +317,6 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
 
         # A row cut short before its keywords cell says nothing about them (an empty cell removes them).
         has_keywords = "keywords" in index and index["keywords"] < len(cells)
-
-        line = reader.line_num
         for name in ("caption", "source", "model", "score", "width", "height", "time captioned", "keywords"):
             if _SURROGATE.search(cell(name)):
                 raise CsvFormatError(f"line {line}: the {name} column is not UTF-8 text")
@@ -342,6 +344,15 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
             )
         )
     return rows
+
+
+def _check_column(header: list[str], table: list[list[str]]) -> int | None:
+    """imgcap's ``check`` column: of the columns of that name (a user may add one of their own,
+    anywhere), the one whose cells are most often fingerprints; None where none has one."""
+    counts = {i: sum(i < len(cells) and _CHECK.match(cells[i].strip()) is not None for cells in table)
+              for i, name in enumerate(header) if name == "check"}
+    best = max(counts, key=lambda i: (counts[i], i), default=None)
+    return best if best is not None and counts[best] else None
 
 
 def _delimiter(text: str) -> str:

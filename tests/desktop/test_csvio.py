@@ -599,21 +599,41 @@ def test_a_keyword_edit_made_on_keywords_stored_since_is_left_out_and_reported(t
 
 
 def test_a_damaged_check_cell_or_a_users_own_check_column_never_turns_the_protection_off(tmp_path):
-    a = make_photo(tmp_path / "a.jpg")
-    write_caption(a, AUTO)
-    csv_file = _export(tmp_path, [a])
-    write_caption(a, replace(AUTO, text="a newer caption from a later run"))
-    stored = Snapshot([sidecar_path(a)])
-    table = list(csv.reader(io.StringIO(csv_file.read_text(encoding="utf-8"), newline="")))
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    for p in (a, b):
+        write_caption(p, AUTO)
+    csv_file = _export(tmp_path, [a, b])
+    for p in (a, b):
+        write_caption(p, replace(AUTO, text="a newer caption from a later run"))
+    stored = Snapshot([sidecar_path(a), sidecar_path(b)])
+    header, *rows = list(csv.reader(io.StringIO(csv_file.read_text(encoding="utf-8"), newline="")))
 
-    def write(rows):
+    def write(table):
         buffer = io.StringIO(newline="")
-        csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+        csv.writer(buffer, lineterminator="\r\n").writerows(table)
         csv_file.write_text(buffer.getvalue(), encoding="utf-8")
 
-    write([["check", *table[0]], ["done", *table[1]]])  # the user's own "check" column, first
-    assert import_csv(csv_file).unchanged == [a]
-    write([table[0], [*table[1][:-1], table[1][-1][:-1]]])  # a spreadsheet cut the cell short
+    for table in ([["check", *header], *(["done", *row] for row in rows)],  # the user's own, first
+                  [[*header, "Check"], [*rows[0], "ok"], [*rows[1], ""]]):  # or last, as spreadsheets add one
+        write(table)
+        assert import_csv(csv_file).unchanged == [a, b]
+    write([header, rows[0], [*rows[1][:-1], rows[1][-1][:-1]]])  # a spreadsheet cut b's check short
     report = import_csv(csv_file)
-    assert report.applied == [] and "check cell was changed" in report.errors[0][1]
+    assert report.applied == [] and [p for p, _ in report.errors] == [b]
+    assert "check cell was changed" in report.errors[0][1]
     stored.assert_unchanged()
+
+
+def test_keywords_stored_in_another_order_are_no_change_since_the_export(tmp_path):
+    """The app exports its keywords in its own order and the sidecar keeps the merge's: the check's
+    keywords part differed, and every keyword edit was refused, exported again or not."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, replace(AUTO, keywords=("tabby", "grass", "dog")))
+    write_csv(tmp_path / "c.csv", [make_row(a, tmp_path, replace(read_caption(a), keywords=("dog", "tabby",
+                                                                                            "grass")))])
+    edit_csv_cells(tmp_path / "c.csv", {"a.jpg": {"keywords": "dog; tabby"}})
+
+    report = import_csv(tmp_path / "c.csv")
+
+    assert report.applied == [a] and report.errors == []
+    assert read_caption(a).keywords == ("tabby", "dog")
