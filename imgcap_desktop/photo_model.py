@@ -15,7 +15,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPixmap
 
 from imgcap_desktop.session import CaptionSession, CaptionState, Photo
 from imgcap_desktop.thumbnails import ThumbnailCache
@@ -111,7 +111,7 @@ class PhotoListModel(QAbstractListModel):
                 return f"{item.path.name}\nError: {item.error}"
             return f"{item.path.name} ({describe_state(item)})\n{item.text}" if item.text else item.path.name
         if role == Qt.ItemDataRole.AccessibleDescriptionRole:  # what the badges show, for a screen reader
-            return describe_state(item)
+            return describe_state(item) + ("; no preview" if self._no_preview(item) else "")
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(item)
         if role == Roles.CAPTION:
@@ -175,11 +175,19 @@ class PhotoListModel(QAbstractListModel):
             self._pixmaps.popitem(last=False)
         return pixmap
 
+    def _no_preview(self, item: Photo) -> bool:
+        """Whether the photo's thumbnail could not be made."""
+        return self._thumbnails is not None and bool(self._thumbnails.failure(str(item.path), THUMBNAIL_SIZE))
+
     def _placeholder(self, broken: bool) -> QPixmap:
         pixmap = self._placeholders.get(broken)
         if pixmap is None:
             pixmap = QPixmap(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
             pixmap.fill(QColor("#4a2a2a" if broken else "#3a3a3a"))
+            painter = QPainter(pixmap)  # said in words too: the two differ only by shade otherwise
+            painter.setPen(QColor("#e0e0e0"))
+            painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter, "no preview" if broken else "loading…")
+            painter.end()
             self._placeholders[broken] = pixmap
         return pixmap
 

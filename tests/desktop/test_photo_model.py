@@ -94,3 +94,15 @@ def test_a_photos_badges_are_told_in_words_to_a_screen_reader_and_in_the_tooltip
     assert index.data(Qt.ItemDataRole.ToolTipRole) == "a.jpg (automatic caption, held for review)\na dog"
     session._update(path, caption=StoredCaption("my dog", "human"), held=True, write_error="read-only folder")
     assert index.data(role) == "edited caption, not written: read-only folder"
+
+
+def test_a_photo_without_a_preview_is_said_to_have_none(qtbot, tmp_path, no_threads_left):
+    """A thumbnail that could not be made differed from one still loading only by a shade."""
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    cache = ThumbnailCache()
+    _session, model = filled_model([broken], cache)
+    index = model.index(0)
+    with qtbot.waitSignal(cache.image_failed, timeout=10_000):
+        index.data(Qt.ItemDataRole.DecorationRole)
+    assert index.data(Qt.ItemDataRole.AccessibleDescriptionRole) == "no caption; no preview"
