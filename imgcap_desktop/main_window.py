@@ -7,7 +7,8 @@ export) is the :class:`~imgcap_desktop.session.CaptionSession`'s business; this 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import os
+from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from imgcap_desktop.settings import (
 )
 from imgcap_desktop.thumbnails import ThumbnailCache
 from imgcap_desktop.workers import run_in_background
+from model.images import SUPPORTED_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class MainWindow(QMainWindow):
         if ICON_PATH.exists():
             self.setWindowIcon(QIcon(str(ICON_PATH)))
         self.settings = settings if settings is not None else load_settings()
+        self._saved = self.settings  # what this window last read or wrote: only what differs is written
         self.service = service if service is not None else CaptionService(parent=self)
         self.session = CaptionSession(sidecar_style=self.settings.sidecar_style, auto_write=self.settings.auto_write)
         self.session_signals = SessionSignals(self.session, self)
@@ -122,7 +125,9 @@ class MainWindow(QMainWindow):
     def open_folder(self, folder: str | Path, *, before: str | None = None) -> bool:
         """Show a folder's photos; their stored captions are read in the background. Held captions
         are asked about first (``before``: what is about to happen, for the question)."""
-        folder = Path(folder).expanduser()
+        # Absolute and without "." or "..": "imgcap-desktop ." gets a title, and a folder reached
+        # another way is the same folder (symbolic links are kept: the path the user chose).
+        folder = Path(os.path.normpath(os.path.abspath(Path(folder).expanduser())))
         again = self.session.folder is not None and self.session.folder == folder
         if not self._settle_held(before or ("reading the folder again" if again else "opening another folder")):
             return False
@@ -139,9 +144,10 @@ class MainWindow(QMainWindow):
         self.undo_stack.clear()
         self.thumbnails.clear()
         self.session.open(photos, folder)
-        self.setWindowTitle(f"{folder.name} — imgcap")
+        self.setWindowTitle(f"{folder.name or str(folder)} — imgcap")
         self.reader.read()
-        self.settings = self.settings.with_recent_folder(str(folder.resolve()))
+        stored = load_settings().recent_folders  # another running copy's folders stay in the list
+        self.settings = replace(self.settings, recent_folders=stored).with_recent_folder(str(folder.resolve()))
         self._save_settings()
         self._rebuild_recent_menu()
         if unlisted:
@@ -186,14 +192,23 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(self.settings.recent_folders))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _dropped_folder(event.mimeData().urls()) is not None:
+        if _dropped(event.mimeData().urls())[0] is not None:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        folder = _dropped_folder(event.mimeData().urls())
-        if folder is not None:
-            self.open_folder(folder)
-            event.acceptProposedAction()
+        folder, photo, others = _dropped(event.mimeData().urls())
+        if folder is None:
+            return
+        event.acceptProposedAction()
+        if not self.open_folder(folder):
+            return
+        if photo is not None:  # a photo dropped: its folder, with that photo chosen
+            row = self.photos.row_of(photo)
+            if row is not None:
+                self.grid.setCurrentIndex(self.filtered.mapFromSource(self.photos.index(row)))
+        if others:
+            left_out = "the other dropped item was" if others == 1 else f"the other {others} dropped items were"
+            self.statusBar().showMessage(f"Opened {folder}; one folder at a time, so {left_out} left out.", 15000)
 
     # -- captioning ---------------------------------------------------------------------------
 
@@ -383,8 +398,18 @@ class MainWindow(QMainWindow):
         self._save_settings()
 
     def _save_settings(self) -> None:
+        """Write the settings this window changed, and only those: a second running copy (opening a
+        folder, closing) used to write back its own old copy of every other one."""
         self.settings = replace(self.settings, overlay_opacity=self.view.opacity_slider.value())
-        save_settings(self.settings)
+        changed = [f.name for f in fields(AppSettings)
+                   if getattr(self.settings, f.name) != getattr(self._saved, f.name)]
+        if not changed:
+            return
+        if save_settings(self.settings, names=changed):
+            self._saved = self.settings
+        else:
+            self.statusBar().showMessage("The settings could not be saved (the settings file cannot be written); "
+                                         "they hold until imgcap closes.", 20000)
 
     def _restore_window_state(self) -> None:
         geometry, splitter = load_window_state()
@@ -446,9 +471,17 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _dropped_folder(urls: list[QUrl]) -> Path | None:
+def _dropped(urls: list[QUrl]) -> tuple[Path | None, Path | None, int]:
+    """What a drop opens: ``(folder, photo to choose, how many other items are left out)``. Only a
+    folder or a photo that exists opens anything (a text file or a vanished path: nothing)."""
+    found = []
     for url in urls:
         if url.isLocalFile():
             path = Path(url.toLocalFile())
-            return path if path.is_dir() else path.parent
-    return None
+            if path.is_dir():
+                found.append((path, None))
+            elif path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
+                found.append((path.parent, Path(os.path.normpath(os.path.abspath(path)))))
+    if not found:
+        return None, None, 0
+    return found[0][0], found[0][1], len(found) - 1

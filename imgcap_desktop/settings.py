@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
@@ -81,16 +82,25 @@ def load_settings(store: QSettings | None = None) -> AppSettings:
             values[f.name] = _convert(f.name, raw, default)
         except (TypeError, ValueError):
             log.info("ignoring invalid setting %s=%r", f.name, raw)
-    return replace(defaults, **values)
+    loaded = replace(defaults, **values)
+    # A list written by hand or by an older copy: no duplicates, no more than the menu shows.
+    recent = tuple(dict.fromkeys(loaded.recent_folders))[:MAX_RECENT_FOLDERS]
+    return replace(loaded, recent_folders=recent)
 
 
-def save_settings(settings: AppSettings, store: QSettings | None = None) -> None:
-    """Write every setting."""
+def save_settings(settings: AppSettings, store: QSettings | None = None, *,
+                  names: Iterable[str] | None = None) -> bool:
+    """Write the settings (only ``names``, where given: another running copy's other settings are
+    left as it wrote them). False when they could not be written (a read-only or broken file)."""
     store = store if store is not None else qsettings()
+    wanted = set(names) if names is not None else None
     for f in fields(AppSettings):
+        if wanted is not None and f.name not in wanted:
+            continue
         value = getattr(settings, f.name)
         store.setValue(f.name, list(value) if isinstance(value, tuple) else value)
     store.sync()
+    return store.status() == QSettings.Status.NoError
 
 
 def save_window_state(geometry: QByteArray, splitter: QByteArray, store: QSettings | None = None) -> None:

@@ -56,12 +56,15 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
         relative to ``folder``.
 
     Raises:
+        FileNotFoundError: ``folder`` does not exist.
         NotADirectoryError: ``folder`` is not a folder.
         OSError: ``folder`` itself cannot be listed (subfolders that cannot be listed are skipped,
             and named in ``problems``).
     """
     folder = Path(folder)
     if not folder.is_dir():
+        if not os.path.lexists(folder):  # moved, renamed or deleted (a recent folder, say)
+            raise FileNotFoundError(f"{folder} does not exist (moved, renamed or deleted?)")
         raise NotADirectoryError(f"{folder} is not a folder")
     found: list[Path] = []
     pending = [folder]

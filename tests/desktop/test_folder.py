@@ -94,7 +94,7 @@ def test_not_a_folder_is_an_error(tmp_path):
     _touch(tmp_path, "a.jpg")
     with pytest.raises(NotADirectoryError):
         scan_folder(tmp_path / "a.jpg")
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # a recent folder moved away, say
         scan_folder(tmp_path / "missing")
 
 

@@ -432,3 +432,79 @@ def test_every_grid_cell_has_room_for_a_portrait_thumbnail_and_its_name(qtbot, w
         hint = window.grid.itemDelegate().sizeHint(option, window.filtered.index(row, 0))
         assert hint.height() >= THUMBNAIL_SIZE + line
     assert window.grid.gridSize().height() >= THUMBNAIL_SIZE + line
+
+
+def _drop(window, *paths):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    return event.isAccepted()
+
+
+def test_a_drop_opens_only_a_folder_or_a_photo_and_chooses_the_photo_dropped(qtbot, window, photo_folder, tmp_path):
+    """A text file or a vanished path dropped replaced the open folder with its parent; a photo
+    dropped opened its folder at the first photo; several folders dropped opened one, unsaid."""
+    open_and_wait(qtbot, window, photo_folder)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    assert not _drop(window, notes) and not _drop(window, tmp_path / "gone")
+    assert window.folder == photo_folder
+
+    other = tmp_path / "other"
+    other.mkdir()
+    photo = other / "b.jpg"
+    (photo_folder / "photo2.jpg").rename(photo)
+    (photo_folder / "photo1.jpg").rename(other / "a.jpg")
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        assert _drop(window, photo, photo_folder)
+    assert window.folder == other and window.current_item().path == photo
+    assert "the other dropped item was left out" in window.statusBar().currentMessage()
+
+
+def test_a_second_running_copy_leaves_the_first_ones_settings_as_it_wrote_them(qtbot, window, photo_folder,
+                                                                              tmp_path):
+    """Opening a folder wrote back every setting of the window's own old copy: a second copy undid
+    hold-for review, the naming and the beam set in the first, and its recent list."""
+    from dataclasses import replace
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from imgcap_desktop.main_window import MainWindow
+    from imgcap_desktop.settings import AppSettings, load_settings
+
+    second = MainWindow(service=window.service, settings=AppSettings(batch_size=2))
+    second._ask_about_held = lambda count, before="closing": QMessageBox.StandardButton.Discard
+    qtbot.addWidget(second)
+    window.apply_settings(replace(window.settings, beam_size=10, sidecar_style="base", auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    other = tmp_path / "other"
+    other.mkdir()
+    second.open_folder(other)
+
+    stored = load_settings()
+    assert (stored.beam_size, stored.sidecar_style, stored.auto_write) == (10, "base", False)
+    assert stored.recent_folders[:2] == (str(other.resolve()), str(photo_folder.resolve()))
+
+
+def test_the_folder_is_made_absolute_so_it_has_a_title_and_is_one_folder_whatever_the_way(
+        qtbot, window, photo_folder, monkeypatch):
+    monkeypatch.chdir(photo_folder)
+    open_and_wait(qtbot, window, ".")
+    assert window.windowTitle() == f"{photo_folder.name} — imgcap" and window.folder == photo_folder
+    assert window.open_folder(photo_folder / ".." / photo_folder.name)
+    assert window.folder == photo_folder
+
+
+def test_settings_that_cannot_be_saved_are_said_so(qtbot, window, monkeypatch):
+    from dataclasses import replace
+
+    from imgcap_desktop import main_window
+
+    monkeypatch.setattr(main_window, "save_settings", lambda *args, **kwargs: False)
+    window.apply_settings(replace(window.settings, beam_size=7))
+    assert "could not be saved" in window.statusBar().currentMessage()

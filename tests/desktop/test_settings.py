@@ -59,3 +59,13 @@ def test_settings_dialog_edits_a_copy(qtbot):
 def test_tests_never_touch_the_real_settings(fresh_settings):
     path = QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, "imgcap", "imgcap-desktop").fileName()
     assert path.startswith(str(fresh_settings))
+
+
+def test_a_recent_list_written_elsewhere_is_capped_and_without_duplicates(fresh_settings):
+    from imgcap_desktop.settings import MAX_RECENT_FOLDERS
+
+    store = qsettings()
+    store.setValue("recent_folders", ["/a", "/b", "/a", *(f"/f{i}" for i in range(20))])
+    store.sync()
+    recent = load_settings().recent_folders
+    assert recent[:3] == ("/a", "/b", "/f0") and len(recent) == MAX_RECENT_FOLDERS
