@@ -392,6 +392,11 @@ class MainWindow(QMainWindow):
         self.filter_edit.selectAll()
 
     def apply_settings(self, settings: AppSettings) -> None:
+        if self.service.busy and settings.auto_write != self.settings.auto_write:
+            # The run under way was planned to write (or hold) its captions: said, not changed under it.
+            mode = "holding captions for review" if not settings.auto_write else "writing captions at once"
+            self.statusBar().showMessage(f"The run under way goes on as it started; {mode} from the next run.",
+                                         15000)
         self.settings = settings
         self.session.sidecar_style, self.session.auto_write = settings.sidecar_style, settings.auto_write
         self.view.opacity_slider.setValue(settings.overlay_opacity)

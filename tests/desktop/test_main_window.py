@@ -508,3 +508,17 @@ def test_settings_that_cannot_be_saved_are_said_so(qtbot, window, monkeypatch):
     monkeypatch.setattr(main_window, "save_settings", lambda *args, **kwargs: False)
     window.apply_settings(replace(window.settings, beam_size=7))
     assert "could not be saved" in window.statusBar().currentMessage()
+
+
+def test_switching_hold_for_review_during_a_run_says_it_applies_from_the_next_run(qtbot, window, photo_folder,
+                                                                                 fake_captioner):
+    import threading
+    from dataclasses import replace
+
+    fake_captioner.gate = threading.Semaphore(0)
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.caption_all()
+    window.apply_settings(replace(window.settings, auto_write=False))
+    assert "holding captions for review from the next run" in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        fake_captioner.gate.release(10)
