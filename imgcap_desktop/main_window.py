@@ -138,6 +138,12 @@ class MainWindow(QMainWindow):
                                  subfolders=subfolders)
         except OSError as exc:
             self.statusBar().showMessage(f"Cannot open {folder}: {exc}", 8000)
+            if isinstance(exc, FileNotFoundError) and str(folder) in self.settings.recent_folders:
+                # Gone (moved, renamed, deleted): out of the recent list, which should only offer folders there are.
+                recent = tuple(f for f in self.settings.recent_folders if f != str(folder))
+                self.settings = replace(self.settings, recent_folders=recent)
+                self._save_settings()
+                self._rebuild_recent_menu()
             return False
         self.reader.stop()
         self.service.cancel()  # the old folder's job ends after its current batch

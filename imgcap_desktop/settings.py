@@ -123,10 +123,10 @@ def load_window_state(store: QSettings | None = None) -> tuple[QByteArray | None
 
 def _convert(name: str, raw, default):
     if isinstance(default, bool):
-        if isinstance(raw, str):
-            if raw.lower() not in ("true", "false"):
+        if isinstance(raw, str):  # "1" and "0" too, as other tools and hand edits write them
+            if raw.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(raw)
-            return raw.lower() == "true"
+            return raw.lower() in ("true", "1")
         return bool(raw)
     if isinstance(default, int):
         value = int(raw)

@@ -522,3 +522,16 @@ def test_switching_hold_for_review_during_a_run_says_it_applies_from_the_next_ru
     assert "holding captions for review from the next run" in window.statusBar().currentMessage()
     with qtbot.waitSignal(window.service.finished, timeout=WAIT):
         fake_captioner.gate.release(10)
+
+
+def test_a_recent_folder_that_no_longer_exists_leaves_the_list_when_chosen(qtbot, window, photo_folder, tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    window.open_folder(gone)
+    open_and_wait(qtbot, window, photo_folder)
+    gone.rmdir()
+    entry = next(a for a in window.recent_menu.actions() if a.text() == str(gone.resolve()))
+    entry.trigger()
+    assert "does not exist" in window.statusBar().currentMessage()
+    assert str(gone.resolve()) not in [a.text() for a in window.recent_menu.actions()]
+    assert window.folder == photo_folder  # the open folder stays

@@ -69,3 +69,12 @@ def test_a_recent_list_written_elsewhere_is_capped_and_without_duplicates(fresh_
     store.sync()
     recent = load_settings().recent_folders
     assert recent[:3] == ("/a", "/b", "/f0") and len(recent) == MAX_RECENT_FOLDERS
+
+
+def test_booleans_written_as_one_and_zero_are_read(fresh_settings):
+    store = qsettings()
+    store.setValue("auto_write", "0")
+    store.setValue("include_subfolders", "1")
+    store.sync()
+    settings = load_settings()
+    assert (settings.auto_write, settings.include_subfolders) == (False, True)
