@@ -162,24 +162,27 @@ class CaptionPanel(QWidget):
         self.keywords.set_current(self.view.words[index])
 
     def _on_caption_edit_return_pressed(self) -> None:
-        if self._shown_path is not None:
-            self.caption_edit.setModified(False)
-            self.caption_edited.emit(self.caption_edit.text(), self._shown_path)
+        if (typed := self._take_typed(typed_only=False)) is not None:
+            self.caption_edited.emit(*typed)
 
     def commit_typing(self) -> None:
         """Commit text typed in the box and not committed yet, now."""
-        if self._shown_path is not None and self.caption_edit.isModified():  # typed, not set by the app
-            self.caption_edit.setModified(False)
-            self.caption_edited.emit(self.caption_edit.text(), self._shown_path)
+        if (typed := self._take_typed()) is not None:
+            self.caption_edited.emit(*typed)
 
     def _on_caption_edit_left(self) -> None:
-        if self._shown_path is None or not self.caption_edit.isModified():
-            return
-        self.caption_edit.setModified(False)
-        text, path = self.caption_edit.text(), self._shown_path
         # After the move that took the focus: a click on the grid lands on the photo it was aimed
         # at before the commit can change the grid (a filter that no longer matches, say).
-        QTimer.singleShot(0, self, lambda: self.caption_edited.emit(text, path))
+        if (typed := self._take_typed()) is not None:
+            QTimer.singleShot(0, self, lambda: self.caption_edited.emit(*typed))
+
+    def _take_typed(self, *, typed_only: bool = True) -> tuple[str, Path] | None:
+        """The box's text and the photo it is for, to commit (marked committed); None with no photo
+        shown, or, ``typed_only``, where the text is not the user's typing (set by the app)."""
+        if self._shown_path is None or (typed_only and not self.caption_edit.isModified()):
+            return None
+        self.caption_edit.setModified(False)
+        return self.caption_edit.text(), self._shown_path
 
     def _on_alternatives_item_activated(self, entry: QListWidgetItem) -> None:
         self.alternative_chosen.emit(entry.data(Qt.ItemDataRole.UserRole))

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imgcap_desktop.flow_layout import flow_widget
+from imgcap_desktop.flow_layout import discard_widget, flow_widget
 
 #: The chosen word stands out: filled with the app's accent colour, bold.
 # The theme's own selection colours: a high-contrast theme keeps its contrast.
@@ -150,6 +150,7 @@ class CaptionView(QWidget):
         self._word_group.idClicked.connect(self._on_word_group_id_clicked)
         self._word_hint = QLabel()
         self._word_hint.setObjectName("wordHint")
+        self._word_hint.setWordWrap(True)
 
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.opacity_slider.setRange(0, 100)
@@ -222,7 +223,7 @@ class CaptionView(QWidget):
         self._word_maps = {}
         for button in self._word_group.buttons():
             self._word_group.removeButton(button)
-            _discard(button)
+            discard_widget(button)
         while self._word_layout.count():
             self._word_layout.takeAt(0)
         for i, word in enumerate(self._words):
@@ -241,7 +242,6 @@ class CaptionView(QWidget):
         else:
             self._word_hint.setText("Click a word (or use ←/→, Home, End) to see where the model looked; Space "
                                     "or Enter again shows its keyword's map where it has one; Esc clears.")
-        self._word_hint.setWordWrap(True)
         self.setAccessibleDescription(self._word_hint.text())
         self._refresh()
         self._rebuild_strip()
@@ -373,7 +373,7 @@ class CaptionView(QWidget):
         while self._strip_layout.count():
             widget = self._strip_layout.takeAt(0).widget()
             if widget is not None:
-                _discard(widget)
+                discard_widget(widget)
         if self._photo is None or self._attention is None:
             self._strip_scroll.setVisible(False)
             return
@@ -410,11 +410,3 @@ class CaptionView(QWidget):
         height, width = self._photo.shape[:2]
         scale = self.STRIP_SIZE / max(height, width)
         return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _discard(widget: QWidget) -> None:
-    """Take a child widget out for good. Hidden first: a widget added and taken out before its
-    delayed show would otherwise be shown as a window of its own, and take the keyboard focus."""
-    widget.hide()
-    widget.setParent(None)
-    widget.deleteLater()

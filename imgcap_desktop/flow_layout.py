@@ -73,3 +73,12 @@ def flow_widget() -> tuple[QWidget, FlowLayout]:
     policy.setHeightForWidth(True)
     widget.setSizePolicy(policy)
     return widget, layout
+
+
+def discard_widget(widget: QWidget) -> None:
+    """Take a child widget out of its layout's parent for good. Hidden first: a widget added and
+    taken out before its delayed show would otherwise be shown as a window of its own, and take
+    the keyboard focus."""
+    widget.hide()
+    widget.setParent(None)
+    widget.deleteLater()

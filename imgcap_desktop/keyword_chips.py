@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
-from imgcap_desktop.flow_layout import flow_widget
+from imgcap_desktop.flow_layout import discard_widget, flow_widget
 from model.results import CaptionResult, Tag
 
 #: A chip is a rounded outline; the chosen one is filled with the accent colour, as a chosen caption word.
@@ -125,9 +125,7 @@ class KeywordChips(QWidget):
         while self._flow.count():
             widget = self._flow.takeAt(0).widget()
             if widget is not None:
-                widget.hide()  # never shown as a window of its own on the way out
-                widget.setParent(None)
-                widget.deleteLater()
+                discard_widget(widget)
         self._chips = {}
         keywords = list(dict.fromkeys(keywords))
         if keywords:

@@ -104,7 +104,7 @@ class MainWindow(QMainWindow):
         self.splitter.setSizes([460, 820])
         self.setCentralWidget(self.splitter)
         build_toolbar(self)
-        self.run_status = RunStatus(self.service, self.statusBar(), self)
+        self.run_status = RunStatus(self.service, self.statusBar(), self, focus_after=self.grid)
         self.model_label, self.progress_bar = self.run_status.model_label, self.run_status.progress_bar
         self.eta_label, self.cancel_button = self.run_status.eta_label, self.run_status.cancel_button
 
@@ -125,9 +125,7 @@ class MainWindow(QMainWindow):
     def open_folder(self, folder: str | Path, *, before: str | None = None) -> bool:
         """Show a folder's photos; their stored captions are read in the background. Held captions
         are asked about first (``before``: what is about to happen, for the question)."""
-        # Absolute and without "." or "..": "imgcap-desktop ." gets a title, and a folder reached
-        # another way is the same folder (symbolic links are kept: the path the user chose).
-        folder = Path(os.path.normpath(os.path.abspath(Path(folder).expanduser())))
+        folder = _absolute(Path(folder).expanduser())
         again = self.session.folder is not None and self.session.folder == folder
         if not self._settle_held(before or ("reading the folder again" if again else "opening another folder")):
             return False
@@ -482,6 +480,12 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` absolute and without "." or "..": "imgcap-desktop ." gets a title, and a folder
+    reached another way is the same folder (symbolic links are kept: the path the user chose)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
 def _dropped(urls: list[QUrl]) -> tuple[Path | None, Path | None, int]:
     """What a drop opens: ``(folder, photo to choose, how many other items are left out)``. Only a
     folder or a photo that exists opens anything (a text file or a vanished path: nothing)."""
@@ -492,7 +496,7 @@ def _dropped(urls: list[QUrl]) -> tuple[Path | None, Path | None, int]:
             if path.is_dir():
                 found.append((path, None))
             elif path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
-                found.append((path.parent, Path(os.path.normpath(os.path.abspath(path)))))
+                found.append((path.parent, _absolute(path)))
     if not found:
         return None, None, 0
     return found[0][0], found[0][1], len(found) - 1

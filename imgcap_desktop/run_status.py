@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
 
 from imgcap_desktop.caption_service import CaptionService
 
@@ -19,8 +19,10 @@ class RunStatus(QObject):
     by a plain count.
     """
 
-    def __init__(self, service: CaptionService, status_bar: QStatusBar, parent=None):
+    def __init__(self, service: CaptionService, status_bar: QStatusBar, parent=None, *,
+                 focus_after: QWidget | None = None):
         super().__init__(parent)
+        self._focus_after = focus_after  # takes the focus when Cancel, focused, is hidden at a run's end
         self._service, self._bar = service, status_bar
         self._run: dict = {}
         self.model_label = QLabel("Model: not loaded")
@@ -79,10 +81,8 @@ class RunStatus(QObject):
         self._run["error"] = f"captioning stopped: {describe_error(exc)}"
 
     def _on_service_finished(self, cancelled: bool) -> None:
-        if self.cancel_button.hasFocus():  # hidden, it would hand the focus to whatever comes next
-            grid = getattr(self.parent(), "grid", None)
-            if grid is not None:
-                grid.setFocus()
+        if self.cancel_button.hasFocus() and self._focus_after is not None:  # else it goes to whatever is next
+            self._focus_after.setFocus()
         self.progress_bar.setVisible(False)
         self.cancel_button.setVisible(False)
         self.eta_label.setText("")

@@ -110,7 +110,7 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
                     img.draft("RGB", draft_size)
                 img.seek(0)  # animated GIF/WebP: the first frame
                 img.load()
-                orientation = _orientation(img)  # read here: a reduced copy has no EXIF of its own
+                orientation = exif_orientation(img)  # read here: a reduced copy has no EXIF of its own
                 small = _reduced(img, draft_size)
                 if small is not img:
                     img.close()  # frees the full-size pixels now, not when the with block ends
@@ -143,6 +143,10 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
 # wrong type (a rational where an offset goes, text in a number tag): only Pillow runs where these are
 # caught, so they are the file's fault, and one such photo must not stop a batch.
 MALFORMED_IMAGE_ERRORS = (struct.error, TypeError, IndexError, KeyError, ZeroDivisionError)
+#: Everything Pillow raises on a file it cannot read (for code that opens a photo for its header or
+#: metadata and goes on without them).
+UNREADABLE_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+                           *MALFORMED_IMAGE_ERRORS)
 
 # EXIF orientation -> the turn that makes the photo upright (as ImageOps.exif_transpose does it).
 _UPRIGHT = {
@@ -156,12 +160,12 @@ _UPRIGHT = {
 }
 
 
-def _orientation(img: Image.Image) -> int:
-    """The photo's EXIF orientation (1-8), or 1 where its EXIF cannot be read: the pixels are
-    still the photo's, shown as stored."""
+def exif_orientation(img: Image.Image) -> int:
+    """An open photo's EXIF orientation (1-8; 5-8 turn it a quarter), or 1 where its EXIF cannot be
+    read: the pixels are still the photo's, shown as stored."""
     try:
         value = img.getexif().get(0x0112, 1)
-    except (OSError, SyntaxError, ValueError, EOFError, *MALFORMED_IMAGE_ERRORS):
+    except UNREADABLE_IMAGE_ERRORS:
         return 1
     return value if isinstance(value, int) else 1
 

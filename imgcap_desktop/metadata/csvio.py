@@ -36,7 +36,7 @@ from imgcap_desktop.metadata.sidecar import (
     read_caption,
     write_caption,
 )
-from model.images import MALFORMED_IMAGE_ERRORS, SUPPORTED_EXTENSIONS, is_regular_file
+from model.images import SUPPORTED_EXTENSIONS, UNREADABLE_IMAGE_ERRORS, exif_orientation, is_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,6 @@ COLUMNS = (
     "check",
 )
 KEYWORD_SEPARATOR = "; "
-
-_EXIF_ORIENTATION = 0x0112
 
 # A cell starting with one of these is run as a formula by Excel, LibreOffice or Google Sheets.
 _FORMULA_START = "=+-@\t\r"
@@ -105,14 +103,23 @@ class CsvRow:
 
 
 def fingerprint(caption: str, keywords: Sequence[str] | None) -> str:
-    """The ``check`` cell for a row: ``c`` and 10 hex digits of the caption (spaces at its ends
-    ignored, as import ignores them), ``k`` and 10 of the set of keywords as import reads them back
-    (the letters keep a spreadsheet from taking it for a number)."""
-    def digest(text: str) -> str:
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    """The ``check`` cell for a row: ``c`` and the caption's digest, ``k`` and the keywords' (the
+    letters keep a spreadsheet from taking it for a number)."""
+    return f"c{_caption_digest(caption)}k{_keywords_digest(keywords)}"
 
-    cell = _keywords(KEYWORD_SEPARATOR.join(keywords or ()))  # in any order: reordering them is no edit
-    return f"c{digest(caption.strip())}k{digest(chr(10).join(sorted(cell)))}"
+
+def _caption_digest(caption: str) -> str:
+    """10 hex digits of a caption, spaces at its ends ignored (as import ignores them)."""
+    return _digest(caption.strip())
+
+
+def _keywords_digest(keywords: Sequence[str] | None) -> str:
+    """10 hex digits of a set of keywords as import reads them back (reordering them is no edit)."""
+    return _digest("\n".join(sorted(_keywords(KEYWORD_SEPARATOR.join(keywords or ())))))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
 def make_row(
@@ -163,10 +170,10 @@ def photo_size(photo: str | Path) -> tuple[int, int] | None:
     try:
         with Image.open(photo) as img:
             width, height = img.size
-            if img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):  # turned a quarter
+            if exif_orientation(img) in (5, 6, 7, 8):  # turned a quarter
                 return height, width
             return width, height
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, *MALFORMED_IMAGE_ERRORS):
+    except UNREADABLE_IMAGE_ERRORS:
         return None
 
 
@@ -475,11 +482,12 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             if not text:
                 report.unchanged.append(photo)
                 continue
-            if row.check and _CHECK.match(row.check) is None:
+            exported = _CHECK.match(row.check)  # None: a row without one (a CSV made by hand, an older imgcap's)
+            if row.check and exported is None:
                 report.errors.append((photo, f"line {line}: {row.relative_path}: its check cell was changed, so "
                                              f"its edits cannot be told; left as it is (export again to edit it)"))
                 continue
-            edits = _edits(row)  # None: a row without its check (a CSV made by hand, or an older imgcap's)
+            edits = _edits(row, exported)
             # The sidecar is read again only for a row that has keywords to compare.
             wanted = _keywords_to_store(row.keywords, other_tools_keywords(photo)) if row.keywords else ()
             if current is None:  # the row holds the caption's only copy: written, edited or not
@@ -495,7 +503,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             if not text_changed and not keywords_changed:
                 report.unchanged.append(photo)
                 continue
-            if keywords_changed and edits is not None and fingerprint("", current_keywords)[11:] != row.check[11:]:
+            if keywords_changed and exported is not None and _keywords_digest(current_keywords) != exported[2]:
                 # Keywords stored after the export (a later run's): the edit was made on others.
                 report.errors.append((photo, f"line {line}: {row.relative_path}: its keywords changed after the "
                                              f"CSV was written; the row's keywords are left out (export again to "
@@ -503,7 +511,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                 keywords_changed = False
                 if not text_changed:
                     continue
-            if text_changed and _stored_since(current, row, edits):
+            if text_changed and _stored_since(current, row, exported):
                 report.errors.append((photo, f"line {line}: {row.relative_path}: its sidecar holds a person's "
                                              f"caption this row was not exported with; left as it is (export "
                                              f"again to edit it)"))
@@ -556,26 +564,24 @@ def _keywords_to_store(cell: Sequence[str], theirs: Sequence[str]) -> tuple[str,
 _CHECK = re.compile(r"^c([0-9a-f]{10})k([0-9a-f]{10})$")
 
 
-def _edits(row: CsvRow) -> tuple[bool, bool] | None:
+def _edits(row: CsvRow, exported: re.Match | None) -> tuple[bool, bool] | None:
     """Whether the row's caption cell and its keywords cell differ from what was exported, by its
-    ``check``; None for a row without a check this module wrote."""
-    exported = _CHECK.match(row.check)
+    ``check`` (``exported``: its match of :data:`_CHECK`); None for a row without one."""
     if exported is None:
         return None
-    now = _CHECK.match(fingerprint(row.caption, row.keywords))
-    assert now is not None
-    return now[1] != exported[1], row.keywords is not None and now[2] != exported[2]
+    return (_caption_digest(row.caption) != exported[1],
+            row.keywords is not None and _keywords_digest(row.keywords) != exported[2])
 
 
-def _stored_since(current: StoredCaption | None, row: CsvRow, edits: tuple[bool, bool] | None) -> bool:
+def _stored_since(current: StoredCaption, row: CsvRow, exported: re.Match | None) -> bool:
     """Whether ``current``, a person's caption (here or in another tool), was stored after the row
     was exported, so that the row's edit was made on another caption: by the row's check where it
     has one, else by its time captioned. A model's caption is replaced by a person's edit anyway."""
-    if current is None or current.source == "automatic":
+    if current.source == "automatic":
         return False
-    if edits is None:
+    if exported is None:
         return current.source == "human" and _changed_since(current, row)
-    return fingerprint(current.text, ())[:11] != row.check[:11]
+    return _caption_digest(current.text) != exported[1]
 
 
 def _changed_since(current: StoredCaption, row: CsvRow) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, IptcImagePlugin
 
 from imgcap_desktop.metadata.sidecar import SidecarError, StoredCaption, caption_from_packet
-from model.images import MALFORMED_IMAGE_ERRORS, is_regular_file
+from model.images import UNREADABLE_IMAGE_ERRORS, is_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def read_embedded_caption(photo: str | Path) -> StoredCaption | None:
             if caption is not None:
                 return caption
             text = _from_iptc(img) or _from_exif(img)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
-            *MALFORMED_IMAGE_ERRORS) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         log.debug("no embedded description read from %s: %s", photo, exc)
         return None
     return StoredCaption(text=text, source="embedded") if text else None
@@ -90,8 +89,7 @@ def read_embedded_description(photo: str | Path) -> str | None:
     try:
         with _quiet_about_size(), Image.open(photo) as img:
             return _from_xmp(img, photo) or _from_iptc(img) or _from_exif(img)
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
-            *MALFORMED_IMAGE_ERRORS) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         log.debug("no embedded description read from %s: %s", photo, exc)
         return None
 
@@ -119,7 +117,7 @@ def _from_iptc(img: Image.Image) -> str | None:
 def _from_exif(img: Image.Image) -> str | None:
     try:
         value = img.getexif().get(_EXIF_IMAGE_DESCRIPTION)
-    except (OSError, SyntaxError, ValueError, *MALFORMED_IMAGE_ERRORS):  # tags of the wrong type: none read
+    except UNREADABLE_IMAGE_ERRORS:  # tags of the wrong type too: none read
         return None
     if isinstance(value, bytes):
         return _clean(_decode_legacy(value))
