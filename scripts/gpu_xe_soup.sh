@@ -24,6 +24,14 @@
 #       keras==3.15.1 namex==0.1.0 optree==0.20.0 platformdirs==4.14.8
 # There (device run, carry [".gpu"], timeout_s 580):  BUDGET=510 bash scripts/gpu_xe_soup.sh
 # then at once (carry [".gpu"], timeout_s 345):  SCST_ONLY=1 NS=3 SCST_EP=2 BUDGET=320 bash scripts/gpu_xe_soup.sh
+# SCST_INIT=.gpu/init (a run folder: best.weights.npz, train_config.json, vocab.json, carried) skips the
+# cross-entropy stage and starts the SCST runs from it; SCST_RESUME=1 (a second call on the warm machine,
+# SCST_EP higher) continues this machine's runs instead of starting them again. Each SCST epoch that
+# every run finished comes back as the runs' mean, scst_eNN.weights.npz, beside scstsoup.weights.npz.
+# The photos, the encoder and the wheels fill the call's 64 MiB, so an init run folder (16 MiB) goes in a
+# second call: PREP_ONLY=/tmp/f8k unpacks, copies the Flickr8k folder there (out of .gpu, which the next
+# call replaces) and caches its grids; then at once WARM=1 D=/tmp/f8k SCST_INIT=.gpu/init (with .gpu
+# holding the init alone) uses them, the wheels and the unpacked encoder that the first call left.
 # LOCAL=1 PY=.venv/bin/python D=.gpu/flickr8k NF=2 NS=2 BASE_EP=1 FORK_EP=1 XE_EXTRA="--text-limit 300
 # --batch-size 4" SCST_EXTRA="--max-steps 1 --batch-size 4" runs it here on a tiny pack in about a minute,
 # as tests/training/test_gpu_script.py does (the batches must fit the pack's photos).
@@ -31,10 +39,11 @@ set -u
 T0=$(date +%s); BUDGET=${BUDGET:-520}; NF=${NF:-8}; NS=${NS:-5}; BASE_EP=${BASE_EP:-2}; FORK_EP=${FORK_EP:-6}
 OUT=${OUT:-/tmp/out}; R=${R:-/tmp/runs}; PY=${PY:-python3}; LOCAL=${LOCAL:-}
 XE_EXTRA=${XE_EXTRA:-}; SCST_EXTRA=${SCST_EXTRA:-}; SCST_ONLY=${SCST_ONLY:-}; SCST_EP=${SCST_EP:-1}
+SCST_INIT=${SCST_INIT:-}; SCST_RESUME=${SCST_RESUME:-}; PREP_ONLY=${PREP_ONLY:-}; WARM=${WARM:-}
 mkdir -p "$OUT" "$R"
 elapsed() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 if [ -z "$LOCAL" ]; then
-  [ -n "$SCST_ONLY" ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+  [ -n "$SCST_ONLY$SCST_RESUME$WARM" ] || $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
     .gpu/wheels/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
@@ -43,9 +52,18 @@ export IMGCAP_CACHE_DIR=${IMGCAP_CACHE_DIR:-/tmp/imgcap-cache}
 $PY -c "import jax, keras; print(jax.__version__, keras.__version__, jax.devices())" || exit 1
 D=${D:-.gpu/flickr8k}; C=/tmp/grids; TEXT=.gpu/text.token.txt
 # A second call re-sends .gpu, photo archive and all: its photos are taken out again.
-if [ -z "$SCST_ONLY" ] || [ ! -d $D/images ]; then $PY -m training.devicepack unpack .gpu || exit 1; fi
+if [ -z "$SCST_ONLY$SCST_RESUME$WARM" ] || [ ! -d $D/images ]; then $PY -m training.devicepack unpack .gpu || exit 1; fi
+if [ -n "$PREP_ONLY" ]; then
+  rm -rf "$PREP_ONLY" && cp -r $D "$PREP_ONLY" || exit 1
+  $PY -c "import sys; from training.train import TrainConfig; from training.train_jax import compute_features
+print(compute_features(TrainConfig(data=sys.argv[1], out='', cache=sys.argv[2])), 'grids computed')" "$PREP_ONLY" $C || exit 1
+  elapsed "prepared $PREP_ONLY"; exit 0
+fi
 COMMON="--data $D --cache $C --tags --text-captions $TEXT --feature-dim 512 --lr-decay 0.88 --label-smoothing 0.1 --no-deep-output $XE_EXTRA"
-if [ -z "$SCST_ONLY" ]; then
+INIT=${SCST_INIT:-$R/xesoup}
+if [ -n "$SCST_INIT" ]; then
+  cp $SCST_INIT/train_config.json $SCST_INIT/vocab.json $OUT/
+elif [ -z "$SCST_ONLY" ]; then
   elapsed base
   $PY -m training.train_jax $COMMON --out $R/base --learning-rate 5e-4 --epochs $BASE_EP --seed 2001 \
     > $R/base.log 2>&1 || { tail -30 $R/base.log; exit 1; }
@@ -64,21 +82,25 @@ if [ -z "$SCST_ONLY" ]; then
   cp $R/xesoup/best.weights.npz $OUT/xesoup.weights.npz
   cp $R/f1/$LAST $OUT/xefork1.weights.npz
   cp $R/f1/train_config.json $R/f1/vocab.json $OUT/
-elif [ ! -f $R/xesoup/best.weights.npz ]; then
-  echo "SCST_ONLY: no $R/xesoup from an earlier call on this machine"; exit 1
+elif [ ! -f $INIT/best.weights.npz ]; then
+  echo "SCST_ONLY: no $INIT from an earlier call on this machine"; exit 1
 fi
 LEFT=$(( BUDGET - ($(date +%s) - T0) - 30 ))
 elapsed "SCST with $LEFT s left"
 if [ $LEFT -gt 100 ] && [ $NS -gt 0 ]; then
-  rm -rf $R/s[0-9]*  # an earlier call's runs: only this call's epochs go into the mean
+  [ -n "$SCST_RESUME" ] || rm -rf $R/s[0-9]*  # an earlier call's runs: only this call's epochs go into the mean
   for i in $(seq 1 $NS); do
-    timeout $LEFT $PY -m training.scst_jax --data $D --cache $C --out $R/s$i --init $R/xesoup \
+    timeout $LEFT $PY -m training.scst_jax --data $D --cache $C --out $R/s$i --init $INIT \
       --scst-candidates guarded --batch-size 50 --epochs $SCST_EP --agreement-penalty 0.5 --seed $((3000 + i)) --no-java \
       $SCST_EXTRA > $R/s$i.log 2>&1 &
   done
   wait
   if ls $R/s*/epoch01.weights.npz; then
     $PY -m training.average --out $OUT/scstsoup.weights.npz $R/s*/epoch??.weights.npz || exit 1
+    for e in $(seq -f %02g 1 $SCST_EP); do
+      [ $(ls $R/s*/epoch$e.weights.npz 2>/dev/null | wc -l) -eq $NS ] || continue
+      $PY -m training.average --out $OUT/scst_e$e.weights.npz $R/s*/epoch$e.weights.npz || exit 1
+    done
   else
     tail -30 $R/s1.log; echo "no SCST run finished an epoch"; STATUS=1
   fi

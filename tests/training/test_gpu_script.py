@@ -75,6 +75,40 @@ def test_the_gpu_script_trains_a_soup_and_scst_from_a_tiny_pack(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "base" not in done.stdout.split("SCST with")[0]  # no cross-entropy this time
-    assert {p.name for p in again.iterdir()} == {"scstsoup.weights.npz", "logs.tgz"}
+    assert {p.name for p in again.iterdir()} == {"scstsoup.weights.npz", "scst_e01.weights.npz",
+                                                 "scst_e02.weights.npz", "logs.tgz"}
     assert (tmp_path / "runs" / "s1" / "epoch02.weights.npz").is_file()
     assert not (tmp_path / "runs" / "s2").exists()  # the first call's runs are not in this call's mean
+
+    # A call that only prepares (the photos out of .gpu, their grids cached), then one whose .gpu holds an
+    # init run folder alone (no cross-entropy), then one that continues those runs an epoch.
+    kept = tmp_path / "f8k"
+    prepared = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_xe_soup.sh")], cwd=work,
+                              env=env | settings | {"OUT": str(tmp_path / "out-prep"), "PREP_ONLY": str(kept)},
+                              capture_output=True, text=True, timeout=900)
+    assert prepared.returncode == 0, (prepared.stdout + prepared.stderr)[-4000:]
+    assert "SCST" not in prepared.stdout and len(list((kept / "images").iterdir())) > 0
+    shutil.rmtree(work / ".gpu")
+    init = work / ".gpu" / "init"
+    shutil.copytree(tmp_path / "runs" / "xesoup", init)
+    shutil.rmtree(tmp_path / "runs")
+    third, fourth = tmp_path / "out3", tmp_path / "out4"
+    warm = {"WARM": "1", "D": str(kept), "SCST_INIT": ".gpu/init"}
+    started = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_xe_soup.sh")], cwd=work,
+                             env=env | settings | warm | {"OUT": str(third), "SCST_EP": "1"},
+                             capture_output=True, text=True, timeout=900)
+    assert started.returncode == 0, (started.stdout + started.stderr)[-4000:]
+    assert not (tmp_path / "runs" / "base").exists()
+    assert {p.name for p in third.iterdir()} == {"scstsoup.weights.npz", "scst_e01.weights.npz", "train_config.json",
+                                                 "vocab.json", "logs.tgz"}
+    go_on = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_xe_soup.sh")], cwd=work,
+                           env=env | settings | warm | {"OUT": str(fourth), "SCST_RESUME": "1", "SCST_EP": "2"},
+                           capture_output=True, text=True, timeout=900)
+    assert go_on.returncode == 0, (go_on.stdout + go_on.stderr)[-4000:]
+    for run in ("s1", "s2"):  # each run went on from its own first epoch, not from the start again
+        history = json.loads((tmp_path / "runs" / run / "history.json").read_text())
+        assert [record["epoch"] for record in history] == [0, 1, 2]  # 0: the init, scored
+    with (np.load(third / "scst_e01.weights.npz") as first, np.load(fourth / "scst_e01.weights.npz") as again_1,
+          np.load(fourth / "scst_e02.weights.npz") as second):
+        assert all(np.array_equal(first[k], again_1[k]) for k in first.files)
+        assert any(not np.array_equal(first[k], second[k]) for k in first.files)
