@@ -251,8 +251,13 @@ class MainWindow(QMainWindow):
 
     def accept_held(self) -> int:
         """Write every held caption to its sidecar; returns how many were written."""
-        written, failures = self.session.accept_held()
+        written, not_written = self.session.accept_held()
         message = f"Wrote {count(written, 'caption')} to sidecars"
+        kept = [s for s in not_written if s.status == "kept_human"]
+        failures = [s for s in not_written if s.status != "kept_human"]
+        if kept:
+            message += (f"; kept {count(len(kept), 'caption')} that a person wrote in another program since "
+                        f"({kept[0].photo.name}{', …' if len(kept) > 1 else ''})")
         if failures:
             message += f"; {len(failures)} could not be written: {failures[0].message}"
         self.statusBar().showMessage(message, 10000)
@@ -304,7 +309,9 @@ class MainWindow(QMainWindow):
         """
         photo = self.photos.item_at(path) if path is not None else self.current_item()
         text = " ".join(text.split())
-        if photo is None or text == photo.text:
+        # The box shows a caption on one line: its text committed unchanged is no edit, even where
+        # the stored caption has line breaks or double spaces (another program's, or the photo's own).
+        if photo is None or text == " ".join(photo.text.split()):
             return False
         new = caption_for(photo, text, source)
         self.undo_stack.push(SetCaptionCommand(self.session, photo.path, new, photo.caption))

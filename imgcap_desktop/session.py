@@ -88,6 +88,9 @@ class Photo:
         edits: how many times the user changed the caption; a result planned before an edit loses.
         removed_keywords: keywords a person removed from the held caption: writing it records them
             as rejected, so a later run does not add them back.
+        held_over: the caption the photo had before a model caption was held over it (what the
+            sidecar held as far as the session knew): accepting the held caption keeps a person's
+            caption that differs from it, one that another program wrote since.
     """
 
     path: Path
@@ -98,6 +101,7 @@ class Photo:
     write_error: str = ""
     edits: int = 0
     removed_keywords: tuple[str, ...] = ()
+    held_over: StoredCaption | None = None
 
     @property
     def state(self) -> CaptionState:
@@ -384,8 +388,10 @@ class CaptionSession:
                         current = self._photos.get(path)
                         if current is not None and not current.held:
                             refused = status.message.removeprefix(f"{path.name}: ") if status.status == "failed" else ""
+                            held = status.status != "written"
                             self._photos[path] = replace(current, caption=status.caption, error="", result=outcome,
-                                                         write_error=refused, held=status.status != "written")
+                                                         write_error=refused, held=held,
+                                                         held_over=_held_over(current) if held else None)
                             changed.append(path)
             statuses.append(status)
         if changed:
@@ -424,7 +430,8 @@ class CaptionSession:
             return status, {"caption": status.caption, "error": "", "result": None, "held": False}
         held = status.status == "held"
         return status, {"caption": status.caption, "error": "", "result": outcome, "write_error": "",
-                        "held": held, "removed_keywords": removed if held else ()}
+                        "held": held, "removed_keywords": removed if held else (),
+                        "held_over": _held_over(current) if held else None}
 
     # -- the user's changes --------------------------------------------------------------------
 
@@ -440,12 +447,14 @@ class CaptionSession:
         return self.set_caption(photo.path, caption_for(photo, text, source))
 
     def set_caption(self, path: str | Path, caption: StoredCaption | None, *,
-                    removed_keywords: Sequence[str] | None = None) -> Photo | None:
+                    removed_keywords: Sequence[str] | None = None, keywords_only: bool = False) -> Photo | None:
         """Set a photo's caption as the user's action (an edit, or undoing one): written now or held.
 
         A caption without keywords (None) leaves the photo's keywords as they are. With
         ``removed_keywords``, ``caption.keywords`` are a person's choice and these are the ones they
-        removed: recorded as rejected (see :meth:`set_keywords`).
+        removed: recorded as rejected (see :meth:`set_keywords`). ``keywords_only``: the action
+        changed the keywords alone, so they go onto the caption the sidecar holds now (see
+        :func:`_on_stored`).
         """
         path = Path(path)
         with self._write_lock(path):
@@ -455,6 +464,12 @@ class CaptionSession:
                     return None
                 edits = photo.edits + 1
                 self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
+            if keywords_only and self.auto_write and not photo.held and caption is not None:
+                caption = _on_stored(path, photo, caption, removed_keywords or ())
+                if caption is None:  # another program took the caption out: nothing to put keywords on
+                    photo = self._update(path, caption=None, error="", write_error="", removed_keywords=())
+                    self.changed.emit((path,))
+                    return photo
             shown = caption
             if caption is not None and caption.keywords is None and photo.caption is not None:
                 shown = replace(caption, keywords=photo.caption.keywords)  # the sidecar keeps them too
@@ -492,15 +507,26 @@ class CaptionSession:
         keywords = tuple(dict.fromkeys(keywords))
         caption = replace(photo.caption, keywords=keywords)
         removed = [k for k in photo.keywords if k not in keywords]
-        return self.set_caption(photo.path, caption, removed_keywords=removed)
+        return self.set_caption(photo.path, caption, removed_keywords=removed, keywords_only=True)
 
     def accept_held(self) -> tuple[int, list[PhotoStatus]]:
-        """Write every held caption to its sidecar: ``(written, failures)``."""
+        """Write every held caption to its sidecar: ``(written, not written)``, the second a status for
+        each photo whose caption was not written: ``"failed"`` (the sidecar refused it) or
+        ``"kept_human"`` (a person's caption that another program wrote since the model's caption was
+        held is kept, and the photo shows it)."""
         written, failures = 0, []
         for photo in self.held():
             with self._write_lock(photo.path):
                 current = self.photo(photo.path)
                 if current is None or not current.held or current.caption is None:
+                    continue
+                newer = _persons_caption_since(current)
+                if newer is not None:
+                    self._update(current.path, caption=newer, error="", held=False, write_error="", result=None,
+                                 removed_keywords=(), held_over=None)
+                    failures.append(PhotoStatus(current.path, "kept_human", newer, _sidecar_or_none(current.path),
+                                                f"{current.path.name}: a person's caption written since is kept"))
+                    self.changed.emit((current.path,))
                     continue
                 try:
                     # A held model caption's keywords merge as the model's (one the new result no
@@ -514,7 +540,7 @@ class CaptionSession:
                     self._update(current.path, write_error=reason)
                     failures.append(PhotoStatus(current.path, "failed", current.caption, message=str(exc)))
                 else:
-                    self._update(current.path, held=False, write_error="", removed_keywords=())
+                    self._update(current.path, held=False, write_error="", removed_keywords=(), held_over=None)
                     written += 1
                     log.debug("wrote %s", sidecar)
             self.changed.emit((photo.path,))
@@ -530,7 +556,7 @@ class CaptionSession:
                 except SidecarError as exc:
                     stored, error = None, exc.reason
                 self._update(photo.path, caption=stored, error=error, held=False, write_error="", result=None,
-                             removed_keywords=())
+                             removed_keywords=(), held_over=None)
             count += 1
             self.changed.emit((photo.path,))
         return count
@@ -614,6 +640,53 @@ def _stored_is(path: Path, caption: StoredCaption) -> bool:
         return False
     return stored is not None and (stored.text, stored.source, stored.keywords) == (
         caption.text, caption.source, caption.keywords)
+
+
+def _same_caption(a: StoredCaption | None, b: StoredCaption | None) -> bool:
+    """The same text from the same hand (keywords and provenance details aside)."""
+    return (a.text, a.source) == (b.text, b.source) if a is not None and b is not None else a is b
+
+
+def _held_over(photo: Photo | None) -> StoredCaption | None:
+    """What a caption held now for ``photo`` is held over: the caption it showed, or, where one was
+    held already, what that one was held over."""
+    if photo is None:
+        return None
+    return photo.held_over if photo.held else photo.caption
+
+
+def _persons_caption_since(photo: Photo) -> StoredCaption | None:
+    """A person's caption in the sidecar (or the photo) that is not what the held model caption of
+    ``photo`` was held over: another program wrote it since. None when there is none, the held
+    caption is a person's own, or the sidecar cannot be read (writing then reports why)."""
+    if photo.caption is None or photo.caption.source != "automatic":
+        return None
+    try:
+        stored = read_caption(photo.path)
+    except SidecarError:
+        return None
+    if stored is None or stored.source not in ("human", "embedded") or _same_caption(stored, photo.held_over):
+        return None
+    return stored
+
+
+def _on_stored(path: Path, photo: Photo, caption: StoredCaption, removed: Sequence[str]) -> StoredCaption | None:
+    """A keyword change (``caption``: the photo's caption with the person's keywords) made on the
+    caption the sidecar holds now: where another program changed the caption since the session read
+    it, that caption stays, with the person's removals and additions applied to its keywords; None
+    where the caption was taken out since. A sidecar that cannot be read: ``caption`` (writing it
+    then reports why)."""
+    try:
+        stored = read_caption(path)
+    except SidecarError:
+        return caption
+    if stored is None:
+        return None
+    if _same_caption(stored, photo.caption):
+        return caption
+    added = [k for k in caption.keywords or () if k not in photo.keywords]
+    kept = [k for k in stored.keywords or () if k not in removed]
+    return replace(stored, keywords=tuple(dict.fromkeys([*kept, *added])))
 
 
 def _as_stored(caption: StoredCaption | None) -> StoredCaption:

@@ -459,3 +459,17 @@ def test_text_being_typed_when_the_window_closes_is_part_of_the_held_question(qt
     assert asked == [1] and window.photos.item_at(path).text == "typed as the window closes"
     assert window.photos.item_at(path).held
     window._ask_about_held = lambda count, before="closing": QMessageBox.StandardButton.Discard
+
+
+def test_return_on_an_unchanged_caption_with_line_breaks_writes_nothing(qtbot, window, photo_folder):
+    """The box shows a caption on one line: Return on it unchanged wrote the one-line text back over
+    another program's "First paragraph.\\n\\nSecond  paragraph." and marked it a person's."""
+    path = photo_folder / "photo1.jpg"
+    write_caption(path, StoredCaption("First paragraph.\n\nSecond  paragraph.", "automatic", "other", -1.0))
+    before = sidecar_path(path).read_bytes()
+    open_and_wait(qtbot, window, photo_folder)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    window.caption_edit.setFocus()
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert sidecar_path(path).read_bytes() == before and window.undo_stack.index() == 0
+    assert window.photos.item_at(path).state.value == "automatic"

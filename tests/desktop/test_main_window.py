@@ -166,6 +166,18 @@ def test_held_captions_are_written_only_when_accepted(qtbot, window, photo_folde
     assert not window.photos.item_at(item.path).held
 
 
+def test_accepting_held_captions_says_which_persons_caption_written_since_it_kept(qtbot, window, photo_folder):
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    photo = photo_folder / "photo2.jpg"
+    write_caption(photo, StoredCaption("Typed in Lightroom", "human"))  # another program, meanwhile
+    assert window.accept_held() == 5
+    assert read_caption(photo).text == window.photos.item_at(photo).text == "Typed in Lightroom"
+    assert "kept 1 caption that a person wrote in another program since (photo2.jpg)" in (
+        window.statusBar().currentMessage())
+
+
 def test_cancel_mid_batch_keeps_what_was_produced(qtbot, window, photo_folder, fake_captioner):
     fake_captioner.gate = threading.Semaphore(0)
     open_and_wait(qtbot, window, photo_folder)

@@ -583,3 +583,53 @@ def test_a_late_result_the_sidecar_refuses_is_held_in_the_folder_opened_again(tm
     session.apply_outcomes(plan, [_result(a, "a cat on a sofa")], model_name="m")
     photo = session.photo(a)
     assert (photo.text, photo.held, photo.write_error) == ("a cat on a sofa", True, "read-only; left as it is")
+
+
+@needs_exiftool
+def test_removing_a_keyword_keeps_a_caption_another_program_wrote_since(tmp_path):
+    """A keyword change once wrote the caption the folder was opened with back over the one another
+    program (here exiftool, as digiKam or Lightroom would) wrote since, and marked it the model's again."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("a dog on a beach", "automatic", "tiny", -0.5, NOW, ("dog", "beach")))
+    session = _session([a])
+    exiftool("-q", "-overwrite_original", "-XMP-dc:Description=My own caption typed in digiKam", sidecar_path(a))
+    photo = session.set_keywords(a, ["dog"])
+    stored = read_caption(a)
+    assert (stored.text, stored.source) == ("My own caption typed in digiKam", "human")
+    assert stored.keywords == ("dog",)  # the keyword change is written all the same
+    assert (photo.text, photo.keywords) == ("My own caption typed in digiKam", ("dog",))
+    session.set_keywords(a, ["dog", "beach"])  # undone: still on the newer caption
+    assert (read_caption(a).text, read_caption(a).keywords) == ("My own caption typed in digiKam", ("dog", "beach"))
+
+
+def test_a_keyword_change_after_another_program_removed_the_caption_writes_nothing(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("a dog on a beach", "automatic", "tiny", -0.5, NOW, ("dog", "beach")))
+    session = _session([a])
+    sidecar_path(a).unlink()
+    photo = session.set_keywords(a, ["dog"])
+    assert read_caption(a) is None and not sidecar_path(a).exists()
+    assert photo.caption is None
+
+
+@needs_exiftool
+def test_accepting_a_held_caption_keeps_a_persons_caption_written_since(tmp_path):
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b], auto_write=False)
+    _run(session, None, [_result(a, "a dog"), _result(b, "a cat")], policy="skip")
+    assert [p.held for p in session.photos()] == [True, True]
+    exiftool("-q", "-o", sidecar_path(a), "-XMP-dc:Description=Typed in Lightroom by me", a)
+    written, not_written = session.accept_held()
+    assert written == 1 and read_caption(b).text == "a cat"
+    assert [(s.photo, s.status) for s in not_written] == [(a, "kept_human")]
+    assert "a person's caption" in not_written[0].message
+    assert (read_caption(a).text, read_caption(a).source) == ("Typed in Lightroom by me", "human")
+    assert (session.photo(a).text, session.photo(a).held) == ("Typed in Lightroom by me", False)
+
+
+def test_accepting_a_held_caption_replaces_the_persons_caption_the_run_was_told_to(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("mine", "human"))
+    session = _session([a], auto_write=False)
+    _run(session, None, [_result(a, "a dog")], policy="replace_all")
+    assert session.accept_held() == (1, []) and read_caption(a).text == "a dog"
