@@ -137,6 +137,17 @@ def sidecar_path(photo: str | Path, style: SidecarStyle = "ext") -> Path:
     raise ValueError(f"unknown sidecar style {style!r} (expected 'ext' or 'base')")
 
 
+#: Files imgcap does not read that own the base-style sidecar beside them (``IMG_2.xmp`` is the
+#: raw ``IMG_2.CR2``'s in Lightroom and Bridge, also where a JPEG ``IMG_2.JPG`` lies beside it): raw
+#: formats, layered and newer image formats, and the videos that photo managers keep sidecars for.
+SIDECAR_OWNER_EXTENSIONS: frozenset[str] = frozenset(
+    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .gpr .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
+    ".orf .pef .ptx .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f .psd .psb .heic .heif .avif .jxl .mov .mp4 "
+    ".m4v .avi .mts".split()) - SUPPORTED_EXTENSIONS
+#: How a sidecar says which file type it belongs to (Lightroom and Bridge write it for raw files).
+_SIDECAR_FOR = re.compile(rb"SidecarForExtension(?:\s*=\s*[\"']|\s*>\s*)([A-Za-z0-9]{1,8})")
+
+
 def base_style_siblings(photo: str | Path) -> list[Path]:
     """Other photos in the same folder that would share ``photo``'s base-style sidecar."""
     photo = Path(photo)
@@ -157,6 +168,26 @@ def base_style_siblings(photo: str | Path) -> list[Path]:
                 seen.add(identity)
                 siblings.append(candidate)
     return siblings
+
+
+def _owned_elsewhere(photo: Path, base_style: Path) -> str | None:
+    """Why ``base_style`` (the existing or future ``photo.xmp``) is another file's sidecar and not
+    ``photo``'s, or None: a raw (or video, …) of the same name beside the photo, or the sidecar's own
+    ``photoshop:SidecarForExtension`` naming another file type, also once that file has moved."""
+    for ext in sorted(SIDECAR_OWNER_EXTENSIONS):
+        for candidate in (photo.with_suffix(ext), photo.with_suffix(ext.upper())):
+            if candidate.is_file():
+                return f"{base_style.name} is the sidecar of {candidate.name}"
+    try:
+        with open(base_style, "rb") as handle:
+            head = handle.read(256 * 1024)
+    except OSError:
+        return None
+    declared = _SIDECAR_FOR.search(head)
+    if declared and declared.group(1).decode("ascii").lower() != photo.suffix.lstrip(".").lower():
+        kind = declared.group(1).decode("ascii").upper()
+        return f"{base_style.name} is the sidecar of a .{kind} file (its photoshop:SidecarForExtension says so)"
+    return None
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -186,6 +217,8 @@ def find_sidecar(photo: str | Path) -> Path | None:
 
     for base_style in _spellings(photo, "base"):
         if base_style != photo and _sidecar_exists(base_style, photo):
+            if _owned_elsewhere(photo, base_style):
+                return None  # a raw's beside its JPEG: the photo has no sidecar of its own yet
             _refuse_shared(photo, base_style)
             return base_style
     return None
@@ -244,6 +277,9 @@ def _sidecar_exists(path: Path, photo: Path) -> bool:
 
 
 def _refuse_shared(photo: Path, base_style: Path) -> None:
+    owner = _owned_elsewhere(photo, base_style)
+    if owner:
+        raise SidecarCollisionError(photo, f"{owner}; use the photo.jpg.xmp naming style for {photo.name}")
     siblings = base_style_siblings(photo)
     if siblings:
         names = ", ".join(p.name for p in [photo, *siblings])
@@ -444,6 +480,11 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         raise SidecarError(photo, "the caption did not survive the XMP round trip; nothing was written")
     if not caption.text and _languages(after).get(_X_DEFAULT):
         raise SidecarError(photo, "the caption was not removed; nothing was written")
+    shown_language = next((lang for lang, text in _languages(before).items() if text.strip()), None)
+    if not caption.text and stored is not None and stored.text and not _languages(before).get(_X_DEFAULT):
+        # The caption shown is another language's item (no x-default one): imgcap leaves those alone.
+        raise SidecarError(photo, f"the caption is the sidecar's {shown_language} description, which imgcap "
+                                  "leaves to the program that wrote it; nothing was written")
     if existed:
         changed = _first_difference(xmp_edit.foreign_properties(before), xmp_edit.foreign_properties(after))
         if changed is None:

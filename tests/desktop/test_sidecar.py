@@ -106,6 +106,54 @@ def test_shared_base_sidecar_is_not_attributed_to_either_photo(tmp_path):
         read_caption(jpg)
 
 
+def test_a_raws_sidecar_beside_its_jpeg_is_the_raws_not_the_jpegs(tmp_path):
+    """RAW+JPEG: Lightroom keeps IMG_2.CR2's caption and develop settings in IMG_2.xmp. imgcap took it
+    for the JPEG's sidecar: it read the RAW's caption as the JPEG's and wrote the JPEG's into it."""
+    jpg = make_photo(tmp_path / "IMG_2.JPG")
+    (tmp_path / "IMG_2.CR2").write_bytes(b"II*\x00 not really a raw")
+    raws = tmp_path / "IMG_2.xmp"
+    raws.write_bytes(_written_elsewhere("Grandma's 90th birthday, Lisbon"))
+    before = raws.read_bytes()
+    assert find_sidecar(jpg) is None and read_caption(jpg, embedded=False) is None
+    with pytest.raises(SidecarCollisionError, match="IMG_2.CR2"):  # the base style would write into it
+        write_caption(jpg, AUTO, style="base")
+    assert write_caption(jpg, AUTO) == tmp_path / "IMG_2.JPG.xmp"
+    assert read_caption(jpg).text == AUTO.text and raws.read_bytes() == before
+
+
+def test_a_sidecar_that_names_another_file_type_as_its_own_is_left_to_it(tmp_path):
+    """photoshop:SidecarForExtension says whose sidecar it is, also once the RAW has been moved away."""
+    jpg = make_photo(tmp_path / "IMG_3.jpg")
+    raws = tmp_path / "IMG_3.xmp"
+    raws.write_bytes(_written_elsewhere("the RAW's caption").replace(
+        b'xmp:Rating="3"', b'xmp:Rating="3" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+                           b'photoshop:SidecarForExtension="NEF"'))
+    before = raws.read_bytes()
+    assert find_sidecar(jpg) is None
+    with pytest.raises(SidecarCollisionError, match="NEF"):
+        write_caption(jpg, AUTO, style="base")
+    write_caption(jpg, AUTO)
+    assert raws.read_bytes() == before and read_caption(jpg).text == AUTO.text
+    own = tmp_path / "IMG_4.xmp"  # one that names the photo's own type is the photo's
+    own.write_bytes(raws.read_bytes().replace(b'"NEF"', b'"JPG"'))
+    assert find_sidecar(make_photo(tmp_path / "IMG_4.jpg")) == own
+
+
+def test_clearing_a_caption_stored_only_in_another_language_says_it_was_not_cleared(photo):
+    """A Lightroom-style sidecar with an en-US item and no x-default one: clearing the caption shown
+    (the en-US one) wrote nothing and said nothing, and the caption came back when the folder opened."""
+    path = sidecar_path(photo)
+    path.write_bytes(_written_elsewhere("x").replace(b'xml:lang="x-default">x', b'xml:lang="en-US">Wrong caption'))
+    before = path.read_bytes()
+    assert read_caption(photo).text == "Wrong caption"
+    with pytest.raises(SidecarError, match="en-us description"):
+        write_caption(photo, StoredCaption("", "human"))
+    assert path.read_bytes() == before
+    write_caption(photo, StoredCaption("Right caption", "human"))  # a new caption goes in as x-default
+    write_caption(photo, StoredCaption("", "human"))  # and clearing that one leaves the en-US item
+    assert read_caption(photo).text == "Wrong caption"
+
+
 def test_other_languages_and_properties_survive(photo):
     path = sidecar_path(photo)
     path.write_bytes(_written_elsewhere("old", extra='<rdf:li xml:lang="de">Ein Hund</rdf:li>'))
