@@ -45,7 +45,7 @@ from imgcap_desktop.metadata.sidecar import (
     read_caption,
     write_caption,
 )
-from model.images import broken_link_reason
+from model.images import broken_link_reason, is_regular_file
 from model.results import CaptionOutcome, CaptionResult
 
 log = logging.getLogger(__name__)
@@ -712,6 +712,8 @@ def unreadable_photo_reason(photo: str | Path) -> str | None:
     broken = broken_link_reason(photo)
     if broken:
         return broken
+    if not is_regular_file(photo):  # opening a FIFO would block until someone writes to it
+        return "not a regular file" if os.path.lexists(photo) else "file not found"
     try:
         with Image.open(photo) as img:
             img.size  # noqa: B018 - the header is parsed on open; size proves it

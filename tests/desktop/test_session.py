@@ -633,3 +633,22 @@ def test_accepting_a_held_caption_replaces_the_persons_caption_the_run_was_told_
     session = _session([a], auto_write=False)
     _run(session, None, [_result(a, "a dog")], policy="replace_all")
     assert session.accept_held() == (1, []) and read_caption(a).text == "a dog"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_photo_that_became_a_pipe_is_reported_not_waited_on(tmp_path):
+    """A photo replaced by a named pipe while the folder was read blocked its reader in Image.open for
+    good, and the app could not quit."""
+    from imgcap_desktop.session import unreadable_photo_reason
+
+    pipe = tmp_path / "b.jpg"
+    os.mkfifo(pipe)
+    answer = []
+    reader = threading.Thread(target=lambda: answer.append(unreadable_photo_reason(pipe)), daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # unblock the reader, so the test run can end
+        with open(pipe, "wb"):
+            pass
+    assert answer == ["not a regular file"]
+    assert unreadable_photo_reason(tmp_path / "gone.jpg") == "file not found"
