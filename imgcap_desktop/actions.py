@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -13,17 +14,34 @@ from imgcap_desktop.session import CaptionSession
 
 
 class SetCaptionCommand(QUndoCommand):
-    """A caption typed or picked by the user; undo restores the previous caption (and sidecar)."""
+    """A caption typed or picked by the user; undo restores the previous caption (and sidecar).
 
-    def __init__(self, session: CaptionSession, path: Path, new: StoredCaption | None, old: StoredCaption | None):
+    Undo, and Redo after it, take back what this command set: where another program changed the
+    caption since, they leave it as it is and call ``refused(path)``.
+    """
+
+    def __init__(self, session: CaptionSession, path: Path, new: StoredCaption | None, old: StoredCaption | None,
+                 refused: Callable[[Path], None] | None = None):
         super().__init__(f"Edit caption of {path.name}")
         self._session, self._path, self._new, self._old = session, path, new, old
+        self._refused, self._done = refused, False
 
     def redo(self) -> None:
-        self._session.set_caption(self._path, self._new)
+        if not self._done:  # the edit itself: what the person typed replaces whatever is there
+            self._done = True
+            self._session.set_caption(self._path, self._new)
+        else:
+            self._set(self._new, replacing=self._old)
 
     def undo(self) -> None:
-        self._session.set_caption(self._path, self._old)
+        self._set(self._old, replacing=self._new)
+
+    def _set(self, caption: StoredCaption | None, *, replacing: StoredCaption | None) -> None:
+        photo = self._session.set_caption(self._path, caption, replacing=replacing)
+        shown = photo.caption if photo is not None else None
+        if self._refused is not None and photo is not None and not (
+                (shown.text, shown.source) == (caption.text, caption.source) if shown and caption else shown is caption):
+            self._refused(self._path)
 
 
 class SetKeywordsCommand(QUndoCommand):

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from imgcap_desktop.metadata.apply import PhotoStatus, StoreOptions, store_caption
 from imgcap_desktop.metadata.csvio import CsvRow, ImportReport, import_csv, make_row, write_csv
@@ -51,6 +51,8 @@ from model.results import CaptionOutcome, CaptionResult
 log = logging.getLogger(__name__)
 
 OverwritePolicy = Literal["skip", "replace_automatic", "replace_all"]
+#: ``CaptionSession.set_caption(replacing=...)``'s default: whatever the photo stores now.
+ANY_CAPTION = object()
 OVERWRITE_POLICIES: dict[str, str] = {
     "skip": "Skip photos that already have a caption",
     "replace_automatic": "Recaption automatic captions, keep human ones",
@@ -447,14 +449,18 @@ class CaptionSession:
         return self.set_caption(photo.path, caption_for(photo, text, source))
 
     def set_caption(self, path: str | Path, caption: StoredCaption | None, *,
-                    removed_keywords: Sequence[str] | None = None, keywords_only: bool = False) -> Photo | None:
+                    removed_keywords: Sequence[str] | None = None, keywords_only: bool = False,
+                    replacing: StoredCaption | None | object = ANY_CAPTION) -> Photo | None:
         """Set a photo's caption as the user's action (an edit, or undoing one): written now or held.
 
         A caption without keywords (None) leaves the photo's keywords as they are. With
         ``removed_keywords``, ``caption.keywords`` are a person's choice and these are the ones they
         removed: recorded as rejected (see :meth:`set_keywords`). ``keywords_only``: the action
         changed the keywords alone, so they go onto the caption the sidecar holds now (see
-        :func:`_on_stored`).
+        :func:`_on_stored`). ``replacing``: the caption the action takes back (Undo and Redo take
+        back the one they set): where the sidecar holds another now, one another program wrote since,
+        nothing is written and the photo shows that one; the returned photo's caption then is not
+        ``caption``.
         """
         path = Path(path)
         with self._write_lock(path):
@@ -464,6 +470,12 @@ class CaptionSession:
                     return None
                 edits = photo.edits + 1
                 self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
+            if replacing is not ANY_CAPTION and self.auto_write and not photo.held:
+                newer = _changed_since(path, replacing)
+                if newer is not None:
+                    photo = self._update(path, caption=newer.caption, error="", write_error="", removed_keywords=())
+                    self.changed.emit((path,))
+                    return photo
             if keywords_only and self.auto_write and not photo.held and caption is not None:
                 caption = _on_stored(path, photo, caption, removed_keywords or ())
                 if caption is None:  # another program took the caption out: nothing to put keywords on
@@ -640,6 +652,20 @@ def _stored_is(path: Path, caption: StoredCaption) -> bool:
         return False
     return stored is not None and (stored.text, stored.source, stored.keywords) == (
         caption.text, caption.source, caption.keywords)
+
+
+class _Stored(NamedTuple):
+    caption: StoredCaption | None
+
+
+def _changed_since(path: Path, expected: StoredCaption | None) -> _Stored | None:
+    """What the photo stores now where it is not ``expected`` (another program changed it), else None
+    (also where the sidecar cannot be read: writing then reports why)."""
+    try:
+        stored = read_caption(path)
+    except SidecarError:
+        return None
+    return None if _same_caption(stored, expected) else _Stored(stored)
 
 
 def _same_caption(a: StoredCaption | None, b: StoredCaption | None) -> bool:

@@ -473,3 +473,27 @@ def test_return_on_an_unchanged_caption_with_line_breaks_writes_nothing(qtbot, w
     qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
     assert sidecar_path(path).read_bytes() == before and window.undo_stack.index() == 0
     assert window.photos.item_at(path).state.value == "automatic"
+
+
+def test_undo_keeps_a_caption_another_program_wrote_since_and_says_so(qtbot, window, photo_folder):
+    """Undo wrote the caption from before the edit back over the one a colleague wrote since in
+    another program, and said nothing."""
+    path = photo_folder / "photo1.jpg"
+    _type_in_the_caption_box(qtbot, window, photo_folder, path, "my edit")
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert read_caption(path).text == "my edit"
+    write_caption(path, StoredCaption("a colleague's careful caption", "human"))  # another program
+    window.undo_stack.undo()
+    assert read_caption(path).text == window.photos.item_at(path).text == "a colleague's careful caption"
+    assert "its caption was changed since (by another program" in window.statusBar().currentMessage()
+    window.undo_stack.redo()  # takes back nothing it set either
+    assert read_caption(path).text == "a colleague's careful caption"
+
+    other = photo_folder / "photo2.jpg"  # without another program, Undo and Redo work as before
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(other))))
+    before = window.photos.item_at(other).text
+    assert window.edit_caption("mine", other)
+    window.undo_stack.undo()
+    assert window.photos.item_at(other).text == before
+    window.undo_stack.redo()
+    assert read_caption(other).text == "mine"
