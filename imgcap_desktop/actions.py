@@ -10,7 +10,7 @@ from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
 from PySide6.QtWidgets import QMainWindow, QToolBar
 
 from imgcap_desktop.metadata.sidecar import StoredCaption
-from imgcap_desktop.session import CaptionSession
+from imgcap_desktop.session import CaptionSession, same_caption
 
 
 class SetCaptionCommand(QUndoCommand):
@@ -38,9 +38,7 @@ class SetCaptionCommand(QUndoCommand):
 
     def _set(self, caption: StoredCaption | None, *, replacing: StoredCaption | None) -> None:
         photo = self._session.set_caption(self._path, caption, replacing=replacing)
-        shown = photo.caption if photo is not None else None
-        if self._refused is not None and photo is not None and not (
-                (shown.text, shown.source) == (caption.text, caption.source) if shown and caption else shown is caption):
+        if self._refused is not None and photo is not None and not same_caption(photo.caption, caption):
             self._refused(self._path)
 
 

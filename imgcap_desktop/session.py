@@ -665,10 +665,10 @@ def _changed_since(path: Path, expected: StoredCaption | None) -> _Stored | None
         stored = read_caption(path)
     except SidecarError:
         return None
-    return None if _same_caption(stored, expected) else _Stored(stored)
+    return None if same_caption(stored, expected) else _Stored(stored)
 
 
-def _same_caption(a: StoredCaption | None, b: StoredCaption | None) -> bool:
+def same_caption(a: StoredCaption | None, b: StoredCaption | None) -> bool:
     """The same text from the same hand (keywords and provenance details aside)."""
     return (a.text, a.source) == (b.text, b.source) if a is not None and b is not None else a is b
 
@@ -691,7 +691,7 @@ def _persons_caption_since(photo: Photo) -> StoredCaption | None:
         stored = read_caption(photo.path)
     except SidecarError:
         return None
-    if stored is None or stored.source not in ("human", "embedded") or _same_caption(stored, photo.held_over):
+    if stored is None or stored.source not in ("human", "embedded") or same_caption(stored, photo.held_over):
         return None
     return stored
 
@@ -708,7 +708,7 @@ def _on_stored(path: Path, photo: Photo, caption: StoredCaption, removed: Sequen
         return caption
     if stored is None:
         return None
-    if _same_caption(stored, photo.caption):
+    if same_caption(stored, photo.caption):
         return caption
     added = [k for k in caption.keywords or () if k not in photo.keywords]
     kept = [k for k in stored.keywords or () if k not in removed]
