@@ -34,7 +34,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from imgcap_desktop.metadata.apply import PhotoStatus, StoreOptions, store_caption
+from imgcap_desktop.metadata.apply import (
+    REPLACED_WHILE_CAPTIONED,
+    PhotoStatus,
+    StoreOptions,
+    replaced_since,
+    store_caption,
+)
 from imgcap_desktop.metadata.csvio import CsvRow, ImportReport, import_csv, make_row, write_csv
 from imgcap_desktop.metadata.folder import base_style_collisions
 from imgcap_desktop.metadata.sidecar import (
@@ -93,6 +99,9 @@ class Photo:
         held_over: the caption the photo had before a model caption was held over it (what the
             sidecar held as far as the session knew): accepting the held caption keeps a person's
             caption that differs from it, one that another program wrote since.
+        held_identity: the photo file's identity when the held model caption was made of it
+            (``CaptionResult.identity``): a caption is not written to another file saved under the
+            photo's name since.
     """
 
     path: Path
@@ -104,6 +113,7 @@ class Photo:
     edits: int = 0
     removed_keywords: tuple[str, ...] = ()
     held_over: StoredCaption | None = None
+    held_identity: tuple[int, ...] | None = None
 
     @property
     def state(self) -> CaptionState:
@@ -391,10 +401,15 @@ class CaptionSession:
                         if current is not None and not current.held:
                             refused = status.message.removeprefix(f"{path.name}: ") if status.status == "failed" else ""
                             held = status.status != "written"
+                            identity = getattr(outcome, "identity", None) if held else None
                             self._photos[path] = replace(current, caption=status.caption, error="", result=outcome,
                                                          write_error=refused, held=held,
-                                                         held_over=_held_over(current) if held else None)
+                                                         held_over=_held_over(current) if held else None,
+                                                         held_identity=identity)
                             changed.append(path)
+                        elif current is None and status.status == "held":  # nowhere to hold it: say so
+                            status = replace(status, status="failed", message=(
+                                f"{path.name}: held for review, but its folder is no longer open; not written"))
             statuses.append(status)
         if changed:
             self.changed.emit(tuple(changed))
@@ -411,6 +426,9 @@ class CaptionSession:
         if not outcome.ok:
             message = f"{path.name}: {outcome.reason}"
             return PhotoStatus(path, "failed", message=message), {"error": outcome.reason, "result": None}
+        if replaced_since(path, getattr(outcome, "identity", None)):
+            return (PhotoStatus(path, "failed", message=f"{path.name}: {REPLACED_WHILE_CAPTIONED}"),
+                    {"error": REPLACED_WHILE_CAPTIONED, "result": None})
         # No tags at all (a bundle whose encoder has no classifier): leave the keywords alone.
         tagged = plan.keywords and getattr(outcome, "tags", ())
         keywords = tuple(getattr(outcome, "keywords", ())) if tagged else None
@@ -433,7 +451,8 @@ class CaptionSession:
         held = status.status == "held"
         return status, {"caption": status.caption, "error": "", "result": outcome, "write_error": "",
                         "held": held, "removed_keywords": removed if held else (),
-                        "held_over": _held_over(current) if held else None}
+                        "held_over": _held_over(current) if held else None,
+                        "held_identity": getattr(outcome, "identity", None) if held else None}
 
     # -- the user's changes --------------------------------------------------------------------
 
@@ -532,10 +551,22 @@ class CaptionSession:
                 current = self.photo(photo.path)
                 if current is None or not current.held or current.caption is None:
                     continue
+                if replaced_since(current.path, current.held_identity):
+                    try:
+                        stored, error = read_caption(current.path), ""
+                    except SidecarError as exc:
+                        stored, error = None, exc.reason
+                    self._update(current.path, caption=stored, error=error, held=False, write_error="", result=None,
+                                 removed_keywords=(), held_over=None, held_identity=None)
+                    failures.append(PhotoStatus(current.path, "failed", None, _sidecar_or_none(current.path),
+                                                f"{current.path.name}: the photo changed since it was captioned "
+                                                "(another file under its name); its held caption was dropped"))
+                    self.changed.emit((current.path,))
+                    continue
                 newer = _persons_caption_since(current)
                 if newer is not None:
                     self._update(current.path, caption=newer, error="", held=False, write_error="", result=None,
-                                 removed_keywords=(), held_over=None)
+                                 removed_keywords=(), held_over=None, held_identity=None)
                     failures.append(PhotoStatus(current.path, "kept_human", newer, _sidecar_or_none(current.path),
                                                 f"{current.path.name}: a person's caption written since is kept"))
                     self.changed.emit((current.path,))
@@ -552,7 +583,8 @@ class CaptionSession:
                     self._update(current.path, write_error=reason)
                     failures.append(PhotoStatus(current.path, "failed", current.caption, message=str(exc)))
                 else:
-                    self._update(current.path, held=False, write_error="", removed_keywords=(), held_over=None)
+                    self._update(current.path, held=False, write_error="", removed_keywords=(), held_over=None,
+                                 held_identity=None)
                     written += 1
                     log.debug("wrote %s", sidecar)
             self.changed.emit((photo.path,))
@@ -568,7 +600,7 @@ class CaptionSession:
                 except SidecarError as exc:
                     stored, error = None, exc.reason
                 self._update(photo.path, caption=stored, error=error, held=False, write_error="", result=None,
-                             removed_keywords=(), held_over=None)
+                             removed_keywords=(), held_over=None, held_identity=None)
             count += 1
             self.changed.emit((photo.path,))
         return count

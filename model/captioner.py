@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from model.bundle import Bundle, load_bundle
 from model.encoders import get_encoder_spec
-from model.images import ImageLoadError, load_image, resize_array
+from model.images import ImageLoadError, file_identity, load_image, resize_array
 from model.results import Alternative, CaptionFailure, CaptionOutcome, CaptionResult
 from model.runtime import create_model
 from model.search import DecodedBatch, Search
@@ -243,31 +244,34 @@ class Captioner:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _load_chunk(self, chunk: list[ImageInput], offset: int) -> list[tuple[str, np.ndarray | str]]:
+    def _load_chunk(self, chunk: list[ImageInput], offset: int) -> list[tuple[str, np.ndarray | str, tuple | None]]:
+        """``(source, pixels or why not, file identity)`` per photo; the identity is taken before the
+        pixels are read, so that a file saved under the name since reads as another one."""
         loaded = []
         for i, item in enumerate(chunk):
             if isinstance(item, np.ndarray):
                 source = f"<array {offset + i}>"
                 try:
-                    loaded.append((source, resize_array(item, self.spec.input_size)))
+                    loaded.append((source, resize_array(item, self.spec.input_size), None))
                 except ValueError as exc:
-                    loaded.append((source, str(exc)))
+                    loaded.append((source, str(exc), None))
             else:
+                identity = file_identity(item)
                 try:
-                    loaded.append((str(item), load_image(item, self.spec.input_size)))
+                    loaded.append((str(item), load_image(item, self.spec.input_size), identity))
                 except ImageLoadError as exc:
-                    loaded.append((str(item), exc.reason))
+                    loaded.append((str(item), exc.reason, identity))
         return loaded
 
     def _caption_loaded(self, loaded, beam_size: int) -> list[CaptionOutcome]:
-        good = [(i, pixels) for i, (_, pixels) in enumerate(loaded) if isinstance(pixels, np.ndarray)]
+        good = [(i, pixels) for i, (_, pixels, _) in enumerate(loaded) if isinstance(pixels, np.ndarray)]
         results: dict[int, CaptionResult] = {}
         if good:
             features, logits = self.model.encode(np.stack([pixels for _, pixels in good]).astype(np.float32))
             captioned = self.caption_encoded([loaded[i][0] for i, _ in good], features, logits, beam_size)
-            results = {i: result for (i, _), result in zip(good, captioned)}
+            results = {i: replace(result, identity=loaded[i][2]) for (i, _), result in zip(good, captioned)}
         return [results[i] if i in results else CaptionFailure(source, reason)
-                for i, (source, reason) in enumerate(loaded)]
+                for i, (source, reason, _) in enumerate(loaded)]
 
     def caption_encoded(self, sources: Sequence[str], features: np.ndarray, logits: np.ndarray | None,
                         beam_size: int = 3) -> list[CaptionResult]:

@@ -49,6 +49,17 @@ def is_regular_file(path: str | Path) -> bool:
         return False
 
 
+def file_identity(path: str | Path) -> tuple[int, int, int, int] | None:
+    """``(device, inode, size, modification time in ns)`` of the file at ``path`` (after links), or
+    None where it cannot be looked at: what tells that a photo is still the file that was captioned,
+    not another one saved under its name since."""
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
 def broken_link_reason(path: str | Path) -> str | None:
     """Why a photo cannot be reached when ``path`` is a symbolic link that leads nowhere: its target
     (at the end of a chain of links) is gone, naming it (a folder of links into a drive that is not

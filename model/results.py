@@ -55,6 +55,9 @@ class CaptionResult:
             (empty for an encoder without a classifier).
         keywords: the words of the tags above the bundle's keyword threshold (each such tag carries
             its class activation map, ``Tag.cam``).
+        identity: the photo file's ``model.images.file_identity`` when it was read for this caption
+            (None for an in-memory image): whoever stores the caption later can tell whether the
+            file under that name is still the photo described.
     """
 
     source: str
@@ -65,6 +68,7 @@ class CaptionResult:
     alternatives: tuple[Alternative, ...] = ()
     tags: tuple[Tag, ...] = ()
     keywords: tuple[str, ...] = ()
+    identity: tuple[int, ...] | None = None
 
     def tag(self, word: str) -> Tag | None:
         """The tag of ``word``, or None."""

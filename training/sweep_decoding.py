@@ -55,8 +55,8 @@ def encode_items(captioner, items: Sequence[Item],
     sources, grids, logits = [], [], []
     for start in range(0, len(items), batch_size):
         loaded = captioner._load_chunk([path for path, _ in items[start:start + batch_size]], start)
-        good = [(source, pixels) for source, pixels in loaded if isinstance(pixels, np.ndarray)]
-        for source, reason in loaded:
+        good = [(source, pixels) for source, pixels, _ in loaded if isinstance(pixels, np.ndarray)]
+        for source, reason, _ in loaded:
             if not isinstance(reason, np.ndarray):
                 print(f"skipped {source}: {reason}", file=sys.stderr)
         if good:

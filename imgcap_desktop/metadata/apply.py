@@ -24,6 +24,7 @@ from imgcap_desktop.metadata.sidecar import (
     read_caption,
     write_caption,
 )
+from model.images import file_identity
 from model.results import CaptionOutcome
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,17 @@ class PhotoStatus:
     message: str = ""
 
 
+#: Why a caption is not stored: the file under the photo's name is not the one it was made of.
+REPLACED_WHILE_CAPTIONED = ("the photo changed while it was being captioned (another file under its name); "
+                            "caption it again")
+
+
+def replaced_since(photo: Path, identity: Sequence[int] | None) -> bool:
+    """Whether the file at ``photo`` is no longer the one whose ``model.images.file_identity`` was
+    ``identity`` (a result's ``identity``; None: nothing to compare, not replaced)."""
+    return identity is not None and file_identity(photo) != tuple(identity)
+
+
 def store_outcomes(
     outcomes: Iterable[CaptionOutcome],
     options: StoreOptions,
@@ -96,6 +108,9 @@ def store_outcomes(
         photo = Path(outcome.source)
         if not outcome.ok:
             statuses.append(PhotoStatus(photo, "failed", message=f"{photo.name}: {outcome.reason}"))
+            continue
+        if replaced_since(photo, outcome.identity):
+            statuses.append(PhotoStatus(photo, "failed", message=f"{photo.name}: {REPLACED_WHILE_CAPTIONED}"))
             continue
         # No tags at all (a bundle whose encoder has no classifier): leave the keywords alone.
         keywords = tuple(outcome.keywords) if options.keywords and outcome.tags else None

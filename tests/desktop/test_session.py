@@ -652,3 +652,73 @@ def test_a_photo_that_became_a_pipe_is_reported_not_waited_on(tmp_path):
             pass
     assert answer == ["not a regular file"]
     assert unreadable_photo_reason(tmp_path / "gone.jpg") == "file not found"
+
+
+def _replace_file(photo: Path) -> None:
+    """Another picture saved under the photo's name (a camera's counter started again, say)."""
+    before = photo.stat()
+    make_photo(photo.with_name("other.png"))
+    os.replace(photo.with_name("other.png"), photo)
+    os.utime(photo, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+
+def test_a_caption_is_not_stored_for_another_file_saved_under_the_photos_name_since(tmp_path):
+    """The real captioner reads the next batch's photos ahead; a photo replaced after it was read got
+    the old picture's caption written into its sidecar."""
+    from dataclasses import replace
+
+    from model.images import file_identity
+
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b])
+    results = [replace(_result(p, "a dog on a beach"), identity=file_identity(p)) for p in (a, b)]
+    _replace_file(a)
+    _, statuses = _run(session, None, results)
+    assert [s.status for s in statuses] == ["failed", "written"]
+    assert "changed while it was being captioned" in statuses[0].message
+    assert read_caption(a) is None and not sidecar_path(a).exists()
+    assert session.photo(a).error.startswith("the photo changed") and read_caption(b).text == "a dog on a beach"
+
+
+def test_a_held_caption_of_a_photo_replaced_since_is_dropped_not_written(tmp_path):
+    from dataclasses import replace
+
+    from model.images import file_identity
+
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b], auto_write=False)
+    _run(session, None, [replace(_result(p, "a dog"), identity=file_identity(p)) for p in (a, b)])
+    _replace_file(a)
+    written, not_written = session.accept_held()
+    assert written == 1 and read_caption(b).text == "a dog"
+    assert [(s.photo, s.status) for s in not_written] == [(a, "failed")]
+    assert "changed since it was captioned" in not_written[0].message
+    assert read_caption(a) is None and not session.photo(a).held and session.photo(a).text == ""
+
+
+def test_the_archive_workers_store_skips_a_photo_replaced_since_it_was_read(tmp_path):
+    from dataclasses import replace
+
+    from imgcap_desktop.metadata.apply import StoreOptions, store_outcomes
+    from model.images import file_identity
+
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    results = [replace(_result(p, "a dog"), identity=file_identity(p)) for p in (a, b)]
+    _replace_file(b)
+    statuses = store_outcomes(results, StoreOptions(write_sidecars=True), model_name="tiny", captioned_at=NOW)
+    assert [s.status for s in statuses] == ["written", "failed"]
+    assert "changed while it was being captioned" in statuses[1].message and read_caption(b) is None
+
+
+def test_a_held_result_for_a_folder_no_longer_open_is_reported_not_counted_as_held(tmp_path):
+    """Hold for review, another folder opened mid-run: the late batch's captions were neither held nor
+    written, and the run counted them as captioned."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    a, b = make_photo(tmp_path / "one" / "a.jpg"), make_photo(tmp_path / "two" / "b.jpg")
+    session = _session([a], auto_write=False)
+    plan = session.plan(None, "skip")
+    session.open([b], tmp_path / "two")
+    [status] = session.apply_outcomes(plan, [_result(a, "a dog")], model_name="tiny", captioned_at=NOW)
+    assert status.status == "failed" and "no longer open; not written" in status.message
+    assert read_caption(a) is None

@@ -89,6 +89,17 @@ def test_arrays_as_input(tiny_captioner, photo_folder):
     assert gray.ok
 
 
+def test_each_result_names_the_file_it_was_made_of(tiny_captioner, photo_folder):
+    """What lets the app refuse to store a caption for another file saved under the photo's name since."""
+    from model.images import file_identity
+
+    outcomes = tiny_captioner.caption(photo_folder[:3], beam_size=2, batch_size=2)
+    assert [o.identity for o in outcomes] == [file_identity(p) for p in photo_folder[:3]]
+    assert all(o.identity is not None for o in outcomes)
+    [from_array] = tiny_captioner.caption([np.zeros((32, 32, 3), np.uint8)], beam_size=2)
+    assert from_array.identity is None
+
+
 def test_captioner_attributes(tiny_captioner):
     assert tiny_captioner.name == "tiny-test"
     assert tiny_captioner.runtime == "onnx" and tiny_captioner.provider == "CPUExecutionProvider"
