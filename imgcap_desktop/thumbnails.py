@@ -46,20 +46,27 @@ class ThumbnailCache(QObject):
     image_ready = Signal(str, int)
     image_failed = Signal(str, int, str)
 
-    def __init__(self, capacity: int = 2000, pool: QThreadPool | None = None, parent: QObject | None = None):
+    def __init__(self, capacity: int = 2000, pool: QThreadPool | None = None, parent: QObject | None = None, *,
+                 large_capacity: int = 16, large_above: int = 400):
+        """``capacity`` images of at most ``large_above`` pixels a side (thumbnails) are kept, and
+        ``large_capacity`` larger ones (previews, a few MB each: counted apart, so that stepping
+        through a big folder's previews neither grows memory by gigabytes nor evicts the grid's
+        thumbnails)."""
         super().__init__(parent)
-        self._capacity = capacity
+        self._capacity, self._large_capacity, self._large_above = capacity, large_capacity, large_above
         self._pool = pool or QThreadPool.globalInstance()
         self._images: OrderedDict[tuple[str, int], QImage] = OrderedDict()
+        self._large: OrderedDict[tuple[str, int], QImage] = OrderedDict()
         self._failed: dict[tuple[str, int], str] = {}
         self._pending: set[tuple[str, int]] = set()
 
     def image(self, path: str, size: int) -> QImage | None:
         """The cached image, or None (after queueing a decode unless one is queued or failed)."""
         key = (path, size)
-        image = self._images.get(key)
+        kept = self._kept(size)
+        image = kept.get(key)
         if image is not None:
-            self._images.move_to_end(key)
+            kept.move_to_end(key)
             return image
         if key not in self._pending and key not in self._failed:
             self._pending.add(key)
@@ -75,16 +82,21 @@ class ThumbnailCache(QObject):
     def clear(self) -> None:
         """Forget every image (decodes still queued complete into the fresh cache)."""
         self._images.clear()
+        self._large.clear()
         self._failed.clear()
+
+    def _kept(self, size: int) -> OrderedDict[tuple[str, int], QImage]:
+        return self._large if size > self._large_above else self._images
 
     def _on_task_decoded(self, path: str, size: int, image: QImage) -> None:
         if not isValid(self):  # the cache went while the photo was decoded
             return
         key = (path, size)
         self._pending.discard(key)
-        self._images[key] = image
-        while len(self._images) > self._capacity:
-            self._images.popitem(last=False)
+        kept = self._kept(size)
+        kept[key] = image
+        while len(kept) > (self._large_capacity if kept is self._large else self._capacity):
+            kept.popitem(last=False)
         self.image_ready.emit(path, size)
 
     def _on_task_failed(self, path: str, size: int, reason: str) -> None:
