@@ -151,7 +151,9 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{folder.name or str(folder)} — imgcap")
         self.reader.read()
         stored = load_settings().recent_folders  # another running copy's folders stay in the list
-        self.settings = replace(self.settings, recent_folders=stored).with_recent_folder(str(folder.resolve()))
+        # The path the user chose, links kept, as the session holds it: Open Recent through a link
+        # then opens the same folder again (resolved, results still to come went nowhere).
+        self.settings = replace(self.settings, recent_folders=stored).with_recent_folder(str(folder))
         self._save_settings()
         self._rebuild_recent_menu()
         if unlisted:

@@ -547,3 +547,25 @@ def test_a_recent_folder_that_no_longer_exists_leaves_the_list_when_chosen(qtbot
     assert "does not exist" in window.statusBar().currentMessage()
     assert str(gone.resolve()) not in [a.text() for a in window.recent_menu.actions()]
     assert window.folder == photo_folder  # the open folder stays
+
+
+def test_a_folder_opened_through_a_link_is_offered_again_through_it(qtbot, window, photo_folder, tmp_path,
+                                                                    fake_captioner):
+    """The recent list held the resolved path: Open Recent during a run then opened the folder under
+    another path, and the run's late results were written but shown as missing (held ones lost)."""
+    link = tmp_path / "link"
+    link.symlink_to(photo_folder, target_is_directory=True)
+    fake_captioner.gate = threading.Semaphore(0)
+    open_and_wait(qtbot, window, link)
+    assert window.settings.recent_folders[0] == str(link)
+    window.caption_all()
+    with qtbot.waitSignal(window.service.caption_generated, timeout=WAIT):
+        fake_captioner.gate.release()  # the first batch goes through
+    entry = next(a for a in window.recent_menu.actions() if a.text() == str(link))
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        entry.trigger()
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        fake_captioner.gate.release(10)
+    written = [p for p in sorted(link.glob("*.jpg")) if read_caption(p) is not None and read_caption(p).source ==
+               "automatic"]
+    assert written and all(window.photos.item_at(p).text == read_caption(p).text for p in written)
