@@ -22,6 +22,7 @@ from typing import TextIO
 
 from imgcap_desktop.archive import INSTALL_HINT
 from imgcap_desktop.metadata.commands import BEAM_HELP, beam_option
+from imgcap_desktop.metadata.printable import printable
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -184,11 +185,13 @@ def _run_export(args: argparse.Namespace, out: TextIO) -> int:
             report = apply_sidecars(args.results, style=args.sidecar_style, overwrite_human=args.overwrite_human,
                                     keywords=args.keywords)
             for photo in report.changed:
-                print(f"imgcap archive: {photo}: changed since it was captioned; not applied", file=sys.stderr)
+                print(f"imgcap archive: {printable(photo)}: changed since it was captioned; not applied",
+                      file=sys.stderr)
             for photo in report.missing:
-                print(f"imgcap archive: {photo}: not found", file=sys.stderr)
-            for _, message in report.errors:
-                print(f"imgcap archive: {message}", file=sys.stderr)
+                print(f"imgcap archive: {printable(photo)}: not found", file=sys.stderr)
+            for photo, message in report.errors:  # the whole path: many folders hold an IMG_0001.JPG
+                print(f"imgcap archive: {printable(photo)}: {message.removeprefix(f'{Path(photo).name}: ')}",
+                      file=sys.stderr)
             print(f"{len(report.applied)} sidecars written, {len(report.unchanged)} unchanged, "
                   f"{len(report.kept_human)} human captions kept, {len(report.changed)} photos changed since, "
                   f"{len(report.missing)} missing, {len(report.failed)} failed photos, {len(report.errors)} errors",

@@ -77,9 +77,26 @@ def _expand(path: Path, found: dict[str, None], problems: list[str], listed_in: 
     elif path.is_file() and (is_photo(path) or listed_in is not None):
         found[os.path.abspath(path)] = None
     elif path.is_file():
-        _read_list(path, found, problems)
+        refused = _not_a_list(path)
+        if refused:  # a sidecar, a raw or another binary file a shell glob took in: no list of paths
+            problems.append(f"{printable(path)}: {refused}")
+        else:
+            _read_list(path, found, problems)
     else:
-        problems.append(f"{path}{where}: no such file or folder")
+        problems.append(f"{printable(path)}{printable(where)}: no such file or folder")
+
+
+def _not_a_list(path: Path) -> str | None:
+    """Why a file that is no photo is not read as a list of paths either, or None."""
+    what = "not a photo imgcap reads, nor a list of paths (a text file, one path a line)"
+    if path.suffix.lower() == ".xmp":
+        return f"an XMP sidecar: {what}"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64 * 1024)
+    except OSError:
+        return None  # reading the list says why
+    return what if b"\0" in head else None
 
 
 def _read_list(list_file: Path, found: dict[str, None], problems: list[str]) -> None:

@@ -17,8 +17,10 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -27,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imgcap_desktop.archive.inputs import Inputs, collect_inputs
-from imgcap_desktop.archive.results import KEY, ResultsWriter, bundle_sha, latest_results
+from imgcap_desktop.archive.results import KEY, SCHEMA, ResultsWriter, bundle_sha, latest_results
 from imgcap_desktop.archive.worker import CaptionWorker
 from imgcap_desktop.metadata.apply import StoreOptions
 from imgcap_desktop.metadata.printable import printable
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # Ray batches hold this many model batches, so that the next photos load while the model runs.
 BATCHES_PER_CALL = 4
+#: Times a Ray task is run again after its actor died in it (the actor itself is always restarted).
+#: A photo that kills its worker every time fails after these, alone: see ``_caption``.
+TASK_RETRIES = 2
 
 
 class ArchiveError(RuntimeError):
@@ -198,22 +203,67 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
         print(f"imgcap archive: {todo.num_rows} photos to caption with {model_name} on {workers} "
               f"worker{'s' if workers != 1 else ''} "
               f"({cpus:g} CPU{'s' if cpus != 1 else ''}{f', {gpus:g} GPU' if gpus else ''} each)", file=err)
-        dataset = _dataset(todo, options, workers, model_sha, cpus, gpus, worker_cls, block_rows, call_rows)
         stored = bytearray(int(pc.max(todo["id"]).as_py()) + 1)  # ids already stored in this run
         with _Progress(todo.num_rows, err) as progress:
-            try:
-                for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    table = _new_rows(table, stored, report)
-                    if table.num_rows:
-                        writer.add(table)
-                        _count(table, report, progress)
-            except ray.exceptions.RayError as exc:  # the cause is the last line of Ray's message
-                cause = next((line for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
-                raise ArchiveError(f"the workers stopped: {cause.strip()}") from None
+            dataset = _dataset(todo, options, workers, model_sha, cpus, gpus, worker_cls, block_rows, call_rows)
+            _store_all(dataset, writer, stored, report, progress)
+            # A block whose task killed its actor every time came back as nothing: its photos again, one a
+            # task, so that only a photo that kills its worker (a decoder's crash, the OOM killer) is left.
+            left = _not_stored(todo, stored)
+            if left.num_rows:
+                print(f"imgcap archive: a worker died on each try at a batch of {left.num_rows} "
+                      f"photo{'s' if left.num_rows != 1 else ''}; trying them one at a time", file=err)
+                dataset = _dataset(left, options, min(workers, left.num_rows), model_sha, cpus, gpus, worker_cls, 1, 1)
+                _store_all(dataset, writer, stored, report, progress)
+                left = _not_stored(todo, stored)
+                if left.num_rows:
+                    table = _crash_rows(left, model_name, model_sha, options.beam)
+                    _new_rows(table, stored, report)
+                    writer.add(table)
+                    _count(table, report, progress)
     finally:
         stack.close()
         if started_ray:
             ray.shutdown()
+
+
+def _store_all(dataset, writer: ResultsWriter, stored: bytearray, report: ArchiveReport, progress: _Progress) -> None:
+    """Store the rows the workers send back, as they come."""
+    import ray
+
+    try:
+        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            table = _new_rows(table, stored, report)
+            if table.num_rows:
+                writer.add(table)
+                _count(table, report, progress)
+    except ray.exceptions.RayError as exc:  # the cause is the last line of Ray's message
+        cause = next((line for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
+        raise ArchiveError(f"the workers stopped: {cause.strip()}") from None
+
+
+def _not_stored(todo: pa.Table, stored: bytearray) -> pa.Table:
+    """The rows of ``todo`` whose photos no result came back for."""
+    ids = todo["id"].to_numpy()
+    return todo.filter(pa.array([not stored[i] for i in ids], pa.bool_()))
+
+
+def _crash_rows(left: pa.Table, model_name: str, model_sha: str, beam: int) -> pa.Table:
+    """Failure rows for photos whose worker died every time it captioned them (each alone)."""
+    now = time.time()
+    captioned_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now))
+    n = left.num_rows
+    errors = [f"{Path(path).name}: the worker captioning it died each time ({TASK_RETRIES + 1} tries: a crash "
+              "in decoding, or out of memory); left out" for path in left["path"].to_pylist()]
+    columns = {"model": [model_name] * n, "model_sha": [model_sha] * n, "beam": [beam] * n, "error": errors,
+               "attempts": [TASK_RETRIES + 1] * n, "captioned_at": [captioned_at] * n,
+               "host": [socket.gethostname()] * n}
+    table = pa.table({name: columns.get(name, [None] * n) for name in SCHEMA.names if name not in left.column_names},
+                     schema=pa.schema([f for f in SCHEMA if f.name not in left.column_names]))
+    for name in left.column_names:
+        table = table.append_column(name, left[name])
+    table = table.append_column("_call_started", pa.array([now] * n, pa.float64()))
+    return table.append_column("_call_finished", pa.array([now] * n, pa.float64()))
 
 
 @contextlib.contextmanager
@@ -314,26 +364,36 @@ def _dataset(todo: pa.Table, options: ArchiveOptions, workers: int, model_sha: s
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows its own (done, photos/s, ETA, failures)
+    # A block whose task killed its actor TASK_RETRIES + 1 times is given up and the rest goes on;
+    # the driver sees which photos came back (``_caption``).
+    context.max_errored_blocks = -1
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per dataset started or finished
     logging.getLogger("ray.data._internal.progress").addFilter(_NoProgressBarNotice())
     # from_items builds the blocks here; from_arrow would start a task (a worker process) per block.
     store = options.store
-    return ray.data.from_items(todo.to_pylist(), override_num_blocks=math.ceil(todo.num_rows / block_rows)).map_batches(
-        worker_cls,
-        fn_constructor_kwargs={
-            "bundle": str(options.bundle) if options.bundle is not None else None,
-            "model_sha": model_sha, "beam": options.beam, "batch_size": options.batch_size,
-            "device": "auto" if gpus else "cpu", "runtime": options.runtime, "threads": max(1, int(cpus)),
-            "store": store,
-            "attention": options.attention,
-        },
-        batch_size=call_rows,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=cpus,
-        num_gpus=gpus or None,
-    )
+    blocks = ray.data.from_items(todo.to_pylist(), override_num_blocks=math.ceil(todo.num_rows / block_rows))
+    with warnings.catch_warnings():
+        # Ray 2.60 takes an actor's max_restarts and max_task_retries only as remote args, which it
+        # calls deprecated; no named parameter replaces them yet.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated")
+        return blocks.map_batches(
+            worker_cls,
+            fn_constructor_kwargs={
+                "bundle": str(options.bundle) if options.bundle is not None else None,
+                "model_sha": model_sha, "beam": options.beam, "batch_size": options.batch_size,
+                "device": "auto" if gpus else "cpu", "runtime": options.runtime, "threads": max(1, int(cpus)),
+                "store": store,
+                "attention": options.attention,
+            },
+            batch_size=call_rows,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=cpus,
+            num_gpus=gpus or None,
+            max_restarts=-1,  # an actor that died (a killed process, a lost node) is started again
+            max_task_retries=TASK_RETRIES,  # but a task that kills it every time is not run for ever
+        )
 
 
 def _block_rows(photos: int, workers: int, batch_size: int, call_rows: int) -> int:

@@ -52,3 +52,13 @@ class MismatchedWorker(CaptionWorker):
 
         raise ModelMismatchError("node-7: bundle /opt/imgcap/model has sha 0123456789ab, the driver planned "
                                  "with abcdef")
+
+
+class PoisonWorker(CaptionWorker):
+    """Dies whenever its batch holds a photo named ``poison*``: a photo whose decoding crashes the
+    process (a decoder's segfault, the OOM killer on one huge photo) every time it is tried."""
+
+    def __call__(self, batch):
+        if any(Path(p).name.startswith("poison") for p in batch["path"].to_pylist()):
+            os._exit(1)
+        return super().__call__(batch)

@@ -41,6 +41,7 @@ from tests.desktop.archive_helpers import (  # noqa: E402
     CrashMidTaskWorker,
     CrashOnceWorker,
     MismatchedWorker,
+    PoisonWorker,
 )
 from tests.desktop.conftest import make_photos  # noqa: E402
 
@@ -207,6 +208,23 @@ def test_a_killed_actors_photos_are_completed_and_stored_once(ray_cluster, tiny_
     assert report.captioned == len(photos) and report.failed == 0
 
 
+def test_a_photo_that_kills_its_worker_every_time_fails_alone_and_the_run_ends(ray_cluster, tiny_bundle, tmp_path):
+    """Ray retried a task whose photo killed the actor for ever: the run never ended, and the other
+    photos of that block were never stored."""
+    folder, results = tmp_path / "photos", tmp_path / "results"
+    photos = make_photos(folder, count=6, corrupt=False)
+    poison = folder / "poison.jpg"
+    poison.write_bytes(photos[0].read_bytes())
+
+    report = run_archive(_options(folder, results, tiny_bundle, beam=1, workers=1), worker_cls=PoisonWorker)
+
+    rows = _rows(results)
+    assert set(rows) == {str(p) for p in [*photos, poison]}
+    assert all(rows[str(p)]["caption"] for p in photos)
+    assert "worker" in rows[str(poison)]["error"] and rows[str(poison)]["caption"] is None
+    assert report.failed == 1 and report.captioned == len(photos)
+
+
 def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(ray_cluster, tiny_bundle, tmp_path, capsys):
     folder = tmp_path / "photos"
     make_photos(folder, count=2, corrupt=False)
@@ -217,7 +235,7 @@ def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(ray_cluster, t
         run_archive(_options(folder, tmp_path / "r2", tiny_bundle), worker_cls=MismatchedWorker)
 
 
-def test_apply_sidecars_keeps_other_tools_fields(archive, tmp_path):
+def test_apply_sidecars_keeps_other_tools_fields(archive, tmp_path, capsys):
     folder, results, _ = archive
     foreign = sidecar_path(folder / "photo1.jpg")
     foreign.write_text(textwrap.dedent("""\
@@ -242,6 +260,8 @@ def test_apply_sidecars_keeps_other_tools_fields(archive, tmp_path):
     code = main(["archive", "export", str(results), "--apply-sidecars"], out)
 
     assert code == 1  # the unparseable sidecar
+    # Said with the photo's whole path (it gave "photo3.jpg.xmp: ...": which of the folders?).
+    assert f"imgcap archive: {folder / 'photo3.jpg'}: " in capsys.readouterr().err
     text = foreign.read_text(encoding="utf-8")
     assert 'xmp:Rating="4"' in text and "<rdf:li>holiday</rdf:li>" in text and "Places/Beach" in text
     stored = read_caption(folder / "photo1.jpg", embedded=False)
@@ -405,6 +425,25 @@ def test_a_list_of_paths_is_an_input(tmp_path):
     assert inputs.paths == [str(photos[0]), str(photos[1])]
     assert inputs.sizes == [photos[0].stat().st_size, photos[1].stat().st_size]
     assert len(inputs.problems) == 1 and "missing.jpg" in inputs.problems[0]
+
+
+def test_a_sidecar_or_binary_file_among_the_roots_is_not_read_as_a_list_of_paths(tmp_path, monkeypatch):
+    """`imgcap archive caption folder/*` took a raw file and a sidecar for lists of paths: every line
+    was reported as a missing photo, control bytes and all, and a binary line naming a folder there
+    ("h") had that folder's photos captioned unasked."""
+    photos = make_photos(tmp_path / "g", count=1, corrupt=False)
+    (tmp_path / "g" / "h").mkdir()
+    make_photos(tmp_path / "g" / "h", count=1, corrupt=False)
+    raw = tmp_path / "g" / "IMG_2.CR2"
+    raw.write_bytes(b"II*\x00\x1b[31m\nh\n\x00\x00")
+    sidecar = tmp_path / "g" / "photo1.jpg.xmp"
+    sidecar.write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'>\n</x:xmpmeta>\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "g")  # where the binary line "h" named a folder
+    inputs = collect_inputs([photos[0], raw, sidecar])
+    assert inputs.paths == [str(photos[0])]
+    assert [p.split(": ", 1)[1] for p in inputs.problems] == [
+        "not a photo imgcap reads, nor a list of paths (a text file, one path a line)",
+        "an XMP sidecar: not a photo imgcap reads, nor a list of paths (a text file, one path a line)"]
 
 
 def test_a_list_with_a_byte_order_mark_keeps_its_first_path(tmp_path):
