@@ -30,13 +30,31 @@ _COLUMNS = ["model", "caption", "score", "tags", "keywords", "error", "captioned
 
 
 def current_results(folder: str | Path) -> pa.Table:
-    """One row per photo: the result written last for it (whatever the model), in natural path order."""
+    """One row per photo, in natural path order: the result written last for the file as it is now
+    (its size and modification time), else the one written last for it (whatever the model).
+
+    A photo captioned, then replaced and captioned again, then restored from a backup has two rows;
+    the caption run takes the first as the restored file's, and so must the export: the last row,
+    the other picture's, was refused by ``--apply-sidecars`` for ever ("changed since")."""
     table = latest_results(folder, columns=_COLUMNS)
     if table.num_rows == 0:
         return table
-    numbered = table.select(["path"]).append_column("_row", pa.array(range(table.num_rows), pa.int64()))
-    last = numbered.group_by(["path"], use_threads=False).aggregate([("_row", "max")])
-    table = table.take(last["_row_max"])
+    rows: dict[str, list[int]] = {}
+    for i, path in enumerate(table["path"].to_pylist()):
+        rows.setdefault(path, []).append(i)
+    sizes, mtimes = table["size"].to_pylist(), table["mtime_ns"].to_pylist()
+    chosen = []
+    for path, written in rows.items():
+        if len(written) > 1:  # only then is the file looked at
+            try:
+                status = os.stat(path)
+            except OSError:
+                status = None
+            matching = [i for i in written if status is not None
+                        and (sizes[i], mtimes[i]) == (status.st_size, status.st_mtime_ns)]
+            written = matching or written
+        chosen.append(written[-1])
+    table = table.take(pa.array(chosen, pa.int64()))
     order = sorted(range(table.num_rows), key=lambda i: natural_key(table["path"][i].as_py()))
     return table.take(pa.array(order, pa.int64()))
 

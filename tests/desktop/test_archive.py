@@ -279,6 +279,31 @@ def test_apply_sidecars_keeps_other_tools_fields(archive, tmp_path, capsys):
     assert "0 sidecars written, 7 unchanged" in again.getvalue()
 
 
+def test_a_photo_restored_from_a_backup_gets_its_own_rows_caption(ray_cluster, tiny_bundle, tmp_path):
+    """Captioned, replaced by another picture and captioned again, then restored: the caption run took
+    the first row as the restored file's, but export took the last, so --apply-sidecars refused the
+    photo for ever ("changed since") and the CSV gave it the other picture's caption."""
+    folder, results = tmp_path / "photos", tmp_path / "results"
+    photos = make_photos(folder, count=2, corrupt=False)
+    first, other = photos[0], photos[1]
+    backup = tmp_path / "backup.jpg"
+    backup.write_bytes(first.read_bytes())
+    then = first.stat()
+    run_archive(_options(folder, results, tiny_bundle, beam=1))
+    caption_then = _rows(results)[str(first)]["caption"]
+    first.write_bytes(other.read_bytes() + b"\0")  # another picture under its name, a size of its own
+    run_archive(_options(folder, results, tiny_bundle, beam=1))
+    first.write_bytes(backup.read_bytes())
+    os.utime(first, ns=(then.st_atime_ns, then.st_mtime_ns))
+    assert run_archive(_options(folder, results, tiny_bundle, beam=1)).skipped == len(photos)  # its first row stands
+
+    out = io.StringIO()
+    assert main(["archive", "export", str(results), "--apply-sidecars"], out) == 0
+    assert read_caption(first, embedded=False).text == caption_then
+    assert main(["archive", "export", str(results), "--csv", str(folder / "c.csv")], io.StringIO()) == 0
+    assert caption_then in (folder / "c.csv").read_text(encoding="utf-8")
+
+
 def test_export_csv_has_a_row_per_photo_with_what_is_stored(archive):
     folder, results, _ = archive
     human = StoredCaption("my own words", "human", captioned_at="2026-01-01T00:00:00+00:00")
