@@ -25,6 +25,7 @@ from imgcap_desktop.metadata.commands import BEAM_HELP, beam_option
 from imgcap_desktop.metadata.printable import printable
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM (a scheduler's slot ended): run again to go on, as imgcap caption
 
 
 def add_archive_command(subparsers) -> argparse.ArgumentParser:
@@ -157,8 +158,11 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
         print(f"imgcap archive: {problem}", file=sys.stderr)
     rate = f", {report.steady_rate:.1f} photos/s once started" if report.steady_rate else ""
     sidecars = f", {report.sidecars_failed} sidecars not written" if report.sidecars_failed else ""
-    print(f"{report.captioned} captioned, {report.failed} failed{sidecars}, {report.skipped} already done, "
-          f"{len(report.problems)} not found, in {report.seconds:.1f} s{rate}; results in {args.out}", file=out)
+    stopped = "interrupted after " if report.interrupted else ""
+    print(f"{stopped}{report.captioned} captioned, {report.failed} failed{sidecars}, {report.skipped} already done, "
+          f"{len(report.problems)} left out, in {report.seconds:.1f} s{rate}; results in {args.out}", file=out)
+    if report.interrupted:  # told apart from failed photos: a script runs the same command again
+        return EXIT_INTERRUPTED
     return EXIT_OK if report.ok else EXIT_SOME_FAILED
 
 

@@ -225,6 +225,17 @@ def test_a_photo_that_kills_its_worker_every_time_fails_alone_and_the_run_ends(r
     assert report.failed == 1 and report.captioned == len(photos)
 
 
+def test_an_interrupted_run_exits_130_and_says_so(tmp_path, monkeypatch):
+    """Ctrl-C and SIGTERM exited 1, as failed photos do, and the summary did not say the run stopped:
+    a scheduler's script could not tell "run me again" from "some photos are bad"."""
+    from imgcap_desktop.archive.pipeline import ArchiveReport
+
+    monkeypatch.setattr(pipeline, "run_archive", lambda options: ArchiveReport(found=3, captioned=1, interrupted=True))
+    out = io.StringIO()
+    assert main(["archive", "caption", str(tmp_path), "--out", str(tmp_path / "r")], out) == 130
+    assert out.getvalue().startswith("interrupted after 1 captioned, 0 failed")
+
+
 def test_a_worker_that_cannot_start_stops_the_run_with_its_reason(ray_cluster, tiny_bundle, tmp_path, capsys):
     folder = tmp_path / "photos"
     make_photos(folder, count=2, corrupt=False)
