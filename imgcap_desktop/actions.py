@@ -10,38 +10,37 @@ from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
 from PySide6.QtWidgets import QMainWindow, QToolBar
 
 from imgcap_desktop.metadata.sidecar import StoredCaption
-from imgcap_desktop.session import CaptionSession, same_caption
+from imgcap_desktop.session import ANY_CAPTION, CaptionSession, same_caption
 
 
 class SetCaptionCommand(QUndoCommand):
     """A caption typed or picked by the user; undo restores the previous caption (and sidecar).
 
-    Undo, and Redo after it, take back what this command set: where another program changed the
-    caption since, they leave it as it is and call ``refused(path)``.
+    Undo, and Redo after it, take back what this command stored: where the photo stores another
+    caption since (another program, a later run), they leave it as it is and call ``refused(path,
+    undoing)``.
     """
 
     def __init__(self, session: CaptionSession, path: Path, new: StoredCaption | None, old: StoredCaption | None,
-                 refused: Callable[[Path], None] | None = None):
+                 refused: Callable[[Path, bool], None] | None = None):
         super().__init__(f"Edit caption of {path.name}")
         self._session, self._path, self._new, self._old = session, path, new, old
-        self._refused, self._done = refused, False
+        self._refused, self._stored = refused, ANY_CAPTION
 
     def redo(self) -> None:
-        if not self._done:  # the edit itself: what the person typed replaces whatever is there
-            self._done = True
-            self._session.set_caption(self._path, self._new)
-        else:
-            self._set(self._new, replacing=self._old)
+        self._set(self._new, undoing=False)
 
     def undo(self) -> None:
-        self._set(self._old, replacing=self._new)
+        self._set(self._old, undoing=True)
 
-    def _set(self, caption: StoredCaption | None, *, replacing: StoredCaption | None) -> None:
-        photo = self._session.set_caption(self._path, caption, replacing=replacing)
-        if self._refused is not None and photo is not None and not same_caption(photo.caption, caption):
-            self._refused(self._path)
-
-
+    def _set(self, caption: StoredCaption | None, *, undoing: bool) -> None:
+        # The edit itself (the first redo) replaces whatever is there: it is what the person typed now.
+        photo = self._session.set_caption(self._path, caption, replacing=self._stored)
+        if photo is not None and not same_caption(photo.caption, caption):  # refused: what we stored stays the
+            if self._refused is not None:                                    # mark, so Redo is refused too
+                self._refused(self._path, undoing)
+            return
+        self._stored = self._session.stored_caption(self._path)  # what the next undo or redo takes back
 class SetKeywordsCommand(QUndoCommand):
     """A person's change of a photo's keywords (one removed); undo puts the previous ones back."""
 

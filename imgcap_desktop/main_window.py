@@ -319,10 +319,10 @@ class MainWindow(QMainWindow):
         self.undo_stack.push(SetCaptionCommand(self.session, photo.path, new, photo.caption, self._undo_refused))
         return True
 
-    def _undo_refused(self, path: Path) -> None:
+    def _undo_refused(self, path: Path, undoing: bool) -> None:
         self.statusBar().showMessage(
             f"{path.name}: its caption was changed since (by another program or a later run); it is kept, "
-            "and nothing was undone", 15000)
+            f"and nothing was {'undone' if undoing else 'redone'}", 15000)
 
     def remove_keyword(self, word: str, path: Path | None = None) -> bool:
         """Remove one of a photo's keywords as a person's edit (undoable); the current photo by default."""

@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 OverwritePolicy = Literal["skip", "replace_automatic", "replace_all"]
 #: ``CaptionSession.set_caption(replacing=...)``'s default: whatever the photo stores now.
 ANY_CAPTION = object()
+#: ``CaptionSession.stored_caption`` of a photo whose sidecar cannot be read.
+UNREADABLE = object()
 OVERWRITE_POLICIES: dict[str, str] = {
     "skip": "Skip photos that already have a caption",
     "replace_automatic": "Recaption automatic captions, keep human ones",
@@ -444,7 +446,8 @@ class CaptionSession:
             reason = status.message.removeprefix(f"{path.name}: ")
             if status.caption is not None:  # the sidecar could not be written: held, as a typed caption is
                 return status, {"caption": status.caption, "error": "", "result": outcome, "write_error": reason,
-                                "held": True, "removed_keywords": removed}
+                                "held": True, "removed_keywords": removed, "held_over": _held_over(current),
+                                "held_identity": getattr(outcome, "identity", None)}
             return status, {"error": reason}
         if status.status == "kept_human":
             return status, {"caption": status.caption, "error": "", "result": None, "held": False}
@@ -476,10 +479,10 @@ class CaptionSession:
         ``removed_keywords``, ``caption.keywords`` are a person's choice and these are the ones they
         removed: recorded as rejected (see :meth:`set_keywords`). ``keywords_only``: the action
         changed the keywords alone, so they go onto the caption the sidecar holds now (see
-        :func:`_on_stored`). ``replacing``: the caption the action takes back (Undo and Redo take
-        back the one they set): where the sidecar holds another now, one another program wrote since,
-        nothing is written and the photo shows that one; the returned photo's caption then is not
-        ``caption``.
+        :func:`_on_stored`). ``replacing``: what :meth:`stored_caption` gave right after the action
+        this one takes back (Undo and Redo): where the photo stores another caption now, one another
+        program or a later run wrote since, nothing is written and the photo shows that one; the
+        returned photo's caption then is not ``caption``.
         """
         path = Path(path)
         with self._write_lock(path):
@@ -508,7 +511,7 @@ class CaptionSession:
             removed = tuple(dict.fromkeys([*(photo.removed_keywords if photo.held else ()), *(removed_keywords or ())]))
             removed = tuple(k for k in removed if k not in ((shown.keywords or ()) if shown else ()))
             changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False,
-                       "removed_keywords": ()}
+                       "removed_keywords": (), "held_over": None, "held_identity": None}
             if self.auto_write:
                 try:
                     write_caption(path, _as_stored(caption), style=self.sidecar_style,
@@ -517,13 +520,23 @@ class CaptionSession:
                 except (SidecarError, ValueError) as exc:
                     reason = getattr(exc, "reason", str(exc))
                     changes |= {"held": caption is not None, "write_error": reason}
+                    if caption is None:  # a clear the sidecar refused: the caption is still there
+                        changes["caption"] = photo.caption
             else:  # held, unless it is what is stored already (an edit undone back to it)
                 changes["held"] = caption is not None and (bool(removed) or not _stored_is(path, caption))
-            if changes["held"]:  # written later (accept_held)
-                changes["removed_keywords"] = removed
+            if changes["held"]:  # written later (accept_held); a person's action: no model result's file
+                changes |= {"removed_keywords": removed, "held_over": _held_over(photo)}
             photo = self._update(path, **changes)
         self.changed.emit((path,))
         return photo
+
+    def stored_caption(self, path: str | Path) -> StoredCaption | None | object:
+        """What the photo stores now (its sidecar's caption, else the one embedded in it), as an
+        action's ``replacing`` takes it; :data:`UNREADABLE` where the sidecar cannot be read."""
+        try:
+            return read_caption(Path(path))
+        except SidecarError:
+            return UNREADABLE
 
     def set_keywords(self, path: str | Path, keywords: Sequence[str]) -> Photo | None:
         """A person's choice of the photo's keywords (removing one, or undoing that): a human edit.
@@ -690,14 +703,17 @@ class _Stored(NamedTuple):
     caption: StoredCaption | None
 
 
-def _changed_since(path: Path, expected: StoredCaption | None) -> _Stored | None:
-    """What the photo stores now where it is not ``expected`` (another program changed it), else None
-    (also where the sidecar cannot be read: writing then reports why)."""
+def _changed_since(path: Path, expected: StoredCaption | None | object) -> _Stored | None:
+    """What the photo stores now where it is not ``expected`` (``stored_caption`` right after an
+    action: another program changed it since), else None (also where the sidecar cannot be read now
+    or could not then: writing reports why)."""
     try:
         stored = read_caption(path)
     except SidecarError:
         return None
-    return None if same_caption(stored, expected) else _Stored(stored)
+    if expected is UNREADABLE or same_caption(stored, expected):
+        return None
+    return _Stored(stored)
 
 
 def same_caption(a: StoredCaption | None, b: StoredCaption | None) -> bool:

@@ -497,3 +497,21 @@ def test_undo_keeps_a_caption_another_program_wrote_since_and_says_so(qtbot, win
     assert window.photos.item_at(other).text == before
     window.undo_stack.redo()
     assert read_caption(other).text == "mine"
+
+
+def test_undo_of_clearing_a_caption_brings_it_back_where_another_shows_through(qtbot, window, photo_folder):
+    """After a clear, the sidecar's other-language item (or the photo's embedded description) shows
+    through; Undo took that for a caption written since and refused to bring the person's back."""
+    path = photo_folder / "photo1.jpg"
+    sidecar_path(path).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+        '<rdf:li xml:lang="x-default">my words</rdf:li><rdf:li xml:lang="en-US">English words</rdf:li>'
+        '</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>', encoding="utf-8")
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.edit_caption("", path)
+    assert read_caption(path).text == "English words"
+    window.undo_stack.undo()
+    assert read_caption(path).text == window.photos.item_at(path).text == "my words"
+    window.undo_stack.redo()
+    assert read_caption(path).text == "English words"

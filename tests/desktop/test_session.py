@@ -722,3 +722,51 @@ def test_a_held_result_for_a_folder_no_longer_open_is_reported_not_counted_as_he
     [status] = session.apply_outcomes(plan, [_result(a, "a dog")], model_name="tiny", captioned_at=NOW)
     assert status.status == "failed" and "no longer open; not written" in status.message
     assert read_caption(a) is None
+
+
+def test_a_caption_typed_over_a_held_model_caption_is_written_even_where_the_photo_was_saved_again(tmp_path):
+    """The typed caption inherited the model result's file identity: Accept dropped it as the caption
+    of a replaced photo once an editor had saved the JPEG again."""
+    from dataclasses import replace
+
+    from model.images import file_identity
+
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a], auto_write=False)
+    _run(session, None, [replace(_result(a, "a dog"), identity=file_identity(a))])
+    session.edit(a, "my own careful caption")
+    _replace_file(a)
+    assert session.accept_held() == (1, [])
+    assert read_caption(a).text == "my own careful caption"
+
+
+def test_accepting_what_a_run_held_after_a_failed_write_replaces_the_caption_it_was_told_to(tmp_path, monkeypatch):
+    """A replace-all run whose write failed held its caption without what it was held over: Accept
+    then took the person's caption it was told to replace for one written since, and kept it."""
+    import imgcap_desktop.metadata.sidecar as sidecar
+    from imgcap_desktop.metadata.sidecar import SidecarError
+
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("mine", "human"))
+    session = _session([a])
+
+    def refuse(target, data, photo):
+        raise SidecarError(photo, "cannot write a.jpg.xmp: No space left on device")
+
+    monkeypatch.setattr(sidecar, "_replace_atomically", refuse)
+    _run(session, None, [_result(a, "a dog")], policy="replace_all")
+    assert session.photo(a).held
+    monkeypatch.undo()
+    assert session.accept_held() == (1, []) and read_caption(a).text == "a dog"
+
+
+def test_a_clear_the_sidecar_refuses_keeps_showing_the_caption(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    sidecar_path(a).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+        '<rdf:li xml:lang="en-US">Only English</rdf:li></rdf:Alt></dc:description></rdf:Description></rdf:RDF>'
+        '</x:xmpmeta>', encoding="utf-8")
+    session = _session([a])
+    photo = session.edit(a, "")
+    assert photo.text == "Only English" and "en-us description" in photo.write_error and not photo.held
