@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imgcap_desktop.archive.inputs import Inputs, collect_inputs
-from imgcap_desktop.archive.results import KEY, SCHEMA, ResultsWriter, bundle_sha, latest_results
+from imgcap_desktop.archive.results import KEY, ResultsWriter, bundle_sha, failure_rows, latest_results
 from imgcap_desktop.archive.worker import CaptionWorker
 from imgcap_desktop.metadata.apply import StoreOptions
 from imgcap_desktop.metadata.printable import printable
@@ -249,21 +249,11 @@ def _not_stored(todo: pa.Table, stored: bytearray) -> pa.Table:
 
 
 def _crash_rows(left: pa.Table, model_name: str, model_sha: str, beam: int) -> pa.Table:
-    """Failure rows for photos whose worker died every time it captioned them (each alone)."""
-    now = time.time()
-    captioned_at = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now))
-    n = left.num_rows
-    errors = [f"{Path(path).name}: the worker captioning it died each time ({TASK_RETRIES + 1} tries: a crash "
-              "in decoding, or out of memory); left out" for path in left["path"].to_pylist()]
-    columns = {"model": [model_name] * n, "model_sha": [model_sha] * n, "beam": [beam] * n, "error": errors,
-               "attempts": [TASK_RETRIES + 1] * n, "captioned_at": [captioned_at] * n,
-               "host": [socket.gethostname()] * n}
-    table = pa.table({name: columns.get(name, [None] * n) for name in SCHEMA.names if name not in left.column_names},
-                     schema=pa.schema([f for f in SCHEMA if f.name not in left.column_names]))
-    for name in left.column_names:
-        table = table.append_column(name, left[name])
-    table = table.append_column("_call_started", pa.array([now] * n, pa.float64()))
-    return table.append_column("_call_finished", pa.array([now] * n, pa.float64()))
+    """Failure rows for photos that no result came back for, each tried alone (its worker died)."""
+    errors = [f"{Path(path).name}: no result came back for it ({TASK_RETRIES + 1} tries, alone: its worker "
+              "died each time, a crash in decoding or out of memory); left out" for path in left["path"].to_pylist()]
+    return failure_rows(left, errors, model=model_name, model_sha=model_sha, beam=beam, attempts=TASK_RETRIES + 1,
+                        host=socket.gethostname())
 
 
 @contextlib.contextmanager

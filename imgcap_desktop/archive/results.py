@@ -25,6 +25,7 @@ import logging
 import os
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,6 +65,24 @@ SCHEMA = pa.schema(
         pa.field("host", pa.string()),  # the node that captioned it
     ]
 )
+
+def failure_rows(inputs: pa.Table, errors: list[str], *, model: str, model_sha: str, beam: int, attempts: int,
+                 host: str) -> pa.Table:
+    """Rows of :data:`SCHEMA` saying each photo of ``inputs`` (its ``id``, ``path``, ``size`` and
+    ``mtime_ns`` columns, kept as they are) failed with its error, with the call's timing columns the
+    driver counts by (now)."""
+    now = time.time()
+    n = inputs.num_rows
+    captioned_at = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds")
+    values = {"model": [model] * n, "model_sha": [model_sha] * n, "beam": [beam] * n, "error": errors,
+              "attempts": [attempts] * n, "captioned_at": [captioned_at] * n, "host": [host] * n}
+    own = [f for f in SCHEMA if f.name not in inputs.column_names]
+    table = pa.table({f.name: values.get(f.name, [None] * n) for f in own}, schema=pa.schema(own))
+    for name in inputs.column_names:
+        table = table.append_column(name, inputs[name])
+    table = table.append_column("_call_started", pa.array([now] * n, pa.float64()))
+    return table.append_column("_call_finished", pa.array([now] * n, pa.float64()))
+
 
 PART_GLOB = "part-*.parquet"
 _LOCK_NAME = ".lock"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from imgcap_desktop.archive.results import SCHEMA, bundle_sha
+from imgcap_desktop.archive.results import SCHEMA, bundle_sha, failure_rows
 from imgcap_desktop.metadata.apply import StoreOptions, store_outcomes
 from model.results import CaptionFailure, CaptionOutcome
 
@@ -75,6 +75,16 @@ class CaptionWorker:
         log.info("worker on %s ready: %s on %s", self.host, self.captioner.name, self.captioner.device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        try:
+            return self._caption_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - said in each photo's row; Ray would drop the batch unsaid
+            log.exception("the worker failed on a batch")
+            errors = [f"{Path(path).name}: the worker failed on its batch: {type(exc).__name__}: {exc}"
+                      for path in batch["path"].to_pylist()]
+            return failure_rows(batch.select(["id", *_FROM_INPUT]), errors, model=self.captioner.name,
+                                model_sha=self.model_sha, beam=self.beam, attempts=1, host=self.host)
+
+    def _caption_batch(self, batch: pa.Table) -> pa.Table:
         started = time.time()
         paths = batch["path"].to_pylist()
         outcomes, attempts = self.caption_with_retry(paths)

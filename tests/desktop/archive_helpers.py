@@ -62,3 +62,13 @@ class PoisonWorker(CaptionWorker):
         if any(Path(p).name.startswith("poison") for p in batch["path"].to_pylist()):
             os._exit(1)
         return super().__call__(batch)
+
+
+class RaisingWorker(CaptionWorker):
+    """A bug in the worker's own code (not the engine's): raises on a batch holding a photo named
+    ``bug*``."""
+
+    def caption_with_retry(self, paths):
+        if any(Path(p).name.startswith("bug") for p in paths):
+            raise KeyError("a bug in the worker")
+        return super().caption_with_retry(paths)

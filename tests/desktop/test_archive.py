@@ -42,6 +42,7 @@ from tests.desktop.archive_helpers import (  # noqa: E402
     CrashOnceWorker,
     MismatchedWorker,
     PoisonWorker,
+    RaisingWorker,
 )
 from tests.desktop.conftest import make_photos  # noqa: E402
 
@@ -223,6 +224,22 @@ def test_a_photo_that_kills_its_worker_every_time_fails_alone_and_the_run_ends(r
     assert all(rows[str(p)]["caption"] for p in photos)
     assert "worker" in rows[str(poison)]["error"] and rows[str(poison)]["caption"] is None
     assert report.failed == 1 and report.captioned == len(photos)
+
+
+def test_an_error_in_the_workers_own_code_is_said_in_each_photos_row(ray_cluster, tiny_bundle, tmp_path):
+    """With failed blocks let through (for a photo that kills its worker), Ray dropped a block whose
+    worker raised, unsaid: its photos were then recorded as having killed their worker."""
+    folder, results = tmp_path / "photos", tmp_path / "results"
+    photos = make_photos(folder, count=3, corrupt=False)
+    bug = folder / "bug.jpg"
+    bug.write_bytes(photos[0].read_bytes())
+
+    report = run_archive(_options(folder, results, tiny_bundle, beam=1, workers=1, batch_size=1),
+                         worker_cls=RaisingWorker)
+
+    rows = _rows(results)
+    assert "the worker failed on its batch: KeyError" in rows[str(bug)]["error"]
+    assert report.failed >= 1 and report.captioned + report.failed == len(photos) + 1
 
 
 def test_an_interrupted_run_exits_130_and_says_so(tmp_path, monkeypatch):
