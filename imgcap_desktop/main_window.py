@@ -150,7 +150,9 @@ class MainWindow(QMainWindow):
         self.session.open(photos, folder)
         self.setWindowTitle(f"{folder.name or str(folder)} — imgcap")
         self.reader.read()
-        stored = load_settings().recent_folders  # another running copy's folders stay in the list
+        # Another running copy's folders stay in the list; this folder under another spelling (a link
+        # to it, or its resolved path as older versions saved it) goes, the newest spelling kept.
+        stored = tuple(f for f in load_settings().recent_folders if not _same_folder(f, folder))
         # The path the user chose, links kept, as the session holds it: Open Recent through a link
         # then opens the same folder again (resolved, results still to come went nowhere).
         self.settings = replace(self.settings, recent_folders=stored).with_recent_folder(str(folder))
@@ -492,6 +494,13 @@ class MainWindow(QMainWindow):
         self.service.shutdown()
         self.session_signals.detach()
         super().closeEvent(event)
+
+
+def _same_folder(entry: str, folder: Path) -> bool:
+    try:
+        return os.path.samefile(entry, folder)
+    except OSError:  # gone, or unreachable: not this one
+        return False
 
 
 def _absolute(path: Path) -> Path:

@@ -219,7 +219,7 @@ def find_sidecar(photo: str | Path) -> Path | None:
         if base_style != photo and _sidecar_exists(base_style, photo):
             if _owned_elsewhere(photo, base_style):
                 return None  # a raw's beside its JPEG: the photo has no sidecar of its own yet
-            _refuse_shared(photo, base_style)
+            _refuse_shared(photo, base_style, owner_checked=True)
             return base_style
     return None
 
@@ -276,8 +276,8 @@ def _sidecar_exists(path: Path, photo: Path) -> bool:
     return True
 
 
-def _refuse_shared(photo: Path, base_style: Path) -> None:
-    owner = _owned_elsewhere(photo, base_style)
+def _refuse_shared(photo: Path, base_style: Path, *, owner_checked: bool = False) -> None:
+    owner = None if owner_checked else _owned_elsewhere(photo, base_style)
     if owner:
         raise SidecarCollisionError(photo, f"{owner}; use the photo.jpg.xmp naming style for {photo.name}")
     siblings = base_style_siblings(photo)

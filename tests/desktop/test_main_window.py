@@ -556,8 +556,10 @@ def test_a_folder_opened_through_a_link_is_offered_again_through_it(qtbot, windo
     link = tmp_path / "link"
     link.symlink_to(photo_folder, target_is_directory=True)
     fake_captioner.gate = threading.Semaphore(0)
+    open_and_wait(qtbot, window, photo_folder)
     open_and_wait(qtbot, window, link)
     assert window.settings.recent_folders[0] == str(link)
+    assert str(photo_folder) not in window.settings.recent_folders  # one folder, one entry: the newest spelling
     window.caption_all()
     with qtbot.waitSignal(window.service.caption_generated, timeout=WAIT):
         fake_captioner.gate.release()  # the first batch goes through
