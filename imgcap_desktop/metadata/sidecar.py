@@ -176,8 +176,11 @@ def _owned_elsewhere(photo: Path, base_style: Path) -> str | None:
     ``photoshop:SidecarForExtension`` naming another file type, also once that file has moved."""
     for ext in sorted(SIDECAR_OWNER_EXTENSIONS):
         for candidate in (photo.with_suffix(ext), photo.with_suffix(ext.upper())):
-            if candidate.is_file():
-                return f"{base_style.name} is the sidecar of {candidate.name}"
+            try:
+                if stat.S_ISREG(os.stat(candidate).st_mode):
+                    return f"{base_style.name} is the sidecar of {candidate.name}"
+            except (OSError, ValueError):  # not there, or a name too long for the disk (no such file either)
+                continue
     try:
         with open(base_style, "rb") as handle:
             head = handle.read(256 * 1024)
