@@ -61,6 +61,8 @@ OverwritePolicy = Literal["skip", "replace_automatic", "replace_all"]
 ANY_CAPTION = object()
 #: ``CaptionSession.stored_caption`` of a photo whose sidecar cannot be read.
 UNREADABLE = object()
+#: A photo's fields once nothing is held for it any more.
+_UNHELD = {"held": False, "write_error": "", "removed_keywords": (), "held_over": None, "held_identity": None}
 OVERWRITE_POLICIES: dict[str, str] = {
     "skip": "Skip photos that already have a caption",
     "replace_automatic": "Recaption automatic captions, keep human ones",
@@ -564,42 +566,33 @@ class CaptionSession:
                 current = self.photo(photo.path)
                 if current is None or not current.held or current.caption is None:
                     continue
-                if replaced_since(current.path, current.held_identity):
-                    try:
-                        stored, error = read_caption(current.path), ""
-                    except SidecarError as exc:
-                        stored, error = None, exc.reason
-                    self._update(current.path, caption=stored, error=error, held=False, write_error="", result=None,
-                                 removed_keywords=(), held_over=None, held_identity=None)
+                replaced = replaced_since(current.path, current.held_identity)
+                newer = None if replaced else _persons_caption_since(current)
+                if replaced:
+                    self._drop_held(current.path)
                     failures.append(PhotoStatus(current.path, "failed", None, _sidecar_or_none(current.path),
                                                 f"{current.path.name}: the photo changed since it was captioned "
                                                 "(another file under its name); its held caption was dropped"))
-                    self.changed.emit((current.path,))
-                    continue
-                newer = _persons_caption_since(current)
-                if newer is not None:
-                    self._update(current.path, caption=newer, error="", held=False, write_error="", result=None,
-                                 removed_keywords=(), held_over=None, held_identity=None)
+                elif newer is not None:
+                    self._update(current.path, caption=newer, error="", result=None, **_UNHELD)
                     failures.append(PhotoStatus(current.path, "kept_human", newer, _sidecar_or_none(current.path),
                                                 f"{current.path.name}: a person's caption written since is kept"))
-                    self.changed.emit((current.path,))
-                    continue
-                try:
-                    # A held model caption's keywords merge as the model's (one the new result no
-                    # longer gives is not a person's rejection); only what the person removed is.
-                    automatic = current.caption.source == "automatic"
-                    sidecar = write_caption(current.path, _as_stored(current.caption), style=self.sidecar_style,
-                                            keywords_by_person=False if automatic else None,
-                                            rejected_keywords=current.removed_keywords)
-                except (SidecarError, ValueError) as exc:  # one photo's failure never stops the others
-                    reason = getattr(exc, "reason", str(exc))
-                    self._update(current.path, write_error=reason)
-                    failures.append(PhotoStatus(current.path, "failed", current.caption, message=str(exc)))
                 else:
-                    self._update(current.path, held=False, write_error="", removed_keywords=(), held_over=None,
-                                 held_identity=None)
-                    written += 1
-                    log.debug("wrote %s", sidecar)
+                    try:
+                        # A held model caption's keywords merge as the model's (one the new result no
+                        # longer gives is not a person's rejection); only what the person removed is.
+                        automatic = current.caption.source == "automatic"
+                        sidecar = write_caption(current.path, _as_stored(current.caption), style=self.sidecar_style,
+                                                keywords_by_person=False if automatic else None,
+                                                rejected_keywords=current.removed_keywords)
+                    except (SidecarError, ValueError) as exc:  # one photo's failure never stops the others
+                        reason = getattr(exc, "reason", str(exc))
+                        self._update(current.path, write_error=reason)
+                        failures.append(PhotoStatus(current.path, "failed", current.caption, message=str(exc)))
+                    else:
+                        self._update(current.path, **_UNHELD)
+                        written += 1
+                        log.debug("wrote %s", sidecar)
             self.changed.emit((photo.path,))
         return written, failures
 
@@ -608,15 +601,18 @@ class CaptionSession:
         count = 0
         for photo in self.held():
             with self._write_lock(photo.path):
-                try:
-                    stored, error = read_caption(photo.path), ""
-                except SidecarError as exc:
-                    stored, error = None, exc.reason
-                self._update(photo.path, caption=stored, error=error, held=False, write_error="", result=None,
-                             removed_keywords=(), held_over=None, held_identity=None)
+                self._drop_held(photo.path)
             count += 1
             self.changed.emit((photo.path,))
         return count
+
+    def _drop_held(self, path: Path) -> None:
+        """Forget a photo's held caption: it shows what it stores again (or why that cannot be read)."""
+        try:
+            stored, error = read_caption(path), ""
+        except SidecarError as exc:
+            stored, error = None, exc.reason
+        self._update(path, caption=stored, error=error, result=None, **_UNHELD)
 
     # -- export and import ---------------------------------------------------------------------
 
