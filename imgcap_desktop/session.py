@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from imgcap_desktop.metadata.apply import (
     REPLACED_WHILE_CAPTIONED,
@@ -495,9 +495,9 @@ class CaptionSession:
                 edits = photo.edits + 1
                 self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
             if replacing is not ANY_CAPTION and self.auto_write and not photo.held:
-                newer = _changed_since(path, replacing)
-                if newer is not None:
-                    photo = self._update(path, caption=newer.caption, error="", write_error="", removed_keywords=())
+                stored = _stored_now(path)
+                if UNREADABLE not in (stored, replacing) and not same_caption(stored, replacing):  # changed since
+                    photo = self._update(path, caption=stored, error="", write_error="", removed_keywords=())
                     self.changed.emit((path,))
                     return photo
             if keywords_only and self.auto_write and not photo.held and caption is not None:
@@ -535,10 +535,7 @@ class CaptionSession:
     def stored_caption(self, path: str | Path) -> StoredCaption | None | object:
         """What the photo stores now (its sidecar's caption, else the one embedded in it), as an
         action's ``replacing`` takes it; :data:`UNREADABLE` where the sidecar cannot be read."""
-        try:
-            return read_caption(Path(path))
-        except SidecarError:
-            return UNREADABLE
+        return _stored_now(Path(path))
 
     def set_keywords(self, path: str | Path, keywords: Sequence[str]) -> Photo | None:
         """A person's choice of the photo's keywords (removing one, or undoing that): a human edit.
@@ -685,31 +682,20 @@ def caption_for(photo: Photo, text: str, source: str = "human") -> StoredCaption
     return StoredCaption(text, source, model, score, now())
 
 
+def _stored_now(path: Path) -> StoredCaption | None | object:
+    """The photo's stored caption (sidecar, else embedded), or :data:`UNREADABLE`: a sidecar that
+    cannot be read is not compared with anything (writing it reports why)."""
+    try:
+        return read_caption(path)
+    except SidecarError:
+        return UNREADABLE
+
+
 def _stored_is(path: Path, caption: StoredCaption) -> bool:
     """Whether the photo's stored caption (sidecar, else embedded) is ``caption``."""
-    try:
-        stored = read_caption(path)
-    except SidecarError:
-        return False
-    return stored is not None and (stored.text, stored.source, stored.keywords) == (
+    stored = _stored_now(path)
+    return isinstance(stored, StoredCaption) and (stored.text, stored.source, stored.keywords) == (
         caption.text, caption.source, caption.keywords)
-
-
-class _Stored(NamedTuple):
-    caption: StoredCaption | None
-
-
-def _changed_since(path: Path, expected: StoredCaption | None | object) -> _Stored | None:
-    """What the photo stores now where it is not ``expected`` (``stored_caption`` right after an
-    action: another program changed it since), else None (also where the sidecar cannot be read now
-    or could not then: writing reports why)."""
-    try:
-        stored = read_caption(path)
-    except SidecarError:
-        return None
-    if expected is UNREADABLE or same_caption(stored, expected):
-        return None
-    return _Stored(stored)
 
 
 def same_caption(a: StoredCaption | None, b: StoredCaption | None) -> bool:
@@ -731,11 +717,9 @@ def _persons_caption_since(photo: Photo) -> StoredCaption | None:
     caption is a person's own, or the sidecar cannot be read (writing then reports why)."""
     if photo.caption is None or photo.caption.source != "automatic":
         return None
-    try:
-        stored = read_caption(photo.path)
-    except SidecarError:
-        return None
-    if stored is None or stored.source not in ("human", "embedded") or same_caption(stored, photo.held_over):
+    stored = _stored_now(photo.path)
+    if not isinstance(stored, StoredCaption) or stored.source not in ("human", "embedded") or same_caption(
+            stored, photo.held_over):
         return None
     return stored
 
@@ -746,9 +730,8 @@ def _on_stored(path: Path, photo: Photo, caption: StoredCaption, removed: Sequen
     it, that caption stays, with the person's removals and additions applied to its keywords; None
     where the caption was taken out since. A sidecar that cannot be read: ``caption`` (writing it
     then reports why)."""
-    try:
-        stored = read_caption(path)
-    except SidecarError:
+    stored = _stored_now(path)
+    if stored is UNREADABLE:
         return caption
     if stored is None:
         return None

@@ -39,21 +39,20 @@ def current_results(folder: str | Path) -> pa.Table:
     table = latest_results(folder, columns=_COLUMNS)
     if table.num_rows == 0:
         return table
-    rows: dict[str, list[int]] = {}
-    for i, path in enumerate(table["path"].to_pylist()):
-        rows.setdefault(path, []).append(i)
-    sizes, mtimes = table["size"].to_pylist(), table["mtime_ns"].to_pylist()
-    chosen = []
-    for path, written in rows.items():
-        if len(written) > 1:  # only then is the file looked at
-            try:
-                status = os.stat(path)
-            except OSError:
-                status = None
-            matching = [i for i in written if status is not None
-                        and (sizes[i], mtimes[i]) == (status.st_size, status.st_mtime_ns)]
-            written = matching or written
-        chosen.append(written[-1])
+    numbered = table.select(["path"]).append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+    grouped = numbered.group_by(["path"], use_threads=False).aggregate([("_row", "max"), ("_row", "list")])
+    chosen = grouped["_row_max"].to_pylist()
+    sizes, mtimes = table["size"], table["mtime_ns"]
+    # Only a photo with more than one row is looked at on disk.
+    for index in pc.indices_nonzero(pc.greater(pc.list_value_length(grouped["_row_list"]), 1)).to_pylist():
+        path, written = grouped["path"][index].as_py(), grouped["_row_list"][index].as_py()
+        try:
+            status = os.stat(path)
+        except OSError:
+            continue
+        matching = [i for i in written if (sizes[i].as_py(), mtimes[i].as_py()) == (status.st_size, status.st_mtime_ns)]
+        if matching:
+            chosen[index] = max(matching)
     table = table.take(pa.array(chosen, pa.int64()))
     order = sorted(range(table.num_rows), key=lambda i: natural_key(table["path"][i].as_py()))
     return table.take(pa.array(order, pa.int64()))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -244,8 +245,7 @@ def _store_all(dataset, writer: ResultsWriter, stored: bytearray, report: Archiv
 
 def _not_stored(todo: pa.Table, stored: bytearray) -> pa.Table:
     """The rows of ``todo`` whose photos no result came back for."""
-    ids = todo["id"].to_numpy()
-    return todo.filter(pa.array([not stored[i] for i in ids], pa.bool_()))
+    return todo.filter(pa.array(np.frombuffer(stored, np.uint8)[todo["id"].to_numpy()] == 0))
 
 
 def _crash_rows(left: pa.Table, model_name: str, model_sha: str, beam: int) -> pa.Table:
