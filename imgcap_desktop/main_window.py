@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QSignalBlocker, Qt, QUrl, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QSignalBlocker, Qt, QUrl, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QUndoStack
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QSplitter
 
@@ -21,8 +21,9 @@ from imgcap_desktop.actions import SetCaptionCommand, SetKeywordsCommand, build_
 from imgcap_desktop.caption_panel import CaptionPanel
 from imgcap_desktop.caption_service import CaptionJob, CaptionService
 from imgcap_desktop.folder_reader import StoredCaptionReader
+from imgcap_desktop.folder_watcher import FolderWatcher
 from imgcap_desktop.metadata.csvio import CsvFormatError
-from imgcap_desktop.metadata.folder import scan_folder
+from imgcap_desktop.metadata.folder import FolderChanges, scan_folder
 from imgcap_desktop.photo_grid import PhotoGrid
 from imgcap_desktop.photo_model import PhotoFilterModel, PhotoListModel, SessionSignals
 from imgcap_desktop.run_status import RunStatus, count, describe_error
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.filtered = PhotoFilterModel(self)
         self.filtered.setSourceModel(self.photos)
         self.reader = StoredCaptionReader(self.session, parent=self)
+        self.watcher = FolderWatcher(self)
 
         build_actions(self)
         self._build_widgets()
@@ -118,6 +120,8 @@ class MainWindow(QMainWindow):
         self.panel.recompute_requested.connect(self.recompute_attention)
         self.panel.keyword_removal_requested.connect(self.remove_keyword)
         self.service.finished.connect(self._update_actions)
+        self.watcher.changed.connect(self._on_watcher_changed)
+        self.watcher.unavailable.connect(self._on_watcher_unavailable)
         self.export_failed.connect(self._on_export_failed)
 
     # -- folders ------------------------------------------------------------------------------
@@ -150,6 +154,7 @@ class MainWindow(QMainWindow):
         self.session.open(photos, folder)
         self.setWindowTitle(f"{folder.name or str(folder)} — imgcap")
         self.reader.read()
+        self.watcher.watch(folder, photos, recursive=self.settings.include_subfolders)
         # Another running copy's folders stay in the list; this folder under another spelling (a link
         # to it, or its resolved path as older versions saved it) goes, the newest spelling kept.
         stored = tuple(f for f in load_settings().recent_folders if not _same_folder(f, folder))
@@ -174,6 +179,37 @@ class MainWindow(QMainWindow):
             self._show_current()
         self._update_actions()
         return True
+
+    def _on_watcher_changed(self, changes: FolderChanges) -> None:
+        """Another program changed the folder: photos join or leave the grid, and photos whose
+        sidecar (or file) changed show what they store now."""
+        added, removed = self.session.sync_photos(changes.photos)
+        for path in changes.replaced:
+            self.photos.forget_thumbnail(path)
+        current = self.current_item()
+        if current is not None and current.path in changes.replaced:
+            self._show_current()
+        if added or removed:
+            parts = [f"{count(len(added), 'photo')} added"] if added else []
+            parts += [f"{count(len(removed), 'photo')} removed"] if removed else []
+            self.statusBar().showMessage(f"{' and '.join(parts)} by another program", 8000)
+            self._update_actions()
+        if added or changes.restored:
+            session = self.session
+
+            def read() -> None:
+                session.read_stored(added)
+                session.refresh_stored(changes.restored, replaced=changes.replaced)
+
+            run_in_background(read)
+
+    def _on_watcher_unavailable(self, reason: str) -> None:
+        self.statusBar().showMessage(f"Cannot look at {self.folder} now: {reason}", 8000)
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            self.watcher.check()  # back from another program: what did it change?
 
     def _on_open_action_triggered(self) -> None:
         start = str(self.folder) if self.folder else str(Path.home())
@@ -489,6 +525,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.reader.stop()
+        self.watcher.stop()
         self._save_settings()
         save_window_state(self.saveGeometry(), self.splitter.saveState())
         self.service.shutdown()

@@ -56,10 +56,12 @@ class SessionSignals(QObject):
     Signals:
         photos_reset(): the session's photos were replaced.
         photos_changed(object paths): a tuple of photos whose state changed.
+        photos_listed(): photos joined the session or left it.
     """
 
     photos_reset = Signal()
     photos_changed = Signal(object)
+    photos_listed = Signal()
 
     def __init__(self, session: CaptionSession, parent=None):
         super().__init__(parent)
@@ -67,13 +69,16 @@ class SessionSignals(QObject):
         # Plain callbacks that emit: from a worker thread the emit is queued to this object's thread.
         self._on_reset = lambda: self.photos_reset.emit()
         self._on_changed = lambda paths: self.photos_changed.emit(paths)
+        self._on_listed = lambda: self.photos_listed.emit()
         session.reset.connect(self._on_reset)
         session.changed.connect(self._on_changed)
+        session.listed.connect(self._on_listed)
 
     def detach(self) -> None:
         """Stop listening to the session (the window is going)."""
         self._session.reset.disconnect(self._on_reset)
         self._session.changed.disconnect(self._on_changed)
+        self._session.listed.disconnect(self._on_listed)
 
 
 class PhotoListModel(QAbstractListModel):
@@ -91,6 +96,7 @@ class PhotoListModel(QAbstractListModel):
         self._pixmaps: OrderedDict[Path, QPixmap] = OrderedDict()
         signals.photos_reset.connect(self._on_session_photos_reset)
         signals.photos_changed.connect(self._on_session_photos_changed)
+        signals.photos_listed.connect(self._on_session_photos_listed)
         if thumbnails is not None:
             thumbnails.image_ready.connect(self._on_thumbnails_image_ready)
         self._on_session_photos_reset()
@@ -154,6 +160,55 @@ class PhotoListModel(QAbstractListModel):
         self._paths = [photo.path for photo in self._session.photos()]
         self._rows = {path: row for row, path in enumerate(self._paths)}
         self.endResetModel()
+
+    def _on_session_photos_listed(self) -> None:
+        # Rows leave and join in runs, so that the selection and the current photo stay on the
+        # photos still there (a reset would lose them).
+        wanted = [photo.path for photo in self._session.photos()]
+        listed = set(wanted)
+        row = len(self._paths)
+        while row > 0:
+            row -= 1
+            if self._paths[row] in listed:
+                continue
+            first = row
+            while first > 0 and self._paths[first - 1] not in listed:
+                first -= 1
+            self.beginRemoveRows(QModelIndex(), first, row)
+            for path in self._paths[first:row + 1]:
+                self._pixmaps.pop(path, None)
+            del self._paths[first:row + 1]
+            self._reindex()
+            self.endRemoveRows()
+            row = first
+        present = set(self._paths)  # in the session's order: the rest goes in between
+        row = 0
+        while row < len(wanted):
+            if wanted[row] in present:
+                row += 1
+                continue
+            last = row
+            while last + 1 < len(wanted) and wanted[last + 1] not in present:
+                last += 1
+            self.beginInsertRows(QModelIndex(), row, last)
+            self._paths[row:row] = wanted[row:last + 1]
+            self._reindex()
+            self.endInsertRows()
+            row = last + 1
+
+    def _reindex(self) -> None:
+        self._rows = {path: row for row, path in enumerate(self._paths)}
+
+    def forget_thumbnail(self, path: str | Path) -> None:
+        """Decode the photo's thumbnail again (its file changed)."""
+        path = Path(path)
+        self._pixmaps.pop(path, None)
+        if self._thumbnails is not None:
+            self._thumbnails.forget(str(path))
+        row = self.row_of(path)
+        if row is not None:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
     def _on_session_photos_changed(self, paths) -> None:
         rows = [row for row in (self._rows.get(p) for p in paths) if row is not None]

@@ -28,7 +28,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +42,7 @@ from imgcap_desktop.metadata.apply import (
     store_caption,
 )
 from imgcap_desktop.metadata.csvio import CsvRow, ImportReport, import_csv, make_row, write_csv
-from imgcap_desktop.metadata.folder import base_style_collisions
+from imgcap_desktop.metadata.folder import base_style_collisions, natural_key
 from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
@@ -198,6 +198,7 @@ class CaptionSession:
     Events (plain callbacks, run on the thread that made the change):
         reset(): the photos were replaced (:meth:`open`).
         changed(tuple[Path, ...] paths): these photos' state changed.
+        listed(): photos joined or left (:meth:`sync_photos`).
 
     Args:
         sidecar_style: ``"ext"`` (``photo.jpg.xmp``) or ``"base"`` (``photo.xmp``) for new sidecars.
@@ -210,6 +211,7 @@ class CaptionSession:
         self.folder: Path | None = None
         self.reset = Event()
         self.changed = Event()
+        self.listed = Event()
         self._lock = threading.RLock()  # guards the state below
         self._photos: dict[Path, Photo] = {}
         self._order: list[Path] = []
@@ -284,21 +286,12 @@ class CaptionSession:
         for path in photos:
             if stop is not None and stop.is_set():
                 break
-            caption, error = None, ""
-            try:
-                caption = read_caption(path)
-            except SidecarError as exc:
-                error = exc.reason
-            except Exception as exc:  # noqa: BLE001 - one unreadable photo is a per-photo error
-                log.exception("reading the caption of %s failed", path)
-                error = str(exc)
-            if not error and check_photos:
-                error = unreadable_photo_reason(path) or ""
+            caption, error = _read_stored(path, check_photos)
             with self._lock:
                 current = self._photos.get(path)
-                if generation != self._generation or current is None:
+                if generation != self._generation:
                     return count
-                if current == Photo(path):  # nothing happened to it in this session meanwhile
+                if current == Photo(path):  # nothing happened to it meanwhile (None: gone since, sync_photos)
                     self._photos[path] = replace(current, caption=caption, error=error)
                     done.append(path)
             count += 1
@@ -308,6 +301,67 @@ class CaptionSession:
         if done:
             self.changed.emit(tuple(done))
         return count
+
+    def refresh_stored(self, photos: Sequence[Path], *, replaced: Collection[Path] = (),
+                       stop: threading.Event | None = None) -> list[Path]:
+        """Read again what these photos store, after another program changed their sidecars (or the
+        photos themselves): each shows what is stored now. Returns the photos whose state changed.
+
+        Meant for a worker thread. A photo whose caption is held (not written yet) is left as it
+        is: writing it checks the sidecar again, and keeps a person's caption written since. A
+        photo the user edits meanwhile keeps the edit. ``replaced``: photos whose own file changed,
+        whose attention maps (of the old file) are dropped.
+        """
+        generation = self._generation
+        done: list[Path] = []
+        for path in photos:
+            if stop is not None and stop.is_set():
+                break
+            with self._write_lock(path):  # never between one of our own writes' read and replace
+                before = self.photo(path)
+                if before is None or before.held:
+                    continue
+                caption, error = _read_stored(path, check_photos=True)
+                with self._lock:
+                    current = self._photos.get(path)
+                    if generation != self._generation:
+                        break
+                    if current is None or current.held or current.edits != before.edits:
+                        continue
+                    result = None if path in replaced else current.result
+                    if (current.caption, current.error) == (caption, error) and current.result is result:
+                        continue
+                    self._photos[path] = replace(current, caption=caption, error=error, result=result,
+                                                 write_error="", removed_keywords=())
+                done.append(path)
+        if done:
+            self.changed.emit(tuple(done))
+        return done
+
+    def sync_photos(self, photos: Sequence[str | Path]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+        """Follow the folder as it is now: photos that appeared join (their captions unread: see
+        :meth:`read_stored`), and photos that went leave, except one whose caption is held (typed
+        or a model's, not written yet): it stays, for the person to write or discard. Returns
+        ``(added, removed)``; ``listed`` fires when either is not empty."""
+        wanted = list(dict.fromkeys(Path(p) for p in photos))
+        with self._lock:
+            listed = set(wanted)
+            added = tuple(p for p in wanted if p not in self._photos)
+            removed = tuple(p for p in self._order if p not in listed and not self._photos[p].held)
+            if not (added or removed):
+                return (), ()
+            kept = [p for p in self._order if p not in listed and p not in removed]  # gone, caption held
+            if kept:
+                root = self.folder
+                wanted.extend(kept)
+                wanted.sort(key=lambda p: natural_key(p.relative_to(root)) if root and p.is_relative_to(root)
+                            else natural_key(p))
+            for path in removed:
+                del self._photos[path]
+            self._photos.update((path, Photo(path)) for path in added)
+            self._order = wanted
+        self.listed.emit()
+        return added, removed
 
     # -- which photos to caption ---------------------------------------------------------------
 
@@ -680,6 +734,22 @@ def caption_for(photo: Photo, text: str, source: str = "human") -> StoredCaption
         if photo.result is not None:
             score = next((a.score for a in photo.result.alternatives if a.text == text), None)
     return StoredCaption(text, source, model, score, now())
+
+
+def _read_stored(path: Path, check_photos: bool) -> tuple[StoredCaption | None, str]:
+    """``(caption, error)``: what a photo stores (sidecar, else embedded), or why it cannot be read;
+    with ``check_photos``, also why the photo itself cannot be read."""
+    caption, error = None, ""
+    try:
+        caption = read_caption(path)
+    except SidecarError as exc:
+        error = exc.reason
+    except Exception as exc:  # noqa: BLE001 - one unreadable photo is a per-photo error
+        log.exception("reading the caption of %s failed", path)
+        error = str(exc)
+    if not error and check_photos:
+        error = unreadable_photo_reason(path) or ""
+    return caption, error
 
 
 def _stored_now(path: Path) -> StoredCaption | None | object:

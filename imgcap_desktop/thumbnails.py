@@ -79,6 +79,12 @@ class ThumbnailCache(QObject):
         """Why the photo could not be decoded at that size, if it could not."""
         return self._failed.get((path, size))
 
+    def forget(self, path: str) -> None:
+        """Forget one photo's images at every size (its file changed): asked for, it is decoded again."""
+        for store in (self._images, self._large, self._failed):
+            for key in [key for key in store if key[0] == path]:
+                del store[key]
+
     def clear(self) -> None:
         """Forget every image (decodes still queued complete into the fresh cache)."""
         self._images.clear()

@@ -6,6 +6,7 @@ import os
 import re
 import stat
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from model.images import SUPPORTED_EXTENSIONS
@@ -98,6 +99,89 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
                 continue
     found.sort(key=lambda p: natural_key(p.relative_to(folder)))
     return found
+
+
+@dataclass(frozen=True)
+class FolderSnapshot:
+    """A folder's photos and the state of the files that hold their captions, to tell later what
+    changed (:func:`folder_changes`).
+
+    Attributes:
+        photos: what :func:`scan_folder` found, in its order.
+        files: each photo and ``.xmp`` file in the folders of ``photos`` (and the folder itself):
+            its modification time (ns), size and inode, links followed.
+    """
+
+    photos: tuple[Path, ...]
+    files: dict[Path, tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class FolderChanges:
+    """What changed in a folder between two snapshots.
+
+    Attributes:
+        photos: the photos now, in :func:`scan_folder`'s order.
+        added: photos that were not there before.
+        removed: photos that are gone.
+        replaced: photos (there before and now) whose own file changed: rewritten, replaced, or
+            given a new embedded description.
+        restored: photos (there before and now) whose stored caption may have changed: the photo
+            itself or a sidecar named after it (any case, either naming style) changed.
+    """
+
+    photos: tuple[Path, ...]
+    added: tuple[Path, ...] = ()
+    removed: tuple[Path, ...] = ()
+    replaced: tuple[Path, ...] = ()
+    restored: tuple[Path, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.restored)
+
+
+def snapshot_folder(folder: str | Path, *, recursive: bool = False) -> FolderSnapshot:
+    """The folder's photos now (as :func:`scan_folder` finds them) and their files' states.
+
+    Raises what :func:`scan_folder` raises for the folder itself.
+    """
+    folder = Path(folder)
+    photos = scan_folder(folder, recursive=recursive)
+    files: dict[Path, tuple[int, int, int]] = {}
+    for directory in dict.fromkeys([folder, *(photo.parent for photo in photos)]):
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:  # gone since the scan: its photos show as gone next time
+            continue
+        for entry in entries:
+            if not (entry.name.lower().endswith(".xmp") or is_photo(entry.name)):
+                continue
+            try:
+                status = entry.stat()
+            except OSError:  # a broken link, or removed meanwhile
+                continue
+            files[Path(entry.path)] = (status.st_mtime_ns, status.st_size, status.st_ino)
+    return FolderSnapshot(tuple(photos), files)
+
+
+def folder_changes(before: FolderSnapshot, after: FolderSnapshot) -> FolderChanges:
+    """What changed from ``before`` to ``after`` (see :class:`FolderChanges`)."""
+    old, new = set(before.photos), set(after.photos)
+    differs = {path for path in before.files.keys() | after.files.keys()
+               if before.files.get(path) != after.files.get(path)}
+    sidecars = {(path.parent, path.name.casefold()) for path in differs if path.name.lower().endswith(".xmp")}
+
+    def sidecar_changed(photo: Path) -> bool:
+        return any((photo.parent, f"{name}.xmp".casefold()) in sidecars for name in (photo.name, photo.stem))
+
+    kept = [photo for photo in after.photos if photo in old]
+    return FolderChanges(
+        photos=after.photos,
+        added=tuple(photo for photo in after.photos if photo not in old),
+        removed=tuple(photo for photo in before.photos if photo not in new),
+        replaced=tuple(photo for photo in kept if photo in differs),
+        restored=tuple(photo for photo in kept if photo in differs or sidecar_changed(photo)),
+    )
 
 
 def base_style_collisions(photos: list[Path]) -> dict[Path, list[Path]]:

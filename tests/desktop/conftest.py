@@ -15,7 +15,7 @@ from PySide6.QtCore import QSettings, QThreadPool
 from model.images import ImageLoadError, load_image
 from model.results import Alternative, CaptionFailure, CaptionResult
 
-_GUI_TESTS = ("test_app", "test_edits_and_failures", "test_qt_binding", "test_caption_service",
+_GUI_TESTS = ("test_app", "test_edits_and_failures", "test_folder_watch", "test_qt_binding", "test_caption_service",
               "test_caption_view", "test_keyword_chips", "test_main_window", "test_photo_model",
               "test_settings", "test_thumbnails")
 

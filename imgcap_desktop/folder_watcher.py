@@ -1,0 +1,124 @@
+"""Notices what other programs change in the open folder: photos added, removed or replaced, and
+sidecars written."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
+
+from imgcap_desktop.metadata.folder import FolderChanges, FolderSnapshot, folder_changes, snapshot_folder
+from imgcap_desktop.workers import run_in_background
+
+log = logging.getLogger(__name__)
+
+
+class FolderWatcher(QObject):
+    """Watches a folder and reports what changed in it once the changes settle.
+
+    The system's change notices for the folder start a look, and so does :meth:`check` (the window
+    calls it when it becomes active again: a network share may send no notices, and a sidecar
+    rewritten in place changes no folder entry). A look takes a :class:`FolderSnapshot` on a pool
+    thread and compares it with the previous one. Our own sidecar writes are looked at too: reading
+    them back changes nothing.
+
+    Signals:
+        changed(object changes): a :class:`FolderChanges` with something in it.
+        unavailable(str reason): the folder could not be looked at (gone, or unmounted); the
+            next look tries again.
+    """
+
+    changed = Signal(object)
+    unavailable = Signal(str)
+
+    def __init__(self, parent: QObject | None = None, *, delay_ms: int = 400):
+        super().__init__(parent)
+        self._notices = QFileSystemWatcher(self)
+        self._notices.directoryChanged.connect(self._on_notices_directory_changed)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(delay_ms)
+        self._timer.timeout.connect(self._look)
+        self._folder: Path | None = None
+        self._recursive = False
+        self._snapshot: FolderSnapshot | None = None
+        self._generation = 0
+        self._first = False
+        self._looking = False
+        self._again = False
+
+    def watch(self, folder: str | Path, photos: Sequence[Path], *, recursive: bool = False) -> None:
+        """Watch ``folder``, whose ``photos`` (as the caller listed them) are shown now."""
+        self.stop()
+        self._folder, self._recursive = Path(folder), recursive
+        # The first look compares with the photos shown: one added or removed since they were
+        # listed is reported, while sidecars start from what the first look sees.
+        self._snapshot, self._first = FolderSnapshot(tuple(photos), {}), True
+        self._look()
+
+    def stop(self) -> None:
+        """Stop watching; a look under way reports nothing."""
+        self._generation += 1
+        self._timer.stop()
+        self._folder, self._snapshot, self._again = None, None, False
+        if self._notices.directories():
+            self._notices.removePaths(self._notices.directories())
+
+    def check(self) -> None:
+        """Look at the folder again soon (after a short quiet time, as a notice does)."""
+        if self._folder is not None:
+            self._timer.start()
+
+    @property
+    def looking(self) -> bool:
+        """Whether a look is under way or due."""
+        return self._looking or self._timer.isActive()
+
+    def _on_notices_directory_changed(self, _path: str) -> None:
+        self.check()
+
+    def _look(self) -> None:
+        if self._folder is None:
+            return
+        if self._looking:  # one look at a time; another follows it
+            self._again = True
+            return
+        self._looking = True
+        generation = self._generation
+        run_in_background(snapshot_folder, self._folder, recursive=self._recursive,
+                          on_returned=lambda snapshot: self._on_task_returned(generation, snapshot),
+                          on_errored=lambda exc: self._on_task_errored(generation, exc),
+                          on_finished=self._on_task_finished)
+
+    def _on_task_returned(self, generation: int, snapshot: FolderSnapshot) -> None:
+        if generation != self._generation or self._snapshot is None:
+            return
+        changes = folder_changes(self._snapshot, snapshot)
+        if self._first:  # no files seen yet to compare with: only photos that came or went count
+            changes = FolderChanges(changes.photos, changes.added, changes.removed)
+        self._snapshot, self._first = snapshot, False
+        self._watch_directories(snapshot)
+        if changes:
+            self.changed.emit(changes)
+
+    def _on_task_errored(self, generation: int, exc: BaseException) -> None:
+        if generation == self._generation:
+            log.info("looking at %s failed: %s", self._folder, exc)
+            self.unavailable.emit(str(exc))
+
+    def _on_task_finished(self) -> None:
+        self._looking = False
+        if self._again:
+            self._again = False
+            self.check()
+
+    def _watch_directories(self, snapshot: FolderSnapshot) -> None:
+        assert self._folder is not None
+        wanted = {str(self._folder), *(str(photo.parent) for photo in snapshot.photos)}
+        watched = set(self._notices.directories())
+        if watched - wanted:
+            self._notices.removePaths(sorted(watched - wanted))
+        if wanted - watched:
+            self._notices.addPaths(sorted(wanted - watched))  # ones the system refuses: checks still look

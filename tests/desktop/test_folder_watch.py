@@ -1,0 +1,229 @@
+"""What another program changes in the open folder reaches the app: photos added, removed or
+replaced, and captions written into sidecars."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QApplication
+
+from imgcap_desktop.metadata.folder import folder_changes, snapshot_folder
+from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from imgcap_desktop.session import CaptionSession, CaptionState
+from model.results import CaptionResult
+from tests.desktop.conftest_metadata import make_photo
+
+WAIT = 10_000
+
+
+def _rewrite(photo: Path, colour: tuple[int, int, int], size=(30, 20)) -> None:
+    """Save another picture under the photo's name, with a later modification time."""
+    Image.new("RGB", size, colour).save(photo, format="PNG" if photo.suffix == ".png" else "JPEG")
+    later = time.time() + 5
+    os.utime(photo, (later, later))
+
+
+def _result(photo: Path, text: str) -> CaptionResult:
+    words = tuple(text.split())
+    return CaptionResult(str(photo), words, tuple(range(len(words))), -0.5,
+                         np.zeros((len(words), 2, 2), np.float32), ())
+
+
+# -- what changed: snapshots compared -------------------------------------------------------------
+
+def test_folder_changes_name_photos_added_removed_replaced_and_captioned_elsewhere(tmp_path):
+    a, b, c, d = (make_photo(tmp_path / name) for name in ("a.jpg", "b.jpg", "c.png", "d.jpg"))
+    before = snapshot_folder(tmp_path)
+    assert before.photos == (a, b, c, d)
+
+    e = make_photo(tmp_path / "e.jpg")
+    c.unlink()
+    write_caption(a, StoredCaption("written elsewhere", "human"))  # a.jpg.xmp, new
+    _rewrite(b, (0, 0, 255))
+    (tmp_path / "D.XMP").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")  # d's, another case and style
+    (tmp_path / "zzz.xmp").write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")  # no photo's
+    changes = folder_changes(before, snapshot_folder(tmp_path))
+
+    assert changes.photos == (a, b, d, e)
+    assert (changes.added, changes.removed, changes.replaced) == ((e,), (c,), (b,))
+    assert changes.restored == (a, b, d)
+
+
+def test_nothing_changed_is_no_change(tmp_path):
+    make_photo(tmp_path / "a.jpg")
+    write_caption(tmp_path / "a.jpg", StoredCaption("kept", "human"))
+    assert not folder_changes(snapshot_folder(tmp_path), snapshot_folder(tmp_path))
+
+
+# -- the session follows the folder ---------------------------------------------------------------
+
+def _session(photos, **kwargs) -> CaptionSession:
+    session = CaptionSession(**kwargs)
+    session.open(photos, Path(photos[0]).parent)
+    session.read_stored()
+    return session
+
+
+def test_refreshing_shows_another_programs_caption_and_leaves_a_held_one(tmp_path):
+    a, b, c = (make_photo(tmp_path / name) for name in ("a.jpg", "b.jpg", "c.jpg"))
+    write_caption(c, StoredCaption("a cat", "automatic", "m"))
+    session = _session([a, b, c], auto_write=False)
+    session.edit(b, "my typing, held")
+    changed = []
+    session.changed.connect(changed.append)
+
+    write_caption(a, StoredCaption("from digiKam", "human"))
+    write_caption(b, StoredCaption("from darktable", "human"))
+    assert session.refresh_stored([a, b, c]) == [a]
+
+    assert session.photo(a).text == "from digiKam" and session.photo(a).state is CaptionState.HUMAN
+    assert session.photo(b).held and session.photo(b).text == "my typing, held"  # its Save checks again
+    assert changed == [(a,)]
+
+
+def test_a_replaced_photo_loses_the_attention_of_the_old_picture(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    plan = session.plan([a], "replace_automatic")
+    session.apply_outcomes(plan, [_result(a, "a red square")], model_name="m")
+    assert session.photo(a).attention_matches
+
+    assert session.refresh_stored([a]) == []  # our own write, read back: nothing new
+    assert session.photo(a).attention_matches
+    _rewrite(a, (0, 255, 0))
+    assert session.refresh_stored([a], replaced=[a]) == [a]
+    photo = session.photo(a)
+    assert photo.text == "a red square" and not photo.attention_matches and photo.recomputable
+
+
+def test_a_photo_that_became_unreadable_shows_why_and_one_mended_shows_its_caption(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    a.write_bytes(b"\xff\xd8 half a download")
+    assert session.refresh_stored([a]) == [a] and session.photo(a).state is CaptionState.ERROR
+
+    _rewrite(a, (9, 9, 9))
+    write_caption(a, StoredCaption("mended", "human"))
+    assert session.refresh_stored([a]) == [a]
+    assert session.photo(a).error == "" and session.photo(a).text == "mended"
+
+
+def test_photos_join_and_leave_but_one_with_a_held_caption_stays(tmp_path):
+    p1, p2, p10 = (make_photo(tmp_path / name) for name in ("p1.jpg", "p2.jpg", "p10.jpg"))
+    session = _session([p1, p2, p10], auto_write=False)
+    session.edit(p2, "typed, not saved yet")
+    listed = []
+    session.listed.connect(lambda: listed.append(True))
+
+    p3 = make_photo(tmp_path / "p3.jpg")
+    p1.unlink()
+    p2.unlink()
+    added, removed = session.sync_photos([p3, p10])
+
+    assert (added, removed) == ((p3,), (p1,)) and listed == [True]
+    assert [p.path for p in session.photos()] == [p2, p3, p10]  # the held one in its place
+    assert session.photo(p2).text == "typed, not saved yet" and session.photo(p1) is None
+    assert session.sync_photos([p3, p10]) == ((), ()) and listed == [True]
+
+
+def test_reading_the_folder_goes_on_past_a_photo_removed_meanwhile(tmp_path):
+    a, b, c = (make_photo(tmp_path / name) for name in ("a.jpg", "b.jpg", "c.jpg"))
+    write_caption(c, StoredCaption("still read", "human"))
+    session = CaptionSession()
+    session.open([a, b, c], tmp_path)
+    a.unlink()
+    session.sync_photos([b, c])  # the folder changed after the reader took its list, before it got to a
+
+    session.read_stored([a, b, c])
+    assert session.photo(c).text == "still read"
+
+
+# -- the window ---------------------------------------------------------------------------------
+
+def _open(qtbot, window, folder):
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        assert window.open_folder(folder)
+    qtbot.waitUntil(lambda: not window.watcher.looking, timeout=WAIT)
+
+
+def _names(window):
+    return [window.photos.index(row).data() for row in range(window.photos.rowCount())]
+
+
+def test_the_window_shows_a_caption_another_program_wrote(qtbot, window, photo_folder):
+    _open(qtbot, window, photo_folder)
+    photo1 = photo_folder / "photo1.jpg"
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(photo1))))
+
+    write_caption(photo1, StoredCaption("a caption from digiKam", "human"))
+    window.watcher.check()
+
+    qtbot.waitUntil(lambda: window.caption_edit.text() == "a caption from digiKam", timeout=WAIT)
+    assert window.photos.item_at(photo1).state is CaptionState.HUMAN
+    assert read_caption(photo1).text == "a caption from digiKam"
+
+
+def test_photos_copied_in_or_deleted_join_or_leave_the_grid_and_the_current_one_stays(qtbot, window, photo_folder):
+    _open(qtbot, window, photo_folder)
+    photo4 = photo_folder / "photo4.jpg"
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(photo4))))
+
+    make_photo(photo_folder / "photo0.jpg")
+    write_caption(photo_folder / "photo0.jpg", StoredCaption("came with its sidecar", "human"))
+    (photo_folder / "photo2.jpg").unlink()
+    window.watcher.check()
+
+    qtbot.waitUntil(lambda: "photo0.jpg" in _names(window) and "photo2.jpg" not in _names(window), timeout=WAIT)
+    assert _names(window) == ["broken.jpg", "drawing.png", "photo0.jpg", "photo1.jpg", "photo3.jpg", "photo4.jpg",
+                              "photo5.jpg"]
+    assert window.current_item().path == photo4
+    qtbot.waitUntil(lambda: window.photos.item_at(photo_folder / "photo0.jpg").text == "came with its sidecar",
+                    timeout=WAIT)
+    assert "1 photo added and 1 photo removed" in window.statusBar().currentMessage()
+
+
+def test_a_photo_saved_over_gets_a_new_thumbnail(qtbot, window, photo_folder):
+    _open(qtbot, window, photo_folder)
+    photo3 = photo_folder / "photo3.jpg"
+    qtbot.waitUntil(lambda: window.thumbnails.image(str(photo3), 160) is not None, timeout=WAIT)
+    old = window.thumbnails.image(str(photo3), 160)
+
+    _rewrite(photo3, (0, 0, 255), size=(60, 20))
+    window.watcher.check()
+
+    def new_thumbnail():
+        image = window.thumbnails.image(str(photo3), 160)
+        return image is not None and image.size() != old.size()
+
+    qtbot.waitUntil(new_thumbnail, timeout=WAIT)
+
+
+def test_our_own_writes_change_nothing_shown(qtbot, window, photo_folder):
+    _open(qtbot, window, photo_folder)
+    photo5 = photo_folder / "photo5.jpg"
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(photo5))))
+    assert window.edit_caption("typed here")
+    assert sidecar_path(photo5).exists()
+    window.watcher.check()
+    qtbot.waitUntil(lambda: not window.watcher.looking, timeout=WAIT)
+    qtbot.wait(100)  # the read-back's queued signals, if any
+
+    assert window.photos.item_at(photo5).text == "typed here" and window.undo_stack.count() == 1
+    window.undo_stack.undo()
+    assert window.photos.item_at(photo5).text == "" and read_caption(photo5) is None
+
+
+
+def test_coming_back_to_the_window_looks_at_the_folder_again(qtbot, window, photo_folder, monkeypatch):
+    _open(qtbot, window, photo_folder)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=WAIT)
+    looks = []
+    monkeypatch.setattr(window.watcher, "check", lambda: looks.append(True))
+    QApplication.sendEvent(window, QEvent(QEvent.Type.ActivationChange))
+    assert looks == [True]
