@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--runtime", choices=("auto", "onnx", "tf"), default="auto",
                          help="auto: ONNX Runtime when the bundle has ONNX graphs, "
                               "else TensorFlow (tf: for development)")
+    caption.add_argument("--encoder-weights", type=Path, default=None, metavar="FILE",
+                         help="for a bundle on the InceptionV3 encoder: Keras' ImageNet weights file "
+                              "(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5); else "
+                              "$IMGCAP_INCEPTION_WEIGHTS, then Keras' cache (~/.keras/models)")
     caption.add_argument("--json", action="store_true", help="one JSON object per line instead of path<TAB>caption")
     add_caption_options(caption)
     add_import_csv_command(commands)
@@ -202,15 +206,13 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
     if plan.photos:
         from tqdm import tqdm
 
-        from model.bundle import BundleError
         from model.captioner import Captioner
-        from model.encoder_graphs import EncoderGraphMissing
-        from model.encoders import EncoderWeightsError
-        from model.runtime import RuntimeUnavailable
+        from model.errors import ModelSetupError
 
         try:
-            captioner = Captioner.from_bundle(args.bundle, device=args.device, runtime=args.runtime)
-        except (BundleError, EncoderWeightsError, EncoderGraphMissing, RuntimeUnavailable) as exc:
+            captioner = Captioner.from_bundle(args.bundle, device=args.device, runtime=args.runtime,
+                                              encoder_weights=args.encoder_weights)
+        except ModelSetupError as exc:
             print(f"imgcap: {exc}", file=sys.stderr)
             return EXIT_USAGE
         try:

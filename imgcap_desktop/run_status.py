@@ -9,6 +9,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
 
 from imgcap_desktop.caption_service import CaptionService
+from model.errors import ModelSetupError
 
 
 class RunStatus(QObject):
@@ -64,6 +65,7 @@ class RunStatus(QObject):
 
     def _on_service_model_failed(self, exc: BaseException) -> None:
         self.model_label.setText("Model: failed to load")
+        self.model_label.setToolTip(describe_error(exc))  # the status bar's message goes; this stays
         self._run["error"] = f"the model could not be loaded: {describe_error(exc)}"
 
     def _on_service_caption_generated(self, outcomes: list, statuses: list) -> None:
@@ -105,7 +107,9 @@ def run_summary(run: dict, cancelled: bool) -> str:
 
 
 def describe_error(exc: BaseException) -> str:
-    """An exception as one line for the user."""
+    """An exception as one line for the user (one that explains itself without its type's name)."""
+    if isinstance(exc, ModelSetupError) and str(exc):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 

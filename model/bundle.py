@@ -26,6 +26,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from model.encoders import ENCODERS
+from model.errors import ModelSetupError
 from model.resources import resource_path
 from model.vocab import Vocabulary
 
@@ -44,7 +46,7 @@ CLASSIFIER_FILE = "classifier.npz"
 DEFAULT_BUNDLE_NAME = "flickr8k-lite2"
 
 
-class BundleError(ValueError):
+class BundleError(ModelSetupError, ValueError):
     """A model bundle is missing, damaged or incompatible; the message says which and why."""
 
 
@@ -163,6 +165,7 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
     weights_bytes = buffer.getvalue()
     write_atomically(path / WEIGHTS_FILE, weights_bytes)
     vocab.save(path / VOCAB_FILE)
+    vocab_sha256 = _sha256_bytes((path / VOCAB_FILE).read_bytes())
     spec = ENCODERS[encoder]
     config = {
         "format_version": FORMAT_VERSION,
@@ -172,6 +175,7 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
         "decoder": decoder.get_config() | {"name": None},
         "decoding": {"max_length": 30, "length_penalty": 1.0} | (decoding or {}),
         "vocabulary": VOCAB_FILE,
+        "vocabulary_sha256": vocab_sha256,
         "weights": {"file": WEIGHTS_FILE, "dtype": dtype, "sha256": _sha256_bytes(weights_bytes)},
         "training": training or {},
         "metrics": metrics or {},
@@ -265,6 +269,8 @@ def read_checked(path: Path, name: str, sha256: str | None, what: str) -> bytes:
         data = file.read_bytes()
     except OSError as exc:
         raise BundleError(f"{path}: cannot read {name} ({exc})") from None
+    if not sha256:
+        raise BundleError(f"{path}: the config gives no checksum for {name}")
     if _sha256_bytes(data) != sha256:
         raise BundleError(f"{file}: checksum mismatch (the file is damaged or was replaced)")
     return data
@@ -276,7 +282,7 @@ def _read_weights(path: Path, weights_info: dict) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             weights = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{weights_path}: unreadable weights ({exc})") from None
     return weights
 
@@ -317,6 +323,18 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise BundleError(f"{config_path}: not a bundle configuration (a JSON object is expected)")
+    try:
+        return _validated(path, config_path, config)
+    except BundleError:
+        raise
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:  # a field of the wrong kind
+        raise BundleError(f"{config_path}: malformed configuration ({type(exc).__name__}: {exc})") from None
+
+
+def _validated(path: Path, config_path: Path, config: dict) -> Bundle:
+    """The bundle that ``config`` describes, its files read and checked (see :func:`load_bundle`)."""
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise BundleError(f"{path}: unknown bundle format version {version!r} "
@@ -325,8 +343,10 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         encoder = config["encoder"]["name"]
         decoder_config = config["decoder"]
         weights_info = config["weights"]
-    except (KeyError, TypeError) as exc:
+    except KeyError as exc:
         raise BundleError(f"{config_path}: missing field {exc}") from None
+    if not (isinstance(encoder, str) and isinstance(decoder_config, dict) and isinstance(weights_info, dict)):
+        raise BundleError(f"{config_path}: \"encoder\" needs a name, and \"decoder\" and \"weights\" are objects")
     if encoder not in ENCODERS:
         raise BundleError(f"{path}: unknown encoder {encoder!r}; known encoders: {', '.join(sorted(ENCODERS))}")
     spec = ENCODERS[encoder]
@@ -334,9 +354,11 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
             or config["encoder"].get("channels", spec.channels) != spec.channels):
         raise BundleError(f"{path}: encoder {encoder!r} grid/channels in config do not match this imgcap's encoder")
 
-    vocab_path = path / config.get("vocabulary", VOCAB_FILE)
+    vocab_path = path / Path(config.get("vocabulary", VOCAB_FILE)).name  # in the bundle, wherever it points
     if not vocab_path.is_file():
         raise BundleError(f"{path}: missing vocabulary file {vocab_path.name}")
+    if "vocabulary_sha256" in config:  # bundles written before it have none: their words are not checked
+        read_checked(path, vocab_path.name, config["vocabulary_sha256"], "vocabulary file")
     try:
         vocab = Vocabulary.load(vocab_path)
     except (ValueError, KeyError, TypeError) as exc:
@@ -386,7 +408,7 @@ def _load_classifier(path: Path, info, channels: int):
             probes = {key[len("probe_"):-len("_kernel")]: (npz[key].astype(np.float32),
                                                            npz[key[:-len("kernel")] + "bias"].astype(np.float32))
                       for key in npz.files if key.startswith("probe_") and key.endswith("_kernel")}
-    except (ValueError, OSError, KeyError) as exc:
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise BundleError(f"{file}: unreadable classifier ({exc})") from None
     if kernel.shape != (channels, 1000) or bias.shape != (1000,):
         raise BundleError(f"{file}: classifier of shape {kernel.shape}, expected ({channels}, 1000)")

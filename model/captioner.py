@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.bundle import Bundle, load_bundle
+from model.bundle import Bundle, BundleError, load_bundle
 from model.encoders import get_encoder_spec
 from model.images import ImageLoadError, file_identity, load_image, resize_array
 from model.results import Alternative, CaptionFailure, CaptionOutcome, CaptionResult
@@ -142,9 +142,13 @@ class Captioner:
         self.model = create_model(bundle, runtime=runtime, device=device, encoder_weights=encoder_weights,
                                   threads=threads)
         self.runtime, self.provider, self.device = self.model.runtime, self.model.provider, self.model.device
-        self.tagger = tagger_for(bundle)
-        self.set_decoding(bundle.config.get("decoding", {}))
-        self._num_tags = int(bundle.config["decoder"].get("num_tags", 0))
+        try:
+            self.tagger = tagger_for(bundle)
+            self.set_decoding(bundle.config.get("decoding", {}))
+            self._num_tags = int(bundle.config["decoder"].get("num_tags", 0))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a setting of the wrong kind
+            raise BundleError(f"{bundle.path}: the config's decoding settings are malformed "
+                              f"({type(exc).__name__}: {exc})") from None
         if self._num_tags and (self.tagger is None or len(self.tagger.tag_map.words) != self._num_tags):
             raise ValueError(f"{bundle.path}: the decoder reads {self._num_tags} tags but no matching tagger was built")
 
@@ -157,6 +161,12 @@ class Captioner:
         vocab = self.bundle.vocab
         self._search = decoding_search(self.model.step, vocab, decoding)
         self._absent = absence_rules(decoding, self.bundle.vocab, self.bundle.probes, where=str(self.bundle.path))
+        known = set(self.tagger.tag_map.words) if self.tagger is not None else set()
+        for kind, names, _, _ in self._absent:
+            if kind == "tag" and not set(names) <= known:
+                unknown = ", ".join(sorted(set(names) - known))
+                raise ValueError(f"{self.bundle.path}: a decoding rule reads the tags {unknown}, "
+                                 "which its tag map has not")
         self._decoding = dict(decoding)
         self._tag_word_ids = None  # per tag word, the vocabulary ids of its forms (for the constraints)
         wants_constraint = any(decoding.get(key) is not None for key in ("constrain_above", "name_tags_above"))

@@ -21,15 +21,16 @@ import tempfile
 from pathlib import Path
 
 from model.encoders import (
-    EncoderWeightsError, _sha256, _verified, get_encoder_spec, inception_weights_candidates, lite_block_args,
-    lite_torch_weights_file, tiny_encoder_weights,
+    EncoderWeightsError, _sha256, _verified, get_encoder_spec, inception_missing_message,
+    inception_weights_candidates, lite_block_args, lite_state_dict, lite_torch_weights_file, tiny_encoder_weights,
 )
+from model.errors import ModelSetupError
 from model.resources import resource_path, user_cache_dir
 
 log = logging.getLogger(__name__)
 
 
-class EncoderGraphMissing(RuntimeError):
+class EncoderGraphMissing(ModelSetupError, RuntimeError):
     """No ONNX graph for an encoder that cannot be built without TensorFlow; the message says how."""
 
 
@@ -45,7 +46,7 @@ def cached_encoder_graph(name: str, weights: str | Path | None = None) -> Path:
     elif spec.name == "inception_v3":
         source = next((p for p in inception_weights_candidates(weights) if p.is_file()), None)
         if source is None:
-            raise EncoderWeightsError("InceptionV3 ImageNet weights not found (see `imgcap caption --help`)")
+            raise EncoderWeightsError(inception_missing_message(inception_weights_candidates(weights)))
         key = _sha256(source)[:16]
     else:
         key = "seeded1"  # the tiny test encoder: fixed seeded weights (tiny_encoder_weights)
@@ -53,7 +54,25 @@ def cached_encoder_graph(name: str, weights: str | Path | None = None) -> Path:
 
 
 def encoder_graph_path(name: str, *, weights: str | Path | None = None) -> Path:
-    """The ONNX graph of encoder ``name`` (see the module docstring), built first if need be.
+    """The ONNX graph of encoder ``name`` as a file (see the module docstring), built first if need
+    be; where the cache cannot be written, a temporary file the caller removes.
+
+    Raises:
+        EncoderWeightsError: the encoder's pretrained weights are not installed.
+        EncoderGraphMissing: a graph that only TensorFlow can export has not been exported.
+    """
+    graph = encoder_graph(name, weights=weights)
+    if isinstance(graph, Path):
+        return graph
+    fd, tmp = tempfile.mkstemp(suffix=".onnx")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(graph)
+    return Path(tmp)
+
+
+def encoder_graph(name: str, *, weights: str | Path | None = None) -> Path | bytes:
+    """The ONNX graph of encoder ``name``: its file (shipped or cached), or, where the cache cannot
+    be written, the graph itself (ONNX Runtime loads either; nothing is left behind).
 
     Raises:
         EncoderWeightsError: the encoder's pretrained weights are not installed.
@@ -70,13 +89,16 @@ def encoder_graph_path(name: str, *, weights: str | Path | None = None) -> Path:
             f"no ONNX graph of the {name} encoder yet: run `python -m training.export_onnx --bundle BUNDLE` "
             "once with TensorFlow installed (pip install 'imgcap[train]'), or use --runtime tf")
     data = build_encoder_graph(name).SerializeToString()
-    if not write_verified(cached, data):
-        # An unwritable cache: keep the graph in a temporary file for this run.
-        fd, tmp = tempfile.mkstemp(suffix=".onnx")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return Path(tmp)
-    return cached
+    return cached if write_verified(cached, data) else data
+
+
+def forget_cached_graph(path: Path) -> None:
+    """Remove a cached graph (and its checksum) that ONNX Runtime could not load, to build it again."""
+    for file in (path, path.with_suffix(".json")):
+        try:
+            file.unlink()
+        except OSError:
+            pass
 
 
 def _buildable(name: str) -> bool:
@@ -90,11 +112,9 @@ def build_encoder_graph(name: str):
     spec = get_encoder_spec(name)
     if name == "tiny_test":
         return onnx_encoders.build_tiny_graph(spec.input_size, tiny_encoder_weights(spec))
-    from model.torch_pickle import load_state_dict
-
     torch_file = lite_torch_weights_file(name)
     log.info("building the %s ONNX graph from %s", name, torch_file)
-    return onnx_encoders.build_effnet_lite_graph(name, load_state_dict(torch_file),
+    return onnx_encoders.build_effnet_lite_graph(name, lite_state_dict(name, torch_file),
                                                  lite_block_args(name), spec.input_size)
 
 

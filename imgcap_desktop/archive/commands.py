@@ -132,7 +132,7 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
     from imgcap_desktop.archive.pipeline import ArchiveError, ArchiveOptions, run_archive
     from imgcap_desktop.archive.results import ResultsError
     from imgcap_desktop.metadata.apply import StoreOptions
-    from model.bundle import BundleError
+    from model.errors import ModelSetupError
 
     store = None
     if args.write_sidecars:
@@ -147,7 +147,7 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
     )
     try:
         report = run_archive(options)
-    except (BundleError, ResultsError, ValueError, ConnectionError) as exc:
+    except (ModelSetupError, ResultsError, ValueError, ConnectionError) as exc:
         print(f"imgcap archive: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ArchiveError as exc:

@@ -184,6 +184,21 @@ def test_missing_bundle_is_a_usage_error(photos, tmp_path, capsys):
     assert "model bundle not found" in capsys.readouterr().err
 
 
+def test_inception_weights_are_named_with_encoder_weights(bundle, photos, tmp_path, monkeypatch, capsys):
+    """The message about missing InceptionV3 weights names --encoder-weights: the option exists, and
+    a file named there that is not there is said so (not passed over for Keras' cache)."""
+    from model import captioner
+    from model.encoders import inception_weights_candidates
+
+    def from_bundle(path, **kwargs):
+        inception_weights_candidates(kwargs["encoder_weights"])  # what an InceptionV3 bundle looks up first
+
+    monkeypatch.setattr(captioner.Captioner, "from_bundle", staticmethod(from_bundle))
+    code, lines = _run(photos / "a.jpg", "--bundle", bundle, "--encoder-weights", tmp_path / "missing.h5")
+    assert code == EXIT_USAGE and lines == []
+    assert capsys.readouterr().err.startswith(f"imgcap: {tmp_path / 'missing.h5'}: no such file")
+
+
 def test_kept_captions_are_said_to_be_kept(bundle, photos, capsys):
     """A person's caption (and, with --skip-captioned, any stored one) prints as stored, like a fresh
     result: stderr says which were kept and how to replace them (it used to say nothing)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -118,11 +119,17 @@ def test_missing_config_field(bundle_copy):
         load_bundle(bundle_copy)
 
 
-def _add_vocab_word(bundle, word="zebra"):
+def _write_vocab(bundle, data: dict) -> None:
+    """Replace the vocabulary, its checksum in the config too: what is tested is what the words are."""
     path = bundle / VOCAB_FILE
-    data = json.loads(path.read_text())
-    data["tokens"].append(word)
     path.write_text(json.dumps(data))
+    _edit_config(bundle, lambda c: c.update(vocabulary_sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
+
+
+def _add_vocab_word(bundle, word="zebra"):
+    data = json.loads((bundle / VOCAB_FILE).read_text())
+    data["tokens"].append(word)
+    _write_vocab(bundle, data)
     return len(data["tokens"])
 
 
@@ -146,7 +153,7 @@ def test_missing_vocabulary(bundle_copy):
 
 
 def test_unreadable_vocabulary(bundle_copy):
-    (bundle_copy / VOCAB_FILE).write_text(json.dumps({"format": "something-else"}))
+    _write_vocab(bundle_copy, {"format": "something-else"})
     with pytest.raises(BundleError, match="unreadable vocabulary"):
         load_bundle(bundle_copy)
 
