@@ -18,7 +18,7 @@ class CaptionEdit(QLineEdit):
     """The caption box. Once its text is committed (Return), Ctrl+Z / Ctrl+Shift+Z go to the
     window's undo stack, as from the menu; while typing they undo the typing."""
 
-    committed_text = ""
+    committed_text = ""  # the shown caption's text, white space collapsed as a commit stores it
     # Focus leaving the box by the user's move (Tab, a click elsewhere, a shortcut): typed text is
     # committed. Another window or a menu taking the focus is no such move: the typing goes on after.
     left = Signal()
@@ -114,7 +114,9 @@ class CaptionPanel(QWidget):
             self.view.set_caption(photo.result.words, photo.result.attention)
         else:
             hint = ("The attention maps of a caption stored earlier are not kept: recompute them to see them."
-                    if photo.recomputable else "Attention maps exist for the model's own captions only.")
+                    if photo.recomputable else
+                    "The model keeps attention maps for its best caption only, not for its alternatives."
+                    if photo.alternative_shown else "Attention maps exist for the model's own captions only.")
             self.view.set_caption(tuple(photo.text.split()), None, hint=hint)
         # A keyword's map belongs to the photo, not to the caption: an edited caption keeps it.
         self.keywords.set_keywords(photo.keywords, photo.result)
@@ -136,7 +138,7 @@ class CaptionPanel(QWidget):
         typing = photo.path == self._shown_path and typed != self.caption_edit.committed_text
         if not typing:
             self.caption_edit.setText(photo.text)
-        self.caption_edit.committed_text = photo.text
+        self.caption_edit.committed_text = " ".join(photo.text.split())  # compared with typing, as it is stored
         self._shown_path = photo.path
         self.shown_text, self.shown_state = photo.text, _shown_state(photo)
         self.state_label.setText(describe(photo))

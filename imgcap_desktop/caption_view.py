@@ -32,6 +32,10 @@ from imgcap_desktop.flow_layout import discard_widget, flow_widget
 _WORD_STYLE = ("QToolButton:checked { background-color: palette(highlight); color: palette(highlighted-text); "
                "font-weight: bold; border-radius: 3px; }")
 
+#: The widest a word's button gets (a pasted link, a line of Chinese): longer words are cut in the
+#: middle, whole in the tooltip, so that no word widens the window.
+MAX_WORD_WIDTH = 320
+
 # A perceptually ordered colour map (anchors of matplotlib's "inferno"), interpolated to 256 entries.
 _ANCHORS = np.array(
     [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21], [250, 193, 39],
@@ -136,6 +140,8 @@ class CaptionView(QWidget):
         self._photo: np.ndarray | None = None
         self._words: tuple[str, ...] = ()
         self._attention: np.ndarray | None = None
+        self._word_hint_given: str | None = None  # what set_caption was given last (besides the words)
+        self._attention_given: np.ndarray | None = None
         self._current = -1
         self._cursor = -1  # the word the keys move from: the last one chosen, also once the overlay is cleared
         self._map: np.ndarray | None = None  # a map shown instead of a word's (a keyword's CAM)
@@ -214,8 +220,12 @@ class CaptionView(QWidget):
                     hint: str = "Attention maps exist for the model's own captions only.") -> None:
         """Show a caption's words; with ``attention`` ``(len(words), gh, gw)`` they become clickable.
 
-        ``hint`` is shown under words without attention maps (why there are none).
+        ``hint`` is shown under words without attention maps (why there are none). The caption shown
+        already (its preview arriving shows the photo again) keeps the word the user chose.
         """
+        if (tuple(words), hint) == (self._words, self._word_hint_given) and attention is self._attention_given:
+            return
+        self._word_hint_given, self._attention_given = hint, attention
         self._words = tuple(words)
         self._attention = attention if attention is not None and len(attention) == len(self._words) else None
         self._current = self._cursor = -1
@@ -226,15 +236,23 @@ class CaptionView(QWidget):
             discard_widget(button)
         while self._word_layout.count():
             self._word_layout.takeAt(0)
+        # Hidden while its buttons are made: shown, the bar is laid out again for each one added
+        # (a 400-word caption took seconds).
+        bar_shown = self._word_bar.isVisibleTo(self)
+        self._word_bar.hide()
         for i, word in enumerate(self._words):
             button = QToolButton()
-            button.setText(word)
+            label = button.fontMetrics().elidedText(word, Qt.TextElideMode.ElideMiddle, MAX_WORD_WIDTH)
+            button.setText(label)
+            button.setToolTip(word if label != word else "")
+            button.setAccessibleName(word)
             button.setCheckable(True)
             button.setEnabled(self._attention is not None)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button.setStyleSheet(_WORD_STYLE)
             self._word_group.addButton(button, i)
             self._word_layout.addWidget(button)
+        self._word_bar.setVisible(bar_shown)
         if not self._words:
             self._word_hint.setText("")
         elif self._attention is None:
@@ -259,7 +277,9 @@ class CaptionView(QWidget):
         self._word_maps = ({i: m for i, m in maps.items() if 0 <= i < len(self._words)}
                            if self._attention is not None else {})
         for i, button in enumerate(self.word_buttons()):
-            button.setToolTip(tip.format(word=self._words[i]) if i in self._word_maps and tip else "")
+            tips = [self._words[i]] if button.text() != self._words[i] else []  # cut short: whole here
+            tips += [tip.format(word=self._words[i])] if i in self._word_maps and tip else []
+            button.setToolTip("\n".join(tips))
 
     def show_word_map(self, index: int) -> None:
         """Overlay word ``index``'s second map (see :meth:`set_word_maps`); the word stays chosen."""

@@ -142,9 +142,17 @@ class Photo:
         return self.result is not None and self.caption is not None and self.result.text == self.caption.text
 
     @property
+    def alternative_shown(self) -> bool:
+        """Whether the caption is one of ``result``'s alternatives that the user picked (the search
+        keeps attention maps for its best caption only)."""
+        return (self.result is not None and self.caption is not None and not self.attention_matches
+                and any(a.text == self.caption.text for a in self.result.alternatives))
+
+    @property
     def recomputable(self) -> bool:
-        """An automatic caption whose attention maps are not at hand (stored before this session)."""
-        return self.state is CaptionState.AUTOMATIC and not self.attention_matches
+        """An automatic caption whose attention maps are not at hand (stored before this session);
+        not an alternative the user picked, which recomputing would replace with the best caption."""
+        return self.state is CaptionState.AUTOMATIC and not self.attention_matches and not self.alternative_shown
 
 
 @dataclass(frozen=True)

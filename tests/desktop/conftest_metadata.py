@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,25 @@ def exiv2_reads(sidecar: Path) -> str:
     done = subprocess.run(["exiv2", "-px", str(sidecar)], capture_output=True, text=True, timeout=60)
     assert "Failed to decode XMP" not in done.stderr and "XMP Toolkit error" not in done.stderr, done.stderr
     return done.stdout
+
+
+def pause_sidecar_moves(monkeypatch, name_end: str = ".xmp", seconds: float = 0.5) -> threading.Event:
+    """Make a worker thread's sidecar write (of a name ending ``name_end``) pause after it read the
+    sidecar, just before its new file takes the sidecar's place (renamed over the old one, or linked
+    as a new one). The returned event is set once one pauses."""
+    paused = threading.Event()
+
+    def slow(real):
+        def move(src, dst):
+            if threading.current_thread() is not threading.main_thread() and str(dst).endswith(name_end):
+                paused.set()
+                time.sleep(seconds)
+            real(src, dst)
+        return move
+
+    monkeypatch.setattr(os, "replace", slow(os.replace))
+    monkeypatch.setattr(os, "link", slow(os.link))
+    return paused
 
 
 def refuse_listing(monkeypatch, name: str) -> None:

@@ -6,7 +6,16 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from imgcap_desktop.caption_view import CaptionView, array_to_qimage, blend, colorize, qimage_to_array, upsample_map
+from imgcap_desktop.caption_view import (
+    MAX_WORD_WIDTH,
+    CaptionView,
+    array_to_qimage,
+    blend,
+    colorize,
+    qimage_to_array,
+    upsample_map,
+)
+from imgcap_desktop.flow_layout import FlowLayout
 from tests.desktop.conftest import fake_result
 
 
@@ -168,3 +177,42 @@ def test_the_keys_move_on_from_the_last_word_chosen_after_the_overlay_is_cleared
     assert view.current_word == -1
     qtbot.keyClick(view, Qt.Key.Key_Right)  # on to the fourth word, not back to the first
     assert view.current_word == 3
+
+
+def test_a_word_longer_than_a_line_is_cut_short_and_never_widens_the_window(qtbot):
+    view, _ = make_view(qtbot)
+    link = "https://example.org/" + "very-long-path/" * 30
+    view.set_caption(("see", link, "测试" * 200), None)
+    assert view.minimumSizeHint().width() < MAX_WORD_WIDTH + 100
+    see, cut, chinese = view.word_buttons()
+    assert see.text() == "see" and see.toolTip() == ""
+    assert "…" in cut.text() and cut.toolTip() == link and cut.accessibleName() == link
+    assert chinese.toolTip() == "测试" * 200
+
+
+def test_a_long_caption_is_laid_out_a_few_times_not_once_per_word(qtbot, monkeypatch):
+    view, _ = make_view(qtbot)
+    view.resize(500, 700)
+    view.show()
+    qtbot.waitExposed(view)
+    arranged = []
+    arrange = FlowLayout._arrange
+
+    def counted(self, rect, move):
+        arranged.append(move)
+        return arrange(self, rect, move)
+
+    monkeypatch.setattr(FlowLayout, "_arrange", counted)
+    view.set_caption(tuple(f"word{i}" for i in range(300)), None)
+    qtbot.wait(10)
+    assert len(arranged) < 30  # once per word before: 900 arrangements, seconds for a pasted page
+
+
+def test_the_chosen_word_stays_when_the_same_caption_is_shown_again(qtbot):
+    view, result = make_view(qtbot)
+    view.select_word(1)
+    view.set_photo(array_to_qimage(np.zeros((30, 40, 3), np.uint8)))  # the full preview arrived
+    view.set_caption(result.words, result.attention)
+    assert view.current_word == 1 and view.word_buttons()[1].isChecked()
+    view.set_caption(result.words[::-1], result.attention[::-1].copy())  # another caption: chosen afresh
+    assert view.current_word == -1

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from tests.desktop.conftest import WORDS, fake_result
+from tests.desktop.conftest_metadata import pause_sidecar_moves
 
 WAIT = 10_000
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,15 +103,7 @@ def test_a_failed_sidecar_write_is_not_shown_as_stored(qtbot, window, photo_fold
 def test_a_workers_write_never_interleaves_with_an_edit(qtbot, window, photo_folder, monkeypatch):
     path = photo_folder / "photo1.jpg"
     open_and_wait(qtbot, window, photo_folder)
-    in_write, real_replace = threading.Event(), os.replace
-
-    def slow_replace(src, dst):
-        if threading.current_thread() is not threading.main_thread() and str(dst).endswith("photo1.jpg.xmp"):
-            in_write.set()
-            time.sleep(0.5)  # the worker has read the sidecar and is about to replace it
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", slow_replace)
+    in_write = pause_sidecar_moves(monkeypatch, "photo1.jpg.xmp")  # read, about to replace it
     row = window.photos.row_of(path)
     window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
     with qtbot.waitSignal(window.service.finished, timeout=WAIT):
@@ -515,3 +508,22 @@ def test_undo_of_clearing_a_caption_brings_it_back_where_another_shows_through(q
     assert read_caption(path).text == window.photos.item_at(path).text == "my words"
     window.undo_stack.redo()
     assert read_caption(path).text == "English words"
+
+
+def test_a_caption_stored_on_several_lines_gives_way_to_the_next_one_in_the_box(qtbot, window, photo_folder):
+    """The box compared the person's typing with the stored caption's own spacing: a caption on two
+    lines (another program's) always looked typed over, so the box kept it after a new caption came,
+    and Return put it back."""
+    photo1 = photo_folder / "photo1.jpg"
+    write_caption(photo1, StoredCaption("My cat Tom\non the sofa,  2019", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    row = window.photos.row_of(photo1)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+
+    assert window.edit_caption("a cat on a sofa", photo1)  # as a run's caption, or Undo, would change it
+    assert window.caption_edit.text() == "a cat on a sofa"
+    window.caption_edit.setFocus()
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert read_caption(photo1).text == "a cat on a sofa"
+    window.undo_stack.undo()
+    assert window.caption_edit.text() == "My cat Tom\non the sofa,  2019"

@@ -17,7 +17,14 @@ from imgcap_desktop.metadata.csvio import CsvRow, read_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from imgcap_desktop.session import CaptionSession, CaptionState, PhotoStatus, remove_stale_temp_files
 from model.results import Alternative, CaptionFailure, CaptionResult, Tag
-from tests.desktop.conftest_metadata import Snapshot, exiftool, make_photo, needs_exiftool, write_hand_made_csv
+from tests.desktop.conftest_metadata import (
+    Snapshot,
+    exiftool,
+    make_photo,
+    needs_exiftool,
+    pause_sidecar_moves,
+    write_hand_made_csv,
+)
 
 NOW = "2026-11-27T02:00:00+00:00"
 ROOT = Path(__file__).resolve().parents[2]
@@ -205,15 +212,7 @@ def test_sidecar_writes_are_serialised_per_photo(tmp_path, monkeypatch):
     a = make_photo(tmp_path / "a.jpg")
     session = _session([a])
     plan = session.plan([a], "replace_automatic")
-    in_write, real_replace = threading.Event(), os.replace
-
-    def slow_replace(src, dst):
-        if threading.current_thread() is not threading.main_thread() and str(dst).endswith(".xmp"):
-            in_write.set()
-            time.sleep(0.5)  # the worker is between its read and its replace
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", slow_replace)
+    in_write = pause_sidecar_moves(monkeypatch)  # the worker between its read and its replace
     worker = threading.Thread(target=session.apply_outcomes, args=(plan, [_result(a, "a dog")]),
                               kwargs={"model_name": "tiny"})
     worker.start()
@@ -395,7 +394,7 @@ def test_a_result_the_sidecar_cannot_take_is_held_not_lost(tmp_path, monkeypatch
 
     a = make_photo(tmp_path / "a.jpg")
 
-    def refuse(target, data, photo):
+    def refuse(target, data, photo, read=None):
         raise SidecarError(photo, "cannot write a.jpg.xmp: Read-only file system")
 
     monkeypatch.setattr(sidecar, "_replace_atomically", refuse)
@@ -576,7 +575,7 @@ def test_a_late_result_the_sidecar_refuses_is_held_in_the_folder_opened_again(tm
     session.open([a], tmp_path)
     session.read_stored()
 
-    def refuse(target, data, photo):
+    def refuse(target, data, photo, read=None):
         raise SidecarError(photo, "read-only; left as it is")
 
     monkeypatch.setattr(sidecar, "_replace_atomically", refuse)
@@ -750,7 +749,7 @@ def test_accepting_what_a_run_held_after_a_failed_write_replaces_the_caption_it_
     write_caption(a, StoredCaption("mine", "human"))
     session = _session([a])
 
-    def refuse(target, data, photo):
+    def refuse(target, data, photo, read=None):
         raise SidecarError(photo, "cannot write a.jpg.xmp: No space left on device")
 
     monkeypatch.setattr(sidecar, "_replace_atomically", refuse)
@@ -770,3 +769,18 @@ def test_a_clear_the_sidecar_refuses_keeps_showing_the_caption(tmp_path):
     session = _session([a])
     photo = session.edit(a, "")
     assert photo.text == "Only English" and "en-us description" in photo.write_error and not photo.held
+
+
+def test_an_alternative_the_person_picked_is_not_offered_to_recompute(tmp_path):
+    """Recomputing the maps of a picked alternative captions the photo again: the best caption came
+    back over the person's pick. A pick is not a caption stored earlier; its hint says why it has no maps."""
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    best = _result(a, "a cup of coffee", alternatives=(Alternative(("a", "cup", "on", "a", "table"), -1.0),))
+    _run(session, [a], [best])
+    assert not session.photo(a).recomputable and not session.photo(a).alternative_shown
+
+    photo = session.edit(a, "a cup on a table", source="automatic")
+    assert photo.state is CaptionState.AUTOMATIC and photo.alternative_shown and not photo.recomputable
+    stored_earlier = session.edit(a, "a cup of tea", source="automatic")
+    assert stored_earlier.recomputable and not stored_earlier.alternative_shown
