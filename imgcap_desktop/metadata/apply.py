@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from imgcap_desktop.metadata.sidecar import (
+    PersonsCaptionKept,
     SidecarError,
     SidecarStyle,
     StoredCaption,
@@ -150,10 +151,16 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
             caption = replace(caption, keywords=tuple(kept))
         return PhotoStatus(photo, "held", caption, _sidecar_or_none(photo))
     try:
-        sidecar = write_caption(photo, caption, style=options.sidecar_style, rejected_keywords=rejected_keywords)
+        # A person's caption written since the look above is kept all the same: write_caption
+        # decides on the bytes it merges into.
+        sidecar = write_caption(photo, caption, style=options.sidecar_style, rejected_keywords=rejected_keywords,
+                                keep_persons=not options.overwrite_human)
         # What is stored now: the keywords that are ours after the merge (not another tool's, not
         # one a person removed), so the CSV shows them and imports back as unchanged.
         caption = read_caption(photo, embedded=False) or caption
+    except PersonsCaptionKept as kept:
+        return PhotoStatus(photo, "kept_human", kept.stored, _sidecar_or_none(photo),
+                           "a person's caption is kept (--overwrite-human)")
     except SidecarError as exc:  # the caption exists: only the sidecar did not take it
         return PhotoStatus(photo, "failed", caption, message=str(exc))
     return PhotoStatus(photo, "written", caption, sidecar)

@@ -43,6 +43,8 @@ STYLES = ("ext", "base")
 
 # Real sidecars are kilobytes; digiKam's with hundreds of face regions stay well under a megabyte.
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
+#: How many times a write starts again when another program changes the sidecar meanwhile.
+WRITE_ATTEMPTS = 5
 # A temporary file of ours this old was left by a writer that was killed; the next write removes it.
 STALE_TEMP_SECONDS = 60
 
@@ -371,7 +373,7 @@ def other_tools_keywords(photo: str | Path) -> list[str]:
 
 def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext",
                   keywords_by_person: bool | None = None, rejected_keywords: Sequence[str] = (),
-                  added_by_person: Sequence[str] = ()) -> Path:
+                  added_by_person: Sequence[str] = (), keep_persons: bool = False) -> Path:
     """Store a caption (and imgcap's keywords) in the photo's sidecar, changing nothing else there.
 
     An existing sidecar (of either naming style) is updated; otherwise one is created in ``style``.
@@ -394,6 +396,11 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             for review): recorded as rejected too, unless ``caption.keywords`` holds them.
         added_by_person: keywords of ``caption.keywords`` that a person added (not the model):
             recorded in ``imgcap:personKeywords``, so that an automatic run keeps them.
+        keep_persons: a caption a person wrote in the sidecar is kept (:class:`PersonsCaptionKept`
+            is raised), decided on the very bytes the new caption would be merged into.
+
+    Another program writing the sidecar meanwhile is not overwritten: the sidecar is replaced only
+    if it still holds what was read, else the merge starts again on what is there now.
 
     Returns:
         The sidecar's path.
@@ -403,6 +410,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             untouched), the new one would change another tool's value, the caption holds
             characters XML cannot store, or the folder is read-only or the disk is full.
         SidecarCollisionError: in base style another photo would share the sidecar.
+        PersonsCaptionKept: with ``keep_persons``, the sidecar holds a person's caption.
         ValueError: ``caption.source`` is not ``"automatic"`` or ``"human"``.
     """
     photo = Path(photo)
@@ -416,6 +424,25 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
 
     if not os.path.lexists(photo):  # moved or deleted since it was listed: no orphan sidecar
         raise SidecarError(photo, "the photo is not there any more (moved or deleted); no sidecar written")
+    # Another program may write the sidecar while this one is merged: the merge starts again on
+    # what it wrote (see _replace_atomically), a few times at most.
+    for _ in range(WRITE_ATTEMPTS):
+        try:
+            return _write_once(photo, caption, style, keywords_by_person, rejected_keywords, added_by_person,
+                               keep_persons)
+        except _ChangedMeanwhile:
+            continue
+    raise SidecarError(photo, f"another program kept changing the sidecar while imgcap wrote it ({WRITE_ATTEMPTS} "
+                              "tries); left as it is")
+
+
+def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywords_by_person: bool | None,
+                rejected_keywords: Sequence[str], added_by_person: Sequence[str], keep_persons: bool) -> Path:
+    """One try of :func:`write_caption`, from reading the sidecar to replacing it.
+
+    Raises:
+        _ChangedMeanwhile: the sidecar changed after it was read (nothing was written).
+    """
     target = find_sidecar(photo)
     existed = target is not None
     if target is None and not caption.text and not caption.keywords and not rejected_keywords:
@@ -425,13 +452,17 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         if style == "base":
             _refuse_shared(photo, target)
         _sidecar_exists(target, photo)  # a name too long, or a link or FIFO where the sidecar goes
-        packet = _new_packet()
+        packet, read = _new_packet(), None
     else:
-        packet = _read_limited(target, photo)
+        packet = read = _read_limited(target, photo)
         if not os.stat(target).st_mode & 0o222:  # the bits, not os.access: root may write anything
             # Made read-only on purpose (a locked edit, an archive copy): a rename could replace it.
             raise SidecarError(target, "read-only; left as it is")
     _check_packet(packet, target)
+    if keep_persons and existed:
+        stored = caption_from_packet(packet, target)
+        if stored is not None and stored.source == "human":  # decided on the bytes merged below
+            raise PersonsCaptionKept(photo, stored)
     remove_stale_temp_files(target.parent)
 
     before = _rdf(packet, target)
@@ -472,8 +503,9 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     # survive exactly, and so must every value another tool stored.
     _check_packet(updated, target)
     after = _rdf(updated, target)
+    owned = set(ours or ())
     expected_keywords = None if ours is None else tuple(k for k in dict.fromkeys(xmp_edit.subject(after))
-                                                        if k in set(ours))
+                                                        if k in owned)
     expected = StoredCaption(
         caption.text, caption.source, caption.model or None, caption.score, caption.captioned_at or None,
         expected_keywords
@@ -496,9 +528,9 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             raise SidecarError(photo, f"writing would change {changed} in {target.name}; left as it is")
         if not caption.text and _only_our_stub(updated):
             # Nothing anyone stored is left (a caption typed here and undone): no sidecar, as before.
-            _remove(target, photo)
+            _remove(target, photo, read)
             return target
-    _replace_atomically(target, updated, photo)
+    _replace_atomically(target, updated, photo, read)
     return target
 
 
@@ -526,7 +558,8 @@ def _only_our_stub(data: bytes) -> bool:
     return creator == 1
 
 
-def _remove(target: Path, photo: Path) -> None:
+def _remove(target: Path, photo: Path, read: bytes) -> None:
+    _still(target, read)
     try:
         os.unlink(target)
     except FileNotFoundError:
@@ -568,21 +601,25 @@ def merge_keywords(
     """
     present = set(subject)
     ours_present = [k for k in dict.fromkeys(ours) if k in present]
-    person_present = [k for k in dict.fromkeys(person) if k in ours_present]
+    ours_there = set(ours_present)
+    person_present = [k for k in dict.fromkeys(person) if k in ours_there]
     wanted = list(dict.fromkeys(wanted))
     if not human:
-        wanted += [k for k in person_present if k not in wanted]
+        listed = set(wanted)
+        wanted += [k for k in person_present if k not in listed]
+    wanting = set(wanted)
     # Ours that are gone from the sidecar were removed by a person, in this or another tool.
     rejected = list(dict.fromkeys([*rejected, *(k for k in ours if k not in present)]))
     if human:
-        rejected = [k for k in dict.fromkeys([*rejected, *(k for k in ours_present if k not in wanted)])
-                    if k not in wanted]
-    drop = {k for k in ours_present if k not in wanted}
+        rejected = [k for k in dict.fromkeys([*rejected, *(k for k in ours_present if k not in wanting)])
+                    if k not in wanting]
+    refused = set(rejected)
+    drop = {k for k in ours_present if k not in wanting}
     # A keyword another tool has in another case ("Cat") is there already: not added twice.
-    theirs = {k.casefold() for k in subject if k not in ours_present}
-    added = [k for k in wanted if k not in present and k.casefold() not in theirs and k not in rejected]
+    theirs = {k.casefold() for k in subject if k not in ours_there}
+    added = [k for k in wanted if k not in present and k.casefold() not in theirs and k not in refused]
     new_subject = [k for k in subject if k not in drop] + added
-    owned = (set(ours_present) - drop) | set(added)
+    owned = (ours_there - drop) | set(added)
     new_ours = [k for k in dict.fromkeys(new_subject) if k in owned]
     persons = set(person_present) | set(added_by_person)
     return KeywordMerge(new_subject, new_ours, rejected, [k for k in new_ours if k in persons])
@@ -598,7 +635,8 @@ def _keywords_changed(before: list[str], old_ours: list[str] | None, after: list
         return "the keywords (dc:subject)"
     old = set(old_ours or ())
     theirs = [k for k in before if k not in old]
-    return None if [k for k in after if k in set(theirs)] == theirs else "another tool's keywords (dc:subject)"
+    kept = set(theirs)
+    return None if [k for k in after if k in kept] == theirs else "another tool's keywords (dc:subject)"
 
 
 def _first_difference(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> str | None:
@@ -744,7 +782,8 @@ def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
         return found if isinstance(found, str) else None
 
     ours = _as_list(xmp_edit.imgcap_value(rdf, "keywords"))
-    keywords = None if ours is None else tuple(k for k in dict.fromkeys(xmp_edit.subject(rdf)) if k in set(ours))
+    owned = set(ours or ())
+    keywords = None if ours is None else tuple(k for k in dict.fromkeys(xmp_edit.subject(rdf)) if k in owned)
     source = value("source")
     if source not in ("automatic", "human") or value("textDigest") != _digest(text):
         # Written by another tool, or edited there after imgcap wrote it: a person's caption.
@@ -811,17 +850,49 @@ def _new_file_mode() -> int:
 _NEW_FILE_MODE = _new_file_mode()
 
 
-def _replace_atomically(target: Path, data: bytes, photo: Path) -> None:
+class _ChangedMeanwhile(Exception):
+    """The sidecar is not what was read any more: another program wrote it meanwhile."""
+
+
+class PersonsCaptionKept(SidecarError):
+    """:func:`write_caption` with ``keep_persons``: the sidecar holds a person's caption, kept."""
+
+    def __init__(self, photo: Path, stored: StoredCaption):
+        super().__init__(photo, "a person's caption is kept")
+        self.stored = stored
+
+
+def _still(target: Path, read: bytes | None) -> None:
+    """Raise :class:`_ChangedMeanwhile` unless ``target`` holds ``read`` (None: it is not there)."""
     try:
-        replace_atomically(target, data)
+        with open(target, "rb") as handle:
+            now = handle.read(len(read) + 1) if read is not None else b"exists"
+    except FileNotFoundError:
+        now = None
+    except OSError:  # unreadable now: the write reports why
+        return
+    if now != read:
+        raise _ChangedMeanwhile()
+
+
+def _replace_atomically(target: Path, data: bytes, photo: Path, read: bytes | None) -> None:
+    """Replace the sidecar ``target`` with ``data``, if it still holds ``read`` (None: a new one,
+    created only where no other program has created it meanwhile)."""
+    try:
+        replace_atomically(target, data, expected=read, check=True)
     except OSError as exc:
         raise SidecarError(photo, _write_failure(exc, target)) from None
 
 
-def replace_atomically(target: str | Path, data: bytes) -> None:
+def replace_atomically(target: str | Path, data: bytes, *, expected: bytes | None = None,
+                       check: bool = False) -> None:
     """Write ``data`` to a temporary file beside ``target``, fsync it, and move it over ``target``.
 
     Readers see the old file or the new one, never a partial one, even if the process is killed.
+    With ``check``, ``target`` is replaced only if it holds ``expected`` at the last moment (None: it
+    is created only if it is not there; exclusively, where the file system has hard links), else
+    :class:`_ChangedMeanwhile` is raised and nothing is written. No lock keeps another program out,
+    so the window left is the few microseconds between that look and the rename.
 
     Raises:
         OSError: the file cannot be written (read-only folder, full disk); ``target`` is unchanged.
@@ -841,8 +912,15 @@ def replace_atomically(target: str | Path, data: bytes) -> None:
             mode = target.stat().st_mode & 0o7777
         except FileNotFoundError:
             mode = _NEW_FILE_MODE
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, target)
+        else:
+            _keep_ownership(target, tmp_name)
+        os.chmod(tmp_name, mode)  # after the owner: a change of owner clears the set-id bits
+        if check:
+            _still(target, expected)
+        if check and expected is None and _created_exclusively(tmp_name, target):
+            os.unlink(tmp_name)
+        else:
+            os.replace(tmp_name, target)
         tmp_name = None
         _fsync_folder(target.parent)
     finally:
@@ -851,6 +929,45 @@ def replace_atomically(target: str | Path, data: bytes) -> None:
                 os.unlink(tmp_name)
             except OSError:
                 pass
+
+
+def _keep_ownership(target: Path, tmp_name: str) -> None:
+    """Give the new file the old one's owner, group and extended attributes (tags, ACLs), as far as
+    this user may: a sidecar replaced by root, or in a shared folder, stays its owner's."""
+    try:
+        status = target.stat()
+    except OSError:
+        return
+    if hasattr(os, "chown"):
+        for uid in (status.st_uid, -1):  # another user's: only root may; the group, its members may
+            try:
+                os.chown(tmp_name, uid, status.st_gid)
+                break
+            except OSError:
+                continue
+    if hasattr(os, "listxattr"):
+        try:
+            names = os.listxattr(target)
+        except OSError:  # none on this file system
+            return
+        for name in names:
+            try:
+                os.setxattr(tmp_name, name, os.getxattr(target, name))
+            except OSError:
+                log.debug("cannot keep the attribute %s of %s", name, target)
+
+
+def _created_exclusively(tmp_name: str, target: Path) -> bool:
+    """Link ``tmp_name`` as ``target`` where no file of that name exists: True when done. Raises
+    :class:`_ChangedMeanwhile` when another program created it first; False where the file system
+    has no hard links (FAT, some network shares: the caller renames instead)."""
+    try:
+        os.link(tmp_name, target)
+    except FileExistsError:
+        raise _ChangedMeanwhile() from None
+    except OSError:
+        return False
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -522,8 +522,8 @@ def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block:
     present = [li.text for li in lis]
     if wanted == present:
         return
-    keep = set(wanted)
-    added = [w for w in dict.fromkeys(wanted) if w not in present]
+    keep, there = set(wanted), set(present)
+    added = [w for w in dict.fromkeys(wanted) if w not in there]
     if not added and not any(li.text in keep for li in lis):
         # Every keyword goes: the whole property goes (its entries with it, in one edit).
         edits.append((_leading_space(data, element.start), element.end, b""))
