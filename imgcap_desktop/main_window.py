@@ -353,7 +353,9 @@ class MainWindow(QMainWindow):
         # the stored caption has line breaks or double spaces (another program's, or the photo's own).
         if photo is None or text == " ".join(photo.text.split()):
             return False
-        new = caption_for(photo, text, source)
+        # An alternative is the model's that captioned the photo now, also over a person's edit.
+        model = self.service.model_name or None if photo.result is not None else None
+        new = caption_for(photo, text, source, model)
         self.undo_stack.push(SetCaptionCommand(self.session, photo.path, new, photo.caption, self._undo_refused))
         return True
 

@@ -727,18 +727,21 @@ class CaptionSession:
         return report
 
 
-def caption_for(photo: Photo, text: str, source: str = "human") -> StoredCaption | None:
+def caption_for(photo: Photo, text: str, source: str = "human", model: str | None = None) -> StoredCaption | None:
     """The caption a user's text makes for a photo (None for no text; whitespace collapsed).
 
-    ``source="automatic"`` marks one of the model's alternatives: it keeps the model's name and
-    the alternative's score.
+    ``source="automatic"`` marks one of the model's alternatives: it keeps the model's name
+    (``model``: the one that captioned the photo in this session, else the caption's) and the
+    alternative's score.
     """
     text = " ".join(text.split())
     if not text:
         return None
-    model = score = None
-    if source == "automatic":
-        model = photo.caption.model if photo.caption else None
+    score = None
+    if source != "automatic":
+        model = None
+    else:
+        model = model or (photo.caption.model if photo.caption else None)
         if photo.result is not None:
             score = next((a.score for a in photo.result.alternatives if a.text == text), None)
     return StoredCaption(text, source, model, score, now())

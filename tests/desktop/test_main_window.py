@@ -132,6 +132,17 @@ def test_picking_an_alternative_uses_it(qtbot, window, photo_folder):
     assert read_caption(item.path).source == "automatic"
 
 
+def test_an_alternative_picked_after_an_edit_keeps_the_models_name(qtbot, window, photo_folder):
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    item = select(qtbot, window, "photo4.jpg")
+    assert window.edit_caption("my own words")
+    window.alternatives.itemActivated.emit(window.alternatives.item(1))
+    stored = read_caption(item.path)
+    assert (stored.source, stored.model) == ("automatic", "fake-model")
+    assert stored.score == item.result.alternatives[1].score
+
+
 def test_human_captions_are_skipped_unless_asked(qtbot, window, photo_folder):
     write_caption(photo_folder / "photo1.jpg", StoredCaption("mine", "human"))
     open_and_wait(qtbot, window, photo_folder)
