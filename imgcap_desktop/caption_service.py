@@ -23,6 +23,8 @@ from pathlib import Path
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal
 from shiboken6 import isValid
 
+from model.errors import ModelSetupError
+
 log = logging.getLogger(__name__)
 
 CaptionerFactory = Callable[[str | None, str], object]
@@ -164,7 +166,10 @@ class _Worker(CaptionSignals):
         try:
             self._captioner = self._factory(self._bundle, device)
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            log.exception("loading the model failed")
+            if isinstance(exc, ModelSetupError):  # says why itself: no traceback
+                log.warning("loading the model failed: %s", exc)
+            else:
+                log.exception("loading the model failed")
             self._captioner = None
             self.model_failed.emit(exc)
             return None

@@ -81,7 +81,7 @@ def test_cancel_before_the_model_loads_keeps_the_service_usable(qtbot, no_thread
     assert running_threads() == []
 
 
-def test_model_failure_is_reported_not_raised(qtbot, no_threads_left, tmp_path):
+def test_model_failure_is_reported_not_raised(qtbot, no_threads_left, tmp_path, caplog):
     service = CaptionService(bundle=tmp_path / "no-such-bundle")
     try:
         with qtbot.waitSignal(service.model_failed, timeout=120_000) as failed, \
@@ -91,6 +91,9 @@ def test_model_failure_is_reported_not_raised(qtbot, no_threads_left, tmp_path):
         assert not service.busy
     finally:
         service.shutdown()
+    # A bundle that is not there says so in one line: no traceback in the log.
+    logged = [r for r in caplog.records if r.getMessage().startswith("loading the model failed")]
+    assert len(logged) == 1 and logged[0].exc_info is None and "model bundle not found" in logged[0].getMessage()
 
 
 def test_window_shows_and_opens_a_folder_without_importing_tensorflow(tmp_path):
