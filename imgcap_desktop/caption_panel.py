@@ -94,9 +94,15 @@ class CaptionPanel(QWidget):
         self.shown_text = ""
         self.shown_state = ""
         self._shown_path: Path | None = None
+        self._shown_photo: Photo | None = None  # the state shown in full (show_photo)
 
     def show_photo(self, photo: Photo | None, image: QImage | None = None, failure: str | None = None) -> None:
-        """Show a photo's preview (None while it decodes) and its caption."""
+        """Show a photo's preview (None while it decodes) and its caption. The photo shown already,
+        as it is (its preview arriving), keeps the word or keyword chosen."""
+        if photo is not None and self._is_shown(photo):
+            self.view.set_photo(image, failure or "Loading…")
+            return
+        self._shown_photo = photo
         self.alternatives.clear()
         if photo is None:
             self.view.set_photo(None, "No photo selected")
@@ -148,6 +154,17 @@ class CaptionPanel(QWidget):
                 entry = QListWidgetItem(f"{alternative.text}    ({alternative.score:.2f})")
                 entry.setData(Qt.ItemDataRole.UserRole, alternative.text)
                 self.alternatives.addItem(entry)
+
+    @property
+    def typing_for(self) -> Path | None:
+        """The photo whose caption the person is typing (not committed yet), or None."""
+        return self._shown_path if self.caption_edit.isModified() else None
+
+    def _is_shown(self, photo: Photo) -> bool:
+        shown = self._shown_photo
+        return (shown is not None and photo.path == shown.path and photo.result is shown.result
+                and (photo.caption, photo.error, photo.held, photo.write_error)
+                == (shown.caption, shown.error, shown.held, shown.write_error))
 
     def is_showing(self, photo: Photo) -> bool:
         """Whether the panel already shows this state of the photo."""

@@ -140,8 +140,6 @@ class CaptionView(QWidget):
         self._photo: np.ndarray | None = None
         self._words: tuple[str, ...] = ()
         self._attention: np.ndarray | None = None
-        self._word_hint_given: str | None = None  # what set_caption was given last (besides the words)
-        self._attention_given: np.ndarray | None = None
         self._current = -1
         self._cursor = -1  # the word the keys move from: the last one chosen, also once the overlay is cleared
         self._map: np.ndarray | None = None  # a map shown instead of a word's (a keyword's CAM)
@@ -220,12 +218,8 @@ class CaptionView(QWidget):
                     hint: str = "Attention maps exist for the model's own captions only.") -> None:
         """Show a caption's words; with ``attention`` ``(len(words), gh, gw)`` they become clickable.
 
-        ``hint`` is shown under words without attention maps (why there are none). The caption shown
-        already (its preview arriving shows the photo again) keeps the word the user chose.
+        ``hint`` is shown under words without attention maps (why there are none).
         """
-        if (tuple(words), hint) == (self._words, self._word_hint_given) and attention is self._attention_given:
-            return
-        self._word_hint_given, self._attention_given = hint, attention
         self._words = tuple(words)
         self._attention = attention if attention is not None and len(attention) == len(self._words) else None
         self._current = self._cursor = -1

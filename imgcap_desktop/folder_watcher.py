@@ -4,6 +4,7 @@ sidecars written."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,9 +15,26 @@ from imgcap_desktop.workers import run_in_background
 
 log = logging.getLogger(__name__)
 
+#: The quiet time before a look is at least this many times what the last look took.
+LOOK_GAP_FACTOR = 5
+#: At most this many folders are watched (macOS keeps a file open for each): the others are looked
+#: at when the window becomes active again, or with the watched ones.
+MAX_WATCHED_FOLDERS = 256
+
+
+def _look_at(folder: Path, recursive: bool, previous: FolderSnapshot, first: bool
+             ) -> tuple[FolderSnapshot, FolderChanges]:
+    """A look, on a pool thread: the folder now, and what changed since ``previous`` (``first``:
+    nothing seen yet to compare files with; only photos that came or went count)."""
+    snapshot = snapshot_folder(folder, recursive=recursive)
+    changes = folder_changes(previous, snapshot)
+    if first:
+        changes = FolderChanges(changes.photos, changes.added, changes.removed)
+    return snapshot, changes
+
 
 class FolderWatcher(QObject):
-    """Watches a folder and reports what changed in it once the changes settle.
+    """Watches a folder and reports what changed in it, a moment after a change.
 
     The system's change notices for the folder start a look, and so does :meth:`check` (the window
     calls it when it becomes active again: a network share may send no notices, and a sidecar
@@ -41,6 +59,7 @@ class FolderWatcher(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self._look)
+        self._delay_ms, self._started = delay_ms, 0.0
         self._folder: Path | None = None
         self._recursive = False
         self._snapshot: FolderSnapshot | None = None
@@ -61,14 +80,17 @@ class FolderWatcher(QObject):
     def stop(self) -> None:
         """Stop watching; a look under way reports nothing."""
         self._generation += 1
+        self._looking = False  # the next folder's looks need not wait for that one
         self._timer.stop()
+        self._timer.setInterval(self._delay_ms)
         self._folder, self._snapshot, self._again = None, None, False
         if self._notices.directories():
             self._notices.removePaths(self._notices.directories())
 
     def check(self) -> None:
-        """Look at the folder again soon (after a short quiet time, as a notice does)."""
-        if self._folder is not None:
+        """Look at the folder again soon, as a notice does: within the quiet time that the last look
+        set (a steady stream of notices, a run's own writes, gives one look per quiet time)."""
+        if self._folder is not None and not self._timer.isActive():
             self._timer.start()
 
     @property
@@ -85,19 +107,21 @@ class FolderWatcher(QObject):
         if self._looking:  # one look at a time; another follows it
             self._again = True
             return
-        self._looking = True
+        self._looking, self._started = True, time.monotonic()
         generation = self._generation
-        run_in_background(snapshot_folder, self._folder, recursive=self._recursive,
-                          on_returned=lambda snapshot: self._on_task_returned(generation, snapshot),
+        run_in_background(_look_at, self._folder, self._recursive, self._snapshot, self._first,
+                          on_returned=lambda result: self._on_task_returned(generation, *result),
                           on_errored=lambda exc: self._on_task_errored(generation, exc),
-                          on_finished=self._on_task_finished)
+                          on_finished=lambda: self._on_task_finished(generation))
 
-    def _on_task_returned(self, generation: int, snapshot: FolderSnapshot) -> None:
+    def _on_task_returned(self, generation: int, snapshot: FolderSnapshot, changes: FolderChanges) -> None:
         if generation != self._generation or self._snapshot is None:
             return
-        changes = folder_changes(self._snapshot, snapshot)
-        if self._first:  # no files seen yet to compare with: only photos that came or went count
-            changes = FolderChanges(changes.photos, changes.added, changes.removed)
+        if self._snapshot.photos and not snapshot.photos:
+            # Every photo gone at once: far more likely a drive unmounted (its mount point left
+            # empty) than a folder emptied; the photos stay, with what the session knows of them.
+            self.unavailable.emit("no photo is there now (a drive unmounted?); reopen the folder to refresh it")
+            return
         self._snapshot, self._first = snapshot, False
         self._watch_directories(snapshot)
         if changes:
@@ -108,15 +132,21 @@ class FolderWatcher(QObject):
             log.info("looking at %s failed: %s", self._folder, exc)
             self.unavailable.emit(str(exc))
 
-    def _on_task_finished(self) -> None:
+    def _on_task_finished(self, generation: int) -> None:
+        if generation != self._generation:  # a look at a folder no longer watched (a slow share)
+            return
         self._looking = False
+        # Looks cost what the folder's size costs: a big folder (or a slow share) is looked at
+        # less often, so that a run's own sidecar writes do not keep a look going all the time.
+        self._timer.setInterval(max(self._delay_ms, int(LOOK_GAP_FACTOR * 1000 * (time.monotonic() - self._started))))
         if self._again:
             self._again = False
             self.check()
 
     def _watch_directories(self, snapshot: FolderSnapshot) -> None:
         assert self._folder is not None
-        wanted = {str(self._folder), *(str(photo.parent) for photo in snapshot.photos)}
+        folders = dict.fromkeys([str(self._folder), *(str(photo.parent) for photo in snapshot.photos)])
+        wanted = set(list(folders)[:MAX_WATCHED_FOLDERS])
         watched = set(self._notices.directories())
         if watched - wanted:
             self._notices.removePaths(sorted(watched - wanted))

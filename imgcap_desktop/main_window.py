@@ -183,9 +183,10 @@ class MainWindow(QMainWindow):
     def _on_watcher_changed(self, changes: FolderChanges) -> None:
         """Another program changed the folder: photos join or leave the grid, and photos whose
         sidecar (or file) changed show what they store now."""
-        added, removed = self.session.sync_photos(changes.photos)
-        for path in changes.replaced:
-            self.photos.forget_thumbnail(path)
+        typing = self.panel.typing_for  # a photo gone while its caption is typed stays, as a held one does
+        added, removed = self.session.sync_photos(changes.photos, keep=() if typing is None else (typing,))
+        if changes.replaced:
+            self.photos.forget_thumbnails(set(changes.replaced))
         current = self.current_item()
         if current is not None and current.path in changes.replaced:
             self._show_current()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -163,24 +164,26 @@ class PhotoListModel(QAbstractListModel):
 
     def _on_session_photos_listed(self) -> None:
         # Rows leave and join in runs, so that the selection and the current photo stay on the
-        # photos still there (a reset would lose them).
+        # photos still there (a reset would lose them). Views read rows through _paths; _rows
+        # (row_of) is made again once, at the end.
         wanted = [photo.path for photo in self._session.photos()]
         listed = set(wanted)
-        row = len(self._paths)
-        while row > 0:
-            row -= 1
-            if self._paths[row] in listed:
-                continue
-            first = row
-            while first > 0 and self._paths[first - 1] not in listed:
-                first -= 1
-            self.beginRemoveRows(QModelIndex(), first, row)
-            for path in self._paths[first:row + 1]:
-                self._pixmaps.pop(path, None)
-            del self._paths[first:row + 1]
-            self._reindex()
-            self.endRemoveRows()
-            row = first
+        kept = [path for path in self._paths if path in listed]
+        if len(kept) < len(self._paths):
+            row = len(self._paths)
+            while row > 0:
+                row -= 1
+                if self._paths[row] in listed:
+                    continue
+                first = row
+                while first > 0 and self._paths[first - 1] not in listed:
+                    first -= 1
+                self.beginRemoveRows(QModelIndex(), first, row)
+                for path in self._paths[first:row + 1]:
+                    self._pixmaps.pop(path, None)
+                del self._paths[first:row + 1]
+                self.endRemoveRows()
+                row = first
         present = set(self._paths)  # in the session's order: the rest goes in between
         row = 0
         while row < len(wanted):
@@ -192,23 +195,19 @@ class PhotoListModel(QAbstractListModel):
                 last += 1
             self.beginInsertRows(QModelIndex(), row, last)
             self._paths[row:row] = wanted[row:last + 1]
-            self._reindex()
             self.endInsertRows()
             row = last + 1
-
-    def _reindex(self) -> None:
         self._rows = {path: row for row, path in enumerate(self._paths)}
 
-    def forget_thumbnail(self, path: str | Path) -> None:
-        """Decode the photo's thumbnail again (its file changed)."""
-        path = Path(path)
-        self._pixmaps.pop(path, None)
+    def forget_thumbnails(self, paths: Collection[Path]) -> None:
+        """Decode these photos' thumbnails again (their files changed)."""
+        for path in paths:
+            self._pixmaps.pop(path, None)
         if self._thumbnails is not None:
-            self._thumbnails.forget(str(path))
-        row = self.row_of(path)
-        if row is not None:
-            index = self.index(row)
-            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+            self._thumbnails.forget({str(path) for path in paths})
+        rows = [row for row in (self.row_of(path) for path in paths) if row is not None]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), [Qt.ItemDataRole.DecorationRole])
 
     def _on_session_photos_changed(self, paths) -> None:
         rows = [row for row in (self._rows.get(p) for p in paths) if row is not None]

@@ -346,22 +346,25 @@ class CaptionSession:
             self.changed.emit(tuple(done))
         return done
 
-    def sync_photos(self, photos: Sequence[str | Path]) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    def sync_photos(self, photos: Sequence[str | Path], *, keep: Collection[Path] = ()
+                    ) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
         """Follow the folder as it is now: photos that appeared join (their captions unread: see
         :meth:`read_stored`), and photos that went leave, except one whose caption is held (typed
-        or a model's, not written yet): it stays, for the person to write or discard. Returns
-        ``(added, removed)``; ``listed`` fires when either is not empty."""
+        or a model's, not written yet) or one in ``keep`` (the person is typing its caption): it
+        stays, for the person to write or discard. Returns ``(added, removed)``; ``listed`` fires
+        when either is not empty."""
         wanted = list(dict.fromkeys(Path(p) for p in photos))
         with self._lock:
             listed = set(wanted)
             added = tuple(p for p in wanted if p not in self._photos)
-            removed = tuple(p for p in self._order if p not in listed and not self._photos[p].held)
+            gone = [p for p in self._order if p not in listed]
+            removed = tuple(p for p in gone if not self._photos[p].held and p not in keep)
             if not (added or removed):
                 return (), ()
-            kept = [p for p in self._order if p not in listed and p not in removed]  # gone, caption held
-            if kept:
+            if len(gone) > len(removed):  # gone, but kept: in their places
+                leaving = set(removed)
+                wanted.extend(p for p in gone if p not in leaving)
                 root = self.folder
-                wanted.extend(kept)
                 wanted.sort(key=lambda p: natural_key(p.relative_to(root)) if root and p.is_relative_to(root)
                             else natural_key(p))
             for path in removed:

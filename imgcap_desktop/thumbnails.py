@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 
 from PIL import Image
@@ -79,10 +80,11 @@ class ThumbnailCache(QObject):
         """Why the photo could not be decoded at that size, if it could not."""
         return self._failed.get((path, size))
 
-    def forget(self, path: str) -> None:
-        """Forget one photo's images at every size (its file changed): asked for, it is decoded again."""
+    def forget(self, paths: Collection[str]) -> None:
+        """Forget these photos' images at every size (their files changed): asked for, they are
+        decoded again. One pass over the cache, however many photos."""
         for store in (self._images, self._large, self._failed):
-            for key in [key for key in store if key[0] == path]:
+            for key in [key for key in store if key[0] in paths]:
                 del store[key]
 
     def clear(self) -> None:

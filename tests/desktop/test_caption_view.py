@@ -208,11 +208,26 @@ def test_a_long_caption_is_laid_out_a_few_times_not_once_per_word(qtbot, monkeyp
     assert len(arranged) < 30  # once per word before: 900 arrangements, seconds for a pasted page
 
 
-def test_the_chosen_word_stays_when_the_same_caption_is_shown_again(qtbot):
-    view, result = make_view(qtbot)
-    view.select_word(1)
-    view.set_photo(array_to_qimage(np.zeros((30, 40, 3), np.uint8)))  # the full preview arrived
-    view.set_caption(result.words, result.attention)
-    assert view.current_word == 1 and view.word_buttons()[1].isChecked()
-    view.set_caption(result.words[::-1], result.attention[::-1].copy())  # another caption: chosen afresh
-    assert view.current_word == -1
+def test_the_chosen_word_stays_when_the_photos_preview_arrives_and_goes_with_the_photo(qtbot):
+    from pathlib import Path
+
+    from imgcap_desktop.caption_panel import CaptionPanel
+    from imgcap_desktop.metadata.sidecar import StoredCaption
+    from imgcap_desktop.session import Photo
+
+    panel = CaptionPanel()
+    qtbot.addWidget(panel)
+    result = fake_result("/photos/a.jpg")
+    text = " ".join(result.words)
+    a = Photo(Path("/photos/a.jpg"), StoredCaption(text, "automatic", "m"), result=result)
+    panel.show_photo(a)
+    panel.view.select_word(1)
+    panel.show_photo(a, array_to_qimage(np.zeros((30, 40, 3), np.uint8)))  # its preview arrived
+    assert panel.view.current_word == 1 and panel.view.word_buttons()[1].isChecked()
+
+    typed = StoredCaption("team photo with dog", "human")
+    panel.show_photo(Photo(a.path, typed, result=result))  # typed: no word maps
+    panel.view.show_map(np.eye(4, dtype=np.float32))  # its keyword's map
+    b = Photo(Path("/photos/b.jpg"), typed)  # the same words typed for another photo
+    panel.show_photo(b)
+    assert panel.view.current_word == -1 and panel.view.current_map is None  # nothing of a's over b

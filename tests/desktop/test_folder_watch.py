@@ -227,3 +227,30 @@ def test_coming_back_to_the_window_looks_at_the_folder_again(qtbot, window, phot
     monkeypatch.setattr(window.watcher, "check", lambda: looks.append(True))
     QApplication.sendEvent(window, QEvent(QEvent.Type.ActivationChange))
     assert looks == [True]
+
+
+def test_a_photo_deleted_while_its_caption_is_typed_stays_with_the_typing(qtbot, window, photo_folder):
+    _open(qtbot, window, photo_folder)
+    photo3 = photo_folder / "photo3.jpg"
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(photo3))))
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, "my words, not committed yet")
+
+    photo3.unlink()
+    (photo_folder / "photo4.jpg").unlink()
+    window.watcher.check()
+
+    qtbot.waitUntil(lambda: "photo4.jpg" not in _names(window), timeout=WAIT)
+    assert "photo3.jpg" in _names(window) and window.current_item().path == photo3
+    assert window.caption_edit.text() == "my words, not committed yet"
+
+
+def test_every_photo_gone_at_once_is_taken_for_a_drive_unmounted_not_a_folder_emptied(qtbot, window, photo_folder):
+    _open(qtbot, window, photo_folder)
+    before = _names(window)
+    with qtbot.waitSignal(window.watcher.unavailable, timeout=WAIT):
+        for photo in photo_folder.iterdir():
+            photo.unlink()
+        window.watcher.check()
+    assert _names(window) == before
+    assert "a drive unmounted?" in window.statusBar().currentMessage()
