@@ -44,6 +44,7 @@ from imgcap_desktop.metadata.apply import (
 from imgcap_desktop.metadata.csvio import CsvRow, ImportReport, import_csv, make_row, write_csv
 from imgcap_desktop.metadata.folder import base_style_collisions, natural_key
 from imgcap_desktop.metadata.sidecar import (
+    PersonsCaptionKept,
     SidecarError,
     SidecarStyle,
     StoredCaption,
@@ -195,6 +196,10 @@ class Event:
             callback(*args)
 
 
+#: How long refresh_stored waits before reading again what it could not read (half-written?).
+REREAD_PAUSE_S = 0.05
+
+
 def now() -> str:
     """The time recorded with a caption: ISO 8601, UTC, to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -330,6 +335,9 @@ class CaptionSession:
                 if before is None or before.held:
                     continue
                 caption, error = _read_stored(path, check_photos=True)
+                if error:  # a program that rewrites the sidecar in place may be half-way: a moment later
+                    time.sleep(REREAD_PAUSE_S)
+                    caption, error = _read_stored(path, check_photos=True)
                 with self._lock:
                     current = self._photos.get(path)
                     if generation != self._generation:
@@ -636,17 +644,20 @@ class CaptionSession:
                                                 f"{current.path.name}: the photo changed since it was captioned "
                                                 "(another file under its name); its held caption was dropped"))
                 elif newer is not None:
-                    self._update(current.path, caption=newer, error="", result=None, **_UNHELD)
-                    failures.append(PhotoStatus(current.path, "kept_human", newer, _sidecar_or_none(current.path),
-                                                f"{current.path.name}: a person's caption written since is kept"))
+                    failures.append(self._keep_persons_since(current.path, newer))
                 else:
                     try:
                         # A held model caption's keywords merge as the model's (one the new result no
                         # longer gives is not a person's rejection); only what the person removed is.
                         automatic = current.caption.source == "automatic"
+                        # A model's caption keeps a person's that another program writes while this
+                        # one is written, too (decided on the bytes it merges into).
                         sidecar = write_caption(current.path, _as_stored(current.caption), style=self.sidecar_style,
                                                 keywords_by_person=False if automatic else None,
-                                                rejected_keywords=current.removed_keywords)
+                                                rejected_keywords=current.removed_keywords,
+                                                keep_persons=automatic, replacing=current.held_over)
+                    except PersonsCaptionKept as kept:
+                        failures.append(self._keep_persons_since(current.path, kept.stored))
                     except (SidecarError, ValueError) as exc:  # one photo's failure never stops the others
                         reason = getattr(exc, "reason", str(exc))
                         self._update(current.path, write_error=reason)
@@ -657,6 +668,12 @@ class CaptionSession:
                         log.debug("wrote %s", sidecar)
             self.changed.emit((photo.path,))
         return written, failures
+
+    def _keep_persons_since(self, path: Path, stored: StoredCaption) -> PhotoStatus:
+        """The held caption gives way to a person's caption written since: shown, and said so."""
+        self._update(path, caption=stored, error="", result=None, **_UNHELD)
+        return PhotoStatus(path, "kept_human", stored, _sidecar_or_none(path),
+                           f"{path.name}: a person's caption written since is kept")
 
     def discard_held(self) -> int:
         """Forget every held caption: each photo shows what its sidecar holds again. Returns how many."""

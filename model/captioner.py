@@ -65,7 +65,7 @@ def absence_rules(decoding: dict, vocab, probes: dict, where: str = "bundle") ->
         ids = np.array([vocab.id_of(w) for w in rule["words"] if w in vocab], np.int64)
         if "probe" in rule:
             if rule["probe"] not in probes:
-                raise ValueError(f"{where}: decoding rule needs the probe {rule['probe']!r}, the bundle has none")
+                raise BundleError(f"{where}: decoding rule needs the probe {rule['probe']!r}, the bundle has none")
             rules.append(("probe", (rule["probe"],), float(rule["below"]), ids))
         else:
             names = tuple(rule["tags"]) if "tags" in rule else (rule["tag"],)
@@ -146,11 +146,14 @@ class Captioner:
             self.tagger = tagger_for(bundle)
             self.set_decoding(bundle.config.get("decoding", {}))
             self._num_tags = int(bundle.config["decoder"].get("num_tags", 0))
+        except BundleError:
+            raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a setting of the wrong kind
             raise BundleError(f"{bundle.path}: the config's decoding settings are malformed "
                               f"({type(exc).__name__}: {exc})") from None
         if self._num_tags and (self.tagger is None or len(self.tagger.tag_map.words) != self._num_tags):
-            raise ValueError(f"{bundle.path}: the decoder reads {self._num_tags} tags but no matching tagger was built")
+            raise BundleError(f"{bundle.path}: the decoder reads {self._num_tags} tags but no matching tagger "
+                              "was built")
 
     def set_decoding(self, decoding: dict) -> None:
         """Decode with these settings (a bundle's ``"decoding"`` entry: ``max_length``,
@@ -165,8 +168,8 @@ class Captioner:
         for kind, names, _, _ in self._absent:
             if kind == "tag" and not set(names) <= known:
                 unknown = ", ".join(sorted(set(names) - known))
-                raise ValueError(f"{self.bundle.path}: a decoding rule reads the tags {unknown}, "
-                                 "which its tag map has not")
+                raise BundleError(f"{self.bundle.path}: a decoding rule reads the tags {unknown}, "
+                                  "which its tag map has not")
         self._decoding = dict(decoding)
         self._tag_word_ids = None  # per tag word, the vocabulary ids of its forms (for the constraints)
         wants_constraint = any(decoding.get(key) is not None for key in ("constrain_above", "name_tags_above"))

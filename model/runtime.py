@@ -199,12 +199,16 @@ class OnnxRuntimeModel:
         try:
             return self._session(str(graph) if isinstance(graph, Path) else graph, providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own kinds: a file it cannot load
-            if not isinstance(graph, Path) or graph == shipped_encoder_graph(self.spec.name):
-                raise
-            log.warning("the cached encoder graph %s cannot be loaded (%s); building it again", graph, exc)
-            forget_cached_graph(graph)
-            graph = encoder_graph(self.spec.name, weights=weights)
+            if isinstance(graph, Path) and graph != shipped_encoder_graph(self.spec.name):
+                log.warning("the cached encoder graph %s cannot be loaded (%s); building it again", graph, exc)
+                forget_cached_graph(graph)
+                graph = encoder_graph(self.spec.name, weights=weights)
+            else:
+                raise _unloadable(self.spec.name, graph, exc) from None
+        try:
             return self._session(str(graph) if isinstance(graph, Path) else graph, providers)
+        except Exception as exc:  # noqa: BLE001
+            raise _unloadable(self.spec.name, graph, exc) from None
 
     def _graph_session(self, entry, inputs: set[str]):
         """A session of one of the bundle's decoder graphs, checked to read ``inputs``."""
@@ -264,6 +268,13 @@ class OnnxRuntimeModel:
         feeds.update(zip(self._memory_names, memory))
         hidden, scores, attention = self._step.run(None, feeds)
         return hidden, scores, attention
+
+
+def _unloadable(name: str, graph: Path | bytes, exc: Exception) -> ModelSetupError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = graph if isinstance(graph, Path) else "built from the installed weights"
+    return ModelSetupError(f"the {name} encoder graph ({where}) cannot be loaded ({first}); the installation "
+                           "is damaged: reinstall imgcap")
 
 
 def _read_graph(bundle: Bundle, entry: dict) -> bytes:

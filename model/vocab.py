@@ -153,7 +153,9 @@ class Vocabulary:
 
     def save(self, path: str | Path) -> None:
         """Write the vocabulary as UTF-8 JSON."""
-        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        # The same bytes on every system (a bundle records their checksum): "\n" line ends.
+        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8",
+                              newline="\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:

@@ -137,11 +137,7 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
             return PhotoStatus(photo, "failed", caption if caption.text else None, message=str(exc))
         # A caption embedded in the photo is a person's too, unless our own provenance came with it.
         if stored is not None and stored.source in ("human", "embedded") and not options.overwrite_human:
-            where = "embedded in the photo " if stored.source == "embedded" else ""
-            return PhotoStatus(
-                photo, "kept_human", stored, _sidecar_or_none(photo),
-                f"a person's caption {where}is kept (--overwrite-human)",
-            )  # fmt: skip
+            return _kept(photo, stored)
     if not caption.text:
         # Never store it: an empty caption would erase the description already there.
         return PhotoStatus(photo, "failed", message=f"{photo.name}: the model gave an empty caption")
@@ -159,11 +155,16 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
         # one a person removed), so the CSV shows them and imports back as unchanged.
         caption = read_caption(photo, embedded=False) or caption
     except PersonsCaptionKept as kept:
-        return PhotoStatus(photo, "kept_human", kept.stored, _sidecar_or_none(photo),
-                           "a person's caption is kept (--overwrite-human)")
+        return _kept(photo, kept.stored)
     except SidecarError as exc:  # the caption exists: only the sidecar did not take it
         return PhotoStatus(photo, "failed", caption, message=str(exc))
     return PhotoStatus(photo, "written", caption, sidecar)
+
+
+def _kept(photo: Path, stored: StoredCaption) -> PhotoStatus:
+    """A person's caption kept (the CLI says how to replace it; the app's settings do)."""
+    where = "embedded in the photo " if stored.source == "embedded" else ""
+    return PhotoStatus(photo, "kept_human", stored, _sidecar_or_none(photo), f"a person's caption {where}is kept")
 
 
 def _sidecar_or_none(photo: Path) -> Path | None:

@@ -17,6 +17,7 @@ of at most 8 MiB of UTF-8 XML with an ``rdf:RDF``, no DOCTYPE and no entity decl
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -45,6 +46,8 @@ STYLES = ("ext", "base")
 MAX_SIDECAR_BYTES = 8 * 1024 * 1024
 #: How many times a write starts again when another program changes the sidecar meanwhile.
 WRITE_ATTEMPTS = 5
+#: How long to wait before reading again a sidecar that could not be parsed (it may be half-written).
+CHANGING_PAUSE_S = 0.05
 # A temporary file of ours this old was left by a writer that was killed; the next write removes it.
 STALE_TEMP_SECONDS = 60
 
@@ -373,7 +376,8 @@ def other_tools_keywords(photo: str | Path) -> list[str]:
 
 def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext",
                   keywords_by_person: bool | None = None, rejected_keywords: Sequence[str] = (),
-                  added_by_person: Sequence[str] = (), keep_persons: bool = False) -> Path:
+                  added_by_person: Sequence[str] = (), keep_persons: bool = False,
+                  replacing: StoredCaption | None = None) -> Path:
     """Store a caption (and imgcap's keywords) in the photo's sidecar, changing nothing else there.
 
     An existing sidecar (of either naming style) is updated; otherwise one is created in ``style``.
@@ -397,7 +401,8 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
         added_by_person: keywords of ``caption.keywords`` that a person added (not the model):
             recorded in ``imgcap:personKeywords``, so that an automatic run keeps them.
         keep_persons: a caption a person wrote in the sidecar is kept (:class:`PersonsCaptionKept`
-            is raised), decided on the very bytes the new caption would be merged into.
+            is raised), decided on the very bytes the new caption would be merged into; all but
+            ``replacing``, the one a person agreed to replace (same text).
 
     Another program writing the sidecar meanwhile is not overwritten: the sidecar is replaced only
     if it still holds what was read, else the merge starts again on what is there now.
@@ -429,7 +434,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     for _ in range(WRITE_ATTEMPTS):
         try:
             return _write_once(photo, caption, style, keywords_by_person, rejected_keywords, added_by_person,
-                               keep_persons)
+                               keep_persons, replacing)
         except _ChangedMeanwhile:
             continue
     raise SidecarError(photo, f"another program kept changing the sidecar while imgcap wrote it ({WRITE_ATTEMPTS} "
@@ -437,7 +442,8 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
 
 
 def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywords_by_person: bool | None,
-                rejected_keywords: Sequence[str], added_by_person: Sequence[str], keep_persons: bool) -> Path:
+                rejected_keywords: Sequence[str], added_by_person: Sequence[str], keep_persons: bool,
+                replacing: StoredCaption | None) -> Path:
     """One try of :func:`write_caption`, from reading the sidecar to replacing it.
 
     Raises:
@@ -458,14 +464,21 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         if not os.stat(target).st_mode & 0o222:  # the bits, not os.access: root may write anything
             # Made read-only on purpose (a locked edit, an archive copy): a rename could replace it.
             raise SidecarError(target, "read-only; left as it is")
-    _check_packet(packet, target)
+    try:
+        _check_packet(packet, target)
+        before = _rdf(packet, target)
+    except SidecarError:
+        if read is not None and _changing(target, photo, read):  # caught half-written: read it again
+            raise _ChangedMeanwhile() from None
+        raise
     if keep_persons and existed:
         stored = caption_from_packet(packet, target)
-        if stored is not None and stored.source == "human":  # decided on the bytes merged below
+        agreed = replacing is not None and (stored.text, stored.source) == (replacing.text, replacing.source) \
+            if stored is not None else False
+        if stored is not None and stored.source == "human" and not agreed:  # decided on the bytes merged below
             raise PersonsCaptionKept(photo, stored)
     remove_stale_temp_files(target.parent)
 
-    before = _rdf(packet, target)
     old_ours = _as_list(xmp_edit.imgcap_value(before, "keywords"))
     old_rejected = _as_list(xmp_edit.imgcap_value(before, "rejectedKeywords"))
     old_person = _as_list(xmp_edit.imgcap_value(before, "personKeywords"))
@@ -862,6 +875,16 @@ class PersonsCaptionKept(SidecarError):
         self.stored = stored
 
 
+def _changing(target: Path, photo: Path, read: bytes) -> bool:
+    """Whether a sidecar that could not be parsed is being written right now (a program that
+    rewrites it in place: truncated, then filled), told by its bytes a moment later."""
+    time.sleep(CHANGING_PAUSE_S)
+    try:
+        return _read_limited(target, photo) != read
+    except SidecarError:
+        return False
+
+
 def _still(target: Path, read: bytes | None) -> None:
     """Raise :class:`_ChangedMeanwhile` unless ``target`` holds ``read`` (None: it is not there)."""
     try:
@@ -918,7 +941,8 @@ def replace_atomically(target: str | Path, data: bytes, *, expected: bytes | Non
         if check:
             _still(target, expected)
         if check and expected is None and _created_exclusively(tmp_name, target):
-            os.unlink(tmp_name)
+            with contextlib.suppress(OSError):  # written; the hidden name goes later, as a stale one
+                os.unlink(tmp_name)
         else:
             os.replace(tmp_name, target)
         tmp_name = None

@@ -121,3 +121,82 @@ def test_a_sidecar_replaced_by_root_stays_its_owners_with_its_attributes(tmp_pat
     assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (1000, 1000, 0o640)
     assert os.getxattr(sidecar, "user.xdg.tags") == b"family"
     assert read_caption(photo).text == "a dog on a rug"
+
+
+def _finish_writing_instead_of_waiting(monkeypatch, module, photo: Path) -> list[float]:
+    """The other program finishes its in-place write while imgcap waits to read the sidecar again."""
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        _other_program(photo, rating=4)
+
+    monkeypatch.setattr(module.time, "sleep", sleep)
+    return waits
+
+
+def test_a_sidecar_caught_half_written_in_place_is_read_again(tmp_path, monkeypatch):
+    photo = make_photo(tmp_path / "a.jpg")
+    sidecar_path(photo).write_text(OTHER_PROGRAMS.format(rating=4, description="")[:150], encoding="utf-8")
+    waits = _finish_writing_instead_of_waiting(monkeypatch, sidecar_module, photo)
+
+    write_caption(photo, AUTOMATIC)
+
+    assert len(waits) == 1 and 'xmp:Rating="4"' in sidecar_path(photo).read_text(encoding="utf-8")
+    assert read_caption(photo).text == "a dog on a rug"
+
+
+def test_a_sidecar_that_stays_broken_is_reported_after_one_look_again(tmp_path, monkeypatch):
+    photo = make_photo(tmp_path / "a.jpg")
+    sidecar_path(photo).write_text("<x:xmpmeta>not closed", encoding="utf-8")
+    monkeypatch.setattr(sidecar_module, "CHANGING_PAUSE_S", 0.0)
+    with pytest.raises(SidecarError, match="left as it is"):
+        write_caption(photo, AUTOMATIC)
+    assert sidecar_path(photo).read_text(encoding="utf-8") == "<x:xmpmeta>not closed"
+
+
+def test_refreshing_reads_a_half_written_sidecar_again_instead_of_showing_an_error(tmp_path, monkeypatch):
+    from imgcap_desktop import session as session_module
+    from imgcap_desktop.session import CaptionSession, CaptionState
+
+    photo = make_photo(tmp_path / "a.jpg")
+    session = CaptionSession()
+    session.open([photo], tmp_path)
+    session.read_stored()
+    sidecar_path(photo).write_text(OTHER_PROGRAMS.format(rating=4, description=TYPED)[:150], encoding="utf-8")
+
+    def sleep(_seconds):
+        _other_program(photo, rating=4, description=TYPED)
+
+    monkeypatch.setattr(session_module.time, "sleep", sleep)
+    session.refresh_stored([photo])
+    assert session.photo(photo).state is CaptionState.HUMAN and session.photo(photo).text == "typed in digiKam"
+
+
+def test_accepting_a_held_caption_keeps_a_persons_caption_written_during_the_write(tmp_path, monkeypatch):
+    from imgcap_desktop.session import CaptionSession
+
+    photo = make_photo(tmp_path / "a.jpg")
+    session = CaptionSession(auto_write=False)
+    session.open([photo], tmp_path)
+    session.read_stored()
+    plan = session.plan([photo], "replace_automatic")
+    session.apply_outcomes(plan, [_result(photo, "a dog on a rug")], model_name="m")
+    assert session.photo(photo).held
+    _meanwhile(monkeypatch, lambda _: _other_program(photo, description=TYPED))  # after the check, in the write
+
+    written, (status,) = session.accept_held()
+
+    assert written == 0 and status.status == "kept_human" and status.caption.text == "typed in digiKam"
+    assert read_caption(photo).text == "typed in digiKam" and session.photo(photo).text == "typed in digiKam"
+    assert not session.photo(photo).held
+
+
+def _result(photo: Path, text: str):
+    import numpy as np
+
+    from model.results import CaptionResult
+
+    words = tuple(text.split())
+    return CaptionResult(str(photo), words, tuple(range(len(words))), -0.5,
+                         np.zeros((len(words), 2, 2), np.float32), ())

@@ -230,3 +230,35 @@ def test_the_app_shows_a_setup_error_in_words_and_keeps_it_at_hand():
 
     assert describe_error(BundleError("/b: missing config.json")) == "/b: missing config.json"
     assert describe_error(KeyError("memory")) == "KeyError: 'memory'"
+
+
+def test_a_damaged_shipped_encoder_graph_is_one_clear_error(tiny_bundle, tmp_path, monkeypatch):
+    from model import encoder_graphs
+
+    junk = tmp_path / "tiny_test.onnx"
+    junk.write_bytes(b"not a graph")
+    monkeypatch.setattr(encoder_graphs, "shipped_encoder_graph", lambda name: junk)
+    with pytest.raises(ModelSetupError, match="reinstall imgcap") as raised:
+        Captioner.from_bundle(tiny_bundle, device="cpu", runtime="onnx")
+    assert str(junk) in str(raised.value)
+
+
+def test_a_rule_on_an_unknown_probe_names_the_bundle_once(tiny_bundle, tmp_path):
+    bundle = _copy(tiny_bundle, tmp_path)
+    _edit_config(bundle, _set("decoding.absent", [{"probe": "person", "below": 0.5, "words": ["a"]}]))
+    with pytest.raises(BundleError) as raised:
+        Captioner.from_bundle(bundle, device="cpu", runtime="onnx")
+    assert str(raised.value).count(str(bundle)) == 1 and "malformed" not in str(raised.value)
+
+
+def test_the_bundle_is_checked_out_byte_for_byte_on_every_system():
+    """Git for Windows turns text files' line ends into CRLF; the bundle's checksums are of its bytes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        found = subprocess.run(["git", "check-attr", "text", "resources/models/flickr8k-lite2/vocab.json"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    assert found.strip().endswith("text: unset")
