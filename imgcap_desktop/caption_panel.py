@@ -46,7 +46,7 @@ class CaptionPanel(QWidget):
         caption_edited(str text, Path path): the user committed a caption in the box for the photo
             at ``path``: Return, or leaving the box (Tab, a click elsewhere) with typed text.
         alternative_chosen(str text): the user picked one of the beam's alternatives.
-        recompute_requested(): the user asked to recompute a stored automatic caption's attention.
+        recompute_requested(): the user asked for the attention maps of the caption shown.
         keyword_removal_requested(str word): the user removed one of the photo's keywords.
     """
 
@@ -73,8 +73,9 @@ class CaptionPanel(QWidget):
         self.caption_edit.left.connect(self._on_caption_edit_left)
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
-        self.recompute_button = QPushButton("Recompute attention maps")
-        self.recompute_button.setToolTip("Caption this photo again to see where the model looked for each word")
+        self.recompute_button = QPushButton("Show attention maps")
+        self.recompute_button.setToolTip("Show the model this caption's words, to see where it looks for each one "
+                                         "(the caption stays as it is; nothing is written)")
         self.recompute_button.clicked.connect(self.recompute_requested)
         self.recompute_button.setVisible(False)
         self.alternatives = QListWidget()
@@ -119,10 +120,8 @@ class CaptionPanel(QWidget):
         if photo.attention_matches:
             self.view.set_caption(photo.result.words, photo.result.attention)
         else:
-            hint = ("The attention maps of a caption stored earlier are not kept: recompute them to see them."
-                    if photo.recomputable else
-                    "The model keeps attention maps for its best caption only, not for its alternatives."
-                    if photo.alternative_shown else "Attention maps exist for the model's own captions only.")
+            hint = ("Where the model looks for each word of this caption is not at hand (a caption stored earlier, "
+                    "typed, or one of the alternatives): Show attention maps computes it.")
             self.view.set_caption(tuple(photo.text.split()), None, hint=hint)
         # A keyword's map belongs to the photo, not to the caption: an edited caption keeps it.
         self.keywords.set_keywords(photo.keywords, photo.result)

@@ -75,6 +75,8 @@ class CaptionJob:
         store: called on the worker with each batch's outcomes (and ``model_name=``); returns a
             status per outcome (the app passes its session's ``apply_outcomes``). None: nothing
             is stored and the statuses list is empty.
+        texts: the photos' captions, to compute their attention maps instead of captioning
+            (``Captioner.attend_batches``); None to caption.
     """
 
     photos: tuple[Path, ...]
@@ -82,6 +84,7 @@ class CaptionJob:
     batch_size: int = 8
     device: str = "auto"
     store: StoreBatch | None = None
+    texts: tuple[str, ...] | None = None
 
 
 class CaptionSignals(QObject):
@@ -130,7 +133,11 @@ class _Worker(CaptionSignals):
             total = len(job.photos)
             done = 0
             self.progress.emit(0, total)
-            batches = captioner.caption_batches(list(job.photos), beam_size=job.beam_size, batch_size=job.batch_size)
+            if job.texts is not None:
+                batches = captioner.attend_batches(list(job.photos), list(job.texts), batch_size=job.batch_size)
+            else:
+                batches = captioner.caption_batches(list(job.photos), beam_size=job.beam_size,
+                                                    batch_size=job.batch_size)
             try:
                 while True:
                     if self._cancel.is_set():

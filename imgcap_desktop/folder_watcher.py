@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 
 #: The quiet time before a look is at least this many times what the last look took.
 LOOK_GAP_FACTOR = 5
+#: A look at least this often without a notice (a file rewritten in place sends none)…
+BEAT_MS = 10_000
+#: …and no more often than this many times what the last look took.
+BEAT_FACTOR = 20
 #: At most this many folders are watched (macOS keeps a file open for each): the others are looked
 #: at when the window becomes active again, or with the watched ones.
 MAX_WATCHED_FOLDERS = 256
@@ -38,9 +42,10 @@ class FolderWatcher(QObject):
 
     The system's change notices for the folder start a look, and so does :meth:`check` (the window
     calls it when it becomes active again: a network share may send no notices, and a sidecar
-    rewritten in place changes no folder entry). A look takes a :class:`FolderSnapshot` on a pool
-    thread and compares it with the previous one. Our own sidecar writes are looked at too: reading
-    them back changes nothing.
+    rewritten in place changes no folder entry); so does a slow beat, every :data:`BEAT_MS` or
+    :data:`BEAT_FACTOR` times what a look takes, for what no notice tells. A look takes a
+    :class:`FolderSnapshot` on a pool thread and compares it with the previous one. Our own
+    sidecar writes are looked at too: reading them back changes nothing.
 
     Signals:
         changed(object changes): a :class:`FolderChanges` with something in it.
@@ -60,6 +65,9 @@ class FolderWatcher(QObject):
         self._timer.setInterval(delay_ms)
         self._timer.timeout.connect(self._look)
         self._delay_ms, self._started = delay_ms, 0.0
+        self._beat = QTimer(self)
+        self._beat.setInterval(BEAT_MS)
+        self._beat.timeout.connect(self.check)
         self._folder: Path | None = None
         self._recursive = False
         self._snapshot: FolderSnapshot | None = None
@@ -75,6 +83,7 @@ class FolderWatcher(QObject):
         # The first look compares with the photos shown: one added or removed since they were
         # listed is reported, while sidecars start from what the first look sees.
         self._snapshot, self._first = FolderSnapshot(tuple(photos), {}), True
+        self._beat.start()
         self._look()
 
     def stop(self) -> None:
@@ -82,6 +91,7 @@ class FolderWatcher(QObject):
         self._generation += 1
         self._looking = False  # the next folder's looks need not wait for that one
         self._timer.stop()
+        self._beat.stop()
         self._timer.setInterval(self._delay_ms)
         self._folder, self._snapshot, self._again = None, None, False
         if self._notices.directories():
@@ -138,7 +148,9 @@ class FolderWatcher(QObject):
         self._looking = False
         # Looks cost what the folder's size costs: a big folder (or a slow share) is looked at
         # less often, so that a run's own sidecar writes do not keep a look going all the time.
-        self._timer.setInterval(max(self._delay_ms, int(LOOK_GAP_FACTOR * 1000 * (time.monotonic() - self._started))))
+        took_ms = 1000 * (time.monotonic() - self._started)
+        self._timer.setInterval(max(self._delay_ms, int(LOOK_GAP_FACTOR * took_ms)))
+        self._beat.setInterval(max(BEAT_MS, int(BEAT_FACTOR * took_ms)))
         if self._again:
             self._again = False
             self.check()

@@ -185,8 +185,10 @@ class MainWindow(QMainWindow):
         sidecar (or file) changed show what they store now."""
         typing = self.panel.typing_for  # a photo gone while its caption is typed stays, as a held one does
         added, removed = self.session.sync_photos(changes.photos, keep=() if typing is None else (typing,))
-        if changes.replaced:
-            self.photos.forget_thumbnails(set(changes.replaced))
+        # A photo saved over, and one under a name that left and came back, is decoded again.
+        renewed = {*changes.replaced, *changes.added, *changes.removed}
+        if renewed:
+            self.photos.forget_thumbnails(renewed)
         current = self.current_item()
         if current is not None and current.path in changes.replaced:
             self._show_current()
@@ -264,9 +266,18 @@ class MainWindow(QMainWindow):
         return self._caption([photo.path for photo in self.selected_photos()])
 
     def recompute_attention(self) -> bool:
-        """Caption the current photo again (its stored automatic caption's maps are not kept)."""
+        """Compute the attention maps of the current photo's caption, as it is (stored earlier,
+        typed, or an alternative picked): the model is shown its words; nothing is written."""
         photo = self.current_item()
-        return photo is not None and self._caption([photo.path], policy="replace_automatic")
+        if photo is None or not photo.recomputable or self.service.busy:
+            return False
+        job = CaptionJob((photo.path,), batch_size=1, device=self.settings.device,
+                         store=self.session.apply_attention, texts=(photo.text,))
+        if not self.service.caption(job):
+            return False
+        self.run_status.start(1, verb="Attention maps for")
+        self._update_actions()
+        return True
 
     def _caption(self, paths: list[Path] | None, policy: str | None = None) -> bool:
         if self.service.busy or self.folder is None or (paths is not None and not paths):

@@ -47,10 +47,12 @@ class RunStatus(QObject):
         service.batch_failed.connect(self._on_service_batch_failed)
         service.finished.connect(self._on_service_finished)
 
-    def start(self, total: int, left_out: Sequence[str] = ()) -> None:
+    def start(self, total: int, left_out: Sequence[str] = (), *, verb: str = "Captioned") -> None:
         """A run of ``total`` photos has started; ``left_out``: why each photo that could not be
-        captioned at all was left out (two photos that would share a base-style sidecar)."""
-        self._run = {"total": total, "done": 0, "failed": 0, "error": None, "left_out": list(left_out)}
+        captioned at all was left out (two photos that would share a base-style sidecar); ``verb``
+        what the summary says was done ("Captioned 3 of 4 photos")."""
+        self._run = {"total": total, "done": 0, "failed": 0, "error": None, "left_out": list(left_out),
+                     "verb": verb}
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(True)
@@ -94,7 +96,7 @@ class RunStatus(QObject):
 def run_summary(run: dict, cancelled: bool) -> str:
     """The status line at the end of a run: counts, failures, and why it stopped if it did."""
     done, total, failed = run.get("done", 0), run.get("total", 0), run.get("failed", 0)
-    verb = "Cancelled after" if cancelled else "Captioned"
+    verb = "Cancelled after" if cancelled else run.get("verb", "Captioned")
     text = f"{verb} {done - failed} of {count(total, 'photo')}"
     if failed:
         text += f", {failed} failed"

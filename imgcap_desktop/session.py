@@ -143,17 +143,11 @@ class Photo:
         return self.result is not None and self.caption is not None and self.result.text == self.caption.text
 
     @property
-    def alternative_shown(self) -> bool:
-        """Whether the caption is one of ``result``'s alternatives that the user picked (the search
-        keeps attention maps for its best caption only)."""
-        return (self.result is not None and self.caption is not None and not self.attention_matches
-                and any(a.text == self.caption.text for a in self.result.alternatives))
-
-    @property
     def recomputable(self) -> bool:
-        """An automatic caption whose attention maps are not at hand (stored before this session);
-        not an alternative the user picked, which recomputing would replace with the best caption."""
-        return self.state is CaptionState.AUTOMATIC and not self.attention_matches and not self.alternative_shown
+        """A caption whose attention maps are not at hand (stored before this session, typed, or
+        picked among the model's alternatives): the model can be shown its words to compute them
+        (:meth:`CaptionSession.apply_attention`)."""
+        return bool(self.text) and not self.error and not self.attention_matches
 
 
 @dataclass(frozen=True)
@@ -492,6 +486,32 @@ class CaptionSession:
             self.changed.emit(tuple(changed))
         return statuses
 
+    def apply_attention(self, outcomes: Iterable[CaptionOutcome], *, model_name: str = "") -> list[PhotoStatus]:
+        """Give photos the attention maps computed for their captions (``Captioner.attend_batches``):
+        nothing is written, the captions stay as they are. A photo whose caption changed meanwhile
+        keeps the change, without maps. The model's alternatives of an earlier result stay offered.
+        One status per outcome: ``"skipped"`` (maps given: nothing stored), ``"kept_edit"`` or
+        ``"failed"``."""
+        statuses, changed = [], []
+        for outcome in outcomes:
+            path = Path(outcome.source)
+            if not outcome.ok:
+                statuses.append(PhotoStatus(path, "failed", message=f"{path.name}: {outcome.reason}"))
+                continue
+            with self._lock:
+                photo = self._photos.get(path)
+                if photo is None or photo.caption is None or photo.caption.text != outcome.text:
+                    statuses.append(PhotoStatus(path, "kept_edit", photo.caption if photo else None, None,
+                                                "its caption changed while its maps were computed"))
+                    continue
+                earlier = photo.result.alternatives if photo.result is not None else ()
+                self._photos[path] = replace(photo, result=replace(outcome, alternatives=earlier))
+            changed.append(path)
+            statuses.append(PhotoStatus(path, "skipped", photo.caption, None, "attention maps computed"))
+        if changed:
+            self.changed.emit(tuple(changed))
+        return statuses
+
     def _store_one(self, plan: CaptionPlan, outcome: CaptionOutcome, model_name: str, captioned_at: str):
         path = Path(outcome.source)
         current = self.photo(path) if plan.generation == self._generation else None
@@ -638,7 +658,16 @@ class CaptionSession:
                     continue
                 replaced = replaced_since(current.path, current.held_identity)
                 newer = None if replaced else _persons_caption_since(current)
-                if replaced:
+                written_since = None if replaced or newer else _written_over_typing(current)
+                if written_since is not None:  # the person decides: theirs stays held, until Accept again
+                    self._update(current.path, held_over=written_since, write_error=(
+                        "another program wrote a caption since you typed this one; Accept again to replace it, "
+                        "or Discard"))
+                    failures.append(PhotoStatus(current.path, "kept_human", written_since,
+                                                _sidecar_or_none(current.path),
+                                                f"{current.path.name}: another program wrote “{written_since.text}” "
+                                                "since your caption was typed; yours is still held"))
+                elif replaced:
                     self._drop_held(current.path)
                     failures.append(PhotoStatus(current.path, "failed", None, _sidecar_or_none(current.path),
                                                 f"{current.path.name}: the photo changed since it was captioned "
@@ -821,6 +850,17 @@ def _persons_caption_since(photo: Photo) -> StoredCaption | None:
     stored = _stored_now(photo.path)
     if not isinstance(stored, StoredCaption) or stored.source not in ("human", "embedded") or same_caption(
             stored, photo.held_over):
+        return None
+    return stored
+
+
+def _written_over_typing(photo: Photo) -> StoredCaption | None:
+    """The caption another program stored since a person's held caption of ``photo`` was typed (it
+    differs from what the typing was held over), or None."""
+    if photo.caption is None or photo.caption.source != "human":
+        return None
+    stored = _stored_now(photo.path)
+    if stored is UNREADABLE or same_caption(stored, photo.held_over) or not isinstance(stored, StoredCaption):
         return None
     return stored
 

@@ -21,7 +21,8 @@ from model.encoders import get_encoder_spec
 from model.images import ImageLoadError, file_identity, load_image, resize_array
 from model.results import Alternative, CaptionFailure, CaptionOutcome, CaptionResult
 from model.runtime import create_model
-from model.search import DecodedBatch, Search
+from model.search import DecodedBatch, Search, log_softmax
+from model.vocab import word_key
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,79 @@ class Captioner:
 
         The next batch's photos are decoded on a helper thread while the model runs on this one.
         """
+        for _, loaded in self._loaded_chunks(images, batch_size):
+            yield self._caption_loaded(loaded, beam_size)
+
+    def attend(self, images: Sequence[ImageInput], texts: Sequence[str],
+               batch_size: int = 8) -> list[CaptionOutcome]:
+        """The attention maps of given captions; see :meth:`attend_batches`."""
+        return [outcome for batch in self.attend_batches(images, texts, batch_size) for outcome in batch]
+
+    def attend_batches(self, images: Sequence[ImageInput], texts: Sequence[str],
+                       batch_size: int = 8) -> Iterator[list[CaptionOutcome]]:
+        """Where the decoder looks for each word of a caption it did not necessarily write (one
+        stored earlier, a person's edit, a beam alternative): fed the caption's words one by one,
+        as its search feeds its own, each word gets the map of the step that predicts it.
+
+        One outcome per photo, batch by batch: a :class:`CaptionResult` whose words are the text's
+        own (split on white space, so that its text is the caption's), with a map each, and the
+        caption's mean log-probability a word under the model as its score, and the photo's tags and
+        keywords (as :meth:`caption` gives them); no alternatives. A word
+        the vocabulary lacks is fed as ``<unk>``. A photo that cannot be read gives a failure.
+        """
+        texts = list(texts)
+        if len(texts) != len(images):
+            raise ValueError(f"{len(images)} photos but {len(texts)} captions")
+        for offset, loaded in self._loaded_chunks(images, batch_size):
+            good = [(i, pixels) for i, (_, pixels, _) in enumerate(loaded) if isinstance(pixels, np.ndarray)]
+            results: dict[int, CaptionResult] = {}
+            if good:
+                features, logits = self.model.encode(np.stack([pixels for _, pixels in good]).astype(np.float32))
+                class_probs = None
+                if self.tagger is not None:
+                    class_probs = (self.tagger.class_probabilities(features) if logits is None
+                                   else self.tagger.probabilities_from_logits(logits))
+                words = [tuple(texts[offset + i].split()) for i, _ in good]
+                attention, scores = self._forced(features, class_probs, words)
+                for row, (i, _) in enumerate(good):
+                    tags, keywords = (((), ()) if class_probs is None
+                                      else self.tagger.tags(features[row], class_probs[row], self.grid))
+                    results[i] = CaptionResult(source=loaded[i][0], words=words[row], token_ids=self._ids(words[row]),
+                                               score=scores[row], attention=attention[row], tags=tags,
+                                               keywords=keywords, identity=loaded[i][2])
+            yield [results.get(i) or CaptionFailure(source, pixels) for i, (source, pixels, _) in enumerate(loaded)]
+
+    def _ids(self, words: Sequence[str]) -> tuple[int, ...]:
+        vocab = self.bundle.vocab
+        return tuple(vocab.id_of(key) if (key := word_key(w)) in vocab else vocab.unk_id for w in words)
+
+    def _forced(self, features: np.ndarray, class_probs: np.ndarray | None, words: list[tuple[str, ...]]
+                ) -> tuple[list[np.ndarray], list[float]]:
+        """Per photo, ``(len(words), gh, gw)`` maps and the words' mean log-probability, the
+        decoder fed ``<start>`` and then each word before the one it predicts."""
+        tags = self.tagger.word_probabilities(class_probs) if self._num_tags else None
+        ids = [self._ids(w) for w in words]
+        steps = max((len(i) for i in ids), default=0)
+        memory, hidden = self.model.prepare(features, tags)
+        batch, vocab = len(ids), self.bundle.vocab
+        tokens = np.full(batch, vocab.start_id, np.int32)
+        maps = np.zeros((batch, steps, features.shape[1]), np.float32)
+        scores = np.zeros(batch, np.float64)
+        for t in range(steps):
+            hidden, step_scores, attention = self.model.step(tokens, hidden, memory)
+            maps[:, t] = attention
+            wanted = np.array([i[t] if t < len(i) else vocab.pad_id for i in ids], np.int64)
+            here = np.array([t < len(i) for i in ids])
+            scores += np.where(here, log_softmax(np.asarray(step_scores, np.float64))[np.arange(batch), wanted], 0.0)
+            tokens = wanted.astype(np.int32)
+        gh, gw = self.grid
+        return ([maps[row, :len(i)].reshape(len(i), gh, gw) for row, i in enumerate(ids)],
+                [float(score) / max(len(i), 1) for score, i in zip(scores, ids)])
+
+    def _loaded_chunks(self, images: Sequence[ImageInput], batch_size: int
+                       ) -> Iterator[tuple[int, list[tuple[str, np.ndarray | str, tuple | None]]]]:
+        """``(offset, loaded chunk)`` per batch; the next batch's photos are decoded on a helper
+        thread while the model runs on this one."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         images = list(images)
@@ -218,7 +292,7 @@ class Captioner:
                 loaded = next_load.result()
                 if index + 1 < len(chunks):
                     next_load = pool.submit(self._load_chunk, chunks[index + 1], (index + 1) * batch_size)
-                yield self._caption_loaded(loaded, beam_size)
+                yield index * batch_size, loaded
 
     def encode(self, pixels: np.ndarray) -> np.ndarray:
         """Feature grids ``(batch, locations, channels)`` for pixels ``(batch, size, size, 3)``."""

@@ -7,6 +7,7 @@ trained with. Special tokens have fixed ids and are always compared by id, never
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,6 +19,12 @@ PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIAL_TOKENS = (PAD, START, END, UNK)  # ids 0, 1, 2, 3
 _FORMAT = "imgcap-vocabulary"
 _VERSION = 1
+
+
+def word_key(token: str) -> str:
+    """A word as the vocabulary holds it: lowercased, without punctuation or symbols (Unicode
+    categories P* and S*: ``"Dog's"`` -> ``"dogs"``, ``"tri-colored"`` -> ``"tricolored"``)."""
+    return "".join(char for char in token.lower() if unicodedata.category(char)[0] not in "PS")
 
 
 class Vocabulary:

@@ -14,9 +14,10 @@ CLI all build on these plain lists.
 from __future__ import annotations
 
 import logging
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
+
+from model.vocab import word_key
 
 logger = logging.getLogger(__name__)
 
@@ -162,11 +163,6 @@ def load_dataset(data_dir: str | Path, split: str | None) -> tuple[list[Item], i
     return load_items(find_images_dir(data_dir), data_dir / TOKEN_FILE, names)
 
 
-def _is_punctuation(char: str) -> bool:
-    # Unicode punctuation (P*) and symbols (S*): ASCII's string.punctuation plus curly quotes, dashes...
-    return unicodedata.category(char)[0] in "PS"
-
-
 def clean_caption(text: str, *, drop_one_letter: bool = False) -> list[str]:
     """Turn a raw caption into the word list the model trains on.
 
@@ -179,8 +175,8 @@ def clean_caption(text: str, *, drop_one_letter: bool = False) -> list[str]:
             "a" that the references keep). Off by default; the training run measures both.
     """
     words = []
-    for token in text.lower().split():
-        word = "".join(char for char in token if not _is_punctuation(char))
+    for token in text.split():
+        word = word_key(token)  # Unicode punctuation (P*) and symbols (S*) out: curly quotes, dashes...
         if not word or any(char.isdigit() for char in word):
             continue
         if drop_one_letter and len(word) == 1:

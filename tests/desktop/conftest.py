@@ -79,6 +79,24 @@ class FakeCaptioner:
             self.batches += 1
             yield [self._one(image) for image in images[start:start + batch_size]]
 
+    def attend_batches(self, images, texts, batch_size=8):
+        """As ``Captioner.attend_batches``: the given captions' words, each with a map of its own."""
+        images, texts = list(images), list(texts)
+        for start in range(0, len(images), batch_size):
+            batch = []
+            for image, text in zip(images[start:start + batch_size], texts[start:start + batch_size]):
+                outcome = self._one(image)
+                if outcome.ok:
+                    words = tuple(text.split())
+                    attention = np.full((len(words), *self.grid), 0.01, np.float32)
+                    for i in range(len(words)):
+                        attention[i].flat[i % attention[i].size] = 1.0
+                    attention /= attention.sum(axis=(1, 2), keepdims=True)
+                    outcome = CaptionResult(str(image), words, tuple(range(len(words))), -1.0, attention)
+                batch.append(outcome)
+            self.batches += 1
+            yield batch
+
     def _one(self, path):
         try:
             load_image(path, 16)

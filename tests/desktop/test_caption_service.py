@@ -148,6 +148,8 @@ def test_real_model_runs_several_jobs_a_cancel_and_a_resume_in_one_session(tmp_p
             rest = tuple(p for p in photos if str(p) not in runs[-1][0])
             runs.append(_run_job(service, CaptionJob(rest, batch_size=2, device="cpu")))
             runs.append(_run_job(service, CaptionJob(photos[:1], batch_size=1, device="cpu")))
+            typed = ("A cat, on the sofa!", "my espresso")  # the maps of captions it did not write
+            runs.append(_run_job(service, CaptionJob(photos[:2], batch_size=2, device="cpu", texts=typed)))
             print(json.dumps({{"model": service.model_name, "runs": runs}}))
         finally:
             service.shutdown()
@@ -157,7 +159,7 @@ def test_real_model_runs_several_jobs_a_cancel_and_a_resume_in_one_session(tmp_p
     assert done.returncode == 0, f"exit status {done.returncode}\n{done.stderr[-3000:]}"
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["model"] == load_bundle().name == "flickr8k-lite2-scst4-probe2"
-    first, greedy, cancelled, resumed, single = report["runs"]
+    first, greedy, cancelled, resumed, single, attended = report["runs"]
     photos = {str(p) for p in selftest.sample_photos()}
     assert set(first[0]) == set(greedy[0]) == photos and first[1] is greedy[1] is False
     assert all(first[0].values()) and all(greedy[0].values())
@@ -165,6 +167,7 @@ def test_real_model_runs_several_jobs_a_cancel_and_a_resume_in_one_session(tmp_p
     assert set(cancelled[0]) | set(resumed[0]) == photos and resumed[1] is False
     assert {**cancelled[0], **resumed[0]} == first[0]  # same beam, same captions
     assert single[0] == {min(photos): first[0][min(photos)]}
+    assert sorted(attended[0].values()) == ["A cat, on the sofa!", "my espresso"] and attended[1] is False
 
 
 def test_selftest_runs_the_service_sequence(qtbot, tmp_path):

@@ -271,24 +271,43 @@ def test_broken_photos_are_flagged_when_the_folder_is_read(qtbot, window, photo_
     assert broken.error and "No caption yet" not in window.state_label.text()
 
 
-def test_a_stored_automatic_caption_offers_to_recompute_its_attention(qtbot, window, photo_folder):
-    from tests.desktop.conftest import fake_result
-
+def test_a_caption_stored_earlier_gets_its_maps_and_stays_as_it_is(qtbot, window, photo_folder):
+    """Recomputing used to caption the photo again: a caption the model would now say otherwise (an
+    older model's, an alternative picked, a person's) was replaced. Its maps are computed for its
+    own words now, and nothing is written."""
     path = photo_folder / "photo1.jpg"
-    same = fake_result(str(path)).text  # what the model will say again
-    write_caption(path, StoredCaption(same, "automatic", "fake-model", -0.5))
+    write_caption(path, StoredCaption("An older model's caption, with capitals", "automatic", "old-model", -0.5))
+    stored = sidecar_path(path).read_bytes()
     open_and_wait(qtbot, window, photo_folder)
     row = window.photos.row_of(path)
     window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
-    qtbot.waitUntil(lambda: window.caption_edit.text() == same, timeout=WAIT)
+    qtbot.waitUntil(lambda: window.caption_edit.text().startswith("An older"), timeout=WAIT)
     assert not any(b.isEnabled() for b in window.view.word_buttons())
     assert window.panel.recompute_button.isVisibleTo(window)
-    assert "own caption only" not in window.view._word_hint.text()
     with qtbot.waitSignal(window.service.finished, timeout=WAIT):
         window.panel.recompute_button.click()
-    # Recaptioned to the same text: the words are clickable now, the offer gone.
+
     qtbot.waitUntil(lambda: all(b.isEnabled() for b in window.view.word_buttons()), timeout=WAIT)
+    assert [b.text() for b in window.view.word_buttons()] == "An older model's caption, with capitals".split()
     assert not window.panel.recompute_button.isVisibleTo(window)
+    assert sidecar_path(path).read_bytes() == stored and window.caption_edit.text().startswith("An older")
+    assert window.statusBar().currentMessage().startswith("Attention maps for 1 of 1 photo")
+    qtbot.mouseClick(window.view.word_buttons()[2], Qt.MouseButton.LeftButton)
+    assert window.view.current_word == 2
+
+
+def test_a_typed_caption_gets_maps_too(qtbot, window, photo_folder):
+    path = photo_folder / "photo2.jpg"
+    open_and_wait(qtbot, window, photo_folder)
+    row = window.photos.row_of(path)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+    assert window.edit_caption("my own words here")
+    assert window.panel.recompute_button.isVisibleTo(window)
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.recompute_attention()
+    qtbot.waitUntil(lambda: all(b.isEnabled() for b in window.view.word_buttons()), timeout=WAIT)
+    photo = window.photos.item_at(path)
+    assert photo.text == "my own words here" and photo.state.value == "human" and photo.attention_matches
 
 
 def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):

@@ -254,3 +254,44 @@ def test_every_photo_gone_at_once_is_taken_for_a_drive_unmounted_not_a_folder_em
         window.watcher.check()
     assert _names(window) == before
     assert "a drive unmounted?" in window.statusBar().currentMessage()
+
+
+def test_a_photo_under_a_name_that_left_and_came_back_shows_its_own_picture(qtbot, window, photo_folder):
+    _open(qtbot, window, photo_folder)
+    photo3 = photo_folder / "photo3.jpg"
+    qtbot.waitUntil(lambda: window.thumbnails.image(str(photo3), 160) is not None, timeout=WAIT)
+    old = window.thumbnails.image(str(photo3), 160)
+    photo3.unlink()
+    window.watcher.check()
+    qtbot.waitUntil(lambda: "photo3.jpg" not in _names(window), timeout=WAIT)
+
+    _rewrite(photo3, (0, 0, 255), size=(60, 20))  # another picture saved under the name
+    window.watcher.check()
+    qtbot.waitUntil(lambda: "photo3.jpg" in _names(window), timeout=WAIT)
+
+    def own_picture():
+        image = window.thumbnails.image(str(photo3), 160)
+        return image is not None and image.size() != old.size()
+
+    qtbot.waitUntil(own_picture, timeout=WAIT)
+
+
+def test_a_sidecar_rewritten_in_place_is_noticed_without_a_notice(qtbot, tmp_path, monkeypatch):
+    """A file written in place sends no folder notice: the slow beat looks all the same."""
+    from imgcap_desktop import folder_watcher
+
+    photo = make_photo(tmp_path / "a.jpg")
+    write_caption(photo, StoredCaption("before", "human"))
+    monkeypatch.setattr(folder_watcher, "BEAT_MS", 300)
+    watcher = folder_watcher.FolderWatcher(delay_ms=50)
+    watcher.watch(tmp_path, [photo])
+    qtbot.waitUntil(lambda: not watcher.looking, timeout=WAIT)
+    watcher._notices.removePaths(watcher._notices.directories())  # no notices at all, as for a share
+
+    with qtbot.waitSignal(watcher.changed, timeout=WAIT) as changed:
+        with open(sidecar_path(photo), "r+b") as handle:  # in place: same file, new bytes
+            data = handle.read().replace(b"before", b"after!")
+            handle.seek(0)
+            handle.write(data)
+    assert changed.args[0].restored == (photo,)
+    watcher.stop()

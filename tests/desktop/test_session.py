@@ -771,16 +771,43 @@ def test_a_clear_the_sidecar_refuses_keeps_showing_the_caption(tmp_path):
     assert photo.text == "Only English" and "en-us description" in photo.write_error and not photo.held
 
 
-def test_an_alternative_the_person_picked_is_not_offered_to_recompute(tmp_path):
-    """Recomputing the maps of a picked alternative captions the photo again: the best caption came
-    back over the person's pick. A pick is not a caption stored earlier; its hint says why it has no maps."""
+def test_maps_computed_for_a_caption_as_it_is_leave_it_and_its_sidecar_alone(tmp_path):
+    """Recomputing the maps of a picked alternative captioned the photo again: the best caption came
+    back over the person's pick. The maps are now computed for the caption shown, whatever it is."""
     a = make_photo(tmp_path / "a.jpg")
     session = _session([a])
-    best = _result(a, "a cup of coffee", alternatives=(Alternative(("a", "cup", "on", "a", "table"), -1.0),))
-    _run(session, [a], [best])
-    assert not session.photo(a).recomputable and not session.photo(a).alternative_shown
+    alternative = Alternative(("a", "cup", "on", "a", "table"), -1.0)
+    _run(session, [a], [_result(a, "a cup of coffee", alternatives=(alternative,))])
+    assert not session.photo(a).recomputable  # the model's own caption has its maps
 
-    photo = session.edit(a, "a cup on a table", source="automatic")
-    assert photo.state is CaptionState.AUTOMATIC and photo.alternative_shown and not photo.recomputable
-    stored_earlier = session.edit(a, "a cup of tea", source="automatic")
-    assert stored_earlier.recomputable and not stored_earlier.alternative_shown
+    photo = session.edit(a, "a cup on a table", source="automatic")  # the alternative picked
+    assert photo.recomputable and not photo.attention_matches
+    stored = sidecar_path(a).read_bytes()
+    (status,) = session.apply_attention([_result(a, "a cup on a table")])
+
+    photo = session.photo(a)
+    assert status.status == "skipped" and photo.attention_matches and photo.text == "a cup on a table"
+    assert photo.result.alternatives == (alternative,)  # still offered
+    assert sidecar_path(a).read_bytes() == stored
+
+    session.edit(a, "my own words")
+    (status,) = session.apply_attention([_result(a, "a cup on a table")])  # computed for the text before
+    assert status.status == "kept_edit" and not session.photo(a).attention_matches
+
+
+def test_a_held_typed_caption_does_not_silently_replace_one_another_program_wrote_since(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("first words", "human"))
+    session = _session([a], auto_write=False)
+    session.edit(a, "my typing, held")
+    write_caption(a, StoredCaption("typed in digiKam since", "human"))  # another program
+
+    written, (status,) = session.accept_held()
+    assert written == 0 and status.status == "kept_human" and "still held" in status.message
+    assert read_caption(a).text == "typed in digiKam since"
+    photo = session.photo(a)
+    assert photo.held and photo.text == "my typing, held" and "Accept again" in photo.write_error
+
+    written, failures = session.accept_held()  # the person has seen it, and writes theirs over it
+    assert (written, failures) == (1, []) and read_caption(a).text == "my typing, held"
+    assert not session.photo(a).held and not session.photo(a).write_error

@@ -131,3 +131,24 @@ def test_the_shipped_model_captions_the_sample_photos():
         assert scores == sorted(scores, reverse=True) and outcome.score == scores[0] <= 0
     # Captions differ between photos (a broken encoder tends to give every photo the same words).
     assert len({o.text for o in outcomes}) > 1
+
+
+def test_attention_of_a_given_caption_is_what_the_search_saw_for_its_own(tiny_captioner, photo_folder, tmp_path):
+    """The model shown a caption's words (``attend``): fed its own greedy caption, it gives the
+    search's maps exactly; fed any text, one map a word, in the text's own spelling."""
+    searched = tiny_captioner.caption(photo_folder[:3], beam_size=1)
+    attended = tiny_captioner.attend(photo_folder[:3], [o.text for o in searched], batch_size=2)
+    for own, shown in zip(searched, attended):
+        assert shown.words == own.words and shown.token_ids == own.token_ids
+        np.testing.assert_allclose(shown.attention, own.attention, atol=1e-5)
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    typed, failed = tiny_captioner.attend([photo_folder[0], broken], ["Hello, ZEBRA-land!  again", "a b"])
+    assert typed.words == ("Hello,", "ZEBRA-land!", "again") and typed.text == "Hello, ZEBRA-land! again"
+    assert typed.token_ids[2] == tiny_captioner.bundle.vocab.unk_id  # not a word it knows
+    assert typed.attention.shape == (3, *tiny_captioner.grid) and typed.score < 0
+    np.testing.assert_allclose(typed.attention.sum(axis=(1, 2)), 1.0, atol=1e-4)
+    assert isinstance(failed, CaptionFailure) and not failed.ok
+    with pytest.raises(ValueError, match="2 photos but 1 captions"):
+        tiny_captioner.attend(photo_folder[:2], ["one"])
