@@ -121,7 +121,8 @@ class CaptionPanel(QWidget):
             self.view.set_caption(photo.result.words, photo.result.attention)
         else:
             hint = ("Where the model looks for each word of this caption is not at hand (a caption stored earlier, "
-                    "typed, or one of the alternatives): Show attention maps computes it.")
+                    "typed, or one of the alternatives): Show attention maps computes it." if photo.recomputable
+                    else "Attention maps exist for captions of photos the model can read.")
             self.view.set_caption(tuple(photo.text.split()), None, hint=hint)
         # A keyword's map belongs to the photo, not to the caption: an edited caption keeps it.
         self.keywords.set_keywords(photo.keywords, photo.result)

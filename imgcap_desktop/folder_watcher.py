@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 #: The quiet time before a look is at least this many times what the last look took.
 LOOK_GAP_FACTOR = 5
-#: A look at least this often without a notice (a file rewritten in place sends none)…
-BEAT_MS = 10_000
-#: …and no more often than this many times what the last look took.
-BEAT_FACTOR = 20
+#: While the window is active, a look at least this often without a notice (a file rewritten in
+#: place sends none)…
+BEAT_MS = 20_000
+#: …and no more often than this many times what the last look took (a big folder, a slow share).
+BEAT_FACTOR = 100
 #: At most this many folders are watched (macOS keeps a file open for each): the others are looked
 #: at when the window becomes active again, or with the watched ones.
 MAX_WATCHED_FOLDERS = 256
@@ -42,8 +43,9 @@ class FolderWatcher(QObject):
 
     The system's change notices for the folder start a look, and so does :meth:`check` (the window
     calls it when it becomes active again: a network share may send no notices, and a sidecar
-    rewritten in place changes no folder entry); so does a slow beat, every :data:`BEAT_MS` or
-    :data:`BEAT_FACTOR` times what a look takes, for what no notice tells. A look takes a
+    rewritten in place changes no folder entry); so does a slow beat while the window is active
+    (:meth:`set_beating`), every :data:`BEAT_MS` or :data:`BEAT_FACTOR` times what a look takes,
+    for what no notice tells. A look takes a
     :class:`FolderSnapshot` on a pool thread and compares it with the previous one. Our own
     sidecar writes are looked at too: reading them back changes nothing.
 
@@ -73,6 +75,8 @@ class FolderWatcher(QObject):
         self._snapshot: FolderSnapshot | None = None
         self._generation = 0
         self._first = False
+        self._beating = False
+        self._unavailable = ""  # the reason last said, so that a folder still gone is not said again
         self._looking = False
         self._again = False
 
@@ -83,7 +87,8 @@ class FolderWatcher(QObject):
         # The first look compares with the photos shown: one added or removed since they were
         # listed is reported, while sidecars start from what the first look sees.
         self._snapshot, self._first = FolderSnapshot(tuple(photos), {}), True
-        self._beat.start()
+        if self._beating:
+            self._beat.start()
         self._look()
 
     def stop(self) -> None:
@@ -96,6 +101,14 @@ class FolderWatcher(QObject):
         self._folder, self._snapshot, self._again = None, None, False
         if self._notices.directories():
             self._notices.removePaths(self._notices.directories())
+
+    def set_beating(self, on: bool) -> None:
+        """Beat (look now and then without a notice) or not: the window beats while it is active."""
+        self._beating = on
+        if on and self._folder is not None:
+            self._beat.start()
+        else:
+            self._beat.stop()
 
     def check(self) -> None:
         """Look at the folder again soon, as a notice does: within the quiet time that the last look
@@ -130,9 +143,9 @@ class FolderWatcher(QObject):
         if self._snapshot.photos and not snapshot.photos:
             # Every photo gone at once: far more likely a drive unmounted (its mount point left
             # empty) than a folder emptied; the photos stay, with what the session knows of them.
-            self.unavailable.emit("no photo is there now (a drive unmounted?); reopen the folder to refresh it")
+            self._say_unavailable("no photo is there now (a drive unmounted?); reopen the folder to refresh it")
             return
-        self._snapshot, self._first = snapshot, False
+        self._snapshot, self._first, self._unavailable = snapshot, False, ""
         self._watch_directories(snapshot)
         if changes:
             self.changed.emit(changes)
@@ -140,7 +153,12 @@ class FolderWatcher(QObject):
     def _on_task_errored(self, generation: int, exc: BaseException) -> None:
         if generation == self._generation:
             log.info("looking at %s failed: %s", self._folder, exc)
-            self.unavailable.emit(str(exc))
+            self._say_unavailable(str(exc))
+
+    def _say_unavailable(self, reason: str) -> None:
+        if reason != self._unavailable:  # once, not at every beat while the folder stays gone
+            self._unavailable = reason
+            self.unavailable.emit(reason)
 
     def _on_task_finished(self, generation: int) -> None:
         if generation != self._generation:  # a look at a folder no longer watched (a slow share)

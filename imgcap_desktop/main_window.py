@@ -211,8 +211,10 @@ class MainWindow(QMainWindow):
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
-        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
-            self.watcher.check()  # back from another program: what did it change?
+        if event.type() == QEvent.Type.ActivationChange:
+            self.watcher.set_beating(self.isActiveWindow())  # in the background: notices only
+            if self.isActiveWindow():
+                self.watcher.check()  # back from another program: what did it change?
 
     def _on_open_action_triggered(self) -> None:
         start = str(self.folder) if self.folder else str(Path.home())
@@ -269,7 +271,10 @@ class MainWindow(QMainWindow):
         """Compute the attention maps of the current photo's caption, as it is (stored earlier,
         typed, or an alternative picked): the model is shown its words; nothing is written."""
         photo = self.current_item()
-        if photo is None or not photo.recomputable or self.service.busy:
+        if photo is None or not photo.recomputable:
+            return False
+        if self.service.busy:
+            self.statusBar().showMessage("Attention maps are computed once the run under way is over", 8000)
             return False
         job = CaptionJob((photo.path,), batch_size=1, device=self.settings.device,
                          store=self.session.apply_attention, texts=(photo.text,))
@@ -500,6 +505,7 @@ class MainWindow(QMainWindow):
         self.caption_selected_action.setEnabled(has_folder and not busy)
         self.cancel_action.setEnabled(busy)
         self.export_action.setEnabled(has_folder)
+        self.panel.recompute_button.setEnabled(not busy)
         self.import_action.setEnabled(has_folder)
 
     def _ask_about_held(self, count: int, before: str = "closing") -> QMessageBox.StandardButton:

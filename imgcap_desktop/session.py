@@ -140,7 +140,8 @@ class Photo:
     @property
     def attention_matches(self) -> bool:
         """Whether ``result``'s per-word attention belongs to the caption shown (not edited since)."""
-        return self.result is not None and self.caption is not None and self.result.text == self.caption.text
+        return self.result is not None and self.caption is not None and self.result.text == " ".join(
+            self.caption.text.split())  # maps computed for a caption are of its words, white space collapsed
 
     @property
     def recomputable(self) -> bool:
@@ -328,10 +329,8 @@ class CaptionSession:
                 before = self.photo(path)
                 if before is None or before.held:
                     continue
-                caption, error = _read_stored(path, check_photos=True)
-                if error:  # a program that rewrites the sidecar in place may be half-way: a moment later
-                    time.sleep(REREAD_PAUSE_S)
-                    caption, error = _read_stored(path, check_photos=True)
+                # A program that rewrites the sidecar in place may be half-way: read again a moment later.
+                caption, error = _read_stored(path, check_photos=True, reread_pause=REREAD_PAUSE_S)
                 with self._lock:
                     current = self._photos.get(path)
                     if generation != self._generation:
@@ -500,7 +499,7 @@ class CaptionSession:
                 continue
             with self._lock:
                 photo = self._photos.get(path)
-                if photo is None or photo.caption is None or photo.caption.text != outcome.text:
+                if photo is None or photo.caption is None or " ".join(photo.caption.text.split()) != outcome.text:
                     statuses.append(PhotoStatus(path, "kept_edit", photo.caption if photo else None, None,
                                                 "its caption changed while its maps were computed"))
                     continue
@@ -658,16 +657,7 @@ class CaptionSession:
                     continue
                 replaced = replaced_since(current.path, current.held_identity)
                 newer = None if replaced else _persons_caption_since(current)
-                written_since = None if replaced or newer else _written_over_typing(current)
-                if written_since is not None:  # the person decides: theirs stays held, until Accept again
-                    self._update(current.path, held_over=written_since, write_error=(
-                        "another program wrote a caption since you typed this one; Accept again to replace it, "
-                        "or Discard"))
-                    failures.append(PhotoStatus(current.path, "kept_human", written_since,
-                                                _sidecar_or_none(current.path),
-                                                f"{current.path.name}: another program wrote “{written_since.text}” "
-                                                "since your caption was typed; yours is still held"))
-                elif replaced:
+                if replaced:
                     self._drop_held(current.path)
                     failures.append(PhotoStatus(current.path, "failed", None, _sidecar_or_none(current.path),
                                                 f"{current.path.name}: the photo changed since it was captioned "
@@ -681,12 +671,17 @@ class CaptionSession:
                         automatic = current.caption.source == "automatic"
                         # A model's caption keeps a person's that another program writes while this
                         # one is written, too (decided on the bytes it merges into).
+                        # A person's typing keeps any caption written since it was typed, until Accept again.
                         sidecar = write_caption(current.path, _as_stored(current.caption), style=self.sidecar_style,
                                                 keywords_by_person=False if automatic else None,
                                                 rejected_keywords=current.removed_keywords,
-                                                keep_persons=automatic, replacing=current.held_over)
+                                                keep_persons=True, keep_any=not automatic,
+                                                replacing=current.held_over)
                     except PersonsCaptionKept as kept:
-                        failures.append(self._keep_persons_since(current.path, kept.stored))
+                        if automatic:
+                            failures.append(self._keep_persons_since(current.path, kept.stored))
+                        else:  # the person decides: theirs stays held
+                            failures.append(self._hold_over_since(current.path, current.caption, kept.stored))
                     except (SidecarError, ValueError) as exc:  # one photo's failure never stops the others
                         reason = getattr(exc, "reason", str(exc))
                         self._update(current.path, write_error=reason)
@@ -703,6 +698,15 @@ class CaptionSession:
         self._update(path, caption=stored, error="", result=None, **_UNHELD)
         return PhotoStatus(path, "kept_human", stored, _sidecar_or_none(path),
                            f"{path.name}: a person's caption written since is kept")
+
+    def _hold_over_since(self, path: Path, typed: StoredCaption, stored: StoredCaption) -> PhotoStatus:
+        """A person's held caption meets one another program wrote since it was typed: it stays held
+        over that one (the next Accept writes it), and says so."""
+        reason = "another program wrote a caption since this one was typed; Accept again to replace it, or Discard"
+        self._update(path, held_over=stored, write_error=reason)
+        return PhotoStatus(path, "failed", typed, _sidecar_or_none(path),
+                           f"{path.name}: another program wrote “{stored.text}” since yours was typed; yours is "
+                           "still held (Accept again to write it)")
 
     def discard_held(self) -> int:
         """Forget every held caption: each photo shows what its sidecar holds again. Returns how many."""
@@ -796,12 +800,19 @@ def caption_for(photo: Photo, text: str, source: str = "human", model: str | Non
     return StoredCaption(text, source, model, score, now())
 
 
-def _read_stored(path: Path, check_photos: bool) -> tuple[StoredCaption | None, str]:
+def _read_stored(path: Path, check_photos: bool, reread_pause: float = 0.0) -> tuple[StoredCaption | None, str]:
     """``(caption, error)``: what a photo stores (sidecar, else embedded), or why it cannot be read;
-    with ``check_photos``, also why the photo itself cannot be read."""
+    with ``check_photos``, also why the photo itself cannot be read. ``reread_pause``: a sidecar
+    that cannot be read is read once more after that many seconds (it may be half-written)."""
     caption, error = None, ""
     try:
-        caption = read_caption(path)
+        try:
+            caption = read_caption(path)
+        except SidecarError:
+            if not reread_pause:
+                raise
+            time.sleep(reread_pause)
+            caption = read_caption(path)
     except SidecarError as exc:
         error = exc.reason
     except Exception as exc:  # noqa: BLE001 - one unreadable photo is a per-photo error
@@ -850,17 +861,6 @@ def _persons_caption_since(photo: Photo) -> StoredCaption | None:
     stored = _stored_now(photo.path)
     if not isinstance(stored, StoredCaption) or stored.source not in ("human", "embedded") or same_caption(
             stored, photo.held_over):
-        return None
-    return stored
-
-
-def _written_over_typing(photo: Photo) -> StoredCaption | None:
-    """The caption another program stored since a person's held caption of ``photo`` was typed (it
-    differs from what the typing was held over), or None."""
-    if photo.caption is None or photo.caption.source != "human":
-        return None
-    stored = _stored_now(photo.path)
-    if stored is UNREADABLE or same_caption(stored, photo.held_over) or not isinstance(stored, StoredCaption):
         return None
     return stored
 

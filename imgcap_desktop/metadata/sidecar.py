@@ -377,7 +377,7 @@ def other_tools_keywords(photo: str | Path) -> list[str]:
 def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext",
                   keywords_by_person: bool | None = None, rejected_keywords: Sequence[str] = (),
                   added_by_person: Sequence[str] = (), keep_persons: bool = False,
-                  replacing: StoredCaption | None = None) -> Path:
+                  replacing: StoredCaption | None = None, keep_any: bool = False) -> Path:
     """Store a caption (and imgcap's keywords) in the photo's sidecar, changing nothing else there.
 
     An existing sidecar (of either naming style) is updated; otherwise one is created in ``style``.
@@ -402,7 +402,9 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             recorded in ``imgcap:personKeywords``, so that an automatic run keeps them.
         keep_persons: a caption a person wrote in the sidecar is kept (:class:`PersonsCaptionKept`
             is raised), decided on the very bytes the new caption would be merged into; all but
-            ``replacing``, the one a person agreed to replace (same text).
+            ``replacing``, the one a person agreed to replace (same text), and one with the new
+            caption's own text. ``keep_any``: a caption from any hand is kept so (a person's held
+            typing meets what another program wrote since it was typed).
 
     Another program writing the sidecar meanwhile is not overwritten: the sidecar is replaced only
     if it still holds what was read, else the merge starts again on what is there now.
@@ -434,7 +436,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     for _ in range(WRITE_ATTEMPTS):
         try:
             return _write_once(photo, caption, style, keywords_by_person, rejected_keywords, added_by_person,
-                               keep_persons, replacing)
+                               keep_persons, replacing, keep_any)
         except _ChangedMeanwhile:
             continue
     raise SidecarError(photo, f"another program kept changing the sidecar while imgcap wrote it ({WRITE_ATTEMPTS} "
@@ -443,7 +445,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
 
 def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywords_by_person: bool | None,
                 rejected_keywords: Sequence[str], added_by_person: Sequence[str], keep_persons: bool,
-                replacing: StoredCaption | None) -> Path:
+                replacing: StoredCaption | None, keep_any: bool) -> Path:
     """One try of :func:`write_caption`, from reading the sidecar to replacing it.
 
     Raises:
@@ -473,9 +475,10 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         raise
     if keep_persons and existed:
         stored = caption_from_packet(packet, target)
-        agreed = replacing is not None and (stored.text, stored.source) == (replacing.text, replacing.source) \
-            if stored is not None else False
-        if stored is not None and stored.source == "human" and not agreed:  # decided on the bytes merged below
+        agreed = stored is not None and (stored.text == caption.text or replacing is not None and (
+            stored.text, stored.source) == (replacing.text, replacing.source))
+        kept = stored is not None and stored.text and (keep_any or stored.source == "human")
+        if kept and not agreed:  # decided on the bytes merged below
             raise PersonsCaptionKept(photo, stored)
     remove_stale_temp_files(target.parent)
 

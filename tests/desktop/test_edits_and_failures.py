@@ -546,3 +546,22 @@ def test_a_caption_stored_on_several_lines_gives_way_to_the_next_one_in_the_box(
     assert read_caption(photo1).text == "a cat on a sofa"
     window.undo_stack.undo()
     assert window.caption_edit.text() == "My cat Tom\non the sofa,  2019"
+
+
+def test_show_attention_maps_waits_for_the_run_under_way_and_says_so(qtbot, window, photo_folder, fake_captioner):
+    import threading
+
+    path = photo_folder / "photo1.jpg"
+    write_caption(path, StoredCaption("an older caption", "automatic", "old-model", -0.5))
+    open_and_wait(qtbot, window, photo_folder)
+    row = window.photos.row_of(path)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+    gate = fake_captioner.gate = threading.Semaphore(0)
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window._caption(None, policy="replace_automatic")  # a run under way, paced by the gate
+        assert not window.panel.recompute_button.isEnabled()
+        assert not window.recompute_attention()
+        assert "once the run under way is over" in window.statusBar().currentMessage()
+        for _ in range(10):
+            gate.release()
+    assert window.panel.recompute_button.isEnabled()

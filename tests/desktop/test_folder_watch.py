@@ -284,6 +284,7 @@ def test_a_sidecar_rewritten_in_place_is_noticed_without_a_notice(qtbot, tmp_pat
     write_caption(photo, StoredCaption("before", "human"))
     monkeypatch.setattr(folder_watcher, "BEAT_MS", 300)
     watcher = folder_watcher.FolderWatcher(delay_ms=50)
+    watcher.set_beating(True)  # the window is active
     watcher.watch(tmp_path, [photo])
     qtbot.waitUntil(lambda: not watcher.looking, timeout=WAIT)
     watcher._notices.removePaths(watcher._notices.directories())  # no notices at all, as for a share
@@ -295,3 +296,20 @@ def test_a_sidecar_rewritten_in_place_is_noticed_without_a_notice(qtbot, tmp_pat
             handle.write(data)
     assert changed.args[0].restored == (photo,)
     watcher.stop()
+
+
+def test_a_folder_that_stays_gone_is_said_once_and_the_window_beats_only_while_active(qtbot, window, photo_folder):
+    _open(qtbot, window, photo_folder)
+    said = []
+    window.watcher.unavailable.connect(said.append)
+    for photo in photo_folder.iterdir():
+        photo.unlink()
+    for _ in range(3):
+        window.watcher.check()
+        qtbot.waitUntil(lambda: not window.watcher.looking, timeout=WAIT)
+    assert len(said) == 1
+
+    window.watcher.set_beating(False)  # what the window does when another one becomes active
+    assert not window.watcher._beat.isActive()
+    window.watcher.set_beating(True)
+    assert window.watcher._beat.isActive()

@@ -803,7 +803,7 @@ def test_a_held_typed_caption_does_not_silently_replace_one_another_program_wrot
     write_caption(a, StoredCaption("typed in digiKam since", "human"))  # another program
 
     written, (status,) = session.accept_held()
-    assert written == 0 and status.status == "kept_human" and "still held" in status.message
+    assert written == 0 and status.status == "failed" and "yours is still held" in status.message
     assert read_caption(a).text == "typed in digiKam since"
     photo = session.photo(a)
     assert photo.held and photo.text == "my typing, held" and "Accept again" in photo.write_error
@@ -811,3 +811,13 @@ def test_a_held_typed_caption_does_not_silently_replace_one_another_program_wrot
     written, failures = session.accept_held()  # the person has seen it, and writes theirs over it
     assert (written, failures) == (1, []) and read_caption(a).text == "my typing, held"
     assert not session.photo(a).held and not session.photo(a).write_error
+
+
+def test_maps_are_given_to_a_caption_with_line_breaks_and_double_spaces(tmp_path):
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("A dog on the beach.\nSunset,  2019 ", "human"))
+    session = _session([a])
+    assert session.photo(a).recomputable
+    (status,) = session.apply_attention([_result(a, "A dog on the beach. Sunset, 2019")])  # as attend splits it
+    assert status.status == "skipped" and session.photo(a).attention_matches
+    assert not session.photo(a).recomputable

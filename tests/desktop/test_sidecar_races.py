@@ -200,3 +200,24 @@ def _result(photo: Path, text: str):
     words = tuple(text.split())
     return CaptionResult(str(photo), words, tuple(range(len(words))), -0.5,
                          np.zeros((len(words), 2, 2), np.float32), ())
+
+
+def test_a_held_typed_caption_meets_a_caption_written_during_its_write(tmp_path, monkeypatch):
+    """Decided on the bytes merged into: a caption another program writes while the typing is
+    written (after the look before it) is kept, and the typing stays held."""
+    from imgcap_desktop.session import CaptionSession
+
+    photo = make_photo(tmp_path / "a.jpg")
+    session = CaptionSession(auto_write=False)
+    session.open([photo], tmp_path)
+    session.read_stored()
+    session.edit(photo, "my typing, held")
+    _meanwhile(monkeypatch, lambda _: _other_program(photo, description=TYPED))
+
+    written, (status,) = session.accept_held()
+
+    assert written == 0 and status.status == "failed" and "yours is still held" in status.message
+    assert read_caption(photo).text == "typed in digiKam"
+    assert session.photo(photo).held and session.photo(photo).text == "my typing, held"
+    written, _ = session.accept_held()  # seen: Accept again writes it
+    assert written == 1 and read_caption(photo).text == "my typing, held"
