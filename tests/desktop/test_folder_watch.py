@@ -187,20 +187,24 @@ def test_photos_copied_in_or_deleted_join_or_leave_the_grid_and_the_current_one_
     assert "1 photo added and 1 photo removed" in window.statusBar().currentMessage()
 
 
+def _thumbnail(qtbot, window, photo: Path, unlike=None):
+    """The photo's grid thumbnail once decoded (one of another size than ``unlike``'s)."""
+    def decoded():
+        image = window.thumbnails.image(str(photo), 160)
+        return image is not None and (unlike is None or image.size() != unlike.size())
+
+    qtbot.waitUntil(decoded, timeout=WAIT)
+    return window.thumbnails.image(str(photo), 160)
+
+
 def test_a_photo_saved_over_gets_a_new_thumbnail(qtbot, window, photo_folder):
     _open(qtbot, window, photo_folder)
     photo3 = photo_folder / "photo3.jpg"
-    qtbot.waitUntil(lambda: window.thumbnails.image(str(photo3), 160) is not None, timeout=WAIT)
-    old = window.thumbnails.image(str(photo3), 160)
+    old = _thumbnail(qtbot, window, photo3)
 
     _rewrite(photo3, (0, 0, 255), size=(60, 20))
     window.watcher.check()
-
-    def new_thumbnail():
-        image = window.thumbnails.image(str(photo3), 160)
-        return image is not None and image.size() != old.size()
-
-    qtbot.waitUntil(new_thumbnail, timeout=WAIT)
+    _thumbnail(qtbot, window, photo3, unlike=old)
 
 
 def test_our_own_writes_change_nothing_shown(qtbot, window, photo_folder):
@@ -259,8 +263,7 @@ def test_every_photo_gone_at_once_is_taken_for_a_drive_unmounted_not_a_folder_em
 def test_a_photo_under_a_name_that_left_and_came_back_shows_its_own_picture(qtbot, window, photo_folder):
     _open(qtbot, window, photo_folder)
     photo3 = photo_folder / "photo3.jpg"
-    qtbot.waitUntil(lambda: window.thumbnails.image(str(photo3), 160) is not None, timeout=WAIT)
-    old = window.thumbnails.image(str(photo3), 160)
+    old = _thumbnail(qtbot, window, photo3)
     photo3.unlink()
     window.watcher.check()
     qtbot.waitUntil(lambda: "photo3.jpg" not in _names(window), timeout=WAIT)
@@ -268,12 +271,7 @@ def test_a_photo_under_a_name_that_left_and_came_back_shows_its_own_picture(qtbo
     _rewrite(photo3, (0, 0, 255), size=(60, 20))  # another picture saved under the name
     window.watcher.check()
     qtbot.waitUntil(lambda: "photo3.jpg" in _names(window), timeout=WAIT)
-
-    def own_picture():
-        image = window.thumbnails.image(str(photo3), 160)
-        return image is not None and image.size() != old.size()
-
-    qtbot.waitUntil(own_picture, timeout=WAIT)
+    _thumbnail(qtbot, window, photo3, unlike=old)
 
 
 def test_a_sidecar_rewritten_in_place_is_noticed_without_a_notice(qtbot, tmp_path, monkeypatch):
