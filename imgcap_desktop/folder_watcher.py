@@ -45,14 +45,14 @@ class FolderWatcher(QObject):
     calls it when it becomes active again: a network share may send no notices, and a sidecar
     rewritten in place changes no folder entry); so does a slow beat while the window is active
     (:meth:`set_beating`), every :data:`BEAT_MS` or :data:`BEAT_FACTOR` times what a look takes,
-    for what no notice tells. A look takes a
-    :class:`FolderSnapshot` on a pool thread and compares it with the previous one. Our own
-    sidecar writes are looked at too: reading them back changes nothing.
+    for what no notice tells. A look takes a :class:`FolderSnapshot` on a pool thread and compares
+    it with the previous one. Our own sidecar writes are looked at too: reading them back changes
+    nothing.
 
     Signals:
         changed(object changes): a :class:`FolderChanges` with something in it.
-        unavailable(str reason): the folder could not be looked at (gone, or unmounted); the
-            next look tries again.
+        unavailable(str reason): the folder could not be looked at (gone, or unmounted); said once
+            while it stays so; the next look tries again.
     """
 
     changed = Signal(object)
@@ -98,7 +98,7 @@ class FolderWatcher(QObject):
         self._timer.stop()
         self._beat.stop()
         self._timer.setInterval(self._delay_ms)
-        self._folder, self._snapshot, self._again = None, None, False
+        self._folder, self._snapshot, self._again, self._unavailable = None, None, False, ""
         if self._notices.directories():
             self._notices.removePaths(self._notices.directories())
 
