@@ -274,7 +274,7 @@ class MainWindow(QMainWindow):
         if photo is None or not photo.recomputable:
             return False
         if self.service.busy:
-            self.statusBar().showMessage("Attention maps are computed once the run under way is over", 8000)
+            self.statusBar().showMessage("Attention maps can be shown once the run under way is over", 8000)
             return False
         job = CaptionJob((photo.path,), batch_size=1, device=self.settings.device,
                          store=self.session.apply_attention, texts=(photo.text,))
@@ -371,7 +371,7 @@ class MainWindow(QMainWindow):
         if photo is None or text == " ".join(photo.text.split()):
             return False
         # An alternative is the model's that captioned the photo now, also over a person's edit.
-        model = self.service.model_name or None if photo.result is not None else None
+        model = (self.service.model_name or None) if photo.result is not None else None
         new = caption_for(photo, text, source, model)
         self.undo_stack.push(SetCaptionCommand(self.session, photo.path, new, photo.caption, self._undo_refused))
         return True
