@@ -168,8 +168,7 @@ class PhotoListModel(QAbstractListModel):
         # (row_of) is made again once, at the end.
         wanted = [photo.path for photo in self._session.photos()]
         listed = set(wanted)
-        kept = [path for path in self._paths if path in listed]
-        if len(kept) < len(self._paths):
+        if any(path not in listed for path in self._paths):
             row = len(self._paths)
             while row > 0:
                 row -= 1

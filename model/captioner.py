@@ -235,10 +235,7 @@ class Captioner:
             results: dict[int, CaptionResult] = {}
             if good:
                 features, logits = self.model.encode(np.stack([pixels for _, pixels in good]).astype(np.float32))
-                class_probs = None
-                if self.tagger is not None:
-                    class_probs = (self.tagger.class_probabilities(features) if logits is None
-                                   else self.tagger.probabilities_from_logits(logits))
+                class_probs = self._class_probabilities(features, logits)
                 words = [tuple(texts[offset + i].split()) for i, _ in good]
                 attention, scores = self._forced(features, class_probs, words)
                 for row, (i, _) in enumerate(good):
@@ -365,10 +362,7 @@ class Captioner:
         """Captions from the encoder's outputs (``self.model.encode``: grids ``(batch, locations,
         channels)`` and the ImageNet logits, or None): tags, bans, search, results. What
         :meth:`caption` does after encoding, for callers that encode once and decode many times."""
-        class_probs = None
-        if self.tagger is not None:  # the encoder's own logits when its graph gives them: no extra work
-            class_probs = (self.tagger.class_probabilities(features) if logits is None
-                           else self.tagger.probabilities_from_logits(logits))
+        class_probs = self._class_probabilities(features, logits)
         word_probs = self.tagger.word_probabilities(class_probs) if class_probs is not None else None
         decoded, retry, again = self.decode_guarded(features, word_probs, beam_size)
         again_row = {photo: i for i, photo in enumerate(retry)}
@@ -381,6 +375,14 @@ class Captioner:
             else:
                 results.append(self._to_result(source, decoded, row, tags, keywords))
         return results
+
+    def _class_probabilities(self, features: np.ndarray, logits: np.ndarray | None) -> np.ndarray | None:
+        """The ImageNet class probabilities of photos (None without a tagger): from the encoder's own
+        logits when its graph gives them (no extra work), else from the grids."""
+        if self.tagger is None:
+            return None
+        return (self.tagger.class_probabilities(features) if logits is None
+                else self.tagger.probabilities_from_logits(logits))
 
     def decode_guarded(self, features: np.ndarray, word_probs: np.ndarray | None, beam_size: int = 3,
                        again: bool = True):

@@ -195,18 +195,20 @@ class OnnxRuntimeModel:
     def _encoder_session(self, weights: str | Path | None, providers: list[str]):
         from model.encoder_graphs import encoder_graph, forget_cached_graph, shipped_encoder_graph
 
+        def load(graph: Path | bytes):
+            return self._session(str(graph) if isinstance(graph, Path) else graph, providers)
+
         graph = encoder_graph(self.spec.name, weights=weights)
         try:
-            return self._session(str(graph) if isinstance(graph, Path) else graph, providers)
+            return load(graph)
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own kinds: a file it cannot load
-            if isinstance(graph, Path) and graph != shipped_encoder_graph(self.spec.name):
-                log.warning("the cached encoder graph %s cannot be loaded (%s); building it again", graph, exc)
-                forget_cached_graph(graph)
-                graph = encoder_graph(self.spec.name, weights=weights)
-            else:
+            if not isinstance(graph, Path) or graph == shipped_encoder_graph(self.spec.name):
                 raise _unloadable(self.spec.name, graph, exc) from None
+            log.warning("the cached encoder graph %s cannot be loaded (%s); building it again", graph, exc)
+            forget_cached_graph(graph)
+        graph = encoder_graph(self.spec.name, weights=weights)
         try:
-            return self._session(str(graph) if isinstance(graph, Path) else graph, providers)
+            return load(graph)
         except Exception as exc:  # noqa: BLE001
             raise _unloadable(self.spec.name, graph, exc) from None
 

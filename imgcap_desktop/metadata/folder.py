@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -34,7 +35,8 @@ def is_photo(path: str | Path) -> bool:
 
 
 def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[str] | None = None,
-                subfolders: list[Path] | None = None) -> list[Path]:
+                subfolders: list[Path] | None = None,
+                states: dict[Path, tuple[int, int, int]] | None = None) -> list[Path]:
     """The photos in a folder, sorted naturally.
 
     Hidden files and folders (a leading dot, or the hidden attribute on Windows) are skipped, and so
@@ -51,6 +53,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
             caller can say so.
         subfolders: when given (and not ``recursive``), the subfolders not looked in are appended,
             so a caller that finds no photos can say where they might be.
+        states: when given, each photo and ``.xmp`` file listed gets its state (modification time
+            in ns, size, inode; links followed), in the same listing (:func:`snapshot_folder`).
 
     Returns:
         Paths under ``folder`` (as given, not resolved), sorted by :func:`natural_key` of the path
@@ -82,6 +86,10 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
         for entry in entries:
             if _is_hidden(entry):
                 continue
+            if states is not None and (entry.name.lower().endswith(".xmp") or is_photo(entry.name)):
+                with contextlib.suppress(OSError):  # a broken link, or removed meanwhile: no state
+                    status = entry.stat()
+                    states[Path(entry.path)] = (status.st_mtime_ns, status.st_size, status.st_ino)
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if recursive:
@@ -108,8 +116,8 @@ class FolderSnapshot:
 
     Attributes:
         photos: what :func:`scan_folder` found, in its order.
-        files: each photo and ``.xmp`` file in the folders of ``photos`` (and the folder itself):
-            its modification time (ns), size and inode, links followed.
+        files: each photo and ``.xmp`` file (not hidden) in the folders looked in: its modification
+            time (ns), size and inode, links followed.
     """
 
     photos: tuple[Path, ...]
@@ -145,22 +153,8 @@ def snapshot_folder(folder: str | Path, *, recursive: bool = False) -> FolderSna
 
     Raises what :func:`scan_folder` raises for the folder itself.
     """
-    folder = Path(folder)
-    photos = scan_folder(folder, recursive=recursive)
     files: dict[Path, tuple[int, int, int]] = {}
-    for directory in dict.fromkeys([folder, *(photo.parent for photo in photos)]):
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:  # gone since the scan: its photos show as gone next time
-            continue
-        for entry in entries:
-            if not (entry.name.lower().endswith(".xmp") or is_photo(entry.name)):
-                continue
-            try:
-                status = entry.stat()
-            except OSError:  # a broken link, or removed meanwhile
-                continue
-            files[Path(entry.path)] = (status.st_mtime_ns, status.st_size, status.st_ino)
+    photos = scan_folder(folder, recursive=recursive, states=files)  # one listing a folder
     return FolderSnapshot(tuple(photos), files)
 
 

@@ -890,11 +890,15 @@ def _changing(target: Path, photo: Path, read: bytes) -> bool:
 
 def _still(target: Path, read: bytes | None) -> None:
     """Raise :class:`_ChangedMeanwhile` unless ``target`` holds ``read`` (None: it is not there)."""
+    if read is None:
+        if os.path.lexists(target):
+            raise _ChangedMeanwhile()
+        return
     try:
         with open(target, "rb") as handle:
-            now = handle.read(len(read) + 1) if read is not None else b"exists"
+            now = handle.read(len(read) + 1)
     except FileNotFoundError:
-        now = None
+        raise _ChangedMeanwhile() from None
     except OSError:  # unreadable now: the write reports why
         return
     if now != read:
@@ -935,11 +939,12 @@ def replace_atomically(target: str | Path, data: bytes, *, expected: bytes | Non
             f.flush()
             os.fsync(f.fileno())
         try:
-            mode = target.stat().st_mode & 0o7777
+            status = target.stat()
         except FileNotFoundError:
             mode = _NEW_FILE_MODE
         else:
-            _keep_ownership(target, tmp_name)
+            mode = status.st_mode & 0o7777
+            _keep_ownership(target, status, tmp_name)
         os.chmod(tmp_name, mode)  # after the owner: a change of owner clears the set-id bits
         if check:
             _still(target, expected)
@@ -958,13 +963,9 @@ def replace_atomically(target: str | Path, data: bytes, *, expected: bytes | Non
                 pass
 
 
-def _keep_ownership(target: Path, tmp_name: str) -> None:
-    """Give the new file the old one's owner, group and extended attributes (tags, ACLs), as far as
-    this user may: a sidecar replaced by root, or in a shared folder, stays its owner's."""
-    try:
-        status = target.stat()
-    except OSError:
-        return
+def _keep_ownership(target: Path, status: os.stat_result, tmp_name: str) -> None:
+    """Give the new file the old one's (``status``) owner, group and extended attributes (tags,
+    ACLs), as far as this user may: a sidecar replaced by root, or in a shared folder, stays its owner's."""
     if hasattr(os, "chown"):
         for uid in (status.st_uid, -1):  # another user's: only root may; the group, its members may
             try:
