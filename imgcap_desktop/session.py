@@ -25,7 +25,6 @@ import contextlib
 import enum
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -44,6 +43,7 @@ from imgcap_desktop.metadata.apply import (
 from imgcap_desktop.metadata.csvio import CsvRow, ImportReport, import_csv, make_row, write_csv
 from imgcap_desktop.metadata.folder import base_style_collisions, natural_key
 from imgcap_desktop.metadata.sidecar import (
+    STALE_TEMP_SECONDS,
     PersonsCaptionKept,
     SidecarError,
     SidecarStyle,
@@ -52,6 +52,7 @@ from imgcap_desktop.metadata.sidecar import (
     read_caption,
     write_caption,
 )
+from imgcap_desktop.metadata.sidecar import remove_stale_temp_files as remove_stale_sidecars
 from model.images import broken_link_reason, is_regular_file
 from model.results import CaptionOutcome, CaptionResult
 
@@ -69,9 +70,6 @@ OVERWRITE_POLICIES: dict[str, str] = {
     "replace_automatic": "Recaption automatic captions, keep human ones",
     "replace_all": "Recaption everything, human captions included",
 }
-
-#: A writer's temporary file older than this (seconds) was left by a writer that was killed.
-STALE_TEMP_SECONDS = 60.0
 
 class CaptionState(enum.Enum):
     """Where a photo's caption comes from (its badge)."""
@@ -920,36 +918,14 @@ def unreadable_photo_reason(photo: str | Path) -> str | None:
     return None
 
 
-_TEMP_NAME = re.compile(r"^\.(?P<target>.+\.xmp)\.[A-Za-z0-9_]+\.tmp$", re.IGNORECASE)
-
-
 def remove_stale_temp_files(photos: Iterable[Path], older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Remove sidecar temporary files (``.photo.jpg.xmp.XXXX.tmp``) that a killed writer left behind.
-
-    Only files named as our writer names them, for a sidecar of one of ``photos``, and older than
-    ``older_than`` seconds (a live writer's file is younger) are removed. Returns what was removed.
-    """
+    """Remove the temporary sidecars (``.photo.jpg.xmp.XXXX.tmp``) that a killed writer left behind
+    for any of ``photos``, where older than ``older_than`` seconds (a live writer's file is younger).
+    Returns what was removed."""
     by_folder: dict[Path, set[str]] = {}
     for photo in photos:
-        names = by_folder.setdefault(photo.parent, set())
-        names.update({f"{photo.name}.xmp".casefold(), f"{photo.stem}.xmp".casefold()})
+        by_folder.setdefault(photo.parent, set()).update({f"{photo.name}.xmp", f"{photo.stem}.xmp"})
     removed = []
-    cutoff = time.time() - older_than
     for folder, sidecars in by_folder.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            match = _TEMP_NAME.match(entry.name)
-            if match is None or match["target"].casefold() not in sidecars:
-                continue
-            try:
-                if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime > cutoff:
-                    continue
-                os.unlink(entry.path)
-            except OSError as exc:
-                log.info("cannot remove the stale temporary file %s: %s", entry.path, exc)
-                continue
-            removed.append(Path(entry.path))
+        removed += remove_stale_sidecars(folder, sidecars=sidecars, older_than=older_than)
     return removed

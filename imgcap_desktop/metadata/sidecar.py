@@ -26,7 +26,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -65,7 +65,7 @@ _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udf
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _UTF16 = re.compile(rb"^(\xff\xfe|\xfe\xff|\s*<\x00|\x00<)")
 # What tempfile.mkstemp names our temporary sidecars: ".photo.jpg.xmp.k2j4_8zq.tmp".
-_OUR_TEMP = re.compile(r"^\..+\.xmp\.[A-Za-z0-9_]{8}\.tmp$")
+_OUR_TEMP = re.compile(r"^\.(?P<target>.+\.xmp)\.[A-Za-z0-9_]{8}\.tmp$", re.IGNORECASE)
 
 
 def _creator_tool() -> str:
@@ -480,7 +480,7 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         kept = stored is not None and stored.text and (keep_any or stored.source == "human")
         if kept and not agreed:  # decided on the bytes merged below
             raise PersonsCaptionKept(photo, stored)
-    remove_stale_temp_files(target.parent)
+    _clean_once(target.parent)
 
     old_ours = _as_list(xmp_edit.imgcap_value(before, "keywords"))
     old_rejected = _as_list(xmp_edit.imgcap_value(before, "rejectedKeywords"))
@@ -819,39 +819,50 @@ def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
     )
 
 
-def remove_stale_temp_files(folder: str | Path, *, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+def remove_stale_temp_files(folder: str | Path, *, sidecars: Collection[str] | None = None,
+                            older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
     """Remove temporary sidecars (``.photo.jpg.xmp.k2j4_8zq.tmp``) that a killed writer left behind.
 
     Only files named as imgcap names its own, and older than ``older_than`` seconds (so a write in
-    progress elsewhere is never disturbed), are removed; each folder is cleaned once per process.
+    progress elsewhere is never disturbed), are removed.
+
+    Args:
+        folder: the folder to clean.
+        sidecars: where given, only the temporary files of these sidecar names (compared
+            case-insensitively) are removed.
 
     Returns:
         The files removed.
     """
-    folder = Path(folder)
-    key = os.path.abspath(folder)
-    if key in _CLEANED:
-        return []
-    _CLEANED.add(key)
+    wanted = None if sidecars is None else {name.casefold() for name in sidecars}
     removed = []
-    now = time.time()
+    cutoff = time.time() - older_than
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return []
     for entry in entries:
-        if not _OUR_TEMP.match(entry.name):
+        match = _OUR_TEMP.match(entry.name)
+        if match is None or wanted is not None and match["target"].casefold() not in wanted:
             continue
         try:
             status = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(status.st_mode) and now - status.st_mtime > older_than:
+            if stat.S_ISREG(status.st_mode) and status.st_mtime < cutoff:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
-        except OSError:
-            continue
+        except OSError as exc:
+            log.info("cannot remove the stale temporary sidecar %s: %s", entry.path, exc)
     if removed:
         log.info("removed %d stale temporary sidecar(s) in %s", len(removed), folder)
     return removed
+
+
+def _clean_once(folder: Path) -> None:
+    """Stale temporary sidecars removed from ``folder`` by the first write there in this process."""
+    key = os.path.abspath(folder)
+    if key not in _CLEANED:
+        _CLEANED.add(key)
+        remove_stale_temp_files(folder)
 
 
 _CLEANED: set[str] = set()

@@ -167,7 +167,7 @@ def test_export_reads_the_photos_off_the_gui_thread(qtbot, window, photo_folder,
 # -- defect 9 ---------------------------------------------------------------------------------------
 
 def test_stale_temporary_sidecars_are_removed_when_a_folder_opens(qtbot, window, photo_folder):
-    stale = photo_folder / ".photo1.jpg.xmp.a1b2c3.tmp"
+    stale = photo_folder / ".photo1.jpg.xmp.a1b2c3d4.tmp"
     stale.write_bytes(b"half a sidecar")
     old = time.time() - 120
     os.utime(stale, (old, old))

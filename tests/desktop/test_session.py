@@ -322,10 +322,10 @@ def test_a_csv_exported_while_captions_are_held_imports_as_unchanged(tmp_path):
 
 def test_stale_temporary_files_are_removed_on_open_and_plan(tmp_path):
     a = make_photo(tmp_path / "a.jpg")
-    stale = tmp_path / ".a.jpg.xmp.k3j_x9.tmp"
-    fresh = tmp_path / ".a.jpg.xmp.abcdef.tmp"
+    stale = tmp_path / ".a.jpg.xmp.k3j_x9q2.tmp"
+    fresh = tmp_path / ".a.jpg.xmp.abcdef12.tmp"
     foreign = tmp_path / ".notes.txt.abcdef.tmp"
-    other_photo = tmp_path / ".z.jpg.xmp.abcdef.tmp"
+    other_photo = tmp_path / ".z.jpg.xmp.abcdef12.tmp"
     for path in (stale, fresh, foreign, other_photo):
         path.write_bytes(b"partial")
     old = time.time() - 120
