@@ -117,8 +117,8 @@ class CaptionPanel(QWidget):
             self.shown_text, self.shown_state = "", ""
             return
         self.view.set_photo(image, failure or "Loading…")
-        if photo.attention_matches:
-            self.view.set_caption(photo.result.words, photo.result.attention)
+        if (maps := photo.maps) is not None:
+            self.view.set_caption(maps.words, maps.attention)
         else:
             hint = ("Where the model looks for each word of this caption is not at hand (a caption stored earlier, "
                     "typed, or one of the alternatives): Show attention maps computes it." if photo.recomputable
@@ -163,7 +163,7 @@ class CaptionPanel(QWidget):
     def _is_shown(self, photo: Photo) -> bool:
         shown = self._shown_photo
         return (shown is not None and photo.path == shown.path and photo.result is shown.result
-                and (photo.caption, photo.error, photo.held, photo.write_error)
+                and photo.maps is shown.maps and (photo.caption, photo.error, photo.held, photo.write_error)
                 == (shown.caption, shown.error, shown.held, shown.write_error))
 
     def is_showing(self, photo: Photo) -> bool:

@@ -105,6 +105,9 @@ class Photo:
         held_identity: the photo file's identity when the held model caption was made of it
             (``CaptionResult.identity``): a caption is not written to another file saved under the
             photo's name since.
+        maps_for: ``(result, maps)``: attention maps computed for another caption than ``result``'s
+            (typed, or one of its alternatives; :meth:`CaptionSession.apply_attention`). They count
+            while ``result`` is that result, so the run's own maps stay at hand beside them.
     """
 
     path: Path
@@ -117,6 +120,7 @@ class Photo:
     removed_keywords: tuple[str, ...] = ()
     held_over: StoredCaption | None = None
     held_identity: tuple[int, ...] | None = None
+    maps_for: tuple[CaptionResult, CaptionResult] | None = None
 
     @property
     def state(self) -> CaptionState:
@@ -136,10 +140,21 @@ class Photo:
         return (self.caption.keywords or ()) if self.caption else ()
 
     @property
+    def maps(self) -> CaptionResult | None:
+        """The result whose words and attention maps are the caption's, if one is at hand: the run's
+        (``result``), or the maps computed for the caption since (``maps_for``)."""
+        if self.caption is None:
+            return None
+        text = " ".join(self.caption.text.split())  # maps computed for a caption are of its words
+        at_hand = [self.result]
+        if self.maps_for is not None and self.maps_for[0] is self.result:
+            at_hand.append(self.maps_for[1])
+        return next((result for result in at_hand if result is not None and result.text == text), None)
+
+    @property
     def attention_matches(self) -> bool:
-        """Whether ``result``'s per-word attention belongs to the caption shown (not edited since)."""
-        return self.result is not None and self.caption is not None and self.result.text == " ".join(
-            self.caption.text.split())  # maps computed for a caption are of its words, white space collapsed
+        """Whether attention maps of the caption shown are at hand (see :attr:`maps`)."""
+        return self.maps is not None
 
     @property
     def recomputable(self) -> bool:
@@ -486,7 +501,7 @@ class CaptionSession:
     def apply_attention(self, outcomes: Iterable[CaptionOutcome], *, model_name: str = "") -> list[PhotoStatus]:
         """Give photos the attention maps computed for their captions (``Captioner.attend_batches``):
         nothing is written, the captions stay as they are. A photo whose caption changed meanwhile
-        keeps the change, without maps. The model's alternatives of an earlier result stay offered.
+        keeps the change, without maps. A run's result keeps its own maps and alternatives beside them.
         One status per outcome: ``"skipped"`` (maps given: nothing stored), ``"kept_edit"`` or
         ``"failed"``."""
         statuses, changed = [], []
@@ -501,8 +516,10 @@ class CaptionSession:
                     statuses.append(PhotoStatus(path, "kept_edit", photo.caption if photo else None, None,
                                                 "its caption changed while its maps were computed"))
                     continue
-                earlier = photo.result.alternatives if photo.result is not None else ()
-                self._photos[path] = replace(photo, result=replace(outcome, alternatives=earlier))
+                if photo.result is None:  # a caption stored earlier: the maps are the photo's result
+                    self._photos[path] = replace(photo, result=outcome)
+                else:  # the run's result keeps its own maps and its alternatives
+                    self._photos[path] = replace(photo, maps_for=(photo.result, outcome))
             changed.append(path)
             statuses.append(PhotoStatus(path, "skipped", photo.caption, None, "attention maps computed"))
         if changed:

@@ -795,6 +795,30 @@ def test_maps_computed_for_a_caption_as_it_is_leave_it_and_its_sidecar_alone(tmp
     assert status.status == "kept_edit" and not session.photo(a).attention_matches
 
 
+def test_maps_computed_for_an_alternative_keep_the_run_s_own_maps(tmp_path):
+    """The maps computed for a picked alternative replaced the run's result: going back to the
+    model's best caption (Undo, or picking it) left it without maps, to be computed again."""
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a])
+    alternative = Alternative(("a", "cup", "on", "a", "table"), -1.0)
+    best = _result(a, "a cup of coffee", alternatives=(alternative,))
+    _run(session, [a], [best])
+    session.edit(a, "a cup on a table", source="automatic")
+    picked = _result(a, "a cup on a table")
+    session.apply_attention([picked])
+    assert session.photo(a).maps is picked
+
+    photo = session.edit(a, "a cup of coffee", source="automatic")  # back to the best caption
+    assert photo.attention_matches and not photo.recomputable and photo.maps is best
+    photo = session.edit(a, "a cup on a table", source="automatic")  # and to the alternative again
+    assert photo.maps is picked and photo.result is best
+
+    _run(session, [a], [_result(a, "a mug")])  # a new run: the maps of the old one's captions go
+    assert session.photo(a).maps_for[0] is not session.photo(a).result
+    session.edit(a, "a cup on a table", source="automatic")
+    assert session.photo(a).recomputable
+
+
 def test_a_held_typed_caption_does_not_silently_replace_one_another_program_wrote_since(tmp_path):
     a = make_photo(tmp_path / "a.jpg")
     write_caption(a, StoredCaption("first words", "human"))
