@@ -73,16 +73,20 @@ class FakeCaptioner:
     def caption_batches(self, images, beam_size=3, batch_size=8):
         images = list(images)
         for start in range(0, len(images), batch_size):
-            if self.gate is not None and not self.gate.acquire(timeout=10):
-                raise TimeoutError("the test never released this batch")
-            time.sleep(self.delay)
+            self._wait_for_release()
             self.batches += 1
             yield [self._one(image) for image in images[start:start + batch_size]]
+
+    def _wait_for_release(self) -> None:
+        if self.gate is not None and not self.gate.acquire(timeout=10):
+            raise TimeoutError("the test never released this batch")
+        time.sleep(self.delay)
 
     def attend_batches(self, images, texts, batch_size=8):
         """As ``Captioner.attend_batches``: the given captions' words, each with a map of its own."""
         images, texts = list(images), list(texts)
         for start in range(0, len(images), batch_size):
+            self._wait_for_release()
             batch = []
             for image, text in zip(images[start:start + batch_size], texts[start:start + batch_size]):
                 outcome = self._one(image)

@@ -310,6 +310,24 @@ def test_a_typed_caption_gets_maps_too(qtbot, window, photo_folder):
     assert photo.text == "my own words here" and photo.state.value == "human" and photo.attention_matches
 
 
+def test_a_caption_edited_while_its_maps_are_computed_is_not_counted_as_done(qtbot, window, photo_folder,
+                                                                          fake_captioner):
+    """The summary said "Attention maps for 1 of 1 photo" when the person had typed another caption
+    meanwhile and the maps were dropped."""
+    path = photo_folder / "photo2.jpg"
+    open_and_wait(qtbot, window, photo_folder)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    assert window.edit_caption("my own words here")
+    fake_captioner.gate = threading.Semaphore(0)
+    assert window.recompute_attention()
+    assert window.edit_caption("other words, typed meanwhile")
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        fake_captioner.gate.release()
+    assert window.statusBar().currentMessage() == (
+        "Attention maps for 0 of 1 photo, 1 edited meanwhile (the edit kept)")
+    assert window.photos.item_at(path).recomputable
+
+
 def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):
     from imgcap_desktop.metadata.csvio import CsvRow
     from tests.desktop.conftest_metadata import write_hand_made_csv
