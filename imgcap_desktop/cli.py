@@ -116,9 +116,9 @@ def collect_photos(paths: list[Path], recursive: bool,
 def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, out: TextIO,
           captioner=None) -> None:
     path = str(status.photo)
-    if status.status == "failed":
+    if status.status in ("failed", "gone"):
         if as_json:  # the record has the path; the error reads as the archive's results do
-            record = {"path": path, "status": "failed", "error": status.message}
+            record = {"path": path, "status": status.status, "error": status.message}
             if status.caption is not None:  # captioned, but its sidecar could not take it
                 record["caption"] = status.caption.text
             print(_json(record), file=out)
@@ -238,7 +238,7 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_SOME_FAILED
     for note in _kept_notes(plan.settled):
         print(f"imgcap: {note}", file=sys.stderr)
-    failed = problems or any(s.status == "failed" for s in statuses)
+    failed = problems or any(s.status in ("failed", "gone") for s in statuses)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 

@@ -51,8 +51,8 @@ class RunStatus(QObject):
         """A run of ``total`` photos has started; ``left_out``: why each photo that could not be
         captioned at all was left out (two photos that would share a base-style sidecar); ``verb``
         what the summary says was done ("Captioned 3 of 4 photos")."""
-        self._run = {"total": total, "done": 0, "failed": 0, "edited": 0, "error": None, "left_out": list(left_out),
-                     "verb": verb}
+        self._run = {"total": total, "done": 0, "failed": 0, "edited": 0, "gone": 0, "error": None,
+                     "left_out": list(left_out), "verb": verb}
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
         self.progress_bar.setVisible(True)
@@ -74,6 +74,7 @@ class RunStatus(QObject):
         self._run["done"] = self._run.get("done", 0) + len(outcomes)
         self._run["failed"] = self._run.get("failed", 0) + sum(1 for s in statuses if s.status == "failed")
         self._run["edited"] = self._run.get("edited", 0) + sum(1 for s in statuses if s.status == "kept_edit")
+        self._run["gone"] = self._run.get("gone", 0) + sum(1 for s in statuses if s.status == "gone")
 
     def _on_service_progress(self, done: int, total: int) -> None:
         self.progress_bar.setRange(0, total)
@@ -98,12 +99,14 @@ def run_summary(run: dict, cancelled: bool) -> str:
     """The status line at the end of a run: counts, failures, and why it stopped if it did."""
     done, total, failed = run.get("done", 0), run.get("total", 0), run.get("failed", 0)
     verb = "Cancelled after" if cancelled else run.get("verb", "Captioned")
-    edited = run.get("edited", 0)
-    text = f"{verb} {done - failed - edited} of {count(total, 'photo')}"
+    edited, gone = run.get("edited", 0), run.get("gone", 0)
+    text = f"{verb} {done - failed - edited - gone} of {count(total, 'photo')}"
     if failed:
         text += f", {failed} failed"
     if edited:  # the person's edit beat the result
         text += f", {edited} edited meanwhile (the edit kept)"
+    if gone:
+        text += f", {gone} deleted or moved away meanwhile"
     if run.get("left_out"):
         left_out = run["left_out"]
         text += f"; {count(len(left_out), 'other')} left out: {left_out[0]}"

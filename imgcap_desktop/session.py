@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from imgcap_desktop.metadata.apply import (
+    GONE_WHILE_CAPTIONED,
     REPLACED_WHILE_CAPTIONED,
     PhotoStatus,
     StoreOptions,
@@ -535,6 +536,8 @@ class CaptionSession:
         if reopened is not None and (reopened.edits or reopened.held):
             return PhotoStatus(path, "kept_edit", reopened.caption, None, "edited while it was being captioned"), None
         if not outcome.ok:
+            if not os.path.lexists(path):  # the folder's watcher takes it out of the grid
+                return PhotoStatus(path, "gone", message=f"{path.name}: {GONE_WHILE_CAPTIONED}"), None
             message = f"{path.name}: {outcome.reason}"
             return PhotoStatus(path, "failed", message=message), {"error": outcome.reason, "result": None}
         if replaced_since(path, getattr(outcome, "identity", None)):

@@ -30,7 +30,7 @@ from model.results import CaptionOutcome
 
 log = logging.getLogger(__name__)
 
-Status = Literal["written", "held", "skipped", "kept_human", "kept_edit", "failed"]
+Status = Literal["written", "held", "skipped", "kept_human", "kept_edit", "failed", "gone"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,8 @@ class PhotoStatus:
         status: ``"written"`` (caption stored in the sidecar), ``"held"`` (captioned, not written:
             no sidecars asked for, or held for review), ``"skipped"`` (already captioned, not
             captioned again), ``"kept_human"`` (a person's caption was kept), ``"kept_edit"`` (the
-            user edited the caption while it was being captioned), ``"failed"`` (see ``message``).
+            user edited the caption while it was being captioned), ``"failed"`` (see ``message``),
+            ``"gone"`` (deleted or moved away before it was read: nothing stored).
         caption: the caption now stored for the photo, or the new one where nothing is stored (for a
             sidecar that could not be written, the caption it did not take).
         sidecar: the photo's sidecar, where it has one.
@@ -77,6 +78,8 @@ class PhotoStatus:
     message: str = ""
 
 
+#: Why a photo was not captioned: it left its folder before it could be read (status ``"gone"``).
+GONE_WHILE_CAPTIONED = "deleted or moved away while it was being captioned"
 #: Why a caption is not stored: the file under the photo's name is not the one it was made of.
 REPLACED_WHILE_CAPTIONED = ("the photo changed while it was being captioned (another file under its name); "
                             "caption it again")

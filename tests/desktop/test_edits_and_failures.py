@@ -328,6 +328,18 @@ def test_a_caption_edited_while_its_maps_are_computed_is_not_counted_as_done(qtb
     assert window.photos.item_at(path).recomputable
 
 
+def test_a_photo_deleted_during_a_run_is_not_counted_as_failed(qtbot, window, photo_folder, fake_captioner):
+    fake_captioner.gate = threading.Semaphore(0)
+    open_and_wait(qtbot, window, photo_folder)
+    total = len(window.session)
+    assert window.caption_all()
+    (photo_folder / "photo2.jpg").unlink()
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        fake_captioner.gate.release(10)
+    assert window.statusBar().currentMessage().startswith(
+        f"Captioned {total - 2} of {total} photos, 1 failed, 1 deleted or moved away meanwhile")  # broken.jpg failed
+
+
 def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):
     from imgcap_desktop.metadata.csvio import CsvRow
     from tests.desktop.conftest_metadata import write_hand_made_csv

@@ -795,6 +795,20 @@ def test_maps_computed_for_a_caption_as_it_is_leave_it_and_its_sidecar_alone(tmp
     assert status.status == "kept_edit" and not session.photo(a).attention_matches
 
 
+def test_a_photo_deleted_before_the_run_reached_it_is_gone_not_failed(tmp_path):
+    """A photo deleted or moved away during a run was counted as failed ("file not found") and
+    flagged with an error until the folder's watcher took it out."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b])
+    plan = session.plan(None, "replace_automatic")
+    a.rename(tmp_path / "moved.jpg")
+    gone, done = session.apply_outcomes(plan, [CaptionFailure(str(a), "file not found"), _result(b, "a dog")],
+                                        model_name="tiny", captioned_at=NOW)
+    assert (gone.status, done.status) == ("gone", "written")
+    assert "deleted or moved away while it was being captioned" in gone.message
+    assert not session.photo(a).error and not sidecar_path(a).exists()
+
+
 def test_maps_computed_for_an_alternative_keep_the_run_s_own_maps(tmp_path):
     """The maps computed for a picked alternative replaced the run's result: going back to the
     model's best caption (Undo, or picking it) left it without maps, to be computed again."""
