@@ -164,7 +164,7 @@ def base_style_siblings(photo: str | Path) -> list[Path]:
         pass
     siblings = []
     for ext in sorted(SUPPORTED_EXTENSIONS):
-        for candidate in (photo.with_suffix(ext), photo.with_suffix(ext.upper())):
+        for candidate in _in_cases(photo, ext):
             try:
                 identity = _identity(candidate)
             except OSError:
@@ -175,12 +175,19 @@ def base_style_siblings(photo: str | Path) -> list[Path]:
     return siblings
 
 
+def _in_cases(photo: Path, ext: str) -> tuple[Path, ...]:
+    """``photo`` with the extension ``ext`` (lower case) as cameras and systems spell it: ``.cr2``,
+    ``.CR2`` and ``.Cr2`` (a case-insensitive disk finds every spelling through the first)."""
+    spellings = dict.fromkeys((ext, ext.upper(), ext[:2].upper() + ext[2:]))
+    return tuple(photo.with_suffix(spelling) for spelling in spellings)
+
+
 def _owned_elsewhere(photo: Path, base_style: Path) -> str | None:
     """Why ``base_style`` (the existing or future ``photo.xmp``) is another file's sidecar and not
     ``photo``'s, or None: a raw (or video, …) of the same name beside the photo, or the sidecar's own
     ``photoshop:SidecarForExtension`` naming another file type, also once that file has moved."""
     for ext in sorted(SIDECAR_OWNER_EXTENSIONS):
-        for candidate in (photo.with_suffix(ext), photo.with_suffix(ext.upper())):
+        for candidate in _in_cases(photo, ext):
             try:
                 if stat.S_ISREG(os.stat(candidate).st_mode):
                     return f"{base_style.name} is the sidecar of {candidate.name}"

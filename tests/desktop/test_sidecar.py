@@ -106,16 +106,17 @@ def test_shared_base_sidecar_is_not_attributed_to_either_photo(tmp_path):
         read_caption(jpg)
 
 
-def test_a_raws_sidecar_beside_its_jpeg_is_the_raws_not_the_jpegs(tmp_path):
+@pytest.mark.parametrize("raw_name", ["IMG_2.CR2", "IMG_2.cr2", "IMG_2.Cr2"])  # .Cr2: not recognised before
+def test_a_raws_sidecar_beside_its_jpeg_is_the_raws_not_the_jpegs(tmp_path, raw_name):
     """RAW+JPEG: Lightroom keeps IMG_2.CR2's caption and develop settings in IMG_2.xmp. imgcap took it
     for the JPEG's sidecar: it read the RAW's caption as the JPEG's and wrote the JPEG's into it."""
     jpg = make_photo(tmp_path / "IMG_2.JPG")
-    (tmp_path / "IMG_2.CR2").write_bytes(b"II*\x00 not really a raw")
+    (tmp_path / raw_name).write_bytes(b"II*\x00 not really a raw")
     raws = tmp_path / "IMG_2.xmp"
     raws.write_bytes(_written_elsewhere("Grandma's 90th birthday, Lisbon"))
     before = raws.read_bytes()
     assert find_sidecar(jpg) is None and read_caption(jpg, embedded=False) is None
-    with pytest.raises(SidecarCollisionError, match="IMG_2.CR2"):  # the base style would write into it
+    with pytest.raises(SidecarCollisionError, match=raw_name):  # the base style would write into it
         write_caption(jpg, AUTO, style="base")
     assert write_caption(jpg, AUTO) == tmp_path / "IMG_2.JPG.xmp"
     assert read_caption(jpg).text == AUTO.text and raws.read_bytes() == before
