@@ -20,6 +20,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarCollisionError,
     SidecarError,
     StoredCaption,
+    base_style_siblings,
     find_sidecar,
     read_caption,
     sidecar_path,
@@ -601,3 +602,10 @@ def test_another_photos_sidecar_in_another_case_is_left_to_it(tmp_path):
     write_caption(lower, StoredCaption("the lower one", "human"))
     assert (read_caption(lower).text, read_caption(upper).text) == ("the lower one", "the upper one")
     assert sidecar_path(lower).name == "a.jpg.xmp"
+
+
+def test_photos_that_would_share_a_base_style_sidecar_are_found_in_any_case(tmp_path):
+    jpg = make_photo(tmp_path / "a.jpg")
+    for name in ("a.PNG", "a.Png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert sorted(p.name for p in base_style_siblings(jpg)) == ["a.PNG", "a.Png"]  # a.Png was missed
