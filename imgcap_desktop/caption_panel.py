@@ -3,27 +3,91 @@ beam's alternatives."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QFocusEvent, QImage, QKeyEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from imgcap_desktop.caption_view import CaptionView
 from imgcap_desktop.keyword_chips import KeywordChips
-from imgcap_desktop.session import CaptionState, Photo
+from imgcap_desktop.session import CaptionState, Photo, normalized_caption
 
 
-class CaptionEdit(QLineEdit):
-    """The caption box. Once its text is committed (Return), Ctrl+Z / Ctrl+Shift+Z go to the
-    window's undo stack, as from the menu; while typing they undo the typing."""
+class CaptionEdit(QPlainTextEdit):
+    """The caption box: as many lines as the caption takes (up to :attr:`MAX_LINES`, then it
+    scrolls). Return commits the caption (:attr:`returnPressed`); Shift+Return starts a new line,
+    so a caption with paragraphs (another program's) keeps them when a word of it is edited. Once
+    its text is committed, Ctrl+Z / Ctrl+Shift+Z go to the window's undo stack, as from the menu;
+    while typing they undo the typing. Tab moves on, as from a one-line box.
 
-    committed_text = ""  # the shown caption's text, white space collapsed as a commit stores it
+    Signals:
+        returnPressed(): Return or Enter was pressed.
+        left(): the focus left the box by the user's move (see ``_LEAVING``).
+    """
+
+    MAX_LINES = 6
+    committed_text = ""  # the shown caption's text as a commit stores it (normalized_caption)
+    returnPressed = Signal()
     # Focus leaving the box by the user's move (Tab, a click elsewhere, a shortcut): typed text is
     # committed. Another window or a menu taking the focus is no such move: the typing goes on after.
     left = Signal()
     _LEAVING = (Qt.FocusReason.TabFocusReason, Qt.FocusReason.BacktabFocusReason, Qt.FocusReason.MouseFocusReason,
                 Qt.FocusReason.ShortcutFocusReason, Qt.FocusReason.OtherFocusReason)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.document().documentLayout().documentSizeChanged.connect(lambda _size: self.updateGeometry())
+
+    # QLineEdit's words, which the window and its tests speak
+    def text(self) -> str:
+        return self.toPlainText()
+
+    def setText(self, text: str) -> None:
+        self.setPlainText(text)
+        self.document().setModified(False)
+
+    def isModified(self) -> bool:
+        return self.document().isModified()
+
+    def setModified(self, modified: bool) -> None:
+        self.document().setModified(modified)
+
+    def sizeHint(self) -> QSize:
+        lines = min(max(1, round(self.document().size().height())), self.MAX_LINES)  # plain text: in lines
+        margins = self.contentsMargins()
+        height = (lines * self.fontMetrics().lineSpacing() + 2 * math.ceil(self.document().documentMargin())
+                  + 2 * self.frameWidth() + margins.top() + margins.bottom() + 1)
+        return QSize(super().sizeHint().width(), height)
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.updateGeometry()  # a narrower box wraps the caption on more lines
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self.insertPlainText("\n")
+            else:
+                self.returnPressed.emit()
+            return
+        super().keyPressEvent(event)
 
     def focusOutEvent(self, event: QFocusEvent) -> None:
         super().focusOutEvent(event)
@@ -33,7 +97,7 @@ class CaptionEdit(QLineEdit):
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
             undo_redo = event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)
-            if undo_redo and " ".join(self.text().split()) == self.committed_text:
+            if undo_redo and normalized_caption(self.text()) == self.committed_text:
                 event.ignore()  # let the window's Undo/Redo shortcut have it
                 return False
         return super().event(event)
@@ -67,6 +131,7 @@ class CaptionPanel(QWidget):
         self.view.word_map_shown.connect(self._on_view_word_map_shown)
         self.caption_edit = CaptionEdit()
         self.caption_edit.setPlaceholderText("No caption — type one, or caption the photo")
+        self.caption_edit.setToolTip("Return saves the caption; Shift+Return starts a new line")
         self.caption_edit.setAccessibleName("Caption")
         self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
         # Typed text is never dropped by moving on: leaving the box commits it, as Return does.
@@ -140,11 +205,11 @@ class CaptionPanel(QWidget):
         self.recompute_button.setVisible(photo.recomputable)
         # Text being typed for this photo stays (a result or its preview arriving re-shows it);
         # Return commits it as the person's edit, which beats the model's result.
-        typed = " ".join(self.caption_edit.text().split())  # as a commit stores it (caption_for)
+        typed = normalized_caption(self.caption_edit.text())  # as a commit stores it (caption_for)
         typing = photo.path == self._shown_path and typed != self.caption_edit.committed_text
         if not typing:
             self.caption_edit.setText(photo.text)
-        self.caption_edit.committed_text = " ".join(photo.text.split())  # compared with typing, as it is stored
+        self.caption_edit.committed_text = normalized_caption(photo.text)  # compared with typing, as it is stored
         self._shown_path = photo.path
         self.shown_text, self.shown_state = photo.text, _shown_state(photo)
         self.state_label.setText(describe(photo))

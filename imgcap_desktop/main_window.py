@@ -27,7 +27,7 @@ from imgcap_desktop.metadata.folder import FolderChanges, scan_folder
 from imgcap_desktop.photo_grid import PhotoGrid
 from imgcap_desktop.photo_model import PhotoFilterModel, PhotoListModel, SessionSignals
 from imgcap_desktop.run_status import RunStatus, count, describe_error
-from imgcap_desktop.session import CaptionSession, Photo, caption_for
+from imgcap_desktop.session import CaptionSession, Photo, caption_for, normalized_caption
 from imgcap_desktop.settings import (
     AppSettings,
     load_settings,
@@ -365,10 +365,10 @@ class MainWindow(QMainWindow):
         ``source="automatic"`` for one of the model's alternatives.
         """
         photo = self.photos.item_at(path) if path is not None else self.current_item()
-        text = " ".join(text.split())
-        # The box shows a caption on one line: its text committed unchanged is no edit, even where
-        # the stored caption has line breaks or double spaces (another program's, or the photo's own).
-        if photo is None or text == " ".join(photo.text.split()):
+        text = normalized_caption(text)
+        # Text committed unchanged is no edit, even where the stored caption has double spaces or
+        # trailing ones (another program's, or the photo's own).
+        if photo is None or text == normalized_caption(photo.text):
             return False
         # An alternative is the model's that captioned the photo now, also over a person's edit.
         model = (self.service.model_name or None) if photo.result is not None else None

@@ -798,14 +798,22 @@ class CaptionSession:
         return report
 
 
+def normalized_caption(text: str) -> str:
+    """A caption as a commit stores it: each line's white space collapsed, its line breaks kept
+    (one blank line at most between paragraphs), blank lines at either end dropped."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    kept = [line for i, line in enumerate(lines) if line or (i and lines[i - 1])]
+    return "\n".join(kept).strip("\n")
+
+
 def caption_for(photo: Photo, text: str, source: str = "human", model: str | None = None) -> StoredCaption | None:
-    """The caption a user's text makes for a photo (None for no text; whitespace collapsed).
+    """The caption a user's text makes for a photo (None for no text; see :func:`normalized_caption`).
 
     ``source="automatic"`` marks one of the model's alternatives: it keeps the model's name
     (``model``: the one that captioned the photo in this session, else the caption's) and the
     alternative's score.
     """
-    text = " ".join(text.split())
+    text = normalized_caption(text)
     if not text:
         return None
     score = None

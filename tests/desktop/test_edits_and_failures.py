@@ -340,6 +340,34 @@ def test_a_photo_deleted_during_a_run_is_not_counted_as_failed(qtbot, window, ph
         f"Captioned {total - 2} of {total} photos, 1 failed, 1 deleted or moved away meanwhile")  # broken.jpg failed
 
 
+def test_editing_a_word_of_a_caption_with_paragraphs_keeps_them(qtbot, window, photo_folder):
+    """The caption box was one line: editing one word of another program's description with a
+    paragraph break stored it as one line."""
+    path = photo_folder / "photo1.jpg"
+    write_caption(path, StoredCaption("A dog on the beach.\n\nSunset,  2019, Lisbon", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    qtbot.waitUntil(lambda: window.caption_edit.text().startswith("A dog"), timeout=WAIT)
+    one_line = window.caption_edit.sizeHint().height()
+    window.caption_edit.setFocus()
+    cursor = window.caption_edit.textCursor()
+    cursor.setPosition(2)
+    cursor.setPosition(5, cursor.MoveMode.KeepAnchor)  # "dog"
+    window.caption_edit.setTextCursor(cursor)
+    qtbot.keyClicks(window.caption_edit, "cat")
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert read_caption(path).text == "A cat on the beach.\n\nSunset, 2019, Lisbon"
+
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_End, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)  # a new line
+    qtbot.keyClicks(window.caption_edit, "Photo by Ana")
+    assert read_caption(path).text == "A cat on the beach.\n\nSunset, 2019, Lisbon"  # not committed yet
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert read_caption(path).text == "A cat on the beach.\n\nSunset, 2019, Lisbon\nPhoto by Ana"
+    window.caption_edit.setText("one line")
+    assert window.caption_edit.sizeHint().height() < one_line  # the box is as tall as its caption
+
+
 def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):
     from imgcap_desktop.metadata.csvio import CsvRow
     from tests.desktop.conftest_metadata import write_hand_made_csv
