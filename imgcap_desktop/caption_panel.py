@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QFocusEvent, QImage, QKeyEvent, QKeySequence
+from PySide6.QtGui import QFocusEvent, QImage, QKeyEvent, QKeySequence, QTextCursor
 from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
@@ -22,6 +22,10 @@ from PySide6.QtWidgets import (
 from imgcap_desktop.caption_view import CaptionView
 from imgcap_desktop.keyword_chips import KeywordChips
 from imgcap_desktop.session import CaptionState, Photo, normalized_caption
+
+
+_KEYBOARD_FOCUS = (Qt.FocusReason.TabFocusReason, Qt.FocusReason.BacktabFocusReason,
+                   Qt.FocusReason.ShortcutFocusReason)
 
 
 class CaptionEdit(QPlainTextEdit):
@@ -59,6 +63,7 @@ class CaptionEdit(QPlainTextEdit):
     def setText(self, text: str) -> None:
         self.setPlainText(text)
         self.document().setModified(False)
+        self.moveCursor(QTextCursor.MoveOperation.End)  # typing goes on at the end, as in a line edit
 
     def isModified(self) -> bool:
         return self.document().isModified()
@@ -88,6 +93,11 @@ class CaptionEdit(QPlainTextEdit):
                 self.returnPressed.emit()
             return
         super().keyPressEvent(event)
+
+    def focusInEvent(self, event: QFocusEvent) -> None:
+        super().focusInEvent(event)
+        if event.reason() in _KEYBOARD_FOCUS:  # reached by the keyboard: typing replaces, as in a line edit
+            self.selectAll()
 
     def focusOutEvent(self, event: QFocusEvent) -> None:
         super().focusOutEvent(event)
@@ -158,7 +168,6 @@ class CaptionPanel(QWidget):
         layout.addWidget(QLabel("Alternatives"))
         layout.addWidget(self.alternatives)
         self.shown_text = ""
-        self.shown_state = ""
         self._shown_path: Path | None = None
         self._shown_photo: Photo | None = None  # the state shown in full (show_photo)
 
@@ -179,7 +188,7 @@ class CaptionPanel(QWidget):
             self._shown_path = None
             self.state_label.clear()
             self.recompute_button.setVisible(False)
-            self.shown_text, self.shown_state = "", ""
+            self.shown_text = ""
             return
         self.view.set_photo(image, failure or "Loading…")
         if (maps := photo.maps) is not None:
@@ -211,7 +220,7 @@ class CaptionPanel(QWidget):
             self.caption_edit.setText(photo.text)
         self.caption_edit.committed_text = normalized_caption(photo.text)  # compared with typing, as it is stored
         self._shown_path = photo.path
-        self.shown_text, self.shown_state = photo.text, _shown_state(photo)
+        self.shown_text = photo.text
         self.state_label.setText(describe(photo))
         self.caption_edit.setAccessibleDescription(self.state_label.text())  # read with the caption box
         if photo.result is not None:
@@ -230,10 +239,6 @@ class CaptionPanel(QWidget):
         return (shown is not None and photo.path == shown.path and photo.result is shown.result
                 and photo.maps is shown.maps and (photo.caption, photo.error, photo.held, photo.write_error)
                 == (shown.caption, shown.error, shown.held, shown.write_error))
-
-    def is_showing(self, photo: Photo) -> bool:
-        """Whether the panel already shows this state of the photo."""
-        return photo.text == self.shown_text and _shown_state(photo) == self.shown_state
 
     def _on_keywords_keyword_chosen(self, word: str) -> None:
         chip = self.keywords.chips().get(word)
@@ -270,10 +275,6 @@ class CaptionPanel(QWidget):
 
     def _on_alternatives_item_activated(self, entry: QListWidgetItem) -> None:
         self.alternative_chosen.emit(entry.data(Qt.ItemDataRole.UserRole))
-
-
-def _shown_state(photo: Photo) -> str:
-    return f"{photo.state.value}:{photo.held}:{photo.write_error}:{photo.attention_matches}:{photo.keywords}"
 
 
 def describe(photo: Photo) -> str:

@@ -173,9 +173,9 @@ class MainWindow(QMainWindow):
                                          f"subfolders", 15000)
         else:
             self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}", 5000)
-        if photos:
-            self.grid.setCurrentIndex(self.filtered.index(0, 0))
-        else:
+        if (first := self.filtered.index(0, 0)).isValid():
+            self.grid.setCurrentIndex(first)
+        else:  # no photos, or none the filter lets through: no photo of the last folder stays shown
             self._show_current()
         self._update_actions()
         return True
@@ -333,12 +333,14 @@ class MainWindow(QMainWindow):
         return [self.photos.item(self.filtered.mapToSource(i).row()) for i in indexes]
 
     def _on_grid_current_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
+        photo = self.current_item()
+        self.filtered.pin(photo.path if photo is not None else None)
         self._show_current()
 
     def _on_session_photos_changed(self, paths) -> None:
         photo = self.current_item()
-        if photo is not None and photo.path in paths and not self.panel.is_showing(photo):
-            self._show_current()
+        if photo is not None and photo.path in paths:
+            self._show_current()  # the panel keeps the word chosen where the photo shows as it did
 
     def _show_current(self) -> None:
         photo = self.current_item()

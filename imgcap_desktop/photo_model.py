@@ -252,22 +252,46 @@ class PhotoListModel(QAbstractListModel):
 
 
 class PhotoFilterModel(QSortFilterProxyModel):
-    """Narrows the grid to photos whose caption (or file name) contains the filter text."""
+    """Narrows the grid to photos whose caption (or file name) contains the filter text. The photo
+    shown (:meth:`pin`) stays whatever its caption becomes, until another is chosen or filter text
+    that leaves it out is typed: a run or another program changing its caption does not take it
+    from under the person looking at it, or typing its caption."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self._needle = ""
+        self._pinned: Path | None = None
 
     def set_filter_text(self, text: str) -> None:
         self.beginFilterChange()
         self._needle = text.strip().casefold()
+        if self._pinned is not None:  # the photo shown stays pinned only where the new filter keeps it
+            row = self.sourceModel().row_of(self._pinned)
+            if row is None or not self._matches(row):
+                self._pinned = None
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def pin(self, path: Path | None) -> None:
+        """Keep the photo at ``path`` in the grid (None: none); the one pinned before is filtered again."""
+        if path == self._pinned:
+            return
+        if not self._needle or self._pinned is None:
+            self._pinned = path
+            return
+        self.beginFilterChange()
+        self._pinned = path
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if not self._needle:
             return True
-        index = self.sourceModel().index(source_row, 0, source_parent)
+        if self._pinned is not None and self.sourceModel().item(source_row).path == self._pinned:
+            return True
+        return self._matches(source_row)
+
+    def _matches(self, source_row: int) -> bool:
+        index = self.sourceModel().index(source_row, 0)
         caption = (index.data(Roles.CAPTION) or "").casefold()
         name = (index.data(Qt.ItemDataRole.DisplayRole) or "").casefold()
         return self._needle in caption or self._needle in name

@@ -11,8 +11,10 @@ import pytest
 from PySide6.QtCore import Qt
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from imgcap_desktop.main_window import PREVIEW_SIZE
 from imgcap_desktop.photo_model import Roles
 from imgcap_desktop.session import CaptionState
+from tests.desktop.conftest import make_photos
 
 WAIT = 10_000
 
@@ -228,6 +230,67 @@ def test_filter_narrows_the_grid_by_caption(qtbot, window, photo_folder):
     assert window.filtered.index(0, 0).data() == "photo3.jpg"
     window.filter_edit.clear()
     assert window.filtered.rowCount() == 7
+
+
+def test_the_photo_shown_stays_in_a_filtered_grid_while_its_caption_changes(qtbot, window, photo_folder):
+    """Another program (or a run) changing the caption of the photo shown so that the filter no
+    longer matched took it out of the grid: the caption being typed for it was dropped, or the box
+    went on with the next photo's caption, and the keys typed next edited that photo."""
+    for name in ("photo1.jpg", "photo3.jpg"):
+        write_caption(photo_folder / name, StoredCaption(f"a lighthouse at dusk ({name})", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    qtbot.keyClicks(window.filter_edit, "lighthouse")
+    select(qtbot, window, "photo1.jpg")
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, " my")
+    write_caption(photo_folder / "photo1.jpg", StoredCaption("a harbour", "human"))  # another program
+    window.session.refresh_stored([photo_folder / "photo1.jpg"])  # as the folder's watcher does
+    qtbot.wait(50)
+    assert window.current_item().path.name == "photo1.jpg" and window.filtered.rowCount() == 2
+    qtbot.keyClicks(window.caption_edit, " words")
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert read_caption(photo_folder / "photo1.jpg").text == "a lighthouse at dusk (photo1.jpg) my words"
+    assert read_caption(photo_folder / "photo3.jpg").text == "a lighthouse at dusk (photo3.jpg)"
+
+    write_caption(photo_folder / "photo1.jpg", StoredCaption("a harbour", "human"))
+    window.session.refresh_stored([photo_folder / "photo1.jpg"])
+    qtbot.wait(50)
+    select(qtbot, window, "photo3.jpg")  # the person moves on: photo1 no longer matches, and goes
+    assert window.filtered.rowCount() == 1 and window.current_item().path.name == "photo3.jpg"
+    qtbot.keyClicks(window.filter_edit, "zzz")  # filter text that leaves the photo shown out takes it
+    assert window.filtered.rowCount() == 0 and window.current_item() is None
+
+
+def test_a_folder_the_filter_hides_entirely_shows_no_photo_of_the_last_one(qtbot, window, photo_folder, tmp_path):
+    """The panel went on showing the last folder's photo, and a caption typed there went nowhere."""
+    write_caption(photo_folder / "photo1.jpg", StoredCaption("a lighthouse at dusk", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    qtbot.keyClicks(window.filter_edit, "lighthouse")
+    select(qtbot, window, "photo1.jpg")
+    assert window.caption_edit.text() == "a lighthouse at dusk"
+    other = tmp_path / "other"
+    make_photos(other, count=2, corrupt=False)
+    open_and_wait(qtbot, window, other)
+    assert window.filtered.rowCount() == 0 and window.current_item() is None
+    assert window.caption_edit.text() == "" and window.panel.shown_text == ""
+
+
+def test_a_new_result_with_the_same_caption_shows_its_own_alternatives(qtbot, window, photo_folder):
+    """A run that gave the photo shown the caption it had left the last result's alternatives in the
+    list; the one picked was stored without its score."""
+    from model.results import Alternative
+
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    photo = select(qtbot, window, "photo2.jpg")
+    qtbot.waitUntil(lambda: window.thumbnails.image(str(photo.path), PREVIEW_SIZE) is not None, timeout=WAIT)
+    qtbot.wait(50)  # the preview shown: nothing else shows the photo again
+    assert window.panel.alternatives.count() == 2
+    result = photo.result
+    again = replace(result, score=-0.25, alternatives=(Alternative(result.words, -0.25),))
+    plan = window.session.plan([photo.path], "replace_automatic")
+    window.session.apply_outcomes(plan, [again], model_name="tiny")
+    qtbot.waitUntil(lambda: window.panel.alternatives.count() == 1, timeout=WAIT)
 
 
 def test_export_csv_of_folder_and_selection(qtbot, window, photo_folder, tmp_path):
