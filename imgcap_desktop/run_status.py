@@ -51,7 +51,7 @@ class RunStatus(QObject):
         """A run of ``total`` photos has started; ``left_out``: why each photo that could not be
         captioned at all was left out (two photos that would share a base-style sidecar); ``verb``
         what the summary says was done ("Captioned 3 of 4 photos")."""
-        self._run = {"total": total, "done": 0, "failed": 0, "edited": 0, "gone": 0, "error": None,
+        self._run = {"total": total, "done": 0, "failed": 0, "edited": 0, "kept": 0, "gone": 0, "error": None,
                      "left_out": list(left_out), "verb": verb}
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
@@ -75,6 +75,7 @@ class RunStatus(QObject):
         self._run["failed"] = self._run.get("failed", 0) + sum(1 for s in statuses if s.status == "failed")
         self._run["edited"] = self._run.get("edited", 0) + sum(1 for s in statuses if s.status == "kept_edit")
         self._run["gone"] = self._run.get("gone", 0) + sum(1 for s in statuses if s.status == "gone")
+        self._run["kept"] = self._run.get("kept", 0) + sum(1 for s in statuses if s.status == "kept_human")
 
     def _on_service_progress(self, done: int, total: int) -> None:
         self.progress_bar.setRange(0, total)
@@ -99,12 +100,14 @@ def run_summary(run: dict, cancelled: bool) -> str:
     """The status line at the end of a run: counts, failures, and why it stopped if it did."""
     done, total, failed = run.get("done", 0), run.get("total", 0), run.get("failed", 0)
     verb = "Cancelled after" if cancelled else run.get("verb", "Captioned")
-    edited, gone = run.get("edited", 0), run.get("gone", 0)
-    text = f"{verb} {done - failed - edited - gone} of {count(total, 'photo')}"
+    edited, kept, gone = run.get("edited", 0), run.get("kept", 0), run.get("gone", 0)
+    text = f"{verb} {done - failed - edited - kept - gone} of {count(total, 'photo')}"
     if failed:
         text += f", {failed} failed"
     if edited:  # the person's edit beat the result
         text += f", {edited} edited meanwhile (the edit kept)"
+    if kept:  # a person's caption written meanwhile (another program): kept, as the policy says
+        text += f", {kept} kept a person's caption written meanwhile"
     if gone:
         text += f", {gone} deleted or moved away meanwhile"
     if run.get("left_out"):

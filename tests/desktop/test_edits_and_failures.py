@@ -368,6 +368,20 @@ def test_editing_a_word_of_a_caption_with_paragraphs_keeps_them(qtbot, window, p
     assert window.caption_edit.sizeHint().height() < one_line  # the box is as tall as its caption
 
 
+def test_a_persons_caption_written_during_a_run_is_not_counted_as_captioned(qtbot, window, photo_folder,
+                                                                         fake_captioner):
+    fake_captioner.gate = threading.Semaphore(0)
+    open_and_wait(qtbot, window, photo_folder)
+    total = len(window.session)
+    assert window.caption_all()
+    write_caption(photo_folder / "photo3.jpg", StoredCaption("typed in digiKam meanwhile", "human"))
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        fake_captioner.gate.release(10)
+    assert read_caption(photo_folder / "photo3.jpg").text == "typed in digiKam meanwhile"
+    assert window.statusBar().currentMessage().startswith(
+        f"Captioned {total - 2} of {total} photos, 1 failed, 1 kept a person's caption written meanwhile")
+
+
 def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):
     from imgcap_desktop.metadata.csvio import CsvRow
     from tests.desktop.conftest_metadata import write_hand_made_csv
