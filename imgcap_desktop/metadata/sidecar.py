@@ -796,7 +796,8 @@ def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
     _check_packet(data, path)
     rdf = _rdf(data, path)
     languages = _languages(rdf)
-    text = languages.get(_X_DEFAULT) or next((t for t in languages.values() if t), "")
+    # White space alone is no caption (a tool's cleared field): the element form reads so too.
+    text = next((t for t in (languages.get(_X_DEFAULT, ""), *languages.values()) if t.strip()), "")
     if not text:
         return None
 

@@ -609,3 +609,15 @@ def test_photos_that_would_share_a_base_style_sidecar_are_found_in_any_case(tmp_
     for name in ("a.PNG", "a.Png", "b.png"):
         (tmp_path / name).write_bytes(b"")
     assert sorted(p.name for p in base_style_siblings(jpg)) == ["a.PNG", "a.Png"]  # a.Png was missed
+
+
+def test_a_description_of_white_space_alone_is_no_caption(tmp_path):
+    """A tool's cleared field (" ") counted as a person's caption: the photo was never captioned
+    without --overwrite-human, and --skip-captioned skipped it."""
+    photo = make_photo(tmp_path / "a.jpg")
+    sidecar_path(photo).write_bytes(_written_elsewhere(" "))
+    assert read_caption(photo) is None
+    sidecar_path(photo).write_bytes(_written_elsewhere("&#10;  ", '<rdf:li xml:lang="de">Eine Katze</rdf:li>'))
+    assert read_caption(photo).text == "Eine Katze"  # the language that says something
+    write_caption(photo, AUTO)
+    assert read_caption(photo).text == AUTO.text
