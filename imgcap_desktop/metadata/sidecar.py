@@ -184,8 +184,20 @@ def _in_cases(photo: Path, ext: str) -> tuple[Path, ...]:
 
 def _owned_elsewhere(photo: Path, base_style: Path) -> str | None:
     """Why ``base_style`` (the existing or future ``photo.xmp``) is another file's sidecar and not
-    ``photo``'s, or None: a raw (or video, …) of the same name beside the photo, or the sidecar's own
-    ``photoshop:SidecarForExtension`` naming another file type, also once that file has moved."""
+    ``photo``'s, or None: the sidecar's own ``photoshop:SidecarForExtension`` names another file
+    type (also once that file has moved), or, where it names none, a raw (or video, …) of the same
+    name lies beside the photo. Where it names the photo's own type it is the photo's (a Live
+    Photo's ``IMG_1.xmp``, written for ``IMG_1.HEIC`` beside ``IMG_1.MOV``)."""
+    try:
+        with open(base_style, "rb") as handle:
+            declared = _SIDECAR_FOR.search(handle.read(256 * 1024))
+    except OSError:
+        declared = None
+    if declared:
+        kind = declared.group(1).decode("ascii")
+        if kind.lower() == photo.suffix.lstrip(".").lower():
+            return None
+        return f"{base_style.name} is the sidecar of a .{kind.upper()} file (its photoshop:SidecarForExtension says so)"
     for ext in sorted(SIDECAR_OWNER_EXTENSIONS):
         for candidate in _in_cases(photo, ext):
             try:
@@ -193,15 +205,6 @@ def _owned_elsewhere(photo: Path, base_style: Path) -> str | None:
                     return f"{base_style.name} is the sidecar of {candidate.name}"
             except (OSError, ValueError):  # not there, or a name too long for the disk (no such file either)
                 continue
-    try:
-        with open(base_style, "rb") as handle:
-            head = handle.read(256 * 1024)
-    except OSError:
-        return None
-    declared = _SIDECAR_FOR.search(head)
-    if declared and declared.group(1).decode("ascii").lower() != photo.suffix.lstrip(".").lower():
-        kind = declared.group(1).decode("ascii").upper()
-        return f"{base_style.name} is the sidecar of a .{kind} file (its photoshop:SidecarForExtension says so)"
     return None
 
 

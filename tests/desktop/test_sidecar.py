@@ -621,3 +621,16 @@ def test_a_description_of_white_space_alone_is_no_caption(tmp_path):
     assert read_caption(photo).text == "Eine Katze"  # the language that says something
     write_caption(photo, AUTO)
     assert read_caption(photo).text == AUTO.text
+
+
+def test_a_sidecar_that_names_the_photos_own_type_is_the_photos_beside_a_video_of_its_name(tmp_path):
+    """A Live Photo: IMG_1.HEIC, IMG_1.MOV and IMG_1.xmp written for the HEIC (its
+    photoshop:SidecarForExtension says so). The video beside it made imgcap take the sidecar for the
+    video's: the HEIC's caption went unread and a second sidecar was made."""
+    jpg = make_photo(tmp_path / "IMG_1.jpg")
+    (tmp_path / "IMG_1.MOV").write_bytes(b"\x00\x00\x00\x18ftypqt  ")
+    sidecar = tmp_path / "IMG_1.xmp"
+    sidecar.write_bytes(_written_elsewhere("Grandma's cat").replace(
+        b'xmp:Rating="3"', b'xmp:Rating="3" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+                           b'photoshop:SidecarForExtension="JPG"'))
+    assert find_sidecar(jpg) == sidecar and read_caption(jpg).text == "Grandma's cat"
