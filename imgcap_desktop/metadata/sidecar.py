@@ -506,8 +506,12 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         )
         rejected = list(dict.fromkeys([*rejected, *(k for k in rejected_keywords if k not in caption.keywords)]))
     told = bool(caption.text)  # provenance is a caption's: none is left with a caption taken out
+    # The caption shown is another language's item, and stays the caption (its keywords edited, say):
+    # no x-default copy of it, which would hide that item's later edits in any other program.
+    shown = _languages(before)
+    kept_as_is = told and not shown.get(_X_DEFAULT, "").strip() and _shown_text(shown) == caption.text
     changes = xmp_edit.Changes(
-        caption=caption.text,
+        caption=None if kept_as_is else caption.text,
         imgcap=[
             ("source", caption.source if told else None),
             ("model", caption.model or None if told else None),
@@ -790,6 +794,12 @@ def _languages(rdf: xmp_edit.Node) -> dict[str, str]:
     return {}
 
 
+def _shown_text(languages: dict[str, str]) -> str:
+    """The caption a description's languages give: its ``x-default`` item, else its first other one
+    that says something ("" for none). White space alone is no caption (a tool's cleared field)."""
+    return next((t for t in (languages.get(_X_DEFAULT, ""), *languages.values()) if t.strip()), "")
+
+
 def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
     """The caption (and imgcap's keywords) in an XMP packet, or None when it holds no description.
 
@@ -798,9 +808,7 @@ def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
     """
     _check_packet(data, path)
     rdf = _rdf(data, path)
-    languages = _languages(rdf)
-    # White space alone is no caption (a tool's cleared field): the element form reads so too.
-    text = next((t for t in (languages.get(_X_DEFAULT, ""), *languages.values()) if t.strip()), "")
+    text = _shown_text(_languages(rdf))
     if not text:
         return None
 

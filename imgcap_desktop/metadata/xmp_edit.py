@@ -287,7 +287,7 @@ class Changes:
 
     Attributes:
         caption: the new ``x-default`` description; empty removes it (and the property when no
-            other language is left).
+            other language is left); None leaves the description as it is.
         imgcap: imgcap's properties, in order: a string, a list (written as an ``rdf:Bag``), or
             None to leave it out. Every imgcap property already in the packet is replaced.
         subject: the full new ``dc:subject`` list, or None to leave it alone. Entries already
@@ -295,7 +295,7 @@ class Changes:
             appended in the given order.
     """
 
-    caption: str
+    caption: str | None
     imgcap: Sequence[tuple[str, str | list[str] | None]]
     subject: Sequence[str] | None = None
 
@@ -386,7 +386,8 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
     else:
         block.extend(_imgcap_elements(changes.imgcap, names, declare=False))
 
-    _edit_description(data, rdf, changes.caption, edits, block, dropped, names)
+    if changes.caption is not None:
+        _edit_description(data, rdf, changes.caption, edits, block, dropped, names)
     if changes.subject is not None:
         _edit_subject(data, rdf, list(changes.subject), edits, block, names)
 

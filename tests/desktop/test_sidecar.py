@@ -634,3 +634,20 @@ def test_a_sidecar_that_names_the_photos_own_type_is_the_photos_beside_a_video_o
         b'xmp:Rating="3"', b'xmp:Rating="3" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
                            b'photoshop:SidecarForExtension="JPG"'))
     assert find_sidecar(jpg) == sidecar and read_caption(jpg).text == "Grandma's cat"
+
+
+def test_keywords_put_on_another_languages_caption_add_no_x_default_copy_of_it(tmp_path):
+    """A keywords-only edit (the CSV's, the app's chip removal) of a photo whose caption is the
+    sidecar's German item copied it into a new x-default item, which then hid every later edit of
+    the German one, in imgcap and in exiftool's plain Description."""
+    photo = make_photo(tmp_path / "a.jpg")
+    german = _written_elsewhere("").replace(b'<rdf:li xml:lang="x-default"></rdf:li>',
+                                           b'<rdf:li xml:lang="de">Eine Katze auf dem Sofa</rdf:li>')
+    sidecar_path(photo).write_bytes(german)
+    stored = read_caption(photo)
+    write_caption(photo, replace(stored, keywords=("sofa",)), keywords_by_person=True, added_by_person=["sofa"])
+    assert b"x-default" not in sidecar_path(photo).read_bytes()
+    assert read_caption(photo).text == "Eine Katze auf dem Sofa" and read_caption(photo).keywords == ("sofa",)
+    write_caption(photo, StoredCaption("A cat on the sofa", "human"))  # a new caption goes into x-default
+    assert read_caption(photo).text == "A cat on the sofa"
+    assert b"Eine Katze auf dem Sofa" in sidecar_path(photo).read_bytes()
