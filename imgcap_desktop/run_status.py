@@ -9,6 +9,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
 
 from imgcap_desktop.caption_service import CaptionService
+from imgcap_desktop.metadata.printable import count
 from model.errors import ModelSetupError
 
 
@@ -123,11 +124,6 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ModelSetupError) and str(exc):
         return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def count(n: int, noun: str) -> str:
-    """``"1 photo"``, ``"2 photos"``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def duration(seconds: float) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from imgcap_desktop.metadata.csvio import CsvFormatError, import_csv
-from imgcap_desktop.metadata.printable import printable
+from imgcap_desktop.metadata.printable import count, printable
 from model.search import MAX_BEAM_SIZE
 
 
@@ -105,8 +105,9 @@ def run_import_csv(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for _, message in report.errors:
         print(f"imgcap: {printable(message)}", file=sys.stderr)
     print(
-        f"{len(report.applied)} captions applied, {len(report.unchanged)} unchanged, "
-        f"{len(report.missing)} photos missing, {len(report.outside)} outside the folder, {len(report.errors)} errors",
+        f"{count(len(report.applied), 'caption')} applied, {len(report.unchanged)} unchanged, "
+        f"{count(len(report.missing), 'photo')} missing, {len(report.outside)} outside the folder, "
+        f"{count(len(report.errors), 'error')}",
         file=out,
     )
     return 1 if report.missing or report.outside or report.errors else 0

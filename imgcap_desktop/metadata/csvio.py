@@ -31,6 +31,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
     StoredCaption,
+    caption_taken_out,
     other_tools_keywords,
     replace_atomically,
     read_caption,
@@ -425,13 +426,15 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
     """Apply the captions and keywords of a CSV to the photos' sidecars, as a person's edits.
 
     Only captions that differ from the stored one are written, and where the row has its ``check``
-    only the cells a person edited count; an empty caption cell leaves the photo alone (clearing a
-    cell never deletes a caption). A row whose photo has no caption stored is written as it is (the
+    only the cells a person edited count; an empty caption cell leaves the caption alone (clearing a
+    cell never deletes a caption; keywords edited beside it go onto the stored caption, and are
+    reported where there is none). A row whose photo has no caption stored is written as it is (the
     CSV holds the caption's only copy: captions not written, reviewed in a spreadsheet), the model's
-    where its caption cell is as exported. An edit of keywords that were stored after the export
-    is left out and reported, as an edit of a person's caption is; so is a row whose check cell
-    was changed. A person's caption stored after the CSV
-    was written (typed in another tool, say) is never replaced: the row's ``time captioned`` tells,
+    where its caption cell is as exported; unless the sidecar says imgcap wrote that caption and
+    another program took it out since: then an unedited row is left alone. An edit of keywords
+    that were stored after the export is left out and reported, as an edit of a person's caption
+    is; so is a row whose check cell was changed. A person's caption stored after the CSV was
+    written (typed in another tool, say) is never replaced: the row's ``time captioned`` tells,
     and such a row is reported in ``errors``. Where the CSV has a ``keywords`` column,
     a cell that differs from imgcap's stored keywords replaces them: a keyword taken out is a
     person's removal (never added back automatically), one added is the person's (an automatic run
@@ -459,6 +462,13 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
     for line, row in read_csv(csv_file):
         relative = Path(row.relative_path)
         photo = root / relative
+        text = row.caption.strip()  # a space a spreadsheet added is no edit; a blank cell is an empty one
+        exported = _CHECK.match(row.check)  # None: a row without one (a CSV made by hand, an older imgcap's)
+        edits = _edits(row, exported)
+        keywords_edited = bool(row.keywords) if edits is None else edits[1]
+        if not text and not keywords_edited:  # nothing to apply (a broken link's row, say): whatever its photo is
+            report.unchanged.append(photo)
+            continue
         if not row.relative_path:
             report.missing.append((line, row.relative_path))
             continue
@@ -475,22 +485,31 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             report.errors.append((photo, f"line {line}: {row.relative_path}: not a photo imgcap reads; no sidecar "
                                          f"written"))
             continue
-        text = row.caption.strip()  # a space a spreadsheet added is no edit; a blank cell is an empty one
         try:
             holding = held(photo) if held is not None else None
             current, removed = holding if holding is not None else (read_caption(photo), ())
-            if not text:
-                report.unchanged.append(photo)
-                continue
-            exported = _CHECK.match(row.check)  # None: a row without one (a CSV made by hand, an older imgcap's)
             if row.check and exported is None:
                 report.errors.append((photo, f"line {line}: {row.relative_path}: its check cell was changed, so "
                                              f"its edits cannot be told; left as it is (export again to edit it)"))
                 continue
-            edits = _edits(row, exported)
+            if not text:  # a cleared caption cell deletes nothing: its keywords go onto the stored caption
+                if current is None:
+                    report.errors.append((photo, f"line {line}: {row.relative_path}: keywords edited in a row without "
+                                                 f"a caption; left out (keywords go with a caption: type one too)"))
+                    continue
+                text = current.text.strip()
             # The sidecar is read again only for a row that has keywords to compare.
             wanted = _keywords_to_store(row.keywords, other_tools_keywords(photo)) if row.keywords else ()
-            if current is None:  # the row holds the caption's only copy: written, edited or not
+            if current is None:
+                if holding is None and caption_taken_out(photo, text):  # since the export, in another program
+                    if keywords_edited:
+                        report.errors.append((photo, f"line {line}: {row.relative_path}: its caption was taken "
+                                                     f"out in another program since the CSV was written; the row's "
+                                                     f"keywords are left out"))
+                    else:
+                        report.unchanged.append(photo)
+                    continue
+                # The row holds the caption's only copy (not written, reviewed in a spreadsheet).
                 write_caption(photo, _unstored(row, text, wanted, edits), style=style,
                               added_by_person=list(wanted) if edits is None or edits[1] else [])
                 report.applied.append(photo)
@@ -535,7 +554,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                           rejected_keywords=rejected)
             report.applied.append(photo)
         except SidecarError as exc:
-            report.errors.append((photo, str(exc)))
+            report.errors.append((photo, f"line {line}: {row.relative_path}: {exc}"))
     return report
 
 

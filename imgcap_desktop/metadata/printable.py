@@ -1,4 +1,5 @@
-"""File names made safe to print on one line: what the CLI writes to stdout and stderr.
+"""File names made safe to print on one line: what the CLI writes to stdout and stderr (and
+counts of things as people write them, :func:`count`).
 
 A file name may hold a newline, a tab or other control characters, or (on Linux) bytes that are
 not UTF-8. Printed as they are, they break ``path<TAB>caption`` lines or raise
@@ -37,3 +38,8 @@ def _escape(match: re.Match) -> str:
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
         return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def count(n: int, noun: str) -> str:
+    """``"1 photo"``, ``"2 photos"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -384,6 +384,19 @@ def other_tools_keywords(photo: str | Path) -> list[str]:
     return [k for k in xmp_edit.subject(rdf) if k not in ours]
 
 
+def caption_taken_out(photo: str | Path, text: str) -> bool:
+    """Whether the photo's sidecar holds no caption but still imgcap's record of having written
+    ``text`` (its digest): another program took that caption out since.
+
+    Raises:
+        SidecarError: the sidecar cannot be read.
+    """
+    rdf = _sidecar_rdf(Path(photo))
+    if rdf is None or _shown_text(_languages(rdf)):
+        return False
+    return xmp_edit.imgcap_value(rdf, "textDigest") == _digest(text)
+
+
 def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarStyle = "ext",
                   keywords_by_person: bool | None = None, rejected_keywords: Sequence[str] = (),
                   added_by_person: Sequence[str] = (), keep_persons: bool = False,

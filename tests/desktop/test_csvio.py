@@ -362,7 +362,8 @@ def test_import_reports_a_broken_sidecar_and_goes_on(tmp_path):
 
     report = import_csv(tmp_path / "c.csv")
 
-    assert [p for p, _ in report.errors] == [a] and "a.jpg.xmp" in report.errors[0][1]
+    assert [p for p, _ in report.errors] == [a]
+    assert report.errors[0][1].startswith("line 2: a.jpg: a.jpg.xmp: ")  # which row, which photo: names repeat
     assert sidecar_path(a).read_bytes() == b"<not xml"
     assert report.applied == [b]
 
@@ -637,3 +638,51 @@ def test_keywords_stored_in_another_order_are_no_change_since_the_export(tmp_pat
 
     assert report.applied == [a] and report.errors == []
     assert read_caption(a).keywords == ("tabby", "dog")
+
+
+@needs_exiftool
+def test_an_unedited_row_does_not_bring_back_a_caption_taken_out_in_another_program(tmp_path):
+    """A caption written, exported, then deleted in another program came back, as "applied", from
+    the CSV imported again untouched."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    write_caption(a, AUTO)
+    csv_file = _export(tmp_path, [a, b])
+    exiftool("-q", "-overwrite_original", "-XMP-dc:Description=", sidecar_path(a))
+    assert read_caption(a) is None
+    untouched = Snapshot([sidecar_path(a)])
+
+    report = import_csv(csv_file)
+
+    untouched.assert_unchanged()
+    assert report.applied == [] and report.errors == [] and a in report.unchanged
+    _edit(csv_file, {"a.jpg": "a dog runs on the sand"})  # an edit of the row is a person's caption
+    assert import_csv(csv_file).applied == [a] and read_caption(a).text == "a dog runs on the sand"
+
+
+def test_keywords_edited_in_a_row_with_its_caption_cell_cleared(tmp_path):
+    """The keywords of a row whose caption cell was blank were dropped without a word; a row without
+    a caption anywhere says why its keywords are left out."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    write_caption(a, replace(AUTO, keywords=("dog",)))
+    csv_file = _export(tmp_path, [a, b])
+    edit_csv_cells(csv_file, {"a.jpg": {"caption": "", "keywords": "dog; beach"},
+                              "b.jpg": {"keywords": "sand"}})
+
+    report = import_csv(csv_file)
+
+    assert report.applied == [a] and read_caption(a).text == AUTO.text  # a cleared cell deletes nothing
+    assert read_caption(a).keywords == ("dog", "beach")
+    assert [(p, m) for p, m in report.errors] == [(b, "line 3: b.jpg: keywords edited in a row without a caption; "
+                                                      "left out (keywords go with a caption: type one too)")]
+
+
+def test_an_unedited_row_of_a_photo_not_there_is_no_error(tmp_path):
+    """A CSV's own row of a broken link (blank caption, "broken link" in its error cell) made the
+    untouched CSV's import fail with "photo not found"."""
+    make_photo(tmp_path / "a.jpg")
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "on-a-drive-not-mounted.jpg")
+    csv_file = _export(tmp_path, [tmp_path / "a.jpg"])
+    rows = [row for _, row in read_csv(csv_file)]
+    write_csv(csv_file, [*rows, CsvRow("link.jpg", "link.jpg", error="broken link")])
+    report = import_csv(csv_file)
+    assert report.missing == [] and report.errors == [] and len(report.unchanged) == 2

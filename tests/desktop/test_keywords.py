@@ -108,7 +108,7 @@ def test_cli_keywords_csv_round_trip_and_person_edits(tmp_path, engine, capsys):
     write_hand_made_csv(csv_file, list(rows.values()))
     capsys.readouterr()
     assert main(["import-csv", str(csv_file)]) == 0
-    assert "1 captions applied, 1 unchanged" in capsys.readouterr().out
+    assert "1 caption applied, 1 unchanged" in capsys.readouterr().out
     stored = read_caption(a)
     # Only the keywords were edited: the caption stays the model's (it used to become a person's).
     assert (stored.keywords, stored.source, stored.text) == (("cat", "tabby"), "automatic", "a cat on a sofa")
