@@ -242,6 +242,22 @@ def find_sidecar(photo: str | Path) -> Path | None:
     return None
 
 
+def _base_style_beside(photo: Path, sidecar: Path) -> Path | None:
+    """The photo's own ``photo.xmp`` beside ``sidecar``, its ``photo.jpg.xmp``, or None: a photo
+    can have both (Lightroom's, and darktable's made on import). The first holds the caption
+    where the second holds none; one owned elsewhere, shared, or unreadable is not the photo's."""
+    if sidecar.name.casefold() != f"{photo.name}.xmp".casefold():
+        return None
+    for base_style in _spellings(photo, "base"):
+        try:
+            if base_style != photo and _sidecar_exists(base_style, photo):
+                _refuse_shared(photo, base_style)
+                return base_style
+        except SidecarError:
+            return None
+    return None
+
+
 def _spellings(photo: Path, style: SidecarStyle) -> list[Path]:
     """The names a photo's sidecar may have in a naming style: imgcap's own first, then the
     extensions' other cases that cameras and other systems write (``IMG_1.JPG.XMP``, ``IMG_1.XMP``,
@@ -330,6 +346,10 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
     if path is not None:
         caption = caption_from_packet(_read_limited(path, photo), path)
         if caption is not None:
+            return caption
+        base_style = _base_style_beside(photo, path)
+        if base_style is not None and (caption := caption_from_packet(_read_limited(base_style, photo),
+                                                                      base_style)) is not None:
             return caption
     if embedded:
         from imgcap_desktop.metadata.embedded import read_embedded_caption

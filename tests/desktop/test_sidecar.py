@@ -651,3 +651,19 @@ def test_keywords_put_on_another_languages_caption_add_no_x_default_copy_of_it(t
     write_caption(photo, StoredCaption("A cat on the sofa", "human"))  # a new caption goes into x-default
     assert read_caption(photo).text == "A cat on the sofa"
     assert b"Eine Katze auf dem Sofa" in sidecar_path(photo).read_bytes()
+
+
+def test_a_caption_in_photo_xmp_counts_beside_a_photo_jpg_xmp_that_holds_none(tmp_path):
+    """Lightroom's IMG_1.xmp held the person's caption and darktable's IMG_1.jpg.xmp (made on
+    import) none: imgcap read no caption, captioned the photo over it and wrote into the second."""
+    jpg = make_photo(tmp_path / "IMG_1.jpg")
+    (tmp_path / "IMG_1.xmp").write_bytes(_written_elsewhere("Grandma's cat"))
+    (tmp_path / "IMG_1.jpg.xmp").write_bytes(_written_elsewhere("").replace(
+        b'<dc:description><rdf:Alt><rdf:li xml:lang="x-default"></rdf:li></rdf:Alt></dc:description>', b""))
+    stored = read_caption(jpg)
+    assert (stored.text, stored.source) == ("Grandma's cat", "human")
+    write_caption(jpg, AUTO)  # where a person asks for it: into the photo.jpg.xmp, which then holds it
+    assert read_caption(jpg).text == AUTO.text and b"Grandma's cat" in (tmp_path / "IMG_1.xmp").read_bytes()
+    (tmp_path / "IMG_1.png").write_bytes(b"")  # shared by two photos now: whose it is cannot be told
+    write_caption(jpg, StoredCaption("", "human"))
+    assert read_caption(jpg, embedded=False) is None
