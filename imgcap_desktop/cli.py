@@ -148,11 +148,12 @@ def _emit(status: PhotoStatus, outcome: CaptionOutcome | None, as_json: bool, ou
 
 def _with_folder(message: str, photo: Path) -> str:
     """A failure message that starts with a file's bare name (the photo's, its sidecar's) with the
-    path as given instead: with --recursive, many folders hold an IMG_0001.jpg."""
+    path as given instead, and one that starts with none with the photo's path: with --recursive,
+    many folders hold an IMG_0001.jpg."""
     name, sep, reason = message.partition(": ")
     if sep and "/" not in name and name.startswith(photo.stem):
         return f"{photo.parent / name}: {reason}" if str(photo.parent) != "." else message
-    return message
+    return f"{photo}: {message}"  # one that names no file ("a.jpg, a.png would share ..."): which one
 
 
 def _json(record: dict) -> str:

@@ -50,6 +50,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarStyle,
     StoredCaption,
     find_sidecar,
+    has_ext_style_sidecar,
     read_caption,
     write_caption,
 )
@@ -413,7 +414,9 @@ class CaptionSession:
             generation = self._generation
         settled: dict[Path, PhotoStatus] = {}
         if write and self.sidecar_style == "base":
-            for sidecar, members in base_style_collisions(asked).items():
+            # A photo with a photo.jpg.xmp of its own is written there, whatever the style.
+            needing = [p for p in asked if not has_ext_style_sidecar(p)]
+            for sidecar, members in base_style_collisions(needing).items():
                 names = ", ".join(p.name for p in members)
                 message = f"{names} would share the sidecar {sidecar.name}; use the ext style"
                 for photo in members:

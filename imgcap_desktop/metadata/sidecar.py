@@ -242,6 +242,16 @@ def find_sidecar(photo: str | Path) -> Path | None:
     return None
 
 
+def has_ext_style_sidecar(photo: str | Path) -> bool:
+    """Whether the photo has a ``photo.jpg.xmp`` (in any case of its extensions), which every
+    write goes to whatever the naming style (False where that cannot be told)."""
+    photo = Path(photo)
+    try:
+        return any(_sidecar_exists(path, photo) for path in _spellings(photo, "ext"))
+    except SidecarError:
+        return False
+
+
 def _base_style_beside(photo: Path, sidecar: Path) -> Path | None:
     """The photo's own ``photo.xmp`` beside ``sidecar``, its ``photo.jpg.xmp``, or None: a photo
     can have both (Lightroom's, and darktable's made on import). The first holds the caption

@@ -103,6 +103,26 @@ def test_cli_writes_sidecars_and_csv_keeps_human_captions_and_imports_edits(tmp_
     assert not (folder / "b.xmp").exists()  # existing sidecars are updated, not doubled
 
 
+def test_base_style_fails_only_photos_that_would_share_a_new_sidecar(tmp_path, fake_engine, capsys):
+    """a.jpg and a.png each with its own a.jpg.xmp / a.png.xmp failed "would share the sidecar
+    a.xmp" in base style, though their captions go into their own sidecars; and with --recursive
+    that line named no folder, so it could not be told which pair it was about."""
+    from imgcap_desktop.cli import main
+
+    folder = tmp_path / "photos"
+    pair = [make_photo(folder / "a.jpg"), make_photo(folder / "a.png")]
+    assert main(["caption", str(folder), "--write-sidecars"]) == 0
+    new_pair = [make_photo(folder / "sub" / "a.jpg"), make_photo(folder / "sub" / "a.png")]
+    capsys.readouterr()
+
+    status = main(["caption", str(folder), "--recursive", "--write-sidecars", "--sidecar-style", "base"])
+
+    errors = capsys.readouterr().err.splitlines()
+    assert status == 1 and not (folder / "a.xmp").exists() and all(sidecar_path(p).exists() for p in pair)
+    assert errors == [f"imgcap: {photo}: a.jpg, a.png would share the sidecar a.xmp; use the ext style"
+                      for photo in new_pair]
+
+
 @pytest.mark.slow
 def test_cli_runs_the_real_engine_on_a_tiny_bundle(tmp_path, tiny_bundle):
     from imgcap_desktop.cli import main
