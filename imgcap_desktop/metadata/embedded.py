@@ -26,8 +26,9 @@ _IPTC_UTF8 = b"\x1b%G"
 
 # What cameras put in ImageDescription when nobody wrote one ("OLYMPUS DIGITAL CAMERA", "SONY DSC",
 # "KODAK Digital Still Camera", "Exif_JPEG_PICTURE", "default"): not a caption, and not a person's.
+# The maker's name is in capitals: "Vintage digital camera" or "Factory default" is a person's.
 _CAMERA_PLACEHOLDER = re.compile(
-    r"^\s*(?:[\w-]{1,20}\s+)?(?:digital\s+(?:still\s+)?camera|dsc|exif_jpeg_picture|default)\s*$", re.IGNORECASE
+    r"^\s*(?:[A-Z][A-Z0-9-]{1,19}\s+)?(?i:digital\s+(?:still\s+)?camera|dsc|exif_jpeg_picture|default)\s*$"
 )
 
 

@@ -327,6 +327,15 @@ def test_a_cameras_placeholder_description_is_not_a_caption(tmp_path, engine, pl
     assert read_caption(photo).text == "a cat on a sofa"
 
 
+@pytest.mark.parametrize("description", ["Vintage digital camera", "Factory default"])
+def test_a_persons_description_that_reads_like_a_cameras_is_a_caption(tmp_path, description):
+    """Any word before "digital camera" or "default" made a person's description a camera's placeholder."""
+    exif = Image.Exif()
+    exif[0x010E] = description
+    photo = make_photo(tmp_path / "camera.jpg", exif=exif.tobytes())
+    assert (read_caption(photo).text, read_caption(photo).source) == (description, "embedded")
+
+
 def test_heic_photos_are_found_and_captioned(tmp_path, engine, capsys):
     pytest.importorskip("pillow_heif")
     Image.new("RGB", (64, 48), (30, 140, 60)).save(tmp_path / "iphone.heic")
