@@ -64,6 +64,7 @@ _X_DEFAULT = xmp_edit.X_DEFAULT
 _UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _UTF16 = re.compile(rb"^(\xff\xfe|\xfe\xff|\s*<\x00|\x00<)")
+_DECLARED_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 # What tempfile.mkstemp names our temporary sidecars: ".photo.jpg.xmp.k2j4_8zq.tmp".
 _OUR_TEMP = re.compile(r"^\.(?P<target>.+\.xmp)\.[A-Za-z0-9_]{8}\.tmp$", re.IGNORECASE)
 
@@ -571,6 +572,10 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         updated = xmp_edit.apply_changes(packet, changes)
     except xmp_edit.XmpError as exc:
         raise SidecarError(target, f"{exc}; left as it is") from None
+    declared = _DECLARED_ENCODING.match(packet)
+    if declared and declared[1].lower().replace(b"-", b"").replace(b"_", b"") != b"utf8" and not updated.isascii():
+        raise SidecarError(target, f"it declares the {declared[1].decode('ascii')} encoding, and imgcap writes "
+                                   f"UTF-8 only: letters outside ASCII cannot go in; left as it is")
 
     # Read our own output back before it replaces anything: the caption and our provenance must
     # survive exactly, and so must every value another tool stored.

@@ -667,3 +667,18 @@ def test_a_caption_in_photo_xmp_counts_beside_a_photo_jpg_xmp_that_holds_none(tm
     (tmp_path / "IMG_1.png").write_bytes(b"")  # shared by two photos now: whose it is cannot be told
     write_caption(jpg, StoredCaption("", "human"))
     assert read_caption(jpg, embedded=False) is None
+
+
+def test_a_sidecar_that_declares_another_encoding_says_why_it_cannot_take_a_caption(tmp_path):
+    """"Un café crème" into a sidecar declared ISO-8859-1 failed with "the caption did not survive
+    the XMP round trip", which says nothing of why; an ASCII caption still goes in."""
+    photo = make_photo(tmp_path / "a.jpg")
+    latin1 = (b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+              b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+              b'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="2"/></rdf:RDF></x:xmpmeta>\n')
+    sidecar_path(photo).write_bytes(latin1)
+    with pytest.raises(SidecarError, match="declares the ISO-8859-1 encoding, and imgcap writes UTF-8 only"):
+        write_caption(photo, StoredCaption("Un café crème", "human"))
+    assert sidecar_path(photo).read_bytes() == latin1
+    write_caption(photo, StoredCaption("A coffee", "human"))
+    assert read_caption(photo).text == "A coffee"
