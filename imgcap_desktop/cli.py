@@ -35,7 +35,8 @@ from imgcap_desktop.metadata.commands import (BEAM_HELP, add_caption_options, ad
                                                run_import_csv)
 from imgcap_desktop.metadata.csvio import refuse_as_csv_target
 from imgcap_desktop.metadata.folder import scan_folder
-from imgcap_desktop.metadata.printable import printable
+from imgcap_desktop.metadata.printable import count, printable
+from imgcap_desktop.metadata.sidecar import SIDECAR_OWNER_EXTENSIONS
 from imgcap_desktop.session import CaptionSession, OverwritePolicy
 from model.images import broken_link_reason
 from model.results import CaptionOutcome
@@ -79,11 +80,19 @@ def _positive(text: str) -> int:
     return value
 
 
-def collect_photos(paths: list[Path], recursive: bool,
-                   subfolders: list[Path] | None = None) -> tuple[list[Path], list[str]]:
+#: Files given by name that are no photo imgcap reads, and left out as a folder's are: what a shell's
+#: ``*`` passes beside the photos (sidecars, CSVs, notes), and raws and videos.
+NOT_PHOTOS: frozenset[str] = frozenset({".xmp", ".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".pp3", ".dop"}
+                                       | SIDECAR_OWNER_EXTENSIONS)
+
+
+def collect_photos(paths: list[Path], recursive: bool, subfolders: list[Path] | None = None,
+                   left_out: list[Path] | None = None) -> tuple[list[Path], list[str]]:
     """Expand folders into their photos; returns ``(photos, problems)`` for paths that do not exist
     or are neither a folder nor a regular file (a FIFO would block the first reader forever).
-    ``subfolders``: when given, the subfolders not looked in (see :func:`scan_folder`) are appended."""
+    ``subfolders``: when given, the subfolders not looked in (see :func:`scan_folder`) are appended;
+    ``left_out``: the files given by name that are no photos (:data:`NOT_PHOTOS`), which are not
+    problems. Any other file given by name is tried (``scan.jfif`` is a JPEG)."""
     photos: list[Path] = []
     problems: list[str] = []
     for path in paths:
@@ -102,6 +111,9 @@ def collect_photos(paths: list[Path], recursive: bool,
                 problems += map(printable, skipped)
             except OSError as exc:
                 problems.append(f"{printable(path)}: {exc.strerror or exc}")
+        elif stat.S_ISREG(mode) and path.suffix.lower() in NOT_PHOTOS:
+            if left_out is not None:
+                left_out.append(path)
         elif stat.S_ISREG(mode):
             photos.append(path)
         else:
@@ -190,9 +202,14 @@ def run_caption(args: argparse.Namespace, out: TextIO) -> int:
             print(f"imgcap: --csv: {exc}", file=sys.stderr)
             return EXIT_USAGE
     subfolders: list[Path] = []
-    photos, problems = collect_photos(args.paths, args.recursive, subfolders)
+    left_out: list[Path] = []
+    photos, problems = collect_photos(args.paths, args.recursive, subfolders, left_out)
     for problem in problems:
         print(f"imgcap: {problem}", file=sys.stderr)
+    if left_out:
+        kinds = " ".join(sorted({path.suffix.lower() for path in left_out}))
+        print(f"imgcap: left out {count(len(left_out), 'file')} that imgcap does not caption ({kinds}): "
+              f"{printable(left_out[0])}{' …' if len(left_out) > 1 else ''}", file=sys.stderr)
     if problems and not photos and len(problems) == len(args.paths):
         return EXIT_USAGE  # nothing that was given exists: a mistyped path, not a failed photo
     if not photos:

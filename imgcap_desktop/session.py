@@ -49,7 +49,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
     StoredCaption,
-    find_sidecar,
+    find_sidecar_or_none,
     has_ext_style_sidecar,
     read_caption,
     write_caption,
@@ -435,11 +435,11 @@ class CaptionSession:
                     policy == "replace_automatic" and not persons):
                 chosen.append(photo)
             elif persons and policy != "skip":
-                settled[photo.path] = PhotoStatus(photo.path, "kept_human", photo.caption, _sidecar_or_none(photo.path),
-                                                  "a person's caption is kept")
+                settled[photo.path] = PhotoStatus(photo.path, "kept_human", photo.caption,
+                                                  find_sidecar_or_none(photo.path), "a person's caption is kept")
             else:
-                settled[photo.path] = PhotoStatus(photo.path, "skipped", photo.caption, _sidecar_or_none(photo.path),
-                                                  "already captioned")
+                settled[photo.path] = PhotoStatus(photo.path, "skipped", photo.caption,
+                                                  find_sidecar_or_none(photo.path), "already captioned")
         if chosen:
             remove_stale_temp_files([p.path for p in chosen])
         return CaptionPlan(
@@ -680,7 +680,7 @@ class CaptionSession:
                 newer = None if replaced else _persons_caption_since(current)
                 if replaced:
                     self._drop_held(current.path)
-                    failures.append(PhotoStatus(current.path, "failed", None, _sidecar_or_none(current.path),
+                    failures.append(PhotoStatus(current.path, "failed", None, find_sidecar_or_none(current.path),
                                                 f"{current.path.name}: the photo changed since it was captioned "
                                                 "(another file under its name); its held caption was dropped"))
                 elif newer is not None:
@@ -717,7 +717,7 @@ class CaptionSession:
     def _keep_persons_since(self, path: Path, stored: StoredCaption) -> PhotoStatus:
         """The held caption gives way to a person's caption written since: shown, and said so."""
         self._update(path, caption=stored, error="", result=None, **_UNHELD)
-        return PhotoStatus(path, "kept_human", stored, _sidecar_or_none(path),
+        return PhotoStatus(path, "kept_human", stored, find_sidecar_or_none(path),
                            f"{path.name}: a person's caption written since is kept")
 
     def _hold_over_since(self, path: Path, typed: StoredCaption, stored: StoredCaption) -> PhotoStatus:
@@ -725,7 +725,7 @@ class CaptionSession:
         over that one (the next Accept writes it), and says so."""
         reason = "another program wrote a caption since this one was typed; Accept again to replace it, or Discard"
         self._update(path, held_over=stored, write_error=reason)
-        return PhotoStatus(path, "failed", typed, _sidecar_or_none(path),
+        return PhotoStatus(path, "failed", typed, find_sidecar_or_none(path),
                            f"{path.name}: another program wrote “{stored.text}” since yours was typed; yours is "
                            "still held (Accept again to write it)")
 
@@ -756,7 +756,7 @@ class CaptionSession:
         """
         root = Path(root) if root is not None else (self.folder or Path.cwd())
         photos = self.photos() if paths is None else [self.photo(p) or Photo(Path(p)) for p in paths]
-        return [make_row(p.path, root, p.caption, sidecar=_sidecar_or_none(p.path), error=p.error or p.write_error)
+        return [make_row(p.path, root, p.caption, sidecar=find_sidecar_or_none(p.path), error=p.error or p.write_error)
                 for p in photos]
 
     def export_csv(self, csv_file: str | Path, paths: Iterable[str | Path] | None = None, *,
@@ -919,13 +919,6 @@ def _as_stored(caption: StoredCaption | None) -> StoredCaption:
     if caption is None or caption.source not in ("automatic", "human"):
         return StoredCaption("", "human")
     return caption
-
-
-def _sidecar_or_none(photo: Path) -> Path | None:
-    try:
-        return find_sidecar(photo)
-    except SidecarError:
-        return None
 
 
 def unreadable_photo_reason(photo: str | Path) -> str | None:

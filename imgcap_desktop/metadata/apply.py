@@ -20,7 +20,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
     StoredCaption,
-    find_sidecar,
+    find_sidecar_or_none,
     keywords_as_written,
     read_caption,
     write_caption,
@@ -148,7 +148,7 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
         if caption.keywords is not None:  # shown as they will be written (a person's removal stays out)
             kept = [k for k in keywords_as_written(photo, caption.keywords) if k not in rejected_keywords]
             caption = replace(caption, keywords=tuple(kept))
-        return PhotoStatus(photo, "held", caption, _sidecar_or_none(photo))
+        return PhotoStatus(photo, "held", caption, find_sidecar_or_none(photo))
     try:
         # A person's caption written since the look above is kept all the same: write_caption
         # decides on the bytes it merges into.
@@ -167,11 +167,4 @@ def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
 def _kept(photo: Path, stored: StoredCaption) -> PhotoStatus:
     """A person's caption kept (the CLI says how to replace it; the app's settings do)."""
     where = "embedded in the photo " if stored.source == "embedded" else ""
-    return PhotoStatus(photo, "kept_human", stored, _sidecar_or_none(photo), f"a person's caption {where}is kept")
-
-
-def _sidecar_or_none(photo: Path) -> Path | None:
-    try:
-        return find_sidecar(photo)
-    except SidecarError:
-        return None
+    return PhotoStatus(photo, "kept_human", stored, find_sidecar_or_none(photo), f"a person's caption {where}is kept")

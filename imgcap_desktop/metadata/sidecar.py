@@ -243,6 +243,14 @@ def find_sidecar(photo: str | Path) -> Path | None:
     return None
 
 
+def find_sidecar_or_none(photo: str | Path) -> Path | None:
+    """:func:`find_sidecar`, or None where it cannot be told (a sidecar shared, or not a file)."""
+    try:
+        return find_sidecar(photo)
+    except SidecarError:
+        return None
+
+
 def has_ext_style_sidecar(photo: str | Path) -> bool:
     """Whether the photo has a ``photo.jpg.xmp`` (in any case of its extensions), which every
     write goes to whatever the naming style (False where that cannot be told)."""

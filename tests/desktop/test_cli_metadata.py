@@ -11,7 +11,7 @@ from imgcap_desktop.cli import caption_policy
 from imgcap_desktop.metadata.commands import add_caption_options, add_import_csv_command, run_import_csv
 from imgcap_desktop.metadata.csvio import CsvRow, read_csv
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import Snapshot, make_photo, write_hand_made_csv
+from tests.desktop.conftest_metadata import Snapshot, edit_csv_cells, make_photo, write_hand_made_csv
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,6 +121,28 @@ def test_base_style_fails_only_photos_that_would_share_a_new_sidecar(tmp_path, f
     assert status == 1 and not (folder / "a.xmp").exists() and all(sidecar_path(p).exists() for p in pair)
     assert errors == [f"imgcap: {photo}: a.jpg, a.png would share the sidecar a.xmp; use the ext style"
                       for photo in new_pair]
+
+
+def test_a_shells_star_passes_sidecars_and_csvs_that_are_left_out_not_failed(tmp_path, fake_engine, capsys):
+    """``imgcap caption *`` in a captioned folder exited 1, one failure for every .xmp and .csv; a
+    photo with an extension imgcap does not list, captioned by name, got a sidecar that import-csv
+    then refused to write ("not a photo imgcap reads")."""
+    from imgcap_desktop.cli import main
+
+    photo = make_photo(tmp_path / "a.jpg")
+    scan = tmp_path / "scan.jfif"
+    scan.write_bytes(photo.read_bytes())
+    assert main(["caption", str(photo), str(scan), "--write-sidecars", "--csv", str(tmp_path / "c.csv")]) == 0
+    capsys.readouterr()
+    star = sorted(tmp_path.iterdir())  # a.jpg a.jpg.xmp c.csv scan.jfif scan.jfif.xmp
+
+    assert main(["caption", *map(str, star), "--write-sidecars", "--overwrite-human"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 3 files that imgcap does not caption (.csv .xmp)" in err and "failed" not in err
+
+    edit_csv_cells(tmp_path / "c.csv", {"scan.jfif": {"caption": "a scanned print"}})
+    assert main(["import-csv", str(tmp_path / "c.csv")]) == 0
+    assert read_caption(scan).text == "a scanned print"
 
 
 @pytest.mark.slow
