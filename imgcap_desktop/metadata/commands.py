@@ -94,7 +94,8 @@ def run_import_csv(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         report = import_csv(args.csv_file, args.root, style=args.sidecar_style)
     except (CsvFormatError, OSError) as exc:
-        print(f"imgcap import-csv: {printable(args.csv_file)}: {exc}", file=sys.stderr)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc  # the path once
+        print(f"imgcap import-csv: {printable(args.csv_file)}: {reason}", file=sys.stderr)
         return 2
     root = args.root if args.root is not None else args.csv_file.parent
     for line, relative in report.missing:

@@ -49,6 +49,9 @@ def test_import_csv_command_refuses_a_foreign_file(tmp_path, capsys):
     (tmp_path / "c.csv").write_text("a,b\r\n1,2\r\n", encoding="utf-8")
     assert run_import_csv(_parser().parse_args(["import-csv", str(tmp_path / "c.csv")])) == 2
     assert "relative path" in capsys.readouterr().err
+    missing = tmp_path / "missing.csv"
+    assert run_import_csv(_parser().parse_args(["import-csv", str(missing)])) == 2
+    assert capsys.readouterr().err == f"imgcap import-csv: {missing}: No such file or directory\n"  # the path once
 
 
 # --- end to end through ``imgcap`` ---------------------------------------------------------------
