@@ -35,8 +35,8 @@ def is_photo(path: str | Path) -> bool:
 
 
 def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[str] | None = None,
-                subfolders: list[Path] | None = None,
-                states: dict[Path, tuple[int, int, int]] | None = None) -> list[Path]:
+                subfolders: list[Path] | None = None, states: dict[Path, tuple[int, int, int]] | None = None,
+                unlisted: list[Path] | None = None) -> list[Path]:
     """The photos in a folder, sorted naturally.
 
     Hidden files and folders (a leading dot, or the hidden attribute on Windows) are skipped, and so
@@ -55,6 +55,7 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
             so a caller that finds no photos can say where they might be.
         states: when given, each photo and ``.xmp`` file listed gets its state (modification time
             in ns, size, inode; links followed), in the same listing (:func:`snapshot_folder`).
+        unlisted: when given, each subfolder that cannot be listed is appended.
 
     Returns:
         Paths under ``folder`` (as given, not resolved), sorted by :func:`natural_key` of the path
@@ -80,6 +81,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
         except OSError as exc:
             if current == folder:
                 raise
+            if unlisted is not None:
+                unlisted.append(current)
             if problems is not None:
                 problems.append(f"{current}: cannot list the folder ({exc.strerror or exc}); its photos are skipped")
             continue
@@ -118,10 +121,12 @@ class FolderSnapshot:
         photos: what :func:`scan_folder` found, in its order.
         files: each photo and ``.xmp`` file (not hidden) in the folders looked in: its modification
             time (ns), size and inode, links followed.
+        unlisted: the subfolders that could not be listed (their photos are not in ``photos``).
     """
 
     photos: tuple[Path, ...]
     files: dict[Path, tuple[int, int, int]]
+    unlisted: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,12 +159,23 @@ def snapshot_folder(folder: str | Path, *, recursive: bool = False) -> FolderSna
     Raises what :func:`scan_folder` raises for the folder itself.
     """
     files: dict[Path, tuple[int, int, int]] = {}
-    photos = scan_folder(folder, recursive=recursive, states=files)  # one listing a folder
-    return FolderSnapshot(tuple(photos), files)
+    unlisted: list[Path] = []
+    photos = scan_folder(folder, recursive=recursive, states=files, unlisted=unlisted)  # one listing a folder
+    return FolderSnapshot(tuple(photos), files, tuple(unlisted))
 
 
 def folder_changes(before: FolderSnapshot, after: FolderSnapshot) -> FolderChanges:
-    """What changed from ``before`` to ``after`` (see :class:`FolderChanges`)."""
+    """What changed from ``before`` to ``after`` (see :class:`FolderChanges`). A subfolder that could
+    not be listed this time (its permissions changed, a share that did not answer) keeps its photos
+    as they were: they are not taken for deleted."""
+    if after.unlisted:
+        def unseen(path: Path) -> bool:
+            return any(path.is_relative_to(folder) for folder in after.unlisted)
+
+        kept = tuple(photo for photo in before.photos if unseen(photo))
+        after = FolderSnapshot(tuple(sorted((*after.photos, *kept), key=natural_key)),
+                               after.files | {path: state for path, state in before.files.items() if unseen(path)},
+                               after.unlisted)
     old, new = set(before.photos), set(after.photos)
     differs = {path for path in before.files.keys() | after.files.keys()
                if before.files.get(path) != after.files.get(path)}

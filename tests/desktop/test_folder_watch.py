@@ -54,6 +54,27 @@ def test_folder_changes_name_photos_added_removed_replaced_and_captioned_elsewhe
     assert changes.restored == (a, b, d)
 
 
+def test_photos_of_a_subfolder_that_cannot_be_listed_for_a_while_stay(tmp_path, monkeypatch):
+    """A subfolder that could not be listed (its permissions changed, a share that did not answer)
+    made its photos leave the grid, to come back as new ones."""
+    a, b, c = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "sub" / "b.jpg"), make_photo(tmp_path / "z.jpg")
+    before = snapshot_folder(tmp_path, recursive=True)
+    d = make_photo(tmp_path / "d.jpg")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path) == tmp_path / "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    after = snapshot_folder(tmp_path, recursive=True)
+    changes = folder_changes(before, after)
+    assert after.unlisted == (tmp_path / "sub",)
+    assert changes.photos == (a, d, b, c) and changes.added == (d,)
+    assert (changes.removed, changes.replaced, changes.restored) == ((), (), ())
+
+
 def test_nothing_changed_is_no_change(tmp_path):
     make_photo(tmp_path / "a.jpg")
     write_caption(tmp_path / "a.jpg", StoredCaption("kept", "human"))
