@@ -14,6 +14,7 @@ from PySide6.QtCore import (
     QObject,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QColor, QPainter, QPixmap
@@ -149,6 +150,9 @@ class PhotoListModel(QAbstractListModel):
     def item(self, row: int) -> Photo:
         return self._session.photo(self._paths[row]) or Photo(self._paths[row])
 
+    def path(self, row: int) -> Path:
+        return self._paths[row]
+
     def row_of(self, path: str | Path) -> int | None:
         return self._rows.get(Path(path))
 
@@ -273,20 +277,25 @@ class PhotoFilterModel(QSortFilterProxyModel):
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def pin(self, path: Path | None) -> None:
-        """Keep the photo at ``path`` in the grid (None: none); the one pinned before is filtered again."""
-        if path == self._pinned:
+        """Keep the photo at ``path`` in the grid (None: none); the one pinned before leaves it where
+        the filter does not let it through (the grid is filtered again only then)."""
+        before, self._pinned = self._pinned, path
+        if path == before or not self._needle or before is None:
             return
-        if not self._needle or self._pinned is None:
-            self._pinned = path
-            return
+        row = self.sourceModel().row_of(before)
+        if row is not None and not self._matches(row):
+            # Once the click or key that chose the photo is handled: a click's selection must not
+            # span the rows that move up under it.
+            QTimer.singleShot(0, self, self._refilter)
+
+    def _refilter(self) -> None:
         self.beginFilterChange()
-        self._pinned = path
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if not self._needle:
             return True
-        if self._pinned is not None and self.sourceModel().item(source_row).path == self._pinned:
+        if self._pinned is not None and self.sourceModel().path(source_row) == self._pinned:
             return True
         return self._matches(source_row)
 
