@@ -251,6 +251,19 @@ def find_sidecar_or_none(photo: str | Path) -> Path | None:
         return None
 
 
+def _caption_beside(photo: Path, sidecar: Path) -> StoredCaption | None:
+    """The caption of the photo's ``photo.xmp`` beside its ``photo.jpg.xmp`` (``sidecar``), if any
+    (see :func:`_base_style_beside`); one that cannot be read is another program's to mend."""
+    base_style = _base_style_beside(photo, sidecar)
+    if base_style is None:
+        return None
+    try:
+        return caption_from_packet(_read_limited(base_style, photo), base_style)
+    except SidecarError as exc:
+        log.info("%s: not read beside %s: %s", base_style, sidecar.name, exc.reason)
+        return None
+
+
 def has_ext_style_sidecar(photo: str | Path) -> bool:
     """Whether the photo has a ``photo.jpg.xmp`` (in any case of its extensions), which every
     write goes to whatever the naming style (False where that cannot be told)."""
@@ -366,9 +379,7 @@ def read_caption(photo: str | Path, *, embedded: bool = True) -> StoredCaption |
         caption = caption_from_packet(_read_limited(path, photo), path)
         if caption is not None:
             return caption
-        base_style = _base_style_beside(photo, path)
-        if base_style is not None and (caption := caption_from_packet(_read_limited(base_style, photo),
-                                                                      base_style)) is not None:
+        if (caption := _caption_beside(photo, path)) is not None:
             return caption
     if embedded:
         from imgcap_desktop.metadata.embedded import read_embedded_caption
@@ -542,6 +553,10 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         kept = stored is not None and stored.text and (keep_any or stored.source == "human")
         if kept and not agreed:  # decided on the bytes merged below
             raise PersonsCaptionKept(photo, stored)
+    if not caption.text and existed and not _shown_text(_languages(before)):
+        if _caption_beside(photo, target) is not None:  # the caption shown is there
+            raise SidecarError(photo, f"the caption is in {photo.stem}.xmp, another program's sidecar beside "
+                                      f"{target.name}, which imgcap leaves to it; nothing was written")
     _clean_once(target.parent)
 
     old_ours = _as_list(xmp_edit.imgcap_value(before, "keywords"))
@@ -581,7 +596,9 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
     except xmp_edit.XmpError as exc:
         raise SidecarError(target, f"{exc}; left as it is") from None
     declared = _DECLARED_ENCODING.match(packet)
-    if declared and declared[1].lower().replace(b"-", b"").replace(b"_", b"") != b"utf8" and not updated.isascii():
+    ours_written = [caption.text, caption.model or "", *(ours or ()), *(rejected or ()), *(person or ())]
+    if (declared and declared[1].lower().replace(b"-", b"").replace(b"_", b"") != b"utf8"
+            and not all(value.isascii() for value in ours_written)):
         raise SidecarError(target, f"it declares the {declared[1].decode('ascii')} encoding, and imgcap writes "
                                    f"UTF-8 only: letters outside ASCII cannot go in; left as it is")
 

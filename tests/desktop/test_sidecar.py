@@ -682,3 +682,39 @@ def test_a_sidecar_that_declares_another_encoding_says_why_it_cannot_take_a_capt
     assert sidecar_path(photo).read_bytes() == latin1
     write_caption(photo, StoredCaption("A coffee", "human"))
     assert read_caption(photo).text == "A coffee"
+
+
+
+def test_a_photo_xmp_beside_that_cannot_be_read_is_another_programs_to_mend(tmp_path):
+    """A broken (or empty) a.xmp beside darktable's a.jpg.xmp made the photo unreadable and
+    uncaptionable: it is not the photo's sidecar then, and is left as it is."""
+    photo = make_photo(tmp_path / "a.jpg")
+    darktables = _written_elsewhere("").replace(
+        b'<dc:description><rdf:Alt><rdf:li xml:lang="x-default"></rdf:li></rdf:Alt></dc:description>', b"")
+    (tmp_path / "a.jpg.xmp").write_bytes(darktables)
+    for broken in (b"<not xml", b""):
+        (tmp_path / "a.xmp").write_bytes(broken)
+        assert read_caption(photo, embedded=False) is None
+    write_caption(photo, AUTO)
+    assert read_caption(photo).text == AUTO.text and (tmp_path / "a.xmp").read_bytes() == b""
+
+
+def test_clearing_a_caption_shown_from_the_photo_xmp_beside_is_refused(tmp_path):
+    """The clear went into a.jpg.xmp, and a.xmp's caption came straight back: the person's
+    deletion did nothing, silently."""
+    photo = make_photo(tmp_path / "a.jpg")
+    (tmp_path / "a.jpg.xmp").write_bytes(_written_elsewhere("").replace(
+        b'<dc:description><rdf:Alt><rdf:li xml:lang="x-default"></rdf:li></rdf:Alt></dc:description>', b""))
+    (tmp_path / "a.xmp").write_bytes(_written_elsewhere("Lightroom's caption"))
+    before = Snapshot([tmp_path / "a.jpg.xmp", tmp_path / "a.xmp"])
+    with pytest.raises(SidecarError, match="the caption is in a.xmp, another program's sidecar beside a.jpg.xmp"):
+        write_caption(photo, StoredCaption("", "human"))
+    before.assert_unchanged()
+
+
+def test_an_ascii_caption_goes_into_a_sidecar_declared_latin1_that_holds_other_letters(tmp_path):
+    photo = make_photo(tmp_path / "a.jpg")
+    sidecar_path(photo).write_bytes(_written_elsewhere("").replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"')
+                                    .replace(b'xmp:Rating="3"', 'xmp:Rating="3" xmp:Label="caf\u00e9"'.encode()))
+    write_caption(photo, StoredCaption("a dog", "human"))
+    assert read_caption(photo).text == "a dog"
