@@ -36,7 +36,7 @@ from imgcap_desktop.metadata.commands import (BEAM_HELP, add_caption_options, ad
 from imgcap_desktop.metadata.csvio import refuse_as_csv_target
 from imgcap_desktop.metadata.folder import scan_folder
 from imgcap_desktop.metadata.printable import count, printable
-from imgcap_desktop.metadata.sidecar import SIDECAR_OWNER_EXTENSIONS
+from imgcap_desktop.metadata.sidecar import RAW_EXTENSIONS, VIDEO_EXTENSIONS
 from imgcap_desktop.session import CaptionSession, OverwritePolicy
 from model.images import broken_link_reason
 from model.results import CaptionOutcome
@@ -81,9 +81,10 @@ def _positive(text: str) -> int:
 
 
 #: Files given by name that are no photo imgcap reads, and left out as a folder's are: what a shell's
-#: ``*`` passes beside the photos (sidecars, CSVs, notes), and raws and videos.
+#: ``*`` passes beside the photos (sidecars, CSVs, notes), and raws and videos. Any other file given
+#: by name is tried (Pillow may read an .avif or a .psd).
 NOT_PHOTOS: frozenset[str] = frozenset({".xmp", ".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".pp3", ".dop"}
-                                       | SIDECAR_OWNER_EXTENSIONS)
+                                       | RAW_EXTENSIONS | VIDEO_EXTENSIONS)
 
 
 def collect_photos(paths: list[Path], recursive: bool, subfolders: list[Path] | None = None,
@@ -162,9 +163,11 @@ def _with_folder(message: str, photo: Path) -> str:
     """A failure message that starts with a file's bare name (the photo's, its sidecar's) with the
     path as given instead, and one that starts with none with the photo's path: with --recursive,
     many folders hold an IMG_0001.jpg."""
-    name, sep, reason = message.partition(": ")
-    if sep and "/" not in name and name.startswith(photo.stem):
-        return f"{photo.parent / name}: {reason}" if str(photo.parent) != "." else message
+    for name in (f"{photo.name}.xmp", f"{photo.stem}.xmp", photo.name):  # names may hold ": " too
+        if message[:len(name) + 2].casefold() == f"{name}: ".casefold():
+            if str(photo.parent) == ".":
+                return message
+            return f"{photo.parent / message[:len(name)]}: {message[len(name) + 2:]}"
     return f"{photo}: {message}"  # one that names no file ("a.jpg, a.png would share ..."): which one
 
 

@@ -414,12 +414,11 @@ class CaptionSession:
             generation = self._generation
         settled: dict[Path, PhotoStatus] = {}
         if write and self.sidecar_style == "base":
-            # A photo with a photo.jpg.xmp of its own is written there, whatever the style.
-            needing = [p for p in asked if not has_ext_style_sidecar(p)]
-            for sidecar, members in base_style_collisions(needing).items():
+            for sidecar, members in base_style_collisions(asked).items():
                 names = ", ".join(p.name for p in members)
                 message = f"{names} would share the sidecar {sidecar.name}; use the ext style"
-                for photo in members:
+                # A photo with a photo.jpg.xmp of its own is written there, whatever the style.
+                for photo in (p for p in members if not has_ext_style_sidecar(p)):
                     settled[photo] = PhotoStatus(photo, "failed", message=message)
                     self._update(photo, error=message)  # shown (badge, CSV error column), not only returned
             if settled:

@@ -146,10 +146,12 @@ def sidecar_path(photo: str | Path, style: SidecarStyle = "ext") -> Path:
 #: Files imgcap does not read that own the base-style sidecar beside them (``IMG_2.xmp`` is the
 #: raw ``IMG_2.CR2``'s in Lightroom and Bridge, also where a JPEG ``IMG_2.JPG`` lies beside it): raw
 #: formats, layered and newer image formats, and the videos that photo managers keep sidecars for.
-SIDECAR_OWNER_EXTENSIONS: frozenset[str] = frozenset(
+RAW_EXTENSIONS: frozenset[str] = frozenset(
     ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .gpr .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
-    ".orf .pef .ptx .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f .psd .psb .heic .heif .avif .jxl .mov .mp4 "
-    ".m4v .avi .mts".split()) - SUPPORTED_EXTENSIONS
+    ".orf .pef .ptx .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split())
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(".mov .mp4 .m4v .avi .mts".split())
+SIDECAR_OWNER_EXTENSIONS: frozenset[str] = (
+    RAW_EXTENSIONS | VIDEO_EXTENSIONS | frozenset(".psd .psb .heic .heif .avif .jxl".split())) - SUPPORTED_EXTENSIONS
 #: How a sidecar says which file type it belongs to (Lightroom and Bridge write it for raw files).
 _SIDECAR_FOR = re.compile(rb"SidecarForExtension(?:\s*=\s*[\"']|\s*>\s*)([A-Za-z0-9]{1,8})")
 

@@ -125,6 +125,13 @@ def test_base_style_fails_only_photos_that_would_share_a_new_sidecar(tmp_path, f
     assert errors == [f"imgcap: {photo}: a.jpg, a.png would share the sidecar a.xmp; use the ext style"
                       for photo in new_pair]
 
+    sidecar_path(new_pair[0]).write_text(sidecar_path(pair[0]).read_text())  # sub/a.jpg has its own now
+    status = main(["caption", str(folder / "sub"), "--write-sidecars", "--sidecar-style", "base", "--json"])
+    printed = capsys.readouterr()
+    assert status == 1 and printed.err.splitlines() == [  # sub/a.png alone is refused, before it is captioned
+        f"imgcap: {new_pair[1]}: a.jpg, a.png would share the sidecar a.xmp; use the ext style"]
+    assert '"status": "written"' in printed.out and not (folder / "sub" / "a.xmp").exists()
+
 
 def test_a_shells_star_passes_sidecars_and_csvs_that_are_left_out_not_failed(tmp_path, fake_engine, capsys):
     """``imgcap caption *`` in a captioned folder exited 1, one failure for every .xmp and .csv; a
@@ -142,6 +149,10 @@ def test_a_shells_star_passes_sidecars_and_csvs_that_are_left_out_not_failed(tmp
     assert main(["caption", *map(str, star), "--write-sidecars", "--overwrite-human"]) == 0
     err = capsys.readouterr().err
     assert "left out 3 files that imgcap does not caption (.csv .xmp)" in err and "failed" not in err
+
+    avif = tmp_path / "holiday.avif"  # Pillow may read it: a file given by name that is no raw is tried
+    avif.write_bytes(photo.read_bytes())
+    assert main(["caption", str(avif)]) == 0 and str(avif) in capsys.readouterr().out
 
     edit_csv_cells(tmp_path / "c.csv", {"scan.jfif": {"caption": "a scanned print"}})
     assert main(["import-csv", str(tmp_path / "c.csv")]) == 0
@@ -168,3 +179,12 @@ def test_cli_runs_the_real_engine_on_a_tiny_bundle(tmp_path, tiny_bundle):
     stored = read_caption(photos[0])
     assert stored.text and (stored.source, stored.model, stored.text) == ("automatic", "tiny-test", rows[0].caption)
     kept.assert_unchanged()
+
+
+def test_a_failure_line_names_the_photo_once_whatever_its_name_holds():
+    from imgcap_desktop.cli import _with_folder
+
+    photo = Path("trip/Paris: day 1.jpg")
+    assert _with_folder("Paris: day 1.jpg: cannot be read", photo) == "trip/Paris: day 1.jpg: cannot be read"
+    assert _with_folder("Paris: day 1.JPG.XMP: read-only", photo) == "trip/Paris: day 1.JPG.XMP: read-only"
+    assert _with_folder("a.jpg, a.png would share a.xmp", Path("t/a.png")) == "t/a.png: a.jpg, a.png would share a.xmp"
