@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self.thumbnails.image_ready.connect(self._on_thumbnails_image_ready)
         self.thumbnails.image_failed.connect(self._on_thumbnails_image_failed)
         self.grid.selectionModel().currentChanged.connect(self._on_grid_current_changed)
+        self.grid.selectionModel().selectionChanged.connect(self._on_grid_selection_changed)
         self.panel.caption_edited.connect(self.edit_caption)
         self.panel.alternative_chosen.connect(self._on_panel_alternative_chosen)
         self.panel.recompute_requested.connect(self.recompute_attention)
@@ -333,9 +334,16 @@ class MainWindow(QMainWindow):
         return [self.photos.item(self.filtered.mapToSource(i).row()) for i in indexes]
 
     def _on_grid_current_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
-        photo = self.current_item()
-        self.filtered.pin(photo.path if photo is not None else None)
+        self._pin_chosen()
         self._show_current()
+
+    def _on_grid_selection_changed(self, _selected, _deselected) -> None:
+        self._pin_chosen()
+
+    def _pin_chosen(self) -> None:
+        """The photo shown and those selected stay in a filtered grid while their captions change."""
+        indexes = [*self.grid.selectionModel().selectedIndexes(), self.grid.currentIndex()]
+        self.filtered.pin({self.photos.path(self.filtered.mapToSource(i).row()) for i in indexes if i.isValid()})
 
     def _on_session_photos_changed(self, paths) -> None:
         photo = self.current_item()

@@ -17,7 +17,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QColor, QPainter, QPixmap
+from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPixmap
 
 from imgcap_desktop.session import CaptionSession, CaptionState, Photo
 from imgcap_desktop.thumbnails import ThumbnailCache
@@ -256,52 +256,57 @@ class PhotoListModel(QAbstractListModel):
 
 
 class PhotoFilterModel(QSortFilterProxyModel):
-    """Narrows the grid to photos whose caption (or file name) contains the filter text. The photo
-    shown (:meth:`pin`) stays whatever its caption becomes, until another is chosen or filter text
-    that leaves it out is typed: a run or another program changing its caption does not take it
-    from under the person looking at it, or typing its caption."""
+    """Narrows the grid to photos whose caption (or file name) contains the filter text (white space
+    and line breaks counting as one space). The photos chosen (:meth:`pin`: the one shown and those
+    selected) stay whatever their captions become, until others are chosen or filter text that
+    leaves them out is typed: a run or another program changing a caption does not take the photo
+    from under the person looking at it, typing its caption, or about to caption the selection."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self._needle = ""
-        self._pinned: Path | None = None
+        self._pinned: frozenset[Path] = frozenset()
+        self._refilter_timer = QTimer(self)
+        self._refilter_timer.setSingleShot(True)
+        self._refilter_timer.timeout.connect(self._refilter)
 
     def set_filter_text(self, text: str) -> None:
         self.beginFilterChange()
-        self._needle = text.strip().casefold()
-        if self._pinned is not None:  # the photo shown stays pinned only where the new filter keeps it
-            row = self.sourceModel().row_of(self._pinned)
-            if row is None or not self._matches(row):
-                self._pinned = None
+        self._needle = " ".join(text.split()).casefold()
+        # The photos chosen stay pinned only where the new filter keeps them.
+        self._pinned = frozenset(path for path in self._pinned if self._matches_path(path))
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
-    def pin(self, path: Path | None) -> None:
-        """Keep the photo at ``path`` in the grid (None: none); the one pinned before leaves it where
-        the filter does not let it through (the grid is filtered again only then)."""
-        before, self._pinned = self._pinned, path
-        if path == before or not self._needle or before is None:
-            return
-        row = self.sourceModel().row_of(before)
-        if row is not None and not self._matches(row):
-            # Once the click or key that chose the photo is handled: a click's selection must not
-            # span the rows that move up under it.
-            QTimer.singleShot(0, self, self._refilter)
+    def pin(self, paths: Collection[Path]) -> None:
+        """Keep these photos in the grid; those pinned before leave it where the filter does not let
+        them through (the grid is filtered again only then, once no mouse button is down: a click's
+        or a drag's selection must not span rows that move under it)."""
+        before, self._pinned = self._pinned, frozenset(paths)
+        if self._needle and any(not self._matches_path(path) for path in before - self._pinned):
+            self._refilter_timer.start(0)
 
     def _refilter(self) -> None:
+        if QGuiApplication.mouseButtons() != Qt.MouseButton.NoButton:
+            self._refilter_timer.start(50)
+            return
         self.beginFilterChange()
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if not self._needle:
             return True
-        if self._pinned is not None and self.sourceModel().path(source_row) == self._pinned:
+        if self._pinned and self.sourceModel().path(source_row) in self._pinned:
             return True
         return self._matches(source_row)
 
+    def _matches_path(self, path: Path) -> bool:
+        row = self.sourceModel().row_of(path)
+        return row is not None and self._matches(row)
+
     def _matches(self, source_row: int) -> bool:
         index = self.sourceModel().index(source_row, 0)
-        caption = (index.data(Roles.CAPTION) or "").casefold()
+        caption = " ".join((index.data(Roles.CAPTION) or "").split()).casefold()
         name = (index.data(Qt.ItemDataRole.DisplayRole) or "").casefold()
         return self._needle in caption or self._needle in name
 
