@@ -230,6 +230,10 @@ def test_filter_narrows_the_grid_by_caption(qtbot, window, photo_folder):
     assert window.filtered.index(0, 0).data() == "photo3.jpg"
     window.filter_edit.clear()
     assert window.filtered.rowCount() == 7
+    write_caption(photo_folder / "photo3.jpg", StoredCaption("a lighthouse\nat  dusk", "human"))
+    window.session.refresh_stored([photo_folder / "photo3.jpg"])
+    qtbot.keyClicks(window.filter_edit, "lighthouse at dusk")  # across the line break and the two spaces
+    assert window.filtered.rowCount() == 1
 
 
 def test_the_photo_shown_stays_in_a_filtered_grid_while_its_caption_changes(qtbot, window, photo_folder):
