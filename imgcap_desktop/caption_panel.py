@@ -37,12 +37,14 @@ class CaptionEdit(QPlainTextEdit):
 
     Signals:
         returnPressed(): Return or Enter was pressed.
+        typing_undone(): the person's typing was undone back to the text the app set last.
         left(): the focus left the box by the user's move (see ``_LEAVING``).
     """
 
     MAX_LINES = 6
     committed_text = ""  # the shown caption's text as a commit stores it (normalized_caption)
     returnPressed = Signal()
+    typing_undone = Signal()
     # Focus leaving the box by the user's move (Tab, a click elsewhere, a shortcut): typed text is
     # committed. Another window or a menu taking the focus is no such move: the typing goes on after.
     left = Signal()
@@ -55,21 +57,35 @@ class CaptionEdit(QPlainTextEdit):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.document().documentLayout().documentSizeChanged.connect(lambda _size: self.updateGeometry())
+        self._setting = False  # the text or its state set by the app, not by the person's keys
+        self.modificationChanged.connect(self._on_modification_changed)
 
     # QLineEdit's words, which the window and its tests speak
     def text(self) -> str:
         return self.toPlainText()
 
     def setText(self, text: str) -> None:
-        self.setPlainText(text)
-        self.document().setModified(False)
+        self._setting = True
+        try:
+            self.setPlainText(text)
+            self.document().setModified(False)
+        finally:
+            self._setting = False
         self.moveCursor(QTextCursor.MoveOperation.End)  # typing goes on at the end, as in a line edit
 
     def isModified(self) -> bool:
         return self.document().isModified()
 
     def setModified(self, modified: bool) -> None:
-        self.document().setModified(modified)
+        self._setting = True
+        try:
+            self.document().setModified(modified)
+        finally:
+            self._setting = False
+
+    def _on_modification_changed(self, modified: bool) -> None:
+        if not modified and not self._setting:  # Ctrl+Z back to the text set last
+            self.typing_undone.emit()
 
     def sizeHint(self) -> QSize:
         lines = min(max(1, round(self.document().size().height())), self.MAX_LINES)  # plain text: in lines
@@ -106,8 +122,10 @@ class CaptionEdit(QPlainTextEdit):
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
-            undo_redo = event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)
-            if undo_redo and normalized_caption(self.text()) == self.committed_text:
+            undo, redo = event.matches(QKeySequence.StandardKey.Undo), event.matches(QKeySequence.StandardKey.Redo)
+            # The box's own typing first (a redo of typing just undone); the window's edits after.
+            own = self.document().isUndoAvailable() if undo else self.document().isRedoAvailable()
+            if (undo or redo) and not own and normalized_caption(self.text()) == self.committed_text:
                 event.ignore()  # let the window's Undo/Redo shortcut have it
                 return False
         return super().event(event)
@@ -146,6 +164,7 @@ class CaptionPanel(QWidget):
         self.caption_edit.returnPressed.connect(self._on_caption_edit_return_pressed)
         # Typed text is never dropped by moving on: leaving the box commits it, as Return does.
         self.caption_edit.left.connect(self._on_caption_edit_left)
+        self.caption_edit.typing_undone.connect(self._on_caption_edit_typing_undone)
         self.state_label = QLabel()
         self.state_label.setWordWrap(True)
         self.recompute_button = QPushButton("Show attention maps")
@@ -183,12 +202,12 @@ class CaptionPanel(QWidget):
             self.view.set_photo(None, "No photo selected")
             self.view.set_caption((), None)
             self.keywords.set_keywords((), None)
-            self.caption_edit.clear()
             self.caption_edit.committed_text = ""
+            self.shown_text = ""
+            self.caption_edit.clear()
             self._shown_path = None
             self.state_label.clear()
             self.recompute_button.setVisible(False)
-            self.shown_text = ""
             return
         self.view.set_photo(image, failure or "Loading…")
         if (maps := photo.maps) is not None:
@@ -216,11 +235,11 @@ class CaptionPanel(QWidget):
         # Return commits it as the person's edit, which beats the model's result.
         typed = normalized_caption(self.caption_edit.text())  # as a commit stores it (caption_for)
         typing = photo.path == self._shown_path and typed != self.caption_edit.committed_text
-        if not typing:
-            self.caption_edit.setText(photo.text)
         self.caption_edit.committed_text = normalized_caption(photo.text)  # compared with typing, as it is stored
         self._shown_path = photo.path
         self.shown_text = photo.text
+        if not typing:
+            self.caption_edit.setText(photo.text)
         self.state_label.setText(describe(photo))
         self.caption_edit.setAccessibleDescription(self.state_label.text())  # read with the caption box
         if photo.result is not None:
@@ -250,6 +269,12 @@ class CaptionPanel(QWidget):
     def _on_view_word_map_shown(self, index: int) -> None:
         self.keywords.set_current(self.view.words[index])
 
+    def _on_caption_edit_typing_undone(self) -> None:
+        # Typing undone back to where it started, on a caption that changed meanwhile (a run's
+        # result, another program's): the box shows the caption stored now, not the one before it.
+        if normalized_caption(self.caption_edit.text()) != self.caption_edit.committed_text:
+            self.caption_edit.setText(self.shown_text)
+
     def _on_caption_edit_return_pressed(self) -> None:
         if (typed := self._take_typed(typed_only=False)) is not None:
             self.caption_edited.emit(*typed)
@@ -270,8 +295,11 @@ class CaptionPanel(QWidget):
         shown, or, ``typed_only``, where the text is not the user's typing (set by the app)."""
         if self._shown_path is None or (typed_only and not self.caption_edit.isModified()):
             return None
+        typed = self.caption_edit.text(), self._shown_path
         self.caption_edit.setModified(False)
-        return self.caption_edit.text(), self._shown_path
+        # Undo and Redo of a committed caption are the window's (the edit's); the typing's are done.
+        self.caption_edit.document().clearUndoRedoStacks()
+        return typed
 
     def _on_alternatives_item_activated(self, entry: QListWidgetItem) -> None:
         self.alternative_chosen.emit(entry.data(Qt.ItemDataRole.UserRole))

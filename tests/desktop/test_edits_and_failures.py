@@ -382,6 +382,45 @@ def test_a_persons_caption_written_during_a_run_is_not_counted_as_captioned(qtbo
         f"Captioned {total - 2} of {total} photos, 1 failed, 1 kept a person's caption written meanwhile")
 
 
+def test_typing_undone_after_the_caption_changed_shows_the_caption_stored_now(qtbot, window, photo_folder):
+    """Ctrl+Z took the typing back to the caption from before another program's change, marked
+    unmodified; Return then wrote that old caption over the new one."""
+    path = photo_folder / "photo1.jpg"
+    write_caption(path, StoredCaption("old caption", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    qtbot.waitUntil(lambda: window.caption_edit.text() == "old caption", timeout=WAIT)
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, " plus typing")
+    write_caption(path, StoredCaption("new caption from another program", "human"))
+    window.session.refresh_stored([path])
+    qtbot.wait(20)
+    assert window.caption_edit.text() == "old caption plus typing"  # the typing is kept
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.caption_edit.text() == "new caption from another program"
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert read_caption(path).text == "new caption from another program"
+
+
+def test_redo_in_the_caption_box_redoes_the_typing_undone_there(qtbot, window, photo_folder):
+    """Ctrl+Shift+Z after Ctrl+Z of typing went to the window's redo (an earlier edit, written to
+    the sidecar), and the typing was lost."""
+    path = photo_folder / "photo1.jpg"
+    open_and_wait(qtbot, window, photo_folder)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, "first caption")
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    window.undo_action.trigger()
+    assert window.undo_stack.canRedo() and window.caption_edit.text() == ""
+    qtbot.keyClicks(window.caption_edit, "a cat on a red sofa")
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.caption_edit.text() == ""
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.caption_edit.text() == "a cat on a red sofa" and read_caption(path) is None
+
+
 def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):
     from imgcap_desktop.metadata.csvio import CsvRow
     from tests.desktop.conftest_metadata import write_hand_made_csv
