@@ -110,9 +110,15 @@ def fingerprint(caption: str, keywords: Sequence[str] | None) -> str:
     return f"c{_caption_digest(caption)}k{_keywords_digest(keywords)}"
 
 
+def _cell_text(caption: str) -> str:
+    """A caption cell as import reads it: spaces at its ends and line-end conventions (a spreadsheet
+    or an editor saving CRLF inside cells) are no edit."""
+    return caption.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
 def _caption_digest(caption: str) -> str:
-    """10 hex digits of a caption, spaces at its ends ignored (as import ignores them)."""
-    return _digest(caption.strip())
+    """10 hex digits of a caption as import reads it (:func:`_cell_text`)."""
+    return _digest(_cell_text(caption))
 
 
 def _keywords_digest(keywords: Sequence[str] | None) -> str:
@@ -463,7 +469,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
     for line, row in read_csv(csv_file):
         relative = Path(row.relative_path)
         photo = root / relative
-        text = row.caption.strip()  # a space a spreadsheet added is no edit; a blank cell is an empty one
+        text = _cell_text(row.caption)  # a space a spreadsheet added is no edit; a blank cell is an empty one
         exported = _CHECK.match(row.check)  # None: a row without one (a CSV made by hand, an older imgcap's)
         edits = _edits(row, exported)
         keywords_edited = bool(row.keywords) if edits is None else edits[1]
@@ -516,7 +522,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                               added_by_person=list(wanted) if edits is None or edits[1] else [])
                 report.applied.append(photo)
                 continue
-            text_changed = current.text.strip() != text
+            text_changed = _cell_text(current.text) != text
             current_keywords = tuple(current.keywords or ())
             keywords_changed = row.keywords is not None and set(wanted) != set(current_keywords)  # order: no edit
             if edits is not None:  # a cell left as exported is no edit, whatever is stored now

@@ -686,3 +686,22 @@ def test_an_unedited_row_of_a_photo_not_there_is_no_error(tmp_path):
     write_csv(csv_file, [*rows, CsvRow("link.jpg", "link.jpg", error="broken link")])
     report = import_csv(csv_file)
     assert report.missing == [] and report.errors == [] and len(report.unchanged) == 2
+
+
+def test_line_ends_a_spreadsheet_changed_inside_cells_are_no_edit(tmp_path):
+    """A multi-line caption whose cell came back with CRLF (a spreadsheet's or an editor's line
+    ends) counted as edited: CR characters went into the sidecar, as a person's caption."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    write_caption(a, StoredCaption("a cat\non a sofa", "human"))
+    write_caption(b, AUTO)
+    csv_file = _export(tmp_path, [a, b])
+    raw = csv_file.read_bytes()
+    csv_file.write_bytes(raw.replace(b"a cat\non a sofa", b"a cat\r\non a sofa"))
+    untouched = Snapshot([sidecar_path(a), sidecar_path(b)])
+
+    report = import_csv(csv_file)
+
+    untouched.assert_unchanged()
+    assert report.applied == [] and report.unchanged == [a, b]
+    _edit(csv_file, {"a.jpg": "a cat\r\non a red sofa"})  # an edit: stored with the line end as the app's
+    assert import_csv(csv_file).applied == [a] and read_caption(a).text == "a cat\non a red sofa"
