@@ -107,8 +107,8 @@ def run_summary(run: dict, cancelled: bool) -> str:
         text += f", {failed} failed"
     if edited:  # the person's edit beat the result
         text += f", {edited} edited meanwhile (the edit kept)"
-    if kept:  # a person's caption written meanwhile (another program): kept, as the policy says
-        text += f", {kept} kept a person's caption written meanwhile"
+    if kept:  # a person's caption found at the write (another program's meanwhile): kept, as the policy says
+        text += f", {kept} kept a person's caption"
     if gone:
         text += f", {gone} deleted or moved away meanwhile"
     if run.get("left_out"):

@@ -32,7 +32,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarStyle,
     StoredCaption,
     caption_taken_out,
-    find_sidecar_or_none,
+    has_ext_style_sidecar,
     other_tools_keywords,
     replace_atomically,
     read_caption,
@@ -488,8 +488,9 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             else:
                 report.missing.append((line, row.relative_path))
             continue
-        if photo.suffix.lower() not in SUPPORTED_EXTENSIONS and find_sidecar_or_none(photo) is None:
-            # A file given to ``imgcap caption`` by name (scan.jfif) has the sidecar it wrote.
+        if photo.suffix.lower() not in SUPPORTED_EXTENSIONS and not has_ext_style_sidecar(photo):
+            # A file given to ``imgcap caption`` by name (scan.jfif) has the photo.jfif.xmp it wrote
+            # (a raw's photo.xmp is Lightroom's: not this).
             report.errors.append((photo, f"line {line}: {row.relative_path}: not a photo imgcap reads; no sidecar "
                                          f"written"))
             continue

@@ -379,7 +379,7 @@ def test_a_persons_caption_written_during_a_run_is_not_counted_as_captioned(qtbo
         fake_captioner.gate.release(10)
     assert read_caption(photo_folder / "photo3.jpg").text == "typed in digiKam meanwhile"
     assert window.statusBar().currentMessage().startswith(
-        f"Captioned {total - 2} of {total} photos, 1 failed, 1 kept a person's caption written meanwhile")
+        f"Captioned {total - 2} of {total} photos, 1 failed, 1 kept a person's caption")
 
 
 def test_typing_undone_after_the_caption_changed_shows_the_caption_stored_now(qtbot, window, photo_folder):
