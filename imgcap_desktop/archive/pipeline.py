@@ -30,7 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imgcap_desktop.archive.inputs import Inputs, collect_inputs
-from imgcap_desktop.archive.results import KEY, ResultsWriter, bundle_sha, failure_rows, latest_results
+from imgcap_desktop.archive.results import (
+    KEY,
+    ResultsError,
+    ResultsWriter,
+    bundle_sha,
+    failure_rows,
+    latest_results,
+)
 from imgcap_desktop.archive.worker import CaptionWorker
 from imgcap_desktop.metadata.apply import StoreOptions
 from imgcap_desktop.metadata.printable import printable
@@ -170,20 +177,27 @@ def run_archive(options: ArchiveOptions, *, err: TextIO | None = None,
 
     inputs = collect_inputs(options.roots)
     report.found, report.problems = len(inputs), inputs.problems
-    with ResultsWriter(options.out, commit_rows=options.commit_rows, commit_seconds=options.commit_seconds) as writer:
-        todo, report.skipped, report.skipped_failed = plan(inputs, options.out, model_sha, options.beam,
-                                                           options.retry_failed)
-        if report.skipped:
-            note = ""
-            if report.skipped_failed:
-                note = f" ({report.skipped_failed} of them failed; --retry-failed tries them again)"
-            print(f"imgcap archive: {report.skipped} of {report.found} photos already have results{note}", file=err)
-        if todo.num_rows:
-            try:
-                _caption(options, bundle.name, model_sha, todo, writer, report, err, worker_cls)
-            except KeyboardInterrupt:
-                report.interrupted = True
-                print("imgcap archive: interrupted; run the same command again to go on", file=err)
+    # SIGTERM outside the captioning (Ray shutting down, the last rows being committed) is acted on
+    # once the results are committed; during it, it stops the run as Ctrl-C does (_caption).
+    with _terminate_noted() as terminated:
+        with ResultsWriter(options.out, commit_rows=options.commit_rows,
+                           commit_seconds=options.commit_seconds) as writer:
+            todo, report.skipped, report.skipped_failed = plan(inputs, options.out, model_sha, options.beam,
+                                                               options.retry_failed)
+            if report.skipped:
+                note = ""
+                if report.skipped_failed:
+                    note = f" ({report.skipped_failed} of them failed; --retry-failed tries them again)"
+                print(f"imgcap archive: {report.skipped} of {report.found} photos already have results{note}",
+                      file=err)
+            if todo.num_rows:
+                try:
+                    _caption(options, bundle.name, model_sha, todo, writer, report, err, worker_cls)
+                except KeyboardInterrupt:
+                    report.interrupted = True
+    if report.interrupted or terminated:
+        report.interrupted = True
+        print("imgcap archive: interrupted; run the same command again to go on", file=err)
     report.seconds = time.monotonic() - started
     return report
 
@@ -192,10 +206,17 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
              report: ArchiveReport, err: TextIO, worker_cls: type) -> None:
     import ray
 
-    started_ray = _init_ray(options.address)
+    owned = not ray.is_initialized()  # started here: shut down here
     stack = contextlib.ExitStack()
-    stack.enter_context(_terminate_as_interrupt())  # after Ray's own handler: ours is the one that runs
+    stack.enter_context(_terminate_as_interrupt())  # SIGTERM while Ray starts stops the run too
     try:
+        try:
+            _init_ray(options.address)
+        except SystemExit as exc:  # Ray's own SIGTERM handler, set while it starts, exits with 15
+            if exc.code != signal.SIGTERM:
+                raise
+            raise KeyboardInterrupt from None
+        stack.enter_context(_terminate_as_interrupt())  # after Ray's own handler: ours is the one that runs
         workers, cpus, gpus = _pool_size(options, ray.cluster_resources())
         call_rows = options.batch_size * BATCHES_PER_CALL
         block_rows = _block_rows(todo.num_rows, workers, options.batch_size, call_rows)
@@ -223,9 +244,15 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
                     writer.add(table)
                     _count(table, report, progress)
     finally:
-        stack.close()
-        if started_ray:
+        stack.close()  # SIGTERM from here on is noted (run_archive): Ray is shut down, the rows committed
+        if owned and ray.is_initialized():
+            # Shutting down, Ray's core sets SIGTERM back to the system's default (the process dies at
+            # once): the rows that came back are committed first, and the handler is set again after.
+            with contextlib.suppress(OSError, ResultsError):  # the writer's close says why, once more
+                writer.commit()
             ray.shutdown()
+            with contextlib.suppress(ValueError):  # not the main thread: nothing was set
+                signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
 
 
 def _store_all(dataset, writer: ResultsWriter, stored: bytearray, report: ArchiveReport, progress: _Progress) -> None:
@@ -276,6 +303,22 @@ def _interrupt(_signum, _frame):
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _terminate_noted():
+    """SIGTERM during the block is noted (the list yielded is not empty then), not acted on: the
+    caller stops once the work under way (Ray shutting down, rows being committed) is done."""
+    received: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: received.append(signum))
+    except ValueError:  # not the main thread
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _new_rows(table: pa.Table, stored: bytearray, report: ArchiveReport) -> pa.Table:
     """The rows of photos not stored yet in this run (a batch that Ray ran twice comes back twice)."""
     ids = table["id"].to_numpy()
@@ -312,19 +355,18 @@ def _where(path: str, message: str) -> str:
     return f"{printable(path)}: {message.removeprefix(f'{Path(path).name}: ')}"
 
 
-def _init_ray(address: str | None) -> bool:
-    """Connect to (or start) Ray; True when this call started it (and so should shut it down)."""
+def _init_ray(address: str | None) -> None:
+    """Connect to (or start) Ray, unless this process is connected already."""
     import ray
 
     if ray.is_initialized():
-        return False
+        return
     logging.getLogger("ray").setLevel(logging.WARNING)
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     # "local": a private Ray instance on this machine, even where `ray start` left one running
     # (RAY_ADDRESS, when set, still wins).
     ray.init(address=address or "local", runtime_env={"env_vars": env}, logging_level=logging.WARNING,
              configure_logging=True, log_to_driver=True)
-    return True
 
 
 def _pool_size(options: ArchiveOptions, resources: dict) -> tuple[int, float, float]:

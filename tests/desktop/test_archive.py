@@ -652,3 +652,25 @@ def test_sigterm_stops_a_run_as_ctrl_c_does():
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
             time.sleep(5)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals")
+def test_a_sigterm_once_the_photos_are_done_stops_the_run_after_their_rows_are_committed(
+        tmp_path, tiny_bundle, monkeypatch):
+    """A scheduler's SIGTERM while Ray shut down (every photo done) killed the driver: the rows not
+    committed yet, all of them with fewer than --commit-every, were never stored."""
+    from imgcap_desktop.archive.results import failure_rows
+
+    make_photos(tmp_path / "photos", count=2, corrupt=False)
+
+    def captioned_then_terminated(options, model_name, model_sha, todo, writer, report, err, worker_cls):
+        writer.add(failure_rows(todo, ["x"] * todo.num_rows, model=model_name, model_sha=model_sha, beam=2,
+                                attempts=1, host="here"))
+        os.kill(os.getpid(), signal.SIGTERM)  # as Ray shuts down, say
+        time.sleep(0.1)
+
+    monkeypatch.setattr(pipeline, "_caption", captioned_then_terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    report = run_archive(_options(tmp_path / "photos", tmp_path / "results", tiny_bundle, commit_rows=1000))
+    assert report.interrupted and read_results(tmp_path / "results").num_rows == 3
+    assert signal.getsignal(signal.SIGTERM) == before
