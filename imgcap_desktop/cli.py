@@ -34,9 +34,8 @@ from imgcap_desktop.metadata.apply import PhotoStatus
 from imgcap_desktop.metadata.commands import (BEAM_HELP, add_caption_options, add_import_csv_command, beam_option,
                                                run_import_csv)
 from imgcap_desktop.metadata.csvio import refuse_as_csv_target
-from imgcap_desktop.metadata.folder import scan_folder
+from imgcap_desktop.metadata.folder import NOT_PHOTOS, scan_folder
 from imgcap_desktop.metadata.printable import count, printable
-from imgcap_desktop.metadata.sidecar import RAW_EXTENSIONS, VIDEO_EXTENSIONS
 from imgcap_desktop.session import CaptionSession, OverwritePolicy
 from model.images import broken_link_reason
 from model.results import CaptionOutcome
@@ -78,13 +77,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
-
-
-#: Files given by name that are no photo imgcap reads, and left out as a folder's are: what a shell's
-#: ``*`` passes beside the photos (sidecars, CSVs, notes), and raws and videos. Any other file given
-#: by name is tried (Pillow may read an .avif or a .psd).
-NOT_PHOTOS: frozenset[str] = frozenset({".xmp", ".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".pp3", ".dop"}
-                                       | RAW_EXTENSIONS | VIDEO_EXTENSIONS)
 
 
 def collect_photos(paths: list[Path], recursive: bool, subfolders: list[Path] | None = None,

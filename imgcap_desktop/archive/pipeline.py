@@ -177,6 +177,10 @@ def run_archive(options: ArchiveOptions, *, err: TextIO | None = None,
 
     inputs = collect_inputs(options.roots)
     report.found, report.problems = len(inputs), inputs.problems
+    if inputs.left_out:
+        kinds = " ".join(sorted({Path(path).suffix.lower() or path for path in inputs.left_out}))
+        print(f"imgcap archive: left out {len(inputs.left_out)} files that are no photos ({printable(kinds)}): "
+              f"{printable(inputs.left_out[0])}{' …' if len(inputs.left_out) > 1 else ''}", file=err)
     # SIGTERM outside the captioning (Ray shutting down, the last rows being committed) is acted on
     # once the results are committed; during it, it stops the run as Ctrl-C does (_caption).
     with _terminate_noted() as terminated:

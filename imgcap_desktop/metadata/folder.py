@@ -10,9 +10,21 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgcap_desktop.metadata.printable import printable
 from model.images import SUPPORTED_EXTENSIONS
 
 _DIGITS = re.compile(r"(\d+)")
+
+#: Raw photos (imgcap does not read them: their sidecars are kept apart, see ``sidecar.py``).
+RAW_EXTENSIONS: frozenset[str] = frozenset(
+    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .gpr .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
+    ".orf .pef .ptx .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split())
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(".mov .mp4 .m4v .avi .mts".split())
+#: Files given by name (a shell's ``*``, a list of paths) that are no photos imgcap reads, and are
+#: left out as a folder's are: sidecars, CSVs, notes, raws and videos. Any other file given by name
+#: is tried (``scan.jfif`` is a JPEG; Pillow may read an .avif or a .psd).
+NOT_PHOTOS: frozenset[str] = frozenset({".xmp", ".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".pp3", ".dop"}
+                                       | RAW_EXTENSIONS | VIDEO_EXTENSIONS)
 
 
 def natural_key(path: str | Path) -> tuple:
@@ -84,7 +96,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
             if unlisted is not None:
                 unlisted.append(current)
             if problems is not None:
-                problems.append(f"{current}: cannot list the folder ({exc.strerror or exc}); its photos are skipped")
+                problems.append(f"{printable(current)}: cannot list the folder ({exc.strerror or exc}); its photos "
+                                f"are skipped")
             continue
         for entry in entries:
             if _is_hidden(entry):
@@ -100,8 +113,8 @@ def scan_folder(folder: str | Path, *, recursive: bool = False, problems: list[s
                     elif subfolders is not None:
                         subfolders.append(Path(entry.path))
                 elif recursive and problems is not None and entry.is_symlink() and entry.is_dir():
-                    problems.append(f"{entry.path}: a link to a folder, not followed (give "
-                                    f"{os.path.realpath(entry.path)} itself to include its photos)")
+                    problems.append(f"{printable(entry.path)}: a link to a folder, not followed (give "
+                                    f"{printable(os.path.realpath(entry.path))} itself to include its photos)")
                 elif is_photo(entry.name) and (entry.is_file() or _is_broken_link(entry)):
                     found.append(Path(entry.path))
             except OSError:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 from imgcap_desktop.metadata import xmp_edit
+from imgcap_desktop.metadata.folder import RAW_EXTENSIONS, VIDEO_EXTENSIONS
 from model.images import SUPPORTED_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -146,10 +147,6 @@ def sidecar_path(photo: str | Path, style: SidecarStyle = "ext") -> Path:
 #: Files imgcap does not read that own the base-style sidecar beside them (``IMG_2.xmp`` is the
 #: raw ``IMG_2.CR2``'s in Lightroom and Bridge, also where a JPEG ``IMG_2.JPG`` lies beside it): raw
 #: formats, layered and newer image formats, and the videos that photo managers keep sidecars for.
-RAW_EXTENSIONS: frozenset[str] = frozenset(
-    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .gpr .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
-    ".orf .pef .ptx .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split())
-VIDEO_EXTENSIONS: frozenset[str] = frozenset(".mov .mp4 .m4v .avi .mts".split())
 SIDECAR_OWNER_EXTENSIONS: frozenset[str] = (
     RAW_EXTENSIONS | VIDEO_EXTENSIONS | frozenset(".psd .psb .heic .heif .avif .jxl".split())) - SUPPORTED_EXTENSIONS
 #: How a sidecar says which file type it belongs to (Lightroom and Bridge write it for raw files).

@@ -492,11 +492,41 @@ def test_a_sidecar_or_binary_file_among_the_roots_is_not_read_as_a_list_of_paths
     sidecar = tmp_path / "g" / "photo1.jpg.xmp"
     sidecar.write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'>\n</x:xmpmeta>\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path / "g")  # where the binary line "h" named a folder
-    inputs = collect_inputs([photos[0], raw, sidecar])
+    binary = tmp_path / "g" / "thumbs.db"
+    binary.write_bytes(b"\x00\x01h\n")
+    inputs = collect_inputs([photos[0], raw, sidecar, binary])
     assert inputs.paths == [str(photos[0])]
+    assert inputs.left_out == [str(raw), str(sidecar)]  # as a folder scan leaves them: no problem
     assert [p.split(": ", 1)[1] for p in inputs.problems] == [
-        "not a photo imgcap reads, nor a list of paths (a text file, one path a line)",
-        "an XMP sidecar: not a photo imgcap reads, nor a list of paths (a text file, one path a line)"]
+        "not a photo imgcap reads, nor a list of paths (a text file, one path a line)"]
+
+
+def test_what_a_shell_glob_or_a_list_sweeps_in_is_left_out_and_dot_dot_follows_links(tmp_path):
+    """`archive/*` read the CSV exported there as a list (a problem for each of its rows) and a
+    README's line ".." captioned the folder above; listed sidecars, raws and .DS_Store were stored
+    as failed photos for good; "link/../photos/a.jpg" was taken as the text says, not as the system
+    goes (another photo captioned, or one that is there said to be missing)."""
+    photos = make_photos(tmp_path / "archive" / "a", count=1, corrupt=False)
+    outside = make_photos(tmp_path / "outside", count=1, corrupt=False)
+    (tmp_path / "archive" / "captions.csv").write_text("relative path,caption\na/photo1.jpg,x\n", encoding="utf-8")
+    (tmp_path / "archive" / "README.txt").write_text("Scans of 1998\n..\n", encoding="utf-8")
+    (tmp_path / "archive" / "a" / ".DS_Store").write_bytes(b"")
+    (tmp_path / "archive" / "a" / "photo1.jpg.xmp").write_text("<x/>", encoding="utf-8")
+    listing = tmp_path / "archive" / "a" / "list.txt"
+    listing.write_text("photo1.jpg\nphoto1.jpg.xmp\n.DS_Store\nnotes.txt\n", encoding="utf-8")
+    (tmp_path / "archive" / "a" / "notes.txt").write_text("a note", encoding="utf-8")
+    inputs = collect_inputs(sorted((tmp_path / "archive").iterdir()) + [listing])
+    assert sorted(inputs.paths) == sorted(map(str, photos)) and str(outside[0]) not in inputs.paths
+    assert sorted(Path(p).name for p in inputs.left_out) == [".DS_Store", "captions.csv", "notes.txt",
+                                                             "photo1.jpg.xmp"]
+    assert any("a folder the list itself is in, not scanned" in p for p in inputs.problems)
+
+    (tmp_path / "real" / "lists").mkdir(parents=True)
+    other = make_photos(tmp_path / "real" / "photos", count=1, corrupt=False)
+    (tmp_path / "ldir").symlink_to(tmp_path / "real" / "lists")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "photo1.jpg").write_bytes(b"the text's twin, another photo")
+    assert collect_inputs([tmp_path / "ldir" / ".." / "photos" / "photo1.jpg"]).paths == [str(other[0])]
 
 
 def test_a_list_with_a_byte_order_mark_keeps_its_first_path(tmp_path):
