@@ -33,7 +33,7 @@ from imgcap_desktop.archive.commands import add_archive_command, run_archive_com
 from imgcap_desktop.metadata.apply import PhotoStatus
 from imgcap_desktop.metadata.commands import (BEAM_HELP, add_caption_options, add_import_csv_command, beam_option,
                                                run_import_csv)
-from imgcap_desktop.metadata.csvio import refuse_as_csv_target
+from imgcap_desktop.metadata.csvio import csv_root, refuse_as_csv_target
 from imgcap_desktop.metadata.folder import NOT_PHOTOS, scan_folder
 from imgcap_desktop.metadata.printable import count, printable
 from imgcap_desktop.session import CaptionSession, OverwritePolicy
@@ -281,20 +281,11 @@ def _no_photos_note(paths: list[Path], subfolders: list[Path]) -> str:
 
 
 def _csv_root(csv_file: Path, photos: list[Path]) -> Path:
-    """The folder the CSV's relative paths start from: the CSV's own folder when every photo is
-    under it (what ``import-csv`` assumes), else the photos' common folder (say so: ``--root``)."""
-    # Paths as the user reached them: a symbolic link is the link, never its target, so a row can
-    # never lead import-csv outside the folders that were captioned.
-    csv_dir = Path(os.path.abspath(csv_file)).parent
-    reached = [Path(os.path.abspath(p)) for p in photos]
-    if all(p.is_relative_to(csv_dir) for p in reached):
-        return csv_dir
-    root = Path(os.path.commonpath([str(p.parent) for p in reached])) if reached else Path.cwd()
-    print(
-        f"imgcap: paths in {printable(csv_file)} are relative to {printable(root)}; "
-        f"import it with --root {printable(root)}",
-        file=sys.stderr,
-    )
+    """The folder the CSV's relative paths start from (:func:`csv_root`), said where it is not the CSV's."""
+    root, own = csv_root(csv_file, photos)
+    if not own:
+        print(f"imgcap: paths in {printable(csv_file)} are relative to {printable(root)}; "
+              f"import it with --root {printable(root)}", file=sys.stderr)
     return root
 
 

@@ -21,12 +21,16 @@ import pyarrow.compute as pc
 
 from imgcap_desktop.archive.results import latest_results
 from imgcap_desktop.metadata.apply import StoreOptions, store_caption
-from imgcap_desktop.metadata.csvio import make_row, write_csv
+from imgcap_desktop.metadata.csvio import csv_root, make_row, write_csv
 from imgcap_desktop.metadata.folder import natural_key
-from imgcap_desktop.metadata.sidecar import (SidecarError, SidecarStyle, StoredCaption, find_sidecar,
+from imgcap_desktop.metadata.printable import printable
+from imgcap_desktop.metadata.sidecar import (SidecarError, SidecarStyle, StoredCaption, find_sidecar_or_none,
                                              keywords_as_written, read_caption)
 
 _COLUMNS = ["model", "caption", "score", "tags", "keywords", "error", "captioned_at", "sidecar"]
+#: The error cell of a photo that is not as it was captioned.
+GONE_SINCE = "not found: deleted or moved since it was captioned"
+CHANGED_SINCE = "changed since it was captioned (another file under its name): caption it again"
 
 
 def current_results(folder: str | Path) -> pa.Table:
@@ -83,10 +87,18 @@ def export_csv(folder: str | Path, csv_file: str | Path, root: str | Path | None
     root = Path(root) if root is not None else _csv_root(Path(csv_file), paths, err)
     rows = []
     for photo, row in zip(paths, table.to_pylist()):
-        caption = _stored_or_none(photo)
-        if caption is None and row["error"] is None:
-            caption = _caption(row, keywords)
-        rows.append(make_row(photo, root, caption, sidecar=_sidecar_or_none(photo), error=row["error"] or ""))
+        try:
+            status = os.stat(photo)
+        except OSError:  # the row of a photo gone, said (import-csv leaves a blank caption alone)
+            rows.append(make_row(photo, root, None, size=(None, None), error=GONE_SINCE))
+            continue
+        caption, error = _stored_or_none(photo), row["error"] or ""
+        if caption is None and not error:
+            if (status.st_size, status.st_mtime_ns) == (row["size"], row["mtime_ns"]):
+                caption = _caption(row, keywords)
+            else:  # another picture under its name: the result is not its caption
+                error = CHANGED_SINCE
+        rows.append(make_row(photo, root, caption, sidecar=find_sidecar_or_none(photo), error=error))
     write_csv(csv_file, rows)
     return len(rows)
 
@@ -98,19 +110,11 @@ def _caption(row: dict, keywords: bool) -> StoredCaption:
 
 
 def _csv_root(csv_file: Path, photos: list[Path], err: TextIO) -> Path:
-    csv_dir = csv_file.resolve().parent
-    if all(p.resolve().is_relative_to(csv_dir) for p in photos):
-        return csv_dir
-    root = Path(os.path.commonpath([str(p.parent) for p in photos])) if photos else csv_dir
-    print(f"imgcap archive: paths in {csv_file} are relative to {root}; import it with --root {root}", file=err)
+    root, own = csv_root(csv_file, photos)  # as the CLI's: links kept (resolved, every path was absolute)
+    if not own:
+        print(f"imgcap archive: paths in {printable(csv_file)} are relative to {printable(root)}; import it with "
+              f"--root {printable(root)}", file=err)
     return root
-
-
-def _sidecar_or_none(photo: Path) -> Path | None:
-    try:
-        return find_sidecar(photo)
-    except SidecarError:
-        return None
 
 
 def _stored_or_none(photo: Path) -> StoredCaption | None:

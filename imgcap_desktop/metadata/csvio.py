@@ -169,6 +169,18 @@ def make_row(
     )
 
 
+def csv_root(csv_file: str | Path, photos: Sequence[str | Path]) -> tuple[Path, bool]:
+    """The folder a CSV's relative paths start from, and whether it is the CSV's own: its folder
+    when every photo is under it (what ``import-csv`` assumes), else the photos' common folder (the
+    caller says so: ``--root``). Paths are taken as the user reached them: a symbolic link is the
+    link, never its target, so a row can never lead ``import-csv`` outside the folders captioned."""
+    csv_dir = Path(os.path.abspath(csv_file)).parent
+    reached = [Path(os.path.abspath(p)) for p in photos]
+    if all(p.is_relative_to(csv_dir) for p in reached):
+        return csv_dir, True
+    return (Path(os.path.commonpath([str(p.parent) for p in reached])) if reached else Path.cwd()), False
+
+
 def photo_size(photo: str | Path) -> tuple[int, int] | None:
     """A photo's ``(width, height)`` as shown (EXIF rotation applied), from its header; None if unreadable."""
     from PIL import Image

@@ -352,6 +352,35 @@ def test_export_csv_has_a_row_per_photo_with_what_is_stored(archive):
             assert row.error == ""
 
 
+def test_export_csv_says_which_photos_are_gone_or_changed_and_keeps_paths_through_links(
+        ray_cluster, tiny_bundle, tmp_path, capsys):
+    """The CSV gave a photo replaced since the run the old picture's caption (import-csv then wrote
+    it into the new one's sidecar), listed deleted photos as captioned, and wrote absolute paths
+    for photos reached through a link to their folder (import-csv elsewhere: "outside the folder")."""
+    from imgcap_desktop.metadata.csvio import read_csv
+
+    make_photos(tmp_path / "photos", count=3, corrupt=False)
+    (tmp_path / "link").symlink_to(tmp_path / "photos")
+    results = tmp_path / "results"
+    run_archive(_options(tmp_path / "link", results, tiny_bundle))
+    (tmp_path / "photos" / "photo1.jpg").unlink()
+    replaced = tmp_path / "photos" / "photo2.jpg"
+    replaced.write_bytes((tmp_path / "photos" / "photo3.jpg").read_bytes())
+    os.utime(replaced, ns=(time.time_ns(), time.time_ns() + 10**9))
+    csv_file = tmp_path / "link" / "captions.csv"
+    assert main(["archive", "export", str(results), "--csv", str(csv_file)], io.StringIO()) == 0
+    assert "relative to" not in capsys.readouterr().err
+
+    rows = {row.relative_path: row for _, row in read_csv(csv_file)}
+    assert set(rows) == {"photo1.jpg", "photo2.jpg", "photo3.jpg", "drawing.png"}  # relative: the link kept
+    assert (rows["photo1.jpg"].caption, rows["photo1.jpg"].error) == ("", "not found: deleted or moved since it "
+                                                                          "was captioned")
+    assert rows["photo2.jpg"].caption == "" and rows["photo2.jpg"].error.startswith("changed since it was captioned")
+    assert rows["photo3.jpg"].caption and rows["photo3.jpg"].error == ""
+    assert main(["import-csv", str(csv_file)], io.StringIO()) == 0  # untouched: nothing written, nothing wrong
+    assert not sidecar_path(replaced).exists()
+
+
 def test_tags_and_keywords_reach_the_results_and_the_sidecars(tiny_bundle, tmp_path):
     """The worker alone (no Ray): an engine result with tags becomes a row with tags, keywords and
     class activation maps, and --write-sidecars merges the keywords into dc:subject."""
