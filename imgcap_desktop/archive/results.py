@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
@@ -235,6 +236,17 @@ def _lock(path: Path):
         return None
     try:
         handle = open(path, "a+")
+    except PermissionError as exc:  # another user's lock file in a shared folder: flock needs no write access
+        refused = ResultsError(f"{path.parent}: cannot write results there ({exc.strerror or exc})")
+        try:
+            handle = open(path)
+        except OSError:
+            raise refused from None
+        try:
+            tempfile.TemporaryFile(dir=path.parent).close()  # the folder itself takes files
+        except OSError:
+            handle.close()
+            raise refused from None
     except OSError as exc:  # read-only storage: say so before any photo is captioned
         raise ResultsError(f"{path.parent}: cannot write results there ({exc.strerror or exc})") from None
     try:

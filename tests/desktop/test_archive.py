@@ -499,6 +499,25 @@ def test_a_second_run_on_the_same_results_is_refused(tmp_path):
     ResultsWriter(tmp_path / "r").close()  # released
 
 
+def test_another_users_lock_file_in_a_shared_results_folder_does_not_refuse_the_run(tmp_path, monkeypatch):
+    """User B's run on results user A began was refused "cannot write results there (Permission
+    denied)": the lock file is A's (0644), though the folder takes B's files and flock needs no write."""
+    from imgcap_desktop.archive import results as results_module
+
+    ResultsWriter(tmp_path / "r").close()
+    real_open = open
+
+    def as_another_user(path, mode="r", *args, **kwargs):
+        if str(path).endswith(".lock") and mode != "r":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(results_module, "open", as_another_user, raising=False)
+    with ResultsWriter(tmp_path / "r"):
+        with pytest.raises(ResultsError, match="another archive run"):  # still one run at a time
+            ResultsWriter(tmp_path / "r")
+
+
 def test_a_list_of_paths_is_an_input(tmp_path):
     photos = make_photos(tmp_path / "p", count=2, corrupt=False)
     listing = tmp_path / "list.txt"
