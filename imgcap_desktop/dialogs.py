@@ -1,4 +1,5 @@
-"""The questions the main window asks: replace a person's captions, held captions at quit, CSV files."""
+"""The questions the main window asks: replace a person's captions, stop a run to close, held captions at
+quit, CSV files."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from imgcap_desktop.run_status import count as _count
+from imgcap_desktop.metadata.printable import count as _count
 
 EXCEL_FILTER = "CSV for Excel (UTF-8 with BOM) (*.csv)"
 
@@ -19,6 +20,18 @@ def confirm_replace_human(parent: QWidget, count: int) -> bool:
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
     )
     return answer == QMessageBox.StandardButton.Yes
+
+
+def confirm_stop_run(parent: QWidget, done: int, total: int, verb: str = "Captioned") -> bool:
+    """Ask before a run under way is stopped to close the window: True to stop it and close."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Stop captioning?",
+                      f"The run under way is not done ({verb.lower()} {done} of {_count(total, 'photo')}). "
+                      f"Stop it and close? What it did is kept.", parent=parent)
+    stop = box.addButton("Stop and Close", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(stop)
+    box.exec()
+    return box.clickedButton() is stop
 
 
 def ask_about_held(parent: QWidget, count: int, before: str = "closing") -> QMessageBox.StandardButton:

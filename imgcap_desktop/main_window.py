@@ -543,7 +543,13 @@ class MainWindow(QMainWindow):
                 return False
         return True
 
+    def _confirm_stop_run(self) -> bool:
+        return dialogs.confirm_stop_run(self, *self.run_status.progress())
+
     def closeEvent(self, event) -> None:
+        if self.service.busy and not self._confirm_stop_run():  # Cancel: the run goes on
+            event.ignore()
+            return
         if self.service.busy:  # the batch under way ends first: held, its captions are part of the question
             self.statusBar().showMessage("Finishing the photos being captioned…")
             QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)

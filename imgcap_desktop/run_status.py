@@ -60,6 +60,10 @@ class RunStatus(QObject):
         self.cancel_button.setVisible(True)
         self.eta_label.setText("starting…")
 
+    def progress(self) -> tuple[int, int, str]:
+        """``(photos done, photos in the run, its verb)`` of the run under way (or the last one)."""
+        return self._run.get("done", 0), self._run.get("total", 0), self._run.get("verb", "Captioned")
+
     def _on_service_model_loading(self) -> None:
         self.model_label.setText("Model: loading…")
 

@@ -179,6 +179,7 @@ def window(qtbot, service):
     window = MainWindow(service=service, settings=AppSettings(batch_size=2))
     # Closing with held captions would ask (a modal question): tests that care replace this answer.
     window._ask_about_held = lambda count, before="closing": QMessageBox.StandardButton.Discard
+    window._confirm_stop_run = lambda: True  # closing during a run: stop it
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)

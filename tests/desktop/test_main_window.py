@@ -555,6 +555,22 @@ def test_closing_mid_run_in_hold_mode_asks_about_the_last_batch_too(qtbot, windo
     assert all(read_caption(p.path) is not None for p in captioned)  # all of them written
 
 
+def test_closing_mid_run_asks_first_and_cancel_lets_the_run_go_on(qtbot, window, photo_folder, fake_captioner):
+    """Closing during a run stopped it before anything was asked: answering Cancel to the held
+    captions' question then kept the window with its run stopped half-way."""
+    fake_captioner.gate = threading.Semaphore(0)
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.caption_all()
+    asked = []
+    window._confirm_stop_run = lambda: asked.append(window.run_status.progress()) or False
+    window.close()
+    assert window.isVisible() and window.service.busy and asked == [(0, len(window.session), "Captioned")]
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT) as finished:
+        fake_captioner.gate.release(10)
+    assert finished.args == [False]  # not cancelled: every photo was captioned
+    assert all(p.caption is not None for p in window.session.photos() if p.path.name != "broken.jpg")
+
+
 def test_controls_have_names_and_the_focus_stays_in_the_window_when_cancel_goes(qtbot, window):
     """Unnamed controls were read as "edit" or "list"; Tab reached the filter box last, though it is
     above the grid; and Cancel, hidden at the end of a run while it had the focus, passed it on to
