@@ -490,11 +490,14 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
             characters XML cannot store, or the folder is read-only or the disk is full.
         SidecarCollisionError: in base style another photo would share the sidecar.
         PersonsCaptionKept: with ``keep_persons``, the sidecar holds a person's caption.
-        ValueError: ``caption.source`` is not ``"automatic"`` or ``"human"``.
+        ValueError: ``caption.source`` is not ``"automatic"`` or ``"human"``, or the caption is white
+            space alone.
     """
     photo = Path(photo)
     if caption.source not in ("automatic", "human"):
         raise ValueError(f"only automatic or human captions are written, not {caption.source!r}")
+    if caption.text and not caption.text.strip():  # read back, it is no caption: one "" takes it out
+        raise ValueError("a caption of white space alone is no caption")
     for value in (caption.text, caption.model or "", *(caption.keywords or ())):
         bad = _UNSTORABLE.search(value)
         if bad:

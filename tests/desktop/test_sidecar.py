@@ -621,6 +621,8 @@ def test_a_description_of_white_space_alone_is_no_caption(tmp_path):
     assert read_caption(photo).text == "Eine Katze"  # the language that says something
     write_caption(photo, AUTO)
     assert read_caption(photo).text == AUTO.text
+    with pytest.raises(ValueError, match="white space alone"):  # as it would read back: no caption
+        write_caption(photo, StoredCaption(" \n ", "human"))
 
 
 def test_a_sidecar_that_names_the_photos_own_type_is_the_photos_beside_a_video_of_its_name(tmp_path):
