@@ -266,17 +266,23 @@ def test_the_photo_shown_stays_in_a_filtered_grid_while_its_caption_changes(qtbo
     assert window.filtered.rowCount() == 0 and window.current_item() is None
 
 
+def _shown_photo_stops_matching(qtbot, window, folder, words, numbers):
+    """Photos ``photoN.jpg`` captioned with ``words``, the grid filtered by them, photo1 shown; then
+    another program gives photo1 a caption the filter does not match."""
+    for n in numbers:
+        write_caption(folder / f"photo{n}.jpg", StoredCaption(f"{words} {n}", "human"))
+    open_and_wait(qtbot, window, folder)
+    qtbot.keyClicks(window.filter_edit, words)
+    select(qtbot, window, "photo1.jpg")
+    write_caption(folder / "photo1.jpg", StoredCaption("something else entirely", "human"))
+    window.session.refresh_stored([folder / "photo1.jpg"])
+    qtbot.wait(50)
+
+
 def test_a_click_past_a_pinned_photo_that_leaves_selects_the_photo_clicked(qtbot, window, photo_folder):
     """The pinned photo left the grid inside the click's handling: the click's selection spanned the
     row that moved up under it, and Caption Selected would have captioned another photo."""
-    for n in (1, 3, 4, 5):
-        write_caption(photo_folder / f"photo{n}.jpg", StoredCaption(f"a lighthouse {n}", "human"))
-    open_and_wait(qtbot, window, photo_folder)
-    qtbot.keyClicks(window.filter_edit, "lighthouse")
-    select(qtbot, window, "photo1.jpg")
-    write_caption(photo_folder / "photo1.jpg", StoredCaption("a harbour", "human"))
-    window.session.refresh_stored([photo_folder / "photo1.jpg"])
-    qtbot.wait(50)
+    _shown_photo_stops_matching(qtbot, window, photo_folder, "a lighthouse", (1, 3, 4, 5))
     assert window.filtered.rowCount() == 4  # photo1 pinned
     target = window.filtered.mapFromSource(window.photos.index(window.photos.row_of(photo_folder / "photo3.jpg")))
     qtbot.mouseClick(window.grid.viewport(), Qt.MouseButton.LeftButton, pos=window.grid.visualRect(target).center())
@@ -288,13 +294,7 @@ def test_a_click_past_a_pinned_photo_that_leaves_selects_the_photo_clicked(qtbot
 def test_a_selection_extended_from_a_pinned_photo_keeps_it(qtbot, window, photo_folder, fake_captioner):
     """Shift+Right from the photo shown, whose caption no longer matched, took it out of the
     selection and the grid: Caption Selected skipped it."""
-    for n in (1, 3, 4):
-        write_caption(photo_folder / f"photo{n}.jpg", StoredCaption(f"an old scan {n}", "human"))
-    open_and_wait(qtbot, window, photo_folder)
-    qtbot.keyClicks(window.filter_edit, "old scan")
-    select(qtbot, window, "photo1.jpg")
-    write_caption(photo_folder / "photo1.jpg", StoredCaption("a cat on a sofa", "human"))
-    window.session.refresh_stored([photo_folder / "photo1.jpg"])
+    _shown_photo_stops_matching(qtbot, window, photo_folder, "an old scan", (1, 3, 4))
     window.grid.setFocus()
     for _ in range(2):
         qtbot.keyClick(window.grid, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
