@@ -271,8 +271,13 @@ class CaptionPanel(QWidget):
 
     def _on_caption_edit_typing_undone(self) -> None:
         # Typing undone back to where it started, on a caption that changed meanwhile (a run's
-        # result, another program's): the box shows the caption stored now, not the one before it.
-        if normalized_caption(self.caption_edit.text()) != self.caption_edit.committed_text:
+        # result, another program's): the box shows the caption stored now, not the one before it;
+        # once the undo is done (it puts the cursor where it undid, which would be mid-caption).
+        QTimer.singleShot(0, self, self._reshow_if_stale)
+
+    def _reshow_if_stale(self) -> None:
+        if (not self.caption_edit.isModified()
+                and normalized_caption(self.caption_edit.text()) != self.caption_edit.committed_text):
             self.caption_edit.setText(self.shown_text)
 
     def _on_caption_edit_return_pressed(self) -> None:

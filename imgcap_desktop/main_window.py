@@ -12,7 +12,7 @@ from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QModelIndex, QSignalBlocker, Qt, QUrl, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QSignalBlocker, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QUndoStack
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QSplitter
 
@@ -116,6 +116,10 @@ class MainWindow(QMainWindow):
         self.thumbnails.image_failed.connect(self._on_thumbnails_image_failed)
         self.grid.selectionModel().currentChanged.connect(self._on_grid_current_changed)
         self.grid.selectionModel().selectionChanged.connect(self._on_grid_selection_changed)
+        self._pin_selection_timer = QTimer(self)
+        self._pin_selection_timer.setSingleShot(True)
+        self._pin_selection_timer.timeout.connect(self._pin_selection)
+        self.filter_edit.textChanged.connect(lambda _text: self._pin_selection())  # after the grid is filtered
         self.panel.caption_edited.connect(self.edit_caption)
         self.panel.alternative_chosen.connect(self._on_panel_alternative_chosen)
         self.panel.recompute_requested.connect(self.recompute_attention)
@@ -334,16 +338,21 @@ class MainWindow(QMainWindow):
         return [self.photos.item(self.filtered.mapToSource(i).row()) for i in indexes]
 
     def _on_grid_current_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
-        self._pin_chosen()
+        photo = self.current_item()  # it stays in a filtered grid while its caption changes
+        self.filtered.pin_shown(photo.path if photo is not None else None)
         self._show_current()
 
     def _on_grid_selection_changed(self, _selected, _deselected) -> None:
-        self._pin_chosen()
+        if self.filtered.filtering:  # once a pass: a run's or a drag's storm of changes is one
+            self._pin_selection_timer.start(0)
 
-    def _pin_chosen(self) -> None:
-        """The photo shown and those selected stay in a filtered grid while their captions change."""
-        indexes = [*self.grid.selectionModel().selectedIndexes(), self.grid.currentIndex()]
-        self.filtered.pin({self.photos.path(self.filtered.mapToSource(i).row()) for i in indexes if i.isValid()})
+    def _pin_selection(self) -> None:
+        """The photos selected stay in a filtered grid while their captions change."""
+        chosen: set[Path] = set()
+        if self.filtered.filtering:
+            for area in self.filtered.mapSelectionToSource(self.grid.selectionModel().selection()):
+                chosen.update(self.photos.path(row) for row in range(area.top(), area.bottom() + 1))
+        self.filtered.pin_selected(chosen)
 
     def _on_session_photos_changed(self, paths) -> None:
         photo = self.current_item()

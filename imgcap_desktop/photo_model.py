@@ -257,8 +257,8 @@ class PhotoListModel(QAbstractListModel):
 
 class PhotoFilterModel(QSortFilterProxyModel):
     """Narrows the grid to photos whose caption (or file name) contains the filter text (white space
-    and line breaks counting as one space). The photos chosen (:meth:`pin`: the one shown and those
-    selected) stay whatever their captions become, until others are chosen or filter text that
+    and line breaks counting as one space). The photos chosen (:meth:`pin_shown`, :meth:`pin_selected`)
+    stay whatever their captions become, until others are chosen or filter text that
     leaves them out is typed: a run or another program changing a caption does not take the photo
     from under the person looking at it, typing its caption, or about to caption the selection."""
 
@@ -266,32 +266,54 @@ class PhotoFilterModel(QSortFilterProxyModel):
         super().__init__(parent)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self._needle = ""
+        self._shown: Path | None = None
+        self._selected: frozenset[Path] = frozenset()
         self._pinned: frozenset[Path] = frozenset()
+        self._departed: set[Path] = set()  # pinned before, to filter again
         self._refilter_timer = QTimer(self)
         self._refilter_timer.setSingleShot(True)
         self._refilter_timer.timeout.connect(self._refilter)
+
+    @property
+    def filtering(self) -> bool:
+        return bool(self._needle)
 
     def set_filter_text(self, text: str) -> None:
         self.beginFilterChange()
         self._needle = " ".join(text.split()).casefold()
         # The photos chosen stay pinned only where the new filter keeps them.
-        self._pinned = frozenset(path for path in self._pinned if self._matches_path(path))
+        self._shown = self._shown if self._shown is not None and self._matches_path(self._shown) else None
+        self._selected = frozenset(path for path in self._selected if self._matches_path(path))
+        self._pinned = self._selected | ({self._shown} if self._shown is not None else set())
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
-    def pin(self, paths: Collection[Path]) -> None:
-        """Keep these photos in the grid; those pinned before leave it where the filter does not let
-        them through (the grid is filtered again only then, once no mouse button is down: a click's
-        or a drag's selection must not span rows that move under it)."""
-        before, self._pinned = self._pinned, frozenset(paths)
-        if self._needle and any(not self._matches_path(path) for path in before - self._pinned):
+    def pin_shown(self, path: Path | None) -> None:
+        """Keep the photo shown in the grid (None: none)."""
+        self._pin(path, self._selected)
+
+    def pin_selected(self, paths: Collection[Path]) -> None:
+        """Keep the photos selected in the grid."""
+        self._pin(self._shown, frozenset(paths))
+
+    def _pin(self, shown: Path | None, selected: frozenset[Path]) -> None:
+        """Those pinned before leave the grid where the filter does not let them through: filtered
+        again only then, once no mouse button is down (a click's or a drag's selection must not span
+        rows that move under it)."""
+        before = self._pinned
+        self._shown, self._selected = shown, selected
+        self._pinned = selected | ({shown} if shown is not None else set())
+        if self._needle and before - self._pinned:
+            self._departed |= before - self._pinned
             self._refilter_timer.start(0)
 
     def _refilter(self) -> None:
         if QGuiApplication.mouseButtons() != Qt.MouseButton.NoButton:
             self._refilter_timer.start(50)
             return
-        self.beginFilterChange()
-        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        departed, self._departed = self._departed - self._pinned, set()
+        if self._needle and any(not self._matches_path(path) for path in departed):
+            self.beginFilterChange()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         if not self._needle:

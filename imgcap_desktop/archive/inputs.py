@@ -87,11 +87,11 @@ def _expand(path: Path, found: dict[str, None], inputs: Inputs, listed_in: Path 
                                    f"({exc.strerror or exc})")
             return
         found.update((os.path.abspath(p), None) for p in photos)
-    elif path.is_file() and is_photo(path):
-        found[os.path.abspath(path)] = None
     elif path.is_file() and (path.suffix.lower() in NOT_PHOTOS and (listed_in or path.suffix.lower() != ".txt")
                              or listed_in and path.name.startswith(".")):
-        inputs.left_out.append(str(path))  # a sidecar, a CSV, a raw, a .DS_Store a shell glob or a list took in
+        inputs.left_out.append(str(path))  # a sidecar, a CSV, a raw, ._IMG.jpg a shell glob or a list took in
+    elif path.is_file() and is_photo(path):
+        found[os.path.abspath(path)] = None
     elif path.is_file() and listed_in is not None:
         found[os.path.abspath(path)] = None  # listed by name: tried (scan.jfif is a JPEG)
     elif path.is_file():

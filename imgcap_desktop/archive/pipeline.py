@@ -178,7 +178,8 @@ def run_archive(options: ArchiveOptions, *, err: TextIO | None = None,
     inputs = collect_inputs(options.roots)
     report.found, report.problems = len(inputs), inputs.problems
     if inputs.left_out:
-        kinds = " ".join(sorted({Path(path).suffix.lower() or path for path in inputs.left_out}))
+        kinds = " ".join(sorted({"dot files" if Path(path).name.startswith(".") else Path(path).suffix.lower()
+                                 for path in inputs.left_out}))
         print(f"imgcap archive: left out {len(inputs.left_out)} files that are no photos ({printable(kinds)}): "
               f"{printable(inputs.left_out[0])}{' …' if len(inputs.left_out) > 1 else ''}", file=err)
     # SIGTERM outside the captioning (Ray shutting down, the last rows being committed) is acted on
@@ -194,7 +195,7 @@ def run_archive(options: ArchiveOptions, *, err: TextIO | None = None,
                     note = f" ({report.skipped_failed} of them failed; --retry-failed tries them again)"
                 print(f"imgcap archive: {report.skipped} of {report.found} photos already have results{note}",
                       file=err)
-            if todo.num_rows:
+            if todo.num_rows and not terminated:  # a SIGTERM while the results were read: no run
                 try:
                     _caption(options, bundle.name, model_sha, todo, writer, report, err, worker_cls)
                 except KeyboardInterrupt:
@@ -220,7 +221,8 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
             if exc.code != signal.SIGTERM:
                 raise
             raise KeyboardInterrupt from None
-        stack.enter_context(_terminate_as_interrupt())  # after Ray's own handler: ours is the one that runs
+        with contextlib.suppress(ValueError):  # Ray's start set its own handler: ours again (main thread only)
+            signal.signal(signal.SIGTERM, _interrupt)
         workers, cpus, gpus = _pool_size(options, ray.cluster_resources())
         call_rows = options.batch_size * BATCHES_PER_CALL
         block_rows = _block_rows(todo.num_rows, workers, options.batch_size, call_rows)
@@ -252,11 +254,13 @@ def _caption(options: ArchiveOptions, model_name: str, model_sha: str, todo: pa.
         if owned and ray.is_initialized():
             # Shutting down, Ray's core sets SIGTERM back to the system's default (the process dies at
             # once): the rows that came back are committed first, and the handler is set again after.
-            with contextlib.suppress(OSError, ResultsError):  # the writer's close says why, once more
-                writer.commit()
-            ray.shutdown()
-            with contextlib.suppress(ValueError):  # not the main thread: nothing was set
-                signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+            try:
+                with contextlib.suppress(OSError, ResultsError):  # the writer's close says why, once more
+                    writer.commit()
+            finally:
+                ray.shutdown()
+                with contextlib.suppress(ValueError):  # not the main thread: nothing was set
+                    signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM))
 
 
 def _store_all(dataset, writer: ResultsWriter, stored: bytearray, report: ArchiveReport, progress: _Progress) -> None:

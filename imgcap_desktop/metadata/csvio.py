@@ -27,11 +27,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from imgcap_desktop.metadata.folder import RAW_EXTENSIONS, VIDEO_EXTENSIONS
 from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
     StoredCaption,
     caption_taken_out,
+    find_sidecar_or_none,
     has_ext_style_sidecar,
     other_tools_keywords,
     replace_atomically,
@@ -500,9 +502,11 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             else:
                 report.missing.append((line, row.relative_path))
             continue
-        if photo.suffix.lower() not in SUPPORTED_EXTENSIONS and not has_ext_style_sidecar(photo):
-            # A file given to ``imgcap caption`` by name (scan.jfif) has the photo.jfif.xmp it wrote
-            # (a raw's photo.xmp is Lightroom's: not this).
+        if photo.suffix.lower() not in SUPPORTED_EXTENSIONS and (
+                find_sidecar_or_none(photo) is None
+                or photo.suffix.lower() in RAW_EXTENSIONS | VIDEO_EXTENSIONS and not has_ext_style_sidecar(photo)):
+            # A file given to ``imgcap caption`` by name (scan.jfif) has the sidecar it wrote (a raw's
+            # photo.xmp is Lightroom's: not one imgcap wrote).
             report.errors.append((photo, f"line {line}: {row.relative_path}: not a photo imgcap reads; no sidecar "
                                          f"written"))
             continue

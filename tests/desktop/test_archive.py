@@ -752,3 +752,44 @@ def test_a_sigterm_once_the_photos_are_done_stops_the_run_after_their_rows_are_c
     report = run_archive(_options(tmp_path / "photos", tmp_path / "results", tiny_bundle, commit_rows=1000))
     assert report.interrupted and read_results(tmp_path / "results").num_rows == 3
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+
+def test_a_sigterm_while_the_stored_results_are_read_stops_the_run_before_it_starts(
+        tmp_path, tiny_bundle, monkeypatch):
+    """Noted while the results already stored were read (the planning), the SIGTERM was then
+    ignored: the whole captioning went ahead until the scheduler's SIGKILL."""
+    make_photos(tmp_path / "photos", count=2, corrupt=False)
+    real_plan = pipeline.plan
+
+    def plan_then_sigterm(*args, **kwargs):
+        planned = real_plan(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        return planned
+
+    captioned = []
+    monkeypatch.setattr(pipeline, "plan", plan_then_sigterm)
+    monkeypatch.setattr(pipeline, "_caption", lambda *args, **kwargs: captioned.append("a run"))
+    report = run_archive(_options(tmp_path / "photos", tmp_path / "results", tiny_bundle))
+    assert report.interrupted and captioned == []
+
+
+def test_listed_apple_double_files_are_left_out_and_the_note_names_kinds(tmp_path, tiny_bundle, monkeypatch):
+    """A list (`find photos -type f`) took in ._photo1.jpg, which a folder scan leaves out, as a
+    photo that failed for good; the note about what was left out named every dot file's path."""
+    lines = []
+    for n in range(30):
+        folder = tmp_path / "photos" / f"roll{n}"
+        make_photos(folder, count=1, corrupt=False)
+        (folder / "._photo1.jpg").write_bytes(b"\0\5\x16\7AppleDouble")
+        (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        lines += [str(path) for path in sorted(folder.iterdir())]
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert collect_inputs([listing]).paths == collect_inputs([tmp_path / "photos"]).paths
+    monkeypatch.setattr(pipeline, "_caption", lambda *args, **kwargs: None)
+    err = io.StringIO()
+    run_archive(_options(listing, tmp_path / "results", tiny_bundle), err=err)
+    note = next(line for line in err.getvalue().splitlines() if "left out" in line)
+    assert "left out 60 files that are no photos (dot files)" in note and len(note) < 300

@@ -158,6 +158,14 @@ def test_a_shells_star_passes_sidecars_and_csvs_that_are_left_out_not_failed(tmp
     assert main(["import-csv", str(tmp_path / "c.csv")]) == 0
     assert read_caption(scan).text == "a scanned print"
 
+    letter = tmp_path / "letter.jfif"  # captioned in base style: its sidecar is letter.xmp
+    letter.write_bytes(photo.read_bytes())
+    assert main(["caption", str(letter), "--write-sidecars", "--sidecar-style", "base",
+                 "--csv", str(tmp_path / "b.csv")]) == 0
+    edit_csv_cells(tmp_path / "b.csv", {"letter.jfif": {"caption": "a letter from grandma"}})
+    assert main(["import-csv", str(tmp_path / "b.csv"), "--sidecar-style", "base"]) == 0
+    assert read_caption(letter).text == "a letter from grandma" and (tmp_path / "letter.xmp").exists()
+
 
 @pytest.mark.slow
 def test_cli_runs_the_real_engine_on_a_tiny_bundle(tmp_path, tiny_bundle):

@@ -397,9 +397,11 @@ def test_typing_undone_after_the_caption_changed_shows_the_caption_stored_now(qt
     qtbot.wait(20)
     assert window.caption_edit.text() == "old caption plus typing"  # the typing is kept
     qtbot.keyClick(window.caption_edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert window.caption_edit.text() == "new caption from another program"
+    qtbot.waitUntil(lambda: window.caption_edit.text() == "new caption from another program", timeout=WAIT)
     qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
     assert read_caption(path).text == "new caption from another program"
+    qtbot.keyClicks(window.caption_edit, ", at dusk")  # at its end, not where the undo left the cursor
+    assert window.caption_edit.text() == "new caption from another program, at dusk"
 
 
 def test_redo_in_the_caption_box_redoes_the_typing_undone_there(qtbot, window, photo_folder):
