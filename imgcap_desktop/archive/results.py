@@ -20,6 +20,7 @@ is already stored, so a changed photo or a new model is captioned again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -251,9 +252,13 @@ def _lock(path: Path):
         raise ResultsError(f"{path.parent}: cannot write results there ({exc.strerror or exc})") from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         handle.close()
-        raise ResultsError(f"{path.parent}: another archive run is writing these results") from None
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+            raise ResultsError(f"{path.parent}: another archive run is writing these results") from None
+        # NFS locks by write access: another user's lock file opened read-only cannot be locked.
+        raise ResultsError(f"{path.parent}: cannot lock {path.name} ({exc.strerror or exc}); if another user's run "
+                           f"made it and none is running, remove it") from None
     return handle
 
 

@@ -517,6 +517,16 @@ def test_another_users_lock_file_in_a_shared_results_folder_does_not_refuse_the_
         with pytest.raises(ResultsError, match="another archive run"):  # still one run at a time
             ResultsWriter(tmp_path / "r")
 
+    import errno
+    import fcntl
+
+    def nfs_flock(fd, operation):  # NFS locks by write access: a read-only handle cannot be locked
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    with pytest.raises(ResultsError, match="cannot lock .lock .Bad file descriptor.; if another user's run"):
+        ResultsWriter(tmp_path / "r")  # not "another archive run": none is
+
 
 def test_a_list_of_paths_is_an_input(tmp_path):
     photos = make_photos(tmp_path / "p", count=2, corrupt=False)
