@@ -31,6 +31,8 @@ xmp_text = st.text(
     min_size=1,
     max_size=60,
 )
+#: What a caption can be: text XMP can hold that is not white space alone (which reads as no caption).
+caption_text = xmp_text.filter(str.strip)
 
 
 needs_exiv2 = pytest.mark.skipif(shutil.which("exiv2") is None, reason="needs exiv2 (apt-get install exiv2)")

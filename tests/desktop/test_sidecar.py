@@ -33,7 +33,7 @@ from tests.desktop.conftest_metadata import (
     make_photo,
     needs_exiftool,
     photo,  # noqa: F401 - fixture
-    xmp_text,
+    caption_text,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,7 +224,7 @@ def test_embedded_source_is_never_written(photo):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=xmp_text)
+@given(text=caption_text)
 def test_any_caption_round_trips_exactly(photo, text):
     caption = StoredCaption(text, "human", "model \"ünï\" <1>", -1.5e-7, "2026-11-27T01:00:00+00:00")
     write_caption(photo, caption)

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, merge_keywords, read_caption, sidecar_path, write_caption
-from tests.desktop.conftest_metadata import (exiftool, exiftool_tags, exiv2_reads, make_photo, needs_exiftool,
-                                             needs_exiv2, xmp_text)
+from tests.desktop.conftest_metadata import (caption_text, exiftool, exiftool_tags, exiv2_reads, make_photo,
+                                             needs_exiftool, needs_exiv2, xmp_text)
 from tests.desktop.xmp_corpus import EXIFTOOL, EXIFTOOL_SIDECARS, HAND_WRITTEN, make_corpus, raw_values, subject_of
 
 FIRST = StoredCaption("a dog runs on the grass", "automatic", "m", -0.5, "2026-11-28T08:00:00+00:00", ("dog", "grass"))
@@ -212,7 +212,7 @@ def corpus_texts(tmp_path_factory):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     index=st.integers(0, 100),
-    text=xmp_text.filter(str.strip),  # white space alone is no caption (refused)
+    text=caption_text,
     keywords=st.lists(xmp_text.filter(lambda k: k.strip() == k), max_size=4, unique=True).map(tuple),
     source=st.sampled_from(["automatic", "human"]),
 )
