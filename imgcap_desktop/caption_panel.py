@@ -301,9 +301,12 @@ class CaptionPanel(QWidget):
         if self._shown_path is None or (typed_only and not self.caption_edit.isModified()):
             return None
         typed = self.caption_edit.text(), self._shown_path
-        self.caption_edit.setModified(False)
-        # Undo and Redo of a committed caption are the window's (the edit's); the typing's are done.
+        # Undo and Redo of a committed caption are the window's (the edit's); the typing's are done,
+        # and what is typed next is undone back to the text committed (then no typing: see
+        # _on_caption_edit_typing_undone).
         self.caption_edit.document().clearUndoRedoStacks()
+        self.caption_edit.setModified(False)
+        self.caption_edit.committed_text = normalized_caption(typed[0])
         return typed
 
     def _on_alternatives_item_activated(self, entry: QListWidgetItem) -> None:

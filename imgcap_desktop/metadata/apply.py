@@ -133,14 +133,17 @@ def store_caption(photo: str | Path, caption: StoredCaption, options: StoreOptio
 
 def _store(photo: Path, caption: StoredCaption, options: StoreOptions,
            rejected_keywords: Sequence[str] = ()) -> PhotoStatus:
-    if options.write_sidecars:
-        try:
-            stored = read_caption(photo)
-        except SidecarError as exc:  # captioned all the same: the caption goes with the error
+    # Held for review too: a person's caption that came since the run was planned is kept, not held
+    # over (Accept would take the held caption for the one reviewed, and write it over theirs).
+    try:
+        stored = read_caption(photo)
+    except SidecarError as exc:  # captioned all the same: the caption goes with the error
+        if options.write_sidecars:
             return PhotoStatus(photo, "failed", caption if caption.text else None, message=str(exc))
-        # A caption embedded in the photo is a person's too, unless our own provenance came with it.
-        if stored is not None and stored.source in ("human", "embedded") and not options.overwrite_human:
-            return _kept(photo, stored)
+        stored = None  # held: writing it says what is wrong with the sidecar
+    # A caption embedded in the photo is a person's too, unless our own provenance came with it.
+    if stored is not None and stored.source in ("human", "embedded") and not options.overwrite_human:
+        return _kept(photo, stored)
     if not caption.text:
         # Never store it: an empty caption would erase the description already there.
         return PhotoStatus(photo, "failed", message=f"{photo.name}: the model gave an empty caption")

@@ -809,6 +809,18 @@ def test_a_photo_deleted_before_the_run_reached_it_is_gone_not_failed(tmp_path):
     assert not session.photo(a).error and not sidecar_path(a).exists()
 
 
+def test_a_persons_caption_written_during_a_held_run_is_kept_not_held_over(tmp_path):
+    """Hold for review: a person's caption another program wrote while the photo was being
+    captioned got the model's caption held over it, as if reviewed; Accept wrote it over theirs."""
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a], auto_write=False)
+    plan = session.plan(None, "skip")
+    write_caption(a, StoredCaption("typed in digiKam meanwhile", "human"))
+    (status,) = session.apply_outcomes(plan, [_result(a, "a dog")], model_name="tiny", captioned_at=NOW)
+    assert status.status == "kept_human" and not session.photo(a).held
+    assert session.accept_held() == (0, []) and read_caption(a).text == "typed in digiKam meanwhile"
+
+
 def test_maps_computed_for_an_alternative_keep_the_run_s_own_maps(tmp_path):
     """The maps computed for a picked alternative replaced the run's result: going back to the
     model's best caption (Undo, or picking it) left it without maps, to be computed again."""
