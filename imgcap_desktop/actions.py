@@ -35,9 +35,13 @@ class SetCaptionCommand(QUndoCommand):
 
     def _set(self, caption: StoredCaption | None, *, undoing: bool) -> None:
         # The edit itself (the first redo) replaces whatever is there: it is what the person typed now.
+        first = self._stored is ANY_CAPTION
         photo = self._session.set_caption(self._path, caption, replacing=self._stored)
-        if photo is not None and not same_caption(photo.caption, caption):  # refused: what we stored stays the
-            if self._refused is not None:                                    # mark, so Redo is refused too
+        if photo is not None and not same_caption(photo.caption, caption):
+            if first:  # the sidecar refused the edit itself (the photo says why): nothing to undo
+                self.setObsolete(True)
+                return
+            if self._refused is not None:  # refused: what we stored stays the mark, so Redo is refused too
                 self._refused(self._path, undoing)
             return
         self._stored = self._session.stored_caption(self._path)  # what the next undo or redo takes back

@@ -27,7 +27,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -555,8 +555,13 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         kept = stored is not None and stored.text and (keep_any or stored.source == "human")
         if kept and not agreed:  # decided on the bytes merged below
             raise PersonsCaptionKept(photo, stored)
+    beside = _caption_beside(photo, target) if existed else None
+    if caption.text and caption.source == "human" and beside is not None and beside.text == caption.text:
+        if not _shown_text(_languages(before)):
+            return target  # shown from the photo.xmp beside already: nothing to write
+        caption = replace(caption, text="")  # the photo.xmp beside says it (an edit undone): no copy here
     if not caption.text and existed and not _shown_text(_languages(before)):
-        if _caption_beside(photo, target) is not None:  # the caption shown is there
+        if beside is not None:  # the caption shown is there
             raise SidecarError(photo, f"the caption is in {photo.stem}.xmp, another program's sidecar beside "
                                       f"{target.name}, which imgcap leaves to it; nothing was written")
     _clean_once(target.parent)

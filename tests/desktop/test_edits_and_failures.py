@@ -445,6 +445,28 @@ def test_redo_in_the_caption_box_redoes_the_typing_undone_there(qtbot, window, p
     assert window.caption_edit.text() == "a cat on a red sofa" and read_caption(path) is None
 
 
+def test_an_edit_the_sidecar_refuses_leaves_nothing_to_undo_and_says_why(qtbot, window, photo_folder):
+    """A clear refused by the sidecar stayed on the undo stack, and the status bar blamed "its
+    caption was changed since (by another program ...)"; its Undo then wrote a copy of the caption."""
+    path = photo_folder / "photo1.jpg"
+    (photo_folder / "photo1.jpg.xmp").write_text(  # darktable's, made on import: no caption
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="2"/></rdf:RDF>'
+        '</x:xmpmeta>', encoding="utf-8")
+    (photo_folder / "photo1.xmp").write_text(  # Lightroom's
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+        '<rdf:li xml:lang="x-default">Lightroom\'s caption</rdf:li></rdf:Alt></dc:description></rdf:Description>'
+        '</rdf:RDF></x:xmpmeta>', encoding="utf-8")
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.photos.item_at(path).text == "Lightroom's caption"
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    assert window.edit_caption("")
+    photo = window.photos.item_at(path)
+    assert photo.text == "Lightroom's caption" and "the caption is in photo1.xmp" in photo.write_error
+    assert window.undo_stack.count() == 0 and "changed since" not in window.statusBar().currentMessage()
+
+
 def test_import_csv_from_the_window_updates_the_grid(qtbot, window, photo_folder):
     from imgcap_desktop.metadata.csvio import CsvRow
     from tests.desktop.conftest_metadata import write_hand_made_csv

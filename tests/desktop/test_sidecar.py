@@ -21,6 +21,7 @@ from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     StoredCaption,
     base_style_siblings,
+    caption_from_packet,
     find_sidecar,
     read_caption,
     sidecar_path,
@@ -712,6 +713,14 @@ def test_clearing_a_caption_shown_from_the_photo_xmp_beside_is_refused(tmp_path)
     with pytest.raises(SidecarError, match="the caption is in a.xmp, another program's sidecar beside a.jpg.xmp"):
         write_caption(photo, StoredCaption("", "human"))
     before.assert_unchanged()
+
+    # An edit (written into a.jpg.xmp) undone: a.xmp's caption shows through again, not a copy of it,
+    # which would hide the next change made to it in Lightroom.
+    write_caption(photo, StoredCaption("edited in imgcap", "human"))
+    write_caption(photo, StoredCaption("Lightroom's caption", "human"))
+    assert caption_from_packet((tmp_path / "a.jpg.xmp").read_bytes(), tmp_path / "a.jpg.xmp") is None
+    (tmp_path / "a.xmp").write_bytes(_written_elsewhere("Lightroom's caption, edited there"))
+    assert read_caption(photo).text == "Lightroom's caption, edited there"
 
 
 def test_an_ascii_caption_goes_into_a_sidecar_declared_latin1_that_holds_other_letters(tmp_path):
