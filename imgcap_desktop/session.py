@@ -51,6 +51,7 @@ from imgcap_desktop.metadata.sidecar import (
     StoredCaption,
     find_sidecar_or_none,
     has_ext_style_sidecar,
+    is_blank,
     read_caption,
     write_caption,
 )
@@ -803,6 +804,8 @@ class CaptionSession:
 def normalized_caption(text: str) -> str:
     """A caption as a commit stores it: each line's white space collapsed, its line breaks kept
     (one blank line at most between paragraphs), blank lines at either end dropped."""
+    if is_blank(text):  # white space and zero-width characters alone: no caption
+        return ""
     lines = [" ".join(line.split()) for line in text.splitlines()]
     kept = [line for i, line in enumerate(lines) if line or (i and lines[i - 1])]
     return "\n".join(kept).strip("\n")

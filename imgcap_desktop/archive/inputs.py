@@ -74,7 +74,8 @@ def collect_inputs(roots: list[str | Path]) -> Inputs:
 def _expand(path: Path, found: dict[str, None], inputs: Inputs, listed_in: Path | None) -> None:
     where = f" (listed in {listed_in})" if listed_in else ""
     if ".." in path.parts:  # after a link to a folder, ".." goes where the system goes, not where the text does
-        path = Path(os.path.realpath(path)) if path.name == ".." else Path(os.path.realpath(path.parent)) / path.name
+        last = len(path.parts) - 1 - path.parts[::-1].index("..")  # links after the last ".." are kept
+        path = Path(os.path.realpath(Path(*path.parts[:last + 1]))).joinpath(*path.parts[last + 1:])
     if path.is_dir():
         if listed_in is not None and listed_in.resolve().is_relative_to(path.resolve()):
             inputs.problems.append(f"{printable(path)}{printable(where)}: a folder the list itself is in, not "

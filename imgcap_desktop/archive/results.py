@@ -175,7 +175,10 @@ class ResultsWriter:
             raise ResultsError(f"{self.folder}: cannot create the results folder ({exc.strerror or exc})") from None
         self._lock = _lock(self.folder / _LOCK_NAME)
         for stale in self.folder.glob(_TEMP_PREFIX + "*"):  # left by a run that was killed mid-write
-            stale.unlink(missing_ok=True)
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError as exc:  # another user's, in a shared (sticky) folder: theirs to remove
+                log.info("cannot remove %s, left by a run that was killed: %s", stale, exc.strerror or exc)
 
     def add(self, table: pa.Table) -> None:
         """Queue rows (with :data:`SCHEMA`'s columns) and commit if enough are pending."""

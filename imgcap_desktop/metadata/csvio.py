@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from imgcap_desktop.metadata.folder import RAW_EXTENSIONS, VIDEO_EXTENSIONS
+from imgcap_desktop.metadata.folder import NOT_PHOTOS
 from imgcap_desktop.metadata.sidecar import (
     SidecarError,
     SidecarStyle,
@@ -35,6 +35,7 @@ from imgcap_desktop.metadata.sidecar import (
     caption_taken_out,
     find_sidecar_or_none,
     has_ext_style_sidecar,
+    is_blank,
     other_tools_keywords,
     replace_atomically,
     read_caption,
@@ -114,8 +115,9 @@ def fingerprint(caption: str, keywords: Sequence[str] | None) -> str:
 
 def _cell_text(caption: str) -> str:
     """A caption cell as import reads it: spaces at its ends and line-end conventions (a spreadsheet
-    or an editor saving CRLF inside cells) are no edit."""
-    return caption.replace("\r\n", "\n").replace("\r", "\n").strip()
+    or an editor saving CRLF inside cells) are no edit; a cell that says nothing is empty."""
+    text = caption.replace("\r\n", "\n").replace("\r", "\n").strip()
+    return "" if is_blank(text) else text
 
 
 def _caption_digest(caption: str) -> str:
@@ -491,7 +493,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             report.unchanged.append(photo)
             continue
         if not row.relative_path:
-            report.missing.append((line, row.relative_path))
+            report.errors.append((root, f"line {line}: the row names no photo (its relative path cell is empty)"))
             continue
         if not _inside(photo, root, resolved_root):
             report.outside.append((line, row.relative_path))
@@ -503,10 +505,10 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                 report.missing.append((line, row.relative_path))
             continue
         if photo.suffix.lower() not in SUPPORTED_EXTENSIONS and (
-                find_sidecar_or_none(photo) is None
-                or photo.suffix.lower() in RAW_EXTENSIONS | VIDEO_EXTENSIONS and not has_ext_style_sidecar(photo)):
-            # A file given to ``imgcap caption`` by name (scan.jfif) has the sidecar it wrote (a raw's
-            # photo.xmp is Lightroom's: not one imgcap wrote).
+                photo.suffix.lower() in NOT_PHOTOS and not has_ext_style_sidecar(photo)
+                or find_sidecar_or_none(photo) is None and photo_size(photo) is None):
+            # A file captioned by name (scan.jfif) is a photo Pillow reads, or has the sidecar imgcap
+            # wrote; a raw's photo.xmp is Lightroom's, a notes.txt no photo.
             report.errors.append((photo, f"line {line}: {row.relative_path}: not a photo imgcap reads; no sidecar "
                                          f"written"))
             continue
@@ -578,8 +580,9 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             write_caption(photo, caption, style=style, keywords_by_person=by_person, added_by_person=added,
                           rejected_keywords=rejected)
             report.applied.append(photo)
-        except SidecarError as exc:
-            report.errors.append((photo, f"line {line}: {row.relative_path}: {exc}"))
+        except SidecarError as exc:  # "photo.jpg: ..." names the photo again; "photo.jpg.xmp: ..." its sidecar
+            said = str(exc).removeprefix(f"{photo.name}: ")
+            report.errors.append((photo, f"line {line}: {row.relative_path}: {said}"))
     return report
 
 

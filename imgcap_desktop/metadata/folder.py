@@ -19,12 +19,14 @@ _DIGITS = re.compile(r"(\d+)")
 RAW_EXTENSIONS: frozenset[str] = frozenset(
     ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .gpr .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
     ".orf .pef .ptx .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split())
-VIDEO_EXTENSIONS: frozenset[str] = frozenset(".mov .mp4 .m4v .avi .mts".split())
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    ".mov .mp4 .m4v .avi .mts .m2ts .mkv .webm .3gp .3g2 .mpg .mpeg .wmv .flv .vob".split())
 #: Files given by name (a shell's ``*``, a list of paths) that are no photos imgcap reads, and are
 #: left out as a folder's are: sidecars, CSVs, notes, raws and videos. Any other file given by name
 #: is tried (``scan.jfif`` is a JPEG; Pillow may read an .avif or a .psd).
-NOT_PHOTOS: frozenset[str] = frozenset({".xmp", ".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".pp3", ".dop"}
-                                       | RAW_EXTENSIONS | VIDEO_EXTENSIONS)
+NOT_PHOTOS: frozenset[str] = frozenset(
+    {".xmp", ".csv", ".tsv", ".txt", ".json", ".md", ".pdf", ".pp3", ".dop", ".aae", ".db", ".ini", ".lnk", ".url"}
+    | RAW_EXTENSIONS | VIDEO_EXTENSIONS)  # .aae: an iPhone's edits; .db, .ini: Thumbs.db, desktop.ini
 
 
 def natural_key(path: str | Path) -> tuple:

@@ -188,17 +188,12 @@ def _owned_elsewhere(photo: Path, base_style: Path) -> str | None:
     type (also once that file has moved), or, where it names none, a raw (or video, …) of the same
     name lies beside the photo. Where it names the photo's own type it is the photo's (a Live
     Photo's ``IMG_1.xmp``, written for ``IMG_1.HEIC`` beside ``IMG_1.MOV``)."""
-    try:
-        with open(base_style, "rb") as handle:
-            declared = _SIDECAR_FOR.search(handle.read(256 * 1024))
-    except OSError:
-        declared = None
-    if declared:
-        kind = declared.group(1).decode("ascii")
+    kind = _declared_for(base_style)
+    if kind is not None:
         if kind.lower() == photo.suffix.lstrip(".").lower():
             return None
         return f"{base_style.name} is the sidecar of a .{kind.upper()} file (its photoshop:SidecarForExtension says so)"
-    for ext in sorted(SIDECAR_OWNER_EXTENSIONS):
+    for ext in sorted(SIDECAR_OWNER_EXTENSIONS - {photo.suffix.lower()}):  # an .avif given by name owns its own
         for candidate in _in_cases(photo, ext):
             try:
                 if stat.S_ISREG(os.stat(candidate).st_mode):
@@ -206,6 +201,23 @@ def _owned_elsewhere(photo: Path, base_style: Path) -> str | None:
             except (OSError, ValueError):  # not there, or a name too long for the disk (no such file either)
                 continue
     return None
+
+
+def _declared_for(base_style: Path) -> str | None:
+    """The file type a base-style sidecar's ``photoshop:SidecarForExtension`` names ("CR2"), if any."""
+    try:
+        with open(base_style, "rb") as handle:
+            declared = _SIDECAR_FOR.search(handle.read(256 * 1024))
+    except OSError:
+        return None
+    return declared.group(1).decode("ascii") if declared else None
+
+
+def _declared_own(photo: Path, base_style: Path) -> bool:
+    """Whether the sidecar says it is this photo's (its declared type is the photo's own): then no
+    other photo of the name shares it (a Live Photo's IMG_1.xmp for IMG_1.HEIC beside IMG_1.JPG)."""
+    kind = _declared_for(base_style)
+    return kind is not None and kind.lower() == photo.suffix.lstrip(".").lower()
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -253,14 +265,17 @@ def find_sidecar_or_none(photo: str | Path) -> Path | None:
 def _caption_beside(photo: Path, sidecar: Path) -> StoredCaption | None:
     """The caption of the photo's ``photo.xmp`` beside its ``photo.jpg.xmp`` (``sidecar``), if any
     (see :func:`_base_style_beside`); one that cannot be read is another program's to mend."""
-    base_style = _base_style_beside(photo, sidecar)
+    base_style, shared = _base_style_beside(photo, sidecar)
     if base_style is None:
         return None
     try:
-        return caption_from_packet(_read_limited(base_style, photo), base_style)
+        caption = caption_from_packet(_read_limited(base_style, photo), base_style)
     except SidecarError as exc:
         log.info("%s: not read beside %s: %s", base_style, sidecar.name, exc.reason)
         return None
+    if caption is not None and shared is not None:  # whose caption it is cannot be told: said, not hidden
+        raise shared
+    return caption
 
 
 def has_ext_style_sidecar(photo: str | Path) -> bool:
@@ -273,20 +288,25 @@ def has_ext_style_sidecar(photo: str | Path) -> bool:
         return False
 
 
-def _base_style_beside(photo: Path, sidecar: Path) -> Path | None:
-    """The photo's own ``photo.xmp`` beside ``sidecar``, its ``photo.jpg.xmp``, or None: a photo
-    can have both (Lightroom's, and darktable's made on import). The first holds the caption
-    where the second holds none; one owned elsewhere, shared, or unreadable is not the photo's."""
+def _base_style_beside(photo: Path, sidecar: Path) -> tuple[Path | None, SidecarCollisionError | None]:
+    """The ``photo.xmp`` beside ``sidecar``, the photo's ``photo.jpg.xmp`` (a photo can have both:
+    Lightroom's, and darktable's made on import), and why it may be another photo's too (None: the
+    photo's alone). None for none, one owned elsewhere (a raw's), or one that cannot be looked at."""
     if sidecar.name.casefold() != f"{photo.name}.xmp".casefold():
-        return None
+        return None, None
     for base_style in _spellings(photo, "base"):
         try:
             if base_style != photo and _sidecar_exists(base_style, photo):
-                _refuse_shared(photo, base_style)
-                return base_style
+                if _owned_elsewhere(photo, base_style):
+                    return None, None
+                try:
+                    _refuse_shared(photo, base_style, owner_checked=True)
+                except SidecarCollisionError as shared:
+                    return base_style, shared
+                return base_style, None
         except SidecarError:
-            return None
-    return None
+            return None, None
+    return None, None
 
 
 def _spellings(photo: Path, style: SidecarStyle) -> list[Path]:
@@ -345,6 +365,8 @@ def _refuse_shared(photo: Path, base_style: Path, *, owner_checked: bool = False
     owner = None if owner_checked else _owned_elsewhere(photo, base_style)
     if owner:
         raise SidecarCollisionError(photo, f"{owner}; use the photo.jpg.xmp naming style for {photo.name}")
+    if os.path.lexists(base_style) and _declared_own(photo, base_style):
+        return
     siblings = base_style_siblings(photo)
     if siblings:
         names = ", ".join(p.name for p in [photo, *siblings])
@@ -496,7 +518,7 @@ def write_caption(photo: str | Path, caption: StoredCaption, *, style: SidecarSt
     photo = Path(photo)
     if caption.source not in ("automatic", "human"):
         raise ValueError(f"only automatic or human captions are written, not {caption.source!r}")
-    if caption.text and not caption.text.strip():  # read back, it is no caption: one "" takes it out
+    if caption.text and is_blank(caption.text):  # read back, it is no caption: one "" takes it out
         raise ValueError("a caption of white space alone is no caption")
     for value in (caption.text, caption.model or "", *(caption.keywords or ())):
         bad = _UNSTORABLE.search(value)
@@ -555,7 +577,10 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         kept = stored is not None and stored.text and (keep_any or stored.source == "human")
         if kept and not agreed:  # decided on the bytes merged below
             raise PersonsCaptionKept(photo, stored)
-    beside = _caption_beside(photo, target) if existed else None
+    try:
+        beside = _caption_beside(photo, target) if existed else None
+    except SidecarCollisionError:  # the photo.xmp beside may be another photo's: nothing to go by
+        beside = None
     if caption.text and caption.source == "human" and beside is not None and beside.text == caption.text:
         if not _shown_text(_languages(before)):
             return target  # shown from the photo.xmp beside already: nothing to write
@@ -598,16 +623,16 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         ],
         subject=new_subject,
     )
-    try:
-        updated = xmp_edit.apply_changes(packet, changes)
-    except xmp_edit.XmpError as exc:
-        raise SidecarError(target, f"{exc}; left as it is") from None
     declared = _DECLARED_ENCODING.match(packet)
     ours_written = [caption.text, caption.model or "", *(ours or ()), *(rejected or ()), *(person or ())]
     if (declared and declared[1].lower().replace(b"-", b"").replace(b"_", b"") != b"utf8"
             and not all(value.isascii() for value in ours_written)):
         raise SidecarError(target, f"it declares the {declared[1].decode('ascii')} encoding, and imgcap writes "
                                    f"UTF-8 only: letters outside ASCII cannot go in; left as it is")
+    try:
+        updated = xmp_edit.apply_changes(packet, changes)
+    except xmp_edit.XmpError as exc:
+        raise SidecarError(target, f"{exc}; left as it is") from None
 
     # Read our own output back before it replaces anything: the caption and our provenance must
     # survive exactly, and so must every value another tool stored.
@@ -874,10 +899,20 @@ def _languages(rdf: xmp_edit.Node) -> dict[str, str]:
     return {}
 
 
+#: Characters that show nothing and are not white space to ``str.strip``: zero-width ones, a BOM.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def is_blank(text: str) -> bool:
+    """Whether a caption says nothing: white space and invisible characters alone (a tool's
+    cleared field, a zero-width space pasted in) are no caption."""
+    return not text.translate(_INVISIBLE).strip()
+
+
 def _shown_text(languages: dict[str, str]) -> str:
     """The caption a description's languages give: its ``x-default`` item, else its first other one
-    that says something ("" for none). White space alone is no caption (a tool's cleared field)."""
-    return next((t for t in (languages.get(_X_DEFAULT, ""), *languages.values()) if t.strip()), "")
+    that says something ("" for none; see :func:`is_blank`)."""
+    return next((t for t in (languages.get(_X_DEFAULT, ""), *languages.values()) if not is_blank(t)), "")
 
 
 def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:

@@ -550,7 +550,7 @@ def test_a_sidecar_or_binary_file_among_the_roots_is_not_read_as_a_list_of_paths
     sidecar = tmp_path / "g" / "photo1.jpg.xmp"
     sidecar.write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'>\n</x:xmpmeta>\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path / "g")  # where the binary line "h" named a folder
-    binary = tmp_path / "g" / "thumbs.db"
+    binary = tmp_path / "g" / "index.dat"
     binary.write_bytes(b"\x00\x01h\n")
     inputs = collect_inputs([photos[0], raw, sidecar, binary])
     assert inputs.paths == [str(photos[0])]
@@ -585,6 +585,9 @@ def test_what_a_shell_glob_or_a_list_sweeps_in_is_left_out_and_dot_dot_follows_l
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "photo1.jpg").write_bytes(b"the text's twin, another photo")
     assert collect_inputs([tmp_path / "ldir" / ".." / "photos" / "photo1.jpg"]).paths == [str(other[0])]
+    (tmp_path / "plink").symlink_to(tmp_path / "real" / "photos")  # links after the last ".." are kept
+    twice = [tmp_path / "plink" / "photo1.jpg", tmp_path / "photos" / ".." / "plink" / "photo1.jpg"]
+    assert collect_inputs(twice).paths == [str(tmp_path / "plink" / "photo1.jpg")]
 
 
 def test_a_list_with_a_byte_order_mark_keeps_its_first_path(tmp_path):
@@ -803,3 +806,22 @@ def test_listed_apple_double_files_are_left_out_and_the_note_names_kinds(tmp_pat
     run_archive(_options(listing, tmp_path / "results", tiny_bundle), err=err)
     note = next(line for line in err.getvalue().splitlines() if "left out" in line)
     assert "left out 60 files that are no photos (dot files)" in note and len(note) < 300
+
+
+
+def test_a_temporary_part_another_user_left_in_a_shared_folder_does_not_stop_the_run(tmp_path, monkeypatch):
+    """A .part-*.tmp a killed run of another user left in a sticky shared folder could not be
+    removed: every run after it ended with a traceback (PermissionError)."""
+    (tmp_path / "r").mkdir()
+    theirs = tmp_path / "r" / ".part-theirs.tmp"
+    theirs.write_bytes(b"half a file")
+    real_unlink = Path.unlink
+
+    def sticky(path, missing_ok=False):
+        if path == theirs:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", sticky)
+    ResultsWriter(tmp_path / "r").close()
+    assert theirs.exists()

@@ -144,11 +144,13 @@ def test_a_shells_star_passes_sidecars_and_csvs_that_are_left_out_not_failed(tmp
     scan.write_bytes(photo.read_bytes())
     assert main(["caption", str(photo), str(scan), "--write-sidecars", "--csv", str(tmp_path / "c.csv")]) == 0
     capsys.readouterr()
-    star = sorted(tmp_path.iterdir())  # a.jpg a.jpg.xmp c.csv scan.jfif scan.jfif.xmp
+    (tmp_path / "IMG_1.AAE").write_text("<plist/>", encoding="utf-8")  # an iPhone's edits
+    (tmp_path / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    star = sorted(tmp_path.iterdir())  # IMG_1.AAE Thumbs.db a.jpg a.jpg.xmp c.csv scan.jfif scan.jfif.xmp
 
     assert main(["caption", *map(str, star), "--write-sidecars", "--overwrite-human"]) == 0
     err = capsys.readouterr().err
-    assert "left out 3 files that imgcap does not caption (.csv .xmp)" in err and "failed" not in err
+    assert "left out 5 files that imgcap does not caption (.aae .csv .db .xmp)" in err and "failed" not in err
 
     avif = tmp_path / "holiday.avif"  # Pillow may read it: a file given by name that is no raw is tried
     avif.write_bytes(photo.read_bytes())
@@ -165,6 +167,11 @@ def test_a_shells_star_passes_sidecars_and_csvs_that_are_left_out_not_failed(tmp
     edit_csv_cells(tmp_path / "b.csv", {"letter.jfif": {"caption": "a letter from grandma"}})
     assert main(["import-csv", str(tmp_path / "b.csv"), "--sidecar-style", "base"]) == 0
     assert read_caption(letter).text == "a letter from grandma" and (tmp_path / "letter.xmp").exists()
+
+    note = tmp_path / "note.jfif"  # captioned by name, not written: the CSV holds the caption's only copy
+    note.write_bytes(photo.read_bytes())
+    assert main(["caption", str(note), "--csv", str(tmp_path / "n.csv")]) == 0
+    assert main(["import-csv", str(tmp_path / "n.csv")]) == 0 and read_caption(note) is not None
 
 
 @pytest.mark.slow

@@ -366,6 +366,13 @@ def test_import_reports_a_broken_sidecar_and_goes_on(tmp_path):
     assert report.errors[0][1].startswith("line 2: a.jpg: a.jpg.xmp: ")  # which row, which photo: names repeat
     assert sidecar_path(a).read_bytes() == b"<not xml"
     assert report.applied == [b]
+    c = make_photo(tmp_path / "c.jpg")
+    sidecar_path(c).symlink_to(tmp_path / "elsewhere.xmp")
+    write_hand_made_csv(tmp_path / "d.csv", [CsvRow("c.jpg", "c.jpg", "x"), CsvRow("", "", "y")])
+    report = import_csv(tmp_path / "d.csv")
+    assert [m for _, m in report.errors] == [  # the photo named once; a row without a path said so
+        "line 2: c.jpg: c.jpg.xmp is a symbolic link; imgcap does not write through links (left as it is)",
+        "line 3: the row names no photo (its relative path cell is empty)"]
 
 
 def test_import_with_another_root_and_base_style(tmp_path):

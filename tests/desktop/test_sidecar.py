@@ -618,6 +618,8 @@ def test_a_description_of_white_space_alone_is_no_caption(tmp_path):
     photo = make_photo(tmp_path / "a.jpg")
     sidecar_path(photo).write_bytes(_written_elsewhere(" "))
     assert read_caption(photo) is None
+    sidecar_path(photo).write_bytes(_written_elsewhere("\u200b"))  # a zero-width space says nothing either
+    assert read_caption(photo) is None
     sidecar_path(photo).write_bytes(_written_elsewhere("&#10;  ", '<rdf:li xml:lang="de">Eine Katze</rdf:li>'))
     assert read_caption(photo).text == "Eine Katze"  # the language that says something
     write_caption(photo, AUTO)
@@ -669,7 +671,8 @@ def test_a_caption_in_photo_xmp_counts_beside_a_photo_jpg_xmp_that_holds_none(tm
     assert read_caption(jpg).text == AUTO.text and b"Grandma's cat" in (tmp_path / "IMG_1.xmp").read_bytes()
     (tmp_path / "IMG_1.png").write_bytes(b"")  # shared by two photos now: whose it is cannot be told
     write_caption(jpg, StoredCaption("", "human"))
-    assert read_caption(jpg, embedded=False) is None
+    with pytest.raises(SidecarCollisionError):  # said, not read as no caption (and captioned over)
+        read_caption(jpg, embedded=False)
 
 
 def test_a_sidecar_that_declares_another_encoding_says_why_it_cannot_take_a_caption(tmp_path):
@@ -683,6 +686,11 @@ def test_a_sidecar_that_declares_another_encoding_says_why_it_cannot_take_a_capt
     with pytest.raises(SidecarError, match="declares the ISO-8859-1 encoding, and imgcap writes UTF-8 only"):
         write_caption(photo, StoredCaption("Un café crème", "human"))
     assert sidecar_path(photo).read_bytes() == latin1
+    ascii_declared = latin1.replace(b"ISO-8859-1", b"US-ASCII")  # the XML reader refused it first, as not XML
+    sidecar_path(photo).write_bytes(ascii_declared)
+    with pytest.raises(SidecarError, match="declares the US-ASCII encoding"):
+        write_caption(photo, StoredCaption("Un café crème", "human"))
+    assert sidecar_path(photo).read_bytes() == ascii_declared
     write_caption(photo, StoredCaption("A coffee", "human"))
     assert read_caption(photo).text == "A coffee"
 
@@ -729,3 +737,41 @@ def test_an_ascii_caption_goes_into_a_sidecar_declared_latin1_that_holds_other_l
                                     .replace(b'xmp:Rating="3"', 'xmp:Rating="3" xmp:Label="caf\u00e9"'.encode()))
     write_caption(photo, StoredCaption("a dog", "human"))
     assert read_caption(photo).text == "a dog"
+
+
+def test_a_photo_of_a_type_that_owns_sidecars_owns_its_own(tmp_path):
+    """An .avif (which imgcap lists among the types that own a photo.xmp) captioned by name took its
+    own x.xmp for another file's: a person's caption in it went unread, and a second sidecar was made."""
+    avif = tmp_path / "x.avif"
+    avif.write_bytes(make_photo(tmp_path / "src.jpg").read_bytes())
+    (tmp_path / "x.xmp").write_bytes(_written_elsewhere("A person's caption"))
+    assert find_sidecar(avif) == tmp_path / "x.xmp" and read_caption(avif).text == "A person's caption"
+
+
+def test_a_live_photos_sidecar_is_the_heics_beside_a_jpeg_of_its_name(tmp_path):
+    """IMG_1.xmp saying it is IMG_1.HEIC's (SidecarForExtension) beside IMG_1.JPG was taken for one
+    the two photos would share: unread, and refused for writing."""
+    heic = make_photo(tmp_path / "IMG_1.jpg")
+    heic = heic.rename(tmp_path / "IMG_1.HEIC")
+    make_photo(tmp_path / "IMG_1.JPG")
+    (tmp_path / "IMG_1.MOV").write_bytes(b"\x00\x00\x00\x18ftypqt  ")
+    (tmp_path / "IMG_1.xmp").write_bytes(_written_elsewhere("Grandma's cat").replace(
+        b'xmp:Rating="3"', b'xmp:Rating="3" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+                           b'photoshop:SidecarForExtension="HEIC"'))
+    assert find_sidecar(heic) == tmp_path / "IMG_1.xmp" and read_caption(heic).text == "Grandma's cat"
+    write_caption(heic, StoredCaption("Grandma's cat, asleep", "human"))
+    assert read_caption(heic).text == "Grandma's cat, asleep" and not (tmp_path / "IMG_1.HEIC.xmp").exists()
+
+
+def test_a_photo_xmp_two_photos_could_share_with_a_caption_is_said_not_hidden(tmp_path):
+    """a.jpg with darktable's caption-less a.jpg.xmp, a.png beside it, and a.xmp with a person's
+    caption: whose it is cannot be told, and a.jpg read as captioned by nobody (captioned over it)."""
+    jpg = make_photo(tmp_path / "a.jpg")
+    (tmp_path / "a.jpg.xmp").write_bytes(_written_elsewhere("").replace(
+        b'<dc:description><rdf:Alt><rdf:li xml:lang="x-default"></rdf:li></rdf:Alt></dc:description>', b""))
+    (tmp_path / "a.xmp").write_bytes(_written_elsewhere("A person's caption"))
+    make_photo(tmp_path / "a.png")
+    with pytest.raises(SidecarCollisionError, match="would share the sidecar a.xmp"):
+        read_caption(jpg)
+    (tmp_path / "a.xmp").write_bytes(_written_elsewhere(""))  # no caption in it: nothing to tell apart
+    assert read_caption(jpg, embedded=False) is None
