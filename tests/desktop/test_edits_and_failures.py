@@ -404,16 +404,21 @@ def test_typing_undone_after_the_caption_changed_shows_the_caption_stored_now(qt
     assert window.caption_edit.text() == "new caption from another program, at dusk"
 
 
+def _type_and_commit(qtbot, window, folder, path, text):
+    """Open ``folder``, show the photo at ``path``, type ``text`` in the caption box and press Return."""
+    open_and_wait(qtbot, window, folder)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, text)
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+
+
 def test_typing_after_a_commit_undone_to_a_caption_changed_meanwhile_shows_that_one(qtbot, window, photo_folder):
     """After Return, more typing undone came back to the committed text still marked modified: the
     caption another program wrote meanwhile was not shown, and leaving the box wrote the old text
     over it. The box also kept the committed text as typed (spaces, blank lines) instead of as stored."""
     path = photo_folder / "photo1.jpg"
-    open_and_wait(qtbot, window, photo_folder)
-    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
-    window.caption_edit.setFocus()
-    qtbot.keyClicks(window.caption_edit, "mine   too  ")
-    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    _type_and_commit(qtbot, window, photo_folder, path, "mine   too  ")
     assert window.caption_edit.text() == "mine too" == read_caption(path).text  # as stored
     qtbot.keyClicks(window.caption_edit, " more")
     write_caption(path, StoredCaption("theirs, from another program", "human"))
@@ -430,11 +435,7 @@ def test_redo_in_the_caption_box_redoes_the_typing_undone_there(qtbot, window, p
     """Ctrl+Shift+Z after Ctrl+Z of typing went to the window's redo (an earlier edit, written to
     the sidecar), and the typing was lost."""
     path = photo_folder / "photo1.jpg"
-    open_and_wait(qtbot, window, photo_folder)
-    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
-    window.caption_edit.setFocus()
-    qtbot.keyClicks(window.caption_edit, "first caption")
-    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    _type_and_commit(qtbot, window, photo_folder, path, "first caption")
     window.undo_action.trigger()
     assert window.undo_stack.canRedo() and window.caption_edit.text() == ""
     qtbot.keyClicks(window.caption_edit, "a cat on a red sofa")
