@@ -326,6 +326,7 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
     index = {name: header.index(name) for name in COLUMNS if name in header}
     table = []
     while True:
+        first_line = reader.line_num + 1  # where the row starts: a caption cell may hold line breaks
         try:  # strict: a quote left open (the rows after it would be swallowed into one cell) is refused
             cells = next(reader)
         except StopIteration:
@@ -334,7 +335,7 @@ def parse_rows(text: str) -> list[tuple[int, CsvRow]]:
             hint = "" if "field larger" in str(exc) else " (a quote left open?)"
             raise CsvFormatError(f"line {reader.line_num}: {exc}{hint}") from None
         if any(cells):
-            table.append((reader.line_num, cells))
+            table.append((first_line, cells))
     index.pop("check", None)
     check = _check_column(header, [cells for _, cells in table])
     if check is not None:

@@ -712,3 +712,15 @@ def test_line_ends_a_spreadsheet_changed_inside_cells_are_no_edit(tmp_path):
     assert report.applied == [] and report.unchanged == [a, b]
     _edit(csv_file, {"a.jpg": "a cat\r\non a red sofa"})  # an edit: stored with the line end as the app's
     assert import_csv(csv_file).applied == [a] and read_caption(a).text == "a cat\non a red sofa"
+
+
+def test_a_rows_line_is_where_it_starts_when_a_caption_above_holds_line_breaks(tmp_path):
+    """The line said for a row was the last physical line of its record: after a multi-line caption,
+    every later row was off."""
+    make_photo(tmp_path / "a.jpg")
+    b = make_photo(tmp_path / "b.jpg")
+    sidecar_path(b).write_bytes(b"<not xml")
+    write_hand_made_csv(tmp_path / "c.csv", [CsvRow("a.jpg", "a.jpg", "two\nlines\nhere"),
+                                             CsvRow("b.jpg", "b.jpg", "x")])
+    assert [line for line, _ in read_csv(tmp_path / "c.csv")] == [2, 5]
+    assert import_csv(tmp_path / "c.csv").errors[0][1].startswith("line 5: b.jpg: ")
