@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from PySide6.QtCore import QObject
@@ -52,7 +53,7 @@ class RunStatus(QObject):
         """A run of ``total`` photos has started; ``left_out``: why each photo that could not be
         captioned at all was left out (two photos that would share a base-style sidecar); ``verb``
         what the summary says was done ("Captioned 3 of 4 photos")."""
-        self._run = {"total": total, "done": 0, "failed": 0, "edited": 0, "kept": 0, "gone": 0, "error": None,
+        self._run = {"total": total, "done": 0, **dict.fromkeys(_COUNTED, 0), "error": None,
                      "left_out": list(left_out), "verb": verb}
         self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(0)
@@ -77,10 +78,9 @@ class RunStatus(QObject):
 
     def _on_service_caption_generated(self, outcomes: list, statuses: list) -> None:
         self._run["done"] = self._run.get("done", 0) + len(outcomes)
-        self._run["failed"] = self._run.get("failed", 0) + sum(1 for s in statuses if s.status == "failed")
-        self._run["edited"] = self._run.get("edited", 0) + sum(1 for s in statuses if s.status == "kept_edit")
-        self._run["gone"] = self._run.get("gone", 0) + sum(1 for s in statuses if s.status == "gone")
-        self._run["kept"] = self._run.get("kept", 0) + sum(1 for s in statuses if s.status == "kept_human")
+        statuses_seen = Counter(status.status for status in statuses)
+        for key, status in _COUNTED.items():
+            self._run[key] = self._run.get(key, 0) + statuses_seen[status]
 
     def _on_service_progress(self, done: int, total: int) -> None:
         self.progress_bar.setRange(0, total)
@@ -99,6 +99,10 @@ class RunStatus(QObject):
         self.cancel_button.setVisible(False)
         self.eta_label.setText("")
         self._bar.showMessage(run_summary(self._run, cancelled), 20000 if self._run.get("error") else 8000)
+
+
+#: What a run's summary counts apart from the photos done: its key, and the status counted.
+_COUNTED = {"failed": "failed", "edited": "kept_edit", "kept": "kept_human", "gone": "gone"}
 
 
 def run_summary(run: dict, cancelled: bool) -> str:

@@ -577,10 +577,10 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         kept = stored is not None and stored.text and (keep_any or stored.source == "human")
         if kept and not agreed:  # decided on the bytes merged below
             raise PersonsCaptionKept(photo, stored)
-    try:
-        beside = _caption_beside(photo, target) if existed else None
-    except SidecarCollisionError:  # the photo.xmp beside may be another photo's: nothing to go by
-        beside = None
+    beside = None  # a model's caption (a run's thousands of writes) never looks beside
+    if existed and (not caption.text or caption.source == "human"):
+        with contextlib.suppress(SidecarCollisionError):  # the photo.xmp beside may be another photo's
+            beside = _caption_beside(photo, target)
     if caption.text and caption.source == "human" and beside is not None and beside.text == caption.text:
         if not _shown_text(_languages(before)):
             return target  # shown from the photo.xmp beside already: nothing to write
