@@ -14,6 +14,8 @@ import pytest
 from hypothesis import strategies as st
 from PIL import Image
 
+from imgcap_desktop.metadata.sidecar import is_blank
+
 EXIFTOOL = shutil.which("exiftool")
 
 needs_exiftool = pytest.mark.skipif(
@@ -31,8 +33,9 @@ xmp_text = st.text(
     min_size=1,
     max_size=60,
 )
-#: What a caption can be: text XMP can hold that is not white space alone (which reads as no caption).
-caption_text = xmp_text.filter(str.strip)
+#: What a caption can be: text XMP can hold that says something (white space and zero-width
+#: characters alone read as no caption: ``sidecar.is_blank``).
+caption_text = xmp_text.filter(lambda text: not is_blank(text))
 
 
 needs_exiv2 = pytest.mark.skipif(shutil.which("exiv2") is None, reason="needs exiv2 (apt-get install exiv2)")
