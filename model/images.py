@@ -119,7 +119,8 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
                     raise ImageLoadError(path, f"image too large ({img.width}x{img.height} pixels)")
                 if draft_size is not None and img.format == "JPEG":
                     img.draft("RGB", draft_size)
-                img.seek(0)  # animated GIF/WebP: the first frame
+                if getattr(img, "n_frames", 1) > 1:
+                    img.seek(0)  # animated GIF/WebP: the first frame (a flat PSD has none to seek)
                 img.load()
                 orientation = exif_orientation(img)  # read here: a reduced copy has no EXIF of its own
                 small = _reduced(img, draft_size)

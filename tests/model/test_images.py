@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -225,6 +226,20 @@ def test_gif_first_frame(tmp_path):
     out = np.asarray(open_oriented(path)).astype(int)
     assert out.shape == (12, 16, 3)
     assert out[6, 8, 0] > 200 and out[6, 8, 1] < 60
+
+
+def test_flat_psd_is_read(tmp_path):
+    # A Photoshop file saved without layers: Pillow reads its composite, but counts no frames, so a
+    # seek to the first one failed with "attempt to seek outside sequence".
+    width, height = 20, 10
+    header = b"8BPS" + struct.pack(">H6sHIIHH", 1, bytes(6), 3, height, width, 8, 3)
+    sections = struct.pack(">III", 0, 0, 0) + struct.pack(">H", 0)  # colour mode, resources, layers; raw
+    planes = bytes([200] * width * height) + bytes([10] * width * height) + bytes([30] * width * height)
+    path = tmp_path / "flat.psd"
+    path.write_bytes(header + sections + planes)
+    out = np.asarray(open_oriented(path)).astype(int)
+    assert out.shape == (height, width, 3)
+    assert tuple(out[5, 10]) == (200, 10, 30)
 
 
 def test_load_image_squashes_to_a_square(jpeg):
