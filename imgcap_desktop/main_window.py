@@ -447,9 +447,7 @@ class MainWindow(QMainWindow):
         except (CsvFormatError, OSError) as exc:
             QMessageBox.warning(self, "Import failed", f"{Path(csv_file).name} could not be imported: {exc}")
             return False
-        problems = [*(f"line {line}: photo not found: {path}" for line, path in report.missing),
-                    *(f"line {line}: outside the folder: {path}" for line, path in report.outside),
-                    *(message for _, message in report.errors)]
+        problems = report.problems
         message = f"Applied {count(len(report.applied), 'caption')}, {len(report.unchanged)} unchanged"
         if problems:  # the first reason in the status bar, all of them in the log
             log.warning("importing %s: %s", csv_file, "; ".join(problems))

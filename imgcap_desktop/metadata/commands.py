@@ -97,13 +97,7 @@ def run_import_csv(args: argparse.Namespace, out: TextIO | None = None) -> int:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc  # the path once
         print(f"imgcap import-csv: {printable(args.csv_file)}: {reason}", file=sys.stderr)
         return 2
-    root = args.root if args.root is not None else args.csv_file.parent
-    for line, relative in report.missing:
-        print(f"imgcap: line {line}: photo not found: {printable(relative)}", file=sys.stderr)
-    for line, relative in report.outside:
-        print(f"imgcap: line {line}: outside the folder {printable(root)}, not written: {printable(relative)}",
-              file=sys.stderr)
-    for _, message in report.errors:
+    for message in report.problems:  # in the CSV's order
         print(f"imgcap: {printable(message)}", file=sys.stderr)
     print(
         f"{count(len(report.applied), 'caption')} applied, {len(report.unchanged)} unchanged, "

@@ -436,6 +436,8 @@ class ImportReport:
         outside: ``(line, relative path)`` of rows that point outside the folder (an absolute path,
             ``..``, or a symbolic link to a folder elsewhere): never written.
         errors: ``(photo, message)`` of photos whose sidecar could not be read or written.
+        problems: a message for each row that was not applied (missing, outside or an error), in
+            the CSV's order, each starting "line N: ": what to show a person.
     """
 
     applied: list[Path] = field(default_factory=list)
@@ -443,6 +445,19 @@ class ImportReport:
     missing: list[tuple[int, str]] = field(default_factory=list)
     outside: list[tuple[int, str]] = field(default_factory=list)
     errors: list[tuple[Path, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def _missing(self, line: int, relative: str) -> None:
+        self.missing.append((line, relative))
+        self.problems.append(f"line {line}: photo not found: {relative}")
+
+    def _outside(self, line: int, relative: str, root: Path) -> None:
+        self.outside.append((line, relative))
+        self.problems.append(f"line {line}: outside the folder {root}, not written: {relative}")
+
+    def _error(self, photo: Path, message: str) -> None:
+        self.errors.append((photo, message))
+        self.problems.append(message)
 
 
 def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: SidecarStyle = "ext",
@@ -494,36 +509,36 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             report.unchanged.append(photo)
             continue
         if not row.relative_path:
-            report.errors.append((root, f"line {line}: the row names no photo (its relative path cell is empty)"))
+            report._error(root, f"line {line}: the row names no photo (its relative path cell is empty)")
             continue
         if not _inside(photo, root, resolved_root):
-            report.outside.append((line, row.relative_path))
+            report._outside(line, row.relative_path, root)
             continue
         if not photo.is_file():
             if photo.exists():
-                report.errors.append((photo, f"line {line}: {row.relative_path}: not a regular file"))
+                report._error(photo, f"line {line}: {row.relative_path}: not a regular file")
             else:
-                report.missing.append((line, row.relative_path))
+                report._missing(line, row.relative_path)
             continue
         if photo.suffix.lower() not in SUPPORTED_EXTENSIONS and (
                 photo.suffix.lower() in NOT_PHOTOS and not has_ext_style_sidecar(photo)
                 or find_sidecar_or_none(photo) is None and photo_size(photo) is None):
             # A file captioned by name (scan.jfif) is a photo Pillow reads, or has the sidecar imgcap
             # wrote; a raw's photo.xmp is Lightroom's, a notes.txt no photo.
-            report.errors.append((photo, f"line {line}: {row.relative_path}: not a photo imgcap reads; no sidecar "
-                                         f"written"))
+            report._error(photo, f"line {line}: {row.relative_path}: not a photo imgcap reads; no sidecar "
+                          f"written")
             continue
         try:
             holding = held(photo) if held is not None else None
             current, removed = holding if holding is not None else (read_caption(photo), ())
             if row.check and exported is None:
-                report.errors.append((photo, f"line {line}: {row.relative_path}: its check cell was changed, so "
-                                             f"its edits cannot be told; left as it is (export again to edit it)"))
+                report._error(photo, f"line {line}: {row.relative_path}: its check cell was changed, so "
+                              f"its edits cannot be told; left as it is (export again to edit it)")
                 continue
             if not text:  # a cleared caption cell deletes nothing: its keywords go onto the stored caption
                 if current is None:
-                    report.errors.append((photo, f"line {line}: {row.relative_path}: keywords edited in a row without "
-                                                 f"a caption; left out (keywords go with a caption: type one too)"))
+                    report._error(photo, f"line {line}: {row.relative_path}: keywords edited in a row without "
+                                  f"a caption; left out (keywords go with a caption: type one too)")
                     continue
                 text = current.text.strip()
             # The sidecar is read again only for a row that has keywords to compare.
@@ -531,9 +546,9 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             if current is None:
                 if holding is None and caption_taken_out(photo, text):  # since the export, in another program
                     if keywords_edited:
-                        report.errors.append((photo, f"line {line}: {row.relative_path}: its caption was taken "
-                                                     f"out in another program since the CSV was written; the row's "
-                                                     f"keywords are left out"))
+                        report._error(photo, f"line {line}: {row.relative_path}: its caption was taken "
+                                      f"out in another program since the CSV was written; the row's "
+                                      f"keywords are left out")
                     else:
                         report.unchanged.append(photo)
                     continue
@@ -552,16 +567,16 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                 continue
             if keywords_changed and exported is not None and _keywords_digest(current_keywords) != exported[2]:
                 # Keywords stored after the export (a later run's): the edit was made on others.
-                report.errors.append((photo, f"line {line}: {row.relative_path}: its keywords changed after the "
-                                             f"CSV was written; the row's keywords are left out (export again to "
-                                             f"edit them)"))
+                report._error(photo, f"line {line}: {row.relative_path}: its keywords changed after the "
+                              f"CSV was written; the row's keywords are left out (export again to "
+                              f"edit them)")
                 keywords_changed = False
                 if not text_changed:
                     continue
             if text_changed and _stored_since(current, row, exported):
-                report.errors.append((photo, f"line {line}: {row.relative_path}: its sidecar holds a person's "
-                                             f"caption this row was not exported with; left as it is (export "
-                                             f"again to edit it)"))
+                report._error(photo, f"line {line}: {row.relative_path}: its sidecar holds a person's "
+                              f"caption this row was not exported with; left as it is (export "
+                              f"again to edit it)")
                 continue
             if holding is not None:
                 # A held caption's keywords are not in the sidecar yet: they go with it (as the row
@@ -583,7 +598,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             report.applied.append(photo)
         except SidecarError as exc:  # "photo.jpg: ..." names the photo again; "photo.jpg.xmp: ..." its sidecar
             said = str(exc).removeprefix(f"{photo.name}: ")
-            report.errors.append((photo, f"line {line}: {row.relative_path}: {said}"))
+            report._error(photo, f"line {line}: {row.relative_path}: {said}")
     return report
 
 

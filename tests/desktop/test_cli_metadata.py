@@ -45,6 +45,22 @@ def test_import_csv_command_applies_and_reports(tmp_path, capsys):
     assert read_caption(a) == StoredCaption("edited", "human", captioned_at=read_caption(a).captioned_at)
 
 
+def test_import_csv_command_reports_rows_in_the_csvs_order(tmp_path, capsys):
+    # Each kind of problem used to be printed apart: missing photos first, then rows outside the
+    # folder, then the rest, so a person walking down the spreadsheet found them out of order.
+    (tmp_path / "folder.jpg").mkdir()
+    rows = [CsvRow("folder.jpg", "folder.jpg", "x"), CsvRow("../out.jpg", "out.jpg", "x"),
+            CsvRow("gone.jpg", "gone.jpg", "x")]
+    write_hand_made_csv(tmp_path / "c.csv", rows)
+
+    assert run_import_csv(_parser().parse_args(["import-csv", str(tmp_path / "c.csv")])) == 1
+
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == ["line 2", "line 3", "line 4"]
+    assert lines[0].endswith("folder.jpg: not a regular file")
+    assert lines[1] == f"imgcap: line 3: outside the folder {tmp_path}, not written: ../out.jpg"
+
+
 def test_import_csv_command_refuses_a_foreign_file(tmp_path, capsys):
     (tmp_path / "c.csv").write_text("a,b\r\n1,2\r\n", encoding="utf-8")
     assert run_import_csv(_parser().parse_args(["import-csv", str(tmp_path / "c.csv")])) == 2
