@@ -270,7 +270,12 @@ class MainWindow(QMainWindow):
         return self._caption(None)
 
     def caption_selected(self) -> bool:
-        return self._caption([photo.path for photo in self.selected_photos()])
+        """Caption the photos selected or, with none selected (the one chosen was deleted, or the
+        filter hid it, and the grid moved on), the photo shown: the one a keyboard user hears."""
+        photos = self.selected_photos() or [photo for photo in (self.current_item(),) if photo is not None]
+        if not photos and self.folder is not None and not self.service.busy:
+            self.statusBar().showMessage("No photo is selected: choose one in the grid first", 8000)
+        return self._caption([photo.path for photo in photos])
 
     def recompute_attention(self) -> bool:
         """Compute the attention maps of the current photo's caption, as it is (stored earlier,

@@ -453,6 +453,25 @@ def test_caption_selected_captions_only_the_selection(qtbot, window, photo_folde
     assert captioned == {"photo3.jpg"}
 
 
+def test_caption_selected_with_nothing_selected_captions_the_photo_shown(qtbot, window, photo_folder):
+    # When the photo chosen is deleted, or the filter hides it, the grid moves on to the next one
+    # without selecting it: Ctrl+R did nothing, and said nothing.
+    from PySide6.QtCore import QItemSelectionModel
+
+    open_and_wait(qtbot, window, photo_folder)
+    index = window.filtered.mapFromSource(window.photos.index(window.photos.row_of(photo_folder / "photo2.jpg")))
+    window.grid.selectionModel().clearSelection()
+    window.grid.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.NoUpdate)
+    assert window.selected_photos() == [] and window.current_item().path.name == "photo2.jpg"
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.caption_selected()
+    assert {name for name, state in states(window).items() if state is CaptionState.AUTOMATIC} == {"photo2.jpg"}
+
+    window.grid.selectionModel().clear()
+    assert not window.caption_selected()
+    assert "No photo is selected" in window.statusBar().currentMessage()
+
+
 def test_progress_bar_counts_and_shows_an_eta(qtbot, window, photo_folder, fake_captioner):
     fake_captioner.gate = threading.Semaphore(0)
     open_and_wait(qtbot, window, photo_folder)
