@@ -132,10 +132,17 @@ def _from_exif(img: Image.Image) -> str | None:
 
 
 def _decode_legacy(value: bytes) -> str:
+    """Text in a legacy field with no charset said: UTF-8 where it is that, else Windows' cp1252,
+    as exiftool reads it ("Latin", its default for IPTC) and Photoshop writes it; the five bytes
+    cp1252 leaves undefined are read as Latin-1."""
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:
-        return value.decode("latin-1")
+        return value.decode("cp1252", errors="surrogateescape").translate(_UNDEFINED_IN_CP1252)
+
+
+# surrogateescape leaves a byte cp1252 cannot decode as U+DC80..U+DCFF: its Latin-1 character instead.
+_UNDEFINED_IN_CP1252 = {0xDC00 + byte: byte for byte in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
 
 
 def _clean(text: str | None) -> str | None:

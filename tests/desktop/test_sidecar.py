@@ -255,6 +255,23 @@ def test_embedded_description_is_read_and_the_photo_untouched(tmp_path, tag, exp
 
 
 @needs_exiftool
+@pytest.mark.parametrize("tag", ["-IPTC:Caption-Abstract", "-EXIF:ImageDescription"])
+def test_embedded_legacy_text_is_read_as_exiftool_reads_it(tmp_path, tag):
+    # Without a charset record exiftool writes (and reads) IPTC text as cp1252, as Photoshop does:
+    # its dashes, curly quotes and euro signs were read as Latin-1 control characters.
+    p = make_photo(tmp_path / "e.jpg")
+    exiftool("-q", "-overwrite_original", "-charset", "exif=cp1252", f"{tag}=Don’t – 5 € café", p)
+    assert read_caption(p) == StoredCaption("Don’t – 5 € café", "embedded")
+
+
+def test_legacy_text_keeps_bytes_cp1252_leaves_undefined():
+    from imgcap_desktop.metadata.embedded import _decode_legacy
+
+    assert _decode_legacy("café – ok".encode()) == "café – ok"  # UTF-8 first
+    assert _decode_legacy(b"a\x81b\x80") == "a\x81b€"
+
+
+@needs_exiftool
 def test_sidecar_caption_wins_over_embedded(tmp_path):
     p = make_photo(tmp_path / "e.jpg")
     exiftool("-q", "-overwrite_original", "-XMP-dc:Description=inside", p)
