@@ -37,6 +37,10 @@ class SetCaptionCommand(QUndoCommand):
         # The edit itself (the first redo) replaces whatever is there: it is what the person typed now.
         first = self._stored is ANY_CAPTION
         photo = self._session.set_caption(self._path, caption, replacing=self._stored)
+        if first and caption is None and photo is not None and photo.caption is not None and not photo.write_error:
+            # A clear that took the sidecar's caption out, and the photo's own caption (or another
+            # language's) shows through: that is what this edit sets, and what Redo sets again.
+            caption = self._new = photo.caption
         if photo is not None and not same_caption(photo.caption, caption):
             if first:  # the sidecar refused the edit itself (the photo says why): nothing to undo
                 self.setObsolete(True)

@@ -637,6 +637,9 @@ class CaptionSession:
                     changes |= {"held": caption is not None, "write_error": reason}
                     if caption is None:  # a clear the sidecar refused: the caption is still there
                         changes["caption"] = photo.caption
+                else:
+                    if caption is None:  # what shows now: none, or a caption the clear cannot take
+                        changes["caption"], changes["write_error"] = _after_clear(path, photo.caption)
             else:  # held, unless it is what is stored already (an edit undone back to it)
                 changes["held"] = caption is not None and (bool(removed) or not _stored_is(path, caption))
             if changes["held"]:  # written later (accept_held); a person's action: no model result's file
@@ -861,6 +864,21 @@ def _stored_now(path: Path) -> StoredCaption | None | object:
         return read_caption(path)
     except SidecarError:
         return UNREADABLE
+
+
+def _after_clear(path: Path, before: StoredCaption | None) -> tuple[StoredCaption | None, str]:
+    """The caption a photo shows once its sidecar's is taken out, and why nothing was cleared where
+    that is the one it showed already: a caption embedded in the photo (imgcap never modifies a
+    photo), or another language's description in the sidecar, shows through."""
+    after = _stored_now(path)
+    if not isinstance(after, StoredCaption):
+        return None, ""
+    if not same_caption(after, before):
+        return after, ""  # the sidecar's caption went; the photo's own (or another language's) shows
+    if after.source == "embedded":
+        return before, "the caption is embedded in the photo, which imgcap never modifies; nothing was cleared"
+    return before, "the caption is another language's in the sidecar, left to the program that wrote it; " \
+                   "nothing was cleared"
 
 
 def _stored_is(path: Path, caption: StoredCaption) -> bool:

@@ -585,7 +585,13 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
         if not _shown_text(_languages(before)):
             return target  # shown from the photo.xmp beside already: nothing to write
         caption = replace(caption, text="")  # the photo.xmp beside says it (an edit undone): no copy here
-    if not caption.text and existed and not _shown_text(_languages(before)):
+    shown = _languages(before)
+    if caption.text and caption.source == "human" and not is_blank(shown.get(_X_DEFAULT, "")) and caption.text == (
+            _shown_text({lang: text for lang, text in shown.items() if lang != _X_DEFAULT})):
+        # Another language's item says it once the x-default one is out (an edit of a caption shown
+        # from it, undone): the x-default item goes, as it came, and no copy of that item is made.
+        caption = replace(caption, text="")
+    if not caption.text and existed and not _shown_text(shown):
         if beside is not None:  # the caption shown is there
             raise SidecarError(photo, f"the caption is in {photo.stem}.xmp, another program's sidecar beside "
                                       f"{target.name}, which imgcap leaves to it; nothing was written")
@@ -607,7 +613,6 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
     told = bool(caption.text)  # provenance is a caption's: none is left with a caption taken out
     # The caption shown is another language's item, and stays the caption (its keywords edited, say):
     # no x-default copy of it, which would hide that item's later edits in any other program.
-    shown = _languages(before)
     kept_as_is = told and not shown.get(_X_DEFAULT, "").strip() and _shown_text(shown) == caption.text
     changes = xmp_edit.Changes(
         caption=None if kept_as_is else caption.text,

@@ -19,8 +19,9 @@ from PySide6.QtGui import QFocusEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
+from imgcap_desktop.session import CaptionState
 from tests.desktop.conftest import WORDS, fake_result
-from tests.desktop.conftest_metadata import pause_sidecar_moves
+from tests.desktop.conftest_metadata import exiftool, needs_exiftool, pause_sidecar_moves
 
 WAIT = 10_000
 ROOT = Path(__file__).resolve().parents[2]
@@ -685,6 +686,28 @@ def test_undo_of_clearing_a_caption_brings_it_back_where_another_shows_through(q
     assert read_caption(path).text == window.photos.item_at(path).text == "my words"
     window.undo_stack.redo()
     assert read_caption(path).text == "English words"
+
+
+@needs_exiftool
+def test_clearing_a_caption_over_an_embedded_one_shows_that_one_and_undoes(qtbot, window, photo_folder):
+    """The clear showed no caption while the photo's embedded one applied again; and a clear of the
+    embedded caption itself said nothing and looked done."""
+    path = photo_folder / "photo1.jpg"
+    exiftool("-q", "-overwrite_original", "-EXIF:ImageDescription=Sunset over the harbour", path)
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.edit_caption("a boat at dusk", path)
+    assert window.edit_caption("", path)
+    photo = window.photos.item_at(path)
+    assert (photo.text, photo.state) == ("Sunset over the harbour", CaptionState.EMBEDDED)
+    assert window.undo_stack.count() == 2
+    window.undo_stack.undo()
+    assert read_caption(path).text == window.photos.item_at(path).text == "a boat at dusk"
+    window.undo_stack.redo()
+    assert window.photos.item_at(path).state == CaptionState.EMBEDDED and not sidecar_path(path).exists()
+
+    assert window.edit_caption("", path)  # the photo's own caption: refused, and said
+    assert "embedded in the photo" in window.photos.item_at(path).write_error
+    assert window.undo_stack.count() == 2 and window.photos.item_at(path).text == "Sunset over the harbour"
 
 
 def test_a_caption_stored_on_several_lines_gives_way_to_the_next_one_in_the_box(qtbot, window, photo_folder):

@@ -366,6 +366,27 @@ def test_an_edit_undone_back_to_an_embedded_caption(tmp_path, auto_write):
     assert read_caption(other).text == "another typed caption"
 
 
+@needs_exiftool
+def test_a_clear_shows_the_embedded_caption_it_cannot_take(tmp_path):
+    """A clear of a photo's embedded caption said nothing and showed no caption, yet the photo kept
+    it (it showed again on reopening, and runs left it alone); a clear of a caption over it showed
+    none instead of the embedded one that then applies."""
+    photo, over = make_photo(tmp_path / "e.jpg"), make_photo(tmp_path / "f.jpg")
+    for path in (photo, over):
+        exiftool("-q", "-overwrite_original", "-EXIF:ImageDescription=Sunset over the harbour", path)
+    session = _session([photo, over])
+    embedded = session.photo(photo).caption
+
+    cleared = session.set_caption(photo, None)
+    assert cleared.caption == embedded and "embedded in the photo" in cleared.write_error
+    assert not sidecar_path(photo).exists()
+
+    session.set_caption(over, StoredCaption("a boat at dusk", "human"))
+    cleared = session.set_caption(over, None)
+    assert cleared.caption == embedded == read_caption(over) and not cleared.write_error
+    assert cleared.state == CaptionState.EMBEDDED
+
+
 def test_a_caption_taken_out_leaves_no_provenance_and_no_stub_sidecar(tmp_path):
     """A caption typed and undone on an uncaptioned photo left a sidecar holding only imgcap's
     CreatorTool and "source: human"; one another tool wrote to keeps its values."""

@@ -675,6 +675,22 @@ def test_keywords_put_on_another_languages_caption_add_no_x_default_copy_of_it(t
     assert b"Eine Katze auf dem Sofa" in sidecar_path(photo).read_bytes()
 
 
+def test_a_persons_caption_that_another_language_says_takes_the_x_default_item_out(tmp_path):
+    """Undo of an edit over a sidecar with a German item alone wrote the German text back as a new
+    x-default item, which every other program then showed as the default caption."""
+    photo = make_photo(tmp_path / "a.jpg")
+    german = _written_elsewhere("").replace(b'<rdf:li xml:lang="x-default"></rdf:li>',
+                                           b'<rdf:li xml:lang="de">Eine Katze auf dem Sofa</rdf:li>')
+    sidecar_path(photo).write_bytes(german)
+    before = read_caption(photo)
+    write_caption(photo, StoredCaption("A cat on the sofa", "human"))  # the edit
+    assert b'xml:lang="x-default">A cat on the sofa' in sidecar_path(photo).read_bytes()
+
+    write_caption(photo, before)  # undone
+    assert b"x-default" not in sidecar_path(photo).read_bytes()
+    assert read_caption(photo) == before
+
+
 def test_a_caption_in_photo_xmp_counts_beside_a_photo_jpg_xmp_that_holds_none(tmp_path):
     """Lightroom's IMG_1.xmp held the person's caption and darktable's IMG_1.jpg.xmp (made on
     import) none: imgcap read no caption, captioned the photo over it and wrote into the second."""
