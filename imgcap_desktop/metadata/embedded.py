@@ -7,6 +7,7 @@ same checks as a sidecar before it is parsed, so a hostile photo cannot expand e
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import warnings
@@ -150,9 +151,27 @@ def _clean(text: str | None) -> str | None:
     if text is None:
         return None
     text = text.rstrip("\x00")
-    if not text.strip() or _CAMERA_PLACEHOLDER.match(text):
+    if not text.strip() or _CAMERA_PLACEHOLDER.match(text) or _software_metadata(text):
         return None
     return text
+
+
+# What imaging libraries write into a TIFF's ImageDescription: tifffile's (so scikit-image's and
+# imageio's) JSON of the array's shape, ImageJ's "ImageJ=1.53t\nimages=...", OME-XML.
+_SOFTWARE_DESCRIPTION = re.compile(r"^\s*(?:ImageJ=|<\?xml\b|<OME\b)")
+
+
+def _software_metadata(text: str) -> bool:
+    """Whether an embedded description is data a program stored, not words about the photo."""
+    if _SOFTWARE_DESCRIPTION.match(text):
+        return True
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return False
+    try:
+        return isinstance(json.loads(stripped), dict)
+    except ValueError:
+        return False
 
 
 @contextlib.contextmanager

@@ -264,6 +264,17 @@ def test_embedded_legacy_text_is_read_as_exiftool_reads_it(tmp_path, tag):
     assert read_caption(p) == StoredCaption("Don’t – 5 € café", "embedded")
 
 
+@pytest.mark.parametrize("description", ['{"shape": [12, 16, 3]}', "ImageJ=1.53t\nimages=1\n",
+                                         '<?xml version="1.0"?><OME/>'])
+def test_a_tiffs_software_description_is_no_caption(tmp_path, description):
+    # tifffile (scikit-image's and imageio's TIFF writer) stores the array's shape as JSON: it was
+    # taken for a person's caption, shown as one, and runs left the photo out.
+    p = make_photo(tmp_path / "t.tif", tiffinfo={270: description})
+    assert read_caption(p) is None
+    q = make_photo(tmp_path / "u.tif", tiffinfo={270: "{a person's note} in braces"})
+    assert read_caption(q) == StoredCaption("{a person's note} in braces", "embedded")
+
+
 def test_legacy_text_keeps_bytes_cp1252_leaves_undefined():
     from imgcap_desktop.metadata.embedded import _decode_legacy
 
