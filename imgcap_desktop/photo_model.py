@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
@@ -19,6 +20,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QGuiApplication, QPainter, QPixmap
 
+from imgcap_desktop.metadata.printable import printable
 from imgcap_desktop.session import CaptionSession, CaptionState, Photo
 from imgcap_desktop.thumbnails import ThumbnailCache
 
@@ -113,11 +115,12 @@ class PhotoListModel(QAbstractListModel):
             return None
         item = self._session.photo(self._paths[index.row()]) or Photo(self._paths[index.row()])
         if role == Qt.ItemDataRole.DisplayRole:
-            return item.path.name
+            return printable(item.path.name)  # a byte that is not UTF-8 as \xe9, a line break as \n
         if role == Qt.ItemDataRole.ToolTipRole:
+            name = printable(item.path.name)
             if item.error:
-                return f"{item.path.name}\nError: {item.error}"
-            return f"{item.path.name} ({describe_state(item)})\n{item.text}" if item.text else item.path.name
+                return f"{name}\nError: {item.error}"
+            return f"{name} ({describe_state(item)})\n{item.text}" if item.text else name
         if role == Qt.ItemDataRole.AccessibleDescriptionRole:  # what the badges show, for a screen reader
             return describe_state(item) + ("; no preview" if self._no_preview(item) else "")
         if role == Qt.ItemDataRole.DecorationRole:
@@ -280,7 +283,7 @@ class PhotoFilterModel(QSortFilterProxyModel):
 
     def set_filter_text(self, text: str) -> None:
         self.beginFilterChange()
-        self._needle = " ".join(text.split()).casefold()
+        self._needle = _searchable(text)
         # The photos chosen stay pinned only where the new filter keeps them.
         self._shown = self._shown if self._shown is not None and self._matches_path(self._shown) else None
         self._selected = frozenset(path for path in self._selected if self._matches_path(path))
@@ -328,9 +331,15 @@ class PhotoFilterModel(QSortFilterProxyModel):
 
     def _matches(self, source_row: int) -> bool:
         index = self.sourceModel().index(source_row, 0)
-        caption = " ".join((index.data(Roles.CAPTION) or "").split()).casefold()
-        name = (index.data(Qt.ItemDataRole.DisplayRole) or "").casefold()
+        caption = _searchable(index.data(Roles.CAPTION) or "")
+        name = _searchable(index.data(Qt.ItemDataRole.DisplayRole) or "")
         return self._needle in caption or self._needle in name
+
+
+def _searchable(text: str) -> str:
+    """Text as the filter compares it: runs of white space as one space, letters without case, and
+    one form of each accented letter (macOS stores "é" in names as "e" and an accent)."""
+    return unicodedata.normalize("NFKC", " ".join(text.split()).casefold())
 
 
 _STATE_WORDS = {CaptionState.NONE: "no caption", CaptionState.AUTOMATIC: "automatic caption",

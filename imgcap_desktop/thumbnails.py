@@ -42,10 +42,13 @@ class ThumbnailCache(QObject):
     Signals:
         image_ready(str path, int size): ``image(path, size)`` now returns the decoded image.
         image_failed(str path, int size, str reason): the photo could not be decoded.
+
+    The paths travel as Python objects: a file name that is not UTF-8 (an old disk's Latin-1 one,
+    held as surrogates) would lose those bytes as a Qt string, and match no photo.
     """
 
-    image_ready = Signal(str, int)
-    image_failed = Signal(str, int, str)
+    image_ready = Signal(object, int)
+    image_failed = Signal(object, int, object)
 
     def __init__(self, capacity: int = 2000, pool: QThreadPool | None = None, parent: QObject | None = None, *,
                  large_capacity: int = 16, large_above: int = 400):

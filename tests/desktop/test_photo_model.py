@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from PySide6.QtCore import Qt
@@ -40,6 +41,36 @@ def test_models_with_thumbnails_pass_qmodeltester(qtmodeltester, qtbot, photo_fo
     qtmodeltester.check(model)
     with qtbot.waitSignal(cache.image_ready, timeout=10_000):
         model.index(2).data(Qt.ItemDataRole.DecorationRole)
+
+
+def test_a_name_that_is_not_utf8_shows_and_gets_its_thumbnail(qtbot, tmp_path, no_threads_left):
+    """A Latin-1 "vacances été.jpg" (an old disk's, a zip's): Qt dropped the bytes that are not
+    UTF-8, so the grid said "vacances t.jpg", and the thumbnail decoded for it was never shown: the
+    path the cache announced matched no photo."""
+    from PIL import Image
+
+    path = tmp_path / os.fsdecode(b"vacances \xe9t\xe9.jpg")
+    Image.new("RGB", (40, 30), (200, 90, 30)).save(path)
+    cache = ThumbnailCache()
+    _session, model = filled_model([path], cache)
+    assert model.index(0).data() == "vacances \\xe9t\\xe9.jpg"  # as the CLI prints it
+    repainted = []
+    model.dataChanged.connect(lambda first, _last, _roles: repainted.append(first.row()))
+    with qtbot.waitSignal(cache.image_ready, timeout=10_000) as ready:
+        model.index(0).data(Qt.ItemDataRole.DecorationRole)
+    assert ready.args[0] == str(path) and repainted == [0]
+    assert not model.index(0).data(Qt.ItemDataRole.DecorationRole).isNull()
+
+
+def test_the_filter_finds_a_name_in_either_unicode_form(qapp, tmp_path):
+    # macOS stores "é" in a file name as "e" and a combining accent: typing "café" missed it.
+    composed, decomposed = tmp_path / "caf\u00e9 1.jpg", tmp_path / "cafe\u0301 2.jpg"
+    session, model = filled_model([composed, decomposed, tmp_path / "other.jpg"])
+    session._update(tmp_path / "other.jpg", caption=StoredCaption("Cafe\u0301 au lait", "human"))
+    proxy = PhotoFilterModel()
+    proxy.setSourceModel(model)
+    proxy.set_filter_text("CAF\u00c9")
+    assert proxy.rowCount() == 3
 
 
 def test_states_and_roles(qapp, tmp_path):
