@@ -200,7 +200,7 @@ class CaptionPanel(QWidget):
         self.alternatives.clear()
         if photo is None:
             self.view.set_photo(None, "No photo selected")
-            self.view.set_caption((), None)
+            self.view.set_caption((), None, hint="")
             self.keywords.set_keywords((), None)
             self.caption_edit.committed_text = ""
             self.shown_text = ""

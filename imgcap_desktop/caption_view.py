@@ -29,8 +29,11 @@ from imgcap_desktop.flow_layout import discard_widget, flow_widget
 
 #: The chosen word stands out: filled with the app's accent colour, bold.
 # The theme's own selection colours: a high-contrast theme keeps its contrast.
+# A word without a map cannot be clicked, but is read as clearly as one with: the style's greyed
+# text for disabled buttons was 1.6:1 against the window.
 _WORD_STYLE = ("QToolButton:checked { background-color: palette(highlight); color: palette(highlighted-text); "
-               "font-weight: bold; border-radius: 3px; }")
+               "font-weight: bold; border-radius: 3px; } "
+               "QToolButton:disabled { color: palette(window-text); }")
 
 #: The widest a word's button gets (a pasted link, a line of Chinese): longer words are cut in the
 #: middle, whole in the tooltip, so that no word widens the window.
@@ -218,7 +221,8 @@ class CaptionView(QWidget):
                     hint: str = "Attention maps exist for the model's own captions only.") -> None:
         """Show a caption's words; with ``attention`` ``(len(words), gh, gw)`` they become clickable.
 
-        ``hint`` is shown under words without attention maps (why there are none).
+        ``hint`` is shown under words without attention maps (why there are none); with no words,
+        "No caption." is, unless ``hint`` is empty (no photo shown).
         """
         self._words = tuple(words)
         self._attention = attention if attention is not None and len(attention) == len(self._words) else None
@@ -247,14 +251,15 @@ class CaptionView(QWidget):
             self._word_group.addButton(button, i)
             self._word_layout.addWidget(button)
         self._word_bar.setVisible(bar_shown)
-        if not self._words:
-            self._word_hint.setText("")
+        if not self._words:  # said, and where the focus frame shows (an empty bar is not seen)
+            self._word_hint.setText("No caption." if hint else "")
         elif self._attention is None:
             self._word_hint.setText(hint)
         else:
             self._word_hint.setText("Click a word (or use ←/→, Home, End) to see where the model looked; Space "
                                     "or Enter again shows its keyword's map where it has one; Esc clears.")
         self.setAccessibleDescription(self._word_hint.text())
+        self._show_focus(self.hasFocus())
         self._refresh()
         self._rebuild_strip()
 
@@ -345,11 +350,18 @@ class CaptionView(QWidget):
 
     def focusInEvent(self, event) -> None:
         super().focusInEvent(event)
-        self._word_bar.setStyleSheet("QWidget#wordBar { border: 2px solid palette(highlight); border-radius: 4px; }")
+        self._show_focus(True)
 
     def focusOutEvent(self, event) -> None:
         super().focusOutEvent(event)
-        self._word_bar.setStyleSheet("")
+        self._show_focus(False)
+
+    def _show_focus(self, focused: bool) -> None:
+        """Frame the words, or the line that says there are none (an empty bar is 0 px high)."""
+        framed, plain = (self._word_bar, self._word_hint) if self._words else (self._word_hint, self._word_bar)
+        plain.setStyleSheet("")
+        framed.setStyleSheet(f"#{framed.objectName()} {{ border: 2px solid palette(highlight); border-radius: 4px; }}"
+                             if focused else "")
 
     def _announce(self, text: str) -> None:
         """Say what the overlay shows now, where a screen reader reads it (the view's description)."""

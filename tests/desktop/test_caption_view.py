@@ -108,6 +108,36 @@ def test_caption_without_attention_has_disabled_words(qtbot):
     assert view.current_word == -1 and view.overlay_map is None
 
 
+def _darkest(widget) -> int:
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_Grayscale8)
+    return int(qimage_to_array(image.convertToFormat(QImage.Format.Format_RGB888)).min())
+
+
+def test_words_without_maps_are_as_legible_as_words_with_them(qtbot):
+    # They were drawn greyed out, as disabled buttons are: 1.6:1 against the window, for the
+    # caption of every photo reopened (a stored caption has no maps).
+    view, result = make_view(qtbot)
+    view.show()
+    with_maps = _darkest(view.word_buttons()[0])
+    view.set_caption(result.words, None)
+    assert not view.word_buttons()[0].isEnabled()
+    assert _darkest(view.word_buttons()[0]) <= with_maps + 40
+
+
+def test_a_photo_without_a_caption_says_so_where_the_words_take_the_focus(qtbot):
+    # The words' tab stop had nothing to frame (an empty bar is 0 px high) and nothing to say.
+    view, _ = make_view(qtbot)
+    view.show()
+    view.set_caption((), None)
+    view.setFocus()
+    qtbot.waitUntil(view.hasFocus)
+    assert view.accessibleDescription() == "No caption."
+    assert view._word_hint.isVisible() and view._word_hint.height() > 0
+    assert "border" in view._word_hint.styleSheet()
+    view.set_caption(("a", "cat"), None)
+    assert "border" in view._word_bar.styleSheet() and not view._word_hint.styleSheet()
+
+
 def test_a_long_caption_wraps_instead_of_widening_the_window(qtbot):
     view, result = make_view(qtbot)
     words = tuple(f"word{i}" for i in range(41))
