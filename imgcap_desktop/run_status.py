@@ -6,7 +6,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+from PySide6 import QtGui
 from PySide6.QtCore import QObject
+from PySide6.QtGui import QAccessible
 from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
 
 from imgcap_desktop.caption_service import CaptionService
@@ -98,7 +100,9 @@ class RunStatus(QObject):
         self.progress_bar.setVisible(False)
         self.cancel_button.setVisible(False)
         self.eta_label.setText("")
-        self._bar.showMessage(run_summary(self._run, cancelled), 20000 if self._run.get("error") else 8000)
+        summary = run_summary(self._run, cancelled)
+        self._bar.showMessage(summary)  # until the next message: read when the person comes back to it
+        announce(self._bar, summary)
 
 
 #: What a run's summary counts apart from the photos done: its key, and the status counted.
@@ -125,6 +129,13 @@ def run_summary(run: dict, cancelled: bool) -> str:
     if run.get("error"):
         text += f" — {run['error'][0].upper()}{run['error'][1:]}"
     return text
+
+
+def announce(widget: QWidget, text: str) -> None:
+    """Have a screen reader say ``text`` now, wherever the focus is (Qt 6.8 and later)."""
+    event_type = getattr(QtGui, "QAccessibleAnnouncementEvent", None)
+    if event_type is not None:
+        QAccessible.updateAccessibility(event_type(widget, text))
 
 
 def describe_error(exc: BaseException) -> str:

@@ -472,6 +472,28 @@ def test_caption_selected_with_nothing_selected_captions_the_photo_shown(qtbot, 
     assert "No photo is selected" in window.statusBar().currentMessage()
 
 
+def test_a_runs_summary_stays_and_is_announced(qtbot, window, photo_folder, monkeypatch):
+    # It went from the status bar after 8 s, and no screen reader was told: a person busy elsewhere
+    # never learnt that photos had failed.
+    from PySide6 import QtGui
+
+    if not hasattr(QtGui, "QAccessibleAnnouncementEvent"):
+        pytest.skip("Qt before 6.8 has no announcements")
+    said = []
+    monkeypatch.setattr(QtGui.QAccessible, "updateAccessibility",
+                        lambda event: said.append(event.message()) if hasattr(event, "message") else None)
+    open_and_wait(qtbot, window, photo_folder)
+    shown = []
+    bar = window.statusBar()
+    show = bar.showMessage
+    monkeypatch.setattr(bar, "showMessage", lambda text, timeout=0: (shown.append((text, timeout)), show(text, timeout)))
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.caption_all()
+    summary = bar.currentMessage()
+    assert summary.startswith("Captioned 6 of 7 photos, 1 failed") and said == [summary]
+    assert shown[-1] == (summary, 0)  # no time limit: there until the next message
+
+
 def test_progress_bar_counts_and_shows_an_eta(qtbot, window, photo_folder, fake_captioner):
     fake_captioner.gate = threading.Semaphore(0)
     open_and_wait(qtbot, window, photo_folder)
