@@ -527,6 +527,8 @@ class MainWindow(QMainWindow):
         self.caption_selected_action.setEnabled(has_folder and not busy)
         self.cancel_action.setEnabled(busy)
         self.export_action.setEnabled(has_folder)
+        if busy and self.panel.recompute_button.hasFocus():  # to the words whose maps come, not the box below
+            self.panel.view.setFocus()
         self.panel.recompute_button.setEnabled(not busy)
         self.import_action.setEnabled(has_folder)
 

@@ -746,3 +746,21 @@ def test_show_attention_maps_waits_for_the_run_under_way_and_says_so(qtbot, wind
         for _ in range(10):
             gate.release()
     assert window.panel.recompute_button.isEnabled()
+
+
+def test_show_attention_maps_by_keyboard_leaves_the_focus_on_the_words(qtbot, window, photo_folder):
+    """The button, disabled while its run went and then hidden, handed the focus on to the caption
+    box: a keyboard user landed in the text, not on the words whose maps had just come."""
+    path = photo_folder / "photo1.jpg"
+    write_caption(path, StoredCaption("an older caption", "automatic", "old-model", -0.5))
+    window.show()
+    open_and_wait(qtbot, window, photo_folder)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(window.photos.row_of(path))))
+    button = window.panel.recompute_button
+    assert button.isVisible()
+    button.setFocus()
+    qtbot.waitUntil(button.hasFocus)
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        qtbot.keyClick(button, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: not button.isVisible())
+    assert window.panel.view.hasFocus() and window.panel.view.words == ("an", "older", "caption")
