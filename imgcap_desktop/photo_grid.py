@@ -44,19 +44,20 @@ class BadgeDelegate(QStyledItemDelegate):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(Qt.PenStyle.NoPen)
         rect = option.rect
+        size = badge_size(option.fontMetrics.height())  # grows with a large font
         font = painter.font()
         font.setBold(True)
-        font.setPixelSize(10)
+        font.setPixelSize(size * 5 // 7)
         painter.setFont(font)
         badges = [(BADGE_COLOURS[state], BADGE_LETTERS[state])]
         if index.data(Roles.HELD):
             badges.append((HELD_COLOUR, HELD_LETTER))
         for i, (colour, letter) in enumerate(badges):  # a letter in each: not told by colour alone
-            circle = QRect(rect.right() - 22 - 18 * i, rect.top() + 6, 14, 14)
+            circle = QRect(rect.right() - 8 - size - (size + 4) * i, rect.top() + 6, size, size)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(colour)
             painter.drawEllipse(circle)
-            painter.setPen(QColor("black") if letter == HELD_LETTER else QColor("white"))  # on yellow: black
+            painter.setPen(badge_letter_colour(letter))
             painter.drawText(circle, Qt.AlignmentFlag.AlignCenter, letter)
         painter.restore()
 
@@ -108,12 +109,24 @@ class PhotoGrid(QWidget):
         layout.addWidget(badge_legend())
 
 
+def badge_size(font_height: int) -> int:
+    """A badge's diameter in pixels for the grid's font: 14 at the usual sizes, more for a large one."""
+    return max(14, font_height)
+
+
+def badge_letter_colour(letter: str) -> QColor:
+    return QColor("black") if letter == HELD_LETTER else QColor("white")  # on yellow: black
+
+
 def badge_legend() -> QLabel:
+    """The badges' meanings, each letter drawn as its badge is (the letter on the badge's colour),
+    so that it reads as well on any window background."""
     names = {CaptionState.AUTOMATIC: "automatic", CaptionState.HUMAN: "edited", CaptionState.EMBEDDED: "embedded",
              CaptionState.ERROR: "error"}
-    parts = [f'<b style="color:{BADGE_COLOURS[state].name()}">{BADGE_LETTERS[state]}</b> {name}'
-             for state, name in names.items()]
-    parts.append(f'<b style="color:{HELD_COLOUR.name()}">{HELD_LETTER}</b> held for review')
+    badges = [(BADGE_COLOURS[state], BADGE_LETTERS[state], name) for state, name in names.items()]
+    badges.append((HELD_COLOUR, HELD_LETTER, "held for review"))
+    parts = [f'<b style="background-color:{colour.name()}; color:{badge_letter_colour(letter).name()}">'
+             f"&nbsp;{letter}&nbsp;</b> {name}" for colour, letter, name in badges]
     legend = QLabel(" &nbsp; ".join(parts))
     legend.setWordWrap(True)  # a large font wraps it rather than widening the window
     legend.setObjectName("badgeLegend")

@@ -28,14 +28,16 @@ THUMBNAIL_SIZE = 160
 PIXMAP_CACHE = 512  # grid cells' pixmaps kept (a screenful is a few dozen)
 
 
+# Dark enough for the badge's white letter to read at 4.5:1 or better (WCAG's small text), in any
+# palette: the letter's background is the badge, never the window.
 BADGE_COLOURS = {
-    CaptionState.NONE: QColor("#9e9e9e"),
-    CaptionState.AUTOMATIC: QColor("#1e88e5"),
-    CaptionState.HUMAN: QColor("#43a047"),
-    CaptionState.EMBEDDED: QColor("#8e24aa"),
-    CaptionState.ERROR: QColor("#e53935"),
+    CaptionState.NONE: QColor("#757575"),
+    CaptionState.AUTOMATIC: QColor("#1565c0"),
+    CaptionState.HUMAN: QColor("#2e7d32"),
+    CaptionState.EMBEDDED: QColor("#6a1b9a"),
+    CaptionState.ERROR: QColor("#c62828"),
 }
-HELD_COLOUR = QColor("#fdd835")
+HELD_COLOUR = QColor("#fdd835")  # with a black letter
 # The letter in each badge, so that a state is not told by colour alone (the legend has them too).
 BADGE_LETTERS = {
     CaptionState.NONE: "",

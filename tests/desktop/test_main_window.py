@@ -486,7 +486,8 @@ def test_a_runs_summary_stays_and_is_announced(qtbot, window, photo_folder, monk
     shown = []
     bar = window.statusBar()
     show = bar.showMessage
-    monkeypatch.setattr(bar, "showMessage", lambda text, timeout=0: (shown.append((text, timeout)), show(text, timeout)))
+    monkeypatch.setattr(bar, "showMessage",
+                        lambda text, timeout=0: (shown.append((text, timeout)), show(text, timeout)))
     with qtbot.waitSignal(window.service.finished, timeout=WAIT):
         assert window.caption_all()
     summary = bar.currentMessage()

@@ -137,3 +137,28 @@ def test_a_photo_without_a_preview_is_said_to_have_none(qtbot, tmp_path, no_thre
     with qtbot.waitSignal(cache.image_failed, timeout=10_000):
         index.data(Qt.ItemDataRole.DecorationRole)
     assert index.data(Qt.ItemDataRole.AccessibleDescriptionRole) == "no caption; no preview"
+
+
+def _contrast(a, b) -> float:
+    def luminance(colour):
+        channels = [c / 255 for c in (colour.red(), colour.green(), colour.blue())]
+        r, g, b_ = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b_
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_badge_letters_read_at_wcag_contrast_in_the_grid_and_the_legend(qapp):
+    """White on the green "E" was 3.3:1, on the blue "A" 3.7:1; the legend's letters were drawn in
+    the badge colours on the window: its yellow "H" at 1.2:1 on a light one."""
+    from imgcap_desktop.photo_grid import badge_legend, badge_letter_colour, badge_size
+    from imgcap_desktop.photo_model import BADGE_COLOURS, BADGE_LETTERS, HELD_COLOUR, HELD_LETTER
+
+    badges = [(BADGE_COLOURS[state], letter) for state, letter in BADGE_LETTERS.items() if letter]
+    for colour, letter in [*badges, (HELD_COLOUR, HELD_LETTER)]:
+        assert _contrast(colour, badge_letter_colour(letter)) >= 4.5, letter
+    legend = badge_legend().text()
+    for colour, letter in [*badges, (HELD_COLOUR, HELD_LETTER)]:
+        assert f"background-color:{colour.name()}; color:{badge_letter_colour(letter).name()}" in legend
+    assert badge_size(12) == 14 and badge_size(30) == 30  # a large font, a larger badge
