@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from imgcap_desktop.caption_view import CaptionView
+from imgcap_desktop.flow_layout import WrappedLabel
 from imgcap_desktop.keyword_chips import KeywordChips
 from imgcap_desktop.session import CaptionState, Photo, normalized_caption
 
@@ -165,8 +166,7 @@ class CaptionPanel(QWidget):
         # Typed text is never dropped by moving on: leaving the box commits it, as Return does.
         self.caption_edit.left.connect(self._on_caption_edit_left)
         self.caption_edit.typing_undone.connect(self._on_caption_edit_typing_undone)
-        self.state_label = QLabel()
-        self.state_label.setWordWrap(True)
+        self.state_label = WrappedLabel()
         self.recompute_button = QPushButton("Show attention maps")
         self.recompute_button.setToolTip("Show the model this caption's words, to see where it looks for each one "
                                          "(the caption stays as it is; nothing is written)")

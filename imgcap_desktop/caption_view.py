@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imgcap_desktop.flow_layout import discard_widget, flow_widget
+from imgcap_desktop.flow_layout import WrappedLabel, discard_widget, flow_widget
 
 #: The chosen word stands out: filled with the app's accent colour, bold.
 # The theme's own selection colours: a high-contrast theme keeps its contrast.
@@ -96,7 +96,7 @@ class PhotoCanvas(QWidget):
         super().__init__(parent)
         self._pixmap: QPixmap | None = None
         self._message = "No photo selected"
-        self.setMinimumSize(240, 180)
+        self.setMinimumSize(240, 120)  # the photo gives way first in a small window (a laptop at a large font)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_image(self, image: QImage | None, message: str = "") -> None:
@@ -155,9 +155,8 @@ class CaptionView(QWidget):
         self._word_group = QButtonGroup(self)
         self._word_group.setExclusive(False)
         self._word_group.idClicked.connect(self._on_word_group_id_clicked)
-        self._word_hint = QLabel()
+        self._word_hint = WrappedLabel()
         self._word_hint.setObjectName("wordHint")
-        self._word_hint.setWordWrap(True)
 
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.opacity_slider.setRange(0, 100)

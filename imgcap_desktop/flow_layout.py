@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QMargins, QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QLayout, QLayoutItem, QSizePolicy, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QLabel, QLayout, QLayoutItem, QSizePolicy, QWidget
 
 
 class FlowLayout(QLayout):
     """Lines of widgets as wide as the parent allows: a long caption wraps instead of widening the window."""
+
+    MIN_LINES = 6
 
     def __init__(self, parent: QWidget | None = None, spacing: int = 4):
         super().__init__(parent)
@@ -50,8 +53,11 @@ class FlowLayout(QLayout):
         return height
 
     def setGeometry(self, rect: QRect) -> None:
+        before = self.minimumSize().height()
         super().setGeometry(rect)
         self._arrange(rect, move=True)
+        if self.minimumSize().height() != before and self.parentWidget() is not None:
+            self.parentWidget().updateGeometry()  # lines at this width need another height: asked again
 
     def sizeHint(self) -> QSize:
         return self.minimumSize()
@@ -61,7 +67,16 @@ class FlowLayout(QLayout):
         for item in self._items:
             size = size.expandedTo(item.minimumSize())
         margins: QMargins = self.contentsMargins()
-        return size + QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
+        size += QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
+        # As tall as the lines need at the width it has (up to MIN_LINES lines; a longer caption's
+        # last lines are cut off in a small window, not the window made taller than the screen): a
+        # layout above that squeezed the widget to one line drew the others over its neighbours.
+        width = self.geometry().width()
+        if self._items and width > 0:
+            line = max(item.sizeHint().height() for item in self._items)
+            most = self.MIN_LINES * (line + self._spacing) - self._spacing
+            size.setHeight(max(size.height(), min(self.heightForWidth(width), most)))
+        return size
 
     def _arrange(self, rect: QRect, move: bool) -> int:
         margins = self.contentsMargins()
@@ -76,6 +91,29 @@ class FlowLayout(QLayout):
             x += hint.width() + self._spacing
             line_height = max(line_height, hint.height())
         return y + line_height - rect.y() + margins.bottom()
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label never squeezed below the lines its text takes at its width.
+
+    Qt's box layouts leave height-for-width out of their minimum: in a window at its smallest, a
+    wrapped label got one line's height and drew its second over the widget below it.
+    """
+
+    def __init__(self, text: str = "", parent: QWidget | None = None):
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        if self.text() and self.width() > 0:
+            hint.setHeight(max(hint.height(), self.heightForWidth(self.width())))
+        return hint
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.updateGeometry()  # another width, another number of lines
 
 
 def flow_widget() -> tuple[QWidget, FlowLayout]:

@@ -261,3 +261,27 @@ def test_the_chosen_word_stays_when_the_photos_preview_arrives_and_goes_with_the
     b = Photo(Path("/photos/b.jpg"), typed)  # the same words typed for another photo
     panel.show_photo(b)
     assert panel.view.current_word == -1 and panel.view.current_map is None  # nothing of a's over b
+
+
+def test_a_window_at_its_smallest_never_draws_the_words_over_the_photo(qtbot, window, photo_folder):
+    """Qt's box layouts leave height-for-width out of their minimum: at the window's smallest size
+    the wrapped lines under the photo (the words, the hint, the state line) were given one line's
+    height, and drew the rest over the photo and each other."""
+    from imgcap_desktop.metadata.sidecar import StoredCaption, write_caption
+    from tests.desktop.test_main_window import open_and_wait
+
+    long = " ".join(["a", "tabby", "cat", "sleeping", "on", "a", "red", "sofa", "beside", "a", "window"] * 3)
+    write_caption(photo_folder / "photo1.jpg", StoredCaption(long, "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(
+        window.photos.index(window.photos.row_of(photo_folder / "photo1.jpg"))))
+    view, panel = window.panel.view, window.panel
+    for width in (1024, 800):
+        window.resize(width, 100)  # as small as it lets itself be
+        qtbot.wait(50)
+        stack = [view.canvas, view._word_bar, view._word_hint, view.opacity_slider, panel.state_label,
+                 panel.caption_edit]
+        edges = [(w.mapTo(window, w.rect().topLeft()).y(), w.mapTo(window, w.rect().bottomLeft()).y()) for w in stack]
+        assert len(view.words) == 33 and view._word_bar.height() > 2 * view.word_buttons()[0].height()
+        for (_, bottom), (top, _) in zip(edges, edges[1:]):
+            assert bottom < top, (width, edges)
