@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -136,10 +137,21 @@ def write_atomically(file: str | Path, data: bytes) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, _mode_for(file))  # mkstemp's 0600 would leave a model installed for all unreadable
         os.replace(tmp, file)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(file: Path) -> int:
+    """The permissions a file written anew gets: the old file's, else what the umask allows of 0666."""
+    try:
+        return stat.S_IMODE(os.stat(file).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, name: str,
@@ -323,12 +335,17 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"{config_path}: not valid JSON ({exc})") from None
+    except OSError as exc:  # made readable to its owner alone, say
+        raise BundleError(f"{config_path}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(config, dict):
         raise BundleError(f"{config_path}: not a bundle configuration (a JSON object is expected)")
     try:
         return _validated(path, config_path, config)
     except BundleError:
         raise
+    except OSError as exc:
+        raise BundleError(f"{path}: {Path(exc.filename or '').name or 'a file'} cannot be read "
+                          f"({exc.strerror or exc})") from None
     except (AttributeError, TypeError, KeyError, ValueError) as exc:  # a field of the wrong kind
         raise BundleError(f"{config_path}: malformed configuration ({type(exc).__name__}: {exc})") from None
 

@@ -233,3 +233,24 @@ def test_a_config_write_that_fails_leaves_the_old_config_and_no_temporary_file(b
     assert [p.name for p in bundle_copy.iterdir() if p.name.endswith(".tmp")] == []
     write_config(bundle_copy, config)
     assert load_bundle(bundle_copy).config["description"] == "changed"
+
+
+def test_bundle_files_are_written_readable_by_all_as_the_umask_allows(tmp_path):
+    """mkstemp's 0600 stayed on config.json, the weights and the graphs: a bundle exported or
+    frozen by one user (root installing to /opt) could not be read by any other."""
+    import os
+    import stat
+
+    from model.bundle import write_config
+    from model.testing import make_tiny_bundle
+
+    old = os.umask(0o022)
+    try:
+        path = make_tiny_bundle(tmp_path / "b")
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.iterdir()}
+        assert modes and set(modes.values()) == {0o644}, modes
+        os.chmod(path / CONFIG_FILE, 0o640)  # a mode chosen on purpose is kept by a rewrite
+        write_config(path, json.loads((path / CONFIG_FILE).read_text()) | {"description": "x"})
+        assert stat.S_IMODE((path / CONFIG_FILE).stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
