@@ -21,10 +21,12 @@ with a message that names the problem rather than with a shape error deep inside
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import tempfile
 import zipfile
@@ -169,8 +171,30 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
     """
     if encoder not in ENCODERS:
         raise BundleError(f"unknown encoder {encoder!r}")
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    final = Path(path)
+    final.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):  # an export killed before
+        shutil.rmtree(stale, ignore_errors=True)
+    # Written beside, then moved in a file at a time with the config last: an export killed on the way
+    # (the graphs take minutes) leaves the bundle there as it was, not new weights under an old config.
+    path = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    try:
+        _write_bundle(path, decoder=decoder, vocab=vocab, encoder=encoder, name=name, description=description,
+                      decoding=decoding, training=training, metrics=metrics, dtype=dtype, graphs=graphs, tags=tags,
+                      classifier=classifier, probes=probes)
+        for file in sorted(path.iterdir(), key=lambda file: file.name == CONFIG_FILE):
+            os.replace(file, final / file.name)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+    remove_unnamed_classifiers(final, json.loads((final / CONFIG_FILE).read_text(encoding="utf-8")))
+    return final
+
+
+def _write_bundle(path: Path, *, decoder, vocab: Vocabulary, encoder: str, name: str, description: str,
+                  decoding: dict | None, training: dict | None, metrics: dict | None, dtype: str, graphs: bool,
+                  tags: dict | None, classifier: tuple[np.ndarray, np.ndarray] | None,
+                  probes: dict[str, tuple[np.ndarray, np.ndarray]] | None) -> None:
+    """Write a bundle's files into the empty folder ``path`` (see :func:`save_bundle`)."""
     arrays = {key: np.asarray(var.numpy(), dtype=dtype) for key, var in variables_by_path(decoder).items()}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
@@ -202,7 +226,6 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
     if config.get("graphs") is None:
         config.pop("graphs", None)
     write_config(path, config)
-    return path
 
 
 def write_classifier(path: str | Path, classifier: tuple[np.ndarray, np.ndarray],
@@ -302,8 +325,6 @@ def _read_weights(path: Path, weights_info: dict) -> dict[str, np.ndarray]:
 def graphs_only_copy(source: str | Path, destination: str | Path, reason: str) -> Path:
     """Copy a bundle without its Keras weights (the ONNX graphs carry the decoder): what the frozen
     app ships, as it runs on ONNX Runtime only. ``reason`` is recorded in the config."""
-    import shutil
-
     bundle = load_bundle(source)
     if not bundle.graphs:
         raise BundleError(f"{bundle.path}: no ONNX graphs to ship instead of the weights")

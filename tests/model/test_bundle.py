@@ -254,3 +254,28 @@ def test_bundle_files_are_written_readable_by_all_as_the_umask_allows(tmp_path):
         assert stat.S_IMODE((path / CONFIG_FILE).stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+def test_an_export_stopped_half_way_leaves_the_bundle_as_it_was(tmp_path, monkeypatch):
+    """New weights went in before the graphs were made (minutes), and the config last: an export
+    killed on the way left the old config naming the new weights, "checksum mismatch", over the
+    shipped model itself when exported there."""
+    from model import bundle as bundle_module
+    from model.testing import make_tiny_bundle
+
+    path = make_tiny_bundle(tmp_path / "b")
+    (path / "MODEL_CARD.md").write_text("the card")
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    old = load_bundle(path)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bundle_module, "_export_graphs", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_bundle(path, decoder=old.build_decoder(), vocab=old.vocab, encoder="tiny_test", name="new")
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # nothing half-written left beside it
+    monkeypatch.undo()
+    save_bundle(path, decoder=old.build_decoder(), vocab=old.vocab, encoder="tiny_test", name="new")
+    assert load_bundle(path).config["name"] == "new" and (path / "MODEL_CARD.md").read_text() == "the card"
