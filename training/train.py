@@ -21,6 +21,7 @@ import logging
 import math
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -124,6 +125,9 @@ def prepare_split(config: TrainConfig, split: str, vocab: Vocabulary | None, lim
         bad = {f.split(":")[0] for f in failures}
         items = [(p, c) for p, c in items if p.name not in bad]
         log.warning("%s: %d photos unreadable, left out", split, len(failures))
+    if not items:
+        raise ValueError(f"{config.data}: the {split} split has no photo that can be read "
+                         f"({skipped} listed without one)")
     cleaned = [[clean_caption(c, drop_one_letter=config.drop_one_letter) for c in caps] for _, caps in items]
     if vocab is None:
         vocab = Vocabulary.build([words for caps in cleaned for words in caps], min_count=config.min_count)
@@ -400,10 +404,40 @@ def _tag_setup(config: TrainConfig):
     return tag_map, lambda grids: photo_tags(grids, kernel, bias, tag_map)
 
 
+#: The settings a run may be resumed with other values of: how long it goes, and where its files are.
+RESUMABLE_CHANGES = ("data", "out", "cache", "epochs", "strategy", "xla", "text_captions")
+
+
+class RunSettingsError(ValueError):
+    """A run folder holds a run started with other settings than this command's."""
+
+
+def check_resumable(config: TrainConfig) -> None:
+    """Refuse to go on with a run in ``config.out`` that was started with other settings: its
+    checkpoint, vocabulary and record would no longer say what was trained (another architecture
+    fails to restore, after the config was already rewritten).
+
+    Raises:
+        RunSettingsError: naming each setting that differs.
+    """
+    saved = Path(config.out) / "train_config.json"
+    if not saved.is_file():
+        return
+    before = json.loads(saved.read_text())
+    now = asdict(config)
+    differing = [f"{key} {before[key]!r} (now {now[key]!r})" for key in now
+                 if key in before and key not in RESUMABLE_CHANGES and before[key] != now[key]]
+    if differing:
+        raise RunSettingsError(f"{config.out} holds a run started with other settings: {'; '.join(differing)}. "
+                               f"Resume it with the same ones (only {', '.join(RESUMABLE_CHANGES[2:])} may "
+                               f"change), or give another --out")
+
+
 def prepare_run(config: TrainConfig, trainer: str = "tf"):
     """What both trainers start from: ``(tag map or None, tag words, vocabulary, train split, dev split)``,
     with the run folder's vocabulary (reused on resume) and ``train_config.json`` written."""
     out = Path(config.out)
+    check_resumable(config)
     out.mkdir(parents=True, exist_ok=True)
     tag_map, tagger = _tag_setup(config)
     tag_words = tag_map.words if tag_map is not None else ()
@@ -434,6 +468,9 @@ def train(config: TrainConfig) -> dict:
         text_named = [sentence_tagger.named(words) for words in sentences]
         log.info("text-only sentences: %d, %d of them name a tag word", len(sentences), sum(map(bool, text_named)))
 
+    if len(train_data.sequences) < config.batch_size:  # every batch would be dropped: nothing trained
+        raise ValueError(f"--batch-size {config.batch_size} is more than the {len(train_data.sequences)} training "
+                         f"captions: no batch would be trained; give a smaller one")
     steps_hint = len(train_data.sequences) // config.batch_size
     trainer = Trainer(config, vocab, channels=train_data.features.shape[-1], steps_per_epoch=steps_hint,
                       tag_words=tag_words)
@@ -442,6 +479,8 @@ def train(config: TrainConfig) -> dict:
     dev_ds = make_dataset(dev_data, config, shuffle=False, seed=0)
     history_path = out / "history.json"
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    # An epoch recorded after the last checkpoint (a run killed between the two writes) is done again.
+    history = [record for record in history if record["epoch"] <= int(trainer.epoch.numpy())]
     while int(trainer.epoch.numpy()) < config.epochs:
         started = time.perf_counter()
         text_ds = None
@@ -607,6 +646,16 @@ def config_of_run(config: TrainConfig) -> TrainConfig:
                                     "text_captions": config.text_captions or values.get("text_captions")}))
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object is expected, as '{\"length_penalty\": 0.6}'")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     defaults = TrainConfig(data="", out="")
@@ -625,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")
     parser.add_argument("--export-weights", type=Path, default=None,
                         help="with --export: the weights of another epoch (runs/X/epochNN.weights.npz)")
-    parser.add_argument("--export-decoding", type=json.loads, default=None, metavar="JSON",
+    parser.add_argument("--export-decoding", type=_json_object, default=None, metavar="JSON",
                         help="with --export: changes to the bundle's decoding settings, e.g. "
                              "'{\"length_penalty\": 0.6}' (as training.sweep_decoding writes them)")
     parser.add_argument("--keyword-threshold", type=float, default=0.5,
@@ -644,7 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gate the attention context by the previous hidden state (the f_beta gate)")
     parser.add_argument("--no-deep-output", dest="deep_output", action="store_false",
                         help="predict the next word from the hidden state alone (no deep output layer)")
-    parser.add_argument("--name", default="flickr8k-lite2")
+    parser.add_argument("--name", default=None,
+                        help="with --export: the model's name, written into every caption's sidecar "
+                             "(default: the export folder's name)")
     parser.add_argument("--description", default="Show, Attend and Tell (GRU, Bahdanau attention) on Flickr8k")
     return parser
 
@@ -660,14 +711,32 @@ def main(argv: list[str] | None = None) -> int:
     weights, threshold = args.pop("export_weights"), args.pop("keyword_threshold")
     changes = args.pop("export_decoding")
     config = TrainConfig(**args)
-    if destination:
-        config = config_of_run(config)
-        print(export(config, destination, name=name, description=description, weights=weights,
-                     keyword_threshold=threshold, decoding_changes=changes, **shipped_settings(config)))
-        return 0
-    result = train(config)
+    try:
+        if not Path(config.data).is_dir():
+            raise FileNotFoundError(f"the data folder {config.data} does not exist")
+        if destination:
+            config = config_of_run(config)
+            print(export(config, destination, name=name or Path(destination).resolve().name, description=description,
+                         weights=weights, keyword_threshold=threshold, decoding_changes=changes,
+                         **shipped_settings(config)))
+            return 0
+        result = train(config)
+    except TRAINING_ERRORS as exc:  # a setting, a file or the data: said in a line, no traceback
+        print(f"python -m training.train: error: {describe(exc)}", file=sys.stderr)
+        return 2
     print(json.dumps({"best_dev_bleu4_greedy": result["best_bleu4"]}))
     return 0
+
+
+#: What a bad setting, a missing or damaged file or data folder raise in a run or an export.
+TRAINING_ERRORS = (OSError, ValueError, zipfile.BadZipFile)  # a BundleError is a ValueError
+
+
+def describe(exc: BaseException) -> str:
+    """An error as one line: an OSError's file and reason."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 if __name__ == "__main__":

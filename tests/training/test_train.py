@@ -59,6 +59,51 @@ def test_two_epochs_lower_the_loss_and_resume(tiny_flickr, tmp_path):
     assert resumed["history"][2]["train_loss"] < history[0]["train_loss"]
 
 
+def test_a_resume_redoes_an_epoch_recorded_after_the_last_checkpoint_once(tiny_flickr, tmp_path):
+    """history.json is written before the checkpoint: a run killed between the two wrote the epoch
+    it redid on resume a second time ([1, 2, 3, 4, 4, 5, ...]), into the exported bundle too."""
+    train(_config(tiny_flickr, tmp_path, epochs=1))
+    history_file = tmp_path / "run" / "history.json"
+    history = json.loads(history_file.read_text())
+    history_file.write_text(json.dumps([*history, dict(history[0], epoch=2)]))  # killed before the checkpoint
+    resumed = train(_config(tiny_flickr, tmp_path, epochs=2))
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert [h["epoch"] for h in json.loads(history_file.read_text())] == [1, 2]
+
+
+def test_a_run_is_resumed_only_with_its_own_settings(tiny_flickr, tmp_path):
+    """Another --units crashed in the checkpoint's restore after train_config.json had been rewritten
+    to say it (the run could then neither export nor be evaluated); another learning rate or minimum
+    count was taken silently, and recorded as if the whole run had used it."""
+    from training.train import RunSettingsError
+
+    train(_config(tiny_flickr, tmp_path, epochs=1))
+    saved = (tmp_path / "run" / "train_config.json").read_text()
+    with pytest.raises(RunSettingsError, match=r"units 32 \(now 64\).*min_count 1 \(now 2\)"):
+        train(_config(tiny_flickr, tmp_path, epochs=2, units=64, min_count=2))
+    assert (tmp_path / "run" / "train_config.json").read_text() == saved
+    moved = tmp_path / "moved-cache"
+    (tmp_path / "cache").rename(moved)  # where the files are, and how long it goes, may change
+    assert [h["epoch"] for h in train(_config(tiny_flickr, tmp_path, epochs=2, cache=str(moved)))["history"]] == [1, 2]
+
+
+def test_training_errors_are_one_line_and_a_batch_larger_than_the_data_is_refused(tiny_flickr, tmp_path, capsys):
+    """A batch larger than the captions dropped every batch and "trained" random weights, marked
+    best; a missing data folder or an --export-decoding that is no object gave tracebacks."""
+    from training.train import main
+
+    with pytest.raises(ValueError, match="--batch-size 500 is more than the"):
+        train(_config(tiny_flickr, tmp_path, epochs=1, batch_size=500))
+    capsys.readouterr()
+    common = ["--out", str(tmp_path / "r"), "--encoder", "tiny_test", "--cache", str(tmp_path / "cache")]
+    assert main(["--data", str(tmp_path / "nowhere"), *common]) == 2
+    err = capsys.readouterr().err
+    assert err == f"python -m training.train: error: the data folder {tmp_path / 'nowhere'} does not exist\n"
+    with pytest.raises(SystemExit):
+        main(["--data", str(tiny_flickr.root), *common, "--export", str(tmp_path / "b"), "--export-decoding", "[1]"])
+    assert "a JSON object is expected" in capsys.readouterr().err
+
+
 def test_export_gives_a_bundle_that_captions_and_evaluates(tiny_flickr, tmp_path):
     config = _config(tiny_flickr, tmp_path, epochs=1)
     train(config)
