@@ -633,9 +633,11 @@ def start_run_folder(config: SCSTConfig) -> Path:
 def prepare_scst_run(config: SCSTConfig) -> RunData:
     """Set up the run folder ``config.out`` (a new run copies the ``--init`` run's vocabulary and
     settings; a resumed run reads its own copy) and load the data."""
-    from training.train import _tag_setup, prepare_split
+    from training.train import _tag_setup, check_same_settings, prepare_split
 
     out = Path(config.out)
+    # A resumed run keeps its --init (taken once, at its start) and the settings its record tells.
+    check_same_settings(out / "scst_config.json", asdict(config), ("data", "out", "cache", "epochs"))
     train_config = _train_config(config, start_run_folder(config))
     vocab = Vocabulary.load(out / "vocab.json")
     (out / "train_config.json").write_text(json.dumps(asdict(train_config), indent=2))
@@ -842,7 +844,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export-decoding", type=json.loads, default=None, metavar="JSON",
                         help="with --export: changes to the bundle's decoding settings, e.g. "
                              "'{\"length_penalty\": 0.6}' (as training.sweep_decoding writes them)")
-    parser.add_argument("--name", default="flickr8k-lite2")
+    parser.add_argument("--name", default=None,
+                        help="with --export: the model's name (default: the export folder's name)")
     parser.add_argument("--description", default="Show, Attend and Tell on Flickr8k, fine-tuned with SCST (CIDEr-D)")
     return parser
 
@@ -853,11 +856,17 @@ def main(argv: list[str] | None = None) -> int:
     args.pop("scst")
     destination, name, description = args.pop("export"), args.pop("name"), args.pop("description")
     weights, changes = args.pop("export_weights"), args.pop("export_decoding")
-    if destination:
-        print(export(args["out"], destination, name=name, description=description, weights=weights,
-                     decoding_changes=changes))
-        return 0
-    result = run_scst(SCSTConfig(**args))
+    from training.train import TRAINING_ERRORS, describe
+
+    try:
+        if destination:
+            print(export(args["out"], destination, name=name or Path(destination).resolve().name,
+                         description=description, weights=weights, decoding_changes=changes))
+            return 0
+        result = run_scst(SCSTConfig(**args))
+    except TRAINING_ERRORS as exc:  # a setting, a file or the data: said in a line, no traceback
+        print(f"python -m training.train --scst: error: {describe(exc)}", file=sys.stderr)
+        return 2
     print(json.dumps({"best_dev_cider": result["best_cider"]}))
     return 0
 

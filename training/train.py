@@ -420,17 +420,21 @@ def check_resumable(config: TrainConfig) -> None:
     Raises:
         RunSettingsError: naming each setting that differs.
     """
-    saved = Path(config.out) / "train_config.json"
+    check_same_settings(Path(config.out) / "train_config.json", asdict(config), RESUMABLE_CHANGES)
+
+
+def check_same_settings(saved: Path, now: dict, may_change: Sequence[str]) -> None:
+    """Raise :class:`RunSettingsError` where the run settings in ``saved`` (when there) differ from
+    ``now`` in a setting not in ``may_change``."""
     if not saved.is_file():
         return
     before = json.loads(saved.read_text())
-    now = asdict(config)
     differing = [f"{key} {before[key]!r} (now {now[key]!r})" for key in now
-                 if key in before and key not in RESUMABLE_CHANGES and before[key] != now[key]]
+                 if key in before and key not in may_change and before[key] != now[key]]
     if differing:
-        raise RunSettingsError(f"{config.out} holds a run started with other settings: {'; '.join(differing)}. "
-                               f"Resume it with the same ones (only {', '.join(RESUMABLE_CHANGES[2:])} may "
-                               f"change), or give another --out")
+        changeable = ", ".join(key for key in may_change if key != "out")
+        raise RunSettingsError(f"{saved.parent} holds a run started with other settings: {'; '.join(differing)}. "
+                               f"Resume it with the same ones (only {changeable} may change), or give another --out")
 
 
 def prepare_run(config: TrainConfig, trainer: str = "tf"):

@@ -46,6 +46,13 @@ def test_two_step_scst_run_has_a_finite_loss_resumes_and_exports(tiny_flickr, ce
     assert [h["epoch"] for h in resumed] == [0, 1, 2]
     assert resumed[1] == history[1]
     assert math.isfinite(resumed[2]["train"]["loss"])
+    # A resume with another --init (or reward) is refused: it kept the first init silently and wrote
+    # the other into scst_config.json.
+    other = [*_scst_args(tiny_flickr, ce_run, out, epochs=3)]
+    other[other.index("--init") + 1] = str(tmp_path / "no-such-run")
+    saved = (out / "scst_config.json").read_text()
+    assert train_main(other) == 2
+    assert (out / "scst_config.json").read_text() == saved
     # The kept weights are those of the best dev CIDEr so far (epoch 0 counts: SCST must beat it).
     best_cider = max(h["dev"]["CIDEr"] for h in resumed)
     assert [h["epoch"] for h in resumed[1:] if h["best"]] == [
