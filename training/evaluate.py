@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -215,6 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why the report cannot be written to ``path`` (None: it can), found out without writing it."""
+    if not path.parent.is_dir():
+        return f"{path.parent} is not a folder"
+    if path.is_dir():
+        return "is a folder"
+    if path.exists() and not os.access(path, os.W_OK) or not path.exists() and not os.access(path.parent, os.W_OK):
+        return "cannot be written (permission denied)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -253,9 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: no captioned photos to score", file=sys.stderr)
         return 1
 
-    if args.json is not None and not args.json.parent.is_dir():  # found out now, not after the captioning
-        print(f"error: --json: {args.json.parent} is not a folder", file=sys.stderr)
-        return 1
+    if args.json is not None:  # found out now, not after the captioning and scoring
+        problem = _unwritable(args.json)
+        if problem:
+            print(f"error: --json: {args.json}: {problem}", file=sys.stderr)
+            return 1
     from model.bundle import BundleError
     from model.captioner import Captioner
     from model.encoder_graphs import EncoderGraphMissing

@@ -140,7 +140,12 @@ def test_cli_reports_a_bundle_it_cannot_use_and_a_json_folder_that_is_missing(ti
     rc = evaluate.main(["--bundle", str(tmp_path / "nothing"), "--data", str(tiny_flickr.root), "--no-java"])
     assert rc == 1 and capsys.readouterr().err.startswith("error: model bundle not found: ")
     rc = evaluate.main(["--data", str(tiny_flickr.root), "--no-java", "--json", str(tmp_path / "no" / "r.json")])
-    assert rc == 1 and capsys.readouterr().err == f"error: --json: {tmp_path / 'no'} is not a folder\n"
+    missing = tmp_path / "no"
+    assert rc == 1 and capsys.readouterr().err == f"error: --json: {missing / 'r.json'}: {missing} is not a folder\n"
+    # A folder given as the report crashed after the captioning and scoring.
+    (tmp_path / "a-folder").mkdir()
+    rc = evaluate.main(["--data", str(tiny_flickr.root), "--no-java", "--json", str(tmp_path / "a-folder")])
+    assert rc == 1 and capsys.readouterr().err == f"error: --json: {tmp_path / 'a-folder'}: is a folder\n"
 
 
 def test_cli_end_to_end_with_a_tiny_random_bundle(tiny_flickr, tmp_path, capsys):
