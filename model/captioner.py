@@ -42,6 +42,10 @@ def banned_ids(vocab, decoding: dict) -> tuple[int, ...]:
     return tuple(banned)
 
 
+#: The longest caption a bundle's decoding may ask for, in words.
+MAX_CAPTION_LENGTH = 200
+
+
 def decoding_search(step, vocab, decoding: dict) -> Search:
     """The :class:`~model.search.Search` over ``step`` under a bundle's ``decoding`` settings: the
     caption length, length penalty, banned words, no repeated n-gram, ``once_words`` and
@@ -49,8 +53,11 @@ def decoding_search(step, vocab, decoding: dict) -> Search:
     def ids(words):
         return tuple(vocab.id_of(w) for w in decoding.get(words, ()) if w in vocab)
 
+    max_length = int(decoding.get("max_length", 30))
+    if not 1 <= max_length <= MAX_CAPTION_LENGTH:  # 0 broke the search; 10**9 asked for 905 GiB
+        raise BundleError(f"decoding max_length {max_length} is not between 1 and {MAX_CAPTION_LENGTH} words")
     return Search(step, vocab_size=len(vocab), start_id=vocab.start_id, end_id=vocab.end_id, pad_id=vocab.pad_id,
-                  max_length=int(decoding.get("max_length", 30)),
+                  max_length=max_length,
                   length_penalty=float(decoding.get("length_penalty", 1.0)), banned_ids=banned_ids(vocab, decoding),
                   no_repeat_ngram=int(decoding.get("no_repeat_ngram", 0)), once_ids=ids("once_words"),
                   no_end_after_ids=ids("no_end_after"))

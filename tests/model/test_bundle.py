@@ -279,3 +279,13 @@ def test_an_export_stopped_half_way_leaves_the_bundle_as_it_was(tmp_path, monkey
     monkeypatch.undo()
     save_bundle(path, decoder=old.build_decoder(), vocab=old.vocab, encoder="tiny_test", name="new")
     assert load_bundle(path).config["name"] == "new" and (path / "MODEL_CARD.md").read_text() == "the card"
+
+
+@pytest.mark.parametrize("length", [0, -1, 10**9])
+def test_a_caption_length_out_of_range_is_a_bundle_error(bundle_copy, length):
+    """0 or -1 broke the search with a traceback; 10**9 asked for 905 GiB."""
+    from model.captioner import Captioner
+
+    _edit_config(bundle_copy, lambda config: config["decoding"].update(max_length=length))
+    with pytest.raises(BundleError, match=f"max_length {length} is not between 1 and 200"):
+        Captioner.from_bundle(bundle_copy, device="cpu")
