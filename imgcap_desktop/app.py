@@ -12,7 +12,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line. Packaging adds its own flags here (``--selftest``, ``--install-desktop-entry``)."""
     parser = argparse.ArgumentParser(prog="imgcap-desktop",
                                      description="Caption photos and see where the model looked.")
-    parser.add_argument("folder", nargs="?", type=Path, help="a photo folder to open")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="a photo folder to open, or a photo (its folder opens with it chosen: a file "
+                             "manager's Open With); of several, the first")
     parser.add_argument("--bundle", type=Path, default=None, help="a model bundle (default: the shipped one)")
     parser.add_argument("--verbose", action="store_true", help="log debugging details")
     # -- extra flags (packaging: --selftest, --install-desktop-entry) go below this line --
@@ -56,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     if args.exit_after_shown:
         QTimer.singleShot(0, app.quit)  # after the first paint: measures start-up to window shown
-    if args.folder is not None:
+    if args.paths:
         # After the first paint, so the window appears at once even for a large folder.
-        QTimer.singleShot(0, lambda: window.open_folder(args.folder))
+        QTimer.singleShot(0, lambda: window.open_paths(args.paths))
     return app.exec()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
@@ -246,23 +247,33 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(self.settings.recent_folders))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _dropped(event.mimeData().urls())[0] is not None:
+        if _to_open(_local_paths(event.mimeData().urls()))[0] is not None:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        folder, photo, others = _dropped(event.mimeData().urls())
-        if folder is None:
+        paths = _local_paths(event.mimeData().urls())
+        if _to_open(paths)[0] is None:
             return
         event.acceptProposedAction()
+        self.open_paths(paths, "dropped")
+
+    def open_paths(self, paths: Sequence[Path], how: str = "given") -> bool:
+        """Open what was dropped on the window, or given on the command line (a file manager's Open
+        With, for one photo or several): the first folder, or the first photo's folder with that photo
+        chosen; the others are left out, and the status bar says so (``how`` they came: "dropped")."""
+        folder, photo, others = _to_open(paths)
+        if folder is None:  # nothing there to open: the first one's reason is said
+            return bool(paths) and self.open_folder(paths[0])
         if not self.open_folder(folder):
-            return
-        if photo is not None:  # a photo dropped: its folder, with that photo chosen
+            return False
+        if photo is not None:  # a photo: its folder, with that photo chosen
             row = self.photos.row_of(photo)
             if row is not None:
                 self.grid.setCurrentIndex(self.filtered.mapFromSource(self.photos.index(row)))
         if others:
-            left_out = "the other dropped item was" if others == 1 else f"the other {others} dropped items were"
+            left_out = f"the other {how} item was" if others == 1 else f"the other {others} {how} items were"
             self.statusBar().showMessage(f"Opened {folder}; one folder at a time, so {left_out} left out.", 15000)
+        return True
 
     # -- captioning ---------------------------------------------------------------------------
 
@@ -596,17 +607,21 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.normpath(os.path.abspath(path)))
 
 
-def _dropped(urls: list[QUrl]) -> tuple[Path | None, Path | None, int]:
-    """What a drop opens: ``(folder, photo to choose, how many other items are left out)``. Only a
-    folder or a photo that exists opens anything (a text file or a vanished path: nothing)."""
+def _local_paths(urls: list[QUrl]) -> list[Path]:
+    return [Path(url.toLocalFile()) for url in urls if url.isLocalFile()]
+
+
+def _to_open(paths: Sequence[Path]) -> tuple[Path | None, Path | None, int]:
+    """What a drop or a command line opens: ``(folder, photo to choose, how many other items are
+    left out)``. Only a folder or a photo that exists opens anything (a text file or a vanished
+    path: nothing)."""
     found = []
-    for url in urls:
-        if url.isLocalFile():
-            path = Path(url.toLocalFile())
-            if path.is_dir():
-                found.append((path, None))
-            elif path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
-                found.append((path.parent, _absolute(path)))
+    for path in paths:
+        path = Path(path).expanduser()
+        if path.is_dir():
+            found.append((path, None))
+        elif path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
+            found.append((_absolute(path).parent, _absolute(path)))
     if not found:
         return None, None, 0
     return found[0][0], found[0][1], len(found) - 1

@@ -9,8 +9,14 @@ from imgcap_desktop.app import build_parser
 
 def test_parser_takes_a_folder_and_a_bundle():
     args = build_parser().parse_args(["~/Pictures/trip", "--bundle", "/b"])
-    assert args.folder == Path("~/Pictures/trip") and args.bundle == Path("/b")
-    assert build_parser().parse_args([]).folder is None
+    assert args.paths == [Path("~/Pictures/trip")] and args.bundle == Path("/b")
+    assert build_parser().parse_args([]).paths == []
+
+
+def test_open_with_several_photos_is_taken():
+    # The desktop entry runs "imgcap-desktop %F": two items selected in a file manager ended in
+    # "unrecognized arguments" before any window was shown.
+    assert build_parser().parse_args(["/p/a.jpg", "/p/b.jpg"]).paths == [Path("/p/a.jpg"), Path("/p/b.jpg")]
 
 
 def test_icon_is_shipped():

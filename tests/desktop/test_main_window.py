@@ -719,6 +719,18 @@ def test_a_drop_opens_only_a_folder_or_a_photo_and_chooses_the_photo_dropped(qtb
     assert "the other dropped item was left out" in window.statusBar().currentMessage()
 
 
+def test_open_with_on_a_photo_opens_its_folder_with_it_chosen(qtbot, window, photo_folder, tmp_path):
+    """A file manager's Open With runs "imgcap-desktop PHOTO": it said "not a folder" and opened
+    nothing."""
+    photo = photo_folder / "photo3.jpg"
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        assert window.open_paths([photo, photo_folder / "photo4.jpg"])
+    assert window.folder == photo_folder and window.current_item().path == photo
+    assert "the other given item was left out" in window.statusBar().currentMessage()
+    assert not window.open_paths([tmp_path / "gone.jpg"])  # said, as a folder that is not there is
+    assert "Cannot open" in window.statusBar().currentMessage() and window.folder == photo_folder
+
+
 def test_a_second_running_copy_leaves_the_first_ones_settings_as_it_wrote_them(qtbot, window, photo_folder,
                                                                               tmp_path):
     """Opening a folder wrote back every setting of the window's own old copy: a second copy undid
