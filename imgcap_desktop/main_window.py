@@ -62,7 +62,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("imgcap")
         if ICON_PATH.exists():
             self.setWindowIcon(QIcon(str(ICON_PATH)))
-        self.settings = settings if settings is not None else load_settings()
+        unreadable: list[str] = []
+        self.settings = settings if settings is not None else load_settings(problems=unreadable)
+        # Said with the next status message (an opened folder's would hide it at once): the settings
+        # file that could not be read or written.
+        self._settings_note = (f"Settings not understood, their defaults used: {', '.join(unreadable)}."
+                               if unreadable else "")
         self._saved = self.settings  # what this window last read or wrote: only what differs is written
         self.service = service if service is not None else CaptionService(parent=self)
         self.session = CaptionSession(sidecar_style=self.settings.sidecar_style, auto_write=self.settings.auto_write)
@@ -83,6 +88,8 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self._restore_window_state()
         self._update_actions()
+        if self._settings_note:
+            self.statusBar().showMessage(self._settings_note)
 
     @property
     def folder(self) -> Path | None:
@@ -172,13 +179,15 @@ class MainWindow(QMainWindow):
         if unlisted:
             log.warning("while opening %s: %s", folder, "; ".join(unlisted))
             more = f" (and {count(len(unlisted) - 1, 'other subfolder')})" if len(unlisted) > 1 else ""
-            self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}. Left out: {unlisted[0]}{more}",
-                                         15000)
+            message, seconds = f"{count(len(photos), 'photo')} in {folder}. Left out: {unlisted[0]}{more}", 15
         elif not photos and subfolders:
-            self.statusBar().showMessage(f"No photos in {folder}; File > Include Subfolders shows those of its "
-                                         f"subfolders", 15000)
+            message, seconds = (f"No photos in {folder}; File > Include Subfolders shows those of its subfolders",
+                                15)
         else:
-            self.statusBar().showMessage(f"{count(len(photos), 'photo')} in {folder}", 5000)
+            message, seconds = f"{count(len(photos), 'photo')} in {folder}", 5
+        if self._settings_note:  # once, with the folder's
+            message, seconds, self._settings_note = f"{message}. {self._settings_note}", 20, ""
+        self.statusBar().showMessage(message, seconds * 1000)
         if (first := self.filtered.index(0, 0)).isValid():
             self.grid.setCurrentIndex(first)
         else:  # no photos, or none the filter lets through: no photo of the last folder stays shown
@@ -521,8 +530,9 @@ class MainWindow(QMainWindow):
         if save_settings(self.settings, names=changed):
             self._saved = self.settings
         else:
-            self.statusBar().showMessage("The settings could not be saved (the settings file cannot be written); "
-                                         "they hold until imgcap closes.", 20000)
+            self._settings_note = ("The settings could not be saved (the settings file cannot be written); "
+                                   "they hold until imgcap closes.")
+            self.statusBar().showMessage(self._settings_note, 20000)
 
     def _restore_window_state(self) -> None:
         geometry, splitter = load_window_state()

@@ -68,8 +68,9 @@ def qsettings() -> QSettings:
     return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
-def load_settings(store: QSettings | None = None) -> AppSettings:
-    """Read the settings; a missing or invalid value falls back to its default."""
+def load_settings(store: QSettings | None = None, problems: list[str] | None = None) -> AppSettings:
+    """Read the settings; a missing or invalid value falls back to its default (each invalid one,
+    as ``name='value'``, is added to ``problems``: the window says which; the file keeps them)."""
     store = store if store is not None else qsettings()
     defaults = AppSettings()
     values = {}
@@ -82,6 +83,8 @@ def load_settings(store: QSettings | None = None) -> AppSettings:
             values[f.name] = _convert(f.name, raw, default)
         except (TypeError, ValueError):
             log.info("ignoring invalid setting %s=%r", f.name, raw)
+            if problems is not None:
+                problems.append(f"{f.name}={raw!r}")
     loaded = replace(defaults, **values)
     # A list written by hand or by an older copy: no duplicates, no more than the menu shows.
     recent = tuple(dict.fromkeys(loaded.recent_folders))[:MAX_RECENT_FOLDERS]
@@ -121,12 +124,15 @@ def load_window_state(store: QSettings | None = None) -> tuple[QByteArray | None
     return values[0], values[1]
 
 
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
 def _convert(name: str, raw, default):
     if isinstance(default, bool):
-        if isinstance(raw, str):  # "1" and "0" too, as other tools and hand edits write them
-            if raw.lower() not in ("true", "false", "1", "0"):
+        if isinstance(raw, str):  # "1", "yes", "on" too, as other tools and hand edits write them
+            if raw.strip().lower() not in _TRUE + _FALSE:
                 raise ValueError(raw)
-            return raw.lower() in ("true", "1")
+            return raw.strip().lower() in _TRUE
         return bool(raw)
     if isinstance(default, int):
         value = int(raw)

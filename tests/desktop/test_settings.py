@@ -29,10 +29,12 @@ def test_invalid_values_fall_back_to_defaults():
     store.setValue("auto_write", "maybe")
     store.setValue("recent_folders", "/only/one")
     store.sync()
-    settings = load_settings()
+    problems = []
+    settings = load_settings(problems=problems)
     assert settings.beam_size == 3 and settings.batch_size == 8 and settings.device == "auto"
     assert settings.auto_write is True
     assert settings.recent_folders == ("/only/one",)
+    assert problems == ["beam_size='lots'", "batch_size=100000", "device='tpu'", "auto_write='maybe'"]
 
 
 def test_recent_folders_move_to_front_without_duplicates():
@@ -78,3 +80,32 @@ def test_booleans_written_as_one_and_zero_are_read(fresh_settings):
     store.sync()
     settings = load_settings()
     assert (settings.auto_write, settings.include_subfolders) == (False, True)
+
+
+def test_booleans_written_as_yes_no_on_off_are_read(fresh_settings):
+    # "no" was not understood, and write-at-once (the default) took the place of hold-for-review.
+    store = qsettings()
+    store.setValue("auto_write", "no")
+    store.setValue("include_subfolders", " On")
+    store.sync()
+    settings = load_settings()
+    assert (settings.auto_write, settings.include_subfolders) == (False, True)
+
+
+def test_the_window_says_which_settings_it_could_not_read_and_an_opened_folder_does_not_hide_it(
+        qtbot, service, photo_folder, fresh_settings):
+    from PySide6.QtWidgets import QMessageBox
+
+    from imgcap_desktop.main_window import MainWindow
+
+    store = qsettings()
+    store.setValue("overwrite_policy", "replace-all")  # a later version's, say
+    store.sync()
+    window = MainWindow(service=service)
+    window._ask_about_held = lambda count, before="closing": QMessageBox.StandardButton.Discard
+    qtbot.addWidget(window)
+    note = "Settings not understood, their defaults used: overwrite_policy='replace-all'."
+    assert window.statusBar().currentMessage() == note
+    with qtbot.waitSignal(window.reader.finished, timeout=10_000):
+        window.open_folder(photo_folder)
+    assert window.statusBar().currentMessage().endswith(note)
