@@ -25,6 +25,7 @@ from imgcap_desktop.folder_reader import StoredCaptionReader
 from imgcap_desktop.folder_watcher import FolderWatcher
 from imgcap_desktop.metadata.csvio import CsvFormatError
 from imgcap_desktop.metadata.folder import FolderChanges, scan_folder
+from imgcap_desktop.metadata.printable import printable
 from imgcap_desktop.photo_grid import PhotoGrid
 from imgcap_desktop.photo_model import PhotoFilterModel, PhotoListModel, SessionSignals
 from imgcap_desktop.run_status import RunStatus, count, describe_error
@@ -165,7 +166,7 @@ class MainWindow(QMainWindow):
         self.undo_stack.clear()
         self.thumbnails.clear()
         self.session.open(photos, folder)
-        self.setWindowTitle(f"{folder.name or str(folder)} — imgcap")
+        self.setWindowTitle(f"{printable(folder.name or str(folder))} — imgcap")
         self.reader.read()
         self.watcher.watch(folder, photos, recursive=self.settings.include_subfolders)
         # Another running copy's folders stay in the list; this folder under another spelling (a link
@@ -184,7 +185,7 @@ class MainWindow(QMainWindow):
             message, seconds = (f"No photos in {folder}; File > Include Subfolders shows those of its subfolders",
                                 15)
         else:
-            message, seconds = f"{count(len(photos), 'photo')} in {folder}", 5
+            message, seconds = f"{count(len(photos), 'photo')} in {printable(folder)}", 5
         if self._settings_note:  # once, with the folder's
             message, seconds, self._settings_note = f"{message}. {self._settings_note}", 20, ""
         self.statusBar().showMessage(message, seconds * 1000)
@@ -251,7 +252,7 @@ class MainWindow(QMainWindow):
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
         for folder in self.settings.recent_folders:
-            act = self.recent_menu.addAction(folder)
+            act = self.recent_menu.addAction(printable(folder))
             act.triggered.connect(partial(self.open_folder, folder))
         self.recent_menu.setEnabled(bool(self.settings.recent_folders))
 

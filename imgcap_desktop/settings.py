@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
@@ -101,7 +102,7 @@ def save_settings(settings: AppSettings, store: QSettings | None = None, *,
         if wanted is not None and f.name not in wanted:
             continue
         value = getattr(settings, f.name)
-        store.setValue(f.name, list(value) if isinstance(value, tuple) else value)
+        store.setValue(f.name, [_storable(v) for v in value] if isinstance(value, tuple) else value)
     store.sync()
     return store.status() == QSettings.Status.NoError
 
@@ -124,6 +125,16 @@ def load_window_state(store: QSettings | None = None) -> tuple[QByteArray | None
     return values[0], values[1]
 
 
+def _storable(path: str) -> str | QByteArray:
+    """A path as QSettings keeps it: a name with bytes that are not UTF-8 (an old disk's Latin-1
+    one, held as surrogates, which a Qt string drops) as its bytes."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return QByteArray(os.fsencode(path))
+    return path
+
+
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -141,9 +152,10 @@ def _convert(name: str, raw, default):
             raise ValueError(value)
         return value
     if isinstance(default, tuple):
-        if isinstance(raw, str):
+        if isinstance(raw, (str, QByteArray, bytes)):
             raw = [raw]
-        return tuple(str(item) for item in raw if str(item))
+        items = (os.fsdecode(bytes(item)) if isinstance(item, (QByteArray, bytes)) else str(item) for item in raw)
+        return tuple(item for item in items if item)
     value = str(raw)
     if value not in _CHOICES[name]:
         raise ValueError(value)

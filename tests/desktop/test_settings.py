@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QByteArray, QSettings
 
 from imgcap_desktop.settings import AppSettings, load_settings, qsettings, save_settings
 from imgcap_desktop.settings_dialog import SettingsDialog
@@ -109,3 +109,17 @@ def test_the_window_says_which_settings_it_could_not_read_and_an_opened_folder_d
     with qtbot.waitSignal(window.reader.finished, timeout=10_000):
         window.open_folder(photo_folder)
     assert window.statusBar().currentMessage().endswith(note)
+
+
+def test_a_recent_folder_whose_name_is_not_utf8_comes_back_as_it_was(fresh_settings):
+    """A Latin-1 "tripé" (an old card's) lost its byte in QSettings: Open Recent then opened another
+    folder, "trip", or said it did not exist."""
+    import os
+
+    folder = os.fsdecode(b"/photos/trip\xe9")
+    save_settings(AppSettings(recent_folders=(folder, "/photos/plain")))
+    assert load_settings().recent_folders == (folder, "/photos/plain")
+    store = qsettings()
+    store.setValue("recent_folders", [QByteArray(b"/x")])  # one stored by hand as bytes: a path, not "b'/'"
+    store.sync()
+    assert load_settings().recent_folders == ("/x",)
