@@ -76,18 +76,20 @@ def build_actions(window) -> None:
 
     w = window
     w.open_action = action("&Open Folder…", w._on_open_action_triggered, QKeySequence.StandardKey.Open)
-    w.subfolders_action = action("Include &Subfolders", w._on_subfolders_action_toggled)
+    w.subfolders_action = action("Include &Subfolders", w._on_subfolders_action_toggled, "Ctrl+Shift+O")
     w.subfolders_action.setCheckable(True)
     w.subfolders_action.setChecked(w.settings.include_subfolders)
     w.export_action = action("&Export CSV…", w._on_export_action_triggered, "Ctrl+E",
                              "Export the captions of the folder (or of the selection) to CSV")
-    w.import_action = action("&Import CSV…", w._on_import_action_triggered,
+    w.import_action = action("&Import CSV…", w._on_import_action_triggered, "Ctrl+I",
                              tip="Apply captions edited in a spreadsheet (an exported CSV) to the photos' sidecars")
     w.quit_action = action("&Quit", w.close, QKeySequence.StandardKey.Quit)
+    if w.quit_action.shortcut().isEmpty():  # platforms with no standard one (GNOME's, offscreen): Ctrl+Q
+        w.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
     w.caption_all_action = action("Caption &All", w.caption_all, "Ctrl+Shift+A")
     w.caption_selected_action = action("Caption &Selected", w.caption_selected, "Ctrl+R")
     w.cancel_action = action("&Cancel", w.service.cancel, "Ctrl+.")
-    w.accept_action = action("Accept &Held Captions", w.accept_held,
+    w.accept_action = action("Accept &Held Captions", w.accept_held, "Ctrl+Shift+H",
                              tip="Write the captions held for review to their sidecars")
     w.settings_action = action("Se&ttings…", w._on_settings_action_triggered, "Ctrl+,")
     w.find_action = action("&Filter…", w._on_find_action_triggered, QKeySequence.StandardKey.Find,

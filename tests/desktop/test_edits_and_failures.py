@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QFocusEvent
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QMessageBox
 
 from imgcap_desktop.metadata.sidecar import StoredCaption, read_caption, sidecar_path, write_caption
 from imgcap_desktop.session import CaptionState
@@ -264,6 +264,17 @@ def test_shortcuts_for_settings_and_the_filter(qtbot, window):
     assert window.find_action.shortcut().toString() == "Ctrl+F"
     window.find_action.trigger()
     assert window.filter_edit.hasFocus() or window.focusWidget() is window.filter_edit
+
+
+def test_every_menu_command_has_a_shortcut_and_none_is_bound_twice(qtbot, window):
+    """The README says every action has one: Import CSV, Accept Held Captions and Include Subfolders
+    had none, so a keyboard user went through the menus."""
+    commands = [act for menu in window.menuBar().findChildren(QMenu) if menu is not window.recent_menu
+                for act in menu.actions() if not act.isSeparator() and act.menu() is None]
+    assert len(commands) >= 13
+    assert [act.text() for act in commands if act.shortcut().isEmpty()] == []
+    keys = [act.shortcut().toString() for act in commands]
+    assert len(keys) == len(set(keys))
 
 
 def test_broken_photos_are_flagged_when_the_folder_is_read(qtbot, window, photo_folder):
