@@ -56,7 +56,7 @@ from imgcap_desktop.metadata.sidecar import (
     write_caption,
 )
 from imgcap_desktop.metadata.sidecar import remove_stale_temp_files as remove_stale_sidecars
-from model.images import broken_link_reason, is_regular_file
+from model.images import broken_link_reason, header_problem
 from model.results import CaptionOutcome, CaptionResult
 
 log = logging.getLogger(__name__)
@@ -942,24 +942,9 @@ def _as_stored(caption: StoredCaption | None) -> StoredCaption:
 
 
 def unreadable_photo_reason(photo: str | Path) -> str | None:
-    """Why a photo's header cannot be read (no pixels decoded), or None when it can."""
-    from PIL import Image, UnidentifiedImageError
-
-    broken = broken_link_reason(photo)
-    if broken:
-        return broken
-    if not is_regular_file(photo):  # opening a FIFO would block until someone writes to it
-        return "not a regular file" if os.path.lexists(photo) else "file not found"
-    try:
-        with Image.open(photo) as img:
-            img.size  # noqa: B018 - the header is parsed on open; size proves it
-    except UnidentifiedImageError:
-        return "not a photo this app can read (unknown or corrupt format)"
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        return f"cannot read this photo: {exc}"
-    except Image.DecompressionBombError:
-        return None  # large, not broken: the engine decides
-    return None
+    """Why a photo's header cannot be read (no pixels decoded), or None when it can: in the words a
+    run says it in, so a photo's message does not change when it is captioned."""
+    return broken_link_reason(photo) or header_problem(photo)
 
 
 def remove_stale_temp_files(photos: Iterable[Path], older_than: float = STALE_TEMP_SECONDS) -> list[Path]:

@@ -131,24 +131,49 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
                 return _to_rgb(small)
     except ImageLoadError:
         raise
-    except FileNotFoundError:
-        raise ImageLoadError(path, broken_link_reason(path) or "file not found") from None
-    except IsADirectoryError:
-        raise ImageLoadError(path, "is a folder, not a photo") from None
-    except PermissionError:
-        raise ImageLoadError(path, "permission denied") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError(path, "not an image, or a format Pillow cannot read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageLoadError(path, "image too large (decompression bomb limit)") from None
-    except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:
-            raise ImageLoadError(path, "file name too long") from None
-        if exc.errno == errno.ELOOP:
-            raise ImageLoadError(path, "symbolic link loop") from None
-        raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
-    except (SyntaxError, ValueError, EOFError, *MALFORMED_IMAGE_ERRORS) as exc:
-        raise ImageLoadError(path, f"corrupt or truncated image ({exc or type(exc).__name__})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+            *MALFORMED_IMAGE_ERRORS) as exc:
+        raise ImageLoadError(path, _reason(exc, path)) from None
+
+
+def header_problem(path: str | Path) -> str | None:
+    """Why a photo cannot be read, found from its header alone (no pixels decoded), in the words
+    :func:`open_oriented` would use; None where the header reads (a huge photo's too)."""
+    path = Path(path)
+    try:
+        status = os.stat(path)
+        if stat.S_ISDIR(status.st_mode):
+            return "is a folder, not a photo"
+        if not stat.S_ISREG(status.st_mode):  # opening a FIFO would block until someone writes to it
+            return "not a regular file"
+        if status.st_size == 0:
+            return "the file is empty"
+        with Image.open(path) as img:
+            img.size  # noqa: B018 - the header is parsed on open; size proves it
+    except Image.DecompressionBombError:
+        return None  # large, not broken: decoding says how large
+    except (OSError, SyntaxError, ValueError, EOFError, *MALFORMED_IMAGE_ERRORS) as exc:
+        return _reason(exc, path)
+    return None
+
+
+def _reason(exc: BaseException, path: Path) -> str:
+    """What a failure to read a photo means, for the person whose photo it is."""
+    if isinstance(exc, FileNotFoundError):
+        return broken_link_reason(path) or "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a photo"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a photo imgcap can read (unknown or corrupt format)"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return "image too large (decompression bomb limit)"
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+        return "file name too long"
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    return f"corrupt or truncated image ({exc or type(exc).__name__})"
 
 
 # What Pillow's parsers raise, beside OSError and ValueError, on a file whose tags hold values of the

@@ -68,7 +68,7 @@ def test_states_come_from_what_is_stored(tmp_path):
     assert states == [CaptionState.AUTOMATIC, CaptionState.HUMAN, CaptionState.ERROR, CaptionState.NONE,
                       CaptionState.ERROR]
     assert "well-formed" in session.photo(c).error
-    assert "cannot read this photo" in session.photo(tmp_path / "e.jpg").error  # flagged when read, before any run
+    assert "corrupt or truncated image" in session.photo(tmp_path / "e.jpg").error  # flagged when read, before any run
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links here")

@@ -120,7 +120,7 @@ def test_png_named_jpg_loads(tmp_path):
 def test_text_named_jpg_is_not_an_image(tmp_path):
     path = tmp_path / "notes.jpg"
     path.write_text("shopping list: eggs, milk\n" * 20)
-    with pytest.raises(ImageLoadError, match="notes.jpg: not an image"):
+    with pytest.raises(ImageLoadError, match="notes.jpg: not a photo imgcap can read"):
         load_image(path, 64)
 
 
@@ -366,3 +366,22 @@ def test_a_tiff_with_a_rational_where_an_offset_goes_is_refused_as_corrupt(tmp_p
 
     with pytest.raises(ImageLoadError, match="corrupt"):
         load_image(path)
+
+
+def test_a_header_problem_is_said_as_decoding_says_it(tmp_path):
+    """The grid said "not a photo this app can read" for an empty file before a run and "the file
+    is empty" after it; a text file's run message named Pillow, which a photographer need not know."""
+    from model.images import header_problem
+
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    (tmp_path / "folder.jpg").mkdir()
+    for name in ("empty.jpg", "notes.jpg", "folder.jpg", "gone.jpg"):
+        with pytest.raises(ImageLoadError) as raised:
+            open_oriented(tmp_path / name)
+        assert header_problem(tmp_path / name) == raised.value.reason
+        assert "Pillow" not in raised.value.reason
+    assert header_problem(tmp_path / "empty.jpg") == "the file is empty"
+    good = tmp_path / "good.png"
+    _gradient().save(good)
+    assert header_problem(good) is None
