@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def with_run_weights(bundle: Bundle, weights: str | Path) -> Bundle:
     try:
         with np.load(weights, allow_pickle=False) as stored:
             arrays = {key: stored[key].astype(np.float32) for key in stored.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated: BadZipFile
         raise BundleError(f"{weights}: unreadable weights ({exc})") from None
     if not architecture and bundle.weights and set(arrays) != set(bundle.weights):
         raise BundleError(f"{weights}: not shaped like the decoder of {bundle.path}, and no train_config.json "

@@ -75,6 +75,17 @@ def test_weights_outside_a_run_take_the_bundles_shape(tmp_path):
     assert with_run_weights(load_bundle(shipped), same).build_decoder().use_deep_output
 
 
+def test_truncated_weights_are_a_bundle_error(tmp_path):
+    # A copy cut short (a full disk, a killed rsync): zipfile's BadZipFile came out as a traceback.
+    from model.testing import make_tiny_bundle
+
+    shipped = make_tiny_bundle(tmp_path / "shipped")
+    cut = tmp_path / "cut.weights.npz"
+    cut.write_bytes((shipped / "decoder.weights.npz").read_bytes()[:300])
+    with pytest.raises(BundleError, match="unreadable weights"):
+        with_run_weights(load_bundle(shipped), cut)
+
+
 def test_a_run_with_another_vocabulary_or_tag_setting_is_refused(tmp_path):
     from model.testing import make_tiny_bundle
 
