@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, EncoderWeightsError, ExportError) as exc:
         print(f"export_onnx: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # --encoder-out a file, or a folder that cannot be written
+        print(f"export_onnx: {exc.filename or args.encoder_out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -222,6 +222,17 @@ def test_export_command_adds_graphs_to_an_existing_bundle(bundle_copy, tiny_capt
     _assert_same_captions(captioner.caption(photos), tiny_captioner.caption(photos), attention_atol=0)
 
 
+def test_export_command_says_an_encoder_out_it_cannot_write(bundle_copy, tmp_path, capsys):
+    # A file given as the folder ended in a traceback, after the graphs were made.
+    from training.export_onnx import main
+
+    taken = tmp_path / "a-file"
+    taken.write_text("x")
+    assert main(["--bundle", str(bundle_copy), "--skip-decoder", "--encoder-out", str(taken)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"export_onnx: {taken}") and "Traceback" not in err
+
+
 def test_without_onnxruntime_auto_uses_tensorflow(tiny_bundle, monkeypatch):
     from model import runtime
 
