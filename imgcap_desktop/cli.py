@@ -295,6 +295,12 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on a usage error, 0 for --help
+        if exc.code:
+            for token in sys.argv[1:] if argv is None else argv:
+                if token.startswith("-") and len(token) > 1 and os.path.lexists(token):  # taken for an option
+                    print(f"imgcap: {printable(token)} is a file: give it as ./{printable(token)} (or after --)",
+                          file=sys.stderr)
+                    break
         return int(exc.code or 0)
     try:
         with contextlib.ExitStack() as stack:

@@ -177,6 +177,14 @@ def test_no_paths_is_a_usage_error(capsys):
     assert main([], io.StringIO()) == EXIT_USAGE
 
 
+def test_a_file_named_like_an_option_gets_a_hint(tmp_path, monkeypatch, capsys):
+    # "imgcap caption -dash.jpg" only said "the following arguments are required: PATH".
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-dash.jpg").write_bytes(b"x")
+    assert main(["caption", "-dash.jpg"], io.StringIO()) == EXIT_USAGE
+    assert "imgcap: -dash.jpg is a file: give it as ./-dash.jpg (or after --)" in capsys.readouterr().err
+
+
 def test_missing_bundle_is_a_usage_error(photos, tmp_path, capsys):
     code, lines = _run(photos / "a.jpg", "--bundle", tmp_path / "no-bundle")
     assert code == EXIT_USAGE
