@@ -38,6 +38,7 @@ class CaptionEdit(QPlainTextEdit):
 
     Signals:
         returnPressed(): Return or Enter was pressed.
+        revert_requested(): Esc was pressed with typing not committed (the panel shows its caption again).
         typing_undone(): the person's typing was undone back to the text the app set last.
         left(): the focus left the box by the user's move (see ``_LEAVING``).
     """
@@ -46,6 +47,7 @@ class CaptionEdit(QPlainTextEdit):
     committed_text = ""  # the shown caption's text as a commit stores it (normalized_caption)
     returnPressed = Signal()
     typing_undone = Signal()
+    revert_requested = Signal()  # Esc with typing not committed: back to the caption shown
     # Focus leaving the box by the user's move (Tab, a click elsewhere, a shortcut): typed text is
     # committed. Another window or a menu taking the focus is no such move: the typing goes on after.
     left = Signal()
@@ -109,6 +111,9 @@ class CaptionEdit(QPlainTextEdit):
             else:
                 self.returnPressed.emit()
             return
+        if event.key() == Qt.Key.Key_Escape and self.isModified():
+            self.revert_requested.emit()
+            return
         super().keyPressEvent(event)
 
     def focusInEvent(self, event: QFocusEvent) -> None:
@@ -166,6 +171,7 @@ class CaptionPanel(QWidget):
         # Typed text is never dropped by moving on: leaving the box commits it, as Return does.
         self.caption_edit.left.connect(self._on_caption_edit_left)
         self.caption_edit.typing_undone.connect(self._on_caption_edit_typing_undone)
+        self.caption_edit.revert_requested.connect(lambda: self.caption_edit.setText(self.shown_text))
         self.state_label = WrappedLabel()
         self.recompute_button = QPushButton("Show attention maps")
         self.recompute_button.setToolTip("Show the model this caption's words, to see where it looks for each one "

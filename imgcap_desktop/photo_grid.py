@@ -64,7 +64,13 @@ class BadgeDelegate(QStyledItemDelegate):
 
 class FilterEdit(QLineEdit):
     """The filter box: Ctrl+Z / Ctrl+Shift+Z undo its own typing, and go to the window's undo stack
-    when it has none to undo (a focus that lands here must not swallow the user's undo)."""
+    when it has none to undo (a focus that lands here must not swallow the user's undo); Esc clears it."""
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape and self.text():
+            self.clear()
+            return
+        super().keyPressEvent(event)
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):

@@ -222,6 +222,27 @@ def test_ctrl_z_in_the_caption_box_undoes_the_edit(qtbot, window, photo_folder):
     assert window.photos.item_at(photo_folder / "photo1.jpg").text == "after"
 
 
+def test_esc_takes_back_typing_in_the_caption_box_and_clears_the_filter(qtbot, window, photo_folder):
+    """Esc did neither: a keyboard user had to select and retype, or leave the box (which commits)."""
+    write_caption(photo_folder / "photo1.jpg", StoredCaption("two lines\nof mine", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    row = window.photos.row_of(photo_folder / "photo1.jpg")
+    window.grid.setCurrentIndex(window.filtered.mapFromSource(window.photos.index(row)))
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, " and more")
+    assert window.caption_edit.isModified()
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Escape)
+    assert window.caption_edit.text() == "two lines\nof mine" and not window.caption_edit.isModified()
+    window.caption_edit.clearFocus()  # leaving commits nothing now
+    assert window.photos.item_at(photo_folder / "photo1.jpg").text == "two lines\nof mine"
+    assert window.undo_stack.count() == 0
+
+    qtbot.keyClicks(window.filter_edit, "zzz")
+    assert window.filtered.rowCount() == 0
+    qtbot.keyClick(window.filter_edit, Qt.Key.Key_Escape)
+    assert window.filter_edit.text() == "" and window.filtered.rowCount() == window.photos.rowCount()
+
+
 def test_wrote_one_caption_in_the_singular(qtbot, window, photo_folder):
     window.apply_settings(replace(window.settings, auto_write=False))
     open_and_wait(qtbot, window, photo_folder)
