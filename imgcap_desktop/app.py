@@ -37,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.install_desktop_entry:
         from imgcap_desktop.desktop_entry import install_desktop_entry
 
-        for path in install_desktop_entry():
+        try:
+            written = install_desktop_entry()
+        except OSError as exc:
+            print(f"imgcap-desktop: cannot install the desktop entry: {exc.filename or ''}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 1
+        for path in written:
             print(path)
         return 0
 

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ TryExec={try_exec}
 Icon={icon}
 Terminal=false
 Categories=Graphics;Photography;Viewer;
-MimeType=image/jpeg;image/png;image/webp;image/tiff;inode/directory;
+MimeType=image/jpeg;image/png;image/webp;image/tiff;image/bmp;image/gif;image/heic;image/heif;inode/directory;
 StartupWMClass=imgcap-desktop
 Keywords=caption;photo;alt text;
 """
@@ -41,20 +40,40 @@ def data_home() -> Path:
 
 
 def default_command() -> str:
-    """The command the entry runs: the frozen executable itself, else the ``imgcap-desktop`` script."""
+    """The command the entry runs: the frozen executable itself, else the ``imgcap-desktop`` script:
+    the one on the PATH, else the one beside this Python (a virtual environment not activated, as
+    ``.venv/bin/imgcap-desktop`` is run; the bare name would neither pass TryExec nor start)."""
     if getattr(sys, "frozen", False):
         return sys.executable
     found = shutil.which("imgcap-desktop")
-    return found or "imgcap-desktop"
+    if found:
+        return found
+    for candidate in (Path(sys.argv[0]), Path(sys.executable).with_name("imgcap-desktop")):
+        if candidate.name == "imgcap-desktop" and candidate.is_file():
+            return str(candidate.absolute())
+    return "imgcap-desktop"
 
 
 def desktop_entry_text(command: str = "imgcap-desktop", icon: str = ICON_NAME) -> str:
-    """The ``.desktop`` file's contents for ``command`` (quoted for the Exec key when needed)."""
-    quoted = shlex.quote(command) if any(c in command for c in " \t\"'\\") else command
-    # The Exec key's own escaping: a quoted argument uses double quotes, not shell single quotes.
-    if quoted.startswith("'"):
-        quoted = '"' + command.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return _TEMPLATE.format(exec=quoted, try_exec=command, icon=icon)
+    """The ``.desktop`` file's contents for ``command``, written as the desktop-entry spec asks."""
+    return _TEMPLATE.format(exec=_exec_argument(command), try_exec=_string_value(command), icon=icon)
+
+
+# Characters that make an Exec argument quoted (the desktop-entry spec's reserved ones).
+_RESERVED = frozenset(" \t\n\"'\\><~|&;$*?#()`")
+
+
+def _exec_argument(argument: str) -> str:
+    """One argument of an Exec key: quoted where it holds a reserved character (inside the quotes
+    ", `, $ and \\ take a backslash), a literal % doubled (%2 would be a field code), and then
+    written as a string value (its backslashes doubled once more, as the spec's four for one)."""
+    if any(c in _RESERVED for c in argument):
+        argument = '"' + "".join("\\" + c if c in '"`$\\' else c for c in argument) + '"'
+    return _string_value(argument.replace("%", "%%"))
+
+
+def _string_value(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
 def install_desktop_entry(command: str | None = None, *, destination: Path | None = None) -> list[Path]:
@@ -65,26 +84,30 @@ def install_desktop_entry(command: str | None = None, *, destination: Path | Non
 
     Raises:
         FileNotFoundError: the shipped icon is missing.
+        OSError: a folder cannot be written (nothing is left installed).
     """
     root = data_home() if destination is None else Path(destination)
     icon_source = resource_path("icons", f"{ICON_NAME}.svg")
     if not icon_source.is_file():
         raise FileNotFoundError(f"icon not found: {icon_source}")
-    icon_target = root / "icons" / "hicolor" / "scalable" / "apps" / f"{ICON_NAME}.svg"
-    icon_target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(icon_source, icon_target)
-    written = [icon_target]
+    copies = [(icon_source, root / "icons" / "hicolor" / "scalable" / "apps" / f"{ICON_NAME}.svg")]
     for size in (64, 128, 256):  # PNG renderings, when the icon set has them
         png = resource_path("icons", f"{ICON_NAME}-{size}.png")
         if png.is_file():
-            target = root / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{ICON_NAME}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(png, target)
-            written.append(target)
-
+            copies.append((png, root / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{ICON_NAME}.png"))
     entry = root / "applications" / DESKTOP_FILE_NAME
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    entry.write_text(desktop_entry_text(command or default_command()), encoding="utf-8")
-    entry.chmod(0o755)  # some desktops only launch entries that are executable
-    written.insert(0, entry)
+    written: list[Path] = []
+    try:  # all or nothing: a folder that cannot be written (left root's by a sudo run) leaves none of it
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        entry.write_text(desktop_entry_text(command or default_command()), encoding="utf-8")
+        written.append(entry)
+        entry.chmod(0o755)  # some desktops only launch entries that are executable
+        for source, target in copies:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            written.append(target)
+    except OSError:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return written

@@ -9,6 +9,9 @@ import ast
 import configparser
 import importlib.util
 import io
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,17 @@ def test_install_desktop_entry_respects_xdg_data_home(tmp_path, monkeypatch):
     assert section["StartupWMClass"] == "imgcap-desktop"
 
 
+def test_the_entry_runs_the_script_of_a_virtual_environment_not_on_the_path(tmp_path, monkeypatch):
+    """``.venv/bin/imgcap-desktop --install-desktop-entry`` wrote the bare name, which the desktop
+    neither finds (TryExec hides the entry) nor can start."""
+    script = tmp_path / "venv" / "bin" / "imgcap-desktop"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "argv", [str(script), "--install-desktop-entry"])
+    assert desktop_entry.default_command() == str(script)
+
+
 def test_install_desktop_entry_ignores_relative_xdg_data_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", "relative/path")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -63,6 +77,36 @@ def test_install_desktop_entry_ignores_relative_xdg_data_home(tmp_path, monkeypa
 def test_exec_key_quotes_a_path_with_spaces():
     text = desktop_entry.desktop_entry_text("/home/me/My Apps/imgcap")
     assert 'Exec="/home/me/My Apps/imgcap" %F' in text
+
+
+@pytest.mark.parametrize("folder", ["imgcap%20linux", "My $stuff", "R&D", "it's", 'say "hi"', "back\\slash", "`x`"])
+def test_exec_key_of_any_folder_name_is_valid(tmp_path, folder):
+    """A browser's "imgcap%20linux" gave Exec=.../imgcap%20linux/imgcap, whose %2 the desktop read as a
+    field code (nothing launched); a $ or & went unescaped or unquoted (rejected by validators)."""
+    text = desktop_entry.desktop_entry_text(f"/opt/{folder}/imgcap")
+    if "%" in folder:
+        assert "Exec=/opt/imgcap%%20linux/imgcap %F" in text
+    if "$" in folder:
+        assert 'Exec="/opt/My \\\\$stuff/imgcap" %F' in text
+    validate = shutil.which("desktop-file-validate")
+    if validate is None:
+        pytest.skip("desktop-file-validate is not installed")
+    entry = tmp_path / "imgcap-desktop.desktop"
+    entry.write_text(text)
+    checked = subprocess.run([validate, str(entry)], capture_output=True, text=True)
+    assert checked.returncode == 0 and "error" not in checked.stdout, checked.stdout
+
+
+def test_an_entry_that_cannot_be_installed_leaves_nothing_and_says_why(tmp_path, monkeypatch, capsys):
+    """A data folder that cannot be written (left root's by a sudo run) ended in three tracebacks,
+    with the icon installed and no entry."""
+    from imgcap_desktop.app import main
+
+    (tmp_path / "icons").write_text("a file where the icons folder goes")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert main(["--install-desktop-entry"]) == 1
+    assert capsys.readouterr().err.startswith("imgcap-desktop: cannot install the desktop entry: ")
+    assert not (tmp_path / "applications" / "imgcap-desktop.desktop").exists()
 
 
 def test_shipped_desktop_file_matches_the_template():
@@ -171,9 +215,23 @@ def test_selftest_fails_on_a_missing_bundle(tmp_path):
     ([], "gui"),
     (["~/Pictures"], "gui"),
     (["--install-desktop-entry"], "gui"),
+    (["archive", "caption", "/x", "--out", "r"], "cli"),  # went to the window's parser: "unrecognized"
+    (["captoin", "photos"], "typo"),  # opened the window on a folder called "captoin"
+    (["caption.jpg"], "gui"),  # not there, but not a command's name either: the window says so
 ])
 def test_launcher_dispatch(argv, target):
     assert _load_launcher().choose(argv) == target
+
+
+def test_launcher_says_a_typo_and_its_help_names_the_commands(monkeypatch, capsys):
+    import imgcap_desktop.app
+
+    launcher = _load_launcher()
+    assert launcher.main(["captoin", "photos"]) == 2
+    assert "did you mean 'caption'?" in capsys.readouterr().err
+    monkeypatch.setattr(imgcap_desktop.app, "main", lambda argv: 0)
+    assert launcher.main(["--help"]) == 0
+    assert "imgcap caption PATH" in capsys.readouterr().out
 
 
 def test_launcher_runs_the_chosen_entry(monkeypatch):
