@@ -637,7 +637,12 @@ def prepare_scst_run(config: SCSTConfig) -> RunData:
 
     out = Path(config.out)
     # A resumed run keeps its --init (taken once, at its start) and the settings its record tells.
-    check_same_settings(out / "scst_config.json", asdict(config), ("data", "out", "cache", "epochs"))
+    saved = out / "scst_config.json"
+    check_same_settings(saved, asdict(config),
+                        ("data", "out", "cache", "epochs", "use_java", "eval_beam", "eval_batch_size", "max_steps"),
+                        same_path=("init",))
+    if config.init is None and saved.is_file():  # resumed without --init: its record keeps the one it began with
+        config = dataclasses.replace(config, init=json.loads(saved.read_text()).get("init"))
     train_config = _train_config(config, start_run_folder(config))
     vocab = Vocabulary.load(out / "vocab.json")
     (out / "train_config.json").write_text(json.dumps(asdict(train_config), indent=2))

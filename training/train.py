@@ -15,6 +15,7 @@ BLEU-4 is kept. A ``tf.train.CheckpointManager`` lets an interrupted run resume 
 from __future__ import annotations
 
 import argparse
+import bisect
 import io
 import json
 import logging
@@ -145,6 +146,19 @@ def prepare_split(config: TrainConfig, split: str, vocab: Vocabulary | None, lim
                      tags), vocab
 
 
+def _bucket_boundaries(config: TrainConfig) -> list[int]:
+    """The upper length bounds of :func:`make_dataset`'s buckets (token ids, <start> and <end> included)."""
+    return [b for b in config.bucket_boundaries if b < config.max_words + 2] + [config.max_words + 3]
+
+
+def full_batches(split: SplitData, config: TrainConfig) -> int:
+    """How many whole batches an epoch of :func:`make_dataset` gives (a bucket's remainder is dropped)."""
+    boundaries = _bucket_boundaries(config)
+    buckets = np.bincount([bisect.bisect_right(boundaries, len(s)) for s in split.sequences],
+                          minlength=len(boundaries) + 1)
+    return int((buckets // config.batch_size).sum())
+
+
 def make_dataset(split: SplitData, config: TrainConfig, *, shuffle: bool, seed: int):
     """tf.data over (photo index, token ids): bucketed by length, padded to the bucket boundary,
     shuffled at the caption and batch level, features gathered from memory, prefetched."""
@@ -156,7 +170,7 @@ def make_dataset(split: SplitData, config: TrainConfig, *, shuffle: bool, seed: 
     ds = ds.map(lambda idx, seq, n: (idx, seq[:n]))  # variable-length again, for bucketing
     if shuffle:
         ds = ds.shuffle(len(split.sequences), seed=seed, reshuffle_each_iteration=True)
-    boundaries = [b for b in config.bucket_boundaries if b < config.max_words + 2] + [config.max_words + 3]
+    boundaries = _bucket_boundaries(config)
     ds = ds.bucket_by_sequence_length(
         lambda idx, seq: tf.shape(seq)[0],
         bucket_boundaries=boundaries[:-1] + [boundaries[-1]],
@@ -412,36 +426,49 @@ class RunSettingsError(ValueError):
     """A run folder holds a run started with other settings than this command's."""
 
 
-def check_resumable(config: TrainConfig) -> None:
+def check_resumable(config: TrainConfig, trainer: str = "tf") -> None:
     """Refuse to go on with a run in ``config.out`` that was started with other settings: its
     checkpoint, vocabulary and record would no longer say what was trained (another architecture
-    fails to restore, after the config was already rewritten).
+    fails to restore, after the config was already rewritten). The JAX trainer starts a run over
+    (reusing its vocabulary), so there only the same settings may run again.
 
     Raises:
         RunSettingsError: naming each setting that differs.
     """
-    check_same_settings(Path(config.out) / "train_config.json", asdict(config), RESUMABLE_CHANGES)
+    how = ("Resume it with the same ones" if trainer == "tf"
+           else "The JAX trainer starts a run over: run it again with the same ones")
+    check_same_settings(Path(config.out) / "train_config.json", asdict(config), RESUMABLE_CHANGES, how)
 
 
-def check_same_settings(saved: Path, now: dict, may_change: Sequence[str]) -> None:
+def check_same_settings(saved: Path, now: dict, may_change: Sequence[str], how: str = "Resume it with the same ones",
+                        *, same_path: Sequence[str] = ()) -> None:
     """Raise :class:`RunSettingsError` where the run settings in ``saved`` (when there) differ from
-    ``now`` in a setting not in ``may_change``."""
+    ``now`` in a setting not in ``may_change`` (``how``: what to do instead). ``same_path``: settings
+    that name a file or folder, equal when they lead to the same place; None for one of them
+    (not given now) agrees with any."""
     if not saved.is_file():
         return
     before = json.loads(saved.read_text())
+
+    def differs(key: str) -> bool:
+        if key in same_path:
+            return now[key] is not None and (before[key] is None or Path(before[key]).resolve() != Path(
+                now[key]).resolve())
+        return before[key] != now[key]
+
     differing = [f"{key} {before[key]!r} (now {now[key]!r})" for key in now
-                 if key in before and key not in may_change and before[key] != now[key]]
+                 if key in before and key not in may_change and differs(key)]
     if differing:
         changeable = ", ".join(key for key in may_change if key != "out")
         raise RunSettingsError(f"{saved.parent} holds a run started with other settings: {'; '.join(differing)}. "
-                               f"Resume it with the same ones (only {changeable} may change), or give another --out")
+                               f"{how} (only {changeable} may change), or give another --out")
 
 
 def prepare_run(config: TrainConfig, trainer: str = "tf"):
     """What both trainers start from: ``(tag map or None, tag words, vocabulary, train split, dev split)``,
     with the run folder's vocabulary (reused on resume) and ``train_config.json`` written."""
     out = Path(config.out)
-    check_resumable(config)
+    check_resumable(config, trainer)
     out.mkdir(parents=True, exist_ok=True)
     tag_map, tagger = _tag_setup(config)
     tag_words = tag_map.words if tag_map is not None else ()
@@ -449,6 +476,10 @@ def prepare_run(config: TrainConfig, trainer: str = "tf"):
     vocab = Vocabulary.load(vocab_path) if vocab_path.is_file() else build_vocabulary(config, tag_words)
     train_data, vocab = prepare_split(config, "train", vocab, limit=config.limit, tagger=tagger)
     dev_data, _ = prepare_split(config, "dev", vocab, limit=config.limit and max(config.limit // 6, 8), tagger=tagger)
+    if trainer == "tf" and full_batches(train_data, config) == 0:  # every bucket's remainder dropped: nothing trained
+        raise ValueError(f"--batch-size {config.batch_size}: no caption length has that many of the "
+                         f"{len(train_data.sequences)} training captions, so no batch would be trained (a batch "
+                         f"holds captions of one length bucket); give a smaller one")
     vocab.save(vocab_path)
     extra = {} if trainer == "tf" else {"trainer": trainer}
     (out / "train_config.json").write_text(json.dumps(asdict(config) | extra, indent=2))
@@ -472,9 +503,6 @@ def train(config: TrainConfig) -> dict:
         text_named = [sentence_tagger.named(words) for words in sentences]
         log.info("text-only sentences: %d, %d of them name a tag word", len(sentences), sum(map(bool, text_named)))
 
-    if len(train_data.sequences) < config.batch_size:  # every batch would be dropped: nothing trained
-        raise ValueError(f"--batch-size {config.batch_size} is more than the {len(train_data.sequences)} training "
-                         f"captions: no batch would be trained; give a smaller one")
     steps_hint = len(train_data.sequences) // config.batch_size
     trainer = Trainer(config, vocab, channels=train_data.features.shape[-1], steps_per_epoch=steps_hint,
                       tag_words=tag_words)

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,9 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from training.train import (
+    TRAINING_ERRORS,
     TrainConfig,
     _tag_setup,
     build_decoder,
+    check_resumable,
+    describe,
     load_text_corpus,
     prepare_run,
 )
@@ -296,6 +300,7 @@ def train(config: TrainConfig, *, watch: list[tuple[str, np.ndarray, np.ndarray 
     (1.0: all of them; less tilts the mix towards the photo captions' style)."""
     if not 0.0 <= text_share <= 1.0:
         raise ValueError(f"text_share must be in [0, 1], got {text_share}")
+    check_resumable(config, "jax")  # before the init's vocabulary goes into the run folder
     if init_weights is not None:  # the weights' own vocabulary, so token ids keep their meaning
         source_vocab = Path(init_weights).parent / "vocab.json"
         if not source_vocab.is_file():
@@ -419,9 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_jax_args(build_parser(), argv)
     watch_args, init_weights, text_share = args.pop("watch"), args.pop("init_weights"), args.pop("text_share")
     config = TrainConfig(**args)
-    compute_features(config)
-    watch = [_watch_set(config, Path(images), Path(tokens)) for images, tokens in watch_args]
-    train(config, watch=watch, init_weights=init_weights, text_share=text_share)
+    try:
+        check_resumable(config, "jax")  # before minutes of features
+        compute_features(config)
+        watch = [_watch_set(config, Path(images), Path(tokens)) for images, tokens in watch_args]
+        train(config, watch=watch, init_weights=init_weights, text_share=text_share)
+    except TRAINING_ERRORS as exc:  # a setting, a file or the data: said in a line, no traceback
+        print(f"python -m training.train_jax: error: {describe(exc)}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -53,6 +53,12 @@ def test_two_step_scst_run_has_a_finite_loss_resumes_and_exports(tiny_flickr, ce
     saved = (out / "scst_config.json").read_text()
     assert train_main(other) == 2
     assert (out / "scst_config.json").read_text() == saved
+    # Without --init, or with the same one spelled otherwise, it resumes (here: nothing left to do).
+    same = _scst_args(tiny_flickr, ce_run, out, epochs=2)
+    without = same[:same.index("--init")] + same[same.index("--init") + 2:]
+    assert train_main(without) == 0 and json.loads((out / "scst_config.json").read_text())["init"] == ce_run.out
+    same[same.index("--init") + 1] = str(Path(ce_run.out).resolve()) + "/"
+    assert train_main(same + ["--eval-beam", "2"]) == 0
     # The kept weights are those of the best dev CIDEr so far (epoch 0 counts: SCST must beat it).
     best_cider = max(h["dev"]["CIDEr"] for h in resumed)
     assert [h["epoch"] for h in resumed[1:] if h["best"]] == [

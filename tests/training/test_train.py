@@ -92,8 +92,10 @@ def test_training_errors_are_one_line_and_a_batch_larger_than_the_data_is_refuse
     best; a missing data folder or an --export-decoding that is no object gave tracebacks."""
     from training.train import main
 
-    with pytest.raises(ValueError, match="--batch-size 500 is more than the"):
+    with pytest.raises(ValueError, match="--batch-size 500: no caption length has that many"):
         train(_config(tiny_flickr, tmp_path, epochs=1, batch_size=500))
+    with pytest.raises(ValueError, match="--batch-size 20: no caption length"):  # fewer than the 25 captions,
+        train(_config(tiny_flickr, tmp_path, epochs=1, batch_size=20))  # more than any one bucket's
     capsys.readouterr()
     common = ["--out", str(tmp_path / "r"), "--encoder", "tiny_test", "--cache", str(tmp_path / "cache")]
     assert main(["--data", str(tmp_path / "nowhere"), *common]) == 2
@@ -270,6 +272,15 @@ def test_jax_trainer_fine_tunes_from_an_epoch_with_a_share_of_the_text(tiny_flic
     with np.load(start) as before, np.load(tuned / "epoch01.weights.npz") as after:
         assert set(before.files) == set(after.files)
         assert any(not np.array_equal(before[k], after[k]) for k in before.files)  # it trained
+
+    # Into a run folder of other settings: refused in a line, before the init's vocabulary replaced
+    # the folder's own (its weights then no longer matched it).
+    vocab = (tmp_path / "first" / "vocab.json").read_text()
+    refused = subprocess.run([sys.executable, "-m", "training.train_jax", *common, "--out", str(tmp_path / "first"),
+                              "--epochs", "1", "--min-count", "2", "--init-weights", str(start)],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "min_count 1 (now 2)" in refused.stderr and "Traceback" not in refused.stderr
+    assert (tmp_path / "first" / "vocab.json").read_text() == vocab
 
 
 def test_jax_trainer_refuses_a_batch_larger_than_the_training_captions(tiny_flickr, tmp_path):
