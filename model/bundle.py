@@ -21,7 +21,7 @@ with a message that names the problem rather than with a shape error deep inside
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import hashlib
 import io
 import json
@@ -29,6 +29,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,21 +174,30 @@ def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, n
         raise BundleError(f"unknown encoder {encoder!r}")
     final = Path(path)
     final.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{glob.escape(final.name)}.*.partial"):  # an export killed before
-        shutil.rmtree(stale, ignore_errors=True)
-    # Written beside, then moved in a file at a time with the config last: an export killed on the way
-    # (the graphs take minutes) leaves the bundle there as it was, not new weights under an old config.
-    path = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".partial"))
+    for stale in final.glob(".export-*.partial"):  # an export killed a while ago (not one under way)
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > STALE_EXPORT_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
+    # Written in a folder of its own inside the bundle (the same file system, and a folder this export
+    # may write), then moved in a file at a time with the config last: an export killed on the way
+    # (the graphs take minutes) leaves the bundle as it was, not new weights under an old config.
+    path = Path(tempfile.mkdtemp(dir=final, prefix=".export-", suffix=".partial"))
     try:
         _write_bundle(path, decoder=decoder, vocab=vocab, encoder=encoder, name=name, description=description,
                       decoding=decoding, training=training, metrics=metrics, dtype=dtype, graphs=graphs, tags=tags,
                       classifier=classifier, probes=probes)
         for file in sorted(path.iterdir(), key=lambda file: file.name == CONFIG_FILE):
+            with contextlib.suppress(FileNotFoundError):  # a file replaced keeps the mode it was given
+                os.chmod(file, stat.S_IMODE(os.stat(final / file.name).st_mode))
             os.replace(file, final / file.name)
     finally:
         shutil.rmtree(path, ignore_errors=True)
     remove_unnamed_classifiers(final, json.loads((final / CONFIG_FILE).read_text(encoding="utf-8")))
     return final
+
+
+#: A staging folder older than this was left by an export that was killed (an export takes minutes).
+STALE_EXPORT_SECONDS = 6 * 3600
 
 
 def _write_bundle(path: Path, *, decoder, vocab: Vocabulary, encoder: str, name: str, description: str,

@@ -260,6 +260,9 @@ def test_an_export_stopped_half_way_leaves_the_bundle_as_it_was(tmp_path, monkey
     """New weights went in before the graphs were made (minutes), and the config last: an export
     killed on the way left the old config naming the new weights, "checksum mismatch", over the
     shipped model itself when exported there."""
+    import os
+    import stat
+
     from model import bundle as bundle_module
     from model.testing import make_tiny_bundle
 
@@ -277,8 +280,20 @@ def test_an_export_stopped_half_way_leaves_the_bundle_as_it_was(tmp_path, monkey
     assert {p.name: p.read_bytes() for p in path.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # nothing half-written left beside it
     monkeypatch.undo()
+    os.chmod(path / "vocab.json", 0o640)  # a mode given on purpose stays through a new export
     save_bundle(path, decoder=old.build_decoder(), vocab=old.vocab, encoder="tiny_test", name="new")
     assert load_bundle(path).config["name"] == "new" and (path / "MODEL_CARD.md").read_text() == "the card"
+    assert stat.S_IMODE((path / "vocab.json").stat().st_mode) == 0o640
+    assert [p.name for p in path.iterdir() if p.name.startswith(".")] == []
+
+    # Into a link to a folder elsewhere (another disk, a mounted volume: nothing is staged beside
+    # it, where the move would cross file systems or the folder above may not be writable).
+    elsewhere = tmp_path / "volume" / "models"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "linked").symlink_to(elsewhere)
+    save_bundle(tmp_path / "linked", decoder=old.build_decoder(), vocab=old.vocab, encoder="tiny_test", name="v")
+    assert load_bundle(elsewhere).config["name"] == "v"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "linked", "volume"]
 
 
 @pytest.mark.parametrize("length", [0, -1, 10**9])
