@@ -597,7 +597,8 @@ class CaptionSession:
         :func:`_on_stored`). ``replacing``: what :meth:`stored_caption` gave right after the action
         this one takes back (Undo and Redo): where the photo stores another caption now, one another
         program or a later run wrote since, nothing is written and the photo shows that one; the
-        returned photo's caption then is not ``caption``.
+        returned photo's caption then is not ``caption``. A clear (None) is written at once when
+        captions are held for review too, except of a caption held: that one is taken back unwritten.
         """
         path = Path(path)
         with self._write_lock(path):
@@ -607,6 +608,13 @@ class CaptionSession:
                     return None
                 edits = photo.edits + 1
                 self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
+            if caption is None and not self.auto_write and photo.held:
+                # Held for review, then cleared: the held caption is taken back, never written; the
+                # photo shows what it stores (a clear of that is a second, written one).
+                stored = _stored_now(path)
+                photo = self._update(path, caption=None if stored is UNREADABLE else stored, error="", **_UNHELD)
+                self.changed.emit((path,))
+                return photo
             if replacing is not ANY_CAPTION and self.auto_write and not photo.held:
                 stored = _stored_now(path)
                 if UNREADABLE not in (stored, replacing) and not same_caption(stored, replacing):  # changed since
@@ -627,7 +635,7 @@ class CaptionSession:
             removed = tuple(k for k in removed if k not in ((shown.keywords or ()) if shown else ()))
             changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False,
                        "removed_keywords": (), "held_over": None, "held_identity": None}
-            if self.auto_write:
+            if self.auto_write or caption is None:  # a person's clear is written at once, held or not
                 try:
                     write_caption(path, _as_stored(caption), style=self.sidecar_style,
                                   keywords_by_person=True if removed_keywords is not None or removed else None,

@@ -387,6 +387,24 @@ def test_a_clear_shows_the_embedded_caption_it_cannot_take(tmp_path):
     assert cleared.state == CaptionState.EMBEDDED
 
 
+def test_a_clear_while_captions_are_held_for_review_is_written_or_takes_the_held_one_back(tmp_path):
+    """Held for review, a clear showed "No caption" but was neither written nor held: Accept wrote
+    nothing, closing asked nothing, and the caption was back on reopening."""
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    write_caption(a, StoredCaption("mine", "human"))
+    write_caption(b, StoredCaption("stored", "human"))
+    session = _session([a, b], auto_write=False)
+
+    cleared = session.set_caption(a, None)
+    assert cleared.caption is None and not cleared.held and read_caption(a) is None
+
+    _run(session, [b], [_result(b, "a model's caption")], policy="replace_all")
+    assert session.photo(b).held and read_caption(b).text == "stored"
+    back = session.set_caption(b, None)  # the held one taken back: the stored one shows, untouched
+    assert (back.text, back.held) == ("stored", False) and read_caption(b).text == "stored"
+    assert session.accept_held() == (0, [])
+
+
 def test_a_caption_taken_out_leaves_no_provenance_and_no_stub_sidecar(tmp_path):
     """A caption typed and undone on an uncaptioned photo left a sidecar holding only imgcap's
     CreatorTool and "source: human"; one another tool wrote to keeps its values."""
