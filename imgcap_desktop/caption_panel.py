@@ -43,7 +43,7 @@ class CaptionEdit(QPlainTextEdit):
         left(): the focus left the box by the user's move (see ``_LEAVING``).
     """
 
-    MAX_LINES = 6
+    MAX_LINES, MIN_LINES = 6, 2
     committed_text = ""  # the shown caption's text as a commit stores it (normalized_caption)
     returnPressed = Signal()
     typing_undone = Signal()
@@ -58,7 +58,9 @@ class CaptionEdit(QPlainTextEdit):
         super().__init__(parent)
         self.setTabChangesFocus(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        # As tall as its caption (MAX_LINES at most); squeezed to MIN_LINES (it scrolls) in a window
+        # too short for both it and the photo (a laptop at a large font).
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
         self.document().documentLayout().documentSizeChanged.connect(lambda _size: self.updateGeometry())
         self._setting = False  # the text or its state set by the app, not by the person's keys
         self.modificationChanged.connect(self._on_modification_changed)
@@ -91,14 +93,17 @@ class CaptionEdit(QPlainTextEdit):
             self.typing_undone.emit()
 
     def sizeHint(self) -> QSize:
-        lines = min(max(1, round(self.document().size().height())), self.MAX_LINES)  # plain text: in lines
+        return self._height_for(self.MAX_LINES)
+
+    def minimumSizeHint(self) -> QSize:
+        return self._height_for(self.MIN_LINES)
+
+    def _height_for(self, most_lines: int) -> QSize:
+        lines = min(max(1, round(self.document().size().height())), most_lines)  # plain text: in lines
         margins = self.contentsMargins()
         height = (lines * self.fontMetrics().lineSpacing() + 2 * math.ceil(self.document().documentMargin())
                   + 2 * self.frameWidth() + margins.top() + margins.bottom() + 1)
         return QSize(super().sizeHint().width(), height)
-
-    def minimumSizeHint(self) -> QSize:
-        return self.sizeHint()
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

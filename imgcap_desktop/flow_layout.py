@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QLabel, QLayout, QLayoutItem, QSizePolicy, QWidget
 class FlowLayout(QLayout):
     """Lines of widgets as wide as the parent allows: a long caption wraps instead of widening the window."""
 
-    MIN_LINES = 6
+    MIN_LINES = 4
 
     def __init__(self, parent: QWidget | None = None, spacing: int = 4):
         super().__init__(parent)

@@ -285,3 +285,19 @@ def test_a_window_at_its_smallest_never_draws_the_words_over_the_photo(qtbot, wi
         assert len(view.words) == 33 and view._word_bar.height() > 2 * view.word_buttons()[0].height()
         for (_, bottom), (top, _) in zip(edges, edges[1:]):
             assert bottom < top, (width, edges)
+
+
+def test_the_caption_box_gives_way_to_two_lines_in_a_short_window(qtbot):
+    """Six lines of caption box beside the photo made the window taller than a 768 px laptop screen
+    at a large font; it now shrinks to two lines there (and scrolls), as tall as its text otherwise."""
+    from imgcap_desktop.caption_panel import CaptionEdit
+
+    box = CaptionEdit()
+    qtbot.addWidget(box)
+    box.resize(300, 100)
+    box.setText("\n".join(f"line {i}" for i in range(8)))
+    box.show()
+    line = box.fontMetrics().lineSpacing()
+    assert box.sizeHint().height() - box.minimumSizeHint().height() == 4 * line
+    box.setText("one line")
+    assert box.sizeHint().height() == box.minimumSizeHint().height()
