@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QSignalBlocker, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QUndoStack
-from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QSplitter
+from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QSplitter, QStatusBar
 
 from imgcap_desktop import dialogs
 from imgcap_desktop.actions import SetCaptionCommand, SetKeywordsCommand, build_actions, build_menus, build_toolbar
@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
     # -- construction -------------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
+        self.setStatusBar(StatusBar(self))
         self.browser = PhotoGrid(self.filtered)
         self.grid, self.filter_edit = self.browser.grid, self.browser.filter_edit
         self.panel = CaptionPanel()
@@ -185,7 +186,7 @@ class MainWindow(QMainWindow):
             message, seconds = (f"No photos in {folder}; File > Include Subfolders shows those of its subfolders",
                                 15)
         else:
-            message, seconds = f"{count(len(photos), 'photo')} in {printable(folder)}", 5
+            message, seconds = f"{count(len(photos), 'photo')} in {folder}", 5
         if self._settings_note:  # once, with the folder's
             message, seconds, self._settings_note = f"{message}. {self._settings_note}", 20, ""
         self.statusBar().showMessage(message, seconds * 1000)
@@ -603,6 +604,15 @@ class MainWindow(QMainWindow):
         self.service.shutdown()
         self.session_signals.detach()
         super().closeEvent(event)
+
+
+class StatusBar(QStatusBar):
+    """The window's status bar: a message naming a file or folder whose name is not UTF-8 (held as
+    surrogates, which a Qt string drops: "trip\\xe9" said as another folder, "trip") or holds a line
+    break says it escaped, as the CLI prints it."""
+
+    def showMessage(self, text: str, timeout: int = 0) -> None:  # noqa: N802 - Qt's name
+        super().showMessage(printable(text), timeout)
 
 
 def _same_folder(entry: str, folder: Path) -> bool:

@@ -123,3 +123,12 @@ def test_a_recent_folder_whose_name_is_not_utf8_comes_back_as_it_was(fresh_setti
     store.setValue("recent_folders", [QByteArray(b"/x")])  # one stored by hand as bytes: a path, not "b'/'"
     store.sync()
     assert load_settings().recent_folders == ("/x",)
+
+
+def test_status_messages_name_a_folder_that_is_not_utf8_as_it_is(qtbot, window, tmp_path):
+    """Qt dropped the byte: "Cannot open .../trip" named another folder than the one meant."""
+    import os
+
+    missing = tmp_path / os.fsdecode(b"trip\xe9")
+    assert not window.open_folder(missing)
+    assert window.statusBar().currentMessage().startswith(f"Cannot open {tmp_path}/trip\\xe9: ")
