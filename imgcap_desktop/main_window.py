@@ -634,8 +634,8 @@ def _local_paths(urls: list[QUrl]) -> list[Path]:
 
 def _to_open(paths: Sequence[Path]) -> tuple[Path | None, Path | None, int]:
     """What a drop or a command line opens: ``(folder, photo to choose, how many other items are
-    left out)``. Only a folder or a photo that exists opens anything (a text file or a vanished
-    path: nothing)."""
+    left out: folders, and photos of other folders)``. Only a folder or a photo that exists opens
+    anything (a text file or a vanished path: nothing)."""
     found = []
     for path in paths:
         path = Path(path).expanduser()
@@ -645,4 +645,7 @@ def _to_open(paths: Sequence[Path]) -> tuple[Path | None, Path | None, int]:
             found.append((_absolute(path).parent, _absolute(path)))
     if not found:
         return None, None, 0
-    return found[0][0], found[0][1], len(found) - 1
+    folder, photo = found[0]
+    # Photos of the opened folder are in it, not left out (several photos chosen in a file manager).
+    others = sum(1 for place, item in found[1:] if item is None or _absolute(place) != _absolute(folder))
+    return folder, photo, others

@@ -724,8 +724,11 @@ def test_open_with_on_a_photo_opens_its_folder_with_it_chosen(qtbot, window, pho
     nothing."""
     photo = photo_folder / "photo3.jpg"
     with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
-        assert window.open_paths([photo, photo_folder / "photo4.jpg"])
+        assert window.open_paths([photo, photo_folder / "photo4.jpg"])  # both in the folder opened
     assert window.folder == photo_folder and window.current_item().path == photo
+    assert "left out" not in window.statusBar().currentMessage()
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        assert window.open_paths([photo, tmp_path])
     assert "the other given item was left out" in window.statusBar().currentMessage()
     assert not window.open_paths([tmp_path / "gone.jpg"])  # said, as a folder that is not there is
     assert "Cannot open" in window.statusBar().currentMessage() and window.folder == photo_folder
