@@ -373,3 +373,21 @@ def test_weights_omitted_without_graphs_is_refused(bundle_copy):
     _edit_config(bundle_copy, lambda c: c["weights"].update(omitted="why not"))
     with pytest.raises(BundleError, match="omitted and there are no ONNX graphs"):
         load_bundle(bundle_copy)
+
+
+def test_onnx_runtime_records_no_usage_events(tiny_bundle, tmp_path):
+    """ONNX Runtime 1.32 wrote a device id and a queue of usage events (the program's path, the
+    machine, the graphs run) under ~/.cache/Microsoft, for sending to Microsoft."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env |= {"HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache"), "IMGCAP_CACHE_DIR": str(tmp_path / "ic"),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    code = ("import numpy as np\nfrom model.captioner import Captioner\n"
+            f"c = Captioner.from_bundle({str(tiny_bundle)!r}, device='cpu', runtime='onnx')\n"
+            "print(c.runtime, c.caption([np.full((40, 50, 3), 90, np.uint8)])[0].words)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("onnx"), done.stderr[-2000:]
+    assert not list(tmp_path.rglob("Microsoft")) and not list(tmp_path.rglob("onnxruntime.db"))
