@@ -357,6 +357,9 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
             not match the weights, or a checksum mismatch.
     """
     path = Path(path) if path is not None else default_bundle_path()
+    if path.is_file():  # its config.json, say
+        folder = f" ({path.parent})" if path.name == CONFIG_FILE else ""
+        raise BundleError(f"{path} is a file: give the bundle's folder{folder}")
     if not path.is_dir():
         raise BundleError(f"model bundle not found: {path}")
     config_path = path / CONFIG_FILE

@@ -82,6 +82,12 @@ def test_missing_folder(tmp_path):
         load_bundle(tmp_path / "nowhere")
 
 
+def test_a_bundles_file_given_for_the_bundle_says_to_give_its_folder(bundle_copy):
+    # "model bundle not found" for a config.json that is there.
+    with pytest.raises(BundleError, match=f"config.json is a file: give the bundle's folder \\({bundle_copy}\\)"):
+        load_bundle(bundle_copy / CONFIG_FILE)
+
+
 def test_missing_config(bundle_copy):
     (bundle_copy / CONFIG_FILE).unlink()
     with pytest.raises(BundleError, match=f"missing {CONFIG_FILE}"):
