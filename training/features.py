@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     images_dir = args.data / "images"
+    if not images_dir.is_dir():  # a mistyped --data: said in a line, as training.evaluate does
+        print(f"python -m training.features: error: {images_dir} is not a folder (--data is a Flickr8k-layout "
+              f"folder, with images/)", file=sys.stderr)
+        return 2
     if args.splits:
         names = []
         for split_file in args.splits:

@@ -857,7 +857,8 @@ def _read_limited(path: Path, photo: Path) -> bytes:
     if len(data) > MAX_SIDECAR_BYTES:
         raise SidecarError(
             photo,
-            f"{path.name} is larger than {MAX_SIDECAR_BYTES // (1024 * 1024)} MiB; not a sidecar imgcap will read",
+            f"{path.name} is larger than {MAX_SIDECAR_BYTES // (1024 * 1024)} MiB, more than a sidecar holds; "
+            "left as it is",
         )
     return data
 

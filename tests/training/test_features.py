@@ -33,3 +33,12 @@ def test_the_feature_command_runs_under_the_jax_backend(tmp_path):
                            "tiny_test", "--cache", str(tmp_path / "cache")], env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert np.load(tmp_path / "cache" / "tiny_test" / "a.npy").ndim == 2
+
+
+def test_the_feature_command_says_a_data_folder_without_images(tmp_path, capsys):
+    # A mistyped --data ended in a FileNotFoundError traceback.
+    from training.features import main as features_main
+
+    assert features_main(["--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m training.features: error: ") and "Traceback" not in err
