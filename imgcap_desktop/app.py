@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
         return 0
 
+    if no_display():
+        print("imgcap-desktop: no display to show the window on (DISPLAY and WAYLAND_DISPLAY are unset, as over ssh): "
+              "run it in a desktop session, or caption headlessly with `imgcap caption FOLDER`", file=sys.stderr)
+        return 2
+
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -68,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         # After the first paint, so the window appears at once even for a large folder.
         QTimer.singleShot(0, lambda: window.open_paths(args.paths))
     return app.exec()
+
+
+def no_display(environ=os.environ, platform: str = sys.platform) -> bool:
+    """Whether a window cannot be shown here: Linux (or another X11 system) with neither an X nor a
+    Wayland display, and no Qt platform chosen (Qt would abort with a message about xcb plugins)."""
+    if platform.startswith(("win", "darwin")) or environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY")
 
 
 if __name__ == "__main__":

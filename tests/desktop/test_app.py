@@ -23,3 +23,17 @@ def test_icon_is_shipped():
     from imgcap_desktop.main_window import ICON_PATH
 
     assert ICON_PATH.is_file() and ICON_PATH.read_text().lstrip().startswith("<svg")
+
+
+def test_without_a_display_it_says_so_instead_of_aborting(monkeypatch, capsys):
+    """Over ssh (no DISPLAY), Qt aborted (SIGABRT, exit 134) with a message about xcb plugins and
+    reinstalling; the CLI is what works there."""
+    from imgcap_desktop.app import main, no_display
+
+    assert no_display({}, "linux") and not no_display({"DISPLAY": ":0"}, "linux")
+    assert not no_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux") and not no_display({}, "win32")
+    assert not no_display({"QT_QPA_PLATFORM": "offscreen"}, "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([]) == 2
+    assert "imgcap caption FOLDER" in capsys.readouterr().err
