@@ -257,6 +257,8 @@ class CaptionPanel(QWidget):
             for alternative in photo.result.alternatives:
                 entry = QListWidgetItem(f"{alternative.text}    ({alternative.score:.2f})")
                 entry.setData(Qt.ItemDataRole.UserRole, alternative.text)
+                entry.setData(Qt.ItemDataRole.AccessibleTextRole, alternative.text)  # read without its score
+                entry.setToolTip(f"the model's score (log-probability): {alternative.score:.2f}")
                 self.alternatives.addItem(entry)
 
     @property

@@ -127,6 +127,8 @@ def test_picking_an_alternative_uses_it(qtbot, window, photo_folder):
     caption_all_and_wait(qtbot, window)
     item = select(qtbot, window, "photo4.jpg")
     assert window.alternatives.count() == 2
+    second = " ".join(item.result.alternatives[1].words)
+    assert window.alternatives.item(1).data(Qt.ItemDataRole.AccessibleTextRole) == second  # no score read out
     window.alternatives.itemActivated.emit(window.alternatives.item(1))
     picked = window.photos.item_at(item.path)
     assert picked.text == " ".join(item.result.alternatives[1].words)
