@@ -123,8 +123,11 @@ class PhotoListModel(QAbstractListModel):
             if item.error:
                 return f"{name}\nError: {item.error}"
             return f"{name} ({describe_state(item)})\n{item.text}" if item.text else name
-        if role == Qt.ItemDataRole.AccessibleDescriptionRole:  # what the badges show, for a screen reader
-            return describe_state(item) + ("; no preview" if self._no_preview(item) else "")
+        if role == Qt.ItemDataRole.AccessibleDescriptionRole:  # what the badges show, and the caption, read out
+            said = describe_state(item) + ("; no preview" if self._no_preview(item) else "")
+            if item.text and item.state is not CaptionState.ERROR:
+                said += f": {' '.join(item.text.split())}"
+            return said
         if role == Qt.ItemDataRole.DecorationRole:
             return self._thumbnail(item)
         if role == Roles.CAPTION:

@@ -121,10 +121,10 @@ def test_a_photos_badges_are_told_in_words_to_a_screen_reader_and_in_the_tooltip
     role = Qt.ItemDataRole.AccessibleDescriptionRole
     assert index.data(role) == "no caption"
     session._update(path, caption=StoredCaption("a dog", "automatic", "m", -0.3), held=True)
-    assert index.data(role) == "automatic caption, held for review"
+    assert index.data(role) == "automatic caption, held for review: a dog"  # the caption too, as the eye sees it
     assert index.data(Qt.ItemDataRole.ToolTipRole) == "a.jpg (automatic caption, held for review)\na dog"
     session._update(path, caption=StoredCaption("my dog", "human"), held=True, write_error="read-only folder")
-    assert index.data(role) == "edited caption, not written: read-only folder"
+    assert index.data(role) == "edited caption, not written: read-only folder: my dog"
 
 
 def test_a_photo_without_a_preview_is_said_to_have_none(qtbot, tmp_path, no_threads_left):
