@@ -207,6 +207,9 @@ class CaptionPanel(QWidget):
         if photo is not None and self._is_shown(photo):
             self.view.set_photo(image, failure or "Loading…")
             return
+        # The same photo shown again (an alternative just picked, say): the list keeps its place.
+        kept = self.alternatives.currentItem() if photo is not None and photo.path == self._shown_path else None
+        chosen = kept.data(Qt.ItemDataRole.UserRole) if kept is not None else None
         self._shown_photo = photo
         self.alternatives.clear()
         if photo is None:
@@ -260,6 +263,8 @@ class CaptionPanel(QWidget):
                 entry.setData(Qt.ItemDataRole.AccessibleTextRole, alternative.text)  # read without its score
                 entry.setToolTip(f"the model's score (log-probability): {alternative.score:.2f}")
                 self.alternatives.addItem(entry)
+                if alternative.text == chosen:
+                    self.alternatives.setCurrentItem(entry)
 
     @property
     def typing_for(self) -> Path | None:

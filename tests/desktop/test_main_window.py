@@ -129,8 +129,10 @@ def test_picking_an_alternative_uses_it(qtbot, window, photo_folder):
     assert window.alternatives.count() == 2
     second = " ".join(item.result.alternatives[1].words)
     assert window.alternatives.item(1).data(Qt.ItemDataRole.AccessibleTextRole) == second  # no score read out
+    window.alternatives.setCurrentRow(1)
     window.alternatives.itemActivated.emit(window.alternatives.item(1))
     picked = window.photos.item_at(item.path)
+    assert window.alternatives.currentRow() == 1  # a keyboard user stays where they were in the list
     assert picked.text == " ".join(item.result.alternatives[1].words)
     assert picked.state is CaptionState.AUTOMATIC  # the model's caption, not a person's
     assert read_caption(item.path).source == "automatic"
