@@ -27,7 +27,7 @@ import stat
 import tempfile
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -96,6 +96,10 @@ class StoredCaption:
             wrote that are still there (None where imgcap never wrote keywords). Written: what
             imgcap's keywords become; None leaves every keyword as it is. Other tools' keywords
             are never part of it and never removed or reordered.
+        language: read from a sidecar whose caption is another language's item (no x-default one):
+            that language. Written back (an edit of it undone), it takes out an x-default item
+            written since, so that the item shows again, instead of becoming an x-default copy of
+            it. Not part of a caption's equality.
     """
 
     text: str
@@ -104,6 +108,7 @@ class StoredCaption:
     score: float | None = None
     captioned_at: str | None = None
     keywords: tuple[str, ...] | None = None
+    language: str | None = field(default=None, compare=False)
 
 
 class SidecarError(Exception):
@@ -586,10 +591,10 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
             return target  # shown from the photo.xmp beside already: nothing to write
         caption = replace(caption, text="")  # the photo.xmp beside says it (an edit undone): no copy here
     shown = _languages(before)
-    if caption.text and caption.source == "human" and not is_blank(shown.get(_X_DEFAULT, "")) and caption.text == (
-            _shown_text({lang: text for lang, text in shown.items() if lang != _X_DEFAULT})):
-        # Another language's item says it once the x-default one is out (an edit of a caption shown
-        # from it, undone): the x-default item goes, as it came, and no copy of that item is made.
+    if caption.text and caption.language and shown.get(caption.language) == caption.text \
+            and not is_blank(shown.get(_X_DEFAULT, "")):
+        # A caption read from another language's item (an edit of it undone): the x-default item
+        # written since goes, as it came, and that item shows again; no x-default copy of it.
         caption = replace(caption, text="")
     if not caption.text and existed and not _shown_text(shown):
         if beside is not None:  # the caption shown is there
@@ -929,9 +934,12 @@ def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
     """
     _check_packet(data, path)
     rdf = _rdf(data, path)
-    text = _shown_text(_languages(rdf))
+    languages = _languages(rdf)
+    text = _shown_text(languages)
     if not text:
         return None
+    language = None if not is_blank(languages.get(_X_DEFAULT, "")) else next(
+        lang for lang, item in languages.items() if item == text)
 
     def value(name: str) -> str | None:
         found = xmp_edit.imgcap_value(rdf, name)
@@ -943,7 +951,7 @@ def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
     source = value("source")
     if source not in ("automatic", "human") or value("textDigest") != _digest(text):
         # Written by another tool, or edited there after imgcap wrote it: a person's caption.
-        return StoredCaption(text=text, source="human", keywords=keywords)
+        return StoredCaption(text=text, source="human", keywords=keywords, language=language)
     score_text = value("score")
     try:
         score = float(score_text) if score_text else None
@@ -956,6 +964,7 @@ def caption_from_packet(data: bytes, path: Path) -> StoredCaption | None:
         score=score,
         captioned_at=value("captionedAt") or None,
         keywords=keywords,
+        language=language,
     )
 
 

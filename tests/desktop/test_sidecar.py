@@ -704,6 +704,21 @@ def test_a_persons_caption_that_another_language_says_takes_the_x_default_item_o
     assert read_caption(photo) == before
 
 
+def test_an_x_default_item_that_another_language_repeats_stays(tmp_path):
+    """Adobe's tools write x-default and en-US alike: retyping that caption, removing a keyword or
+    undoing an edit back to it took the x-default item out."""
+    photo = make_photo(tmp_path / "a.jpg")
+    both = _written_elsewhere("A cat on the sofa", extra='<rdf:li xml:lang="en-US">A cat on the sofa</rdf:li>')
+    sidecar_path(photo).write_bytes(both)
+    before = read_caption(photo)
+    assert before.language is None  # read from the x-default item
+    write_caption(photo, StoredCaption("A dog", "human"))
+    write_caption(photo, before)  # undone
+    write_caption(photo, replace(before, keywords=("sofa",)), keywords_by_person=True, added_by_person=["sofa"])
+    data = sidecar_path(photo).read_bytes()
+    assert b'xml:lang="x-default">A cat on the sofa' in data and b'xml:lang="en-US">A cat on the sofa' in data
+
+
 def test_a_caption_in_photo_xmp_counts_beside_a_photo_jpg_xmp_that_holds_none(tmp_path):
     """Lightroom's IMG_1.xmp held the person's caption and darktable's IMG_1.jpg.xmp (made on
     import) none: imgcap read no caption, captioned the photo over it and wrote into the second."""
