@@ -636,6 +636,7 @@ class CaptionSession:
             changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False,
                        "removed_keywords": (), "held_over": None, "held_identity": None}
             if self.auto_write or caption is None:  # a person's clear is written at once, held or not
+                before = _sidecar_bytes(path) if caption is None else None
                 try:
                     write_caption(path, _as_stored(caption), style=self.sidecar_style,
                                   keywords_by_person=True if removed_keywords is not None or removed else None,
@@ -647,7 +648,8 @@ class CaptionSession:
                         changes["caption"] = photo.caption
                 else:
                     if caption is None:  # what shows now: none, or a caption the clear cannot take
-                        changes["caption"], changes["write_error"] = _after_clear(path, photo.caption)
+                        changes["caption"], changes["write_error"] = _after_clear(
+                            path, photo.caption, cleared=_sidecar_bytes(path) != before)
             else:  # held, unless it is what is stored already (an edit undone back to it)
                 changes["held"] = caption is not None and (bool(removed) or not _stored_is(path, caption))
             if changes["held"]:  # written later (accept_held); a person's action: no model result's file
@@ -874,19 +876,30 @@ def _stored_now(path: Path) -> StoredCaption | None | object:
         return UNREADABLE
 
 
-def _after_clear(path: Path, before: StoredCaption | None) -> tuple[StoredCaption | None, str]:
-    """The caption a photo shows once its sidecar's is taken out, and why nothing was cleared where
-    that is the one it showed already: a caption embedded in the photo (imgcap never modifies a
-    photo), or another language's description in the sidecar, shows through."""
+def _after_clear(path: Path, before: StoredCaption | None, *, cleared: bool) -> tuple[StoredCaption | None, str]:
+    """The caption a photo shows once its sidecar's is taken out (``cleared``: the sidecar changed),
+    and why nothing was cleared where that is the one it showed already: a caption embedded in the
+    photo (imgcap never modifies a photo), or another language's description in the sidecar."""
     after = _stored_now(path)
     if not isinstance(after, StoredCaption):
         return None, ""
-    if not same_caption(after, before):
-        return after, ""  # the sidecar's caption went; the photo's own (or another language's) shows
+    if cleared or not same_caption(after, before):
+        # The sidecar's caption went; the photo's own, or another language's item, shows (with the
+        # same words where that item repeated them, as Adobe's tools write it).
+        return after, ""
     if after.source == "embedded":
         return before, "the caption is embedded in the photo, which imgcap never modifies; nothing was cleared"
     return before, "the caption is another language's in the sidecar, left to the program that wrote it; " \
                    "nothing was cleared"
+
+
+def _sidecar_bytes(path: Path) -> bytes | None:
+    """The photo's sidecar as it is (None: none, or none to read): to tell whether a write changed it."""
+    try:
+        sidecar = find_sidecar_or_none(path)
+        return sidecar.read_bytes() if sidecar is not None else None
+    except (OSError, SidecarError):
+        return None
 
 
 def _stored_is(path: Path, caption: StoredCaption) -> bool:

@@ -618,7 +618,10 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
     told = bool(caption.text)  # provenance is a caption's: none is left with a caption taken out
     # The caption shown is another language's item, and stays the caption (its keywords edited, say):
     # no x-default copy of it, which would hide that item's later edits in any other program.
-    kept_as_is = told and not shown.get(_X_DEFAULT, "").strip() and _shown_text(shown) == caption.text
+    # A caption that was the x-default item's (a clear of it undone, where another language repeats
+    # its words) goes back into it.
+    kept_as_is = (told and caption.language is not None and not shown.get(_X_DEFAULT, "").strip()
+                  and _shown_text(shown) == caption.text)
     changes = xmp_edit.Changes(
         caption=None if kept_as_is else caption.text,
         imgcap=[

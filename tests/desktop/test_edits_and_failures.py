@@ -720,6 +720,24 @@ def test_undo_of_clearing_a_caption_brings_it_back_where_another_shows_through(q
     assert read_caption(path).text == "English words"
 
 
+def test_clearing_a_caption_another_language_repeats_is_undone_into_the_x_default_item(qtbot, window, photo_folder):
+    """x-default and en-US saying the same (Adobe's tools write both): the clear took the x-default
+    item out, said "nothing was cleared" and could not be undone."""
+    path = photo_folder / "photo1.jpg"
+    sidecar_path(path).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+        '<rdf:li xml:lang="x-default">Same words</rdf:li><rdf:li xml:lang="en-US">Same words</rdf:li>'
+        '</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>', encoding="utf-8")
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.edit_caption("", path)
+    photo = window.photos.item_at(path)
+    assert photo.text == "Same words" and not photo.write_error and window.undo_stack.count() == 1
+    assert 'x-default">Same words' not in sidecar_path(path).read_text()
+    window.undo_stack.undo()
+    assert 'x-default">Same words' in sidecar_path(path).read_text()
+
+
 @needs_exiftool
 def test_clearing_a_caption_over_an_embedded_one_shows_that_one_and_undoes(qtbot, window, photo_folder):
     """The clear showed no caption while the photo's embedded one applied again; and a clear of the
