@@ -26,6 +26,7 @@ class SetCaptionCommand(QUndoCommand):
         super().__init__(f"Edit caption of {path.name}")
         self._session, self._path, self._new, self._old = session, path, new, old
         self._refused, self._stored = refused, ANY_CAPTION
+        self._at_once = False  # a clear written at once, held for review or not: so are its undo and redo
 
     def redo(self) -> None:
         self._set(self._new, undoing=False)
@@ -36,7 +37,10 @@ class SetCaptionCommand(QUndoCommand):
     def _set(self, caption: StoredCaption | None, *, undoing: bool) -> None:
         # The edit itself (the first redo) replaces whatever is there: it is what the person typed now.
         first = self._stored is ANY_CAPTION
-        photo = self._session.set_caption(self._path, caption, replacing=self._stored)
+        if first and caption is None:  # a clear of a caption held for review only takes it back: no write
+            shown = self._session.photo(self._path)
+            self._at_once = shown is not None and not shown.held
+        photo = self._session.set_caption(self._path, caption, replacing=self._stored, write_now=self._at_once)
         if first and caption is None and photo is not None and photo.caption is not None and not photo.write_error:
             # A clear that took the sidecar's caption out, and the photo's own caption (or another
             # language's) shows through: that is what this edit sets, and what Redo sets again.

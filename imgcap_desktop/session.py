@@ -587,7 +587,7 @@ class CaptionSession:
 
     def set_caption(self, path: str | Path, caption: StoredCaption | None, *,
                     removed_keywords: Sequence[str] | None = None, keywords_only: bool = False,
-                    replacing: StoredCaption | None | object = ANY_CAPTION) -> Photo | None:
+                    replacing: StoredCaption | None | object = ANY_CAPTION, write_now: bool = False) -> Photo | None:
         """Set a photo's caption as the user's action (an edit, or undoing one): written now or held.
 
         A caption without keywords (None) leaves the photo's keywords as they are. With
@@ -598,7 +598,8 @@ class CaptionSession:
         this one takes back (Undo and Redo): where the photo stores another caption now, one another
         program or a later run wrote since, nothing is written and the photo shows that one; the
         returned photo's caption then is not ``caption``. A clear (None) is written at once when
-        captions are held for review too, except of a caption held: that one is taken back unwritten.
+        captions are held for review too, except of a caption held: that one is taken back unwritten;
+        ``write_now``: this caption too (the undo of such a clear).
         """
         path = Path(path)
         with self._write_lock(path):
@@ -615,7 +616,8 @@ class CaptionSession:
                 photo = self._update(path, caption=None if stored is UNREADABLE else stored, error="", **_UNHELD)
                 self.changed.emit((path,))
                 return photo
-            if replacing is not ANY_CAPTION and self.auto_write and not photo.held:
+            at_once = self.auto_write or caption is None or write_now  # a person's clear, held or not
+            if replacing is not ANY_CAPTION and at_once and not photo.held:
                 stored = _stored_now(path)
                 if UNREADABLE not in (stored, replacing) and not same_caption(stored, replacing):  # changed since
                     photo = self._update(path, caption=stored, error="", write_error="", removed_keywords=())
@@ -635,7 +637,7 @@ class CaptionSession:
             removed = tuple(k for k in removed if k not in ((shown.keywords or ()) if shown else ()))
             changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False,
                        "removed_keywords": (), "held_over": None, "held_identity": None}
-            if self.auto_write or caption is None:  # a person's clear is written at once, held or not
+            if at_once:
                 before = _sidecar_bytes(path) if caption is None else None
                 try:
                     write_caption(path, _as_stored(caption), style=self.sidecar_style,

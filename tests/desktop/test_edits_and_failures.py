@@ -738,6 +738,26 @@ def test_clearing_a_caption_another_language_repeats_is_undone_into_the_x_defaul
     assert 'x-default">Same words' in sidecar_path(path).read_text()
 
 
+def test_held_for_review_a_clear_and_its_undo_are_written_at_once_and_a_held_one_is_held_again(
+        qtbot, window, photo_folder):
+    """The clear was written at once but its undo only held: discarding held captions on closing
+    then lost the person's caption."""
+    window.apply_settings(replace(window.settings, auto_write=False))
+    mine, other = photo_folder / "photo1.jpg", photo_folder / "photo2.jpg"
+    write_caption(mine, StoredCaption("my own words", "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    assert window.edit_caption("", mine)
+    assert read_caption(mine) is None
+    window.undo_stack.undo()
+    assert read_caption(mine).text == "my own words" and not window.photos.item_at(mine).held
+
+    assert window.edit_caption("typed, held", other) and window.photos.item_at(other).held
+    assert window.edit_caption("", other)  # the held one taken back, nothing written
+    assert read_caption(other) is None and not window.photos.item_at(other).held
+    window.undo_stack.undo()  # held again, not written
+    assert window.photos.item_at(other).held and read_caption(other) is None
+
+
 @needs_exiftool
 def test_clearing_a_caption_over_an_embedded_one_shows_that_one_and_undoes(qtbot, window, photo_folder):
     """The clear showed no caption while the photo's embedded one applied again; and a clear of the
