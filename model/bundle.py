@@ -342,7 +342,8 @@ def graphs_only_copy(source: str | Path, destination: str | Path, reason: str) -
     if destination.exists():
         shutil.rmtree(destination)
     weights_file = bundle.config["weights"].get("file", WEIGHTS_FILE)
-    shutil.copytree(bundle.path, destination, ignore=lambda folder, names: [n for n in names if n == weights_file])
+    shutil.copytree(bundle.path, destination, ignore=lambda folder, names: [  # nor an export killed half way
+        n for n in names if n == weights_file or n.startswith(".export-") and n.endswith(".partial")])
     config = dict(bundle.config)
     config["weights"] = {"dtype": config["weights"].get("dtype"), "omitted": reason}
     write_config(destination, config)

@@ -357,8 +357,11 @@ def test_a_graphs_only_bundle_captions_on_onnx_and_tells_tensorflow_why_not(tiny
     from model.bundle import WEIGHTS_FILE, graphs_only_copy
     from model.captioner import Captioner
 
-    lean = graphs_only_copy(tiny_bundle, tmp_path / "lean", "for the test")
-    assert not (lean / WEIGHTS_FILE).exists()
+    source = shutil.copytree(tiny_bundle, tmp_path / "source")
+    (source / ".export-k2j4.partial").mkdir()  # an export killed half way: not shipped
+    (source / ".export-k2j4.partial" / "decoder_step.onnx").write_bytes(b"half")
+    lean = graphs_only_copy(source, tmp_path / "lean", "for the test")
+    assert not (lean / WEIGHTS_FILE).exists() and not list(lean.glob(".export-*"))
     bundle = load_bundle(lean)
     assert bundle.weights == {} and bundle.config["weights"]["omitted"] == "for the test"
     photos = _photos(3)
