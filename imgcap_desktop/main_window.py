@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QSignalBlocker, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QUndoStack
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QStatusTipEvent, QUndoStack
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QSplitter, QStatusBar
 
 from imgcap_desktop import dialogs
@@ -225,6 +225,13 @@ class MainWindow(QMainWindow):
 
     def _on_watcher_unavailable(self, reason: str) -> None:
         self.statusBar().showMessage(f"Cannot look at {self.folder} now: {reason}", 8000)
+
+    def event(self, event: QEvent) -> bool:
+        # The mouse over a menu command without a status tip (all of them) sends an empty one, which
+        # Qt shows by clearing the status bar: a run's summary went as a menu was browsed.
+        if event.type() == QEvent.Type.StatusTip and isinstance(event, QStatusTipEvent) and not event.tip():
+            return True
+        return super().event(event)
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)

@@ -497,6 +497,11 @@ def test_a_runs_summary_stays_and_is_announced(qtbot, window, photo_folder, monk
     summary = bar.currentMessage()
     assert summary.startswith("Captioned 6 of 7 photos, 1 failed") and said == [summary]
     assert shown[-1] == (summary, 0)  # no time limit: there until the next message
+    from PySide6.QtGui import QStatusTipEvent
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.sendEvent(window, QStatusTipEvent(""))  # the mouse over a menu command: it cleared the bar
+    assert bar.currentMessage() == summary
 
 
 def test_progress_bar_counts_and_shows_an_eta(qtbot, window, photo_folder, fake_captioner):
