@@ -437,7 +437,14 @@ def check_resumable(config: TrainConfig, trainer: str = "tf") -> None:
     """
     how = ("Resume it with the same ones" if trainer == "tf"
            else "The JAX trainer starts a run over: run it again with the same ones")
-    check_same_settings(Path(config.out) / "train_config.json", asdict(config), RESUMABLE_CHANGES, how)
+    saved = Path(config.out) / "train_config.json"
+    # The trainer is a setting too: the TF trainer on a JAX run's folder started at epoch 0 over its
+    # epochs. A TF run's config names none.
+    started_by = json.loads(saved.read_text()).get("trainer", "tf") if saved.is_file() else trainer
+    if started_by != trainer:
+        raise RunSettingsError(f"{config.out} holds a run of the {started_by} trainer, not the {trainer} one: "
+                               f"give another --out")
+    check_same_settings(saved, asdict(config), RESUMABLE_CHANGES, how)
 
 
 def check_same_settings(saved: Path, now: dict, may_change: Sequence[str], how: str = "Resume it with the same ones",

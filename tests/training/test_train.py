@@ -82,6 +82,10 @@ def test_a_run_is_resumed_only_with_its_own_settings(tiny_flickr, tmp_path):
     with pytest.raises(RunSettingsError, match=r"units 32 \(now 64\).*min_count 1 \(now 2\)"):
         train(_config(tiny_flickr, tmp_path, epochs=2, units=64, min_count=2))
     assert (tmp_path / "run" / "train_config.json").read_text() == saved
+    from training.train import check_resumable
+
+    with pytest.raises(RunSettingsError, match="holds a run of the tf trainer, not the jax one"):
+        check_resumable(_config(tiny_flickr, tmp_path, epochs=2), "jax")
     moved = tmp_path / "moved-cache"
     (tmp_path / "cache").rename(moved)  # where the files are, and how long it goes, may change
     assert [h["epoch"] for h in train(_config(tiny_flickr, tmp_path, epochs=2, cache=str(moved)))["history"]] == [1, 2]
