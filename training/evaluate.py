@@ -182,6 +182,8 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from training.train import json_object
+
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate",
         description="Caption photos with a model bundle and score them against reference captions "
@@ -207,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ensemble-weights", type=Path, nargs="+", default=None, metavar="WEIGHTS",
                         help="decode with the bundle's decoder (or --weights) and these (runs/X/epochNN.weights.npz, "
                              "each its run's architecture) together, log-probabilities averaged (TensorFlow runtime)")
-    parser.add_argument("--decoding", type=json.loads, default=None, metavar="JSON",
+    parser.add_argument("--decoding", type=json_object, default=None, metavar="JSON",
                         help="changes to the bundle's decoding settings, as training.sweep_decoding's "
                              "variants write them, e.g. '{\"length_penalty\": 1.2}'")
     parser.add_argument(

@@ -818,6 +818,8 @@ def export(out: str | Path, destination: Path, *, name: str, description: str, w
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from training.train import json_object
+
     parser = argparse.ArgumentParser(prog="python -m training.train --scst", description=__doc__.splitlines()[0])
     defaults = SCSTConfig(data="", out="")
     parser.add_argument("--scst", action="store_true", required=True, help="self-critical fine-tuning")
@@ -846,7 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")
     parser.add_argument("--export-weights", type=Path, default=None,
                         help="with --export: the weights of another epoch (runs/X/epochNN.weights.npz)")
-    parser.add_argument("--export-decoding", type=json.loads, default=None, metavar="JSON",
+    parser.add_argument("--export-decoding", type=json_object, default=None, metavar="JSON",
                         help="with --export: changes to the bundle's decoding settings, e.g. "
                              "'{\"length_penalty\": 0.6}' (as training.sweep_decoding writes them)")
     parser.add_argument("--name", default=None,

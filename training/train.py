@@ -685,7 +685,8 @@ def config_of_run(config: TrainConfig) -> TrainConfig:
                                     "text_captions": config.text_captions or values.get("text_captions")}))
 
 
-def _json_object(text: str) -> dict:
+def json_object(text: str) -> dict:
+    """An argparse type: a JSON object, as ``--export-decoding '{"length_penalty": 0.6}'``."""
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -713,7 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export", type=Path, default=None, help="write the best epoch as a bundle here and stop")
     parser.add_argument("--export-weights", type=Path, default=None,
                         help="with --export: the weights of another epoch (runs/X/epochNN.weights.npz)")
-    parser.add_argument("--export-decoding", type=_json_object, default=None, metavar="JSON",
+    parser.add_argument("--export-decoding", type=json_object, default=None, metavar="JSON",
                         help="with --export: changes to the bundle's decoding settings, e.g. "
                              "'{\"length_penalty\": 0.6}' (as training.sweep_decoding writes them)")
     parser.add_argument("--keyword-threshold", type=float, default=0.5,

@@ -142,6 +142,9 @@ def test_cli_reports_a_bundle_it_cannot_use_and_a_json_folder_that_is_missing(ti
     rc = evaluate.main(["--data", str(tiny_flickr.root), "--no-java", "--json", str(tmp_path / "no" / "r.json")])
     missing = tmp_path / "no"
     assert rc == 1 and capsys.readouterr().err == f"error: --json: {missing / 'r.json'}: {missing} is not a folder\n"
+    with pytest.raises(SystemExit):  # no object: it failed in .items() after the model was loaded
+        evaluate.main(["--data", str(tiny_flickr.root), "--no-java", "--decoding", "[1]"])
+    assert "a JSON object is expected" in capsys.readouterr().err
     # A folder given as the report crashed after the captioning and scoring.
     (tmp_path / "a-folder").mkdir()
     rc = evaluate.main(["--data", str(tiny_flickr.root), "--no-java", "--json", str(tmp_path / "a-folder")])
