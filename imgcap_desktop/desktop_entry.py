@@ -97,7 +97,11 @@ def install_desktop_entry(command: str | None = None, *, destination: Path | Non
             copies.append((png, root / "icons" / "hicolor" / f"{size}x{size}" / "apps" / f"{ICON_NAME}.png"))
     entry = root / "applications" / DESKTOP_FILE_NAME
     written: list[Path] = []
-    try:  # all or nothing: a folder that cannot be written (left root's by a sudo run) leaves none of it
+    new: list[Path] = []  # made by this install: what a failed one takes back (an older install stays)
+    try:  # a folder that cannot be written (left root's by a sudo run) leaves no half install
+        for target in (entry, *(target for _, target in copies)):
+            if not target.exists():
+                new.append(target)
         entry.parent.mkdir(parents=True, exist_ok=True)
         entry.write_text(desktop_entry_text(command or default_command()), encoding="utf-8")
         written.append(entry)
@@ -108,6 +112,7 @@ def install_desktop_entry(command: str | None = None, *, destination: Path | Non
             written.append(target)
     except OSError:
         for path in written:
-            path.unlink(missing_ok=True)
+            if path in new:
+                path.unlink(missing_ok=True)
         raise
     return written

@@ -147,14 +147,21 @@ def write_atomically(file: str | Path, data: bytes) -> None:
         raise
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # read once, at import: setting it back and forth races with other threads' files
+    os.umask(umask)
+    return umask
+
+
+_NEW_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def _mode_for(file: Path) -> int:
     """The permissions a file written anew gets: the old file's, else what the umask allows of 0666."""
     try:
         return stat.S_IMODE(os.stat(file).st_mode)
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        return _NEW_FILE_MODE
 
 
 def save_bundle(path: str | Path, *, decoder, vocab: Vocabulary, encoder: str, name: str,

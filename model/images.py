@@ -105,13 +105,9 @@ def open_oriented(path: str | Path, *, draft_size: tuple[int, int] | None = None
     """
     path = Path(path)
     try:
-        status = os.stat(path)
-        if stat.S_ISDIR(status.st_mode):
-            raise ImageLoadError(path, "is a folder, not a photo")
-        if not stat.S_ISREG(status.st_mode):
-            raise ImageLoadError(path, "not a regular file")
-        if status.st_size == 0:
-            raise ImageLoadError(path, "the file is empty")
+        problem = _not_a_photo_file(path)
+        if problem:
+            raise ImageLoadError(path, problem)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
@@ -141,13 +137,9 @@ def header_problem(path: str | Path) -> str | None:
     :func:`open_oriented` would use; None where the header reads (a huge photo's too)."""
     path = Path(path)
     try:
-        status = os.stat(path)
-        if stat.S_ISDIR(status.st_mode):
-            return "is a folder, not a photo"
-        if not stat.S_ISREG(status.st_mode):  # opening a FIFO would block until someone writes to it
-            return "not a regular file"
-        if status.st_size == 0:
-            return "the file is empty"
+        problem = _not_a_photo_file(path)
+        if problem:
+            return problem
         with Image.open(path) as img:
             img.size  # noqa: B018 - the header is parsed on open; size proves it
     except Image.DecompressionBombError:
@@ -155,6 +147,21 @@ def header_problem(path: str | Path) -> str | None:
     except (OSError, SyntaxError, ValueError, EOFError, *MALFORMED_IMAGE_ERRORS) as exc:
         return _reason(exc, path)
     return None
+
+
+def _not_a_photo_file(path: Path) -> str | None:
+    """Why ``path`` is no photo file before it is opened (a folder; a FIFO, whose opening would block
+    until someone writes to it; an empty file), or None.
+
+    Raises:
+        OSError: it cannot be looked at (missing, no permission).
+    """
+    status = os.stat(path)
+    if stat.S_ISDIR(status.st_mode):
+        return "is a folder, not a photo"
+    if not stat.S_ISREG(status.st_mode):
+        return "not a regular file"
+    return "the file is empty" if status.st_size == 0 else None
 
 
 def _reason(exc: BaseException, path: Path) -> str:

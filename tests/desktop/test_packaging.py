@@ -108,6 +108,14 @@ def test_an_entry_that_cannot_be_installed_leaves_nothing_and_says_why(tmp_path,
     assert capsys.readouterr().err.startswith("imgcap-desktop: cannot install the desktop entry: ")
     assert not (tmp_path / "applications" / "imgcap-desktop.desktop").exists()
 
+    (tmp_path / "icons").unlink()
+    assert main(["--install-desktop-entry"]) == 0
+    icon = tmp_path / "icons" / "hicolor" / "scalable" / "apps" / "imgcap.svg"
+    icon.unlink()
+    icon.mkdir()  # a failed install again: the entry of the one before stays
+    assert main(["--install-desktop-entry"]) == 1
+    assert (tmp_path / "applications" / "imgcap-desktop.desktop").is_file()
+
 
 def test_shipped_desktop_file_matches_the_template():
     assert (ROOT / "packaging" / "imgcap.desktop").read_text() == desktop_entry.desktop_entry_text()
