@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QLabel, QLayout, QLayoutItem, QSizePolicy, QWidget
 class FlowLayout(QLayout):
     """Lines of widgets as wide as the parent allows: a long caption wraps instead of widening the window."""
 
-    MIN_LINES = 4
+    MOST_LINES_RESERVED = 4
 
     def __init__(self, parent: QWidget | None = None, spacing: int = 4):
         super().__init__(parent)
@@ -68,13 +68,14 @@ class FlowLayout(QLayout):
             size = size.expandedTo(item.minimumSize())
         margins: QMargins = self.contentsMargins()
         size += QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
-        # As tall as the lines need at the width it has (up to MIN_LINES lines; a longer caption's
-        # last lines are cut off in a small window, not the window made taller than the screen): a
-        # layout above that squeezed the widget to one line drew the others over its neighbours.
+        # As tall as the lines need at the width it has: a layout above that squeezed the widget to
+        # one line drew the others over its neighbours. At most MOST_LINES_RESERVED lines count in
+        # the window's minimum size, so that a very long caption never makes the window taller than
+        # the screen (in a window made smaller than it needs, its last lines may still overlap).
         width = self.geometry().width()
         if self._items and width > 0:
             line = max(item.sizeHint().height() for item in self._items)
-            most = self.MIN_LINES * (line + self._spacing) - self._spacing
+            most = self.MOST_LINES_RESERVED * (line + self._spacing) - self._spacing
             size.setHeight(max(size.height(), min(self.heightForWidth(width), most)))
         return size
 

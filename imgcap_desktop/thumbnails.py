@@ -40,8 +40,8 @@ class ThumbnailCache(QObject):
     """Decodes photos at a given size on a thread pool and keeps the most recent ones.
 
     Signals:
-        image_ready(str path, int size): ``image(path, size)`` now returns the decoded image.
-        image_failed(str path, int size, str reason): the photo could not be decoded.
+        image_ready(path, int size): ``image(path, size)`` now returns the decoded image.
+        image_failed(path, int size, reason): the photo could not be decoded (path and reason: str).
 
     The paths travel as Python objects: a file name that is not UTF-8 (an old disk's Latin-1 one,
     held as surrogates) would lose those bytes as a Qt string, and match no photo.

@@ -19,6 +19,7 @@ CLI_COMMANDS = ("caption", "import-csv", "archive")
 USAGE = """usage: imgcap [PATH ...]                 open the window (on a folder, or a photo's folder)
        imgcap caption PATH ... [...]     caption photos headlessly (imgcap caption --help)
        imgcap import-csv FILE [...]      apply a CSV's edited captions (imgcap import-csv --help)
+       imgcap archive ...                archives on a Ray cluster (a pip install with the cluster extra)
        imgcap --selftest                 caption the sample photos and check the results
 The window's options:"""
 
