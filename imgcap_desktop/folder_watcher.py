@@ -56,7 +56,7 @@ class FolderWatcher(QObject):
     """
 
     changed = Signal(object)
-    unavailable = Signal(str)
+    unavailable = Signal(object)  # a str (a path in it may hold bytes that are not UTF-8)
 
     def __init__(self, parent: QObject | None = None, *, delay_ms: int = 400):
         super().__init__(parent)

@@ -55,7 +55,7 @@ class MainWindow(QMainWindow):
         export_failed(object exception): a CSV export could not be written.
     """
 
-    exported = Signal(str, int)
+    exported = Signal(object, int)  # the CSV's name as a Python str: a Qt string drops bytes that are not UTF-8
     export_failed = Signal(object)
 
     def __init__(self, service: CaptionService | None = None, settings: AppSettings | None = None, parent=None):
