@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_dir = Path(argv[0])
     names = argv[1:] or ["efficientnet_lite2"]
-    import onnxruntime as ort
+    from model.encoder_graphs import build_encoder_graph  # first: model turns ONNX Runtime's usage events off
 
-    from model.encoder_graphs import build_encoder_graph
+    import onnxruntime as ort
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
