@@ -633,16 +633,20 @@ def start_run_folder(config: SCSTConfig) -> Path:
 def prepare_scst_run(config: SCSTConfig) -> RunData:
     """Set up the run folder ``config.out`` (a new run copies the ``--init`` run's vocabulary and
     settings; a resumed run reads its own copy) and load the data."""
-    from training.train import _tag_setup, check_same_settings, prepare_split
+    from training.train import RunSettingsError, _tag_setup, prepare_split
 
     out = Path(config.out)
     # A resumed run keeps its --init (taken once, at its start) and the settings its record tells.
+    # A resumed run goes on from its last epoch, with the reward, freezing and steps it is given now
+    # (a stage after another: the JAX runs do so); its --init was taken once, at its start: another
+    # one is refused, not kept silently.
     saved = out / "scst_config.json"
-    check_same_settings(saved, asdict(config),
-                        ("data", "out", "cache", "epochs", "use_java", "eval_beam", "eval_batch_size", "max_steps"),
-                        same_path=("init",))
-    if config.init is None and saved.is_file():  # resumed without --init: its record keeps the one it began with
-        config = dataclasses.replace(config, init=json.loads(saved.read_text()).get("init"))
+    began = json.loads(saved.read_text()).get("init") if saved.is_file() else None
+    if began and config.init and Path(began).resolve() != Path(config.init).resolve():
+        raise RunSettingsError(f"{out} holds a run that began from --init {began}, not {config.init}: resume it "
+                               f"without --init (or with that one), or give another --out")
+    if config.init is None and began:  # resumed without --init: its record keeps the one it began with
+        config = dataclasses.replace(config, init=began)
     train_config = _train_config(config, start_run_folder(config))
     vocab = Vocabulary.load(out / "vocab.json")
     (out / "train_config.json").write_text(json.dumps(asdict(train_config), indent=2))

@@ -447,24 +447,15 @@ def check_resumable(config: TrainConfig, trainer: str = "tf") -> None:
     check_same_settings(saved, asdict(config), RESUMABLE_CHANGES, how)
 
 
-def check_same_settings(saved: Path, now: dict, may_change: Sequence[str], how: str = "Resume it with the same ones",
-                        *, same_path: Sequence[str] = ()) -> None:
+def check_same_settings(saved: Path, now: dict, may_change: Sequence[str], how: str = "Resume it with the same ones"
+                        ) -> None:
     """Raise :class:`RunSettingsError` where the run settings in ``saved`` (when there) differ from
-    ``now`` in a setting not in ``may_change`` (``how``: what to do instead). ``same_path``: settings
-    that name a file or folder, equal when they lead to the same place; None for one of them
-    (not given now) agrees with any."""
+    ``now`` in a setting not in ``may_change`` (``how``: what to do instead)."""
     if not saved.is_file():
         return
     before = json.loads(saved.read_text())
-
-    def differs(key: str) -> bool:
-        if key in same_path:
-            return now[key] is not None and (before[key] is None or Path(before[key]).resolve() != Path(
-                now[key]).resolve())
-        return before[key] != now[key]
-
     differing = [f"{key} {before[key]!r} (now {now[key]!r})" for key in now
-                 if key in before and key not in may_change and differs(key)]
+                 if key in before and key not in may_change and before[key] != now[key]]
     if differing:
         changeable = ", ".join(key for key in may_change if key != "out")
         raise RunSettingsError(f"{saved.parent} holds a run started with other settings: {'; '.join(differing)}. "

@@ -46,7 +46,7 @@ def test_two_step_scst_run_has_a_finite_loss_resumes_and_exports(tiny_flickr, ce
     assert [h["epoch"] for h in resumed] == [0, 1, 2]
     assert resumed[1] == history[1]
     assert math.isfinite(resumed[2]["train"]["loss"])
-    # A resume with another --init (or reward) is refused: it kept the first init silently and wrote
+    # A resume with another --init is refused: it kept the first init silently and wrote
     # the other into scst_config.json.
     other = [*_scst_args(tiny_flickr, ce_run, out, epochs=3)]
     other[other.index("--init") + 1] = str(tmp_path / "no-such-run")
