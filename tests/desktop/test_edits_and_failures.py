@@ -702,15 +702,20 @@ def test_undo_keeps_a_caption_another_program_wrote_since_and_says_so(qtbot, win
     assert read_caption(other).text == "mine"
 
 
+def _two_languages(photo: Path, default: str, english: str) -> None:
+    """A sidecar another program wrote, its description in x-default and en-US."""
+    sidecar_path(photo).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+        f'<rdf:li xml:lang="x-default">{default}</rdf:li><rdf:li xml:lang="en-US">{english}</rdf:li>'
+        '</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>', encoding="utf-8")
+
+
 def test_undo_of_clearing_a_caption_brings_it_back_where_another_shows_through(qtbot, window, photo_folder):
     """After a clear, the sidecar's other-language item (or the photo's embedded description) shows
     through; Undo took that for a caption written since and refused to bring the person's back."""
     path = photo_folder / "photo1.jpg"
-    sidecar_path(path).write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
-        '<rdf:li xml:lang="x-default">my words</rdf:li><rdf:li xml:lang="en-US">English words</rdf:li>'
-        '</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>', encoding="utf-8")
+    _two_languages(path, "my words", "English words")
     open_and_wait(qtbot, window, photo_folder)
     assert window.edit_caption("", path)
     assert read_caption(path).text == "English words"
@@ -724,11 +729,7 @@ def test_clearing_a_caption_another_language_repeats_is_undone_into_the_x_defaul
     """x-default and en-US saying the same (Adobe's tools write both): the clear took the x-default
     item out, said "nothing was cleared" and could not be undone."""
     path = photo_folder / "photo1.jpg"
-    sidecar_path(path).write_text(
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
-        '<rdf:li xml:lang="x-default">Same words</rdf:li><rdf:li xml:lang="en-US">Same words</rdf:li>'
-        '</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>', encoding="utf-8")
+    _two_languages(path, "Same words", "Same words")
     open_and_wait(qtbot, window, photo_folder)
     assert window.edit_caption("", path)
     photo = window.photos.item_at(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import QByteArray, QSettings
 
 from imgcap_desktop.settings import AppSettings, load_settings, qsettings, save_settings
@@ -73,20 +74,11 @@ def test_a_recent_list_written_elsewhere_is_capped_and_without_duplicates(fresh_
     assert recent[:3] == ("/a", "/b", "/f0") and len(recent) == MAX_RECENT_FOLDERS
 
 
-def test_booleans_written_as_one_and_zero_are_read(fresh_settings):
+@pytest.mark.parametrize(("no", "yes"), [("0", "1"), ("no", " On")])  # "no" was not understood: write at once
+def test_booleans_written_as_numbers_or_words_are_read(fresh_settings, no, yes):
     store = qsettings()
-    store.setValue("auto_write", "0")
-    store.setValue("include_subfolders", "1")
-    store.sync()
-    settings = load_settings()
-    assert (settings.auto_write, settings.include_subfolders) == (False, True)
-
-
-def test_booleans_written_as_yes_no_on_off_are_read(fresh_settings):
-    # "no" was not understood, and write-at-once (the default) took the place of hold-for-review.
-    store = qsettings()
-    store.setValue("auto_write", "no")
-    store.setValue("include_subfolders", " On")
+    store.setValue("auto_write", no)
+    store.setValue("include_subfolders", yes)
     store.sync()
     settings = load_settings()
     assert (settings.auto_write, settings.include_subfolders) == (False, True)
