@@ -354,7 +354,10 @@ class CaptionSession:
                     if current is None or current.held or current.edits != before.edits:
                         continue
                     result = None if path in replaced else current.result
-                    if (current.caption, current.error) == (caption, error) and current.result is result:
+                    # The same words may now be another language's item, or no longer (not part of
+                    # a caption's equality, and what an undo writes back depends on it).
+                    if ((current.caption, current.error) == (caption, error) and current.result is result
+                            and _language(current.caption) == _language(caption)):
                         continue
                     self._photos[path] = replace(current, caption=caption, error=error, result=result,
                                                  write_error="", removed_keywords=())
@@ -616,7 +619,9 @@ class CaptionSession:
                 photo = self._update(path, caption=None if stored is UNREADABLE else stored, error="", **_UNHELD)
                 self.changed.emit((path,))
                 return photo
-            at_once = self.auto_write or caption is None or write_now  # a person's clear, held or not
+            # Undo and Redo check what they take back where writes are made at once: with captions held
+            # for review, what the sidecar held at the edit is no mark (Accept wrote it since).
+            at_once = self.auto_write or write_now
             if replacing is not ANY_CAPTION and at_once and not photo.held:
                 stored = _stored_now(path)
                 if UNREADABLE not in (stored, replacing) and not same_caption(stored, replacing):  # changed since
@@ -637,7 +642,7 @@ class CaptionSession:
             removed = tuple(k for k in removed if k not in ((shown.keywords or ()) if shown else ()))
             changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False,
                        "removed_keywords": (), "held_over": None, "held_identity": None}
-            if at_once:
+            if at_once or caption is None:  # a person's clear is written at once, held for review or not
                 before = _sidecar_bytes(path) if caption is None else None
                 try:
                     write_caption(path, _as_stored(caption), style=self.sidecar_style,
@@ -949,10 +954,14 @@ def _on_stored(path: Path, photo: Photo, caption: StoredCaption, removed: Sequen
     if stored is None:
         return None
     if same_caption(stored, photo.caption):
-        return caption
+        return replace(caption, language=stored.language)  # where the words are now
     added = [k for k in caption.keywords or () if k not in photo.keywords]
     kept = [k for k in stored.keywords or () if k not in removed]
     return replace(stored, keywords=tuple(dict.fromkeys([*kept, *added])))
+
+
+def _language(caption: StoredCaption | None) -> str | None:
+    return caption.language if caption is not None else None
 
 
 def _as_stored(caption: StoredCaption | None) -> StoredCaption:

@@ -405,6 +405,46 @@ def test_a_clear_while_captions_are_held_for_review_is_written_or_takes_the_held
     assert session.accept_held() == (0, [])
 
 
+@pytest.mark.parametrize(("first", "later"), [(["en-US"], ["x-default", "en-US"]), (["x-default", "en-US"], ["en-US"])])
+def test_a_caption_whose_words_move_to_another_language_item_is_undone_to_where_they_are(tmp_path, first, later):
+    """Another program saved the same words into another language's item: the session kept the old
+    one (not part of a caption's equality), and an edit's undo then took out that program's x-default
+    item, or made an x-default copy of its en-US one."""
+    import re
+
+    def items(languages):
+        return "".join(f'<rdf:li xml:lang="{lang}">A cat on the sofa</rdf:li>' for lang in languages)
+
+    photo = make_photo(tmp_path / "a.jpg")
+    packet = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+              '{}</rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>')
+    sidecar_path(photo).write_text(packet.format(items(first)))
+    session = _session([photo])
+    sidecar_path(photo).write_text(packet.format(items(later)))
+    session.refresh_stored([photo])  # what the folder watcher does
+    before = session.photo(photo).caption
+    session.set_caption(photo, StoredCaption("A dog on the sofa", "human"))
+    session.set_caption(photo, before)  # undone
+    assert re.findall(r'xml:lang="([^"]+)"', sidecar_path(photo).read_text()) == later
+
+
+def test_held_for_review_a_typed_caption_accepted_is_undone(qapp, tmp_path):
+    """Undo after Accept was refused as "changed since by another program": what the sidecar held
+    at the edit (nothing, the caption being held) was taken for the mark of what to take back."""
+    from PySide6.QtGui import QUndoStack
+
+    from imgcap_desktop.actions import SetCaptionCommand
+
+    photo = make_photo(tmp_path / "a.jpg")
+    session = _session([photo], auto_write=False)
+    stack = QUndoStack()
+    stack.push(SetCaptionCommand(session, photo, StoredCaption("typed", "human"), None))
+    assert session.accept_held() == (1, []) and read_caption(photo).text == "typed"
+    stack.undo()
+    assert read_caption(photo) is None and session.photo(photo).caption is None
+
+
 def test_a_caption_taken_out_leaves_no_provenance_and_no_stub_sidecar(tmp_path):
     """A caption typed and undone on an uncaptioned photo left a sidecar holding only imgcap's
     CreatorTool and "source: human"; one another tool wrote to keeps its values."""
