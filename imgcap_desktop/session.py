@@ -687,7 +687,8 @@ class CaptionSession:
 
     def accept_held(self) -> tuple[int, list[PhotoStatus]]:
         """Write every held caption to its sidecar: ``(written, not written)``, the second a status for
-        each photo whose caption was not written: ``"failed"`` (the sidecar refused it) or
+        each photo whose caption was not written: ``"failed"`` (the sidecar refused it, or another
+        file took the photo's name), ``"gone"`` (the photo was deleted or moved away) or
         ``"kept_human"`` (a person's caption that another program wrote since the model's caption was
         held is kept, and the photo shows it)."""
         written, failures = 0, []
@@ -696,9 +697,15 @@ class CaptionSession:
                 current = self.photo(photo.path)
                 if current is None or not current.held or current.caption is None:
                     continue
-                replaced = replaced_since(current.path, current.held_identity)
+                gone = not os.path.lexists(current.path)
+                replaced = gone or replaced_since(current.path, current.held_identity)
                 newer = None if replaced else _persons_caption_since(current)
-                if replaced:
+                if gone:  # deleted or moved away since it was captioned: nothing to write beside
+                    self._drop_held(current.path)
+                    failures.append(PhotoStatus(current.path, "gone", None, None,
+                                                f"{current.path.name}: deleted or moved away since it was captioned; "
+                                                "its held caption was dropped"))
+                elif replaced:
                     self._drop_held(current.path)
                     failures.append(PhotoStatus(current.path, "failed", None, find_sidecar_or_none(current.path),
                                                 f"{current.path.name}: the photo changed since it was captioned "

@@ -774,6 +774,22 @@ def test_a_held_caption_of_a_photo_replaced_since_is_dropped_not_written(tmp_pat
     assert read_caption(a) is None and not session.photo(a).held and session.photo(a).text == ""
 
 
+def test_a_held_caption_of_a_photo_deleted_since_is_said_to_be_gone(tmp_path):
+    """It was said to be "changed since it was captioned (another file under its name)"."""
+    from dataclasses import replace
+
+    from model.images import file_identity
+
+    a = make_photo(tmp_path / "a.jpg")
+    session = _session([a], auto_write=False)
+    _run(session, None, [replace(_result(a, "a dog"), identity=file_identity(a))])
+    a.unlink()
+    written, not_written = session.accept_held()
+    assert written == 0 and [(s.photo, s.status) for s in not_written] == [(a, "gone")]
+    assert "deleted or moved away since it was captioned" in not_written[0].message
+    assert not sidecar_path(a).exists()
+
+
 def test_the_archive_workers_store_skips_a_photo_replaced_since_it_was_read(tmp_path):
     from dataclasses import replace
 
