@@ -37,10 +37,12 @@ class SetCaptionCommand(QUndoCommand):
     def _set(self, caption: StoredCaption | None, *, undoing: bool) -> None:
         # The edit itself (the first redo) replaces whatever is there: it is what the person typed now.
         first = self._stored is ANY_CAPTION
-        if first and caption is None:  # a clear of a caption held for review only takes it back: no write
-            shown = self._session.photo(self._path)
-            self._at_once = shown is not None and not shown.held
+        before = self._session.stored_caption(self._path) if first and caption is None else None
         photo = self._session.set_caption(self._path, caption, replacing=self._stored, write_now=self._at_once)
+        if first and caption is None:
+            # A clear that changed the sidecar was written at once, captions held for review or not:
+            # so are its undo and redo. One that only took back a caption held wrote nothing.
+            self._at_once = _stored_as(before) != _stored_as(self._session.stored_caption(self._path))
         if first and caption is None and photo is not None and photo.caption is not None and not photo.write_error:
             # A clear that took the sidecar's caption out, and the photo's own caption (or another
             # language's) shows through: that is what this edit sets, and what Redo sets again.
@@ -53,6 +55,11 @@ class SetCaptionCommand(QUndoCommand):
                 self._refused(self._path, undoing)
             return
         self._stored = self._session.stored_caption(self._path)  # what the next undo or redo takes back
+def _stored_as(stored) -> tuple:
+    """A stored caption with the language item it is read from (not part of its equality)."""
+    return stored, getattr(stored, "language", None)
+
+
 class SetKeywordsCommand(QUndoCommand):
     """A person's change of a photo's keywords (one removed); undo puts the previous ones back."""
 

@@ -78,8 +78,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def no_display(environ=os.environ, platform: str = sys.platform) -> bool:
     """Whether a window cannot be shown here: Linux (or another X11 system) with neither an X nor a
-    Wayland display, and no Qt platform chosen (Qt would abort with a message about xcb plugins)."""
-    if platform.startswith(("win", "darwin")) or environ.get("QT_QPA_PLATFORM"):
+    Wayland display for the Qt platform chosen, or for either when none is (Qt would abort with a
+    message about xcb plugins)."""
+    if platform.startswith(("win", "darwin")):
+        return False
+    chosen = environ.get("QT_QPA_PLATFORM", "").split(":")[0]
+    if chosen == "xcb":  # X11 chosen (a usual workaround on Wayland): it needs an X display
+        return not environ.get("DISPLAY")
+    if chosen.startswith("wayland"):
+        return not environ.get("WAYLAND_DISPLAY")
+    if chosen:  # offscreen, minimal, vnc, eglfs...: no display needed
         return False
     return not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY")
 

@@ -55,8 +55,12 @@ def default_command() -> str:
 
 
 def desktop_entry_text(command: str = "imgcap-desktop", icon: str = ICON_NAME) -> str:
-    """The ``.desktop`` file's contents for ``command``, written as the desktop-entry spec asks."""
-    return _TEMPLATE.format(exec=_exec_argument(command), try_exec=_string_value(command), icon=icon)
+    """The ``.desktop`` file's contents for ``command``, written as the desktop-entry spec asks.
+
+    A program whose path holds a literal % is run through ``env``: GLib looks for the program before
+    it undoes the spec's %%, and finds none (GNOME launched nothing from "imgcap%20linux")."""
+    run = f"env {_exec_argument(command)}" if "%" in command else _exec_argument(command)
+    return _TEMPLATE.format(exec=run, try_exec=_string_value(command), icon=icon)
 
 
 # Characters that make an Exec argument quoted (the desktop-entry spec's reserved ones).

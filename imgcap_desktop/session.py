@@ -613,12 +613,15 @@ class CaptionSession:
                 edits = photo.edits + 1
                 self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
             if caption is None and not self.auto_write and photo.held:
-                # Held for review, then cleared: the held caption is taken back, never written; the
-                # photo shows what it stores (a clear of that is a second, written one).
                 stored = _stored_now(path)
-                photo = self._update(path, caption=None if stored is UNREADABLE else stored, error="", **_UNHELD)
-                self.changed.emit((path,))
-                return photo
+                if not (isinstance(stored, StoredCaption) and photo.caption is not None
+                        and stored.text == photo.caption.text):
+                    # Held for review, then cleared: the held caption is taken back, never written;
+                    # the photo shows what it stores (a clear of that is a second, written one).
+                    photo = self._update(path, caption=None if stored is UNREADABLE else stored, error="", **_UNHELD)
+                    self.changed.emit((path,))
+                    return photo
+                # Only its keywords were held (one removed): the caption itself is cleared, now.
             # Undo and Redo check what they take back where writes are made at once: with captions held
             # for review, what the sidecar held at the edit is no mark (Accept wrote it since).
             at_once = self.auto_write or write_now

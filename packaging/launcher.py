@@ -26,8 +26,8 @@ The window's options:"""
 
 def choose(argv: list[str]) -> str:
     """``"cli"``, ``"selftest"``, ``"typo"`` or ``"gui"`` for the arguments after the program name."""
-    if argv and argv[0] in CLI_COMMANDS:
-        return "cli"
+    if argv and argv[0] in CLI_COMMANDS and not (len(argv) == 1 and os.path.isdir(argv[0])):
+        return "cli"  # a command; but "imgcap archive" alone, with a folder named so here, opens it
     if "--selftest" in argv:
         return "selftest"
     word = argv[0] if argv else ""

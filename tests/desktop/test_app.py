@@ -33,6 +33,8 @@ def test_without_a_display_it_says_so_instead_of_aborting(monkeypatch, capsys):
     assert no_display({}, "linux") and not no_display({"DISPLAY": ":0"}, "linux")
     assert not no_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux") and not no_display({}, "win32")
     assert not no_display({"QT_QPA_PLATFORM": "offscreen"}, "linux")
+    assert no_display({"QT_QPA_PLATFORM": "xcb"}, "linux")  # X11 chosen, no X display: Qt aborted the same
+    assert no_display({"QT_QPA_PLATFORM": "wayland", "DISPLAY": ":0"}, "linux")
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(name, raising=False)
     assert main([]) == 2
