@@ -55,6 +55,8 @@ class SetCaptionCommand(QUndoCommand):
                 self._refused(self._path, undoing)
             return
         self._stored = self._session.stored_caption(self._path)  # what the next undo or redo takes back
+
+
 def _stored_as(stored) -> tuple:
     """A stored caption with the language item it is read from (not part of its equality)."""
     return stored, getattr(stored, "language", None)

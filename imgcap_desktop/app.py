@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if no_display():
-        print("imgcap-desktop: no display to show the window on (DISPLAY and WAYLAND_DISPLAY are unset, as over ssh): "
-              "run it in a desktop session, or caption headlessly with `imgcap caption FOLDER`", file=sys.stderr)
+        print("imgcap-desktop: no display to show the window on (no X or Wayland display for Qt's platform, as "
+              "over ssh): run it in a desktop session, or caption headlessly with `imgcap caption FOLDER`",
+              file=sys.stderr)
         return 2
 
     from PySide6.QtCore import QTimer
@@ -82,14 +83,17 @@ def no_display(environ=os.environ, platform: str = sys.platform) -> bool:
     message about xcb plugins)."""
     if platform.startswith(("win", "darwin")):
         return False
-    chosen = environ.get("QT_QPA_PLATFORM", "").split(":")[0]
-    if chosen == "xcb":  # X11 chosen (a usual workaround on Wayland): it needs an X display
-        return not environ.get("DISPLAY")
-    if chosen.startswith("wayland"):
-        return not environ.get("WAYLAND_DISPLAY")
-    if chosen:  # offscreen, minimal, vnc, eglfs...: no display needed
-        return False
-    return not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY")
+    chosen = [p for p in environ.get("QT_QPA_PLATFORM", "").split(";") if p]  # Qt tries a list in turn
+    return not any(_can_show(p, environ) for p in chosen or ["xcb", "wayland"])
+
+
+def _can_show(platform: str, environ) -> bool:
+    name, _, arguments = platform.partition(":")
+    if name == "xcb":  # X11 (chosen on Wayland too, a usual workaround): an X display
+        return bool(environ.get("DISPLAY")) or "display=" in arguments
+    if name.startswith("wayland"):
+        return bool(environ.get("WAYLAND_DISPLAY"))
+    return True  # offscreen, minimal, vnc, eglfs...: no display needed
 
 
 if __name__ == "__main__":

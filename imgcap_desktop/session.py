@@ -613,15 +613,13 @@ class CaptionSession:
                 edits = photo.edits + 1
                 self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
             if caption is None and not self.auto_write and photo.held:
+                # Held for review, then cleared: what is held (a caption, a keyword removed) is taken
+                # back, never written; the photo shows what it stores (a clear of that is a second,
+                # written one).
                 stored = _stored_now(path)
-                if not (isinstance(stored, StoredCaption) and photo.caption is not None
-                        and stored.text == photo.caption.text):
-                    # Held for review, then cleared: the held caption is taken back, never written;
-                    # the photo shows what it stores (a clear of that is a second, written one).
-                    photo = self._update(path, caption=None if stored is UNREADABLE else stored, error="", **_UNHELD)
-                    self.changed.emit((path,))
-                    return photo
-                # Only its keywords were held (one removed): the caption itself is cleared, now.
+                photo = self._update(path, caption=None if stored is UNREADABLE else stored, error="", **_UNHELD)
+                self.changed.emit((path,))
+                return photo
             # Undo and Redo check what they take back where writes are made at once: with captions held
             # for review, what the sidecar held at the edit is no mark (Accept wrote it since).
             at_once = self.auto_write or write_now
@@ -700,10 +698,12 @@ class CaptionSession:
                 current = self.photo(photo.path)
                 if current is None or not current.held or current.caption is None:
                     continue
-                gone = not os.path.lexists(current.path)
+                # A model's caption of a photo deleted or moved away (or behind a link to nowhere) is
+                # dropped; a person's typing stays held (the writer says why), to be written or discarded.
+                gone = current.caption.source == "automatic" and not os.path.exists(current.path)
                 replaced = gone or replaced_since(current.path, current.held_identity)
                 newer = None if replaced else _persons_caption_since(current)
-                if gone:  # deleted or moved away since it was captioned: nothing to write beside
+                if gone:
                     self._drop_held(current.path)
                     failures.append(PhotoStatus(current.path, "gone", None, None,
                                                 f"{current.path.name}: deleted or moved away since it was captioned; "

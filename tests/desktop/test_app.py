@@ -35,6 +35,8 @@ def test_without_a_display_it_says_so_instead_of_aborting(monkeypatch, capsys):
     assert not no_display({"QT_QPA_PLATFORM": "offscreen"}, "linux")
     assert no_display({"QT_QPA_PLATFORM": "xcb"}, "linux")  # X11 chosen, no X display: Qt aborted the same
     assert no_display({"QT_QPA_PLATFORM": "wayland", "DISPLAY": ":0"}, "linux")
+    assert not no_display({"QT_QPA_PLATFORM": "wayland;xcb", "DISPLAY": ":0"}, "linux")  # a list, tried in turn
+    assert not no_display({"QT_QPA_PLATFORM": "xcb:display=:1"}, "linux")
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(name, raising=False)
     assert main([]) == 2

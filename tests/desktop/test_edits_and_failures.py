@@ -752,14 +752,6 @@ def test_held_for_review_a_clear_and_its_undo_are_written_at_once_and_a_held_one
     window.undo_stack.undo()
     assert read_caption(mine).text == "my own words" and not window.photos.item_at(mine).held
 
-    write_caption(mine, StoredCaption("my own words", "human", keywords=("cat", "sofa")))
-    window.session.refresh_stored([mine])
-    assert window.remove_keyword("sofa", mine) and window.photos.item_at(mine).held  # the keywords alone held
-    assert window.edit_caption("", mine)  # the caption itself goes (it only took the keyword change back)
-    assert read_caption(mine) is None
-    window.undo_stack.undo()  # written back at once, not held
-    assert read_caption(mine).text == "my own words" and not window.photos.item_at(mine).held
-
     assert window.edit_caption("typed, held", other) and window.photos.item_at(other).held
     assert window.edit_caption("", other)  # the held one taken back, nothing written
     assert read_caption(other) is None and not window.photos.item_at(other).held

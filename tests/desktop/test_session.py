@@ -775,19 +775,23 @@ def test_a_held_caption_of_a_photo_replaced_since_is_dropped_not_written(tmp_pat
 
 
 def test_a_held_caption_of_a_photo_deleted_since_is_said_to_be_gone(tmp_path):
-    """It was said to be "changed since it was captioned (another file under its name)"."""
+    """It was said to be "changed since it was captioned (another file under its name)"; a person's
+    typing stays held, to be written or discarded."""
     from dataclasses import replace
 
     from model.images import file_identity
 
-    a = make_photo(tmp_path / "a.jpg")
-    session = _session([a], auto_write=False)
+    a, b = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "b.jpg")
+    session = _session([a, b], auto_write=False)
     _run(session, None, [replace(_result(a, "a dog"), identity=file_identity(a))])
+    session.set_caption(b, StoredCaption("Grandma Rose at the lake, 1962", "human"))  # typed, held
     a.unlink()
+    b.unlink()
     written, not_written = session.accept_held()
-    assert written == 0 and [(s.photo, s.status) for s in not_written] == [(a, "gone")]
+    assert written == 0 and [(s.photo, s.status) for s in not_written] == [(a, "gone"), (b, "failed")]
     assert "deleted or moved away since it was captioned" in not_written[0].message
-    assert not sidecar_path(a).exists()
+    assert not sidecar_path(a).exists() and not sidecar_path(b).exists()
+    assert session.photo(b).held and session.photo(b).text == "Grandma Rose at the lake, 1962"  # still the person's
 
 
 def test_the_archive_workers_store_skips_a_photo_replaced_since_it_was_read(tmp_path):
