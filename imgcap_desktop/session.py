@@ -780,14 +780,16 @@ class CaptionSession:
     # -- export and import ---------------------------------------------------------------------
 
     def export_rows(self, paths: Iterable[str | Path] | None = None, root: str | Path | None = None) -> list[CsvRow]:
-        """CSV rows for some photos (default: all) with what the session shows for them.
+        """CSV rows for some photos (default: all) with what the session shows for them; a caption
+        held for review says so in its row's error cell (a reviewer in a spreadsheet could not tell it
+        from one written).
 
         Reads each photo's header (its size): call it on a worker thread for a large folder.
         """
         root = Path(root) if root is not None else (self.folder or Path.cwd())
         photos = self.photos() if paths is None else [self.photo(p) or Photo(Path(p)) for p in paths]
-        return [make_row(p.path, root, p.caption, sidecar=find_sidecar_or_none(p.path), error=p.error or p.write_error)
-                for p in photos]
+        return [make_row(p.path, root, p.caption, sidecar=find_sidecar_or_none(p.path),
+                         error=p.error or p.write_error or (HELD_NOTE if p.held else "")) for p in photos]
 
     def export_csv(self, csv_file: str | Path, paths: Iterable[str | Path] | None = None, *,
                    root: str | Path | None = None, excel_bom: bool = False) -> int:
@@ -968,6 +970,10 @@ def _on_stored(path: Path, photo: Photo, caption: StoredCaption, removed: Sequen
     added = [k for k in caption.keywords or () if k not in photo.keywords]
     kept = [k for k in stored.keywords or () if k not in removed]
     return replace(stored, keywords=tuple(dict.fromkeys([*kept, *added])))
+
+
+#: A held caption's CSV row says this where an error would be.
+HELD_NOTE = "held for review: not written to the sidecar yet"
 
 
 def _language(caption: StoredCaption | None) -> str | None:

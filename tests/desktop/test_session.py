@@ -306,6 +306,8 @@ def test_a_csv_exported_while_captions_are_held_imports_as_unchanged(tmp_path):
     session = _session([a, b], auto_write=False)
     _run(session, None, [_result(a, "a cat on a sofa"), _result(b, "a dog on the grass")])
     session.export_csv(tmp_path / "c.csv")
+    # A reviewer in a spreadsheet can tell the captions held from ones written.
+    assert {row.error for _, row in read_csv(tmp_path / "c.csv")} == {"held for review: not written to the sidecar yet"}
     report = session.import_csv(tmp_path / "c.csv")
     assert report.applied == [] and sorted(report.unchanged) == [a, b]
     assert all(p.held and p.state is CaptionState.AUTOMATIC for p in session.photos())
