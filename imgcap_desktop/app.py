@@ -65,16 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     app.setDesktopFileName("imgcap-desktop")
 
     from imgcap_desktop.caption_service import CaptionService
+    from imgcap_desktop.gui_gc import collecting_on_gui_thread
     from imgcap_desktop.main_window import MainWindow
 
-    window = MainWindow(service=CaptionService(bundle=args.bundle))
-    window.show()
-    if args.exit_after_shown:
-        QTimer.singleShot(0, app.quit)  # after the first paint: measures start-up to window shown
-    if args.paths:
-        # After the first paint, so the window appears at once even for a large folder.
-        QTimer.singleShot(0, lambda: window.open_paths(args.paths))
-    return app.exec()
+    with collecting_on_gui_thread():  # a worker thread freeing a widget crashed the app
+        window = MainWindow(service=CaptionService(bundle=args.bundle))
+        window.show()
+        if args.exit_after_shown:
+            QTimer.singleShot(0, app.quit)  # after the first paint: measures start-up to window shown
+        if args.paths:
+            # After the first paint, so the window appears at once even for a large folder.
+            QTimer.singleShot(0, lambda: window.open_paths(args.paths))
+        return app.exec()
 
 
 def no_display(environ=os.environ, platform: str = sys.platform) -> bool:

@@ -114,10 +114,17 @@ def run_service_sequence(photos: Sequence[Path], bundle: Path | None = None, *, 
     """
     from PySide6.QtCore import QCoreApplication
 
-    from imgcap_desktop.caption_service import CaptionJob, CaptionService
+    from imgcap_desktop.caption_service import CaptionService
+    from imgcap_desktop.gui_gc import collecting_on_gui_thread
 
     _app = QCoreApplication.instance() or QCoreApplication([])
-    service = CaptionService(bundle=bundle, factory=factory)
+    with collecting_on_gui_thread():  # as in the app: Qt objects are freed on this thread only
+        return _service_sequence(CaptionService(bundle=bundle, factory=factory), photos, beam_size, device)
+
+
+def _service_sequence(service, photos: Sequence[Path], beam_size: int, device: str) -> int:
+    from imgcap_desktop.caption_service import CaptionJob
+
     photos = tuple(photos)
     first: dict[str, str] = {}
 

@@ -38,6 +38,26 @@ def fresh_settings(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def gui_thread_collector(qapp):
+    """As in the app, cyclic garbage (a test's window) is collected on the GUI thread alone, never by
+    a worker thread that allocates: that deleted widgets the GUI thread was using (a segfault)."""
+    from imgcap_desktop.gui_gc import collecting_on_gui_thread
+
+    with collecting_on_gui_thread() as collector:
+        yield collector
+
+
+@pytest.fixture(autouse=True)
+def collect_after_each_test(gui_thread_collector):
+    """What a test left as garbage is collected as the automatic collector would have (a test
+    without an event loop never runs the collector's timer)."""
+    from imgcap_desktop.gui_gc import collect_due
+
+    yield
+    collect_due(gui_thread_collector.thresholds)
+
+
 @pytest.fixture(autouse=True)
 def no_threads_left(request):
     """Fail a GUI test that leaves a captioning thread or thread-pool work running."""
