@@ -37,16 +37,17 @@ class SetCaptionCommand(QUndoCommand):
     def _set(self, caption: StoredCaption | None, *, undoing: bool) -> None:
         # The edit itself (the first redo) replaces whatever is there: it is what the person typed now.
         first = self._stored is ANY_CAPTION
-        before = self._session.stored_caption(self._path) if first and caption is None else None
+        clearing = first and caption is None  # the edit itself is a clear
+        before = self._session.stored_caption(self._path) if clearing else None
         photo = self._session.set_caption(self._path, caption, replacing=self._stored, write_now=self._at_once)
-        if first and caption is None:
+        if clearing:
             # A clear that changed the sidecar was written at once, captions held for review or not:
             # so are its undo and redo. One that only took back a caption held wrote nothing.
             self._at_once = _stored_as(before) != _stored_as(self._session.stored_caption(self._path))
-        if first and caption is None and photo is not None and photo.caption is not None and not photo.write_error:
-            # A clear that took the sidecar's caption out, and the photo's own caption (or another
-            # language's) shows through: that is what this edit sets, and what Redo sets again.
-            caption = self._new = photo.caption
+            if photo is not None and photo.caption is not None and not photo.write_error:
+                # It took the sidecar's caption out, and the photo's own caption (or another
+                # language's) shows through: that is what this edit sets, and what Redo sets again.
+                caption = self._new = photo.caption
         if photo is not None and not same_caption(photo.caption, caption):
             if first:  # the sidecar refused the edit itself (the photo says why): nothing to undo
                 self.setObsolete(True)

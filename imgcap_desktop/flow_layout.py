@@ -17,6 +17,7 @@ class FlowLayout(QLayout):
         self._items: list[QLayoutItem] = []
         self._spacing = spacing
         self._heights: dict[int, int] = {}  # heightForWidth's answers since the last change
+        self._line: int | None = None  # the tallest item's height since the last change
         self.setContentsMargins(0, 0, 0, 0)
 
     def addItem(self, item: QLayoutItem) -> None:
@@ -24,8 +25,12 @@ class FlowLayout(QLayout):
         self.invalidate()
 
     def invalidate(self) -> None:
-        self._heights.clear()
+        self._forget()
         super().invalidate()
+
+    def _forget(self) -> None:
+        self._heights.clear()
+        self._line = None
 
     def count(self) -> int:
         return len(self._items)
@@ -36,7 +41,7 @@ class FlowLayout(QLayout):
     def takeAt(self, index: int) -> QLayoutItem | None:
         if not 0 <= index < len(self._items):
             return None
-        self._heights.clear()
+        self._forget()
         return self._items.pop(index)
 
     def expandingDirections(self) -> Qt.Orientation:
@@ -53,10 +58,10 @@ class FlowLayout(QLayout):
         return height
 
     def setGeometry(self, rect: QRect) -> None:
-        before = self.minimumSize().height()
+        before = self._reserved_height()
         super().setGeometry(rect)
         self._arrange(rect, move=True)
-        if self.minimumSize().height() != before and self.parentWidget() is not None:
+        if self._reserved_height() != before and self.parentWidget() is not None:
             self.parentWidget().updateGeometry()  # lines at this width need another height: asked again
 
     def sizeHint(self) -> QSize:
@@ -68,16 +73,21 @@ class FlowLayout(QLayout):
             size = size.expandedTo(item.minimumSize())
         margins: QMargins = self.contentsMargins()
         size += QSize(margins.left() + margins.right(), margins.top() + margins.bottom())
-        # As tall as the lines need at the width it has: a layout above that squeezed the widget to
-        # one line drew the others over its neighbours. At most MOST_LINES_RESERVED lines count in
-        # the window's minimum size, so that a very long caption never makes the window taller than
-        # the screen (in a window made smaller than it needs, its last lines may still overlap).
-        width = self.geometry().width()
-        if self._items and width > 0:
-            line = max(item.sizeHint().height() for item in self._items)
-            most = self.MOST_LINES_RESERVED * (line + self._spacing) - self._spacing
-            size.setHeight(max(size.height(), min(self.heightForWidth(width), most)))
+        size.setHeight(max(size.height(), self._reserved_height()))
         return size
+
+    def _reserved_height(self) -> int:
+        """As tall as the lines need at the width it has: a layout above that squeezed the widget to
+        one line drew the others over its neighbours. At most MOST_LINES_RESERVED lines count in the
+        window's minimum size, so that a very long caption never makes the window taller than the
+        screen (in a window made smaller than it needs, its last lines may still overlap)."""
+        width = self.geometry().width()
+        if not self._items or width <= 0:
+            return 0
+        if self._line is None:
+            self._line = max(item.sizeHint().height() for item in self._items)
+        most = self.MOST_LINES_RESERVED * (self._line + self._spacing) - self._spacing
+        return min(self.heightForWidth(width), most)
 
     def _arrange(self, rect: QRect, move: bool) -> int:
         margins = self.contentsMargins()
