@@ -123,6 +123,8 @@ class _Worker(CaptionSignals):
         self._cancel = cancel
         self._captioner = None
         self._loaded_for: tuple | None = None
+        self.idle = threading.Event()  # no job queued or running: every batch produced is stored
+        self.idle.set()
 
     def run(self, job: CaptionJob) -> None:
         cancelled = False
@@ -164,6 +166,7 @@ class _Worker(CaptionSignals):
         finally:
             self._cancel.clear()
             self.finished.emit(cancelled)
+            self.idle.set()
 
     def _ensure_model(self, device: str):
         key = (self._bundle, device)
@@ -295,6 +298,7 @@ class CaptionService(CaptionSignals):
         self._busy = True
         self._cancel.clear()
         self.started_at = time.monotonic()
+        self._worker.idle.clear()
         self._thread.submit(job)
         return True
 
@@ -302,6 +306,13 @@ class CaptionService(CaptionSignals):
         """Stop after the batch being captioned; every caption produced so far is kept."""
         if self._busy:
             self._cancel.set()
+
+    def cancel_and_wait(self, timeout_ms: int = 30000) -> bool:
+        """Cancel, and wait (blocking) until the batch under way is stored: then nothing of the job
+        changes the session any more. True when so, False after ``timeout_ms``. The thread stays for
+        the next job; ``finished`` still comes through the event loop."""
+        self.cancel()
+        return self._worker.idle.wait(timeout_ms / 1000)
 
     def shutdown(self, timeout_ms: int = 30000) -> None:
         """Cancel any job and stop the worker thread (called when the window closes)."""

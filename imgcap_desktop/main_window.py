@@ -576,6 +576,9 @@ class MainWindow(QMainWindow):
         answer = self._ask_about_held(held, before)
         if answer == QMessageBox.StandardButton.Cancel:
             return False
+        # The run ends with the folder: the captions of its batch under way are held too, and the
+        # answer is for them as well (they came while Save wrote, and were called "not written").
+        self._finish_run()
         if answer == QMessageBox.StandardButton.Save:
             self.accept_held()
             left = self.session.held()
@@ -586,6 +589,18 @@ class MainWindow(QMainWindow):
                     f"still held; Discard drops {'it' if one else 'them'}", 20000)
                 return False
         return True
+
+    def _finish_run(self) -> None:
+        """End the run after its batch under way, and wait for that batch to be stored."""
+        if not self.service.busy:
+            return
+        self.statusBar().showMessage("Finishing the photos being captioned…")
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            if not self.service.cancel_and_wait():
+                log.warning("the run did not end in time; its last captions may come after the answer")
+        finally:
+            QApplication.restoreOverrideCursor()
 
     def _confirm_stop_run(self) -> bool:
         return dialogs.confirm_stop_run(self, *self.run_status.progress())

@@ -544,6 +544,45 @@ def test_opening_another_folder_asks_about_held_captions(qtbot, window, photo_fo
     assert read_caption(path).text == "held for review" and window.folder == elsewhere
 
 
+def test_saving_held_captions_during_a_run_writes_its_last_batch_too_and_opens_the_folder(
+        qtbot, window, tmp_path, fake_captioner):
+    """Another folder opened during a run in hold mode, Save answered: the batch under way was held
+    while Save wrote, so the folder did not open, and the status bar said its captions "could not
+    be written (not written)" and pointed to Discard."""
+    from tests.desktop.conftest import make_photos
+
+    folder = tmp_path / "few"
+    make_photos(folder, count=1)  # broken.jpg, drawing.png | photo1.jpg: two batches of two
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, folder)
+    fake_captioner.gate = threading.Semaphore(0)
+    assert window.caption_all()
+    fake_captioner.gate.release()  # the first batch is held
+    qtbot.waitUntil(lambda: bool(window.session.held()), timeout=WAIT)
+    accept_held = window.session.accept_held
+
+    def accept_while_the_batch_under_way_arrives():
+        done = accept_held()
+        deadline = time.monotonic() + 5
+        while fake_captioner.batches < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the second batch is stored meanwhile
+        return done
+
+    def answer(count, before):
+        fake_captioner.gate.release()  # the last batch comes while the question is up
+        return QMessageBox.StandardButton.Save
+
+    window.session.accept_held = accept_while_the_batch_under_way_arrives
+    window._ask_about_held = answer
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert window.open_folder(elsewhere)
+    assert window.folder == elsewhere and "could not be written" not in window.statusBar().currentMessage()
+    assert read_caption(folder / "drawing.png") is not None and read_caption(folder / "photo1.jpg") is not None
+    qtbot.waitUntil(lambda: not window.service.busy, timeout=WAIT)
+
+
 def test_a_save_that_fails_keeps_the_window_open(qtbot, window, photo_folder, monkeypatch):
     """Quit, Save with a sidecar that cannot be written closed the window anyway: the typed caption
     was lost with only a status-bar message."""
