@@ -101,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="alternate the three runs this often; keep each one's best")
     args = parser.parse_args(argv)
 
+    from bench_caption import make_photos
+    from model.bundle import load_bundle  # first: importing the engine turns ONNX Runtime's telemetry off
+
     import onnxruntime
     import ray
-
-    from bench_caption import make_photos
-    from model.bundle import load_bundle
 
     cpus = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="imgcap-bench-archive-") as tmp:

@@ -278,11 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tags_only:
         return tags_only(args)
 
+    from model.captioner import Captioner  # first: importing the engine turns ONNX Runtime's telemetry off
+    from model.images import load_image
+
     import onnxruntime
     import tensorflow as tf
-
-    from model.captioner import Captioner
-    from model.images import load_image
 
     with tempfile.TemporaryDirectory(prefix="imgcap-bench-") as tmp:
         paths = make_photos(Path(tmp), args.photos)

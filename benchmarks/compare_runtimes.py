@@ -42,13 +42,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import numpy as np
-    import onnxruntime as ort
-    import tensorflow as tf
 
     from bench_caption import make_photos
-    from model.encoder_graphs import encoder_graph_path
+    from model.encoder_graphs import encoder_graph_path  # first: the engine turns ONNX Runtime's telemetry off
     from model.encoders import build_efficientnet_lite_classifier
     from model.images import load_image
+
+    import onnxruntime as ort
+    import tensorflow as tf
 
     tmp = Path(tempfile.mkdtemp(prefix="imgcap-runtimes-"))
     pixels = np.stack([load_image(p, 260) for p in make_photos(tmp, args.photos)]).astype(np.float32)

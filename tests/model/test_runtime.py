@@ -394,3 +394,27 @@ def test_onnx_runtime_records_no_usage_events(tiny_bundle, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.startswith("onnx"), done.stderr[-2000:]
     assert not list(tmp_path.rglob("Microsoft")) and not list(tmp_path.rglob("onnxruntime.db"))
+
+
+def test_no_program_imports_onnx_runtime_before_the_engine():
+    """The benchmarks imported onnxruntime before ``model`` (which turns its telemetry off when
+    imported): a benchmark run recorded usage events. Each function (or module) that imports
+    onnxruntime has imported the engine before it."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    files = [*root.glob("benchmarks/*.py"), *root.glob("training/*.py"), *root.glob("imgcap_desktop/**/*.py"),
+             *root.glob("scripts/*.py")]
+    late = []
+    for file in files:
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        for scope in [tree, *(n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))]:
+            engine_seen = False
+            for node in scope.body:
+                names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(name == "model" or name.startswith("model.") for name in names):
+                    engine_seen = True
+                elif any(name.split(".")[0] == "onnxruntime" for name in names) and not engine_seen:
+                    late.append(f"{file.relative_to(root)}:{node.lineno}")
+    assert late == []
