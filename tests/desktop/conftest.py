@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 import time
@@ -38,10 +39,11 @@ def fresh_settings(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def gui_thread_collector(qapp):
     """As in the app, cyclic garbage (a test's window) is collected on the GUI thread alone, never by
-    a worker thread that allocates: that deleted widgets the GUI thread was using (a segfault)."""
+    a worker thread that allocates: that deleted widgets the GUI thread was using (a segfault).
+    From the first Qt test on, for the rest of the session."""
     from imgcap_desktop.gui_gc import collecting_on_gui_thread
 
     with collecting_on_gui_thread() as collector:
@@ -49,13 +51,17 @@ def gui_thread_collector(qapp):
 
 
 @pytest.fixture(autouse=True)
-def collect_after_each_test(gui_thread_collector):
-    """What a test left as garbage is collected as the automatic collector would have (a test
-    without an event loop never runs the collector's timer)."""
+def collect_on_gui_thread(request):
+    """A Qt test runs under the GUI thread's collector; after any test, what it left as garbage is
+    collected as the automatic collector would have (a test without an event loop never runs the
+    collector's timer). Tests without Qt make no Qt application (no display needed)."""
     from imgcap_desktop.gui_gc import collect_due
 
+    if {"qtbot", "qapp"} & set(request.fixturenames):
+        request.getfixturevalue("gui_thread_collector")
     yield
-    collect_due(gui_thread_collector.thresholds)
+    if not gc.isenabled():
+        collect_due(gc.get_threshold())
 
 
 @pytest.fixture(autouse=True)

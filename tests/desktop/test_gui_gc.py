@@ -3,8 +3,8 @@
 A test run in eight segfaulted in ``QObject::event`` on the GUI thread while the captioning thread
 (reading a sidecar, loading the model) ran the cycle collector: it freed an earlier window, a job's
 event loop or its timer, the Qt objects with it, while the GUI thread delivered an event to one.
-The test suite runs under such a collector (conftest): these tests turn automatic collection on
-where they need it, and check that a block gives back what it found.
+The test suite's Qt tests run under such a collector (conftest): these tests turn automatic
+collection on where they need it, and check that a block gives back what it found.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def test_without_it_a_worker_thread_that_allocates_frees_qt_objects_in_cycles(au
     assert deleted_on and deleted_on[0] != threading.get_ident()
 
 
-def test_with_it_the_gui_thread_frees_them(automatic_collection):
+def test_with_it_the_gui_thread_frees_them(qapp, automatic_collection):
     deleted_on: list[int] = []
     with collecting_on_gui_thread(interval_ms=20):
         assert not gc.isenabled()
@@ -98,7 +98,7 @@ def test_a_collection_is_due_as_the_automatic_collector_would_make_it():
         assert collect_due(gc.get_threshold()) > 0 and deleted_on == [threading.get_ident()]
 
 
-def test_the_app_and_the_selftest_run_with_it(automatic_collection, tmp_path):
+def test_the_app_and_the_selftest_run_with_it(qapp, automatic_collection, tmp_path):
     from imgcap_desktop import selftest
     from imgcap_desktop.app import main
     from tests.desktop.conftest import FakeCaptioner, make_photos
