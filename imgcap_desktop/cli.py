@@ -289,11 +289,26 @@ def _csv_root(csv_file: Path, photos: list[Path]) -> Path:
     return root
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, but an option no command knows is refused with the usage of the
+    command given (``imgcap caption [-h] [-r] ...``), not the top-level one that hides its options."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen = parser
+        while (commands := next((a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)), None)):
+            name = getattr(args, commands.dest, None)
+            if name not in commands.choices:
+                break
+            chosen = commands.choices[name]
+        chosen.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="imgcap: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_command_line(build_parser(), argv)
     except SystemExit as exc:  # argparse exits 2 on a usage error, 0 for --help
         if exc.code:
             for token in sys.argv[1:] if argv is None else argv:

@@ -172,6 +172,16 @@ def test_usage_errors_exit_2(photos, argv, capsys):
     assert "usage" in capsys.readouterr().err
 
 
+def test_an_unknown_option_shows_its_commands_usage(photos, capsys):
+    """``imgcap caption --no-such-option`` answered with the top-level usage, ``imgcap [-h] COMMAND
+    ...``, which hides the options caption has."""
+    assert main(["caption", str(photos / "a.jpg"), "--no-such-option"], io.StringIO()) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("usage: imgcap caption [-h]") and "unrecognized arguments: --no-such-option" in err
+    assert main(["archive", "export", "r", "--no-such-option"], io.StringIO()) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith("usage: imgcap archive export [-h]")
+
+
 def test_no_paths_is_a_usage_error(capsys):
     assert main(["caption"], io.StringIO()) == EXIT_USAGE
     assert main([], io.StringIO()) == EXIT_USAGE
