@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from PySide6.QtCore import QObject, Signal
+from shiboken6 import isValid
 
 from imgcap_desktop.session import CaptionSession
 from imgcap_desktop.workers import run_in_background
@@ -16,8 +17,10 @@ class StoredCaptionReader(QObject):
     The session reports each chunk of photos it read through its own ``changed`` event.
 
     Signals:
-        finished(): the latest request has been read completely (or stopped).
+        finished(): the latest request has been read completely.
         failed(object exception): reading stopped on an unexpected error.
+
+    A request stopped (:meth:`stop`, or another :meth:`read`) reports nothing more.
     """
 
     finished = Signal()
@@ -32,7 +35,6 @@ class StoredCaptionReader(QObject):
     def read(self) -> None:
         """Start reading the session's photos; any earlier request is stopped."""
         self.stop()
-        self._generation += 1
         self._stop = threading.Event()
         generation = self._generation
         run_in_background(self._session.read_stored, stop=self._stop,
@@ -41,11 +43,16 @@ class StoredCaptionReader(QObject):
 
     def stop(self) -> None:
         self._stop.set()
+        self._generation += 1
+
+    def _current(self, generation: int) -> bool:
+        # Not deleted either: the window closed (and went) while the folder was read.
+        return isValid(self) and generation == self._generation
 
     def _on_task_errored(self, generation: int, exc: BaseException) -> None:
-        if generation == self._generation:
+        if self._current(generation):
             self.failed.emit(exc)
 
     def _on_task_finished(self, generation: int) -> None:
-        if generation == self._generation:
+        if self._current(generation):
             self.finished.emit()

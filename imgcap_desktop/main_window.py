@@ -16,6 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QModelIndex, QSignalBlocker, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QStatusTipEvent, QUndoStack
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QSplitter, QStatusBar
+from shiboken6 import isValid
 
 from imgcap_desktop import dialogs
 from imgcap_desktop.actions import SetCaptionCommand, SetKeywordsCommand, build_actions, build_menus, build_toolbar
@@ -129,7 +130,7 @@ class MainWindow(QMainWindow):
         self._pin_selection_timer = QTimer(self)
         self._pin_selection_timer.setSingleShot(True)
         self._pin_selection_timer.timeout.connect(self._pin_selection)
-        self.filter_edit.textChanged.connect(lambda _text: self._pin_selection())  # after the grid is filtered
+        self.filter_edit.textChanged.connect(self._on_filter_edit_text_changed)
         self.panel.caption_edited.connect(self.edit_caption)
         self.panel.alternative_chosen.connect(self._on_panel_alternative_chosen)
         self.panel.recompute_requested.connect(self.recompute_attention)
@@ -376,6 +377,9 @@ class MainWindow(QMainWindow):
         self.filtered.pin_shown(photo.path if photo is not None else None)
         self._show_current()
 
+    def _on_filter_edit_text_changed(self, _text: str) -> None:
+        self._pin_selection()  # after the grid is filtered
+
     def _on_grid_selection_changed(self, _selected, _deselected) -> None:
         if self.filtered.filtering:  # once a pass: a run's or a drag's storm of changes is one
             self._pin_selection_timer.start(0)
@@ -459,9 +463,17 @@ class MainWindow(QMainWindow):
             return False
         paths = [p.path for p in self.selected_photos()] if selection_only else None
         run_in_background(self.session.export_csv, csv_file, paths, excel_bom=excel_bom,
-                          on_returned=lambda rows: self.exported.emit(str(csv_file), rows),
-                          on_errored=self.export_failed.emit)
+                          on_returned=partial(self._on_export_task_returned, str(csv_file)),
+                          on_errored=self._on_export_task_errored)
         return True
+
+    def _on_export_task_returned(self, csv_file: str, rows: int) -> None:
+        if isValid(self):  # not closed (and gone) while the file was written
+            self.exported.emit(csv_file, rows)
+
+    def _on_export_task_errored(self, exc: BaseException) -> None:
+        if isValid(self):
+            self.export_failed.emit(exc)
 
     def _on_export_action_triggered(self) -> None:
         if self.folder is None:
