@@ -580,17 +580,18 @@ class MainWindow(QMainWindow):
     def _settle_held(self, before: str) -> bool:
         """Ask what becomes of the held captions before they would be dropped (``before``: "closing"):
         True to go on. Cancel, or a Save that could not write them all, keeps them (and the window).
-        Text being typed in the caption box is committed first: it is part of the question."""
+
+        Text being typed in the caption box is committed first, and a run under way ends after its
+        batch under way is stored: both are part of the question (a batch that came while it was
+        asked was dropped uncounted, or, with nothing held yet, dropped without asking)."""
         self.panel.commit_typing()
+        self._finish_run()
         held = len(self.session.held())
         if not held:
             return True
         answer = self._ask_about_held(held, before)
         if answer == QMessageBox.StandardButton.Cancel:
             return False
-        # The run ends with the folder: the captions of its batch under way are held too, and the
-        # answer is for them as well (they came while Save wrote, and were called "not written").
-        self._finish_run()
         if answer == QMessageBox.StandardButton.Save:
             self.accept_held()
             left = self.session.held()
@@ -607,6 +608,7 @@ class MainWindow(QMainWindow):
         if not self.service.busy:
             return
         self.statusBar().showMessage("Finishing the photos being captioned…")
+        self.statusBar().repaint()  # now: the wait below holds the event loop, and with it any later paint
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             if not self.service.cancel_and_wait():
@@ -621,14 +623,7 @@ class MainWindow(QMainWindow):
         if self.service.busy and not self._confirm_stop_run():  # Cancel: the run goes on
             event.ignore()
             return
-        if self.service.busy:  # the batch under way ends first: held, its captions are part of the question
-            self.statusBar().showMessage("Finishing the photos being captioned…")
-            QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-            try:
-                self.service.shutdown()
-            finally:
-                QApplication.restoreOverrideCursor()
-        if not self._settle_held("closing"):
+        if not self._settle_held("closing"):  # the run ends first: its last batch is part of the question
             event.ignore()
             return
         self.reader.stop()

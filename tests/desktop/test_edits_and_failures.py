@@ -544,43 +544,105 @@ def test_opening_another_folder_asks_about_held_captions(qtbot, window, photo_fo
     assert read_caption(path).text == "held for review" and window.folder == elsewhere
 
 
+def _a_held_run_under_way(qtbot, window, tmp_path, fake_captioner, typed: str | None = None, photos: int = 1):
+    """Hold mode, a folder of broken.jpg, drawing.png, photo1.jpg… (``photos`` of them; ``typed``
+    over photo1.jpg's caption first), and a run in batches of two whose first (broken.jpg,
+    drawing.png) is under way, waiting for a release, as each batch does."""
+    from tests.desktop.conftest import make_photos
+
+    folder = tmp_path / "few"
+    make_photos(folder, count=photos)
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, folder)
+    if typed is not None:
+        window.edit_caption(typed, folder / "photo1.jpg")
+    fake_captioner.gate = threading.Semaphore(0)
+    waiting, wait = threading.Event(), fake_captioner._wait_for_release
+    fake_captioner._wait_for_release = lambda: waiting.set() or wait()
+    assert window.caption_all()
+    assert waiting.wait(5)  # the batch is under way
+    return folder
+
+
 def test_saving_held_captions_during_a_run_writes_its_last_batch_too_and_opens_the_folder(
         qtbot, window, tmp_path, fake_captioner):
     """Another folder opened during a run in hold mode, Save answered: the batch under way was held
     while Save wrote, so the folder did not open, and the status bar said its captions "could not
     be written (not written)" and pointed to Discard."""
-    from tests.desktop.conftest import make_photos
+    folder = _a_held_run_under_way(qtbot, window, tmp_path, fake_captioner, photos=2)
+    fake_captioner.gate.release()  # the first batch (drawing.png's caption) is held; the last one waits
+    qtbot.waitUntil(lambda: len(window.session.held()) == 1, timeout=WAIT)
+    window._ask_about_held = lambda count, before: QMessageBox.StandardButton.Save
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    threading.Timer(0.3, fake_captioner.gate.release).start()  # the last batch comes while the folder opens
+    assert window.open_folder(elsewhere)
+    assert window.folder == elsewhere and "could not be written" not in window.statusBar().currentMessage()
+    assert all(read_caption(folder / name) is not None for name in ("drawing.png", "photo1.jpg", "photo2.jpg"))
+    qtbot.waitUntil(lambda: not window.service.busy, timeout=WAIT)
 
-    folder = tmp_path / "few"
-    make_photos(folder, count=1)  # broken.jpg, drawing.png | photo1.jpg: two batches of two
-    window.apply_settings(replace(window.settings, auto_write=False))
-    open_and_wait(qtbot, window, folder)
-    fake_captioner.gate = threading.Semaphore(0)
-    assert window.caption_all()
-    fake_captioner.gate.release()  # the first batch is held
-    qtbot.waitUntil(lambda: bool(window.session.held()), timeout=WAIT)
-    accept_held = window.session.accept_held
 
-    def accept_while_the_batch_under_way_arrives():
-        done = accept_held()
-        deadline = time.monotonic() + 5
-        while fake_captioner.batches < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)  # the second batch is stored meanwhile
-        return done
+def test_opening_another_folder_during_a_held_run_asks_about_its_batch_under_way(
+        qtbot, window, tmp_path, fake_captioner):
+    """Hold mode, nothing held yet, another folder opened while a batch was captioned: nothing was
+    asked, and that batch's captions came for a folder no longer open: dropped, and counted as failed."""
+    folder = _a_held_run_under_way(qtbot, window, tmp_path, fake_captioner)
+    asked = []
+    window._ask_about_held = lambda count, before: asked.append(count) or QMessageBox.StandardButton.Save
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    threading.Timer(0.3, fake_captioner.gate.release).start()  # the batch ends while the folder opens
+    assert window.open_folder(elsewhere)
+    assert asked == [1] and read_caption(folder / "drawing.png") is not None
+    qtbot.waitUntil(lambda: not window.service.busy, timeout=WAIT)
+    message = window.statusBar().currentMessage()
+    assert "1 failed" in message, message  # broken.jpg's; drawing.png's caption was held, and written
 
-    def answer(count, before):
-        fake_captioner.gate.release()  # the last batch comes while the question is up
-        return QMessageBox.StandardButton.Save
 
-    window.session.accept_held = accept_while_the_batch_under_way_arrives
-    window._ask_about_held = answer
+def test_discard_drops_as_many_held_captions_as_it_was_asked_about(qtbot, window, tmp_path, fake_captioner):
+    """The question counted the held captions before the batch under way was stored: "1 caption held"
+    asked, and Discard dropped 2."""
+    folder = _a_held_run_under_way(qtbot, window, tmp_path, fake_captioner, typed="my own words")
+    asked = []
+    window._ask_about_held = lambda count, before: asked.append(count) or QMessageBox.StandardButton.Discard
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    held = {photo.path.name for photo in window.session.held()}
+    threading.Timer(0.3, fake_captioner.gate.release).start()
+    assert window.open_folder(elsewhere)
+    assert held == {"photo1.jpg"} and asked == [2], asked  # the typed caption and drawing.png's
+    assert read_caption(folder / "drawing.png") is None and read_caption(folder / "photo1.jpg") is None
+
+
+def test_the_wait_for_the_batch_under_way_is_shown(qtbot, window, tmp_path, fake_captioner):
+    """"Finishing the photos being captioned…" was put in the status bar and never painted: the wait
+    for the batch under way held the event loop, and the message was gone when it let go."""
+    from PySide6.QtCore import QObject
+
+    _a_held_run_under_way(qtbot, window, tmp_path, fake_captioner, typed="my own words")
+    painted = []
+
+    class PaintWatch(QObject):
+        def eventFilter(self, watched, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.Paint:
+                painted.append(window.statusBar().currentMessage())
+            return False
+
+    watch = PaintWatch()
+    window.statusBar().installEventFilter(watch)
+    seen, wait = [], window.service.cancel_and_wait
+
+    def cancel_and_wait(*args, **kwargs):
+        seen.extend(painted)  # painted before the wait: what the user sees during it
+        fake_captioner.gate.release()
+        return wait(*args, **kwargs)
+
+    window.service.cancel_and_wait = cancel_and_wait
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     assert window.open_folder(elsewhere)
-    assert window.folder == elsewhere and "could not be written" not in window.statusBar().currentMessage()
-    assert read_caption(folder / "drawing.png") is not None and read_caption(folder / "photo1.jpg") is not None
-    qtbot.waitUntil(lambda: not window.service.busy, timeout=WAIT)
+    window.statusBar().removeEventFilter(watch)
+    assert "Finishing the photos being captioned…" in seen, seen
 
 
 def test_a_save_that_fails_keeps_the_window_open(qtbot, window, photo_folder, monkeypatch):
