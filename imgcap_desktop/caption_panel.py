@@ -4,6 +4,7 @@ beam's alternatives."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
@@ -200,13 +201,18 @@ class CaptionPanel(QWidget):
         self.shown_text = ""
         self._shown_path: Path | None = None
         self._shown_photo: Photo | None = None  # the state shown in full (show_photo)
+        self._shown_others: tuple[str, ...] = ()  # and other programs' keywords with it
 
-    def show_photo(self, photo: Photo | None, image: QImage | None = None, failure: str | None = None) -> None:
-        """Show a photo's preview (None while it decodes) and its caption. The photo shown already,
-        as it is (its preview arriving), keeps the word or keyword chosen."""
-        if photo is not None and self._is_shown(photo):
+    def show_photo(self, photo: Photo | None, image: QImage | None = None, failure: str | None = None,
+                   other_keywords: Sequence[str] = ()) -> None:
+        """Show a photo's preview (None while it decodes) and its caption, with its keywords and
+        ``other_keywords`` (other programs'). The photo shown already, as it is (its preview
+        arriving), keeps the word or keyword chosen."""
+        other_keywords = tuple(other_keywords)
+        if photo is not None and self._is_shown(photo) and other_keywords == self._shown_others:
             self.view.set_photo(image, failure or "Loading…")
             return
+        self._shown_others = other_keywords
         # The same photo shown again (an alternative just picked, say): the list keeps its place.
         kept = self.alternatives.currentItem() if photo is not None and photo.path == self._shown_path else None
         chosen = kept.data(Qt.ItemDataRole.UserRole) if kept is not None else None
@@ -232,7 +238,7 @@ class CaptionPanel(QWidget):
                     else "Attention maps exist for captions of photos the model can read.")
             self.view.set_caption(tuple(photo.text.split()), None, hint=hint)
         # A keyword's map belongs to the photo, not to the caption: an edited caption keeps it.
-        self.keywords.set_keywords(photo.keywords, photo.result)
+        self.keywords.set_keywords(photo.keywords, photo.result, other_keywords)
         # Tab as the eye goes: the caption's words, then their keywords (made last, so last in the
         # chain otherwise), then the overlay slider.
         previous = self.view

@@ -4,6 +4,9 @@ A chip is the keyword (checkable when its map is at hand: the model's result fro
 the keyword's class activation map) and a small × that removes it. With keyboard focus on a chip,
 Delete (or Backspace) removes it and Esc clears the map. The chips only report what the user asked
 for; the panel shows the map and the window makes the removal a person's edit.
+
+After imgcap's own keywords come those other programs keep in the sidecar (Lightroom's, digiKam's),
+as plain chips: shown, never changed here.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from model.results import CaptionResult, Tag
 _CHIP_STYLE = """
 QFrame#keywordChip { border: 1px solid palette(mid); border-radius: 10px; }
 QFrame#keywordChip[mapless="true"] { border-style: dashed; }
+QToolButton#otherKeywordChip { border: 1px dotted palette(mid); border-radius: 10px; padding: 1px 6px; }
 QToolButton { border: none; padding: 1px 3px; }
 QToolButton:checked {
     background-color: palette(highlight); color: palette(highlighted-text); font-weight: bold; border-radius: 8px;
@@ -100,6 +104,7 @@ class KeywordChips(QWidget):
         super().__init__(parent)
         self.setStyleSheet(_CHIP_STYLE)
         self._chips: dict[str, KeywordChip] = {}
+        self._others: list[QToolButton] = []
         self._current = ""
         self._bar, self._flow = flow_widget()
         layout = QVBoxLayout(self)
@@ -116,8 +121,9 @@ class KeywordChips(QWidget):
         """The chips shown, by keyword, in order."""
         return dict(self._chips)
 
-    def set_keywords(self, keywords: Sequence[str], result: CaptionResult | None) -> None:
-        """Show ``keywords``; a keyword's map and probability come from ``result``'s tags (None: none at hand)."""
+    def set_keywords(self, keywords: Sequence[str], result: CaptionResult | None, others: Sequence[str] = ()) -> None:
+        """Show ``keywords``; a keyword's map and probability come from ``result``'s tags (None: none
+        at hand). ``others``: the keywords other programs keep for the photo, shown after them."""
         self._current = ""
         # The chip that has the keyboard focus (one just removed with Delete, say): its place is
         # kept, so the focus goes to the chip now there, not out of the panel.
@@ -126,9 +132,10 @@ class KeywordChips(QWidget):
             widget = self._flow.takeAt(0).widget()
             if widget is not None:
                 discard_widget(widget)
-        self._chips = {}
+        self._chips, self._others = {}, []
         keywords = list(dict.fromkeys(keywords))
-        if keywords:
+        others = [word for word in dict.fromkeys(others) if word not in keywords]
+        if keywords or others:
             label = QLabel("Keywords:")
             label.setObjectName("keywordsLabel")
             self._flow.addWidget(label)
@@ -140,7 +147,10 @@ class KeywordChips(QWidget):
             chip.remove_button.clicked.connect(lambda _checked=False, w=word: self.keyword_removal_requested.emit(w))
             self._chips[word] = chip
             self._flow.addWidget(chip)
-        self.setVisible(bool(keywords))
+        for word in others:
+            self._others.append(other := _other_chip(word))
+            self._flow.addWidget(other)
+        self.setVisible(bool(keywords or others))
         self._bar.updateGeometry()
         if focused:
             chips = list(self._chips.values())
@@ -150,8 +160,12 @@ class KeywordChips(QWidget):
                 self.focus_left.emit()
 
     def chip_buttons(self) -> list[QToolButton]:
-        """The chips' buttons (each takes the keyboard focus), in order."""
-        return [chip.button for chip in self._chips.values()]
+        """The chips' buttons (each takes the keyboard focus), in order: imgcap's, then other programs'."""
+        return [*(chip.button for chip in self._chips.values()), *self._others]
+
+    def other_keywords(self) -> list[str]:
+        """The other programs' keywords shown, in order."""
+        return [button.text() for button in self._others]
 
     def set_current(self, word: str) -> None:
         """Mark ``word``'s chip as chosen ("" or a keyword without a map: none), without a signal."""
@@ -172,3 +186,15 @@ class KeywordChips(QWidget):
         if not chip.has_map:
             return
         self.choose("" if word == self._current else word)
+
+
+def _other_chip(word: str) -> QToolButton:
+    """Another program's keyword: read (it takes the keyboard focus, so a screen reader says it),
+    never clicked away: imgcap leaves other programs' keywords as they are."""
+    chip = QToolButton()
+    chip.setObjectName("otherKeywordChip")
+    chip.setText(word)
+    chip.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+    chip.setAccessibleName(f"Keyword {word}, from another program")
+    chip.setToolTip(f"“{word}”: a keyword another program keeps in the sidecar; imgcap leaves it as it is.")
+    return chip

@@ -222,7 +222,14 @@ class MainWindow(QMainWindow):
                 session.read_stored(added)
                 session.refresh_stored(changes.restored, replaced=changes.replaced)
 
-            run_in_background(read)
+            run_in_background(read, on_finished=partial(self._on_stored_read_again, changes.restored))
+
+    def _on_stored_read_again(self, paths: tuple[Path, ...]) -> None:
+        """Sidecars another program changed were read: the photo shown shows other programs'
+        keywords as they are now too (its caption, if it changed, is shown already)."""
+        current = self.current_item() if isValid(self) else None
+        if current is not None and current.path in paths:
+            self._show_current()
 
     def _on_watcher_unavailable(self, reason: str) -> None:
         self.statusBar().showMessage(f"Cannot look at {self.folder} now: {reason}", 8000)
@@ -404,7 +411,7 @@ class MainWindow(QMainWindow):
             return
         path = str(photo.path)
         self.panel.show_photo(photo, self.thumbnails.image(path, PREVIEW_SIZE),
-                              self.thumbnails.failure(path, PREVIEW_SIZE))
+                              self.thumbnails.failure(path, PREVIEW_SIZE), self.session.other_keywords(photo.path))
 
     def _on_thumbnails_image_ready(self, path: str, size: int) -> None:
         photo = self.current_item()

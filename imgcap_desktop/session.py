@@ -52,6 +52,7 @@ from imgcap_desktop.metadata.sidecar import (
     find_sidecar_or_none,
     has_ext_style_sidecar,
     is_blank,
+    other_tools_keywords,
     read_caption,
     write_caption,
 )
@@ -670,6 +671,18 @@ class CaptionSession:
         """What the photo stores now (its sidecar's caption, else the one embedded in it), as an
         action's ``replacing`` takes it; :data:`UNREADABLE` where the sidecar cannot be read."""
         return _stored_now(Path(path))
+
+    def other_keywords(self, path: str | Path) -> tuple[str, ...]:
+        """The keywords other programs keep in the photo's sidecar (Lightroom's, digiKam's…), read
+        now: those that are not imgcap's, nor one of the photo's own in another case. () without
+        a sidecar, or where it cannot be read (the photo's state says why)."""
+        photo = self.photo(path)
+        try:
+            others = other_tools_keywords(Path(path))
+        except (OSError, SidecarError):
+            return ()
+        ours = {k.casefold() for k in photo.keywords} if photo is not None else set()
+        return tuple(k for k in dict.fromkeys(others) if k.casefold() not in ours)
 
     def set_keywords(self, path: str | Path, keywords: Sequence[str]) -> Photo | None:
         """A person's choice of the photo's keywords (removing one, or undoing that): a human edit.

@@ -346,3 +346,65 @@ def test_ctrl_z_in_the_empty_filter_box_undoes_the_last_edit(qtbot, window, phot
     qtbot.waitUntil(window.filter_edit.hasFocus, timeout=WAIT)
     qtbot.keyClick(window.filter_edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert window.session.photo(photo_folder / "photo3.jpg").keywords == ("cat", "sofa")
+
+
+FOREIGN_SIDECAR = """<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">
+<dc:subject><rdf:Bag><rdf:li>{keywords}</rdf:li></rdf:Bag></dc:subject>
+</rdf:Description></rdf:RDF></x:xmpmeta>"""
+
+
+def _foreign_sidecar(photo, *keywords) -> None:
+    (photo.parent / f"{photo.name}.xmp").write_text(FOREIGN_SIDECAR.format(keywords="</rdf:li><rdf:li>".join(keywords)))
+
+
+def test_other_programs_keywords_show_after_imgcaps_and_cannot_be_removed_here(qtbot, window, photo_folder):
+    """Keywords a photographer gave in Lightroom or digiKam were in the sidecar and nowhere in the
+    app: the chips showed imgcap's alone, as if the photo had no others."""
+    photo = photo_folder / "photo1.jpg"
+    _foreign_sidecar(photo, "Vacation", "Cat")
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    select(qtbot, window, "photo1.jpg")
+    keywords = window.panel.keywords
+    qtbot.waitUntil(lambda: chip_words(window) == ["dog"], timeout=WAIT)  # the model's "cat" is their "Cat"
+    assert keywords.other_keywords() == ["Vacation", "Cat"]  # shown once, as theirs
+    other = keywords.chip_buttons()[1]
+    assert other.text() == "Vacation" and "another program" in other.accessibleName()
+    assert other.focusPolicy() == Qt.FocusPolicy.StrongFocus  # a keyboard (and screen reader) user reaches it
+    other.setFocus()
+    qtbot.keyClick(other, Qt.Key.Key_Delete)  # nothing to remove here: it is another program's
+    assert keywords.other_keywords() == ["Vacation", "Cat"] and "Vacation" in xmp_edit_subject(photo)
+
+    _foreign_sidecar(photo_folder / "photo2.jpg", "Family")
+    select(qtbot, window, "photo2.jpg")
+    qtbot.waitUntil(lambda: keywords.other_keywords() == ["Family"], timeout=WAIT)
+
+
+def test_a_keyword_another_program_adds_shows_at_once(qtbot, window, photo_folder):
+    photo = photo_folder / "photo3.jpg"
+    _foreign_sidecar(photo, "Vacation")
+    open_and_wait(qtbot, window, photo_folder)
+    select(qtbot, window, "photo3.jpg")
+    keywords = window.panel.keywords
+    qtbot.waitUntil(lambda: keywords.other_keywords() == ["Vacation"], timeout=WAIT)
+    _foreign_sidecar(photo, "Vacation", "Lake Como")  # the caption (none) is unchanged: only keywords
+    window.watcher.check()
+    qtbot.waitUntil(lambda: keywords.other_keywords() == ["Vacation", "Lake Como"], timeout=WAIT)
+    assert keywords.isVisible()
+
+
+def xmp_edit_subject(photo) -> list[str]:
+    return xmp_edit.subject(xmp_edit.rdf_root(xmp_edit.parse(find_sidecar(photo).read_bytes())))
+
+
+def test_other_keywords_of_a_photo_without_a_readable_sidecar_are_none(tmp_path):
+    from tests.desktop.conftest import make_photos
+
+    a, b, c = make_photos(tmp_path, count=3, corrupt=False)[:3]
+    (tmp_path / "photo2.jpg.xmp").write_text("<x:xmpmeta this is not XML")
+    _foreign_sidecar(c, "Vacation", "Vacation", "Family")
+    session = CaptionSession()
+    session.open([a, b, c], tmp_path)
+    assert session.other_keywords(a) == () and session.other_keywords(b) == ()
+    assert session.other_keywords(c) == ("Vacation", "Family")
