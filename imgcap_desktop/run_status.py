@@ -83,6 +83,10 @@ class RunStatus(QObject):
         statuses_seen = Counter(status.status for status in statuses)
         for key, status in _COUNTED.items():
             self._run[key] = self._run.get(key, 0) + statuses_seen[status]
+        if "first_failure" not in self._run:  # said with the count: which photo, and why
+            failure = next((status.message for status in statuses if status.status == "failed"), None)
+            if failure:
+                self._run["first_failure"] = failure
 
     def _on_service_progress(self, done: int, total: int) -> None:
         self.progress_bar.setRange(0, total)
@@ -123,6 +127,8 @@ def run_summary(run: dict, cancelled: bool) -> str:
         text += f", {kept} kept a person's caption"
     if gone:
         text += f", {gone} deleted or moved away meanwhile"
+    if failed and run.get("first_failure"):  # which photo, and why: not to be looked for in the grid
+        text += f"; {'first: ' if failed > 1 else ''}{run['first_failure']}"
     if run.get("left_out"):
         left_out = run["left_out"]
         text += f"; {count(len(left_out), 'other')} left out: {left_out[0]}"

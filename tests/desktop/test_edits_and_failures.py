@@ -65,12 +65,14 @@ def test_the_reason_a_run_stopped_stays_in_the_status_bar(qtbot, window, photo_f
     assert "the GPU fell over" in message, message
 
 
-def test_the_status_says_how_many_failed(qtbot, window, photo_folder):
+def test_the_status_says_how_many_failed_and_which_why(qtbot, window, photo_folder):
+    """ "Captioned 6 of 7 photos, 1 failed": which one, and why, had to be looked for in the grid."""
     open_and_wait(qtbot, window, photo_folder)
     with qtbot.waitSignal(window.service.finished, timeout=WAIT):
         assert window.caption_all()
     message = window.statusBar().currentMessage()
-    assert "1 failed" in message and "6 of 7" in message, message
+    reason = window.photos.item_at(photo_folder / "broken.jpg").error
+    assert reason and message.endswith(f"6 of 7 photos, 1 failed; broken.jpg: {reason}"), message
 
 
 # -- defect 3 ---------------------------------------------------------------------------------------
