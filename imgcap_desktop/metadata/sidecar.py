@@ -622,6 +622,10 @@ def _write_once(photo: Path, caption: StoredCaption, style: SidecarStyle, keywor
     # its words) goes back into it.
     kept_as_is = (told and caption.language is not None and not shown.get(_X_DEFAULT, "").strip()
                   and _shown_text(shown) == caption.text)
+    # A description programs read differently (xmp_edit.ambiguity) is never written; its caption as
+    # shown, unchanged, leaves it alone, so that keywords can still be edited.
+    kept_as_is = kept_as_is or (told and _shown_text(shown) == caption.text
+                                and xmp_edit.ambiguity(before, _DC, "description") is not None)
     changes = xmp_edit.Changes(
         caption=None if kept_as_is else caption.text,
         imgcap=[
@@ -899,8 +903,9 @@ def _rdf(data: bytes, path: Path) -> xmp_edit.Node:
 
 
 def _languages(rdf: xmp_edit.Node) -> dict[str, str]:
-    """Every language of the top-level ``dc:description``, in document order."""
-    for prop in xmp_edit.properties(rdf):
+    """Every language of the top-level ``dc:description``, in document order. Where the packet gives
+    one twice (not valid XMP, see :func:`xmp_edit.ambiguity`) the last counts, as exiftool reads it."""
+    for prop in reversed(xmp_edit.properties(rdf)):
         if (prop.uri, prop.local) == (_DC, "description"):
             if prop.element is None:
                 return {_X_DEFAULT: prop.value}
@@ -908,7 +913,7 @@ def _languages(rdf: xmp_edit.Node) -> dict[str, str]:
                 return {_X_DEFAULT: prop.element.text} if prop.element.text.strip() else {}
             languages: dict[str, str] = {}
             for li in xmp_edit.items(prop.element):
-                languages.setdefault(xmp_edit.lang_of(li), li.text)
+                languages[xmp_edit.lang_of(li)] = li.text
             return languages
     return {}
 

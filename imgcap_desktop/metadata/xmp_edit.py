@@ -104,6 +104,7 @@ def parse(data: bytes) -> Node:
     parser.ordered_attributes = True
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     stack: list[Node] = []
+    texts: list[list[str]] = []  # each open element's text, in pieces: joined once, at its end
     done: list[Node] = []
     declared: dict[str, str] = {}
 
@@ -123,12 +124,14 @@ def parse(data: bytes) -> Node:
             node.parent = stack[-1]
             stack[-1].children.append(node)
         stack.append(node)
+        texts.append([])
 
     def namespace(prefix, uri):
         declared[prefix or ""] = uri or ""
 
     def end(_name):
         node = stack.pop()
+        node.text = "".join(texts.pop())
         if node.empty:
             node.content_end = node.end = node.content
         else:
@@ -138,8 +141,10 @@ def parse(data: bytes) -> Node:
             done.append(node)
 
     def text(chars):
-        if stack:
-            stack[-1].text += chars
+        # Appended, not added to a string: ``node.text += chars`` copies the text so far for each
+        # line of it, and a sidecar with a few MB of base64 thumbnail took a minute to read.
+        if texts:
+            texts[-1].append(chars)
 
     parser.StartElementHandler = start
     parser.StartNamespaceDeclHandler = namespace
@@ -216,6 +221,27 @@ def lang_of(li: Node) -> str:
     return lang.lower() if lang else X_DEFAULT
 
 
+def ambiguity(rdf: Node, uri: str, local: str) -> str | None:
+    """Why programs may differ on a property's value (None where they agree): the property given
+    twice, or, in a language alternative, an item without ``xml:lang`` or two items of one language.
+    Not valid XMP; exiftool shows the last, and imgcap's edit of the first would not be seen there."""
+    found = [p for p in properties(rdf) if (p.uri, p.local) == (uri, local)]
+    if not found:
+        return None
+    element = found[0].element
+    name = element.qname if element is not None else local
+    if len(found) > 1:
+        return f"{name} is given {len(found)} times"
+    container = _container(element) if element is not None else None
+    if container is None or container.local != "Alt":
+        return None
+    languages = [li.attr(XML, "lang") for li in container.children if li.is_(RDF, "li")]
+    if None in languages:
+        return f"an item of {name} has no language (xml:lang)"
+    twice = next((lang for i, lang in enumerate(languages) if lang.lower() in map(str.lower, languages[:i])), None)
+    return f"{name} has two {twice} items" if twice else None
+
+
 def foreign_properties(rdf: Node, *, skip_subject: bool = True) -> list[tuple[str, str]]:
     """Every property value that is not imgcap's, as ``(path, value)`` pairs in document order.
 
@@ -256,7 +282,9 @@ def subject(rdf: Node) -> list[str]:
     """The ``dc:subject`` entries (keywords), in order."""
     for prop in properties(rdf):
         if (prop.uri, prop.local) == (DC, "subject"):
-            return [prop.value] if prop.element is None else [li.text for li in items(prop.element)]
+            if prop.element is None:
+                return [prop.value] if prop.value.strip() else []  # dc:subject="": none
+            return [li.text for li in items(prop.element)]
     return []
 
 
@@ -386,10 +414,14 @@ def apply_changes(data: bytes, changes: Changes) -> bytes:
     else:
         block.extend(_imgcap_elements(changes.imgcap, names, declare=False))
 
+    for wanted, local in ((changes.caption, "description"), (changes.subject, "subject")):
+        reason = ambiguity(rdf, DC, local) if wanted is not None else None
+        if reason:
+            raise XmpError(f"{reason}, and programs differ on which one they show")
     if changes.caption is not None:
         _edit_description(data, rdf, changes.caption, edits, block, dropped, names)
     if changes.subject is not None:
-        _edit_subject(data, rdf, list(changes.subject), edits, block, names)
+        _edit_subject(data, rdf, list(changes.subject), edits, block, dropped, names)
 
     if block:
         body = "".join(f"\n   {e}" for e in block)
@@ -506,16 +538,32 @@ def _edit_description(data: bytes, rdf: Node, caption: str, edits: list, block: 
         edits.append((default.content, default.content_end, escape(caption).encode()))
 
 
-def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block: list[str], names: _Names) -> None:
+def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block: list[str], dropped: dict,
+                  names: _Names) -> None:
     prop = next((p for p in properties(rdf) if (p.uri, p.local) == (DC, "subject")), None)
+    if prop is not None and prop.element is None and not prop.value.strip():
+        # dc:subject="" (a tool's cleared field): no keywords, written as a list in its place.
+        if not wanted:
+            return
+        desc = prop.description
+        dropped.setdefault(id(desc), (desc, []))[1].extend(a for a in desc.attrs if (a[0], a[1]) == (DC, "subject"))
+        prop = None
+    name, bag_name, li_name = names.q(names.dc, "subject"), names.q(names.rdf, "Bag"), names.q(names.rdf, "li")
     if prop is None:
         if wanted:
-            name, bag, li = names.q(names.dc, "subject"), names.q(names.rdf, "Bag"), names.q(names.rdf, "li")
-            lis = "".join(f"<{li}>{escape(w)}</{li}>" for w in wanted)
-            block.append(f"<{name}{names.xmlns(names.dc, DC)}><{bag}{names.xmlns(names.rdf, RDF)}>{lis}</{bag}>"
-                         f"</{name}>")
+            lis = "".join(f"<{li_name}>{escape(w)}</{li_name}>" for w in wanted)
+            block.append(f"<{name}{names.xmlns(names.dc, DC)}><{bag_name}{names.xmlns(names.rdf, RDF)}>{lis}"
+                         f"</{bag_name}></{name}>")
         return
     element = prop.element
+    if element is not None and not element.children and not element.text.strip():
+        # <dc:subject/> (a tool's cleared field): no keywords; a list goes inside it.
+        if wanted:
+            lis = "".join(f"<{li_name}>{escape(w)}</{li_name}>" for w in wanted)
+            bag = f"<{bag_name}{names.xmlns(names.rdf, RDF)}>{lis}</{bag_name}>"
+            tag = data[element.start:element.content].rstrip(b">").rstrip(b"/").rstrip()
+            edits.append((element.start, element.end, tag + b">" + bag.encode() + f"</{element.qname}>".encode()))
+        return
     bag = _container(element) if element is not None else None
     if element is None or bag is None or bag.local == "Alt" or any(li.children for li in items(element)):
         raise XmpError("dc:subject is not a list of keywords")

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imgcap_desktop.metadata.sidecar import StoredCaption, merge_keywords, read_caption, sidecar_path, write_caption
+from imgcap_desktop.metadata.sidecar import (SidecarError, StoredCaption, merge_keywords, read_caption, sidecar_path,
+                                            write_caption)
 from tests.desktop.conftest_metadata import (caption_text, exiftool, exiftool_tags, exiv2_reads, make_photo,
                                              needs_exiftool, needs_exiv2, xmp_text)
 from tests.desktop.xmp_corpus import EXIFTOOL, EXIFTOOL_SIDECARS, HAND_WRITTEN, make_corpus, raw_values, subject_of
@@ -394,3 +395,112 @@ def test_a_crlf_sidecars_own_lines_are_not_given_a_second_cr(tmp_path):
     data = sidecar_path(photo).read_bytes()
     assert b"\r\r" not in data and data.count(b"\n") == data.count(b"\r\n")
     assert subject_of(data) == ["Holiday", "cat", "pet"]
+
+
+def _thumbnail_sidecar(size: int, *, lines: bool) -> tuple[str, bytes]:
+    """The base64 text of a thumbnail of ``size`` bytes, and a packet holding it as ``xmpGImg:image``,
+    on one line or in 76-column lines."""
+    import base64
+    import random
+
+    text = base64.b64encode(random.Random(size).randbytes(size)).decode()
+    if lines:
+        text = "\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+    return text, _packet('  <rdf:Description rdf:about="" xmlns:xmpGImg="http://ns.adobe.com/xap/1.0/g/img/">'
+                   f"<xmpGImg:image>{text}</xmpGImg:image></rdf:Description>").encode()
+
+
+def test_a_thumbnail_in_lines_reads_as_fast_as_one_on_one_line(tmp_path):
+    """A sidecar holding a few MB of base64 thumbnail in 76-column lines (Lightroom, exiftool write it
+    so) took seconds to a minute to read: each line's text was added to a string, copying all before it.
+    Measured against the same bytes on one line, in this run (a ratio, not a time: machines differ)."""
+    import time
+
+    from imgcap_desktop.metadata import xmp_edit
+
+    timings = {}
+    for lines in (False, True):
+        text, data = _thumbnail_sidecar(1_500_000, lines=lines)
+        started = time.perf_counter()
+        root = xmp_edit.parse(data)
+        timings[lines] = time.perf_counter() - started
+        assert xmp_edit.rdf_root(root).children[0].children[0].text == text
+    assert timings[True] < 20 * timings[False] + 0.05, timings  # was about 400 times
+    photo = make_photo(tmp_path / "p.jpg")
+    sidecar_path(photo).write_bytes(_thumbnail_sidecar(1_500_000, lines=True)[1])
+    write_caption(photo, FIRST)
+    assert read_caption(photo) == FIRST
+
+
+EMPTY_SUBJECTS = {  # (an attribute of rdf:Description, its content)
+    "an empty element": ("", "<dc:subject/>"),
+    "an element with white space": ("", "<dc:subject>\n   </dc:subject>"),
+    "an empty attribute": (' dc:subject=""', ""),
+}
+
+
+@pytest.mark.parametrize("shape", EMPTY_SUBJECTS)
+def test_a_cleared_keyword_field_takes_keywords(tmp_path, shape):
+    """A keyword field another tool cleared (``<dc:subject/>``, ``dc:subject=""``) stopped every write
+    with keywords: "dc:subject is not a list of keywords"."""
+    attribute, content = EMPTY_SUBJECTS[shape]
+    photo, path = _photo_with_sidecar(
+        tmp_path, '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+                  f' xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="3"{attribute}>{content}</rdf:Description>')
+    assert read_caption(photo) is None
+    write_caption(photo, dataclasses.replace(FIRST, keywords=()))  # no keywords to add: the field is left alone
+    assert read_caption(photo) == dataclasses.replace(FIRST, keywords=())
+    write_caption(photo, FIRST)
+    assert read_caption(photo) == FIRST
+    data = path.read_bytes()
+    assert subject_of(data) == ["dog", "grass"] and data.count(b"subject") == 2, data  # one list, in one element
+    assert b'xmp:Rating="3"' in data
+    if EXIFTOOL:
+        assert exiftool_tags(path)["XMP-dc:Subject"] == ["dog", "grass"]
+
+
+_DESC = '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">{}</rdf:Description>'
+_ALT = "<dc:description><rdf:Alt>{}</rdf:Alt></dc:description>"
+AMBIGUOUS_DESCRIPTIONS = {  # (the packet's rdf:Description elements, what exiftool shows, why imgcap refuses)
+    "an item without a language first": (
+        _DESC.format(_ALT.format('<rdf:li>untagged</rdf:li><rdf:li xml:lang="x-default">tagged</rdf:li>')),
+        "tagged", "an item of dc:description has no language (xml:lang)"),
+    "two x-default items": (
+        _DESC.format(_ALT.format('<rdf:li xml:lang="x-default">one</rdf:li><rdf:li xml:lang="X-Default">two</rdf:li>')),
+        "two", "dc:description has two X-Default items"),
+    "a description in two rdf:Description elements": (
+        _DESC.format(_ALT.format('<rdf:li xml:lang="x-default">first</rdf:li>'))
+        + _DESC.format(_ALT.format('<rdf:li xml:lang="x-default">second</rdf:li>')),
+        "second", "dc:description is given 2 times"),
+}
+
+
+@pytest.mark.parametrize("shape", AMBIGUOUS_DESCRIPTIONS)
+def test_a_description_programs_read_differently_is_shown_as_exiftool_does_and_never_written(tmp_path, shape):
+    """imgcap wrote its caption into the first of two default descriptions, and exiftool (which shows
+    the last) went on showing the old one: the caption seemed written, and no other program saw it."""
+    descriptions, shown, reason = AMBIGUOUS_DESCRIPTIONS[shape]
+    photo, path = _photo_with_sidecar(tmp_path, descriptions)
+    if EXIFTOOL:
+        assert exiftool_tags(path)["XMP-dc:Description"] == shown
+    assert read_caption(photo) == StoredCaption(shown, "human")
+    before = path.read_bytes()
+    for caption in (FIRST, dataclasses.replace(FIRST, text="")):
+        with pytest.raises(SidecarError) as raised:
+            write_caption(photo, caption)
+        assert str(raised.value).endswith(f"{reason}, and programs differ on which one they show; left as it is")
+        assert path.read_bytes() == before
+    write_caption(photo, dataclasses.replace(FIRST, text=shown, source="human"))  # keywords alone: written
+    assert subject_of(path.read_bytes()) == ["dog", "grass"] and read_caption(photo).text == shown
+
+
+def test_keywords_in_two_rdf_descriptions_are_never_written(tmp_path):
+    """Two keyword lists: imgcap would merge into the first, and exiftool shows the last."""
+    bag = "<dc:subject><rdf:Bag><rdf:li>{}</rdf:li></rdf:Bag></dc:subject>"
+    photo, path = _photo_with_sidecar(tmp_path, _DESC.format(bag.format("Holiday")) + _DESC.format(bag.format("Paris")))
+    before = path.read_bytes()
+    with pytest.raises(SidecarError, match="dc:subject is given 2 times, and programs differ"):
+        write_caption(photo, FIRST)
+    assert path.read_bytes() == before
+    write_caption(photo, dataclasses.replace(FIRST, keywords=None))  # the caption alone: written
+    assert read_caption(photo).text == FIRST.text and subject_of(path.read_bytes()) == ["Holiday"]
