@@ -550,9 +550,8 @@ class CaptionSession:
         if replaced_since(path, getattr(outcome, "identity", None)):
             return (PhotoStatus(path, "failed", message=f"{path.name}: {REPLACED_WHILE_CAPTIONED}"),
                     {"error": REPLACED_WHILE_CAPTIONED, "result": None})
-        # No tags at all (a bundle whose encoder has no classifier): leave the keywords alone.
-        tagged = plan.keywords and getattr(outcome, "tags", ())
-        keywords = tuple(getattr(outcome, "keywords", ())) if tagged else None
+        # A bundle whose encoder has no classifier says nothing of keywords: they are left alone.
+        keywords = tuple(outcome.keywords) if plan.keywords and outcome.says_keywords else None
         # Keywords a person removed from a held caption stay removed (and become rejected when written).
         removed = current.removed_keywords if current is not None and current.held else ()
         if keywords is not None:

@@ -250,7 +250,8 @@ class Captioner:
                                       else self.tagger.tags(features[row], class_probs[row], self.grid))
                     results[i] = CaptionResult(source=loaded[i][0], words=words[row], token_ids=self._ids(words[row]),
                                                score=scores[row], attention=attention[row], tags=tags,
-                                               keywords=keywords, identity=loaded[i][2])
+                                               keywords=keywords, identity=loaded[i][2],
+                                               tagged=class_probs is not None)
             yield [results.get(i) or CaptionFailure(source, pixels) for i, (source, pixels, _) in enumerate(loaded)]
 
     def _ids(self, words: Sequence[str]) -> tuple[int, ...]:
@@ -378,9 +379,10 @@ class Captioner:
             tags, keywords = (((), ()) if class_probs is None
                               else self.tagger.tags(features[row], class_probs[row], self.grid))
             if row in again_row:
-                results.append(self._to_result(source, again, again_row[row], tags, keywords))
+                result = self._to_result(source, again, again_row[row], tags, keywords)
             else:
-                results.append(self._to_result(source, decoded, row, tags, keywords))
+                result = self._to_result(source, decoded, row, tags, keywords)
+            results.append(replace(result, tagged=class_probs is not None))
         return results
 
     def _class_probabilities(self, features: np.ndarray, logits: np.ndarray | None) -> np.ndarray | None:

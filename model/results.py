@@ -55,6 +55,9 @@ class CaptionResult:
             (empty for an encoder without a classifier).
         keywords: the words of the tags above the bundle's keyword threshold (each such tag carries
             its class activation map, ``Tag.cam``).
+        tagged: whether the model tags photos at all (its encoder has a classifier): then a result
+            without keywords says the photo has none, and the keywords a model stored before go.
+            None (a result made by hand): as ``bool(tags)``. See :attr:`says_keywords`.
         identity: the photo file's ``model.images.file_identity`` when it was read for this caption
             (None for an in-memory image): whoever stores the caption later can tell whether the
             file under that name is still the photo described.
@@ -69,6 +72,13 @@ class CaptionResult:
     tags: tuple[Tag, ...] = ()
     keywords: tuple[str, ...] = ()
     identity: tuple[int, ...] | None = None
+    tagged: bool | None = None
+
+    @property
+    def says_keywords(self) -> bool:
+        """Whether :attr:`keywords` are the model's word on the photo's keywords, none included:
+        False for a model without a classifier, whose results leave stored keywords alone."""
+        return self.tagged if self.tagged is not None else bool(self.tags)
 
     def tag(self, word: str) -> Tag | None:
         """The tag of ``word``, or None."""

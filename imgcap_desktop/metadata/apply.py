@@ -116,8 +116,8 @@ def store_outcomes(
         if replaced_since(photo, outcome.identity):
             statuses.append(PhotoStatus(photo, "failed", message=f"{photo.name}: {REPLACED_WHILE_CAPTIONED}"))
             continue
-        # No tags at all (a bundle whose encoder has no classifier): leave the keywords alone.
-        keywords = tuple(outcome.keywords) if options.keywords and outcome.tags else None
+        # A bundle whose encoder has no classifier says nothing of keywords: they are left alone.
+        keywords = tuple(outcome.keywords) if options.keywords and outcome.says_keywords else None
         caption = StoredCaption(outcome.text, "automatic", model_name, outcome.score, captioned_at, keywords)
         statuses.append(_store(photo, caption, options))
     return statuses

@@ -73,11 +73,21 @@ def test_keywords_are_stored_only_when_asked(tmp_path):
     assert "dc:subject" not in sidecar_path(b).read_text(encoding="utf-8")
 
 
-def test_a_result_without_tags_leaves_keywords_alone(tmp_path):
+def test_a_model_without_a_classifier_leaves_keywords_alone(tmp_path):
     a = make_photo(tmp_path / "a.jpg")
     write_caption(a, StoredCaption("old", "automatic", "m", -1.0, None, ("cat",)))
-    store([tagged(a, "a dog", {})])
+    store([dataclasses.replace(tagged(a, "a dog", {}), tagged=False)])
     assert read_caption(a).keywords == ("cat",)
+
+
+def test_a_tagging_models_result_without_tags_takes_its_old_keywords_out(tmp_path):
+    """Captioned again, a photo in which the model now sees nothing to tag kept the keywords of the
+    run before ("cat" under "a dog on a lawn"): no tags was taken for a model that cannot tag."""
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, StoredCaption("old", "automatic", "m", -1.0, None, ("cat",)))
+    store([dataclasses.replace(tagged(a, "a dog on a lawn", {}), tagged=True)])
+    assert read_caption(a) == StoredCaption("a dog on a lawn", "automatic", "m", -0.5, read_caption(a).captioned_at, ())
+    assert subject_of(sidecar_path(a).read_bytes()) == []
 
 
 def test_json_has_tags_with_probabilities_and_keywords(tmp_path, engine, capsys):

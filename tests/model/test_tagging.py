@@ -79,7 +79,7 @@ def test_tag_aware_bundle_round_trip_and_captions_carry_tags(tag_bundle):
     photos = [skimage_photo("chelsea"), skimage_photo("coffee")]
     results = captioner.caption(photos, beam_size=2)
     for result in results:
-        assert result.ok and result.words
+        assert result.ok and result.words and result.tagged and result.says_keywords
         assert result.tags and list(result.keywords) == [t.word for t in result.tags]  # threshold 0
         assert [t.probability for t in result.tags] == sorted((t.probability for t in result.tags), reverse=True)
         for tag in result.tags:
@@ -108,6 +108,16 @@ def test_bundle_without_tags_still_loads_and_captions(tiny_bundle, tiny_captione
     assert "tags" not in config and "num_tags" not in config["decoder"]
     result = tiny_captioner.caption([skimage_photo("astronaut")])[0]
     assert result.ok and result.words
+
+
+
+def test_results_say_whether_the_model_tags_at_all(tiny_captioner, monkeypatch):
+    """With a tagger, no tags is the model's word (the photo has no keywords); without one, none."""
+    photo = skimage_photo("astronaut")
+    assert tiny_captioner.tagger is not None and tiny_captioner.caption([photo])[0].tagged is True
+    monkeypatch.setattr(tiny_captioner, "tagger", None)
+    for result in (tiny_captioner.caption([photo])[0], tiny_captioner.attend([photo], ["a man"])[0]):
+        assert result.tags == () and result.tagged is False and not result.says_keywords
 
 
 def test_damaged_classifier_file_is_refused(tag_bundle, tmp_path):
