@@ -64,17 +64,43 @@ def _stored_as(stored) -> tuple:
 
 
 class SetKeywordsCommand(QUndoCommand):
-    """A person's change of a photo's keywords (one removed); undo puts the previous ones back."""
+    """A person's change of a photo's keywords (one removed); undo puts the previous ones back.
 
-    def __init__(self, session: CaptionSession, path: Path, new: tuple[str, ...], old: tuple[str, ...], text: str):
+    Undo, and Redo after it, change the keywords of the caption this command set them on: where the
+    photo shows or stores another caption since (another program, a later run), whose keywords are
+    not these, they leave it as it is and call ``refused(path, undoing)``, as :class:`SetCaptionCommand` does.
+    """
+
+    def __init__(self, session: CaptionSession, path: Path, new: tuple[str, ...], old: tuple[str, ...], text: str,
+                 refused: Callable[[Path, bool], None] | None = None):
         super().__init__(text)
         self._session, self._path, self._new, self._old = session, path, new, old
+        self._refused, self._stored, self._shown = refused, ANY_CAPTION, None
 
     def redo(self) -> None:
-        self._session.set_keywords(self._path, self._new)
+        self._set(self._new, undoing=False)
 
     def undo(self) -> None:
-        self._session.set_keywords(self._path, self._old)
+        self._set(self._old, undoing=True)
+
+    def _set(self, keywords: tuple[str, ...], *, undoing: bool) -> None:
+        # The edit itself (the first redo) goes onto the caption there is now (see CaptionSession.set_caption).
+        first = self._stored is ANY_CAPTION
+        photo = self._session.photo(self._path)
+        if not first and (photo is None or not same_caption(photo.caption, self._shown)):
+            self._refuse(undoing)  # a later run's caption, held or shown: its keywords are not these
+            return
+        photo = self._session.set_keywords(self._path, keywords, replacing=self._stored)
+        if photo is None:
+            return
+        if not first and not same_caption(photo.caption, self._shown):  # stored another one since
+            self._refuse(undoing)
+            return
+        self._shown, self._stored = photo.caption, self._session.stored_caption(self._path)
+
+    def _refuse(self, undoing: bool) -> None:
+        if self._refused is not None:
+            self._refused(self._path, undoing)
 
 
 def build_actions(window) -> None:

@@ -452,7 +452,7 @@ class MainWindow(QMainWindow):
             return False
         new = tuple(k for k in photo.keywords if k != word)
         self.undo_stack.push(SetKeywordsCommand(self.session, photo.path, new, photo.keywords,
-                                                f"Remove keyword “{word}” of {photo.path.name}"))
+                                                f"Remove keyword “{word}” of {photo.path.name}", self._undo_refused))
         return True
 
     def _on_panel_alternative_chosen(self, text: str) -> None:

@@ -683,12 +683,14 @@ class CaptionSession:
         ours = {k.casefold() for k in photo.keywords} if photo is not None else set()
         return tuple(k for k in dict.fromkeys(others) if k.casefold() not in ours)
 
-    def set_keywords(self, path: str | Path, keywords: Sequence[str]) -> Photo | None:
+    def set_keywords(self, path: str | Path, keywords: Sequence[str], *,
+                     replacing: StoredCaption | None | object = ANY_CAPTION) -> Photo | None:
         """A person's choice of the photo's keywords (removing one, or undoing that): a human edit.
 
         A keyword of ours that the person removed is recorded as rejected in the sidecar, so a later
         run does not add it back; putting it back allows it again. The caption itself and its
-        source are unchanged. Returns the photo's new state, or None for a photo without a caption.
+        source are unchanged. ``replacing``: as :meth:`set_caption` takes it. Returns the photo's new
+        state, or None for a photo without a caption.
         """
         photo = self.photo(path)
         if photo is None or photo.caption is None:
@@ -696,7 +698,7 @@ class CaptionSession:
         keywords = tuple(dict.fromkeys(keywords))
         caption = replace(photo.caption, keywords=keywords)
         removed = [k for k in photo.keywords if k not in keywords]
-        return self.set_caption(photo.path, caption, removed_keywords=removed, keywords_only=True)
+        return self.set_caption(photo.path, caption, removed_keywords=removed, keywords_only=True, replacing=replacing)
 
     def accept_held(self) -> tuple[int, list[PhotoStatus]]:
         """Write every held caption to its sidecar: ``(written, not written)``, the second a status for

@@ -408,3 +408,24 @@ def test_other_keywords_of_a_photo_without_a_readable_sidecar_are_none(tmp_path)
     session.open([a, b, c], tmp_path)
     assert session.other_keywords(a) == () and session.other_keywords(b) == ()
     assert session.other_keywords(c) == ("Vacation", "Family")
+
+
+LATER = StoredCaption("a red bus on a street", "automatic", "another-model", -0.4, None, ("bus", "street"))
+
+
+@pytest.mark.parametrize("seen", [False, True], ids=["before the folder is looked at", "after"])
+def test_undoing_a_keyword_removal_leaves_a_caption_written_since_alone(qtbot, window, photo_folder, seen):
+    """Undo of "remove dog" put the old keywords onto whatever caption the photo had by then: the
+    later run's "bus" and "street" were taken out of the sidecar and marked rejected, "dog" put in."""
+    photo = captioned(qtbot, window, photo_folder)
+    assert window.remove_keyword("dog")
+    write_caption(photo.path, LATER)  # a later run, in the CLI or on another machine
+    written = find_sidecar(photo.path).read_bytes()
+    if seen:
+        window.watcher.check()
+        qtbot.waitUntil(lambda: window.session.photo(photo.path).text == LATER.text, timeout=WAIT)
+    for step in (window.undo_stack.undo, window.undo_stack.redo):
+        step()
+        assert find_sidecar(photo.path).read_bytes() == written and read_caption(photo.path) == LATER
+        assert window.session.photo(photo.path).keywords == ("bus", "street")
+        assert "its caption was changed since (by another program" in window.statusBar().currentMessage()
