@@ -592,7 +592,12 @@ class MainWindow(QMainWindow):
         batch under way is stored: both are part of the question (a batch that came while it was
         asked was dropped uncounted, or, with nothing held yet, dropped without asking)."""
         self.panel.commit_typing()
-        self._finish_run()
+        if not self._finish_run():
+            # Its captions would come for a folder no longer open (lost), or after the question.
+            self.statusBar().showMessage(
+                f"The photos being captioned take longer to finish than expected; nothing was lost, and "
+                f"{_TRY_AGAIN.get(before, 'you can try again in a moment')}", 20000)
+            return False
         held = len(self.session.held())
         if not held:
             return True
@@ -610,18 +615,21 @@ class MainWindow(QMainWindow):
                 return False
         return True
 
-    def _finish_run(self) -> None:
-        """End the run after its batch under way, and wait for that batch to be stored."""
+    def _finish_run(self) -> bool:
+        """End the run after its batch under way, and wait for that batch to be stored: False when it
+        was not in time (a large batch on a slow machine), and the run is still ending."""
         if not self.service.busy:
-            return
+            return True
         self.statusBar().showMessage("Finishing the photos being captioned…")
         self.statusBar().repaint()  # now: the wait below holds the event loop, and with it any later paint
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            if not self.service.cancel_and_wait():
-                log.warning("the run did not end in time; its last captions may come after the answer")
+            finished = self.service.cancel_and_wait()
         finally:
             QApplication.restoreOverrideCursor()
+        if not finished:
+            log.warning("the run did not end in time: what was asked for waits until it has")
+        return finished
 
     def _confirm_stop_run(self) -> bool:
         return dialogs.confirm_stop_run(self, *self.run_status.progress())
@@ -640,6 +648,12 @@ class MainWindow(QMainWindow):
         self.service.shutdown()
         self.session_signals.detach()
         super().closeEvent(event)
+
+
+#: What to do again once the run has ended, by what :meth:`MainWindow._settle_held` was asked before.
+_TRY_AGAIN = {"closing": "the window can be closed in a moment",
+              "opening another folder": "the folder can be opened in a moment",
+              "reading the folder again": "the folder can be read again in a moment"}
 
 
 class StatusBar(QStatusBar):

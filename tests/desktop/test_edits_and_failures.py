@@ -938,3 +938,25 @@ def test_show_attention_maps_by_keyboard_leaves_the_focus_on_the_words(qtbot, wi
         qtbot.keyClick(button, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: not button.isVisible())
     assert window.panel.view.hasFocus() and window.panel.view.words == ("an", "older", "caption")
+
+
+def test_a_batch_that_does_not_end_in_time_keeps_the_folder_open(qtbot, window, tmp_path, fake_captioner):
+    """A batch slower than the wait (256 photos at beam 20 on a laptop): the folder switched all the
+    same, and the batch's captions, coming for a folder no longer open, were dropped as "failed"."""
+    import functools
+
+    folder = _a_held_run_under_way(qtbot, window, tmp_path, fake_captioner)
+    window.service.cancel_and_wait = functools.partial(window.service.cancel_and_wait, timeout_ms=200)
+    asked = []
+    window._ask_about_held = lambda count, before: asked.append(count) or QMessageBox.StandardButton.Save
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert not window.open_folder(elsewhere)  # the gate is shut: the batch goes on past the wait
+    assert window.folder == folder and asked == []
+    message = window.statusBar().currentMessage()
+    assert message.endswith("nothing was lost, and the folder can be opened in a moment"), message
+    fake_captioner.gate.release()
+    qtbot.waitUntil(lambda: not window.service.busy, timeout=WAIT)
+    assert [photo.path.name for photo in window.session.held()] == ["drawing.png"]
+    assert window.open_folder(elsewhere)
+    assert asked == [1] and read_caption(folder / "drawing.png") is not None and window.folder == elsewhere
