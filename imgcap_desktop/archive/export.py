@@ -27,7 +27,7 @@ from imgcap_desktop.metadata.printable import printable
 from imgcap_desktop.metadata.sidecar import (SidecarError, SidecarStyle, StoredCaption, find_sidecar_or_none,
                                              keywords_as_written, read_caption)
 
-_COLUMNS = ["model", "caption", "score", "tags", "keywords", "error", "captioned_at", "sidecar"]
+_COLUMNS = ["model", "caption", "score", "tags", "keywords", "tagged", "error", "captioned_at", "sidecar"]
 #: The error cell of a photo that is not as it was captioned.
 GONE_SINCE = "not found: deleted or moved since it was captioned"
 CHANGED_SINCE = "changed since it was captioned (another file under its name): caption it again"
@@ -104,8 +104,10 @@ def export_csv(folder: str | Path, csv_file: str | Path, root: str | Path | None
 
 
 def _caption(row: dict, keywords: bool) -> StoredCaption:
-    # No tags at all (a bundle whose encoder has no classifier): no keywords, as store_outcomes does.
-    words = tuple(row["keywords"] or ()) if keywords and row["tags"] else None
+    # A model without a classifier says nothing of keywords, as store_outcomes has it; a part an older
+    # imgcap wrote (tagged null) tells it by the tags.
+    tagged = row.get("tagged")
+    words = tuple(row["keywords"] or ()) if keywords and (row["tags"] if tagged is None else tagged) else None
     return StoredCaption(row["caption"], "automatic", row["model"], row["score"], row["captioned_at"], words)
 
 

@@ -56,6 +56,7 @@ SCHEMA = pa.schema(
         pa.field("alternatives", pa.list_(_ALTERNATIVE)),  # the beam's n-best, best first
         pa.field("tags", pa.list_(_TAG)),  # most probable first; cam (grid_h*grid_w) with --attention
         pa.field("keywords", pa.list_(pa.string())),
+        pa.field("tagged", pa.bool_()),  # whether the model tags at all (CaptionResult.tagged); null: older parts
         pa.field("attention", pa.list_(pa.float32())),  # with --attention: (words, grid_h, grid_w) flattened
         pa.field("attention_shape", pa.list_(pa.int32())),
         pa.field("error", pa.string()),  # why the photo failed; null when captioned
@@ -105,6 +106,10 @@ def bundle_sha(bundle_path: str | Path) -> str:
     return digest.hexdigest()
 
 
+#: Columns of :data:`SCHEMA` that part files written by an older imgcap do not have.
+_ADDED_SINCE = ("tagged",)
+
+
 def part_files(folder: str | Path) -> list[Path]:
     """The complete part files, oldest first (their names start with the run's start time)."""
     folder = Path(folder)
@@ -121,11 +126,15 @@ def read_results(folder: str | Path, columns: list[str] | None = None) -> pa.Tab
     tables = []
     for part in part_files(folder):
         try:
-            table = pq.read_table(part, columns=columns)
+            stored = pq.read_schema(part).names
+            table = pq.read_table(part, columns=[c for c in schema.names if c in stored])
         except (OSError, pa.ArrowException) as exc:
             raise ResultsError(
                 f"{part}: unreadable ({exc}); move it out of the folder and its photos are captioned again"
             ) from None
+        for name in _ADDED_SINCE:  # a part an older imgcap wrote: null there
+            if name in schema.names and name not in table.column_names:
+                table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
         tables.append(table.select(schema.names).cast(schema))
     if not tables:
         return schema.empty_table()

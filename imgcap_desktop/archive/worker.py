@@ -144,6 +144,7 @@ class CaptionWorker:
                       "cam": _flat(t.cam) if self.attention and t.cam is not None else None}
                      for t in outcome.tags],
             "keywords": list(outcome.keywords),
+            "tagged": outcome.says_keywords,
         }
         if self.attention:
             row["attention"] = _flat(outcome.attention)

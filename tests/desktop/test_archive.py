@@ -405,7 +405,7 @@ def test_tags_and_keywords_reach_the_results_and_the_sidecars(tiny_bundle, tmp_p
     rows = worker(batch).to_pylist()
 
     for row, photo in zip(rows, photos):
-        assert row["keywords"] == ["dog"]
+        assert row["keywords"] == ["dog"] and row["tagged"] is True
         assert [(t["word"], round(t["probability"], 3)) for t in row["tags"]] == [("dog", 0.8), ("grass", 0.1)]
         np.testing.assert_allclose(row["tags"][0]["cam"], cam.reshape(-1))
         assert row["tags"][1]["cam"] is None
@@ -445,7 +445,26 @@ def test_apply_sidecars_stores_keywords_only_from_a_model_with_tags():
            "tags": [{"word": "dog", "probability": 0.9, "cam": None}], "keywords": ["dog"]}
     assert _caption(row, keywords=True).keywords == ("dog",)
     assert _caption(row, keywords=False).keywords is None  # --no-keywords: leave dc:subject alone
-    assert _caption(row | {"tags": [], "keywords": []}, keywords=True).keywords is None  # no classifier
+    assert _caption(row | {"tags": [], "keywords": []}, keywords=True).keywords is None  # no classifier (older parts)
+    # A tagging model that saw nothing to tag: its old keywords go (they were kept); one that cannot tag: kept.
+    assert _caption(row | {"tags": [], "keywords": [], "tagged": True}, keywords=True).keywords == ()
+    assert _caption(row | {"tags": [], "keywords": [], "tagged": False}, keywords=True).keywords is None
+
+
+def test_results_an_older_imgcap_wrote_read_with_the_columns_added_since(tmp_path):
+    """A part file without the ``tagged`` column (written before it was added) reads as null there."""
+    import pyarrow.parquet as pq
+
+    from imgcap_desktop.archive.results import SCHEMA
+
+    old = pa.schema([f for f in SCHEMA if f.name != "tagged"])
+    row = {"path": "/p/a.jpg", "size": 1, "mtime_ns": 2, "model_sha": "s", "beam": 3, "caption": "a dog",
+           "tags": [], "keywords": []}
+    pq.write_table(pa.Table.from_pylist([row], schema=old), tmp_path / "part-20261128T000000-old.parquet")
+    assert [part.name for part in part_files(tmp_path)] == ["part-20261128T000000-old.parquet"]
+    table = read_results(tmp_path)
+    assert table.schema == SCHEMA and table.to_pylist()[0]["tagged"] is None
+    assert read_results(tmp_path, columns=["caption", "tagged"]).to_pylist() == [{"caption": "a dog", "tagged": None}]
 
 
 @pytest.mark.parametrize("options, resources, expected", [
