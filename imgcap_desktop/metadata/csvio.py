@@ -16,6 +16,7 @@ between the cells, told by the header line.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import logging
@@ -496,7 +497,10 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
     """
     csv_file = Path(csv_file)
     root = Path(root) if root is not None else csv_file.parent
-    resolved_root = root.resolve()
+    try:
+        resolved_root = root.resolve()
+    except RuntimeError:  # a link loop (Python 3.11 says so with RuntimeError)
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(root)) from None
     report = ImportReport()
     for line, row in read_csv(csv_file):
         relative = Path(row.relative_path)
@@ -514,8 +518,13 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
         if not _inside(photo, root, resolved_root):
             report._outside(line, row.relative_path, root)
             continue
-        if not photo.is_file():
-            if photo.exists():
+        try:
+            kind = "file" if photo.is_file() else "other" if photo.exists() else None
+        except (OSError, ValueError) as exc:  # a name too long, a folder that cannot be entered: this row's
+            report._error(photo, f"line {line}: {row.relative_path}: cannot be looked at ({_why(exc)})")
+            continue
+        if kind != "file":
+            if kind == "other":
                 report._error(photo, f"line {line}: {row.relative_path}: not a regular file")
             else:
                 report._missing(line, row.relative_path)
@@ -599,7 +608,14 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
         except SidecarError as exc:  # "photo.jpg: ..." names the photo again; "photo.jpg.xmp: ..." its sidecar
             said = str(exc).removeprefix(f"{photo.name}: ")
             report._error(photo, f"line {line}: {row.relative_path}: {said}")
+        except OSError as exc:  # this row's files (its sidecar's name too long, say): the next rows go on
+            report._error(photo, f"line {line}: {row.relative_path}: {_why(exc)}; left as it is")
     return report
+
+
+def _why(exc: BaseException) -> str:
+    """An OSError's reason without the path it names (the row names it)."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _unstored(row: CsvRow, text: str, keywords: tuple[str, ...], edits: tuple[bool, bool] | None) -> StoredCaption:
@@ -676,5 +692,5 @@ def _inside(photo: Path, root: Path, resolved_root: Path) -> bool:
         return False
     try:
         return photo.parent.resolve().is_relative_to(resolved_root)
-    except OSError:
+    except (OSError, ValueError, RuntimeError):  # unreadable, a NUL in the name, a link loop: not shown inside
         return False

@@ -724,3 +724,27 @@ def test_a_rows_line_is_where_it_starts_when_a_caption_above_holds_line_breaks(t
                                              CsvRow("b.jpg", "b.jpg", "x")])
     assert [line for line, _ in read_csv(tmp_path / "c.csv")] == [2, 5]
     assert import_csv(tmp_path / "c.csv").errors[0][1].startswith("line 5: b.jpg: ")
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ("x" * 300 + ".jpg", "cannot be looked at (File name too long)"),  # a mistyped row
+    ("sub\0/x.jpg", "outside the folder"),  # a NUL in a folder's name
+    ("loop/x.jpg", "outside the folder"),  # loop -> loop, as some sync tools leave behind
+])
+def test_a_row_whose_path_cannot_be_looked_at_is_reported_and_the_rows_after_it_applied(tmp_path, bad, problem):
+    """One such row stopped the whole import, the CSV blamed ("out.csv: File name too long"), or
+    crashed it (ValueError: embedded null byte; RuntimeError: Symlink loop); rows after it were not
+    applied, and rows before it were written but never reported."""
+    (tmp_path / "loop").symlink_to("loop")
+    photos = [make_photo(tmp_path / name) for name in ("a.jpg", "b.jpg")]
+    for photo in photos:
+        write_caption(photo, AUTO)
+    csv_file = _export(tmp_path, photos)
+    rows = [row for _, row in read_csv(csv_file)]
+    write_csv(csv_file, [rows[0], CsvRow(bad, Path(bad).name, "a caption"), rows[1]])
+    _edit(csv_file, {"a.jpg": "a.jpg edited", "b.jpg": "b.jpg edited"})
+    report = import_csv(csv_file)
+    assert report.applied == photos and [read_caption(p).text for p in photos] == ["a.jpg edited", "b.jpg edited"]
+    assert len(report.problems) == 1 and report.problems[0].startswith("line 3: ") and problem in report.problems[0]
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):  # a --root that loops: said, as OSError
+        import_csv(csv_file, root=tmp_path / "loop")
