@@ -485,6 +485,7 @@ class MainWindow(QMainWindow):
     def _on_export_action_triggered(self) -> None:
         if self.folder is None:
             return
+        self.panel.commit_typing()  # what is in the caption box goes in, as before closing
         selection_only = len(self.selected_photos()) > 1
         name, excel_bom = dialogs.ask_export_file(self, self.folder, selection_only)
         if name:

@@ -802,6 +802,9 @@ class CaptionSession:
         """
         root = Path(root) if root is not None else (self.folder or Path.cwd())
         photos = self.photos() if paths is None else [self.photo(p) or Photo(Path(p)) for p in paths]
+        # A photo with nothing known of it yet (its stored caption not read: a folder just opened on a
+        # slow share) is read now, or its row would say "no caption", with a check cell that says so too.
+        photos = [_with_stored(p) if p == Photo(p.path) else p for p in photos]
         return [make_row(p.path, root, p.caption, sidecar=find_sidecar_or_none(p.path),
                          error=p.error or p.write_error or (HELD_NOTE if p.held else "")) for p in photos]
 
@@ -837,8 +840,8 @@ class CaptionSession:
                 if current is None:
                     continue
                 try:  # a person's edit: it beats any result still to come, as one typed here does
-                    self._update(path, caption=read_caption(path), error="", held=False, result=None,
-                                 edits=current.edits + 1, removed_keywords=())
+                    self._update(path, caption=read_caption(path), error="", result=None, edits=current.edits + 1,
+                                 **_UNHELD)  # written: no held caption's error or marks stay
                 except SidecarError as exc:
                     self._update(path, error=exc.reason)
                 refreshed.append(path)
@@ -898,6 +901,12 @@ def _read_stored(path: Path, check_photos: bool, reread_pause: float = 0.0) -> t
     if not error and check_photos:
         error = unreadable_photo_reason(path) or ""
     return caption, error
+
+
+def _with_stored(photo: Photo) -> Photo:
+    """``photo`` with what it stores (its caption, or why that cannot be read), read now."""
+    caption, error = _read_stored(photo.path, check_photos=False)
+    return replace(photo, caption=caption, error=error)
 
 
 def _stored_now(path: Path) -> StoredCaption | None | object:

@@ -960,3 +960,64 @@ def test_a_batch_that_does_not_end_in_time_keeps_the_folder_open(qtbot, window, 
     assert [photo.path.name for photo in window.session.held()] == ["drawing.png"]
     assert window.open_folder(elsewhere)
     assert asked == [1] and read_caption(folder / "drawing.png") is not None and window.folder == elsewhere
+
+
+# -- CSV export and import in the app -----------------------------------------------------------------
+
+
+def test_an_export_includes_the_caption_being_typed(qtbot, window, photo_folder, monkeypatch):
+    """Ctrl+E with a caption typed and not committed exported the caption from before it."""
+    from imgcap_desktop import dialogs
+    from tests.desktop.test_main_window import select
+
+    open_and_wait(qtbot, window, photo_folder)
+    select(qtbot, window, "photo3.jpg")
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, "a boat on a lake")
+    out = photo_folder.parent / "captions.csv"
+    monkeypatch.setattr(dialogs, "ask_export_file", lambda *a: (str(out), False))
+    with qtbot.waitSignal(window.exported, timeout=WAIT):
+        window.export_action.trigger()
+    row = next(line for line in out.read_text().splitlines() if line.startswith("photo3.jpg,"))
+    assert ",a boat on a lake,human," in row, row
+
+
+def test_an_export_made_while_stored_captions_are_read_has_them(qtbot, window, photo_folder, monkeypatch):
+    """Exported right after the folder opened (a slow share), a photo whose caption was not read yet
+    had an empty caption cell, and a check cell saying so: nothing in the CSV told."""
+    from imgcap_desktop import session as session_module
+
+    write_caption(photo_folder / "photo5.jpg", StoredCaption("an old caption", "human"))
+    real = session_module._read_stored
+    monkeypatch.setattr(session_module, "_read_stored", lambda *a, **k: (time.sleep(0.2), real(*a, **k))[1])
+    with qtbot.waitSignal(window.reader.finished, timeout=WAIT):
+        assert window.open_folder(photo_folder)
+        out = photo_folder.parent / "captions.csv"
+        with qtbot.waitSignal(window.exported, timeout=WAIT):
+            assert window.export_csv(out)  # at once: the action is enabled
+    row = next(line for line in out.read_text().splitlines() if line.startswith("photo5.jpg,"))
+    assert ",an old caption,human," in row, row
+
+
+def test_a_held_caption_an_import_wrote_is_not_said_to_be_unwritten(qtbot, window, photo_folder):
+    """Held, refused at Accept (another program wrote since), then written by a CSV import: the photo
+    still said "NOT written to the sidecar", and the next export's error cell too."""
+    from tests.desktop.test_main_window import select
+
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    photo = photo_folder / "photo1.jpg"
+    select(qtbot, window, "photo1.jpg")
+    assert window.edit_caption("typed here")
+    write_caption(photo, StoredCaption("from digikam", "human"))  # another program, meanwhile
+    window.accept_held()
+    assert window.session.photo(photo).write_error  # held still: Accept again, or Discard
+    out = photo_folder.parent / "captions.csv"
+    with qtbot.waitSignal(window.exported, timeout=WAIT):
+        window.export_csv(out)
+    out.write_text(out.read_text().replace("typed here", "edited in a spreadsheet"))
+    assert window.import_csv(out)
+    assert read_caption(photo).text == "edited in a spreadsheet"
+    state = window.session.photo(photo)
+    assert not state.held and state.write_error == "" and state.held_over is None
+    assert "NOT written" not in window.state_label.text(), window.state_label.text()
