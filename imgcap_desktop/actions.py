@@ -10,7 +10,7 @@ from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
 from PySide6.QtWidgets import QMainWindow, QToolBar
 
 from imgcap_desktop.metadata.sidecar import StoredCaption
-from imgcap_desktop.session import ANY_CAPTION, CaptionSession, same_caption
+from imgcap_desktop.session import ANY_CAPTION, CaptionSession, changed_keywords, same_caption
 
 
 class SetCaptionCommand(QUndoCommand):
@@ -66,6 +66,8 @@ def _stored_as(stored) -> tuple:
 class SetKeywordsCommand(QUndoCommand):
     """A person's change of a photo's keywords (one removed); undo puts the previous ones back.
 
+    The command is the change (the keywords taken out and put in), not the lists: Undo puts back
+    what it took out, and leaves a keyword added since (a CSV's, another program's) where it is.
     Undo, and Redo after it, change the keywords of the caption this command set them on: where the
     photo shows or stores another caption since (another program, a later run), whose keywords are
     not these, they leave it as it is and call ``refused(path, undoing)``, as :class:`SetCaptionCommand` does.
@@ -78,18 +80,22 @@ class SetKeywordsCommand(QUndoCommand):
         self._refused, self._stored, self._shown = refused, ANY_CAPTION, None
 
     def redo(self) -> None:
-        self._set(self._new, undoing=False)
+        self._set(self._new, self._old, undoing=False)
 
     def undo(self) -> None:
-        self._set(self._old, undoing=True)
+        self._set(self._old, self._new, undoing=True)
 
-    def _set(self, keywords: tuple[str, ...], *, undoing: bool) -> None:
+    def _set(self, to: tuple[str, ...], since: tuple[str, ...], *, undoing: bool) -> None:
         # The edit itself (the first redo) goes onto the caption there is now (see CaptionSession.set_caption).
         first = self._stored is ANY_CAPTION
         photo = self._session.photo(self._path)
         if not first and (photo is None or not same_caption(photo.caption, self._shown)):
             self._refuse(undoing)  # a later run's caption, held or shown: its keywords are not these
             return
+        if photo is None:
+            return
+        keywords = changed_keywords(photo.keywords, add=[k for k in to if k not in since],
+                                    remove=[k for k in since if k not in to], order=to)
         photo = self._session.set_keywords(self._path, keywords, replacing=self._stored)
         if photo is None:
             return

@@ -903,6 +903,16 @@ def _read_stored(path: Path, check_photos: bool, reread_pause: float = 0.0) -> t
     return caption, error
 
 
+def changed_keywords(keywords: tuple[str, ...], *, add: list[str], remove: list[str],
+                     order: tuple[str, ...]) -> tuple[str, ...]:
+    """``keywords`` with ``remove`` taken out and ``add`` put in; those of ``order`` in its order (a
+    keyword put back goes back where it was), any other after them, as they were."""
+    kept = [k for k in keywords if k not in remove]
+    result = kept + [k for k in add if k not in kept]
+    rank = {k: i for i, k in enumerate(order)}
+    return tuple(sorted(result, key=lambda k: (0, rank[k], 0) if k in rank else (1, 0, result.index(k))))
+
+
 def _with_stored(photo: Photo) -> Photo:
     """``photo`` with what it stores (its caption, or why that cannot be read), read now."""
     caption, error = _read_stored(photo.path, check_photos=False)
@@ -988,11 +998,14 @@ def _on_stored(path: Path, photo: Photo, caption: StoredCaption, removed: Sequen
         return caption
     if stored is None:
         return None
-    if same_caption(stored, photo.caption):
-        return replace(caption, language=stored.language)  # where the words are now
+    # The change goes onto the keywords stored now, not the session's list of them: a keyword another
+    # program took out since stays out (it came back, as the person's), one it added stays in.
     added = [k for k in caption.keywords or () if k not in photo.keywords]
-    kept = [k for k in stored.keywords or () if k not in removed]
-    return replace(stored, keywords=tuple(dict.fromkeys([*kept, *added])))
+    keywords = changed_keywords(tuple(stored.keywords or ()), add=added, remove=list(removed),
+                                order=tuple(caption.keywords or ()))
+    if same_caption(stored, photo.caption):
+        return replace(caption, keywords=keywords, language=stored.language)  # where the words are now
+    return replace(stored, keywords=keywords)
 
 
 #: A held caption's CSV row says this where an error would be.

@@ -429,3 +429,35 @@ def test_undoing_a_keyword_removal_leaves_a_caption_written_since_alone(qtbot, w
         assert find_sidecar(photo.path).read_bytes() == written and read_caption(photo.path) == LATER
         assert window.session.photo(photo.path).keywords == ("bus", "street")
         assert "its caption was changed since (by another program" in window.statusBar().currentMessage()
+
+
+def test_undoing_a_keyword_removal_keeps_a_keyword_added_since(qtbot, window, photo_folder):
+    """Undo of "remove dog" set the whole list from before it: "puppy", added since (in a CSV
+    imported here), was taken out again, and marked rejected."""
+    photo = captioned(qtbot, window, photo_folder)  # the model's keywords: cat, dog
+    assert window.remove_keyword("dog")
+    out = photo_folder.parent / "captions.csv"
+    with qtbot.waitSignal(window.exported, timeout=WAIT):
+        window.export_csv(out)
+    out.write_text(out.read_text().replace(",cat,", ",cat; puppy,", 1))  # photo1.jpg's row, the first
+    assert window.import_csv(out)
+    assert read_caption(photo.path).keywords == ("cat", "puppy")
+    window.undo_stack.undo()
+    assert read_caption(photo.path).keywords == ("cat", "puppy", "dog")
+    assert set(window.session.photo(photo.path).keywords) == {"cat", "puppy", "dog"}  # "dog" where it was
+
+
+def test_removing_a_keyword_leaves_one_another_program_removed_since_out(qtbot, window, photo_folder):
+    """The sidecar's "cat" taken out in digiKam, and "dog" removed here before the folder was looked
+    at again: the app's list from before was written, "cat" back in, and no longer rejected."""
+    import re
+
+    photo = captioned(qtbot, window, photo_folder)  # the model's keywords: cat, dog
+    sidecar = find_sidecar(photo.path)
+    data = sidecar.read_bytes()
+    edited = re.sub(rb"(<dc:subject[^>]*>\s*<rdf:Bag[^>]*>\s*)<rdf:li>cat</rdf:li>", rb"\1", data)
+    assert edited != data
+    sidecar.write_bytes(edited)  # in place, as exiftool -XMP-dc:Subject-=cat does: seen at the next look
+    assert window.remove_keyword("dog")
+    assert read_caption(photo.path).keywords == ()
+    assert window.session.photo(photo.path).keywords == ()
