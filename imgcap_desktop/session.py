@@ -68,7 +68,8 @@ ANY_CAPTION = object()
 #: ``CaptionSession.stored_caption`` of a photo whose sidecar cannot be read.
 UNREADABLE = object()
 #: A photo's fields once nothing is held for it any more.
-_UNHELD = {"held": False, "write_error": "", "removed_keywords": (), "held_over": None, "held_identity": None}
+_UNHELD = {"held": False, "write_error": "", "removed_keywords": (), "held_over": None, "held_identity": None,
+           "keywords_only": False}
 OVERWRITE_POLICIES: dict[str, str] = {
     "skip": "Skip photos that already have a caption",
     "replace_automatic": "Recaption automatic captions, keep human ones",
@@ -106,6 +107,9 @@ class Photo:
         held_over: the caption the photo had before a model caption was held over it (what the
             sidecar held as far as the session knew): accepting the held caption keeps a person's
             caption that differs from it, one that another program wrote since.
+        keywords_only: the held change is of the keywords alone, made on the stored caption
+            (``held_over``): Accept makes it on the caption stored then, as a change written at once
+            is made (see ``_on_stored``), and leaves that caption as it is.
         held_identity: the photo file's identity when the held model caption was made of it
             (``CaptionResult.identity``): a caption is not written to another file saved under the
             photo's name since.
@@ -123,6 +127,7 @@ class Photo:
     edits: int = 0
     removed_keywords: tuple[str, ...] = ()
     held_over: StoredCaption | None = None
+    keywords_only: bool = False
     held_identity: tuple[int, ...] | None = None
     maps_for: tuple[CaptionResult, CaptionResult] | None = None
 
@@ -641,8 +646,7 @@ class CaptionSession:
             # A removal not written yet (held) stays a person's until it is.
             removed = tuple(dict.fromkeys([*(photo.removed_keywords if photo.held else ()), *(removed_keywords or ())]))
             removed = tuple(k for k in removed if k not in ((shown.keywords or ()) if shown else ()))
-            changes = {"caption": shown, "error": "", "edits": edits, "write_error": "", "held": False,
-                       "removed_keywords": (), "held_over": None, "held_identity": None}
+            changes = {"caption": shown, "error": "", "edits": edits, **_UNHELD}
             if at_once or caption is None:  # a person's clear is written at once, held for review or not
                 before = _sidecar_bytes(path) if caption is None else None
                 try:
@@ -661,7 +665,8 @@ class CaptionSession:
             else:  # held, unless it is what is stored already (an edit undone back to it)
                 changes["held"] = caption is not None and (bool(removed) or not _stored_is(path, caption))
             if changes["held"]:  # written later (accept_held); a person's action: no model result's file
-                changes |= {"removed_keywords": removed, "held_over": _held_over(photo)}
+                changes |= {"removed_keywords": removed, "held_over": _held_over(photo),
+                            "keywords_only": keywords_only and (not photo.held or photo.keywords_only)}
             photo = self._update(path, **changes)
         self.changed.emit((path,))
         return photo
@@ -727,6 +732,11 @@ class CaptionSession:
                     failures.append(PhotoStatus(current.path, "failed", None, find_sidecar_or_none(current.path),
                                                 f"{current.path.name}: the photo changed since it was captioned "
                                                 "(another file under its name); its held caption was dropped"))
+                elif current.keywords_only:
+                    if (status := self._write_held_keywords(current)) is None:
+                        written += 1
+                    else:
+                        failures.append(status)
                 elif newer is not None:
                     failures.append(self._keep_persons_since(current.path, newer))
                 else:
@@ -757,6 +767,24 @@ class CaptionSession:
                         log.debug("wrote %s", sidecar)
             self.changed.emit((photo.path,))
         return written, failures
+
+    def _write_held_keywords(self, photo: Photo) -> PhotoStatus | None:
+        """Write a held change of keywords alone onto the caption stored now (another program's
+        since, if so: it stays as that program wrote it); None when written, else why not."""
+        caption = _on_stored(photo.path, Photo(photo.path, photo.held_over), photo.caption, photo.removed_keywords)
+        if caption is None:  # taken out since, in another program: nothing to put keywords on
+            self._drop_held(photo.path)
+            return PhotoStatus(photo.path, "failed", None, find_sidecar_or_none(photo.path),
+                               f"{photo.path.name}: its caption was taken out in another program since; "
+                               "the keyword change was dropped")
+        try:
+            write_caption(photo.path, _as_stored(caption), style=self.sidecar_style, keywords_by_person=True,
+                          rejected_keywords=photo.removed_keywords)
+        except (SidecarError, ValueError) as exc:
+            self._update(photo.path, write_error=getattr(exc, "reason", str(exc)))
+            return PhotoStatus(photo.path, "failed", photo.caption, message=str(exc))
+        self._update(photo.path, caption=caption, **_UNHELD)
+        return None
 
     def _keep_persons_since(self, path: Path, stored: StoredCaption) -> PhotoStatus:
         """The held caption gives way to a person's caption written since: shown, and said so."""

@@ -3,6 +3,8 @@ as a person's edit."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
@@ -461,3 +463,39 @@ def test_removing_a_keyword_leaves_one_another_program_removed_since_out(qtbot, 
     assert window.remove_keyword("dog")
     assert read_caption(photo.path).keywords == ()
     assert window.session.photo(photo.path).keywords == ()
+
+
+def _rewritten_elsewhere(photo, old: str, new: str) -> None:
+    """Another program (exiftool -XMP-dc:Description=...) changes the caption's text, and nothing else."""
+    sidecar = find_sidecar(photo)
+    data = sidecar.read_bytes()
+    assert old.encode() in data
+    sidecar.write_bytes(data.replace(old.encode(), new.encode()))
+
+
+@pytest.mark.parametrize("stored", [
+    StoredCaption("a dog on the grass", "automatic", "fake-model", -0.5, None, ("cat", "dog")),
+    StoredCaption("my own words", "human", keywords=("cat", "dog")),
+], ids=["the model's caption", "a person's caption"])
+def test_a_held_keyword_removal_goes_onto_the_caption_another_program_wrote_since(qtbot, window, photo_folder,
+                                                                                   stored):
+    """Held for review, "dog" removed, then the caption changed in another program before Accept: the
+    removal was lost (Accept kept the other caption as "a person's", "dog" with it), or Accept took it
+    for typing ("another program wrote … since yours was typed") and a second Accept wrote the old
+    caption back over the other program's."""
+    from tests.desktop.test_main_window import select
+
+    photo = photo_folder / "photo1.jpg"
+    write_caption(photo, stored)
+    window.apply_settings(replace(window.settings, auto_write=False))
+    open_and_wait(qtbot, window, photo_folder)
+    select(qtbot, window, "photo1.jpg")
+    assert window.remove_keyword("dog")  # held: not written yet
+    _rewritten_elsewhere(photo, stored.text, "Typed in exiftool")
+    assert window.accept_held() == 1
+    after = read_caption(photo)
+    assert (after.text, after.source, after.keywords) == ("Typed in exiftool", "human", ("cat",))
+    rdf = xmp_edit.rdf_root(xmp_edit.parse(find_sidecar(photo).read_bytes()))
+    assert xmp_edit.imgcap_value(rdf, "rejectedKeywords") in ("dog", ["dog"])
+    shown = window.session.photo(photo)
+    assert not shown.held and shown.text == "Typed in exiftool" and shown.keywords == ("cat",)
