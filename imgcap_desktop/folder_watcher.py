@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
@@ -109,6 +110,17 @@ class FolderWatcher(QObject):
             self._beat.start()
         else:
             self._beat.stop()
+
+    def keep_listed(self, photos: Collection[Path]) -> None:
+        """Count these photos, gone from the folder, as there still: the caller keeps showing them
+        (one whose caption is typed, or held). Each later look reports them removed again, so that
+        they go once the caller lets them; a file back under the name is a photo replaced (its
+        sidecar read again), not one the caller has already."""
+        if self._snapshot is not None:
+            listed = set(self._snapshot.photos)
+            extra = tuple(p for p in photos if p not in listed)
+            if extra:
+                self._snapshot = replace(self._snapshot, photos=(*self._snapshot.photos, *extra))
 
     def check(self) -> None:
         """Look at the folder again soon, as a notice does: within the quiet time that the last look

@@ -203,8 +203,12 @@ class MainWindow(QMainWindow):
         sidecar (or file) changed show what they store now."""
         typing = self.panel.typing_for  # a photo gone while its caption is typed stays, as a held one does
         added, removed = self.session.sync_photos(changes.photos, keep=() if typing is None else (typing,))
-        # A photo saved over, and one under a name that left and came back, is decoded again.
-        renewed = {*changes.replaced, *changes.added, *changes.removed}
+        # Gone but kept: looked for at each look, to go once let go (typed or given up), or to be read
+        # again where another file comes under the name (the old photo's caption was shown for it).
+        self.watcher.keep_listed([p for p in changes.removed if p not in removed])
+        # A photo saved over, and one under a name that left and came back, is decoded again (one
+        # gone but kept keeps its picture, the one its caption is typed for).
+        renewed = {*changes.replaced, *changes.added, *removed}
         if renewed:
             self.photos.forget_thumbnails(renewed)
         current = self.current_item()

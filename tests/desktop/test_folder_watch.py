@@ -333,3 +333,72 @@ def test_a_folder_that_stays_gone_is_said_once_and_the_window_beats_only_while_a
     assert not window.watcher._beat.isActive()
     window.watcher.set_beating(True)
     assert window.watcher._beat.isActive()
+
+
+def _looked_at(qtbot, window) -> None:
+    """The folder looked at, and the stored captions it found changed read again."""
+    window.watcher.check()
+    qtbot.waitUntil(lambda: not window.watcher.looking, timeout=WAIT)
+    qtbot.wait(300)  # the read in the background, and its queued signals
+
+
+def _typing_over_a_photo_replaced(qtbot, window, photo_folder) -> Path:
+    """photo3.jpg's caption being typed while it and its sidecar are deleted, and another picture
+    with a caption of its own put under its name."""
+    from tests.desktop.test_main_window import select
+
+    photo = photo_folder / "photo3.jpg"
+    write_caption(photo, StoredCaption("the old picture's caption", "human"))
+    _open(qtbot, window, photo_folder)
+    select(qtbot, window, "photo3.jpg")
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, " and more")
+    photo.unlink()
+    sidecar_path(photo).unlink()
+    _looked_at(qtbot, window)
+    assert "photo3.jpg" in _names(window)  # kept for the typing
+    make_photo(photo)
+    write_caption(photo, StoredCaption("the new picture's caption", "human"))
+    _looked_at(qtbot, window)
+    return photo
+
+
+def test_a_photo_replaced_while_its_caption_is_typed_shows_the_new_caption(qtbot, window, photo_folder):
+    """The new picture's sidecar was never read (kept for the typing, the photo was no "added" one):
+    Esc showed the old picture's caption, and Undo of a commit wrote it over the new picture's."""
+    from PySide6.QtCore import Qt
+
+    photo = _typing_over_a_photo_replaced(qtbot, window, photo_folder)
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Escape)  # the typing given up
+    assert window.session.photo(photo).text == window.caption_edit.text() == "the new picture's caption"
+
+
+def test_undo_of_typing_over_a_photo_replaced_brings_back_the_new_caption(qtbot, window, photo_folder):
+    from PySide6.QtCore import Qt
+
+    photo = _typing_over_a_photo_replaced(qtbot, window, photo_folder)
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert read_caption(photo).text == "the old picture's caption and more"
+    window.undo_stack.undo()
+    assert read_caption(photo).text == "the new picture's caption"
+
+
+def test_a_photo_deleted_while_its_caption_is_typed_goes_once_the_typing_is_given_up(qtbot, window, photo_folder):
+    """Kept while typed, it stayed in the grid for good: later looks saw no change."""
+    from PySide6.QtCore import Qt
+
+    from tests.desktop.test_main_window import select
+
+    _open(qtbot, window, photo_folder)
+    select(qtbot, window, "photo3.jpg")
+    window.caption_edit.setFocus()
+    qtbot.keyClicks(window.caption_edit, "my words")
+    (photo_folder / "photo3.jpg").unlink()
+    _looked_at(qtbot, window)
+    assert "photo3.jpg" in _names(window)
+    _looked_at(qtbot, window)  # still typed: still kept, at every look
+    assert "photo3.jpg" in _names(window)
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Escape)
+    select(qtbot, window, "photo1.jpg")
+    _looked_at(qtbot, window)
+    assert "photo3.jpg" not in _names(window)
