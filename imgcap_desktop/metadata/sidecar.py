@@ -192,7 +192,16 @@ def _owned_elsewhere(photo: Path, base_style: Path) -> str | None:
     ``photo``'s, or None: the sidecar's own ``photoshop:SidecarForExtension`` names another file
     type (also once that file has moved), or, where it names none, a raw (or video, …) of the same
     name lies beside the photo. Where it names the photo's own type it is the photo's (a Live
-    Photo's ``IMG_1.xmp``, written for ``IMG_1.HEIC`` beside ``IMG_1.MOV``)."""
+    Photo's ``IMG_1.xmp``, written for ``IMG_1.HEIC`` beside ``IMG_1.MOV``). First of all, a file
+    named as the sidecar less ``.xmp`` owns it in the other style: ``a.jpg.xmp`` is the photo
+    ``a.jpg``'s, not the base-style one of ``a.jpg.jpg`` beside it (an export's copy, ``IMG_1.HEIC.jpg``)."""
+    named = base_style.with_name(base_style.name[:-len(".xmp")]) if base_style.name.lower().endswith(".xmp") else None
+    if named is not None and named.suffix and named != photo:
+        try:
+            if stat.S_ISREG(os.stat(named).st_mode) and not os.path.samefile(named, photo):
+                return f"{base_style.name} is the sidecar of {named.name}"
+        except (OSError, ValueError):  # not there (or not to be looked at): no such owner
+            pass
     kind = _declared_for(base_style)
     if kind is not None:
         if kind.lower() == photo.suffix.lstrip(".").lower():

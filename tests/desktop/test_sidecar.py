@@ -836,3 +836,19 @@ def test_a_photo_xmp_two_photos_could_share_with_a_caption_is_said_not_hidden(tm
         read_caption(jpg)
     (tmp_path / "a.xmp").write_bytes(_written_elsewhere(""))  # no caption in it: nothing to tell apart
     assert read_caption(jpg, embedded=False) is None
+
+
+def test_a_photo_named_after_another_with_its_extension_never_takes_that_ones_sidecar(tmp_path):
+    """``a.jpg.jpg`` (an export's copy, ``IMG_1.HEIC.jpg``) took ``a.jpg.xmp``, the photo ``a.jpg``'s
+    own sidecar, for its base-style one: it showed a.jpg's caption, and writing its own (a CSV's
+    correction of that row) replaced a person's caption of a.jpg."""
+    a, copy = make_photo(tmp_path / "a.jpg"), make_photo(tmp_path / "a.jpg.jpg")
+    theirs = StoredCaption("my dog Rex at the beach", "human")
+    write_caption(a, theirs)
+    assert find_sidecar(copy) is None and read_caption(copy) is None
+    write_caption(copy, StoredCaption("a plain blue square", "human"))
+    assert find_sidecar(copy) == tmp_path / "a.jpg.jpg.xmp" and read_caption(a) == theirs
+    b, b_copy = make_photo(tmp_path / "b.jpg"), make_photo(tmp_path / "b.jpg.jpg")  # b.jpg has no sidecar yet
+    with pytest.raises(SidecarCollisionError, match="b.jpg.xmp is the sidecar of b.jpg; use the photo.jpg.xmp"):
+        write_caption(b_copy, StoredCaption("a plain blue square", "human"), style="base")
+    assert not (tmp_path / "b.jpg.xmp").exists() and read_caption(b) is None
