@@ -30,6 +30,7 @@ from pathlib import Path
 
 from imgcap_desktop.metadata.folder import NOT_PHOTOS
 from imgcap_desktop.metadata.sidecar import (
+    PersonsCaptionKept,
     SidecarError,
     SidecarStyle,
     StoredCaption,
@@ -563,7 +564,8 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                     continue
                 # The row holds the caption's only copy (not written, reviewed in a spreadsheet).
                 write_caption(photo, _unstored(row, text, wanted, edits), style=style,
-                              added_by_person=list(wanted) if edits is None or edits[1] else [])
+                              added_by_person=list(wanted) if edits is None or edits[1] else [],
+                              keep_persons=holding is None, keep_any=True)  # none written since, as read
                 report.applied.append(photo)
                 continue
             text_changed = _cell_text(current.text) != text
@@ -602,9 +604,13 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             else:  # only the keywords: a person's choice of them; the caption stays whose it was
                 caption = replace(current, keywords=keywords)
             added = [k for k in wanted if k not in current_keywords] if keywords_changed else []
+            # Decided on the caption read above: one another program writes meanwhile is kept.
             write_caption(photo, caption, style=style, keywords_by_person=by_person, added_by_person=added,
-                          rejected_keywords=rejected)
+                          rejected_keywords=rejected, keep_persons=holding is None, keep_any=True, replacing=current)
             report.applied.append(photo)
+        except PersonsCaptionKept:
+            report._error(photo, f"line {line}: {row.relative_path}: another program wrote its caption while the "
+                          f"CSV was imported; left as it is (export again to edit it)")
         except SidecarError as exc:  # "photo.jpg: ..." names the photo again; "photo.jpg.xmp: ..." its sidecar
             said = str(exc).removeprefix(f"{photo.name}: ")
             report._error(photo, f"line {line}: {row.relative_path}: {said}")

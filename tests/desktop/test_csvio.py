@@ -748,3 +748,28 @@ def test_a_row_whose_path_cannot_be_looked_at_is_reported_and_the_rows_after_it_
     assert len(report.problems) == 1 and report.problems[0].startswith("line 3: ") and problem in report.problems[0]
     with pytest.raises(OSError, match="Too many levels of symbolic links"):  # a --root that loops: said, as OSError
         import_csv(csv_file, root=tmp_path / "loop")
+
+
+@pytest.mark.parametrize("cell", ["caption", "keywords"])
+def test_a_caption_another_program_writes_while_the_csv_is_imported_is_kept(tmp_path, monkeypatch, cell):
+    """The import decided on the sidecar it read, and wrote over one another program (digiKam, a
+    sync client) wrote a moment later: "typed in digiKam" lost, the row reported as applied."""
+    import imgcap_desktop.metadata.csvio as csvio
+
+    a = make_photo(tmp_path / "a.jpg")
+    write_caption(a, replace(AUTO, keywords=("dog",)))
+    csv_file = _export(tmp_path, [a])
+    edited = {"caption": "a dog runs fast"} if cell == "caption" else {"keywords": "dog; grass"}
+    edit_csv_cells(csv_file, {"a.jpg": edited})
+    real = csvio.read_caption
+
+    def read_then_another_program_writes(photo, *args, **kwargs):
+        found = real(photo, *args, **kwargs)
+        write_caption(photo, StoredCaption("typed in digiKam", "human"))
+        return found
+
+    monkeypatch.setattr(csvio, "read_caption", read_then_another_program_writes)
+    report = import_csv(csv_file)
+    assert read_caption(a).text == "typed in digiKam" and report.applied == []
+    assert report.problems == ["line 2: a.jpg: another program wrote its caption while the CSV was imported; "
+                               "left as it is (export again to edit it)"]
