@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
+from shiboken6 import isValid
 
 from imgcap_desktop.metadata.folder import FolderChanges, FolderSnapshot, folder_changes, snapshot_folder
 from imgcap_desktop.workers import run_in_background
@@ -150,7 +151,7 @@ class FolderWatcher(QObject):
                           on_finished=lambda: self._on_task_finished(generation))
 
     def _on_task_returned(self, generation: int, snapshot: FolderSnapshot, changes: FolderChanges) -> None:
-        if generation != self._generation or self._snapshot is None:
+        if not isValid(self) or generation != self._generation or self._snapshot is None:  # gone with its window
             return
         if self._snapshot.photos and not snapshot.photos:
             # Every photo gone at once: far more likely a drive unmounted (its mount point left
@@ -163,7 +164,7 @@ class FolderWatcher(QObject):
             self.changed.emit(changes)
 
     def _on_task_errored(self, generation: int, exc: BaseException) -> None:
-        if generation == self._generation:
+        if isValid(self) and generation == self._generation:
             log.info("looking at %s failed: %s", self._folder, exc)
             self._say_unavailable(str(exc))
 
@@ -173,7 +174,7 @@ class FolderWatcher(QObject):
             self.unavailable.emit(reason)
 
     def _on_task_finished(self, generation: int) -> None:
-        if generation != self._generation:  # a look at a folder no longer watched (a slow share)
+        if not isValid(self) or generation != self._generation:  # a look at a folder no longer watched
             return
         self._looking = False
         # Looks cost what the folder's size costs: a big folder (or a slow share) is looked at

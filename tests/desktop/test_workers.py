@@ -117,3 +117,19 @@ def test_an_export_that_ends_after_its_window_says_nothing(qtbot, service, tmp_p
     qtbot.waitUntil(lambda: pending_tasks() == 0, timeout=10_000)
     assert (tmp_path / "captions.csv").exists()
     assert "RuntimeError" not in capfd.readouterr().err
+
+
+def test_a_folder_watcher_deleted_while_it_looks_says_nothing(qtbot, capfd, tmp_path, monkeypatch):
+    """The window closed (and was deleted) while the folder was looked at: the look's end touched the
+    deleted watcher's timer and notices ("Internal C++ object (QTimer) already deleted" on stderr)."""
+    from imgcap_desktop import folder_watcher
+
+    go, look = threading.Event(), folder_watcher._look_at
+    monkeypatch.setattr(folder_watcher, "_look_at", lambda *args: go.wait(10) and look(*args))
+    watcher = folder_watcher.FolderWatcher()
+    watcher.watch(tmp_path, [])
+    assert watcher.looking
+    Shiboken.delete(watcher)
+    go.set()
+    qtbot.waitUntil(lambda: pending_tasks() == 0, timeout=10_000)
+    assert "RuntimeError" not in capfd.readouterr().err
