@@ -95,7 +95,8 @@ def run_import_csv(args: argparse.Namespace, out: TextIO | None = None) -> int:
         report = import_csv(args.csv_file, args.root, style=args.sidecar_style)
     except (CsvFormatError, OSError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc  # the path once
-        print(f"imgcap import-csv: {printable(args.csv_file)}: {reason}", file=sys.stderr)
+        where = exc.filename if isinstance(exc, OSError) and exc.filename else args.csv_file  # or --root's
+        print(f"imgcap import-csv: {printable(where)}: {reason}", file=sys.stderr)
         return 2
     for message in report.problems:  # in the CSV's order
         print(f"imgcap: {printable(message)}", file=sys.stderr)

@@ -68,6 +68,11 @@ def test_import_csv_command_refuses_a_foreign_file(tmp_path, capsys):
     missing = tmp_path / "missing.csv"
     assert run_import_csv(_parser().parse_args(["import-csv", str(missing)])) == 2
     assert capsys.readouterr().err == f"imgcap import-csv: {missing}: No such file or directory\n"  # the path once
+    (tmp_path / "loop").symlink_to("loop")
+    write_hand_made_csv(tmp_path / "ok.csv", [CsvRow("a.jpg", "a.jpg", "a cat")])
+    args = _parser().parse_args(["import-csv", str(tmp_path / "ok.csv"), "--root", str(tmp_path / "loop")])
+    assert run_import_csv(args) == 2  # a --root that loops is named, not the CSV
+    assert capsys.readouterr().err == f"imgcap import-csv: {tmp_path / 'loop'}: Too many levels of symbolic links\n"
 
 
 # --- end to end through ``imgcap`` ---------------------------------------------------------------
