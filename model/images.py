@@ -184,9 +184,12 @@ def _reason(exc: BaseException, path: Path) -> str:
 
 
 # What Pillow's parsers raise, beside OSError and ValueError, on a file whose tags hold values of the
-# wrong type (a rational where an offset goes, text in a number tag): only Pillow runs where these are
-# caught, so they are the file's fault, and one such photo must not stop a batch.
-MALFORMED_IMAGE_ERRORS = (struct.error, TypeError, IndexError, KeyError, ZeroDivisionError)
+# wrong type (a rational where an offset goes, text in a number tag), of a kind it does not decode (a
+# DDS texture's compression: NotImplementedError, also under a .jpg name) or with a damaged container
+# (an AVIF's item table: RuntimeError): only Pillow runs where these are caught, so they are the
+# file's fault, and one such photo must not stop a batch.
+MALFORMED_IMAGE_ERRORS = (struct.error, TypeError, IndexError, KeyError, ZeroDivisionError, NotImplementedError,
+                          RuntimeError)
 #: Everything Pillow raises on a file it cannot read (for code that opens a photo for its header or
 #: metadata and goes on without them).
 UNREADABLE_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,

@@ -385,3 +385,25 @@ def test_a_header_problem_is_said_as_decoding_says_it(tmp_path):
     good = tmp_path / "good.png"
     _gradient().save(good)
     assert header_problem(good) is None
+
+
+def _dds(fourcc: bytes = b"ETC1") -> bytes:
+    """A DDS texture header with a compression Pillow does not decode (it raises NotImplementedError)."""
+    header = struct.pack("<7I", 124, 0x1007, 16, 16, 0, 0, 0) + b"\0" * 44
+    header += struct.pack("<2I4s5I", 32, 0x4, fourcc, 0, 0, 0, 0, 0) + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
+    return b"DDS " + header + b"\0" * 256
+
+
+@pytest.mark.parametrize("name", ["texture.dds", "b_bad.jpg"])
+def test_a_file_of_a_kind_pillow_does_not_decode_is_one_photos_failure(tmp_path, name):
+    """A DDS texture (given by name, or under a .jpg one) made Pillow raise NotImplementedError, which
+    escaped the loader: the whole batch stopped with a traceback, no photo captioned."""
+    from imgcap_desktop.metadata.embedded import read_embedded_caption
+    from model.images import header_problem
+
+    path = tmp_path / name
+    path.write_bytes(_dds())
+    with pytest.raises(ImageLoadError, match="corrupt or truncated image") as raised:
+        load_image(path)
+    assert header_problem(path) in (None, raised.value.reason)  # the header may read: decoding says why
+    assert read_embedded_caption(path) is None
