@@ -30,6 +30,7 @@ from pathlib import Path
 
 from imgcap_desktop.metadata.folder import NOT_PHOTOS
 from imgcap_desktop.metadata.sidecar import (
+    SIDECAR_OWNER_EXTENSIONS,
     PersonsCaptionKept,
     SidecarError,
     SidecarStyle,
@@ -275,11 +276,14 @@ def refuse_as_csv_target(path: str | Path, *, probe: bool = False) -> Path:
     path = Path(path)
     if path.is_symlink():
         path = path.resolve()
-    if path.suffix.lower() in SUPPORTED_EXTENSIONS or path.suffix.lower() == ".xmp":
+    suffix = path.suffix.lower()
+    if suffix in SUPPORTED_EXTENSIONS or suffix in SIDECAR_OWNER_EXTENSIONS or suffix == ".xmp":  # a raw, a video
         raise OSError(f"{path} is named like a photo or a sidecar: the CSV is not written over it")
     if path.exists() and not path.is_file():
         what = "a folder" if path.is_dir() else "not a regular file"
         raise OSError(f"{path} is {what}: the CSV is not written over it")
+    if path.is_file() and photo_size(path) is not None:  # a photo under another name (scan.jfif)
+        raise OSError(f"{path} is a photo: the CSV is not written over it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent} does not exist: the CSV cannot be written there")
     if probe:

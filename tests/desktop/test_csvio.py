@@ -150,9 +150,14 @@ def test_a_csv_is_never_written_over_a_photo_a_sidecar_or_a_special_file(tmp_pat
     fifo = tmp_path / "pipe.csv"
     os.mkfifo(fifo)
     (tmp_path / "folder.csv").mkdir()
-    kept = {p: p.read_bytes() for p in (photo, sidecar)}
+    raw = tmp_path / "IMG_0001.CR2"
+    raw.write_bytes(b"II*\x00 a raw's bytes")
+    scan = tmp_path / "scan.jfif"  # a JPEG under a name imgcap does not list, captioned by name
+    scan.write_bytes(photo.read_bytes())
+    kept = {p: p.read_bytes() for p in (photo, sidecar, raw, scan)}
     for target, message in ((photo, "named like a photo or a sidecar"), (sidecar, "named like a photo or a sidecar"),
                             (tmp_path / "new.PNG", "named like a photo or a sidecar"),
+                            (raw, "named like a photo or a sidecar"), (scan, "is a photo"),  # they were replaced
                             (fifo, "is not a regular file"), (tmp_path / "folder.csv", "is a folder"),
                             (tmp_path / "missing" / "c.csv", "does not exist")):
         with pytest.raises(OSError, match=message):
