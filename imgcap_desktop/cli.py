@@ -304,7 +304,45 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: list[str] | None) 
     return args
 
 
+class _RunOutput(io.TextIOBase):
+    """Standard output for a run's lines. A write it refuses (``> log`` on a full disk) is said once
+    on stderr, and the run goes on without its lines: the sidecars and ``--csv`` are what it is for.
+    A broken pipe (``| head``) still ends it (see :func:`main`)."""
+
+    def __init__(self, stream: TextIO):
+        super().__init__()
+        self._stream, self.lost = stream, False
+
+    def write(self, text: str) -> int:
+        self._guarded(self._stream.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._guarded(self._stream.flush)
+
+    def _guarded(self, call, *args) -> None:
+        if self.lost:
+            return
+        try:
+            call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.lost = True
+            print(f"imgcap: cannot write standard output ({exc.strerror or exc}); captioning goes on without "
+                  f"its lines", file=sys.stderr)
+
+
+def _standard_streams() -> None:
+    """A stream the caller closed (``>&-``, ``2>&-``: a daemon, a cron job) is one that goes nowhere:
+    Python leaves it None, and every line said to it stopped the run."""
+    for name in ("stdout", "stderr"):  # in this order: a file opened now takes the lowest closed descriptor
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - for the process's life
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    _standard_streams()
     logging.basicConfig(level=logging.WARNING, format="imgcap: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -321,11 +359,14 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         with contextlib.ExitStack() as stack:
             if out is None:
                 out = stack.enter_context(_stdout_for_us_only())
+            out = _RunOutput(out)
             if args.command == "import-csv":
-                return run_import_csv(args, out)
-            if args.command == "archive":
-                return run_archive_command(args, out)
-            return run_caption(args, out)
+                code = run_import_csv(args, out)
+            elif args.command == "archive":
+                code = run_archive_command(args, out)
+            else:
+                code = run_caption(args, out)
+            return max(code, EXIT_SOME_FAILED) if out.lost else code
     except BrokenPipeError:  # ``imgcap caption ... | head``: the reader left; what was stored stays
         _silence_stdout()
         return EXIT_SOME_FAILED

@@ -382,3 +382,34 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
     _, err = process.communicate(timeout=60)
     assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode()
     assert process.returncode == 1
+
+
+@POSIX
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "both"])
+def test_a_run_with_its_output_closed_captions_every_photo(tmp_path, closed):
+    """``>&-`` or ``2>&-`` (a cron job, a daemon): Python leaves the stream None, and the first line
+    said to it stopped the run with a traceback; with stderr closed nothing was captioned."""
+    photos = [make_photo(tmp_path / f"p{i}.jpg") for i in range(12)]  # more than one batch
+    csv_file = tmp_path / "out.csv"
+    fds = {"stdout": "1", "stderr": "2", "both": "1 2"}[closed]
+    command = f'"{sys.executable}" -m tests.hostile.fake_cli caption "{tmp_path}" --write-sidecars --csv "{csv_file}"'
+    script = f"for fd in {fds}; do eval \"exec $fd>&-\"; done; exec {command}"
+    done = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=closed == "stdout", timeout=60)
+    assert done.returncode == 0, done
+    assert all(sidecar_path(p).exists() for p in photos) and csv_file.exists()
+
+
+@POSIX
+def test_a_run_whose_standard_output_is_full_says_so_and_captions_every_photo(tmp_path):
+    """``> log`` on a full disk: "OSError: No space left on device" after the first line, and the
+    run stopped there (no sidecars after it, no CSV)."""
+    photos = [make_photo(tmp_path / f"p{i}.jpg") for i in range(12)]
+    csv_file = tmp_path / "out.csv"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "tests.hostile.fake_cli", "caption", str(tmp_path),
+                               "--write-sidecars", "--csv", str(csv_file)],
+                              cwd=REPO, stdout=full, stderr=subprocess.PIPE, timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "Traceback" not in err, err
+    assert err.count("imgcap: cannot write standard output (No space left on device)") == 1, err
+    assert all(sidecar_path(p).exists() for p in photos) and csv_file.exists()
