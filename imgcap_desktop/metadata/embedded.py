@@ -56,7 +56,7 @@ def read_embedded_caption(photo: str | Path) -> StoredCaption | None:
 
 
 def _caption_from_xmp(img: Image.Image, photo: Path) -> StoredCaption | None:
-    packet = _xmp_packet(img)
+    packet = _xmp_packet(img) or (_gif_xmp_packet(photo) if img.format == "GIF" else None)
     if not packet:
         return None
     try:
@@ -69,6 +69,20 @@ def _caption_from_xmp(img: Image.Image, photo: Path) -> StoredCaption | None:
     if caption.source == "automatic":
         return caption
     return StoredCaption(text=_clean(caption.text), source="embedded", keywords=caption.keywords)
+
+
+#: A GIF's XMP: an application extension "XMP DataXMP" holding the packet as it is, which ends with
+#: the XMP specification's "magic trailer" (0x01, 0xFF ... 0x00, 0x00). exiftool writes it after the
+#: image data, where Pillow, which reads up to the first frame, never looks.
+_GIF_XMP = re.compile(rb"!\xff\x0bXMP DataXMP(.*?)\x01\xff\xfe", re.DOTALL)
+_GIF_XMP_MAX_BYTES = 64 * 1024 * 1024
+
+
+def _gif_xmp_packet(photo: Path) -> bytes | None:
+    """The XMP packet of a GIF (see :data:`_GIF_XMP`), or None."""
+    with open(photo, "rb") as handle:
+        found = _GIF_XMP.search(handle.read(_GIF_XMP_MAX_BYTES))
+    return found.group(1).rstrip(b"\x00") if found else None
 
 
 def _xmp_packet(img: Image.Image) -> bytes | None:

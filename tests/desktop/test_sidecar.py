@@ -28,6 +28,7 @@ from imgcap_desktop.metadata.sidecar import (
     write_caption,
 )
 from tests.desktop.conftest_metadata import (
+    EXIFTOOL,
     Snapshot,
     exiftool,
     exiftool_tags,
@@ -297,6 +298,35 @@ def test_embedded_xmp_with_entities_is_ignored(tmp_path):
     p = make_photo(tmp_path / "e.png", pnginfo=_png_xmp(packet))
 
     assert read_caption(p) is None
+
+
+def _gif_with_xmp(path: Path, description: str) -> Path:
+    """A GIF with its XMP after the image data, as exiftool and Photoshop write it: an application
+    extension "XMP DataXMP", the packet, and the XMP specification's 258-byte "magic trailer"."""
+    from PIL import Image
+
+    Image.new("RGB", (16, 12), (200, 30, 30)).save(path)
+    packet = ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+              '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+              'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt><rdf:li xml:lang="x-default">'
+              f'{description}</rdf:li></rdf:Alt></dc:description></rdf:Description></rdf:RDF></x:xmpmeta>'
+              '<?xpacket end="w"?>').encode()
+    data = path.read_bytes()
+    assert data.endswith(b";")
+    trailer = b"\x01" + bytes(range(255, -1, -1)) + b"\x00"
+    path.write_bytes(data[:-1] + b"!\xff\x0bXMP DataXMP" + packet + trailer + b";")
+    return path
+
+
+def test_a_description_embedded_in_a_gif_is_a_persons_caption(tmp_path):
+    """A GIF's XMP (written after the image data, where Pillow does not look) was never read: the
+    person's caption was not protected, and a run wrote the model's over it in a sidecar."""
+    gif = _gif_with_xmp(tmp_path / "cat.gif", "Our cat Tom on the sofa, 2019")
+    before = gif.read_bytes()
+    assert read_caption(gif) == StoredCaption("Our cat Tom on the sofa, 2019", "embedded")
+    if EXIFTOOL:
+        assert exiftool_tags(gif)["XMP-dc:Description"] == "Our cat Tom on the sofa, 2019"
+    assert gif.read_bytes() == before
 
 
 def _png_xmp(packet: bytes):
