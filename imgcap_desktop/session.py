@@ -244,6 +244,7 @@ class CaptionSession:
         self.listed = Event()
         self._lock = threading.RLock()  # guards the state below
         self._photos: dict[Path, Photo] = {}
+        self._unread: set[Path] = set()  # photos whose stored caption is not read yet (read_stored)
         self._order: list[Path] = []
         self._generation = 0
         self._write_locks: dict[Path, threading.Lock] = {}
@@ -261,6 +262,7 @@ class CaptionSession:
             self.folder = Path(folder) if folder is not None else None
             self._order = paths
             self._photos = {p: Photo(p) for p in paths}
+            self._unread = set(paths)
         remove_stale_temp_files(paths)
         self.reset.emit()
 
@@ -321,6 +323,7 @@ class CaptionSession:
                 current = self._photos.get(path)
                 if generation != self._generation:
                     return count
+                self._unread.discard(path)
                 if current == Photo(path):  # nothing happened to it meanwhile (None: gone since, sync_photos)
                     self._photos[path] = replace(current, caption=caption, error=error)
                     done.append(path)
@@ -395,7 +398,9 @@ class CaptionSession:
                             else natural_key(p))
             for path in removed:
                 del self._photos[path]
+                self._unread.discard(path)
             self._photos.update((path, Photo(path)) for path in added)
+            self._unread.update(added)
             self._order = wanted
         self.listed.emit()
         return added, removed
@@ -420,6 +425,10 @@ class CaptionSession:
         write = self.auto_write if write is None else write
         with self._lock:
             asked = list(self._order) if paths is None else [Path(p) for p in paths]
+            unread = [p for p in asked if p in self._unread]
+        if unread:  # a folder just opened, photos just added: what they store decides, not "no caption"
+            self.read_stored(unread, check_photos=False)
+        with self._lock:
             photos = [self._photos.get(p) or Photo(p) for p in asked]
             generation = self._generation
         settled: dict[Path, PhotoStatus] = {}

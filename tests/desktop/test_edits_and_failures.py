@@ -1021,3 +1021,24 @@ def test_a_held_caption_an_import_wrote_is_not_said_to_be_unwritten(qtbot, windo
     state = window.session.photo(photo)
     assert not state.held and state.write_error == "" and state.held_over is None
     assert "NOT written" not in window.state_label.text(), window.state_label.text()
+
+
+def test_caption_all_while_the_folder_is_still_read_skips_the_photos_already_captioned(
+        qtbot, window, photo_folder, monkeypatch):
+    """Caption All right after opening a folder (its stored captions read in the background: a big
+    folder, a slow share): a photo not read yet counted as uncaptioned, and "skip" wrote the model's
+    caption over the one it had."""
+    from imgcap_desktop import session as session_module
+
+    old = StoredCaption("an old automatic caption", "automatic", "old-model", -1.0, "2020-01-01T00:00:00+00:00")
+    captioned = [photo_folder / name for name in ("photo1.jpg", "photo2.jpg", "photo5.jpg")]
+    for photo in captioned:
+        write_caption(photo, old)
+    real = session_module._read_stored
+    monkeypatch.setattr(session_module, "_read_stored", lambda *a, **k: (time.sleep(0.2), real(*a, **k))[1])
+    assert window.settings.overwrite_policy == "skip" and window.open_folder(photo_folder)
+    with qtbot.waitSignal(window.service.finished, timeout=WAIT):
+        assert window.caption_all()  # at once: the action is enabled
+    assert [read_caption(photo) for photo in captioned] == [old] * 3
+    assert window.session.photo(captioned[0]).caption == old
+    qtbot.waitUntil(lambda: not window.service.busy, timeout=WAIT)
