@@ -227,6 +227,7 @@ class CaptionPanel(QWidget):
             self.caption_edit.clear()
             self._shown_path = None
             self.state_label.clear()
+            self.caption_edit.setAccessibleDescription("")  # it said the last photo's state
             self.recompute_button.setVisible(False)
             return
         self.view.set_photo(image, failure or "Loading…")

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from imgcap_desktop.flow_layout import WrappedLabel, discard_widget, flow_widget
+from imgcap_desktop.metadata.printable import literal
 
 #: The chosen word stands out: filled with the app's accent colour, bold.
 # The theme's own selection colours: a high-contrast theme keeps its contrast.
@@ -240,7 +241,7 @@ class CaptionView(QWidget):
         for i, word in enumerate(self._words):
             button = QToolButton()
             label = button.fontMetrics().elidedText(word, Qt.TextElideMode.ElideMiddle, MAX_WORD_WIDTH)
-            button.setText(label)
+            button.setText(literal(label))  # "R&D": not "RD" with Alt+D taken
             button.setToolTip(word if label != word else "")
             button.setAccessibleName(word)
             button.setCheckable(True)
@@ -275,7 +276,7 @@ class CaptionView(QWidget):
         self._word_maps = ({i: m for i, m in maps.items() if 0 <= i < len(self._words)}
                            if self._attention is not None else {})
         for i, button in enumerate(self.word_buttons()):
-            tips = [self._words[i]] if button.text() != self._words[i] else []  # cut short: whole here
+            tips = [self._words[i]] if button.text() != literal(self._words[i]) else []  # cut short: whole here
             tips += [tip.format(word=self._words[i])] if i in self._word_maps and tip else []
             button.setToolTip("\n".join(tips))
 
@@ -412,7 +413,7 @@ class CaptionView(QWidget):
             tile.setIcon(QIcon(QPixmap.fromImage(array_to_qimage(blend(small, upsample_map(attention, small.shape[:2]),
                                                                          opacity)))))
             tile.setIconSize(QSize(small.shape[1], small.shape[0]))
-            tile.setText(word)
+            tile.setText(literal(word))
             tile.setCheckable(True)
             tile.setChecked(i == self._current)
             tile.setAutoRaise(True)

@@ -18,6 +18,7 @@ from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QApplication, QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from imgcap_desktop.flow_layout import discard_widget, flow_widget
+from imgcap_desktop.metadata.printable import literal
 from model.results import CaptionResult, Tag
 
 #: A chip is a rounded outline; the chosen one is filled with the accent colour, as a chosen caption word.
@@ -59,7 +60,7 @@ class KeywordChip(QFrame):
         self.tag = tag
         self.setProperty("mapless", not self.has_map)  # a dashed outline: nothing to show on a click
         self.button = _ChipButton()
-        self.button.setText(word)
+        self.button.setText(literal(word))
         self.button.setCheckable(self.has_map)
         self.button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.button.setAccessibleName(f"Keyword {word}")
@@ -165,7 +166,7 @@ class KeywordChips(QWidget):
 
     def other_keywords(self) -> list[str]:
         """The other programs' keywords shown, in order."""
-        return [button.text() for button in self._others]
+        return [button.property("keyword") for button in self._others]
 
     def set_current(self, word: str) -> None:
         """Mark ``word``'s chip as chosen ("" or a keyword without a map: none), without a signal."""
@@ -193,7 +194,8 @@ def _other_chip(word: str) -> QToolButton:
     never clicked away: imgcap leaves other programs' keywords as they are."""
     chip = QToolButton()
     chip.setObjectName("otherKeywordChip")
-    chip.setText(word)
+    chip.setText(literal(word))
+    chip.setProperty("keyword", word)
     chip.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
     chip.setAccessibleName(f"Keyword {word}, from another program")
     chip.setToolTip(f"“{word}”: a keyword another program keeps in the sidecar; imgcap leaves it as it is.")

@@ -26,7 +26,7 @@ from imgcap_desktop.folder_reader import StoredCaptionReader
 from imgcap_desktop.folder_watcher import FolderWatcher
 from imgcap_desktop.metadata.csvio import CsvFormatError
 from imgcap_desktop.metadata.folder import FolderChanges, scan_folder
-from imgcap_desktop.metadata.printable import printable
+from imgcap_desktop.metadata.printable import literal, printable
 from imgcap_desktop.photo_grid import PhotoGrid
 from imgcap_desktop.photo_model import PhotoFilterModel, PhotoListModel, SessionSignals
 from imgcap_desktop.run_status import RunStatus, count, describe_error
@@ -272,7 +272,7 @@ class MainWindow(QMainWindow):
     def _rebuild_recent_menu(self) -> None:
         self.recent_menu.clear()
         for folder in self.settings.recent_folders:
-            act = self.recent_menu.addAction(printable(folder))
+            act = self.recent_menu.addAction(literal(printable(folder)))  # "R&D photos", not "RD photos"
             act.triggered.connect(partial(self.open_folder, folder))
         self.recent_menu.setEnabled(bool(self.settings.recent_folders))
 

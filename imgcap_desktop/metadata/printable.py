@@ -43,3 +43,9 @@ def _escape(match: re.Match) -> str:
 def count(n: int, noun: str) -> str:
     """``"1 photo"``, ``"2 photos"``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def literal(text: str) -> str:
+    """``text`` as a button's or a menu command's text, shown as it is: Qt takes a single ``&`` for
+    the mark of an Alt+letter shortcut ("R&D" shown "RD", and Alt+D taken), so it is doubled."""
+    return text.replace("&", "&&")

@@ -862,3 +862,51 @@ def test_a_closed_window_is_freed(qtbot, service):
     del window
     gc.collect()
     assert ref() is None
+
+
+# -- "&" shown as it is, and no Alt+letter shortcut -------------------------------------------------
+
+
+def test_a_recent_folder_with_an_ampersand_is_shown_and_read_as_named(qtbot, window, tmp_path):
+    """"R&D photos" was shown "RD photos" (D underlined) in Open Recent, and read out so."""
+    from PySide6.QtGui import QAccessible
+
+    from tests.desktop.conftest import make_photos
+
+    folder = tmp_path / "R&D photos"
+    make_photos(folder, 2, corrupt=False)
+    open_and_wait(qtbot, window, folder)
+    entry = window.recent_menu.actions()[0]
+    spoken = QAccessible.queryAccessibleInterface(window.recent_menu).child(0).text(QAccessible.Text.Name)
+    assert entry.iconText() == spoken == str(folder)
+
+
+def test_caption_words_and_keywords_with_an_ampersand_take_no_shortcut(qtbot, window, photo_folder):
+    """"R&D" in a caption was drawn "RD" and took Alt+D (a word "R&E" took Alt+E, the Edit menu's);
+    another program's keyword "Rock&Roll" was drawn "RockRoll", with Alt+R."""
+    write_caption(photo_folder / "photo1.jpg", StoredCaption("the R&D lab of Smith & Sons", "human"))
+    sidecar = photo_folder / "photo1.jpg.xmp"
+    sidecar.write_text(sidecar.read_text().replace(
+        "</rdf:RDF>", '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        "<dc:subject><rdf:Bag><rdf:li>Rock&amp;Roll</rdf:li></rdf:Bag></dc:subject></rdf:Description></rdf:RDF>"))
+    open_and_wait(qtbot, window, photo_folder)
+    select(qtbot, window, "photo1.jpg")
+    qtbot.waitUntil(lambda: len(window.view.word_buttons()) == 7, timeout=WAIT)
+    keywords = window.panel.keywords
+    qtbot.waitUntil(lambda: keywords.other_keywords() == ["Rock&Roll"], timeout=WAIT)
+    for button, name in ((window.view.word_buttons()[1], "R&D"), (window.view.word_buttons()[5], "&"),
+                         (keywords.chip_buttons()[0], "Keyword Rock&Roll, from another program")):
+        assert button.accessibleName() == name and button.shortcut().isEmpty(), button.shortcut().toString()
+        assert button.text().replace("&&", "&") == name.removeprefix("Keyword ").removesuffix(", from another program")
+
+
+def test_the_caption_box_says_nothing_of_a_photo_no_longer_shown(qtbot, window, photo_folder, tmp_path):
+    """A filter matching no photo, or an empty folder opened: the box's accessible description still
+    said "Automatic caption (fake-model, score -0.50)" of the photo shown before."""
+    open_and_wait(qtbot, window, photo_folder)
+    caption_all_and_wait(qtbot, window)
+    select(qtbot, window, "photo1.jpg")
+    assert window.caption_edit.accessibleDescription().startswith("Automatic caption")
+    window.filter_edit.setText("no photo has this text")
+    qtbot.waitUntil(lambda: window.current_item() is None, timeout=WAIT)
+    assert window.caption_edit.accessibleDescription() == ""
