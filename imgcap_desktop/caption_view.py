@@ -9,6 +9,8 @@ words, Escape clears.
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
@@ -88,6 +90,18 @@ def array_to_qimage(array: np.ndarray) -> QImage:
     array = np.ascontiguousarray(array, dtype=np.uint8)
     height, width, _ = array.shape
     return QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+def text_direction(text: str) -> Qt.LayoutDirection:
+    """The direction ``text`` reads in, by its first strongly directional letter (Unicode's rule for
+    a paragraph): right to left for Hebrew or Arabic, else left to right."""
+    for char in text:
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return Qt.LayoutDirection.RightToLeft
+        if kind == "L":
+            return Qt.LayoutDirection.LeftToRight
+    return Qt.LayoutDirection.LeftToRight
 
 
 class PhotoCanvas(QWidget):
@@ -250,6 +264,8 @@ class CaptionView(QWidget):
             button.setStyleSheet(_WORD_STYLE)
             self._word_group.addButton(button, i)
             self._word_layout.addWidget(button)
+        # The words read as the caption does: a Hebrew or Arabic one from the right, whatever the desktop.
+        self._word_bar.setLayoutDirection(text_direction(" ".join(self._words)))
         self._word_bar.setVisible(bar_shown)
         if not self._words:  # said, and where the focus frame shows (an empty bar is not seen)
             self._word_hint.setText("No caption." if hint else "")
@@ -330,10 +346,9 @@ class CaptionView(QWidget):
         key = event.key()
         if key == Qt.Key.Key_Escape and (self._current >= 0 or self._map is not None):
             self.clear_overlay()
-        elif key == Qt.Key.Key_Right and self._attention is not None and self._words:
-            self.select_word(min(self._here() + 1, len(self._words) - 1))
-        elif key == Qt.Key.Key_Left and self._attention is not None and self._words:
-            self.select_word(max(self._here() - 1, 0))
+        elif key in (Qt.Key.Key_Right, Qt.Key.Key_Left) and self._attention is not None and self._words:
+            forward = (key == Qt.Key.Key_Right) != self._word_bar.isRightToLeft()  # the next word is to its left there
+            self.select_word(min(self._here() + 1, len(self._words) - 1) if forward else max(self._here() - 1, 0))
         elif key in (Qt.Key.Key_Home, Qt.Key.Key_End) and self._attention is not None and self._words:
             self.select_word(0 if key == Qt.Key.Key_Home else len(self._words) - 1)
         elif key in (Qt.Key.Key_Space, Qt.Key.Key_Return, Qt.Key.Key_Enter) and self._attention is not None \

@@ -93,12 +93,16 @@ class FlowLayout(QLayout):
         margins = self.contentsMargins()
         area = rect.adjusted(margins.left(), margins.top(), -margins.right(), -margins.bottom())
         x, y, line_height = area.x(), area.y(), 0
+        # Right to left (a Hebrew or Arabic caption's words, a right-to-left desktop): each line from
+        # the right, as its text reads.
+        mirrored = self.parentWidget() is not None and self.parentWidget().isRightToLeft()
         for item in self._items:
             hint = item.sizeHint()
             if x + hint.width() > area.right() + 1 and line_height > 0:
                 x, y, line_height = area.x(), y + line_height + self._spacing, 0
             if move:
-                item.setGeometry(QRect(QPoint(x, y), hint))
+                shown_x = area.left() + area.right() + 1 - x - hint.width() if mirrored else x
+                item.setGeometry(QRect(QPoint(shown_x, y), hint))
             x += hint.width() + self._spacing
             line_height = max(line_height, hint.height())
         return y + line_height - rect.y() + margins.bottom()

@@ -301,3 +301,29 @@ def test_the_caption_box_gives_way_to_two_lines_in_a_short_window(qtbot):
     assert box.sizeHint().height() - box.minimumSizeHint().height() == 4 * line
     box.setText("one line")
     assert box.sizeHint().height() == box.minimumSizeHint().height()
+
+
+def test_a_right_to_left_captions_words_read_from_the_right(qtbot):
+    """A Hebrew caption's words were laid out from the left: the word bar read the sentence backwards
+    (the caption box under it, right to left), also on a right-to-left desktop."""
+    view, result = make_view(qtbot)
+    view.resize(600, 400)
+    view.show()
+    qtbot.waitExposed(view)
+    hebrew = tuple("כלב רץ על החוף".split())  # "a dog runs on the beach"
+    view.set_caption(hebrew, result.attention[:4])
+    qtbot.waitUntil(lambda: all(b.isVisible() for b in view.word_buttons()))
+    xs = [button.geometry().x() for button in view.word_buttons()]
+    assert len({b.geometry().y() for b in view.word_buttons()}) == 1 and xs == sorted(xs, reverse=True), xs
+    qtbot.keyClick(view, Qt.Key.Key_Left)  # the next word lies to the left
+    qtbot.keyClick(view, Qt.Key.Key_Left)
+    assert view.current_word == 1
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert view.current_word == 0
+    view.set_caption(result.words, result.attention)  # a left-to-right caption: from the left again
+
+    def from_the_left() -> bool:
+        xs = [button.geometry().x() for button in view.word_buttons()[:3]]
+        return len(set(xs)) == 3 and xs == sorted(xs)
+
+    qtbot.waitUntil(from_the_left)
