@@ -94,7 +94,8 @@ class PhotoGrid(QWidget):
         self.grid.setLayoutMode(QListView.LayoutMode.Batched)
         self.grid.setBatchSize(200)
         self.grid.setIconSize(QSize(THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        self.grid.setGridSize(QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 20 + self.grid.fontMetrics().height()))
+        self._fit_cells()
+        self.grid.installEventFilter(self)  # a font chosen later (a desktop's setting): cells to fit it
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.grid.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.grid.setItemDelegate(BadgeDelegate(self.grid))
@@ -113,6 +114,15 @@ class PhotoGrid(QWidget):
         layout.addWidget(self.grid)
         QWidget.setTabOrder(self.filter_edit, self.grid)  # Tab goes as the eye does: the filter box is above
         layout.addWidget(badge_legend())
+
+    def _fit_cells(self) -> None:
+        """Cells as large as a thumbnail and a line of its name in the grid's font."""
+        self.grid.setGridSize(QSize(THUMBNAIL_SIZE + 24, THUMBNAIL_SIZE + 20 + self.grid.fontMetrics().height()))
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.grid and event.type() == QEvent.Type.FontChange:
+            self._fit_cells()  # the names were cut off under the thumbnails
+        return False
 
 
 def badge_size(font_height: int) -> int:

@@ -910,3 +910,23 @@ def test_the_caption_box_says_nothing_of_a_photo_no_longer_shown(qtbot, window, 
     window.filter_edit.setText("no photo has this text")
     qtbot.waitUntil(lambda: window.current_item() is None, timeout=WAIT)
     assert window.caption_edit.accessibleDescription() == ""
+
+
+def test_the_grids_cells_grow_with_a_font_chosen_while_the_app_runs(qtbot, window, photo_folder):
+    """A larger desktop font chosen later left the cells at the old font's height: each photo's name
+    was cut off under its thumbnail."""
+    from PySide6.QtGui import QFont
+    from PySide6.QtWidgets import QApplication
+
+    open_and_wait(qtbot, window, photo_folder)
+    index = window.grid.model().index(0, 0)
+    before = QApplication.font()
+    try:
+        large = QFont(before)
+        large.setPixelSize(40)
+        QApplication.setFont(large)
+        qtbot.waitUntil(lambda: window.grid.fontMetrics().height() >= 40, timeout=WAIT)
+        qtbot.waitUntil(lambda: window.grid.visualRect(index).height() >= window.grid.sizeHintForIndex(index).height(),
+                        timeout=WAIT)
+    finally:
+        QApplication.setFont(before)
