@@ -68,7 +68,9 @@ class CaptionEdit(QPlainTextEdit):
 
     # QLineEdit's words, which the window and its tests speak
     def text(self) -> str:
-        return self.toPlainText()
+        # toPlainText() makes every no-break space ("10\u00a0km") an ordinary one; the raw text keeps
+        # them, with its paragraph separators as the line breaks they are.
+        return self.document().toRawText().replace("\u2029", "\n").replace("\u2028", "\n")
 
     def setText(self, text: str) -> None:
         self._setting = True

@@ -25,6 +25,7 @@ import contextlib
 import enum
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -887,12 +888,17 @@ class CaptionSession:
         return report
 
 
+_RUN_OF_SPACE = re.compile(r"\s{2,}|[\t\v\f]")
+
+
 def normalized_caption(text: str) -> str:
-    """A caption as a commit stores it: each line's white space collapsed, its line breaks kept
-    (one blank line at most between paragraphs), blank lines at either end dropped."""
+    """A caption as a commit stores it: each line's runs of white space (and tabs) made one space and
+    its ends trimmed, its line breaks kept (one blank line at most between paragraphs), blank lines
+    at either end dropped. A single space of another kind stays: a no-break space ("10\u00a0km",
+    French "Paris\u00a0:") or an ideographic one (U+3000) is typography, not a slip."""
     if is_blank(text):  # white space and zero-width characters alone: no caption
         return ""
-    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [_RUN_OF_SPACE.sub(" ", line).strip() for line in text.splitlines()]
     kept = [line for i, line in enumerate(lines) if line or (i and lines[i - 1])]
     return "\n".join(kept).strip("\n")
 

@@ -1042,3 +1042,22 @@ def test_caption_all_while_the_folder_is_still_read_skips_the_photos_already_cap
     assert [read_caption(photo) for photo in captioned] == [old] * 3
     assert window.session.photo(captioned[0]).caption == old
     qtbot.waitUntil(lambda: not window.service.busy, timeout=WAIT)
+
+
+def test_an_edit_keeps_the_no_break_and_ideographic_spaces_it_did_not_touch(qtbot, window, photo_folder):
+    """One "!" typed at the end of a Japanese and French caption: every ideographic space (U+3000)
+    and no-break space ("10\u00a0km") in it became an ordinary space in the sidecar."""
+    from PySide6.QtGui import QTextCursor
+
+    from tests.desktop.test_main_window import select
+
+    caption = "東京タワー\u3000夜景。Vue de Paris\u00a0: la tour, 10\u00a0km"
+    photo = photo_folder / "photo1.jpg"
+    write_caption(photo, StoredCaption(caption, "human"))
+    open_and_wait(qtbot, window, photo_folder)
+    select(qtbot, window, "photo1.jpg")
+    window.caption_edit.setFocus()
+    window.caption_edit.moveCursor(QTextCursor.MoveOperation.End)
+    qtbot.keyClicks(window.caption_edit, "!  ")  # spaces typed after it still go
+    qtbot.keyClick(window.caption_edit, Qt.Key.Key_Return)
+    assert read_caption(photo).text == caption + "!"
