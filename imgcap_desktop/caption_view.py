@@ -13,7 +13,7 @@ import unicodedata
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QAccessible, QAccessibleEvent, QIcon, QImage, QKeyEvent, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -191,8 +191,7 @@ class CaptionView(QWidget):
         self._strip_scroll = QScrollArea()
         self._strip_scroll.setWidget(self._strip)
         self._strip_scroll.setWidgetResizable(True)
-        self._strip_scroll.setFixedHeight(self.strip_height()
-                                          + self._strip_scroll.horizontalScrollBar().sizeHint().height() + 8)
+        self._fit_strip()
         self._strip_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
         layout = QVBoxLayout(self)
@@ -442,6 +441,15 @@ class CaptionView(QWidget):
         """The all-words strip's tiles, one per word (empty without attention maps)."""
         return [w for w in (self._strip_layout.itemAt(i).widget() for i in range(self._strip_layout.count()))
                 if isinstance(w, QToolButton)]
+
+    def _fit_strip(self) -> None:
+        self._strip_scroll.setFixedHeight(self.strip_height()
+                                          + self._strip_scroll.horizontalScrollBar().sizeHint().height() + 8)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange and hasattr(self, "_strip_scroll"):  # a font chosen later: fit it
+            self._fit_strip()
 
     def strip_height(self) -> int:
         """The height a tile needs: the tallest thumbnail plus its label."""

@@ -327,3 +327,15 @@ def test_a_right_to_left_captions_words_read_from_the_right(qtbot):
         return len(set(xs)) == 3 and xs == sorted(xs)
 
     qtbot.waitUntil(from_the_left)
+
+
+def test_the_all_words_strip_fits_a_font_chosen_while_the_app_runs(qtbot):
+    """Its height was worked out once, for the font at start: a larger one cut the words' labels off."""
+    from PySide6.QtGui import QFont
+
+    view, _ = make_view(qtbot)
+    start = view._strip_scroll.height()
+    font = QFont(view.font())
+    font.setPixelSize(view.fontMetrics().height() + 30)
+    view.setFont(font)
+    assert view._strip_scroll.height() >= start + 30
