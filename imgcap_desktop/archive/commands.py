@@ -159,7 +159,9 @@ def _run_caption(args: argparse.Namespace, out: TextIO) -> int:
     rate = f", {report.steady_rate:.1f} photos/s once started" if report.steady_rate else ""
     sidecars = f", {report.sidecars_failed} sidecars not written" if report.sidecars_failed else ""
     stopped = "interrupted after " if report.interrupted else ""
-    print(f"{stopped}{report.captioned} captioned, {report.failed} failed{sidecars}, {report.skipped} already done, "
+    before = f" ({report.skipped_failed} of them failed)" if report.skipped_failed else ""
+    print(f"{stopped}{report.captioned} captioned, {report.failed} failed{sidecars}, "
+          f"{report.skipped} already done{before}, "
           f"{len(report.problems)} left out, in {report.seconds:.1f} s{rate}; results in {args.out}", file=out)
     if report.interrupted:  # told apart from failed photos: a script runs the same command again
         return EXIT_INTERRUPTED
@@ -194,7 +196,7 @@ def _run_export(args: argparse.Namespace, out: TextIO) -> int:
             for photo in report.missing:
                 print(f"imgcap archive: {printable(photo)}: not found", file=sys.stderr)
             for photo, message in report.errors:  # the whole path: many folders hold an IMG_0001.JPG
-                print(f"imgcap archive: {printable(photo)}: {message.removeprefix(f'{Path(photo).name}: ')}",
+                print(f"imgcap archive: {printable(photo)}: {printable(message.removeprefix(f'{Path(photo).name}: '))}",
                       file=sys.stderr)
             print(f"{len(report.applied)} sidecars written, {len(report.unchanged)} unchanged, "
                   f"{len(report.kept_human)} human captions kept, {len(report.changed)} photos changed since, "

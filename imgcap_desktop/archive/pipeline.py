@@ -116,7 +116,10 @@ class ArchiveReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.sidecars_failed and not self.problems and not self.interrupted
+        """Every photo captioned: none failed in this run nor in an earlier one not tried again (a
+        run resumed after an interruption says what the whole job came to, as one run would)."""
+        return (not self.failed and not self.skipped_failed and not self.sidecars_failed and not self.problems
+                and not self.interrupted)
 
     @property
     def steady_rate(self) -> float | None:
@@ -360,7 +363,7 @@ def _count(table: pa.Table, report: ArchiveReport, progress: _Progress) -> None:
 
 def _where(path: str, message: str) -> str:
     """A photo's message with its whole path: in an archive many folders hold an ``IMG_0001.JPG``."""
-    return f"{printable(path)}: {message.removeprefix(f'{Path(path).name}: ')}"
+    return f"{printable(path)}: {printable(message.removeprefix(f'{Path(path).name}: '))}"  # a name's line break too
 
 
 def _init_ray(address: str | None) -> None:
@@ -369,12 +372,27 @@ def _init_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    _refuse_unreachable(address)
     logging.getLogger("ray").setLevel(logging.WARNING)
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     # "local": a private Ray instance on this machine, even where `ray start` left one running
     # (RAY_ADDRESS, when set, still wins).
     ray.init(address=address or "local", runtime_env={"env_vars": env}, logging_level=logging.WARNING,
              configure_logging=True, log_to_driver=True)
+
+
+def _refuse_unreachable(address: str | None, timeout: float = 10.0) -> None:
+    """Raise ConnectionError where ``--address HOST:PORT`` names a port nobody answers on: Ray tries
+    again for minutes, deaf to Ctrl-C, before it gives up ("auto" and "local" are Ray's to find)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # Ray's own message says what it makes of it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"no cluster answers at {address} ({exc.strerror or exc})") from None
 
 
 def _pool_size(options: ArchiveOptions, resources: dict) -> tuple[int, float, float]:

@@ -128,14 +128,15 @@ def read_results(folder: str | Path, columns: list[str] | None = None) -> pa.Tab
         try:
             stored = pq.read_schema(part).names
             table = pq.read_table(part, columns=[c for c in schema.names if c in stored])
-        except (OSError, pa.ArrowException) as exc:
+            for name in _ADDED_SINCE:  # a part an older imgcap wrote: null there
+                if name in schema.names and name not in table.column_names:
+                    table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
+            # A column missing or of another type (not a results part, or a damaged one): unreadable too.
+            tables.append(table.select(schema.names).cast(schema))
+        except (OSError, pa.ArrowException, KeyError, UnicodeDecodeError) as exc:
             raise ResultsError(
                 f"{part}: unreadable ({exc}); move it out of the folder and its photos are captioned again"
             ) from None
-        for name in _ADDED_SINCE:  # a part an older imgcap wrote: null there
-            if name in schema.names and name not in table.column_names:
-                table = table.append_column(schema.field(name), pa.nulls(table.num_rows, schema.field(name).type))
-        tables.append(table.select(schema.names).cast(schema))
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)

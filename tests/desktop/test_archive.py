@@ -141,6 +141,7 @@ def test_a_rerun_skips_what_is_done(archive, tiny_bundle):
 
     assert (again.skipped, again.skipped_failed, again.captioned, again.failed) == (10, 1, 0, 0)
     assert part_files(results) == before
+    assert not again.ok  # broken.jpg failed before: a run resumed after an interruption exited 0 (as all done)
 
 
 def test_a_changed_photo_another_model_or_beam_is_captioned_again(archive, tiny_bundle):
@@ -844,3 +845,34 @@ def test_a_temporary_part_another_user_left_in_a_shared_folder_does_not_stop_the
     monkeypatch.setattr(Path, "unlink", sticky)
     ResultsWriter(tmp_path / "r").close()
     assert theirs.exists()
+
+
+def test_a_part_file_without_a_results_column_is_unreadable_not_a_traceback(tmp_path):
+    """Valid Parquet without a results column (or with one of another type): KeyError traceback."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"path": ["/p/a.jpg"], "size": ["not a number"]}), tmp_path / "part-1-x.parquet")
+    with pytest.raises(ResultsError, match=r"part-1-x.parquet: unreadable .*move it out of the folder"):
+        read_results(tmp_path)
+
+
+def test_a_message_about_a_photo_with_a_line_break_in_its_name_stays_on_one_line():
+    from imgcap_desktop.archive.pipeline import _where
+
+    said = _where("/p/new\nline.jpg", "new\nline.jpg.xmp: not well-formed XML")
+    assert "\n" not in said and said == "/p/new\\nline.jpg: new\\nline.jpg.xmp: not well-formed XML"
+
+
+def test_an_address_nobody_answers_on_is_refused_at_once():
+    """--address 127.0.0.1:1: Ray tried again for minutes (deaf to Ctrl-C) instead of exit 2."""
+    import socket
+
+    from imgcap_desktop.archive.pipeline import _refuse_unreachable
+
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="no cluster answers at 127.0.0.1:1"):
+        _refuse_unreachable("127.0.0.1:1")
+    assert time.monotonic() - started < 5
+    with socket.create_server(("127.0.0.1", 0)) as server:  # a port that answers: Ray's to talk to
+        _refuse_unreachable(f"127.0.0.1:{server.getsockname()[1]}")
+    _refuse_unreachable("auto")
