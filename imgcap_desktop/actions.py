@@ -39,7 +39,8 @@ class SetCaptionCommand(QUndoCommand):
         first = self._stored is ANY_CAPTION
         clearing = first and caption is None  # the edit itself is a clear
         before = self._session.stored_caption(self._path) if clearing else None
-        photo = self._session.set_caption(self._path, caption, replacing=self._stored, write_now=self._at_once)
+        photo = self._session.set_caption(self._path, caption, replacing=self._stored, write_now=self._at_once,
+                                          taking_back=self._old if not undoing else self._new)
         if clearing:
             # A clear that changed the sidecar was written at once, captions held for review or not:
             # so are its undo and redo. One that only took back a caption held wrote nothing.

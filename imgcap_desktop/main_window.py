@@ -359,6 +359,7 @@ class MainWindow(QMainWindow):
 
     def accept_held(self) -> int:
         """Write every held caption to its sidecar; returns how many were written."""
+        self.panel.commit_typing()  # what is in the caption box is one of them (it was left out)
         written, not_written = self.session.accept_held()
         message = f"Wrote {count(written, 'caption')} to sidecars"
         kept = [s for s in not_written if s.status == "kept_human"]

@@ -605,7 +605,8 @@ class CaptionSession:
 
     def set_caption(self, path: str | Path, caption: StoredCaption | None, *,
                     removed_keywords: Sequence[str] | None = None, keywords_only: bool = False,
-                    replacing: StoredCaption | None | object = ANY_CAPTION, write_now: bool = False) -> Photo | None:
+                    replacing: StoredCaption | None | object = ANY_CAPTION, write_now: bool = False,
+                    taking_back: StoredCaption | None | object = ANY_CAPTION) -> Photo | None:
         """Set a photo's caption as the user's action (an edit, or undoing one): written now or held.
 
         A caption without keywords (None) leaves the photo's keywords as they are. With
@@ -617,7 +618,9 @@ class CaptionSession:
         program or a later run wrote since, nothing is written and the photo shows that one; the
         returned photo's caption then is not ``caption``. A clear (None) is written at once when
         captions are held for review too, except of a caption held: that one is taken back unwritten;
-        ``write_now``: this caption too (the undo of such a clear).
+        ``write_now``: this caption too (the undo of such a clear). ``taking_back``: the caption that
+        action set (an Undo's): held for review, Accept may have written it since, and a clear of it
+        (written at once) checks the sidecar holds ``replacing`` or that one, not another program's.
         """
         path = Path(path)
         with self._write_lock(path):
@@ -627,7 +630,11 @@ class CaptionSession:
                     return None
                 edits = photo.edits + 1
                 self._photos[path] = replace(photo, edits=edits)  # from here on, later results lose
-            if caption is None and not self.auto_write and photo.held:
+            # Held for review (also where writing at once was switched on since: it stays held until
+            # Accept or Discard, not written over what another program stored meanwhile), unlike a
+            # caption held because writing it failed.
+            for_review = photo.held and not (self.auto_write and photo.write_error)
+            if caption is None and for_review:
                 # Held for review, then cleared: what is held (a caption, a keyword removed) is taken
                 # back, never written; the photo shows what it stores (a clear of that is a second,
                 # written one).
@@ -637,10 +644,11 @@ class CaptionSession:
                 return photo
             # Undo and Redo check what they take back where writes are made at once: with captions held
             # for review, what the sidecar held at the edit is no mark (Accept wrote it since).
-            at_once = self.auto_write or write_now
-            if replacing is not ANY_CAPTION and at_once and not photo.held:
+            at_once = (self.auto_write and not for_review) or write_now
+            if replacing is not ANY_CAPTION and (at_once or caption is None) and not photo.held:
                 stored = _stored_now(path)
-                if UNREADABLE not in (stored, replacing) and not same_caption(stored, replacing):  # changed since
+                accepted = not at_once and taking_back is not ANY_CAPTION and same_caption(stored, taking_back)
+                if UNREADABLE not in (stored, replacing) and not same_caption(stored, replacing) and not accepted:
                     photo = self._update(path, caption=stored, error="", write_error="", removed_keywords=())
                     self.changed.emit((path,))
                     return photo
@@ -869,7 +877,7 @@ class CaptionSession:
             # worker holds one photo's lock at a time, so taking them all in turn cannot deadlock.)
             for path in sorted(self._order):
                 held.enter_context(self._write_lock(path))
-            holding = {os.path.abspath(p.path): (p.caption, p.removed_keywords) for p in self.held()}
+            holding = {os.path.abspath(p.path): (p.caption, p.removed_keywords, p.held_over) for p in self.held()}
             report = import_csv(csv_file, root if root is not None else self.folder, style=self.sidecar_style,
                                 held=lambda photo: holding.get(os.path.abspath(photo)))
             refreshed = []

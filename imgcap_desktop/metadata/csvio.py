@@ -467,7 +467,8 @@ class ImportReport:
 
 
 def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: SidecarStyle = "ext",
-               held: Callable[[Path], tuple[StoredCaption, Sequence[str]] | None] | None = None) -> ImportReport:
+               held: Callable[[Path], tuple[StoredCaption, Sequence[str], StoredCaption | None] | None] | None = None,
+               ) -> ImportReport:
     """Apply the captions and keywords of a CSV to the photos' sidecars, as a person's edits.
 
     Only captions that differ from the stored one are written, and where the row has its ``check``
@@ -491,8 +492,10 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
         csv_file: the CSV (as :func:`write_csv` wrote it, possibly edited in a spreadsheet).
         root: the folder the relative paths start from; by default the CSV's own folder.
         style: naming style for sidecars that do not exist yet.
-        held: the caption the app holds for a photo, not written yet, and the keywords a person
-            removed from it (None: none): a row is compared with it instead of the sidecar's, so a
+        held: the caption the app holds for a photo, not written yet, the keywords a person
+            removed from it, and the caption it was held over (None: none held; a person's caption
+            written over that one since is kept, as Accept keeps it): a row is compared with it instead
+            of the sidecar's, so a
             CSV exported while captions were held imports as unchanged, an edit of the keywords
             alone keeps the held caption's source, and the removals are recorded as rejected.
 
@@ -544,7 +547,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             continue
         try:
             holding = held(photo) if held is not None else None
-            current, removed = holding if holding is not None else (read_caption(photo), ())
+            current, removed, held_over = holding if holding is not None else (read_caption(photo), (), None)
             if row.check and exported is None:
                 report._error(photo, f"line {line}: {row.relative_path}: its check cell was changed, so "
                               f"its edits cannot be told; left as it is (export again to edit it)")
@@ -569,7 +572,7 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
                 # The row holds the caption's only copy (not written, reviewed in a spreadsheet).
                 write_caption(photo, _unstored(row, text, wanted, edits), style=style,
                               added_by_person=list(wanted) if edits is None or edits[1] else [],
-                              keep_persons=holding is None, keep_any=True)  # none written since, as read
+                              keep_persons=True, keep_any=True, replacing=held_over)  # none written since
                 report.applied.append(photo)
                 continue
             text_changed = _cell_text(current.text) != text
@@ -610,11 +613,13 @@ def import_csv(csv_file: str | Path, root: str | Path | None = None, *, style: S
             added = [k for k in wanted if k not in current_keywords] if keywords_changed else []
             # Decided on the caption read above: one another program writes meanwhile is kept.
             write_caption(photo, caption, style=style, keywords_by_person=by_person, added_by_person=added,
-                          rejected_keywords=rejected, keep_persons=holding is None, keep_any=True, replacing=current)
+                          rejected_keywords=rejected, keep_persons=True, keep_any=True,
+                          replacing=current if holding is None else held_over)
             report.applied.append(photo)
         except PersonsCaptionKept:
-            report._error(photo, f"line {line}: {row.relative_path}: another program wrote its caption while the "
-                          f"CSV was imported; left as it is (export again to edit it)")
+            when = "while the CSV was imported" if holding is None else "since the caption shown was held"
+            report._error(photo, f"line {line}: {row.relative_path}: another program wrote its caption {when}; "
+                          f"left as it is (export again to edit it)")
         except SidecarError as exc:  # "photo.jpg: ..." names the photo again; "photo.jpg.xmp: ..." its sidecar
             said = str(exc).removeprefix(f"{photo.name}: ")
             report._error(photo, f"line {line}: {row.relative_path}: {said}")

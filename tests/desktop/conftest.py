@@ -18,7 +18,7 @@ from model.results import Alternative, CaptionFailure, CaptionResult
 
 _GUI_TESTS = ("test_app", "test_edits_and_failures", "test_folder_watch", "test_qt_binding", "test_caption_service",
               "test_caption_view", "test_keyword_chips", "test_main_window", "test_photo_model",
-              "test_settings", "test_thumbnails")
+              "test_review_mode", "test_settings", "test_thumbnails")
 
 WORDS = ("a", "dog", "cat", "runs", "on", "the", "grass", "beach", "red", "ball")
 
