@@ -1,7 +1,9 @@
 """Precompute encoder feature grids once per (encoder, photo) into a cache folder.
 
 Each photo's grid is stored as float16 ``.npy`` ``(locations, channels)`` under
-``CACHE/<encoder>/<photo stem>.npy``. Files are written to a temporary name and renamed, so an
+``CACHE/<encoder>/<photo name>.<digest of its bytes>.npy``: another photo under the same name
+(another data folder, ``x.png`` beside ``x.jpg``, a photo edited since) is another file, never a
+stale grid. Files are written to a temporary name and renamed, so an
 interrupted run leaves only complete files behind, and a rerun skips what is already there.
 
     python -m training.features --data ../shared/data/flickr8k --encoder efficientnet_lite2
@@ -13,6 +15,8 @@ that exports ``KERAS_BACKEND=jax`` for the JAX trainers can run it too.
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import logging
 import os
 import sys
@@ -32,7 +36,23 @@ def default_cache_dir() -> Path:
 
 
 def feature_path(cache_dir: Path, encoder: str, image: str | Path) -> Path:
-    return Path(cache_dir) / encoder / (Path(image).stem + ".npy")
+    """Where the grid of ``image`` by ``encoder`` is cached (see the module's docstring)."""
+    image = Path(image)
+    try:
+        status = os.stat(image)
+    except OSError:  # not there: no grid to find (extracting it reports why)
+        return Path(cache_dir) / encoder / f"{image.name}.npy"
+    return Path(cache_dir) / encoder / f"{image.name}.{_digest(str(image), status.st_size, status.st_mtime_ns)}.npy"
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(path: str, _size: int, _mtime_ns: int) -> str:
+    """The first 16 hex digits of the file's SHA-256, read once per path, size and time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def load_features(cache_dir: Path, encoder: str, images: list[str | Path]) -> np.ndarray:
@@ -132,15 +152,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="split list files under --data to restrict to (default: every image)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    images_dir = args.data / "images"
-    if not images_dir.is_dir():  # a mistyped --data: said in a line, as training.evaluate does
-        print(f"python -m training.features: error: {images_dir} is not a folder (--data is a Flickr8k-layout "
-              f"folder, with images/)", file=sys.stderr)
+    from training.data import find_images_dir
+
+    try:  # images/ or the official archive's Flicker8k_Dataset/, as training.train finds them
+        images_dir = find_images_dir(args.data)
+    except FileNotFoundError as exc:  # a mistyped --data: said in a line, as training.evaluate does
+        print(f"python -m training.features: error: {exc} (--data is a Flickr8k-layout folder, with images/)",
+              file=sys.stderr)
         return 2
     if args.splits:
         names = []
         for split_file in args.splits:
-            names += [n.strip() for n in (args.data / split_file).read_text().split() if n.strip()]
+            try:
+                text = (args.data / split_file).read_text(encoding="utf-8-sig")
+            except OSError as exc:
+                print(f"python -m training.features: error: split file {args.data / split_file}: "
+                      f"{exc.strerror or exc}", file=sys.stderr)
+                return 2
+            names += [n.strip() for n in text.split() if n.strip()]
         paths = [images_dir / n for n in dict.fromkeys(names) if (images_dir / n).is_file()]
     else:
         paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
