@@ -148,8 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
-    items = (load_dataset(args.data, args.split)[0] if args.data is not None
-             else load_items(args.images, args.tokens)[0])[: args.limit]
+    try:  # a mistyped --data or --tokens: said in a line, as training.evaluate does
+        items = (load_dataset(args.data, args.split)[0] if args.data is not None
+                 else load_items(args.images, args.tokens)[0])[: args.limit]
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from model.bundle import BundleError
 
     try:

@@ -575,6 +575,10 @@ def export(config: TrainConfig, destination: Path, *, name: str, description: st
         from training.sweep_decoding import patched
 
         decoding = patched(decoding, decoding_changes)
+    from model.captioner import decoding_search
+
+    # Refused before the bundle (maybe a good one) is replaced, as the app would refuse to load it.
+    decoding_search(lambda *_: None, vocab, decoding)  # raises BundleError: a setting out of range
     history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
     training = {
         "data": data,

@@ -56,3 +56,14 @@ def test_caption_encoded_is_what_caption_does_after_encoding(tmp_path):
     grids, logits = captioner.model.encode(pixels)
     parts = captioner.caption_encoded([r.source for r in whole], grids, logits, beam_size=2)
     assert [(r.words, r.keywords) for r in parts] == [(r.words, r.keywords) for r in whole]
+
+
+def test_a_mistyped_data_folder_or_tokens_file_is_one_line(tmp_path, capsys):
+    """A FileNotFoundError traceback, where training.evaluate says it in a line."""
+    variants = tmp_path / "sweep.json"
+    variants.write_text(json.dumps({"as shipped": {}}))
+    for where in (["--data", str(tmp_path / "nowhere")],
+                  ["--images", str(tmp_path / "nowhere"), "--tokens", str(tmp_path / "no-such.txt")]):
+        assert main(["--variants", str(variants), *where]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err

@@ -114,6 +114,13 @@ def test_export_gives_a_bundle_that_captions_and_evaluates(tiny_flickr, tmp_path
     config = _config(tiny_flickr, tmp_path, epochs=1)
     train(config)
     bundle = export(config, tmp_path / "bundle", name="tiny-trained", description="test")
+    before = (bundle / "config.json").read_bytes()
+    from model.bundle import BundleError
+
+    with pytest.raises(BundleError, match="max_length 250 is not between 1 and 200"):  # one the app refuses to load:
+        export(config, tmp_path / "bundle", name="tiny-trained", description="test",  # it replaced a good one
+               decoding_changes={"max_length": 250})
+    assert (bundle / "config.json").read_bytes() == before
     written = json.loads((bundle / "config.json").read_text())
     assert written["encoder"]["name"] == "tiny_test" and written["weights"]["dtype"] == "float16"
     assert written["training"]["history"][0]["epoch"] == 1
