@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 from PySide6.QtCore import QObject, Signal
-from shiboken6 import isValid
 
 from imgcap_desktop.session import CaptionSession
 from imgcap_desktop.workers import run_in_background
@@ -39,20 +38,16 @@ class StoredCaptionReader(QObject):
         generation = self._generation
         run_in_background(self._session.read_stored, stop=self._stop,
                           on_errored=lambda exc: self._on_task_errored(generation, exc),
-                          on_finished=lambda: self._on_task_finished(generation))
+                          on_finished=lambda: self._on_task_finished(generation), owner=self)
 
     def stop(self) -> None:
         self._stop.set()
         self._generation += 1
 
-    def _current(self, generation: int) -> bool:
-        # Not deleted either: the window closed (and went) while the folder was read.
-        return isValid(self) and generation == self._generation
-
     def _on_task_errored(self, generation: int, exc: BaseException) -> None:
-        if self._current(generation):
+        if generation == self._generation:
             self.failed.emit(exc)
 
     def _on_task_finished(self, generation: int) -> None:
-        if self._current(generation):
+        if generation == self._generation:
             self.finished.emit()

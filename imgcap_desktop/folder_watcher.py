@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QTimer, Signal
-from shiboken6 import isValid
 
 from imgcap_desktop.metadata.folder import FolderChanges, FolderSnapshot, folder_changes, snapshot_folder
 from imgcap_desktop.workers import run_in_background
@@ -148,10 +147,10 @@ class FolderWatcher(QObject):
         run_in_background(_look_at, self._folder, self._recursive, self._snapshot, self._first,
                           on_returned=lambda result: self._on_task_returned(generation, *result),
                           on_errored=lambda exc: self._on_task_errored(generation, exc),
-                          on_finished=lambda: self._on_task_finished(generation))
+                          on_finished=lambda: self._on_task_finished(generation), owner=self)
 
     def _on_task_returned(self, generation: int, snapshot: FolderSnapshot, changes: FolderChanges) -> None:
-        if not isValid(self) or generation != self._generation or self._snapshot is None:  # gone with its window
+        if generation != self._generation or self._snapshot is None:
             return
         if self._snapshot.photos and not snapshot.photos:
             # Every photo gone at once: far more likely a drive unmounted (its mount point left
@@ -164,7 +163,7 @@ class FolderWatcher(QObject):
             self.changed.emit(changes)
 
     def _on_task_errored(self, generation: int, exc: BaseException) -> None:
-        if isValid(self) and generation == self._generation:
+        if generation == self._generation:
             log.info("looking at %s failed: %s", self._folder, exc)
             self._say_unavailable(str(exc))
 
@@ -174,7 +173,7 @@ class FolderWatcher(QObject):
             self.unavailable.emit(reason)
 
     def _on_task_finished(self, generation: int) -> None:
-        if not isValid(self) or generation != self._generation:  # a look at a folder no longer watched
+        if generation != self._generation:  # a look at a folder no longer watched (a slow share)
             return
         self._looking = False
         # Looks cost what the folder's size costs: a big folder (or a slow share) is looked at

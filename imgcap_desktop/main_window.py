@@ -16,7 +16,6 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, QModelIndex, QSignalBlocker, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QIcon, QStatusTipEvent, QUndoStack
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMessageBox, QSplitter, QStatusBar
-from shiboken6 import isValid
 
 from imgcap_desktop import dialogs
 from imgcap_desktop.actions import SetCaptionCommand, SetKeywordsCommand, build_actions, build_menus, build_toolbar
@@ -226,12 +225,12 @@ class MainWindow(QMainWindow):
                 session.read_stored(added)
                 session.refresh_stored(changes.restored, replaced=changes.replaced)
 
-            run_in_background(read, on_finished=partial(self._on_stored_read_again, changes.restored))
+            run_in_background(read, on_finished=partial(self._on_stored_read_again, changes.restored), owner=self)
 
     def _on_stored_read_again(self, paths: tuple[Path, ...]) -> None:
         """Sidecars another program changed were read: the photo shown shows other programs'
         keywords as they are now too (its caption, if it changed, is shown already)."""
-        current = self.current_item() if isValid(self) else None
+        current = self.current_item()
         if current is not None and current.path in paths:
             self._show_current()
 
@@ -476,16 +475,14 @@ class MainWindow(QMainWindow):
         paths = [p.path for p in self.selected_photos()] if selection_only else None
         run_in_background(self.session.export_csv, csv_file, paths, excel_bom=excel_bom,
                           on_returned=partial(self._on_export_task_returned, str(csv_file)),
-                          on_errored=self._on_export_task_errored)
+                          on_errored=self._on_export_task_errored, owner=self)  # said by a window still open
         return True
 
     def _on_export_task_returned(self, csv_file: str, rows: int) -> None:
-        if isValid(self):  # not closed (and gone) while the file was written
-            self.exported.emit(csv_file, rows)
+        self.exported.emit(csv_file, rows)
 
     def _on_export_task_errored(self, exc: BaseException) -> None:
-        if isValid(self):
-            self.export_failed.emit(exc)
+        self.export_failed.emit(exc)
 
     def _on_export_action_triggered(self) -> None:
         if self.folder is None:

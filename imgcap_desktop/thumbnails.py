@@ -10,7 +10,6 @@ from pathlib import Path
 from PIL import Image
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from PySide6.QtGui import QImage
-from shiboken6 import isValid
 
 from imgcap_desktop.workers import run_in_background
 from model.images import ImageLoadError, open_oriented
@@ -76,7 +75,7 @@ class ThumbnailCache(QObject):
             self._pending.add(key)
             run_in_background(decode_scaled, path, size, pool=self._pool,
                               on_returned=lambda image: self._on_task_decoded(path, size, image),
-                              on_errored=lambda exc: self._on_task_failed(path, size, _reason(exc)))
+                              on_errored=lambda exc: self._on_task_failed(path, size, _reason(exc)), owner=self)
         return None
 
     def failure(self, path: str, size: int) -> str | None:
@@ -100,8 +99,6 @@ class ThumbnailCache(QObject):
         return self._large if size > self._large_above else self._images
 
     def _on_task_decoded(self, path: str, size: int, image: QImage) -> None:
-        if not isValid(self):  # the cache went while the photo was decoded
-            return
         key = (path, size)
         self._pending.discard(key)
         kept = self._kept(size)
@@ -111,8 +108,6 @@ class ThumbnailCache(QObject):
         self.image_ready.emit(path, size)
 
     def _on_task_failed(self, path: str, size: int, reason: str) -> None:
-        if not isValid(self):
-            return
         key = (path, size)
         self._pending.discard(key)
         self._failed[key] = reason

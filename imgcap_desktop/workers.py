@@ -34,6 +34,7 @@ class _Handlers(NamedTuple):
     returned: Callable | None
     errored: Callable | None
     finished: Callable | None
+    owner: QObject | None  # deleted (its window closed): the handlers are not called
 
 
 class _Relay(QObject):
@@ -62,7 +63,7 @@ class _Relay(QObject):
         # A task's handlers go with its last report, before they run: one that raises leaks nothing.
         handlers = self._handlers.pop(task, None) if what == FINISHED else self._handlers.get(task)
         handler = handlers[what] if handlers is not None else None
-        if handler is None:
+        if handler is None or handlers.owner is not None and not isValid(handlers.owner):
             return
         if what == FINISHED:
             handler()
@@ -110,12 +111,13 @@ _task_ids = itertools.count(1)
 
 def run_in_background(fn: Callable, *args, pool: QThreadPool | None = None,
                       on_returned: Callable | None = None, on_errored: Callable | None = None,
-                      on_finished: Callable | None = None, **kwargs) -> None:
+                      on_finished: Callable | None = None, owner: QObject | None = None, **kwargs) -> None:
     """Run ``fn(*args, **kwargs)`` on a pool thread; the handlers run on the calling thread (which
-    needs an event loop), and are let go of once the task has finished."""
+    needs an event loop), and are let go of once the task has finished. With ``owner`` (the object
+    the handlers work on), none runs once Qt has deleted it: a window closed while its task ran."""
     relay = _relay()
     task = next(_task_ids)
-    relay.add(task, _Handlers(on_returned, on_errored, on_finished))
+    relay.add(task, _Handlers(on_returned, on_errored, on_finished, owner))
     (pool or QThreadPool.globalInstance()).start(_Task(fn, args, kwargs, relay, task))
 
 
