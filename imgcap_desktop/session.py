@@ -426,9 +426,7 @@ class CaptionSession:
         write = self.auto_write if write is None else write
         with self._lock:
             asked = list(self._order) if paths is None else [Path(p) for p in paths]
-            unread = [p for p in asked if p in self._unread]
-        if unread:  # a folder just opened, photos just added: what they store decides, not "no caption"
-            self.read_stored(unread, check_photos=False)
+        self._read_unread(asked)  # what they store decides, not "no caption"
         with self._lock:
             photos = [self._photos.get(p) or Photo(p) for p in asked]
             generation = self._generation
@@ -602,6 +600,14 @@ class CaptionSession:
         if photo is None:
             return None
         return self.set_caption(photo.path, caption_for(photo, text, source))
+
+    def _read_unread(self, photos: Sequence[Path]) -> None:
+        """Read what these photos store where :meth:`read_stored` has not yet (a folder just opened,
+        photos just added): a plan or an export decides on it, not on "no caption"."""
+        with self._lock:
+            unread = [p for p in photos if p in self._unread]
+        if unread:
+            self.read_stored(unread, check_photos=False)
 
     def set_caption(self, path: str | Path, caption: StoredCaption | None, *,
                     removed_keywords: Sequence[str] | None = None, keywords_only: bool = False,
@@ -847,10 +853,10 @@ class CaptionSession:
         Reads each photo's header (its size): call it on a worker thread for a large folder.
         """
         root = Path(root) if root is not None else (self.folder or Path.cwd())
+        # Not read yet (a folder just opened on a slow share): read now, or its row would say "no
+        # caption", with a check cell that says so too.
+        self._read_unread(list(self._order) if paths is None else [Path(p) for p in paths])
         photos = self.photos() if paths is None else [self.photo(p) or Photo(Path(p)) for p in paths]
-        # A photo with nothing known of it yet (its stored caption not read: a folder just opened on a
-        # slow share) is read now, or its row would say "no caption", with a check cell that says so too.
-        photos = [_with_stored(p) if p == Photo(p.path) else p for p in photos]
         return [make_row(p.path, root, p.caption, sidecar=find_sidecar_or_none(p.path),
                          error=p.error or p.write_error or (HELD_NOTE if p.held else "")) for p in photos]
 
@@ -959,15 +965,8 @@ def changed_keywords(keywords: tuple[str, ...], *, add: list[str], remove: list[
     """``keywords`` with ``remove`` taken out and ``add`` put in; those of ``order`` in its order (a
     keyword put back goes back where it was), any other after them, as they were."""
     kept = [k for k in keywords if k not in remove]
-    result = kept + [k for k in add if k not in kept]
     rank = {k: i for i, k in enumerate(order)}
-    return tuple(sorted(result, key=lambda k: (0, rank[k], 0) if k in rank else (1, 0, result.index(k))))
-
-
-def _with_stored(photo: Photo) -> Photo:
-    """``photo`` with what it stores (its caption, or why that cannot be read), read now."""
-    caption, error = _read_stored(photo.path, check_photos=False)
-    return replace(photo, caption=caption, error=error)
+    return tuple(sorted(kept + [k for k in add if k not in kept], key=lambda k: rank.get(k, len(rank))))  # stable
 
 
 def _stored_now(path: Path) -> StoredCaption | None | object:
