@@ -548,21 +548,20 @@ def _edit_subject(data: bytes, rdf: Node, wanted: list[str], edits: list, block:
         desc = prop.description
         dropped.setdefault(id(desc), (desc, []))[1].extend(a for a in desc.attrs if (a[0], a[1]) == (DC, "subject"))
         prop = None
-    name, bag_name, li_name = names.q(names.dc, "subject"), names.q(names.rdf, "Bag"), names.q(names.rdf, "li")
+    bag_name, li_name = names.q(names.rdf, "Bag"), names.q(names.rdf, "li")
+    entries = "".join(f"<{li_name}>{escape(w)}</{li_name}>" for w in wanted)
+    new_bag = f"<{bag_name}{names.xmlns(names.rdf, RDF)}>{entries}</{bag_name}>"
     if prop is None:
         if wanted:
-            lis = "".join(f"<{li_name}>{escape(w)}</{li_name}>" for w in wanted)
-            block.append(f"<{name}{names.xmlns(names.dc, DC)}><{bag_name}{names.xmlns(names.rdf, RDF)}>{lis}"
-                         f"</{bag_name}></{name}>")
+            name = names.q(names.dc, "subject")
+            block.append(f"<{name}{names.xmlns(names.dc, DC)}>{new_bag}</{name}>")
         return
     element = prop.element
     if element is not None and not element.children and not element.text.strip():
         # <dc:subject/> (a tool's cleared field): no keywords; a list goes inside it.
         if wanted:
-            lis = "".join(f"<{li_name}>{escape(w)}</{li_name}>" for w in wanted)
-            bag = f"<{bag_name}{names.xmlns(names.rdf, RDF)}>{lis}</{bag_name}>"
             tag = data[element.start:element.content].rstrip(b">").rstrip(b"/").rstrip()
-            edits.append((element.start, element.end, tag + b">" + bag.encode() + f"</{element.qname}>".encode()))
+            edits.append((element.start, element.end, tag + b">" + new_bag.encode() + f"</{element.qname}>".encode()))
         return
     bag = _container(element) if element is not None else None
     if element is None or bag is None or bag.local == "Alt" or any(li.children for li in items(element)):
